@@ -1,0 +1,50 @@
+//! Ring-buffer record header and the registry of record kinds.
+
+/// Version of the record layouts. Bumped whenever any record in this crate changes.
+pub const ABI_VERSION: u16 = 1;
+
+/// First bytes of every record in the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    /// One of the constants in [`kind`].
+    pub kind: u16,
+    /// [`ABI_VERSION`] of the program that wrote the record.
+    pub abi: u16,
+    /// Total record length in bytes, header included.
+    pub len: u32,
+    /// `bpf_ktime_get_boot_ns()` when the record was written.
+    pub ktime_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
+
+impl EventHeader {
+    pub const fn new(kind: u16, len: usize, ktime_ns: u64) -> Self {
+        Self { kind, abi: ABI_VERSION, len: len as u32, ktime_ns }
+    }
+}
+
+/// Record kinds. Never reuse a number.
+pub mod kind {
+    /// [`crate::reboot::RebootSyscallEvent`]: reboot(2) entered.
+    pub const REBOOT_SYSCALL: u16 = 1;
+    /// [`crate::reboot::KexecEvent`]: kexec_load(2) / kexec_file_load(2) entered.
+    pub const KEXEC: u16 = 2;
+    /// [`crate::reboot::ExecEvent`]: a watched binary was executed.
+    pub const EXEC: u16 = 3;
+    /// Highest kind number in use; stats slots are sized from it.
+    pub const MAX: u16 = 3;
+}
+
+/// The record size for a kind, or `None` for an unknown kind. Every kind is listed
+/// explicitly so that adding a kind without a size fails review here, in one place.
+pub const fn record_size(kind: u16) -> Option<usize> {
+    match kind {
+        kind::REBOOT_SYSCALL => Some(core::mem::size_of::<crate::reboot::RebootSyscallEvent>()),
+        kind::KEXEC => Some(core::mem::size_of::<crate::reboot::KexecEvent>()),
+        kind::EXEC => Some(core::mem::size_of::<crate::reboot::ExecEvent>()),
+        _ => None,
+    }
+}
+
+crate::user_pod!(EventHeader);

@@ -1,0 +1,44 @@
+//! Kernel struct offsets, resolved from BTF by userspace at start-up and written into
+//! the `KERNEL_OFFSETS` global of the eBPF object (Rust eBPF has no CO-RE).
+
+/// Marks an offset that this kernel does not have (e.g. CONFIG_AUDIT off).
+pub const OFFSET_ABSENT: u32 = u32::MAX;
+
+/// Name of the global in the eBPF object.
+pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.real_parent` (pointer).
+    pub task_real_parent: u32,
+    /// `task_struct.tgid` (pid_t).
+    pub task_tgid: u32,
+    /// `task_struct.loginuid` (kuid_t: u32 at offset 0).
+    pub task_loginuid: u32,
+    /// `task_struct.sessionid` (unsigned int).
+    pub task_sessionid: u32,
+    /// `task_struct.mm` (pointer).
+    pub task_mm: u32,
+    /// `mm_struct.arg_start` (unsigned long).
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end` (unsigned long).
+    pub mm_arg_end: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
+
+impl KernelOffsets {
+    pub const ABSENT: Self = Self {
+        task_real_parent: OFFSET_ABSENT,
+        task_tgid: OFFSET_ABSENT,
+        task_loginuid: OFFSET_ABSENT,
+        task_sessionid: OFFSET_ABSENT,
+        task_mm: OFFSET_ABSENT,
+        mm_arg_start: OFFSET_ABSENT,
+        mm_arg_end: OFFSET_ABSENT,
+        _pad0: 0,
+    };
+}
+
+crate::user_pod!(KernelOffsets);

@@ -1,0 +1,97 @@
+//! Records of the `reboot` detector.
+
+use crate::{event::EventHeader, proc::ProcCtx};
+
+/// reboot(2) entered. Emitted for every call: the detector decides what it means.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RebootSyscallEvent {
+    pub header: EventHeader,
+    pub proc: ProcCtx,
+    pub magic1: u32,
+    pub magic2: u32,
+    /// LINUX_REBOOT_CMD_*.
+    pub cmd: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<RebootSyscallEvent>() == 88);
+
+pub const KEXEC_LOAD: u32 = 1;
+pub const KEXEC_FILE_LOAD: u32 = 2;
+
+/// kexec_load(2) or kexec_file_load(2) entered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KexecEvent {
+    pub header: EventHeader,
+    pub proc: ProcCtx,
+    /// [`KEXEC_LOAD`] or [`KEXEC_FILE_LOAD`].
+    pub syscall: u32,
+    pub _pad0: u32,
+    /// The `flags` argument.
+    pub flags: u64,
+}
+const _: () = assert!(core::mem::size_of::<KexecEvent>() == 88);
+
+pub const FILENAME_LEN: usize = 256;
+/// Bytes of the argument block (argv strings, NUL-separated) kept per exec.
+pub const ARGS_LEN: usize = 512;
+
+/// Bits of [`ExecEvent::flags`].
+pub const EXEC_ARGS_TRUNCATED: u32 = 1;
+pub const EXEC_ARGS_UNREADABLE: u32 = 2;
+
+/// A watched binary was executed (sent at sched_process_exec: only successful execs,
+/// so failed attempts such as PATH probing are never reported). The watch key is the
+/// new task's comm, which the kernel sets to the executable's basename.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// The task after exec (new comm, new credentials).
+    pub proc: ProcCtx,
+    /// Watch class from `EXEC_WATCH` for the basename.
+    pub class: u32,
+    /// Bytes of `args` filled.
+    pub args_len: u32,
+    /// [`EXEC_ARGS_TRUNCATED`] | [`EXEC_ARGS_UNREADABLE`].
+    pub flags: u32,
+    pub _pad0: u32,
+    /// The path that was executed (bprm->filename), NUL-terminated.
+    pub filename: [u8; FILENAME_LEN],
+    /// argv as the new image sees it: NUL-separated strings.
+    pub args: [u8; ARGS_LEN],
+}
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16 + 56 + 16 + 256 + 512);
+
+impl ExecEvent {
+    /// The argument strings (userspace helper; invalid UTF-8 replaced).
+    #[cfg(feature = "user")]
+    pub fn argv(&self) -> std::vec::Vec<std::string::String> {
+        let n = (self.args_len as usize).min(ARGS_LEN);
+        let block = &self.args[..n];
+        // The block ends with the last argument's NUL; trailing NULs carry nothing.
+        let end = block.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let block = &block[..end];
+        if block.is_empty() {
+            return std::vec::Vec::new();
+        }
+        block.split(|&b| b == 0).map(|a| std::string::String::from_utf8_lossy(a).into_owned()).collect()
+    }
+}
+
+/// Watch classes stored as `EXEC_WATCH` values; userspace classifies with argv.
+pub mod class {
+    /// reboot, shutdown, poweroff, halt: the name alone is the intent.
+    pub const POWER: u32 = 1;
+    /// systemctl: intent depends on the verb.
+    pub const SYSTEMCTL: u32 = 2;
+    /// telinit / init: intent depends on the runlevel.
+    pub const TELINIT: u32 = 3;
+    /// kexec tool.
+    pub const KEXEC_TOOL: u32 = 4;
+    /// busctl / dbus-send / gdbus: intent depends on the member called.
+    pub const DBUS: u32 = 5;
+}
+
+crate::user_pod!(RebootSyscallEvent, KexecEvent, ExecEvent);

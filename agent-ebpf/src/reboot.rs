@@ -1,0 +1,149 @@
+//! `reboot` detector, kernel side: reboot(2), kexec_load(2), kexec_file_load(2) and
+//! exec of watched binaries (the reboot family, systemctl, telinit, kexec, D-Bus tools).
+
+use agent_common::{
+    event::kind,
+    maps::{self, ExecWatchKey},
+    reboot::{
+        ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, ExecEvent, KEXEC_FILE_LOAD,
+        KEXEC_LOAD, KexecEvent, RebootSyscallEvent,
+    },
+    stats,
+};
+use aya_ebpf::{
+    EbpfContext,
+    cty::c_void,
+    helpers::{bpf_get_current_comm, bpf_probe_read_kernel_str_bytes, generated as raw},
+    macros::{map, tracepoint},
+    maps::HashMap,
+    programs::TracePointContext,
+};
+
+use crate::common::{EVENTS, arg_block, count, fill_proc, header};
+
+#[map(name = "EXEC_WATCH")]
+static EXEC_WATCH: HashMap<ExecWatchKey, u32> =
+    HashMap::with_max_entries(maps::EXEC_WATCH_CAPACITY, 0);
+
+// syscalls:sys_enter_* layout: 8 bytes common fields, __syscall_nr, then 8-byte args
+// from offset 16 (stable tracepoint ABI; checked against tracefs by `nodeward check`).
+const ARG0: usize = 16;
+const ARG1: usize = 24;
+const ARG2: usize = 32;
+const ARG3: usize = 40;
+const ARG4: usize = 48;
+
+
+#[tracepoint(category = "syscalls", name = "sys_enter_reboot")]
+pub fn reboot_sys_enter(ctx: TracePointContext) -> u32 {
+    let Some(mut entry) = EVENTS.reserve::<RebootSyscallEvent>(0) else {
+        count(kind::REBOOT_SYSCALL, stats::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: ev points into a reserved ring-buffer slot of exactly this type; every
+    // field is written before submit. Tracepoint reads go through bpf_probe_read_kernel.
+    unsafe {
+        (*ev).header = header(kind::REBOOT_SYSCALL, core::mem::size_of::<RebootSyscallEvent>());
+        fill_proc(&mut (*ev).proc, kind::REBOOT_SYSCALL);
+        (*ev).magic1 = ctx.read_at::<u64>(ARG0).unwrap_or(0) as u32;
+        (*ev).magic2 = ctx.read_at::<u64>(ARG1).unwrap_or(0) as u32;
+        (*ev).cmd = ctx.read_at::<u64>(ARG2).unwrap_or(0) as u32;
+        (*ev)._pad0 = 0;
+    }
+    entry.submit(0);
+    count(kind::REBOOT_SYSCALL, stats::SUBMITTED);
+    0
+}
+
+fn kexec(ctx: &TracePointContext, syscall: u32, flags_at: usize) -> u32 {
+    let Some(mut entry) = EVENTS.reserve::<KexecEvent>(0) else {
+        count(kind::KEXEC, stats::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: as in reboot_sys_enter.
+    unsafe {
+        (*ev).header = header(kind::KEXEC, core::mem::size_of::<KexecEvent>());
+        fill_proc(&mut (*ev).proc, kind::KEXEC);
+        (*ev).syscall = syscall;
+        (*ev)._pad0 = 0;
+        (*ev).flags = ctx.read_at::<u64>(flags_at).unwrap_or(0);
+    }
+    entry.submit(0);
+    count(kind::KEXEC, stats::SUBMITTED);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_kexec_load")]
+pub fn reboot_kexec_load(ctx: TracePointContext) -> u32 {
+    // kexec_load(entry, nr_segments, segments, flags)
+    kexec(&ctx, KEXEC_LOAD, ARG3)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_kexec_file_load")]
+pub fn reboot_kexec_file_load(ctx: TracePointContext) -> u32 {
+    // kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)
+    kexec(&ctx, KEXEC_FILE_LOAD, ARG4)
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
+    // The kernel has just set comm to the basename of the executed path: that is the
+    // watch key, so no path parsing is needed here.
+    let Ok(comm) = bpf_get_current_comm() else {
+        return 0;
+    };
+    let key = ExecWatchKey { name: comm };
+    // SAFETY: plain map lookup; the value is copied out immediately.
+    let Some(class) = (unsafe { EXEC_WATCH.get(&key) }).copied() else {
+        return 0;
+    };
+    let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
+        count(kind::EXEC, stats::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: ev points into a reserved ring-buffer slot of exactly this type; every
+    // field is written before submit (the byte arrays by the read helpers, which
+    // zero-fill on failure, or explicitly).
+    unsafe {
+        (*ev).header = header(kind::EXEC, core::mem::size_of::<ExecEvent>());
+        fill_proc(&mut (*ev).proc, kind::EXEC);
+        (*ev).class = class;
+        (*ev)._pad0 = 0;
+        (*ev).flags = 0;
+        // sched_process_exec: `__data_loc char[] filename` at offset 8 (u32: length << 16 | offset).
+        let loc: u32 = ctx.read_at::<u32>(8).unwrap_or(0);
+        let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        if bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename).is_err() {
+            (*ev).filename[0] = 0;
+            count(kind::EXEC, stats::READ_ERROR);
+        }
+        (*ev).args_len = 0;
+        match arg_block() {
+            Some((start, len)) => {
+                let n = if len > ARGS_LEN as u64 { ARGS_LEN as u64 } else { len };
+                if len > ARGS_LEN as u64 {
+                    (*ev).flags |= EXEC_ARGS_TRUNCATED;
+                }
+                let n = n as u32 & (ARGS_LEN as u32 * 2 - 1);
+                let n = if n > ARGS_LEN as u32 { ARGS_LEN as u32 } else { n };
+                let dst = (*ev).args.as_mut_ptr();
+                if raw::bpf_probe_read_user(dst.cast(), n, start as *const c_void) == 0 {
+                    (*ev).args_len = n;
+                } else {
+                    (*ev).flags |= EXEC_ARGS_UNREADABLE;
+                    count(kind::EXEC, stats::READ_ERROR);
+                }
+            }
+            None => {
+                (*ev).flags |= EXEC_ARGS_UNREADABLE;
+                count(kind::EXEC, stats::READ_ERROR);
+            }
+        }
+    }
+    entry.submit(0);
+    count(kind::EXEC, stats::SUBMITTED);
+    0
+}

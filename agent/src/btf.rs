@@ -1,0 +1,69 @@
+//! Facts read from the running kernel's BTF (/sys/kernel/btf/vmlinux): struct member
+//! offsets for the eBPF programs (Rust eBPF has no CO-RE relocations).
+
+use agent_common::offsets::{KernelOffsets, OFFSET_ABSENT};
+use btf_rs::{Btf, Type};
+
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// Byte offset of `member` inside `struct name`, searching anonymous struct/union
+/// members too. `None` if the struct or member is not there (or is a bitfield).
+pub fn member_offset(btf: &Btf, name: &str, member: &str) -> Option<u32> {
+    let types = btf.resolve_types_by_name(name).ok()?;
+    types.iter().find_map(|t| match t {
+        Type::Struct(s) => find_member(btf, s, member, 0),
+        _ => None,
+    })
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str, base_bits: u32) -> Option<u32> {
+    for m in &s.members {
+        let bits = base_bits + m.bit_offset();
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == member {
+            return (m.bitfield_size().unwrap_or(0) == 0 && bits % 8 == 0).then_some(bits / 8);
+        }
+        if name.is_empty() {
+            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m) {
+                if let Some(off) = find_member(btf, &inner, member, bits) {
+                    return Some(off);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Every `struct.member` the programs need, as exported in metrics.
+pub const FIELDS: &[&str] = &[
+    "task_struct.real_parent",
+    "task_struct.tgid",
+    "task_struct.loginuid",
+    "task_struct.sessionid",
+    "task_struct.mm",
+    "mm_struct.arg_start",
+    "mm_struct.arg_end",
+];
+
+/// Offsets the programs need, and the names of those this kernel lacks.
+pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
+    let mut missing = Vec::new();
+    let mut get = |field: &'static str| {
+        let (name, member) = field.split_once('.').expect("struct.member");
+        member_offset(btf, name, member).unwrap_or_else(|| {
+            missing.push(field);
+            OFFSET_ABSENT
+        })
+    };
+    let offsets = KernelOffsets {
+        task_real_parent: get("task_struct.real_parent"),
+        task_tgid: get("task_struct.tgid"),
+        task_loginuid: get("task_struct.loginuid"),
+        task_sessionid: get("task_struct.sessionid"),
+        task_mm: get("task_struct.mm"),
+        mm_arg_start: get("mm_struct.arg_start"),
+        mm_arg_end: get("mm_struct.arg_end"),
+        _pad0: 0,
+    };
+    (offsets, missing)
+}

@@ -1,0 +1,271 @@
+//! Configuration: TOML, every section defaulted, unknown fields and bad values rejected
+//! with the dotted path of the offending field.
+
+use std::{net::SocketAddr, path::{Path, PathBuf}};
+
+use serde::{Deserialize, Serialize};
+
+/// Default location of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/nodeward/nodeward.toml";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub http: HttpConfig,
+    pub detectors: Detectors,
+}
+
+/// What the agent does with a finding. Enforcement arrives with the quarantine engine;
+/// until then `dry_run` and `enforce` only record what would be done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Observe,
+    DryRun,
+    Enforce,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Global mode: observe (default), dry_run or enforce.
+    pub mode: Mode,
+    pub log_format: LogFormat,
+    pub log_level: LogLevel,
+    /// Durable state (audit journal, boot records).
+    pub state_dir: PathBuf,
+    /// Capacity of the queue between the ring-buffer reader and the detectors.
+    /// When full, records are dropped and counted (`queue_full`), never blocking the reader.
+    pub event_queue: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Observe,
+            log_format: LogFormat::Text,
+            log_level: LogLevel::Info,
+            state_dir: PathBuf::from("/var/lib/nodeward"),
+            event_queue: 4096,
+        }
+    }
+}
+
+/// Default HTTP address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9744";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the read-only HTTP server (/metrics, /healthz, /readyz).
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: DEFAULT_LISTEN.parse().expect("valid default address") }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Detectors {
+    pub reboot: RebootConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RebootConfig {
+    pub enabled: bool,
+    /// Also watch busctl / dbus-send / gdbus calls of logind's Reboot/PowerOff/Halt
+    /// methods (a script can ask logind directly; see README "known gaps").
+    pub watch_dbus_tools: bool,
+}
+
+impl Default for RebootConfig {
+    fn default() -> Self {
+        Self { enabled: true, watch_dbus_tools: true }
+    }
+}
+
+/// A configuration error, with the dotted path of the field when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {origin}: field `{field}`: {message}")]
+    Field { origin: String, field: String, message: String },
+    #[error("config {origin}: {message}")]
+    Syntax { origin: String, message: String },
+}
+
+impl ConfigError {
+    /// Exit code for a bad configuration (usage error).
+    pub const EXIT_CODE: i32 = 2;
+}
+
+impl Config {
+    /// Parse and validate a TOML document. `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.inner().message().trim_end().to_string();
+            if field == "." {
+                ConfigError::Syntax { origin: origin.to_string(), message }
+            } else {
+                ConfigError::Field { origin: origin.to_string(), field, message }
+            }
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Load from a file; `None` means the built-in defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                Config::parse(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: &str| ConfigError::Field {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            message: message.to_string(),
+        };
+        if !(16..=1 << 20).contains(&self.agent.event_queue) {
+            return Err(bad("agent.event_queue", "must be between 16 and 1048576"));
+        }
+        if !self.agent.state_dir.is_absolute() {
+            return Err(bad("agent.state_dir", "must be an absolute path"));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config always serialises")
+    }
+
+    /// Ids of the enabled detectors.
+    pub fn enabled_detectors(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.detectors.reboot.enabled {
+            out.push("reboot");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_error(text: &str) -> (String, String) {
+        match Config::parse(text, "test") {
+            Err(ConfigError::Field { field, message, .. }) => (field, message),
+            other => panic!("expected a field error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_document_is_the_default() {
+        assert_eq!(Config::parse("", "test").unwrap(), Config::default());
+        let d = Config::default();
+        assert_eq!(d.agent.mode, Mode::Observe);
+        assert!(d.http.listen.ip().is_loopback());
+        assert!(d.detectors.reboot.enabled);
+    }
+
+    #[test]
+    fn example_config_parses_and_equals_what_it_documents() {
+        let text = include_str!("../../deploy/nodeward.example.toml");
+        let config = Config::parse(text, "deploy/nodeward.example.toml").unwrap();
+        // The example spells out the defaults; it must not drift from them.
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn dump_round_trips() {
+        let mut c = Config::default();
+        c.agent.mode = Mode::DryRun;
+        c.detectors.reboot.watch_dbus_tools = false;
+        assert_eq!(Config::parse(&c.to_toml(), "dump").unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_path() {
+        let (field, message) = field_error("[detectors.reboot]\nenabeld = true\n");
+        assert_eq!(field, "detectors.reboot.enabeld");
+        assert!(message.contains("unknown field"), "{message}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let (field, _) = field_error("[detectors.nope]\nenabled = true\n");
+        assert_eq!(field, "detectors.nope");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_their_path() {
+        assert_eq!(field_error("[agent]\nmode = \"yolo\"\n").0, "agent.mode");
+        assert_eq!(field_error("[http]\nlisten = \"localhost\"\n").0, "http.listen");
+        assert_eq!(field_error("[agent]\nevent_queue = 1\n").0, "agent.event_queue");
+        assert_eq!(field_error("[agent]\nevent_queue = -1\n").0, "agent.event_queue");
+        assert_eq!(field_error("[agent]\nstate_dir = \"rel\"\n").0, "agent.state_dir");
+        assert_eq!(field_error("[detectors.reboot]\nenabled = \"yes\"\n").0, "detectors.reboot.enabled");
+    }
+
+    #[test]
+    fn syntax_error_is_reported() {
+        assert!(matches!(Config::parse("[agent\n", "test"), Err(ConfigError::Syntax { .. })));
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load(Some(Path::new("/nonexistent/nodeward.toml"))).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+    }
+}

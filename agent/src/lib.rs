@@ -1,0 +1,18 @@
+//! nodeward agent library: everything except argument parsing lives here so that it
+//! can be unit-tested.
+
+pub mod btf;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod detectors;
+pub mod events;
+pub mod http;
+pub mod loader;
+pub mod logging;
+pub mod metrics;
+pub mod object;
+pub mod pipeline;
+pub mod probe;
+pub mod programs;
+pub mod run;

@@ -1,0 +1,239 @@
+//! Loads the eBPF object, probes the program types that need a real load, attaches the
+//! programs of enabled detectors and keeps the kernel-side configuration maps in step
+//! with the configuration. One value of [`Kernel`] owns the `Ebpf` object: all map
+//! writes and attach/detach go through it (the run loop is its only owner).
+
+use std::collections::HashMap;
+
+use agent_common::{maps, offsets::KERNEL_OFFSETS_GLOBAL};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, RingBuf},
+    programs::{FEntry, Lsm, TracePoint, trace_point::TracePointLinkId},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::Config,
+    detectors::reboot,
+    object,
+    probe::{self, KernelFacts, ProgramTypeSupport},
+    programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Status},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Stub(#[from] object::StubObject),
+    #[error("loading the eBPF object: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("eBPF map {0} missing from the object")]
+    MissingMap(&'static str),
+    #[error("eBPF map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+}
+
+pub struct Kernel {
+    ebpf: Ebpf,
+    links: HashMap<&'static str, TracePointLinkId>,
+    loaded: HashMap<&'static str, Result<(), String>>,
+    statuses: Vec<ProgramStatus>,
+}
+
+impl Kernel {
+    /// Load the object with this kernel's offsets, run the load-only probes (adding
+    /// their outcome to `facts`) and attach what `config` enables.
+    pub fn load(facts: &mut KernelFacts, config: &Config) -> Result<Kernel, LoadError> {
+        let bytes = object::object()?;
+        let ebpf = EbpfLoader::new()
+            .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
+            .load(bytes)?;
+        let mut kernel = Kernel { ebpf, links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        facts.program_types.extend(kernel.probe_btf_program_types());
+        kernel.apply(config)?;
+        Ok(kernel)
+    }
+
+    /// fentry and BPF LSM: only a real load tells (KERNEL.md: both EPERM here although
+    /// `bpf` is in the LSM list). The probe programs are unloaded right away.
+    fn probe_btf_program_types(&mut self) -> Vec<ProgramTypeSupport> {
+        let btf = match Btf::from_sys_fs() {
+            Ok(b) => b,
+            Err(e) => {
+                let detail = format!("no kernel BTF: {e}");
+                return vec![
+                    ProgramTypeSupport { name: "tracing", supported: false, detail: detail.clone() },
+                    ProgramTypeSupport { name: "lsm", supported: false, detail },
+                ];
+            }
+        };
+        let mut out = Vec::new();
+        let fentry = match self.ebpf.program_mut("probe_fentry").map(TryInto::<&mut FEntry>::try_into) {
+            Some(Ok(p)) => p.load("do_sys_openat2", &btf).map_err(|e| e.to_string()).and_then(|()| p.unload().map_err(|e| e.to_string())),
+            _ => Err("probe program missing from the object".into()),
+        };
+        out.push(support("tracing", fentry));
+        let lsm = match self.ebpf.program_mut("probe_lsm").map(TryInto::<&mut Lsm>::try_into) {
+            Some(Ok(p)) => p.load("bprm_check_security", &btf).map_err(|e| e.to_string()).and_then(|()| p.unload().map_err(|e| e.to_string())),
+            _ => Err("probe program missing from the object".into()),
+        };
+        out.push(support("lsm", lsm));
+        out
+    }
+
+    /// Bring kernel state in line with `config`: kernel config maps, then attach the
+    /// programs of enabled detectors and detach those of disabled ones.
+    pub fn apply(&mut self, config: &Config) -> Result<(), LoadError> {
+        self.sync_exec_watch(config)?;
+        let enabled = config.enabled_detectors();
+        let mut statuses = Vec::with_capacity(PROGRAMS.len());
+        for spec in PROGRAMS {
+            let status = if enabled.contains(&spec.detector) { self.attach(spec) } else { self.detach(spec) };
+            match &status {
+                Status::Failed(r) => warn!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program failed"),
+                Status::Unavailable(r) => info!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program unavailable"),
+                _ => debug!(detector = spec.detector, program = spec.name, status = status.label(), "program"),
+            }
+            statuses.push(ProgramStatus { spec: *spec, status });
+        }
+        self.statuses = statuses;
+        Ok(())
+    }
+
+    fn attach(&mut self, spec: &ProgramSpec) -> Status {
+        if self.links.contains_key(spec.name) {
+            return Status::Attached;
+        }
+        let Hook::TracePoint { category, name } = spec.hook;
+        if !probe::tracepoint_exists(category, name) {
+            let reason = format!("tracepoint {category}/{name} does not exist on this kernel");
+            return if spec.required { Status::Failed(reason) } else { Status::Unavailable(reason) };
+        }
+        let Some(program) = self.ebpf.program_mut(spec.name) else {
+            return Status::Failed("program missing from the eBPF object".into());
+        };
+        let tp: &mut TracePoint = match program.try_into() {
+            Ok(tp) => tp,
+            Err(e) => return Status::Failed(format!("not a tracepoint program: {e}")),
+        };
+        let loaded = self.loaded.entry(spec.name).or_insert_with(|| tp.load().map_err(|e| first_line(&e.to_string())));
+        if let Err(e) = loaded {
+            return Status::Failed(format!("load: {e}"));
+        }
+        match tp.attach(category, name) {
+            Ok(link) => {
+                self.links.insert(spec.name, link);
+                Status::Attached
+            }
+            Err(e) => Status::Failed(format!("attach: {e}")),
+        }
+    }
+
+    fn detach(&mut self, spec: &ProgramSpec) -> Status {
+        if let Some(link) = self.links.remove(spec.name) {
+            if let Some(Ok(tp)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut TracePoint>::try_into) {
+                if let Err(e) = tp.detach(link) {
+                    warn!(program = spec.name, error = %e, "detach failed");
+                }
+            }
+        }
+        Status::Disabled
+    }
+
+    fn sync_exec_watch(&mut self, config: &Config) -> Result<(), LoadError> {
+        let map = self.ebpf.map_mut(maps::EXEC_WATCH).ok_or(LoadError::MissingMap(maps::EXEC_WATCH))?;
+        let mut watch: BpfHashMap<_, maps::ExecWatchKey, u32> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
+        let wanted: Vec<(maps::ExecWatchKey, u32)> = if config.detectors.reboot.enabled {
+            reboot::watched_binaries(&config.detectors.reboot)
+                .into_iter()
+                .filter_map(|(name, class)| maps::ExecWatchKey::new(name.as_bytes()).map(|k| (k, class)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let stale: Vec<maps::ExecWatchKey> =
+            watch.keys().filter_map(Result::ok).filter(|k| !wanted.iter().any(|(w, _)| w == k)).collect();
+        for key in stale {
+            watch.remove(&key).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
+        }
+        for (key, class) in wanted {
+            watch.insert(&key, &class, 0).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
+        }
+        Ok(())
+    }
+
+    pub fn statuses(&self) -> &[ProgramStatus] {
+        &self.statuses
+    }
+
+    /// Kernel ids of the attached programs, by program name (for run statistics).
+    pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
+        self.links
+            .keys()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some((*name, info.id()))
+            })
+            .collect()
+    }
+
+    /// The ring buffer, handed to the reader task once.
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| LoadError::Map { name: maps::EVENTS, source })
+    }
+
+    /// A second, read-only handle on a map, for the metrics collector.
+    pub fn map_handle(&self, name: &'static str) -> Result<MapData, LoadError> {
+        let map = self.ebpf.map(name).ok_or(LoadError::MissingMap(name))?;
+        let id = map_id(map).map_err(|source| LoadError::Map { name, source })?;
+        MapData::from_id(id).map_err(|source| LoadError::Map { name, source })
+    }
+}
+
+fn map_id(map: &aya::maps::Map) -> Result<u32, aya::maps::MapError> {
+    use aya::maps::Map;
+    let data: &MapData = match map {
+        Map::Array(m) | Map::PerCpuArray(m) | Map::HashMap(m) | Map::LruHashMap(m) | Map::RingBuf(m) => m,
+        _ => return Err(aya::maps::MapError::InvalidName { name: "unsupported map type".into() }),
+    };
+    Ok(data.info()?.id())
+}
+
+fn support(name: &'static str, r: Result<(), String>) -> ProgramTypeSupport {
+    match r {
+        Ok(()) => ProgramTypeSupport { name, supported: true, detail: "loads".into() },
+        Err(e) => ProgramTypeSupport { name, supported: false, detail: first_line(&e) },
+    }
+}
+
+/// A one-line reason: the first line of the error, without an empty verifier log.
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    let line = line.trim_end().trim_end_matches("Verifier output:").trim_end().trim_end_matches('.');
+    line.chars().take(200).collect()
+}
+
+impl Kernel {
+    /// Read-only handles for scrape-time metrics. Program run statistics are enabled
+    /// for as long as the returned value lives (kernel.bpf_stats via BPF_ENABLE_STATS).
+    pub fn kernel_stats(
+        &self,
+        program_ids: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
+    ) -> Result<crate::metrics::KernelStats, LoadError> {
+        use aya::maps::{Map, PerCpuArray};
+        let err = |name| move |source| LoadError::Map { name, source };
+        let stats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(maps::STATS)?)).map_err(err(maps::STATS))?;
+        let exec_watch =
+            BpfHashMap::try_from(Map::HashMap(self.map_handle(maps::EXEC_WATCH)?)).map_err(err(maps::EXEC_WATCH))?;
+        let run_stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                warn!(error = %e, "cannot enable eBPF run-time statistics; nodeward_program_run* stay at 0");
+                None
+            }
+        };
+        Ok(crate::metrics::KernelStats { stats, exec_watch, program_ids, run_stats })
+    }
+}

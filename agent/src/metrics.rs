@@ -1,0 +1,254 @@
+//! Prometheus metrics. Every family is registered and every bounded label set is
+//! pre-set to 0 at start-up, so the first scrape already shows the full picture.
+//! Kernel-side counters (per-CPU `STATS`, map sizes, program run statistics) are
+//! read at scrape time by [`KernelStats::refresh`].
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
+};
+
+use agent_common::{event::kind, maps, stats};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::{
+    detectors::{self, Finding},
+    probe::KernelFacts,
+    programs::{self, PROGRAMS, ProgramStatus, Status},
+};
+
+/// Names of record kinds, indexed by kind number (metric label `kind`).
+pub fn kind_name(k: u16) -> &'static str {
+    match k {
+        kind::REBOOT_SYSCALL => "reboot_syscall",
+        kind::KEXEC => "kexec",
+        kind::EXEC => "exec",
+        _ => "unknown",
+    }
+}
+
+/// Reasons a record can be lost (metric label `reason`).
+pub const LOSS_REASONS: &[&str] = &["ringbuf_full", "map_full", "queue_full"];
+/// Reasons a record can fail to decode.
+pub const DECODE_REASONS: &[&str] = &["short", "unknown_kind", "abi", "length"];
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry.register(Box::new(v.clone())).expect("unique metric");
+    v
+}
+
+/// Counters that only userspace sees.
+#[derive(Default)]
+pub struct UserCounters {
+    pub queue_full: AtomicU64,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub user: Arc<UserCounters>,
+    detector_up: IntGaugeVec,
+    program_attached: IntGaugeVec,
+    program_type_supported: IntGaugeVec,
+    kernel_offset_resolved: IntGaugeVec,
+    events: IntCounterVec,
+    events_lost: IntCounterVec,
+    kernel_records: IntCounterVec,
+    decode_errors: IntCounterVec,
+    map_entries: IntGaugeVec,
+    map_capacity: IntGaugeVec,
+    program_runs: IntCounterVec,
+    program_run_ns: IntCounterVec,
+    ringbuf_capacity: IntGauge,
+    config_reloads: IntCounterVec,
+    findings: IntCounterVec,
+    reboot_intents: IntCounterVec,
+    kernel: Mutex<Option<KernelStats>>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let build_info = gauge_vec(&r, "nodeward_build_info", "Build of the running agent (always 1).", &["version", "abi"]);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), &agent_common::event::ABI_VERSION.to_string()])
+            .set(1);
+        let m = Metrics {
+            detector_up: gauge_vec(&r, "nodeward_detector_up", "1 when the detector runs with all its required programs attached, else 0 (reason in the log and `nodeward check`).", &["detector"]),
+            program_attached: gauge_vec(&r, "nodeward_program_attached", "1 when the eBPF program is attached, else 0.", &["detector", "program"]),
+            program_type_supported: gauge_vec(&r, "nodeward_kernel_program_type_supported", "1 when this kernel loads eBPF programs of this type (probed by loading).", &["type"]),
+            kernel_offset_resolved: gauge_vec(&r, "nodeward_kernel_btf_offset_resolved", "1 when the kernel struct offset was found in BTF; 0 means the matching event field stays unset.", &["field"]),
+            events: counter_vec(&r, "nodeward_events_total", "Records received from the kernel and decoded.", &["kind"]),
+            events_lost: counter_vec(&r, "nodeward_events_lost_total", "Records lost before a detector saw them, by reason (ringbuf_full and map_full counted in the kernel, queue_full in userspace).", &["reason"]),
+            kernel_records: counter_vec(&r, "nodeward_kernel_records_total", "Kernel-side accounting per record kind: submitted, ringbuf_full, read_error, map_full.", &["kind", "result"]),
+            decode_errors: counter_vec(&r, "nodeward_event_decode_errors_total", "Records that could not be decoded.", &["reason"]),
+            map_entries: gauge_vec(&r, "nodeward_map_entries", "Entries in a kernel hash map.", &["map"]),
+            map_capacity: gauge_vec(&r, "nodeward_map_capacity", "Capacity (max entries) of a kernel hash map.", &["map"]),
+            program_runs: counter_vec(&r, "nodeward_program_runs_total", "Times the eBPF program ran (kernel bpf_stats).", &["program"]),
+            program_run_ns: counter_vec(&r, "nodeward_program_run_time_nanoseconds_total", "Time spent in the eBPF program (kernel bpf_stats).", &["program"]),
+            ringbuf_capacity: {
+                let g = IntGauge::new("nodeward_ringbuf_capacity_bytes", "Size of the kernel event ring buffer.").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            config_reloads: counter_vec(&r, "nodeward_config_reloads_total", "Configuration reloads (SIGHUP), by result.", &["result"]),
+            findings: counter_vec(&r, "nodeward_findings_total", "Findings reported, by detector.", &["detector"]),
+            reboot_intents: counter_vec(&r, "nodeward_reboot_intents_total", "Intents to reboot, halt, power off or kexec this machine, by path.", &["path"]),
+            registry: r,
+            user: Arc::new(UserCounters::default()),
+            kernel: Mutex::new(None),
+        };
+        m.preset();
+        m
+    }
+
+    /// Pre-set every bounded label combination to 0.
+    fn preset(&self) {
+        for d in detectors::ALL {
+            self.detector_up.with_label_values(&[d]).set(0);
+            self.findings.with_label_values(&[d]);
+        }
+        for p in PROGRAMS {
+            self.program_attached.with_label_values(&[p.detector, p.name]).set(0);
+        }
+        for k in 1..=kind::MAX {
+            self.events.with_label_values(&[kind_name(k)]);
+            for c in stats::COUNTER_NAMES {
+                self.kernel_records.with_label_values(&[kind_name(k), c]);
+            }
+        }
+        for r in LOSS_REASONS {
+            self.events_lost.with_label_values(&[r]);
+        }
+        for r in DECODE_REASONS {
+            self.decode_errors.with_label_values(&[r]);
+        }
+        for r in ["success", "failure"] {
+            self.config_reloads.with_label_values(&[r]);
+        }
+        for p in detectors::reboot::PATHS {
+            self.reboot_intents.with_label_values(&[p]);
+        }
+        self.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(0);
+        self.map_capacity.with_label_values(&[maps::EXEC_WATCH]).set(maps::EXEC_WATCH_CAPACITY.into());
+        self.ringbuf_capacity.set(maps::EVENTS_BYTES.into());
+    }
+
+    pub fn set_kernel_facts(&self, facts: &KernelFacts) {
+        for t in &facts.program_types {
+            self.program_type_supported.with_label_values(&[t.name]).set(t.supported.into());
+        }
+        for &f in crate::btf::FIELDS {
+            let ok = facts.btf_error.is_none() && !facts.offsets_missing.contains(&f);
+            self.kernel_offset_resolved.with_label_values(&[f]).set(ok.into());
+        }
+    }
+
+    pub fn set_program_statuses(&self, statuses: &[ProgramStatus]) {
+        for s in statuses {
+            self.program_attached
+                .with_label_values(&[s.spec.detector, s.spec.name])
+                .set((s.status == Status::Attached).into());
+        }
+        for d in detectors::ALL {
+            self.detector_up.with_label_values(&[d]).set(programs::detector_state(d, statuses).is_ok().into());
+        }
+    }
+
+    pub fn set_kernel_stats(&self, stats: Option<KernelStats>) {
+        *self.kernel.lock().expect("metrics lock") = stats;
+    }
+
+    pub fn record_event(&self, k: u16) {
+        self.events.with_label_values(&[kind_name(k)]).inc();
+    }
+
+    pub fn record_decode_error(&self, reason: &str) {
+        self.decode_errors.with_label_values(&[reason]).inc();
+    }
+
+    pub fn record_reload(&self, ok: bool) {
+        self.config_reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+    }
+
+    pub fn record_finding(&self, f: &Finding) {
+        self.findings.with_label_values(&[f.detector()]).inc();
+        match f {
+            Finding::RebootIntent(i) => self.reboot_intents.with_label_values(&[i.path]).inc(),
+        }
+    }
+
+    /// Bring kernel-sourced values up to date, then render the text exposition.
+    pub fn render(&self) -> String {
+        let queue_full = self.user.queue_full.load(Ordering::Relaxed);
+        advance(&self.events_lost.with_label_values(&["queue_full"]), queue_full);
+        if let Some(k) = self.kernel.lock().expect("metrics lock").as_mut() {
+            k.refresh(self);
+        }
+        TextEncoder::new().encode_to_string(&self.registry.gather()).expect("text encoding")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Move a counter forward to a monotonic total read from elsewhere.
+fn advance(c: &prometheus::IntCounter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+/// Read-only handles on kernel maps and programs, for scrape-time metrics.
+pub struct KernelStats {
+    pub stats: PerCpuArray<MapData, u64>,
+    pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
+    pub program_ids: Arc<Mutex<Vec<(&'static str, u32)>>>,
+    pub run_stats: Option<std::os::fd::OwnedFd>,
+}
+
+impl KernelStats {
+    fn refresh(&mut self, m: &Metrics) {
+        let mut lost = [0u64; 2];
+        for k in 1..=kind::MAX {
+            for (c, name) in stats::COUNTER_NAMES.iter().enumerate() {
+                let slot = stats::slot(k, c as u32);
+                let total: u64 = self.stats.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                advance(&m.kernel_records.with_label_values(&[kind_name(k), name]), total);
+                match c as u32 {
+                    stats::RINGBUF_FULL => lost[0] += total,
+                    stats::MAP_FULL => lost[1] += total,
+                    _ => {}
+                }
+            }
+        }
+        advance(&m.events_lost.with_label_values(&["ringbuf_full"]), lost[0]);
+        advance(&m.events_lost.with_label_values(&["map_full"]), lost[1]);
+        m.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(count_keys(&self.exec_watch));
+        let ids = self.program_ids.lock().expect("program ids lock").clone();
+        if !ids.is_empty() {
+            for info in aya::programs::loaded_programs().filter_map(Result::ok) {
+                if let Some((name, _)) = ids.iter().find(|(_, id)| *id == info.id()) {
+                    advance(&m.program_runs.with_label_values(&[name]), info.run_count());
+                    advance(&m.program_run_ns.with_label_values(&[name]), info.run_time().as_nanos() as u64);
+                }
+            }
+        }
+    }
+}
+
+/// Entries of a hash map, counted by walking its keys (the maps here are small).
+fn count_keys<K: aya::Pod, V: aya::Pod>(map: &BpfHashMap<MapData, K, V>) -> i64 {
+    map.keys().filter(Result::is_ok).count() as i64
+}

@@ -1,0 +1,111 @@
+//! Start-up probe of the running kernel: mounts the pseudo-filesystems the programs
+//! need, reads BTF facts and finds which program types this kernel accepts, by loading.
+
+use std::path::Path;
+
+use agent_common::offsets::KernelOffsets;
+use aya::programs::ProgramType;
+use nix::mount::{MsFlags, mount};
+
+use crate::btf;
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+pub const BPFFS: &str = "/sys/fs/bpf";
+
+/// What the probe found.
+#[derive(Clone, Debug)]
+pub struct KernelFacts {
+    pub release: String,
+    pub offsets: KernelOffsets,
+    /// Offsets this kernel's BTF does not have (the matching fields stay unset).
+    pub offsets_missing: Vec<&'static str>,
+    /// Why BTF could not be read, if it could not.
+    pub btf_error: Option<String>,
+    /// Pseudo-filesystems the probe had to mount.
+    pub mounted: Vec<&'static str>,
+    /// Problems mounting them.
+    pub mount_errors: Vec<String>,
+    /// Program types that were probed, with the outcome.
+    pub program_types: Vec<ProgramTypeSupport>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProgramTypeSupport {
+    /// Bounded label: tracepoint, raw_tracepoint, tracing, lsm, sched_cls, xdp, cgroup_skb.
+    pub name: &'static str,
+    pub supported: bool,
+    pub detail: String,
+}
+
+fn is_mounted(target: &str, fstype: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mounts")
+        .map(|m| {
+            m.lines().any(|l| {
+                let mut f = l.split_whitespace();
+                let (_, dir, ty) = (f.next(), f.next(), f.next());
+                dir == Some(target) && ty == Some(fstype)
+            })
+        })
+        .unwrap_or(false)
+}
+
+fn ensure_mounted(target: &'static str, fstype: &'static str, facts: &mut KernelFacts) {
+    if is_mounted(target, fstype) {
+        return;
+    }
+    if !Path::new(target).is_dir() {
+        facts.mount_errors.push(format!("{target}: mount point missing"));
+        return;
+    }
+    match mount(Some("none"), target, Some(fstype), MsFlags::empty(), None::<&str>) {
+        Ok(()) => facts.mounted.push(target),
+        Err(e) => facts.mount_errors.push(format!("mount {fstype} on {target}: {e}")),
+    }
+}
+
+/// Mount what is missing and read the kernel's facts. Never fails: what cannot be
+/// found is recorded and reported.
+pub fn probe() -> KernelFacts {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let mut facts = KernelFacts {
+        release,
+        offsets: KernelOffsets::ABSENT,
+        offsets_missing: Vec::new(),
+        btf_error: None,
+        mounted: Vec::new(),
+        mount_errors: Vec::new(),
+        program_types: Vec::new(),
+    };
+    ensure_mounted(TRACEFS, "tracefs", &mut facts);
+    ensure_mounted(BPFFS, "bpf", &mut facts);
+    match btf_rs::Btf::from_file(btf::VMLINUX) {
+        Ok(b) => {
+            let (offsets, missing) = btf::kernel_offsets(&b);
+            facts.offsets = offsets;
+            facts.offsets_missing = missing;
+        }
+        Err(e) => facts.btf_error = Some(format!("{}: {e}", btf::VMLINUX)),
+    }
+    for (name, ty) in [
+        ("tracepoint", ProgramType::TracePoint),
+        ("raw_tracepoint", ProgramType::RawTracePoint),
+        ("sched_cls", ProgramType::SchedClassifier),
+        ("xdp", ProgramType::Xdp),
+        ("cgroup_skb", ProgramType::CgroupSkb),
+    ] {
+        let (supported, detail) = match aya::sys::is_program_supported(ty) {
+            Ok(true) => (true, "loads".to_string()),
+            Ok(false) => (false, "refused by the kernel".to_string()),
+            Err(e) => (false, format!("probe failed: {e}")),
+        };
+        facts.program_types.push(ProgramTypeSupport { name, supported, detail });
+    }
+    facts
+}
+
+/// Whether a tracepoint exists on this kernel.
+pub fn tracepoint_exists(category: &str, name: &str) -> bool {
+    Path::new(TRACEFS).join("events").join(category).join(name).is_dir()
+}

@@ -1,0 +1,119 @@
+//! The table of every eBPF program nodeward loads: which detector owns it, where it
+//! attaches, and whether the detector can run without it.
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    TracePoint { category: &'static str, name: &'static str },
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramSpec {
+    pub detector: &'static str,
+    /// Function name in the eBPF object.
+    pub name: &'static str,
+    pub hook: Hook,
+    /// A detector is up only when all its required programs are attached. An optional
+    /// program whose hook does not exist on this kernel is `unavailable`, not failed:
+    /// e.g. no kexec tracepoints on a kernel built without kexec (nothing to watch).
+    pub required: bool,
+}
+
+const fn tp(detector: &'static str, name: &'static str, category: &'static str, tp: &'static str, required: bool) -> ProgramSpec {
+    ProgramSpec { detector, name, hook: Hook::TracePoint { category, name: tp }, required }
+}
+
+pub const PROGRAMS: &[ProgramSpec] = &[
+    tp("reboot", "reboot_sys_enter", "syscalls", "sys_enter_reboot", true),
+    tp("reboot", "reboot_kexec_load", "syscalls", "sys_enter_kexec_load", false),
+    tp("reboot", "reboot_kexec_file_load", "syscalls", "sys_enter_kexec_file_load", false),
+    tp("reboot", "reboot_sched_exec", "sched", "sched_process_exec", true),
+];
+
+/// Outcome of loading and attaching one program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    Attached,
+    /// Detector disabled in the configuration.
+    Disabled,
+    /// Optional hook absent on this kernel.
+    Unavailable(String),
+    /// Load, verification or attach failed.
+    Failed(String),
+}
+
+impl Status {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Attached => "attached",
+            Status::Disabled => "disabled",
+            Status::Unavailable(_) => "unavailable",
+            Status::Failed(_) => "FAILED",
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Status::Attached | Status::Disabled => "",
+            Status::Unavailable(r) | Status::Failed(r) => r,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProgramStatus {
+    pub spec: ProgramSpec,
+    pub status: Status,
+}
+
+/// Whether a detector is up given its programs' statuses, and if not, why.
+pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), String> {
+    let mine: Vec<_> = statuses.iter().filter(|s| s.spec.detector == detector).collect();
+    if mine.iter().all(|s| s.status == Status::Disabled) {
+        return Err("disabled in configuration".into());
+    }
+    let failed: Vec<String> = mine
+        .iter()
+        .filter(|s| s.spec.required && s.status != Status::Attached)
+        .map(|s| format!("{}: {}", s.spec.name, s.status.reason()))
+        .collect();
+    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detectors;
+
+    #[test]
+    fn every_program_belongs_to_a_known_detector_and_names_are_unique() {
+        let mut names = std::collections::HashSet::new();
+        for p in PROGRAMS {
+            assert!(detectors::ALL.contains(&p.detector), "{} has unknown detector {}", p.name, p.detector);
+            assert!(p.name.starts_with(p.detector), "{} should be prefixed by its detector id", p.name);
+            assert!(names.insert(p.name), "duplicate program {}", p.name);
+        }
+    }
+
+    #[test]
+    fn detector_is_down_when_a_required_program_fails_but_not_for_unavailable_optional() {
+        let st = |name: &str, status: Status| ProgramStatus {
+            spec: *PROGRAMS.iter().find(|p| p.name == name).unwrap(),
+            status,
+        };
+        let ok = vec![st("reboot_sys_enter", Status::Attached), st("reboot_kexec_load", Status::Unavailable("absent".into()))];
+        assert_eq!(detector_state("reboot", &ok), Ok(()));
+        let bad = vec![st("reboot_sys_enter", Status::Failed("EPERM".into()))];
+        assert!(detector_state("reboot", &bad).unwrap_err().contains("EPERM"));
+        let off = vec![st("reboot_sys_enter", Status::Disabled)];
+        assert!(detector_state("reboot", &off).is_err());
+    }
+}
