@@ -10,7 +10,7 @@ use std::sync::{
 
 use agent_common::{event::kind, maps, stats};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
-use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::{
     detectors::{self, Finding},
@@ -65,7 +65,7 @@ pub struct Metrics {
     map_entries: IntGaugeVec,
     map_capacity: IntGaugeVec,
     program_runs: IntCounterVec,
-    program_run_ns: IntCounterVec,
+    program_run_seconds: CounterVec,
     ringbuf_capacity: IntGauge,
     config_reloads: IntCounterVec,
     findings: IntCounterVec,
@@ -92,7 +92,11 @@ impl Metrics {
             map_entries: gauge_vec(&r, "nodeward_map_entries", "Entries in a kernel hash map.", &["map"]),
             map_capacity: gauge_vec(&r, "nodeward_map_capacity", "Capacity (max entries) of a kernel hash map.", &["map"]),
             program_runs: counter_vec(&r, "nodeward_program_runs_total", "Times the eBPF program ran (kernel bpf_stats).", &["program"]),
-            program_run_ns: counter_vec(&r, "nodeward_program_run_time_nanoseconds_total", "Time spent in the eBPF program (kernel bpf_stats).", &["program"]),
+            program_run_seconds: {
+                let v = CounterVec::new(Opts::new("nodeward_program_run_seconds_total", "Time spent in the eBPF program (kernel bpf_stats)."), &["program"]).expect("valid metric");
+                r.register(Box::new(v.clone())).expect("unique metric");
+                v
+            },
             ringbuf_capacity: {
                 let g = IntGauge::new("nodeward_ringbuf_capacity_bytes", "Size of the kernel event ring buffer.").expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
@@ -117,6 +121,14 @@ impl Metrics {
         }
         for p in PROGRAMS {
             self.program_attached.with_label_values(&[p.detector, p.name]).set(0);
+            self.program_runs.with_label_values(&[p.name]);
+            self.program_run_seconds.with_label_values(&[p.name]);
+        }
+        for t in crate::probe::PROGRAM_TYPES {
+            self.program_type_supported.with_label_values(&[t]).set(0);
+        }
+        for f in crate::btf::FIELDS {
+            self.kernel_offset_resolved.with_label_values(&[f]).set(0);
         }
         for k in 1..=kind::MAX {
             self.events.with_label_values(&[kind_name(k)]);
@@ -241,7 +253,11 @@ impl KernelStats {
             for info in aya::programs::loaded_programs().filter_map(Result::ok) {
                 if let Some((name, _)) = ids.iter().find(|(_, id)| *id == info.id()) {
                     advance(&m.program_runs.with_label_values(&[name]), info.run_count());
-                    advance(&m.program_run_ns.with_label_values(&[name]), info.run_time().as_nanos() as u64);
+                    let c = m.program_run_seconds.with_label_values(&[name]);
+                    let total = info.run_time().as_secs_f64();
+                    if total > c.get() {
+                        c.inc_by(total - c.get());
+                    }
                 }
             }
         }
@@ -251,4 +267,46 @@ impl KernelStats {
 /// Entries of a hash map, counted by walking its keys (the maps here are small).
 fn count_keys<K: aya::Pod, V: aya::Pod>(map: &BpfHashMap<MapData, K, V>) -> i64 {
     map.keys().filter(Result::is_ok).count() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOLDEN: &str = "testdata/metrics.golden.prom";
+
+    /// The exposition of a fresh agent (no kernel attached) is pinned in a golden
+    /// file, which `cargo xtask test` also lints with `promtool check metrics`.
+    /// Regenerate with UPDATE_GOLDEN=1 after an intended change.
+    #[test]
+    fn first_scrape_matches_golden_exposition() {
+        let text = Metrics::new().render();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).expect("golden exposition (UPDATE_GOLDEN=1 creates it)");
+        assert_eq!(text, golden, "exposition changed; if intended, run with UPDATE_GOLDEN=1");
+    }
+
+    #[test]
+    fn loss_and_reboot_series_exist_from_the_first_scrape() {
+        let text = Metrics::new().render();
+        for line in [
+            "nodeward_events_lost_total{reason=\"queue_full\"} 0",
+            "nodeward_events_lost_total{reason=\"ringbuf_full\"} 0",
+            "nodeward_detector_up{detector=\"reboot\"} 0",
+            "nodeward_reboot_intents_total{path=\"syscall\"} 0",
+            "nodeward_event_decode_errors_total{reason=\"unknown_kind\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+    }
+
+    #[test]
+    fn queue_drops_show_up_at_scrape() {
+        let m = Metrics::new();
+        m.user.queue_full.fetch_add(3, Ordering::Relaxed);
+        assert!(m.render().lines().any(|l| l == "nodeward_events_lost_total{reason=\"queue_full\"} 3"));
+    }
 }

@@ -12,6 +12,9 @@ use crate::btf;
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const BPFFS: &str = "/sys/fs/bpf";
 
+/// Program types probed at start-up (metric label `type`).
+pub const PROGRAM_TYPES: &[&str] = &["tracepoint", "raw_tracepoint", "sched_cls", "xdp", "cgroup_skb", "tracing", "lsm"];
+
 /// What the probe found.
 #[derive(Clone, Debug)]
 pub struct KernelFacts {

@@ -1,1 +1,67 @@
-fn main(){}
+//! `cargo xtask`: the only build entry point of nodeward.
+
+mod build;
+mod dashboards;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, set up, run and test nodeward")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the build needs (idempotent): rust-src for the pinned toolchain and
+    /// bpf-linker built against the toolchain's own libLLVM, into a cache directory.
+    Setup {
+        /// Also install the Debian packages the end-to-end tests use (apt-get).
+        #[arg(long)]
+        test_deps: bool,
+    },
+    /// Build the eBPF object and the agent with the object embedded.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run the agent (default: `nodeward run` on the built-in config).
+    /// Arguments after `--` go to nodeward, e.g. `cargo xtask run -- check`.
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The whole test suite: unit tests, rule and dashboard checks, `nodeward check`
+    /// and the privileged end-to-end tests (root).
+    Test {
+        /// Run only the unprivileged part (no root needed, no eBPF).
+        #[arg(long)]
+        unit_only: bool,
+        /// Only end-to-end tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// rustfmt --check and clippy with warnings denied.
+    Lint,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup { test_deps } => setup::setup(test_deps).map(|_| ()),
+        Command::Build { release } => build::build(release).map(|_| ()),
+        Command::Run { release, args } => build::run_agent(release, args),
+        Command::Test { unit_only, filter } => test::test(unit_only, filter),
+        Command::Lint => build::lint(),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,83 @@
+//! Building the eBPF object and the agent.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+};
+
+use anyhow::{Result, bail};
+
+use crate::{
+    setup,
+    util::{is_root, root, run, step},
+};
+
+/// Path of the compiled eBPF object.
+pub fn ebpf_object() -> PathBuf {
+    root().join("target/ebpf/bpfel-unknown-none/release/nodeward")
+}
+
+/// Build the eBPF programs with bpf-linker (stable toolchain, build-std scoped by
+/// RUSTC_BOOTSTRAP to this one command).
+pub fn build_ebpf() -> Result<PathBuf> {
+    let tools = setup::setup(false)?;
+    step("building eBPF programs (agent-ebpf, bpfel-unknown-none)");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut paths = vec![tools.bpf_linker_bin];
+    paths.extend(std::env::split_paths(&path));
+    run(Command::new("cargo")
+        .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .arg("--target-dir")
+        .arg(root().join("target/ebpf"))
+        .current_dir(root().join("agent-ebpf"))
+        .env("PATH", std::env::join_paths(paths)?)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"))?;
+    let obj = ebpf_object();
+    if !obj.is_file() {
+        bail!("eBPF object missing after build: {}", obj.display());
+    }
+    Ok(obj)
+}
+
+/// A cargo command that embeds the real eBPF object into the agent.
+pub fn cargo_with_object(obj: &PathBuf) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root()).env("NODEWARD_EBPF_OBJECT", obj);
+    cmd
+}
+
+/// Build everything; returns the agent binary.
+pub fn build(release: bool) -> Result<PathBuf> {
+    let obj = build_ebpf()?;
+    step("building the agent (nodeward) with the eBPF object embedded");
+    let mut cmd = cargo_with_object(&obj);
+    cmd.args(["build", "-p", "nodeward"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    Ok(root().join("target").join(if release { "release" } else { "debug" }).join("nodeward"))
+}
+
+pub fn run_agent(release: bool, args: Vec<String>) -> Result<()> {
+    let bin = build(release)?;
+    let args = if args.is_empty() { vec!["run".to_string()] } else { args };
+    if !is_root() {
+        bail!("nodeward loads eBPF programs and needs root: run `sudo -E cargo xtask run` (or as root)");
+    }
+    step(&format!("{} {}", bin.display(), args.join(" ")));
+    let status = Command::new(&bin).args(&args).status()?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+
+pub fn lint() -> Result<()> {
+    step("rustfmt --check");
+    run(Command::new("cargo").args(["fmt", "--all", "--check"]).current_dir(root()))?;
+    step("clippy (warnings are errors)");
+    run(Command::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(root()))
+}
