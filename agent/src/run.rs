@@ -89,12 +89,13 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
     let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone()));
 
+    let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
     health.set(None);
-    info!(listen = %config.http.listen, "nodeward ready");
+    info!(listen = %bound, "nodeward ready");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

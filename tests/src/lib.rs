@@ -1,1 +1,240 @@
+//! Harness for nodeward's privileged end-to-end tests: the real agent binary on the
+//! real kernel. Tests are run serially by `cargo xtask test` (root). A test that cannot
+//! run here says why and is counted as skipped (NODEWARD_SKIP_LOG), never silently.
 
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Record a skip: loud on stderr and counted by `cargo xtask test`.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIP {test}: {why}");
+    if let Some(log) = std::env::var_os("NODEWARD_SKIP_LOG") {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{test}\t{why}");
+        }
+    }
+}
+
+/// The agent binary to test, when this test can run here; otherwise records the skip.
+pub fn agent_bin(test: &str) -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        skip(test, "needs root to load eBPF programs");
+        return None;
+    }
+    match std::env::var_os("NODEWARD_BIN") {
+        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        _ => {
+            skip(test, "NODEWARD_BIN not set: run through `cargo xtask test`, which builds the agent with its eBPF object");
+            None
+        }
+    }
+}
+
+/// Poll `f` until it returns Some or the timeout passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running agent, stopped (SIGTERM, then SIGKILL by PID) when dropped.
+pub struct Agent {
+    child: Option<Child>,
+    pub pid: u32,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub addr: String,
+    pub config_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Start the agent with `extra` appended to a config that logs JSON and listens on
+    /// a free loopback port. Waits until it is ready.
+    pub fn start(bin: &Path, extra: &str) -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config_path = dir.path().join("nodeward.toml");
+        std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
+        let mut child = Command::new(bin)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("run")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nodeward");
+        let pid = child.id();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)].into_iter().flatten() {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let mut agent = Agent { child: Some(child), pid, lines, addr: String::new(), config_path, _dir: dir };
+        let ready = wait_for(Duration::from_secs(30), || {
+            agent.logs().iter().find(|l| l["message"] == "nodeward ready").map(|l| l["listen"].as_str().unwrap_or("").to_string())
+        });
+        match ready {
+            Some(addr) => agent.addr = addr,
+            None => panic!("agent not ready within 30 s; output:\n{}", agent.raw_output()),
+        }
+        agent
+    }
+
+    /// Replace the config file (keeping the test's logging and listen settings).
+    pub fn rewrite_config(&self, extra: &str) {
+        let dir = self.config_path.parent().expect("config dir");
+        std::fs::write(&self.config_path, config_text(dir, extra)).expect("write config");
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the PID of our own child.
+        unsafe { libc::kill(self.pid as libc::pid_t, sig) };
+    }
+
+    pub fn raw_output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// Log lines that parse as JSON.
+    pub fn logs(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Finding log lines (target nodeward::finding) whose `pid` is one of `pids`.
+    pub fn findings_for(&self, pids: &[u32]) -> Vec<Value> {
+        self.logs()
+            .into_iter()
+            .filter(|l| l["target"] == "nodeward::finding")
+            .filter(|l| l["pid"].as_u64().is_some_and(|p| pids.contains(&(p as u32))))
+            .collect()
+    }
+
+    /// All finding lines of a path (host-wide), to compare with metric deltas.
+    pub fn count_findings(&self, finding: &str, path: &str) -> usize {
+        self.logs().iter().filter(|l| l["finding"] == finding && l["path"] == path).count()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path)
+    }
+
+    pub fn metrics(&self) -> String {
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "/metrics answered {code}");
+        body
+    }
+
+    /// Stop with SIGTERM and wait (at most 15 s) for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("agent still running");
+        let status = wait_for(Duration::from_secs(15), || child.try_wait().ok().flatten());
+        match status {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                panic!("agent did not stop within 15 s of SIGTERM");
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            self.signal(libc::SIGTERM);
+            if wait_for(Duration::from_secs(10), || child.try_wait().ok().flatten()).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn config_text(dir: &Path, extra: &str) -> String {
+    format!(
+        "[agent]\nlog_format = \"json\"\nstate_dir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n",
+        dir.join("state").display()
+    )
+}
+
+/// Minimal HTTP/1.0 GET on loopback: (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// Value of one series (exact name and labels as exposed) in a text exposition.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Kernel ids of the eBPF programs a process holds (from /proc/PID/fdinfo).
+pub fn prog_ids_of(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) {
+        for e in rd.flatten() {
+            if let Ok(text) = std::fs::read_to_string(e.path()) {
+                for l in text.lines() {
+                    if let Some(id) = l.strip_prefix("prog_id:").and_then(|v| v.trim().parse().ok()) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Whether an eBPF program with this id still exists in the kernel.
+pub fn prog_exists(id: u32) -> bool {
+    // union bpf_attr for BPF_PROG_GET_FD_BY_ID: { prog_id: u32, next_id: u32, open_flags: u32 }
+    let mut attr = [0u32; 4];
+    attr[0] = id;
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    // SAFETY: bpf(2) reads a correctly sized, initialised attr buffer.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_GET_FD_BY_ID, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
+    if fd >= 0 {
+        // SAFETY: closing the fd we just got.
+        unsafe { libc::close(fd as libc::c_int) };
+        true
+    } else {
+        false
+    }
+}
+
+/// A copy of the test helper (`env!("CARGO_BIN_EXE_nodeward-test-helper")` in a test)
+/// named `name` in a fresh temp directory: a stand-in binary.
+pub fn stand_in(helper: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::copy(helper, &path).expect("copy helper");
+    (dir, path)
+}
