@@ -304,6 +304,15 @@ mod tests {
     }
 
     #[test]
+    fn every_exported_family_is_documented_in_the_readme() {
+        let readme = include_str!("../../README.md");
+        for family in Metrics::new().render().lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = family.split_whitespace().next().unwrap();
+            assert!(readme.contains(&format!("`{name}`")), "README metrics reference lacks {name}");
+        }
+    }
+
+    #[test]
     fn queue_drops_show_up_at_scrape() {
         let m = Metrics::new();
         m.user.queue_full.fetch_add(3, Ordering::Relaxed);
