@@ -18,6 +18,7 @@ pub enum Event {
     RebootSyscall(RebootSyscallEvent),
     Kexec(KexecEvent),
     Exec(Box<ExecEvent>),
+    ExecBlocked(crate::quarantine::ExecBlockedEvent),
 }
 
 impl Event {
@@ -26,6 +27,7 @@ impl Event {
             Event::RebootSyscall(e) => &e.header,
             Event::Kexec(e) => &e.header,
             Event::Exec(e) => &e.header,
+            Event::ExecBlocked(e) => &e.header,
         }
     }
 }
@@ -83,6 +85,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         kind::REBOOT_SYSCALL => Event::RebootSyscall(read(buf)),
         kind::KEXEC => Event::Kexec(read(buf)),
         kind::EXEC => Event::Exec(Box::new(read(buf))),
+        kind::EXEC_BLOCKED => Event::ExecBlocked(read(buf)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

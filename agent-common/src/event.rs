@@ -32,8 +32,10 @@ pub mod kind {
     pub const KEXEC: u16 = 2;
     /// [`crate::reboot::ExecEvent`]: a watched binary was executed.
     pub const EXEC: u16 = 3;
+    /// [`crate::quarantine::ExecBlockedEvent`]: a quarantined binary was killed on exec.
+    pub const EXEC_BLOCKED: u16 = 4;
     /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 3;
+    pub const MAX: u16 = 4;
 }
 
 /// The record size for a kind, or `None` for an unknown kind. Every kind is listed
@@ -43,6 +45,7 @@ pub const fn record_size(kind: u16) -> Option<usize> {
         kind::REBOOT_SYSCALL => Some(core::mem::size_of::<crate::reboot::RebootSyscallEvent>()),
         kind::KEXEC => Some(core::mem::size_of::<crate::reboot::KexecEvent>()),
         kind::EXEC => Some(core::mem::size_of::<crate::reboot::ExecEvent>()),
+        kind::EXEC_BLOCKED => Some(core::mem::size_of::<crate::quarantine::ExecBlockedEvent>()),
         _ => None,
     }
 }

@@ -15,6 +15,7 @@ pub mod event;
 pub mod maps;
 pub mod offsets;
 pub mod proc;
+pub mod quarantine;
 pub mod reboot;
 pub mod stats;
 

@@ -5,6 +5,7 @@
 
 mod common;
 mod probe;
+mod quarantine;
 mod reboot;
 
 #[cfg(not(test))]

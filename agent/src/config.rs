@@ -13,6 +13,8 @@ pub const DEFAULT_PATH: &str = "/etc/nodeward/nodeward.toml";
 pub struct Config {
     pub agent: AgentConfig,
     pub http: HttpConfig,
+    pub control: ControlConfig,
+    pub quarantine: QuarantineConfig,
     pub detectors: Detectors,
 }
 
@@ -90,14 +92,148 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9744";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Address of the read-only HTTP server (/metrics, /healthz, /readyz).
+    /// Address of the HTTP server (/metrics, /healthz, /readyz, and the webhook).
     pub listen: SocketAddr,
+    pub webhook: WebhookConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: DEFAULT_LISTEN.parse().expect("valid default address") }
+        Self { listen: DEFAULT_LISTEN.parse().expect("valid default address"), webhook: WebhookConfig::default() }
     }
+}
+
+/// Alertmanager webhook receiver (POST /alertmanager): a firing alert with a
+/// `nodeward_action` label becomes a quarantine request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub enabled: bool,
+    /// File holding the bearer token Alertmanager sends (read at start and on SIGHUP).
+    pub token_file: PathBuf,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { enabled: false, token_file: PathBuf::from("/etc/nodeward/webhook.token") }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Unix socket for the CLI verbs (root only: peer credentials are checked).
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { socket: PathBuf::from("/run/nodeward/control.sock") }
+    }
+}
+
+/// Durations written as "90s", "15m", "24h".
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}`: {e} (e.g. \"90s\", \"15m\", \"24h\")")))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuarantineConfig {
+    /// TTL of an action that does not name one.
+    #[serde(with = "duration")]
+    pub default_ttl: std::time::Duration,
+    /// Longest TTL accepted. Nothing is ever infinite.
+    #[serde(with = "duration")]
+    pub max_ttl: std::time::Duration,
+    /// How long a proposal waits for `nodeward approve` before it lapses.
+    #[serde(with = "duration")]
+    pub proposal_ttl: std::time::Duration,
+    /// Rate limit: at most `max_actions` applied per `window`.
+    pub max_actions: u32,
+    #[serde(with = "duration")]
+    pub window: std::time::Duration,
+    /// Cap on concurrently active quarantines.
+    pub max_active: usize,
+    /// How often expired quarantines and proposals are swept from state (the kernel
+    /// ignores expired entries by itself; this only tidies and records `expired`).
+    #[serde(with = "duration")]
+    pub sweep_interval: std::time::Duration,
+    /// Addresses (CIDRs) never acted on.
+    pub protected_addresses: Vec<ipnet::IpNet>,
+    /// MAC addresses never acted on.
+    pub protected_macs: Vec<crate::quarantine::Mac>,
+    /// Audit journal rotation: size of one file, and how many rotated files to keep.
+    pub journal_max_bytes: u64,
+    pub journal_keep: usize,
+    pub block_exec: BlockExecPolicy,
+    pub drop_packets: DropPacketsPolicy,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            default_ttl: Duration::from_secs(15 * 60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            proposal_ttl: Duration::from_secs(30 * 60),
+            max_actions: 10,
+            window: Duration::from_secs(60),
+            max_active: 64,
+            sweep_interval: Duration::from_secs(5),
+            protected_addresses: Vec::new(),
+            protected_macs: Vec::new(),
+            journal_max_bytes: 64 << 20,
+            journal_keep: 5,
+            block_exec: BlockExecPolicy::default(),
+            drop_packets: DropPacketsPolicy::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlockExecPolicy {
+    /// observe / dry_run / enforce; unset = `agent.mode`.
+    pub mode: Option<Mode>,
+    /// Every block waits for `nodeward approve ID`.
+    pub require_approval: bool,
+    /// Binaries (basenames) never blocked, whatever asks.
+    pub protected_binaries: Vec<String>,
+    /// Allow blocks not scoped to a cgroup (host-wide). Off by default.
+    pub allow_unscoped: bool,
+}
+
+impl Default for BlockExecPolicy {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            require_approval: false,
+            protected_binaries: ["systemd", "init", "sshd", "sshd-session", "nodeward", "dbus-daemon", "systemd-journal"]
+                .map(String::from)
+                .to_vec(),
+            allow_unscoped: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DropPacketsPolicy {
+    /// observe / dry_run / enforce; unset = `agent.mode`.
+    pub mode: Option<Mode>,
+    pub require_approval: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -181,6 +317,25 @@ impl Config {
         if !self.agent.state_dir.is_absolute() {
             return Err(bad("agent.state_dir", "must be an absolute path"));
         }
+        if !self.control.socket.is_absolute() {
+            return Err(bad("control.socket", "must be an absolute path"));
+        }
+        let q = &self.quarantine;
+        if q.default_ttl.is_zero() {
+            return Err(bad("quarantine.default_ttl", "must be longer than zero"));
+        }
+        if q.default_ttl > q.max_ttl {
+            return Err(bad("quarantine.default_ttl", "must not exceed quarantine.max_ttl"));
+        }
+        if q.proposal_ttl.is_zero() || q.window.is_zero() || q.sweep_interval.is_zero() {
+            return Err(bad("quarantine", "proposal_ttl, window and sweep_interval must be longer than zero"));
+        }
+        if q.max_actions == 0 || q.max_active == 0 {
+            return Err(bad("quarantine", "max_actions and max_active must be at least 1"));
+        }
+        if q.journal_max_bytes < 4096 {
+            return Err(bad("quarantine.journal_max_bytes", "must be at least 4096"));
+        }
         Ok(())
     }
 
@@ -190,6 +345,16 @@ impl Config {
     }
 
     /// Ids of the enabled detectors.
+    /// Effective mode of an action kind.
+    pub fn action_mode(&self, kind: crate::quarantine::ActionKind) -> Mode {
+        use crate::quarantine::ActionKind;
+        match kind {
+            ActionKind::BlockExec => self.quarantine.block_exec.mode,
+            ActionKind::DropPackets => self.quarantine.drop_packets.mode,
+        }
+        .unwrap_or(self.agent.mode)
+    }
+
     pub fn enabled_detectors(&self) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.detectors.reboot.enabled {
@@ -240,6 +405,18 @@ mod tests {
         let (field, message) = field_error("[detectors.reboot]\nenabeld = true\n");
         assert_eq!(field, "detectors.reboot.enabeld");
         assert!(message.contains("unknown field"), "{message}");
+    }
+
+    #[test]
+    fn quarantine_values_are_checked() {
+        assert_eq!(field_error("[quarantine]\ndefault_ttl = \"forever\"\n").0, "quarantine.default_ttl");
+        assert_eq!(field_error("[quarantine]\ndefault_ttl = \"48h\"\n").0, "quarantine.default_ttl");
+        assert_eq!(field_error("[quarantine]\nprotected_addresses = [\"10.0.0.300/24\"]\n").0, "quarantine.protected_addresses[0]");
+        assert_eq!(field_error("[quarantine]\nprotected_macs = [\"nope\"]\n").0, "quarantine.protected_macs[0]");
+        assert_eq!(field_error("[quarantine.block_exec]\nmode = \"maybe\"\n").0, "quarantine.block_exec.mode");
+        let c = Config::parse("[quarantine]\ndefault_ttl = \"90s\"\nprotected_addresses = [\"10.1.0.0/16\", \"fd00::1/128\"]\n", "t").unwrap();
+        assert_eq!(c.quarantine.default_ttl, std::time::Duration::from_secs(90));
+        assert_eq!(c.quarantine.protected_addresses.len(), 2);
     }
 
     #[test]

@@ -15,4 +15,5 @@ pub mod object;
 pub mod pipeline;
 pub mod probe;
 pub mod programs;
+pub mod quarantine;
 pub mod run;

@@ -35,6 +35,8 @@ pub enum LoadError {
 
 pub struct Kernel {
     ebpf: Ebpf,
+    /// Interfaces the quarantine TC program is attached to.
+    pub(crate) tc_ifaces: std::collections::HashSet<String>,
     links: HashMap<&'static str, TracePointLinkId>,
     loaded: HashMap<&'static str, Result<(), String>>,
     statuses: Vec<ProgramStatus>,
@@ -48,7 +50,7 @@ impl Kernel {
         let ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .load(bytes)?;
-        let mut kernel = Kernel { ebpf, links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
         Ok(kernel)
@@ -85,7 +87,11 @@ impl Kernel {
     /// programs of enabled detectors and detach those of disabled ones.
     pub fn apply(&mut self, config: &Config) -> Result<(), LoadError> {
         self.sync_exec_watch(config)?;
-        let enabled = config.enabled_detectors();
+        let mut enabled = config.enabled_detectors();
+        // The kill-on-exec program runs whenever block_exec may enforce.
+        if config.action_mode(crate::quarantine::ActionKind::BlockExec) == crate::config::Mode::Enforce {
+            enabled.push("quarantine");
+        }
         let mut statuses = Vec::with_capacity(PROGRAMS.len());
         for spec in PROGRAMS {
             let status = if enabled.contains(&spec.detector) { self.attach(spec) } else { self.detach(spec) };
@@ -161,6 +167,15 @@ impl Kernel {
             watch.insert(&key, &class, 0).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
         }
         Ok(())
+    }
+
+    pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// Whether the kill-on-exec program is attached.
+    pub fn exec_guard_attached(&self) -> bool {
+        self.links.contains_key("quarantine_exec")
     }
 
     pub fn statuses(&self) -> &[ProgramStatus] {

@@ -36,7 +36,11 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     tp("reboot", "reboot_kexec_load", "syscalls", "sys_enter_kexec_load", false),
     tp("reboot", "reboot_kexec_file_load", "syscalls", "sys_enter_kexec_file_load", false),
     tp("reboot", "reboot_sched_exec", "sched", "sched_process_exec", true),
+    tp("quarantine", "quarantine_exec", "sched", "sched_process_exec", true),
 ];
+
+/// Components that own programs but are not detectors.
+pub const COMPONENTS: &[&str] = &["quarantine"];
 
 /// Outcome of loading and attaching one program.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +101,12 @@ mod tests {
     fn every_program_belongs_to_a_known_detector_and_names_are_unique() {
         let mut names = std::collections::HashSet::new();
         for p in PROGRAMS {
-            assert!(detectors::ALL.contains(&p.detector), "{} has unknown detector {}", p.name, p.detector);
+            assert!(
+                detectors::ALL.contains(&p.detector) || COMPONENTS.contains(&p.detector),
+                "{} has unknown owner {}",
+                p.name,
+                p.detector
+            );
             assert!(p.name.starts_with(p.detector), "{} should be prefixed by its detector id", p.name);
             assert!(names.insert(p.name), "duplicate program {}", p.name);
         }

@@ -1,0 +1,153 @@
+//! Quarantine enforcement: packet drops at TC ingress and kill-on-exec. Only entries
+//! the agent's engine inserted (after its safeguards) are acted on, and every entry
+//! expires on its own (checked here, on the boot clock).
+
+use agent_common::{
+    event::kind,
+    quarantine::{
+        ArpClaimKey, BlockExecKey, ExecBlockedEvent, MacKey, QSTAT_DROP_ARP, QSTAT_DROP_MAC,
+        QSTAT_DROP_V4, QSTAT_DROP_V6, QSTAT_EXEC_KILLED, QSTAT_EXPIRED_SEEN, QSTAT_SIGNAL_ERROR,
+        QSTAT_SLOTS, RULES_CAPACITY, Rule,
+    },
+    stats,
+};
+use aya_ebpf::{
+    bindings::{TC_ACT_PIPE, TC_ACT_SHOT},
+    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns, generated::bpf_send_signal},
+    macros::{classifier, map, tracepoint},
+    maps::{HashMap, PerCpuArray},
+    programs::{TcContext, TracePointContext},
+};
+
+use crate::common::{EVENTS, count, fill_proc, header};
+
+#[map(name = "BLOCK_EXEC")]
+static BLOCK_EXEC: HashMap<BlockExecKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "DROP_V4")]
+static DROP_V4: HashMap<[u8; 4], Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "DROP_V6")]
+static DROP_V6: HashMap<[u8; 16], Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "DROP_MAC")]
+static DROP_MAC: HashMap<MacKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "DROP_ARP")]
+static DROP_ARP: HashMap<ArpClaimKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "QSTATS")]
+static QSTATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(QSTAT_SLOTS, 0);
+
+const SIGKILL: u32 = 9;
+
+#[inline(always)]
+fn qcount(slot: u32) {
+    if let Some(p) = QSTATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Whether `rule` is in force now; counts an expired one.
+#[inline(always)]
+fn in_force(rule: Option<&Rule>) -> Option<u64> {
+    let rule = rule?;
+    // SAFETY: helper without preconditions.
+    if rule.active(unsafe { bpf_ktime_get_boot_ns() }) {
+        Some(rule.id)
+    } else {
+        qcount(QSTAT_EXPIRED_SEEN);
+        None
+    }
+}
+
+/// Kill-on-exec fallback backend: at sched_process_exec the new image is loaded but
+/// has not run a single instruction; SIGKILL is delivered before the return to user
+/// space. The comm is the new image's basename; the rule may be scoped to a cgroup.
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn quarantine_exec(_ctx: TracePointContext) -> u32 {
+    let Ok(comm) = bpf_get_current_comm() else {
+        return 0;
+    };
+    // SAFETY: helper without preconditions.
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: lookups copy nothing out beyond the borrowed value used at once.
+    let scoped = in_force(unsafe { BLOCK_EXEC.get(&BlockExecKey { comm, cgroup_id }) });
+    // SAFETY: as above.
+    let id = match scoped.or_else(|| in_force(unsafe { BLOCK_EXEC.get(&BlockExecKey { comm, cgroup_id: 0 }) })) {
+        Some(id) => id,
+        None => return 0,
+    };
+    // SAFETY: sends SIGKILL to the current task, which is the one that matched.
+    let sent = unsafe { bpf_send_signal(SIGKILL) };
+    qcount(if sent == 0 { QSTAT_EXEC_KILLED } else { QSTAT_SIGNAL_ERROR });
+    let Some(mut entry) = EVENTS.reserve::<ExecBlockedEvent>(0) else {
+        count(kind::EXEC_BLOCKED, stats::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: a reserved slot of exactly this type; every field written before submit.
+    unsafe {
+        (*ev).header = header(kind::EXEC_BLOCKED, core::mem::size_of::<ExecBlockedEvent>());
+        fill_proc(&mut (*ev).proc, kind::EXEC_BLOCKED);
+        (*ev).rule_id = id;
+        (*ev).signal_result = sent;
+    }
+    entry.submit(0);
+    count(kind::EXEC_BLOCKED, stats::SUBMITTED);
+    0
+}
+
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// Drop packets from quarantined sources (MAC, IPv4, IPv6, or an ARP claim of an IP by
+/// a MAC) at TC ingress of the interfaces a quarantine names.
+#[classifier]
+pub fn quarantine_tc(ctx: TcContext) -> i32 {
+    match decide(&ctx) {
+        Some(slot) => {
+            qcount(slot);
+            TC_ACT_SHOT as i32
+        }
+        None => TC_ACT_PIPE as i32,
+    }
+}
+
+#[inline(always)]
+fn decide(ctx: &TcContext) -> Option<u32> {
+    let src: [u8; 6] = ctx.load(6).ok()?;
+    // SAFETY: map lookup, value used at once.
+    if in_force(unsafe { DROP_MAC.get(&MacKey { mac: src, _pad: [0; 2] }) }).is_some() {
+        return Some(QSTAT_DROP_MAC);
+    }
+    let mut l3 = 14usize;
+    let mut proto = u16::from_be(ctx.load::<u16>(12).ok()?);
+    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
+        proto = u16::from_be(ctx.load::<u16>(16).ok()?);
+        l3 = 18;
+    }
+    match proto {
+        ETH_P_ARP => {
+            // Ethernet/IPv4 ARP: sender hardware address at +8, sender protocol at +14.
+            let mac: [u8; 6] = ctx.load(l3 + 8).ok()?;
+            let ip: [u8; 4] = ctx.load(l3 + 14).ok()?;
+            // SAFETY: as above.
+            if in_force(unsafe { DROP_ARP.get(&ArpClaimKey { ip, mac, _pad: [0; 2] }) }).is_some() {
+                return Some(QSTAT_DROP_ARP);
+            }
+            // SAFETY: as above.
+            in_force(unsafe { DROP_V4.get(&ip) }).map(|_| QSTAT_DROP_V4)
+        }
+        ETH_P_IP => {
+            let saddr: [u8; 4] = ctx.load(l3 + 12).ok()?;
+            // SAFETY: as above.
+            in_force(unsafe { DROP_V4.get(&saddr) }).map(|_| QSTAT_DROP_V4)
+        }
+        ETH_P_IPV6 => {
+            let saddr: [u8; 16] = ctx.load(l3 + 8).ok()?;
+            // SAFETY: as above.
+            in_force(unsafe { DROP_V6.get(&saddr) }).map(|_| QSTAT_DROP_V6)
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,262 @@
+//! Quarantine vocabulary: actions, targets, triggers, decisions.
+
+use std::{fmt, net::IpAddr, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// Action kinds, each with its own policy (metric label `action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    BlockExec,
+    DropPackets,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 2] = [ActionKind::BlockExec, ActionKind::DropPackets];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::BlockExec => "block_exec",
+            ActionKind::DropPackets => "drop_packets",
+        }
+    }
+}
+
+/// A MAC address (`aa:bb:cc:dd:ee:ff`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl FromStr for Mac {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+        }
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(parts) {
+            *b = u8::from_str_radix(p, 16).map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What an action applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// Kill any exec of a binary whose basename (comm) is `binary`, in the cgroup with
+    /// id `cgroup_id` (0 = any cgroup, only if policy allows unscoped blocks).
+    Exec {
+        binary: String,
+        #[serde(default)]
+        cgroup_id: u64,
+        /// The cgroup's path, for people reading the journal.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<String>,
+    },
+    /// Drop everything from a source address on the given interfaces.
+    SourceIp { addr: IpAddr, interfaces: Vec<String> },
+    /// Drop everything from a source MAC on the given interfaces.
+    SourceMac { mac: Mac, interfaces: Vec<String> },
+    /// Drop ARP packets in which `mac` claims `ip` (the newcomer of an IP conflict).
+    ArpClaim { ip: std::net::Ipv4Addr, mac: Mac, interfaces: Vec<String> },
+}
+
+impl Target {
+    pub fn action(&self) -> ActionKind {
+        match self {
+            Target::Exec { .. } => ActionKind::BlockExec,
+            _ => ActionKind::DropPackets,
+        }
+    }
+
+    pub fn interfaces(&self) -> &[String] {
+        match self {
+            Target::Exec { .. } => &[],
+            Target::SourceIp { interfaces, .. } | Target::SourceMac { interfaces, .. } | Target::ArpClaim { interfaces, .. } => interfaces,
+        }
+    }
+
+    /// Same kernel entry (interfaces aside): two such quarantines would collide.
+    pub fn same_key(&self, other: &Target) -> bool {
+        match (self, other) {
+            (Target::Exec { binary: a, cgroup_id: x, .. }, Target::Exec { binary: b, cgroup_id: y, .. }) => a == b && x == y,
+            (Target::SourceIp { addr: a, .. }, Target::SourceIp { addr: b, .. }) => a == b,
+            (Target::SourceMac { mac: a, .. }, Target::SourceMac { mac: b, .. }) => a == b,
+            (Target::ArpClaim { ip: a, mac: m, .. }, Target::ArpClaim { ip: b, mac: n, .. }) => a == b && m == n,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Exec { binary, cgroup_id: 0, .. } => write!(f, "exec of {binary} (any cgroup)"),
+            Target::Exec { binary, cgroup_id, cgroup, .. } => {
+                write!(f, "exec of {binary} in cgroup {}", cgroup.clone().unwrap_or_else(|| cgroup_id.to_string()))
+            }
+            Target::SourceIp { addr, interfaces } => write!(f, "packets from {addr} on {}", interfaces.join(",")),
+            Target::SourceMac { mac, interfaces } => write!(f, "packets from {mac} on {}", interfaces.join(",")),
+            Target::ArpClaim { ip, mac, interfaces } => write!(f, "ARP claims of {ip} by {mac} on {}", interfaces.join(",")),
+        }
+    }
+}
+
+/// Who or what asked for an action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// `manual`, `webhook`, or a detector id.
+    pub source: String,
+    /// Free text: the user and reason, the alert name, the finding.
+    pub detail: String,
+}
+
+/// An action request, before safeguards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub target: Target,
+    /// Seconds; `None` = the policy's default TTL.
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
+    pub trigger: Trigger,
+}
+
+/// An active quarantine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantine {
+    pub id: u64,
+    pub target: Target,
+    pub trigger: Trigger,
+    /// Wall clock, milliseconds since the Unix epoch.
+    pub applied_ms: u64,
+    pub expires_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+/// A proposed action waiting for `nodeward approve ID`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: u64,
+    pub target: Target,
+    pub trigger: Trigger,
+    pub ttl_s: u64,
+    pub proposed_ms: u64,
+    /// The proposal itself lapses at this time.
+    pub expires_ms: u64,
+}
+
+/// What the engine decided (metric label `result`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Applied { id: u64, expires_ms: u64 },
+    Proposed { id: u64, expires_ms: u64 },
+    DryRun { would: String },
+    Refused { reason: Refusal, detail: String },
+    Failed { id: u64, error: String },
+}
+
+/// Why a request was refused (part of the `result` label: `refused_<reason>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The target is a protected address, MAC or binary.
+    Protected,
+    RateLimit,
+    Cap,
+    /// The action's mode is observe.
+    Observe,
+    /// Malformed or not allowed by policy (e.g. TTL too long, unscoped exec block).
+    Invalid,
+    /// An identical quarantine is already active.
+    Duplicate,
+}
+
+impl Refusal {
+    pub fn result(self) -> &'static str {
+        match self {
+            Refusal::Protected => "refused_protected",
+            Refusal::RateLimit => "refused_rate_limit",
+            Refusal::Cap => "refused_cap",
+            Refusal::Observe => "refused_observe",
+            Refusal::Invalid => "refused_invalid",
+            Refusal::Duplicate => "refused_duplicate",
+        }
+    }
+}
+
+/// Every value of the `result` label of `nodeward_quarantine_decisions_total`.
+pub const RESULTS: &[&str] = &[
+    "applied", "proposed", "approved", "dry_run", "refused_protected", "refused_rate_limit", "refused_cap",
+    "refused_observe", "refused_invalid", "refused_duplicate", "failed", "expired", "released", "enforced",
+];
+
+impl Outcome {
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Proposed { .. } => "proposed",
+            Outcome::DryRun { .. } => "dry_run",
+            Outcome::Refused { reason, .. } => reason.result(),
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parses_and_prints() {
+        let m: Mac = "02:AB:cd:00:11:ff".parse().unwrap();
+        assert_eq!(m.to_string(), "02:ab:cd:00:11:ff");
+        assert!("02:ab:cd:00:11".parse::<Mac>().is_err());
+        assert!("zz:ab:cd:00:11:22".parse::<Mac>().is_err());
+    }
+
+    #[test]
+    fn target_json_is_tagged_and_strict() {
+        let t: Target = serde_json::from_str(r#"{"kind":"source_ip","addr":"10.9.0.2","interfaces":["veth1"]}"#).unwrap();
+        assert_eq!(t.action(), ActionKind::DropPackets);
+        assert!(serde_json::from_str::<Target>(r#"{"kind":"source_ip","addr":"10.9.0.2","interfaces":[],"x":1}"#).is_err());
+        assert!(serde_json::from_str::<Target>(r#"{"kind":"nuke"}"#).is_err());
+    }
+
+    #[test]
+    fn every_outcome_result_is_a_known_label() {
+        for r in [Refusal::Protected, Refusal::RateLimit, Refusal::Cap, Refusal::Observe, Refusal::Invalid, Refusal::Duplicate] {
+            assert!(RESULTS.contains(&r.result()));
+        }
+    }
+}
