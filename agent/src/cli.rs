@@ -41,6 +41,78 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Show the running agent: modes, enforcement backends, programs, quarantines.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, add quarantines (every add goes through the same safeguards as automatic ones).
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+    /// Approve a proposed quarantine by id (safeguards are checked again).
+    Approve {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release (undo) a quarantine at once, or all of them.
+    Release {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the audit journal (reads the files directly; works with the agent down).
+    Audit {
+        /// Keep printing new records.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuarantineCommand {
+    /// Active quarantines and pending proposals.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for a quarantine. Examples:
+    ///   nodeward quarantine add --drop-ip 10.8.64.2 --interface rt0 --ttl 10m --reason "dup IP"
+    ///   nodeward quarantine add --arp-claim 10.8.64.2 --drop-mac 02:00:00:00:00:09 --interface rt0
+    ///   nodeward quarantine add --block-exec reboot --cgroup /sys/fs/cgroup/machine.slice/x
+    Add {
+        /// Drop all packets from this source address.
+        #[arg(long, value_name = "ADDR")]
+        drop_ip: Option<std::net::IpAddr>,
+        /// Drop all frames from this source MAC (with --arp-claim: only its ARP claims).
+        #[arg(long, value_name = "MAC")]
+        drop_mac: Option<crate::quarantine::Mac>,
+        /// Drop ARP packets claiming this IPv4 address from the --drop-mac MAC.
+        #[arg(long, value_name = "IP", requires = "drop_mac")]
+        arp_claim: Option<std::net::Ipv4Addr>,
+        /// Kill every exec of this binary (basename) ...
+        #[arg(long, value_name = "NAME")]
+        block_exec: Option<String>,
+        /// ... inside this cgroup (v2 path); unscoped blocks need policy permission.
+        #[arg(long, value_name = "PATH", requires = "block_exec")]
+        cgroup: Option<String>,
+        /// Interface(s) to enforce a packet drop on (repeatable).
+        #[arg(long = "interface", value_name = "IF")]
+        interfaces: Vec<String>,
+        /// How long (e.g. 90s, 10m, 2h); default quarantine.default_ttl.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+        /// Why, for the audit journal.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -56,6 +128,16 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, i32> {
         eprintln!("nodeward: {e}");
         ConfigError::EXIT_CODE
     })
+}
+
+fn verb(r: Result<(), String>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("nodeward: {e}");
+            1
+        }
+    }
 }
 
 /// Entry point; returns the process exit code.
@@ -74,6 +156,18 @@ pub fn main() -> i32 {
             println!("configuration ok");
             0
         }
+        Command::Status { json } => verb(crate::verbs::status(&config, json)),
+        Command::Quarantine { command: QuarantineCommand::List { json } } => verb(crate::verbs::list(&config, json)),
+        Command::Quarantine {
+            command: QuarantineCommand::Add { drop_ip, drop_mac, arp_claim, block_exec, cgroup, interfaces, ttl, reason, json },
+        } => verb(crate::verbs::add(
+            &config,
+            crate::verbs::AddArgs { drop_ip, drop_mac, arp_claim, block_exec, cgroup, interfaces, ttl, reason },
+            json,
+        )),
+        Command::Approve { id, json } => verb(crate::verbs::approve(&config, id, json)),
+        Command::Release { id, all: _, json } => verb(crate::verbs::release(&config, id, json)),
+        Command::Audit { follow } => verb(crate::verbs::audit(&config, follow)),
         Command::Check => {
             if let Err(e) = crate::object::object() {
                 eprintln!("nodeward: {e}");

@@ -5,8 +5,19 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
-use tokio::net::TcpListener;
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::IntoResponse,
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+};
+use tracing::warn;
 
 use crate::metrics::Metrics;
 
@@ -26,10 +37,67 @@ impl Health {
     }
 }
 
+/// A quarantine request from an alert, answered by the task that owns the engine.
+pub struct AlertCommand {
+    pub request: crate::quarantine::Request,
+    pub reply: oneshot::Sender<Value>,
+}
+
+/// The webhook receiver's token and where it sends requests.
+#[derive(Clone)]
+pub struct Webhook {
+    /// `None` when the token file could not be read: every request gets 503.
+    pub token: Option<Arc<String>>,
+    pub commands: mpsc::Sender<AlertCommand>,
+}
+
 #[derive(Clone)]
 struct AppState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    webhook: Option<Webhook>,
+}
+
+async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, body: String) -> (StatusCode, axum::Json<Value>) {
+    let Some(hook) = s.webhook else {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "webhook disabled"})));
+    };
+    let Some(token) = hook.token else {
+        warn!("webhook request refused: token file unreadable");
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": "webhook token unavailable; see the agent log"})));
+    };
+    let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !crate::webhook::token_ok(auth, &token) {
+        warn!("webhook request refused: missing or wrong bearer token");
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "missing or wrong bearer token"})));
+    }
+    let payload: crate::webhook::Payload = match serde_json::from_str(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "webhook request refused: malformed payload");
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": format!("malformed Alertmanager payload: {e}")})));
+        }
+    };
+    let mut requests = Vec::new();
+    for (i, alert) in payload.alerts.iter().enumerate() {
+        match crate::webhook::to_request(alert) {
+            Ok(Some(r)) => requests.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(alert = i, error = %e, "webhook request refused: bad nodeward labels");
+                return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": format!("alert {i}: {e}")})));
+            }
+        }
+    }
+    let mut outcomes = Vec::new();
+    for request in requests {
+        let (tx, rx) = oneshot::channel();
+        if hook.commands.send(AlertCommand { request, reply: tx }).await.is_err() {
+            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": "agent shutting down"})));
+        }
+        outcomes.push(rx.await.unwrap_or(Value::Null));
+    }
+    (StatusCode::OK, axum::Json(json!({"outcomes": outcomes})))
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
@@ -48,12 +116,13 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     }
 }
 
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>) -> Router {
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, webhook: Option<Webhook>) -> Router {
     Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, health })
+        .route("/alertmanager", post(alertmanager))
+        .with_state(AppState { metrics, health, webhook })
 }
 
 /// Bind first (so a busy port is a clear start-up error), then serve until `shutdown`.
@@ -65,7 +134,8 @@ pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    webhook: Option<Webhook>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(metrics, health, webhook)).with_graceful_shutdown(shutdown).await
 }

@@ -242,6 +242,8 @@ impl Kernel {
         let stats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(maps::STATS)?)).map_err(err(maps::STATS))?;
         let exec_watch =
             BpfHashMap::try_from(Map::HashMap(self.map_handle(maps::EXEC_WATCH)?)).map_err(err(maps::EXEC_WATCH))?;
+        let qstats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(agent_common::quarantine::QSTATS)?))
+            .map_err(err(agent_common::quarantine::QSTATS))?;
         let run_stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
             Ok(fd) => Some(fd),
             Err(e) => {
@@ -249,6 +251,6 @@ impl Kernel {
                 None
             }
         };
-        Ok(crate::metrics::KernelStats { stats, exec_watch, program_ids, run_stats })
+        Ok(crate::metrics::KernelStats { stats, exec_watch, qstats, program_ids, run_stats })
     }
 }

@@ -24,9 +24,13 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::REBOOT_SYSCALL => "reboot_syscall",
         kind::KEXEC => "kexec",
         kind::EXEC => "exec",
+        kind::EXEC_BLOCKED => "exec_blocked",
         _ => "unknown",
     }
 }
+
+/// Names of the QSTATS slots (agent_common::quarantine::QSTAT_*), by index.
+pub const QSTAT_NAMES: [&str; 7] = ["exec_killed", "drop_v4", "drop_v6", "drop_mac", "drop_arp", "expired_seen", "signal_error"];
 
 /// Reasons a record can be lost (metric label `reason`).
 pub const LOSS_REASONS: &[&str] = &["ringbuf_full", "map_full", "queue_full"];
@@ -70,6 +74,10 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     findings: IntCounterVec,
     reboot_intents: IntCounterVec,
+    quarantine_active: IntGaugeVec,
+    quarantine_decisions: IntCounterVec,
+    quarantine_kernel: IntCounterVec,
+    enforcement_backend: IntGaugeVec,
     kernel: Mutex<Option<KernelStats>>,
 }
 
@@ -105,6 +113,10 @@ impl Metrics {
             config_reloads: counter_vec(&r, "nodeward_config_reloads_total", "Configuration reloads (SIGHUP), by result.", &["result"]),
             findings: counter_vec(&r, "nodeward_findings_total", "Findings reported, by detector.", &["detector"]),
             reboot_intents: counter_vec(&r, "nodeward_reboot_intents_total", "Intents to reboot, halt, power off or kexec this machine, by path.", &["path"]),
+            quarantine_active: gauge_vec(&r, "nodeward_quarantine_active", "Quarantines currently in force, by action.", &["action"]),
+            quarantine_decisions: counter_vec(&r, "nodeward_quarantine_decisions_total", "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).", &["action", "result"]),
+            quarantine_kernel: counter_vec(&r, "nodeward_quarantine_kernel_total", "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error.", &["counter"]),
+            enforcement_backend: gauge_vec(&r, "nodeward_enforcement_backend_info", "Kernel backend enforcing each action here (always 1).", &["action", "backend"]),
             registry: r,
             user: Arc::new(UserCounters::default()),
             kernel: Mutex::new(None),
@@ -145,6 +157,15 @@ impl Metrics {
         for r in ["success", "failure"] {
             self.config_reloads.with_label_values(&[r]);
         }
+        for k in crate::quarantine::ActionKind::ALL {
+            self.quarantine_active.with_label_values(&[k.as_str()]).set(0);
+            for r in crate::quarantine::RESULTS {
+                self.quarantine_decisions.with_label_values(&[k.as_str(), r]);
+            }
+        }
+        for c in QSTAT_NAMES {
+            self.quarantine_kernel.with_label_values(&[c]);
+        }
         for p in detectors::reboot::PATHS {
             self.reboot_intents.with_label_values(&[p]);
         }
@@ -172,6 +193,19 @@ impl Metrics {
         for d in detectors::ALL {
             self.detector_up.with_label_values(&[d]).set(programs::detector_state(d, statuses).is_ok().into());
         }
+    }
+
+    pub fn record_decision(&self, action: crate::quarantine::ActionKind, result: &str) {
+        self.quarantine_decisions.with_label_values(&[action.as_str(), result]).inc();
+    }
+
+    pub fn set_quarantine_active(&self, action: crate::quarantine::ActionKind, n: usize) {
+        self.quarantine_active.with_label_values(&[action.as_str()]).set(n as i64);
+    }
+
+    pub fn set_enforcement_backend(&self, action: crate::quarantine::ActionKind, backend: &str) {
+        self.enforcement_backend.reset();
+        self.enforcement_backend.with_label_values(&[action.as_str(), backend]).set(1);
     }
 
     pub fn set_kernel_stats(&self, stats: Option<KernelStats>) {
@@ -226,6 +260,7 @@ fn advance(c: &prometheus::IntCounter, total: u64) {
 pub struct KernelStats {
     pub stats: PerCpuArray<MapData, u64>,
     pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
+    pub qstats: PerCpuArray<MapData, u64>,
     pub program_ids: Arc<Mutex<Vec<(&'static str, u32)>>>,
     pub run_stats: Option<std::os::fd::OwnedFd>,
 }
@@ -248,6 +283,10 @@ impl KernelStats {
         advance(&m.events_lost.with_label_values(&["ringbuf_full"]), lost[0]);
         advance(&m.events_lost.with_label_values(&["map_full"]), lost[1]);
         m.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(count_keys(&self.exec_watch));
+        for (i, name) in QSTAT_NAMES.iter().enumerate() {
+            let total: u64 = self.qstats.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+            advance(&m.quarantine_kernel.with_label_values(&[name]), total);
+        }
         let ids = self.program_ids.lock().expect("program ids lock").clone();
         if !ids.is_empty() {
             for info in aya::programs::loaded_programs().filter_map(Result::ok) {

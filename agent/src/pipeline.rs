@@ -13,12 +13,23 @@ use crate::{
     metrics::Metrics,
 };
 
-pub async fn run(mut queue: mpsc::Receiver<Event>, mut config: watch::Receiver<Arc<Config>>, metrics: Arc<Metrics>) {
+pub async fn run(
+    mut queue: mpsc::Receiver<Event>,
+    mut config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<Metrics>,
+    enforced: mpsc::Sender<(u64, serde_json::Value)>,
+) {
     let mut detectors = DetectorSet::new(&config.borrow_and_update());
     loop {
         tokio::select! {
             event = queue.recv() => {
                 let Some(event) = event else { return };
+                if let Event::ExecBlocked(b) = &event {
+                    let p = crate::detectors::Process::from(&b.proc);
+                    warn!(target: "nodeward::enforced", action = "block_exec", id = b.rule_id, pid = p.pid, ppid = p.ppid, comm = %p.comm, signal_result = b.signal_result, "exec blocked: {}[{}] killed", p.comm, p.pid);
+                    let detail = serde_json::json!({"process": p, "signal_result": b.signal_result});
+                    let _ = enforced.try_send((b.rule_id, detail));
+                }
                 for finding in detectors.observe(&event) {
                     metrics.record_finding(&finding);
                     report(&finding);

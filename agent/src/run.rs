@@ -15,11 +15,14 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
+    control,
+    guard::{self, Guard},
     http::{self, Health},
     loader::Kernel,
     logging::{self, LogHandle},
     metrics::Metrics,
     pipeline, probe, programs,
+    quarantine::{ActionKind, Engine, Now},
 };
 
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -82,32 +85,70 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
         Err(e) => warn!(error = %e, "kernel statistics unavailable; kernel-side loss counters will read 0"),
     }
     report_detectors(&kernel, &metrics);
-
     let ring = kernel.take_events().context("opening the event ring buffer")?;
+
+    // The guard owns the kernel from here on: every map write goes through it.
+    let mut guard: Guard = Engine::open(&config, kernel).context("opening the quarantine state and audit journal")?;
+    guard.reconcile(Now::system()).context("restoring active quarantines")?;
+    guard::sync_metrics(&mut guard, &metrics);
+    report_backends(&guard, &metrics);
+    info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
+
+    let control = control::bind(&config.control.socket)
+        .with_context(|| format!("cannot create the control socket {} (control.socket)", config.control.socket.display()))?;
+    let (control_tx, mut control_rx) = mpsc::channel(64);
+    let control_task = tokio::spawn(control::serve(control, control_tx));
+    let (alert_tx, mut alert_rx) = mpsc::channel(64);
+    let webhook = config.http.webhook.enabled.then(|| http::Webhook { token: read_token(&config), commands: alert_tx });
+    let (enforced_tx, mut enforced_rx) = mpsc::channel(256);
+
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
-    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone()));
+    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), enforced_tx));
 
     let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), async move {
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), webhook, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
     health.set(None);
-    info!(listen = %bound, "nodeward ready");
+    info!(listen = %bound, control = %config.control.socket.display(), "nodeward ready");
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut sweep = tokio::time::interval(config.quarantine.sweep_interval);
     let mut current = config;
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
             _ = hup.recv() => {
-                reload(&config_path, &mut current, &mut kernel, &metrics, &log, &config_tx);
-                *program_ids.lock().expect("program ids lock") = kernel.program_ids();
+                reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
+                *program_ids.lock().expect("program ids lock") = guard.backend().program_ids();
+                sweep = tokio::time::interval(current.quarantine.sweep_interval);
+            }
+            Some(cmd) = control_rx.recv() => {
+                let reply = guard::handle(&mut guard, &current, &metrics, cmd.request, &cmd.by);
+                let _ = cmd.reply.send(reply);
+            }
+            Some(cmd) = alert_rx.recv() => {
+                let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
+                info!(outcome = %reply, "webhook alert handled");
+                let _ = cmd.reply.send(reply);
+            }
+            Some((id, detail)) = enforced_rx.recv() => {
+                if let Err(e) = guard.enforced(id, detail) {
+                    error!(error = %e, "cannot journal an enforcement");
+                }
+                guard::sync_metrics(&mut guard, &metrics);
+            }
+            _ = sweep.tick() => {
+                if let Err(e) = guard.sweep(Now::system()) {
+                    error!(error = %e, "quarantine sweep failed");
+                }
+                guard::sync_metrics(&mut guard, &metrics);
             }
         }
         if reader.is_finished() {
@@ -119,13 +160,37 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let _ = stop_tx.send(true);
     reader.abort();
     pipeline.abort();
+    control_task.abort();
     if let Ok(Err(e)) = server.await {
         warn!(error = %e, "http server ended with an error");
     }
+    let _ = std::fs::remove_file(&current.control.socket);
     metrics.set_kernel_stats(None);
-    drop(kernel); // detaches every program and closes every map
+    drop(guard); // detaches every program and closes every map
     info!("nodeward stopped");
     Ok(())
+}
+
+fn read_token(config: &Config) -> Option<Arc<String>> {
+    match std::fs::read_to_string(&config.http.webhook.token_file) {
+        Ok(t) if !t.trim().is_empty() => Some(Arc::new(t.trim().to_string())),
+        Ok(_) => {
+            error!(file = %config.http.webhook.token_file.display(), "webhook token file is empty; the webhook refuses every request");
+            None
+        }
+        Err(e) => {
+            error!(file = %config.http.webhook.token_file.display(), error = %e, "cannot read the webhook token; the webhook refuses every request");
+            None
+        }
+    }
+}
+
+fn report_backends(guard: &Guard, metrics: &Metrics) {
+    for k in ActionKind::ALL {
+        let backend = guard::backend_name(k, guard.backend(), false);
+        metrics.set_enforcement_backend(k, backend);
+        info!(action = k.as_str(), backend, "enforcement backend");
+    }
 }
 
 fn report_detectors(kernel: &Kernel, metrics: &Metrics) {
@@ -141,7 +206,7 @@ fn report_detectors(kernel: &Kernel, metrics: &Metrics) {
 fn reload(
     path: &Option<PathBuf>,
     current: &mut Config,
-    kernel: &mut Kernel,
+    guard: &mut Guard,
     metrics: &Metrics,
     log: &LogHandle,
     config_tx: &watch::Sender<Arc<Config>>,
@@ -160,13 +225,15 @@ fn reload(
     if new.agent.event_queue != current.agent.event_queue || new.agent.log_format != current.agent.log_format {
         warn!("agent.event_queue and agent.log_format changes take effect at restart");
     }
-    if let Err(e) = kernel.apply(&new) {
+    if let Err(e) = guard.backend_mut().apply(&new) {
         error!(error = %e, "SIGHUP: applying the configuration to the kernel failed");
         metrics.record_reload(false);
         return;
     }
     log.set_level(new.agent.log_level);
-    report_detectors(kernel, metrics);
+    guard.set_config(&new);
+    report_detectors(guard.backend(), metrics);
+    report_backends(guard, metrics);
     let _ = config_tx.send(Arc::new(new.clone()));
     *current = new;
     metrics.record_reload(true);

@@ -1,0 +1,112 @@
+//! Control socket: a unix socket for the CLI verbs, root only (peer credentials are
+//! checked on every connection). One JSON request line, one JSON response line.
+
+use std::{os::unix::fs::PermissionsExt, path::Path};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    sync::{mpsc, oneshot},
+};
+use tracing::{info, warn};
+
+use crate::quarantine::Target;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Status,
+    List,
+    Add { target: Target, ttl_s: Option<u64>, reason: String },
+    Approve { id: u64 },
+    Release { id: Option<u64> },
+}
+
+/// A request with the identity of who sent it and where to answer.
+pub struct Command {
+    pub request: Request,
+    /// "uid=0 pid=1234" of the peer, recorded in the audit journal.
+    pub by: String,
+    pub reply: oneshot::Sender<Value>,
+}
+
+/// Bind the socket: parent directory 0700, stale socket replaced, socket 0600.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "control socket accept failed");
+                continue;
+            }
+        };
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, commands).await {
+                warn!(error = %e, "control connection failed");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let (read, mut write) = stream.into_split();
+    let answer = |v: Value| {
+        let mut line = serde_json::to_vec(&v).unwrap_or_default();
+        line.push(b'\n');
+        line
+    };
+    if cred.uid() != 0 {
+        warn!(uid = cred.uid(), pid = ?cred.pid(), "control request refused: not root");
+        write.write_all(&answer(serde_json::json!({"ok": false, "error": "permission denied: root only"}))).await?;
+        return Ok(());
+    }
+    let by = format!("uid={} pid={}", cred.uid(), cred.pid().unwrap_or(0));
+    let mut lines = BufReader::new(read).lines();
+    let Some(line) = lines.next_line().await? else { return Ok(()) };
+    let request: Request = match serde_json::from_str(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            write.write_all(&answer(serde_json::json!({"ok": false, "error": format!("bad request: {e}")}))).await?;
+            return Ok(());
+        }
+    };
+    info!(by = %by, request = %line, "control request");
+    let (tx, rx) = oneshot::channel();
+    if commands.send(Command { request, by, reply: tx }).await.is_err() {
+        write.write_all(&answer(serde_json::json!({"ok": false, "error": "agent is shutting down"}))).await?;
+        return Ok(());
+    }
+    let reply = rx.await.unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "no answer"}));
+    write.write_all(&answer(reply)).await
+}
+
+/// Client side, for the CLI: send one request, return the response.
+pub fn call(path: &Path, request: &Request) -> Result<Value, String> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| format!("cannot reach the agent at {} ({e}); is `nodeward run` running?", path.display()))?;
+    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    s.write_all(&line).map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    std::io::BufReader::new(s).read_line(&mut resp).map_err(|e| e.to_string())?;
+    serde_json::from_str(&resp).map_err(|e| format!("bad response from the agent: {e}"))
+}

@@ -1,0 +1,105 @@
+//! The guard: control-socket and webhook requests, and kernel enforcement reports,
+//! handled by the one task that owns the quarantine engine (and through it the kernel).
+
+use serde_json::{Value, json};
+
+use crate::{
+    config::Config,
+    control::Request,
+    loader::Kernel,
+    metrics::Metrics,
+    quarantine::{ActionKind, Engine, Now, Outcome, Request as Action, Trigger},
+};
+
+pub type Guard = Engine<Kernel>;
+
+/// Backend that enforces an action kind here (metric `nodeward_enforcement_backend_info`).
+pub fn backend_name(kind: ActionKind, kernel: &Kernel, lsm_loads: bool) -> &'static str {
+    match kind {
+        // BPF LSM would block in bprm_check_security; this build uses the fallback
+        // everywhere (the LSM program is not written yet), and says so.
+        ActionKind::BlockExec if kernel.exec_guard_attached() => {
+            let _ = lsm_loads;
+            "sched_exec_kill"
+        }
+        ActionKind::BlockExec => "none",
+        ActionKind::DropPackets => "tc",
+    }
+}
+
+pub fn outcome_json(o: &Outcome) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("ok".into(), Value::Bool(true));
+    }
+    v
+}
+
+fn error(e: impl std::fmt::Display) -> Value {
+    json!({"ok": false, "error": e.to_string()})
+}
+
+pub fn status(guard: &Guard, config: &Config) -> Value {
+    let kernel = guard.backend();
+    json!({
+        "ok": true,
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": config.agent.mode,
+        "actions": ActionKind::ALL.iter().map(|k| json!({
+            "action": k.as_str(),
+            "mode": config.action_mode(*k),
+            "backend": backend_name(*k, kernel, false),
+        })).collect::<Vec<_>>(),
+        "detectors": kernel.statuses().iter().map(|s| json!({
+            "owner": s.spec.detector, "program": s.spec.name, "status": s.status.label(), "reason": s.status.reason(),
+        })).collect::<Vec<_>>(),
+        "quarantines_active": guard.active().len(),
+        "proposals_pending": guard.proposals().len(),
+        "journal": guard.journal_path(),
+    })
+}
+
+/// Handle one request; update metrics from the decisions it produced.
+pub fn handle(guard: &mut Guard, config: &Config, metrics: &Metrics, request: Request, by: &str) -> Value {
+    let now = Now::system();
+    let reply = match request {
+        Request::Status => status(guard, config),
+        Request::List => json!({"ok": true, "active": guard.active(), "proposals": guard.proposals()}),
+        Request::Add { target, ttl_s, reason } => {
+            let trigger = Trigger { source: "manual".into(), detail: format!("{by}: {reason}") };
+            match guard.request(Action { target, ttl_s, trigger }, now) {
+                Ok(o) => outcome_json(&o),
+                Err(e) => error(e),
+            }
+        }
+        Request::Approve { id } => match guard.approve(id, by, now) {
+            Ok(o) => outcome_json(&o),
+            Err(e) => error(e),
+        },
+        Request::Release { id } => match guard.release(id, by) {
+            Ok(ids) => json!({"ok": true, "released": ids}),
+            Err(e) => error(e),
+        },
+    };
+    sync_metrics(guard, metrics);
+    reply
+}
+
+/// A webhook alert turned into a request.
+pub fn handle_alert(guard: &mut Guard, metrics: &Metrics, action: Action) -> Value {
+    let reply = match guard.request(action, Now::system()) {
+        Ok(o) => outcome_json(&o),
+        Err(e) => error(e),
+    };
+    sync_metrics(guard, metrics);
+    reply
+}
+
+pub fn sync_metrics(guard: &mut Guard, metrics: &Metrics) {
+    for (action, result) in guard.take_decisions() {
+        metrics.record_decision(action, result);
+    }
+    for k in ActionKind::ALL {
+        metrics.set_quarantine_active(k, guard.active().iter().filter(|q| q.target.action() == k).count());
+    }
+}
