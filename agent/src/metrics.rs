@@ -203,9 +203,12 @@ impl Metrics {
         self.quarantine_active.with_label_values(&[action.as_str()]).set(n as i64);
     }
 
-    pub fn set_enforcement_backend(&self, action: crate::quarantine::ActionKind, backend: &str) {
+    /// Replace the backend info series (one per action).
+    pub fn set_enforcement_backends(&self, backends: &[(crate::quarantine::ActionKind, &str)]) {
         self.enforcement_backend.reset();
-        self.enforcement_backend.with_label_values(&[action.as_str(), backend]).set(1);
+        for (action, backend) in backends {
+            self.enforcement_backend.with_label_values(&[action.as_str(), backend]).set(1);
+        }
     }
 
     pub fn set_kernel_stats(&self, stats: Option<KernelStats>) {

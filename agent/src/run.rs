@@ -186,11 +186,11 @@ fn read_token(config: &Config) -> Option<Arc<String>> {
 }
 
 fn report_backends(guard: &Guard, metrics: &Metrics) {
-    for k in ActionKind::ALL {
-        let backend = guard::backend_name(k, guard.backend(), false);
-        metrics.set_enforcement_backend(k, backend);
+    let backends: Vec<(ActionKind, &str)> = ActionKind::ALL.iter().map(|&k| (k, guard::backend_name(k, guard.backend(), false))).collect();
+    for (k, backend) in &backends {
         info!(action = k.as_str(), backend, "enforcement backend");
     }
+    metrics.set_enforcement_backends(&backends);
 }
 
 fn report_detectors(kernel: &Kernel, metrics: &Metrics) {

@@ -97,6 +97,7 @@ pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), String> {
         "proposed" => println!("proposed: {} (run `nodeward approve {}` before {})", v["id"], v["id"], when(&v["expires_ms"])),
         "dry_run" => println!("dry run: {}", v["would"].as_str().unwrap_or("")),
         "failed" => println!("failed: {}", v["error"].as_str().unwrap_or("")),
+        "refused" => println!("refused_{}: {}", v["reason"].as_str().unwrap_or("?"), v["detail"].as_str().unwrap_or("")),
         other => println!("{other}: {}", v["detail"].as_str().unwrap_or("")),
     });
     match v["result"].as_str() {

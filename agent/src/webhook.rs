@@ -31,7 +31,13 @@ pub struct Alert {
 
 /// cgroup v2 id of a cgroup path (the inode number of its directory).
 pub fn cgroup_id(path: &str) -> Result<u64, String> {
-    let full = if path.starts_with("/sys/fs/cgroup") { path.to_string() } else { format!("/sys/fs/cgroup/{}", path.trim_start_matches('/')) };
+    // An existing absolute path is used as is (cgroup2 may be mounted elsewhere than
+    // /sys/fs/cgroup on hybrid hosts); anything else is relative to /sys/fs/cgroup.
+    let full = if path.starts_with('/') && std::path::Path::new(path).is_dir() {
+        path.to_string()
+    } else {
+        format!("/sys/fs/cgroup/{}", path.trim_start_matches('/'))
+    };
     std::fs::metadata(&full).map(|m| m.ino()).map_err(|e| format!("cgroup {full}: {e}"))
 }
 

@@ -60,6 +60,7 @@ pub struct Agent {
     lines: Arc<Mutex<Vec<String>>>,
     pub addr: String,
     pub config_path: PathBuf,
+    bin: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -70,9 +71,29 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("nodeward.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
+        let (child, pid, lines) = Self::spawn(bin, &config_path);
+        let mut agent = Agent { child, pid, lines, addr: String::new(), config_path, bin: bin.to_path_buf(), _dir: dir };
+        agent.wait_ready();
+        agent
+    }
+
+    fn wait_ready(&mut self) {
+        let seen = self.logs().iter().filter(|l| l["message"] == "nodeward ready").count();
+        let ready = wait_for(Duration::from_secs(30), || {
+            let logs = self.logs();
+            let ready: Vec<&Value> = logs.iter().filter(|l| l["message"] == "nodeward ready").collect();
+            (ready.len() > seen).then(|| ready.last().unwrap()["listen"].as_str().unwrap_or("").to_string())
+        });
+        match ready {
+            Some(addr) => self.addr = addr,
+            None => panic!("agent not ready within 30 s; output:\n{}", self.raw_output()),
+        }
+    }
+
+    fn spawn(bin: &Path, config_path: &Path) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
         let mut child = Command::new(bin)
             .arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .arg("run")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -88,15 +109,37 @@ impl Agent {
                 }
             });
         }
-        let mut agent = Agent { child: Some(child), pid, lines, addr: String::new(), config_path, _dir: dir };
-        let ready = wait_for(Duration::from_secs(30), || {
-            agent.logs().iter().find(|l| l["message"] == "nodeward ready").map(|l| l["listen"].as_str().unwrap_or("").to_string())
-        });
-        match ready {
-            Some(addr) => agent.addr = addr,
-            None => panic!("agent not ready within 30 s; output:\n{}", agent.raw_output()),
-        }
-        agent
+        (Some(child), pid, lines)
+    }
+
+    /// Run a CLI verb against this agent (same config file).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin).arg("--config").arg(&self.config_path).args(args).output().expect("run nodeward CLI")
+    }
+
+    /// The state directory (audit journal, quarantine state).
+    pub fn state_dir(&self) -> PathBuf {
+        self.config_path.parent().expect("config dir").join("state")
+    }
+
+    /// Audit journal records (complete lines), as JSON.
+    pub fn journal(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.state_dir().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Stop (SIGTERM) and start again with the same config and state directory.
+    pub fn restart(&mut self) -> ExitStatus {
+        let status = self.stop();
+        let fresh = Self::spawn(&self.bin, &self.config_path);
+        self.child = fresh.0;
+        self.pid = fresh.1;
+        self.lines = fresh.2;
+        self.wait_ready();
+        status
     }
 
     /// Replace the config file (keeping the test's logging and listen settings).
@@ -170,18 +213,30 @@ impl Drop for Agent {
     }
 }
 
+/// The test's config: dotted keys only, so `extra` may add dotted keys (e.g.
+/// `agent.mode = "enforce"`) and then tables of its own.
 fn config_text(dir: &Path, extra: &str) -> String {
     format!(
-        "[agent]\nlog_format = \"json\"\nstate_dir = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n{extra}\n",
-        dir.join("state").display()
+        "agent.log_format = \"json\"\nagent.state_dir = \"{}\"\nhttp.listen = \"127.0.0.1:0\"\ncontrol.socket = \"{}\"\n{extra}\n",
+        dir.join("state").display(),
+        dir.join("control.sock").display()
     )
 }
 
 /// Minimal HTTP/1.0 GET on loopback: (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http_request(addr, "GET", path, &[], "")
+}
+
+/// Minimal HTTP/1.0 request on loopback: (status, body).
+pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}\r\n{body}").unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
@@ -237,4 +292,118 @@ pub fn stand_in(helper: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
     let path = dir.path().join(name);
     std::fs::copy(helper, &path).expect("copy helper");
     (dir, path)
+}
+
+/// Run a command; true when it exits 0.
+pub fn sh(args: &[&str]) -> bool {
+    Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn must(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Two network namespaces (A, B) on a bridge in the root namespace, like sandboxes on
+/// a host bridge. Addresses live only inside the namespaces; the root namespace gets
+/// none. Everything is deleted on drop (also when the test fails).
+pub struct Lan {
+    pub bridge: String,
+    /// Root-side bridge ports of A and B (where TC enforcement attaches).
+    pub port_a: String,
+    pub port_b: String,
+    pub ns_a: String,
+    pub ns_b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+}
+
+impl Lan {
+    pub fn new() -> Lan {
+        let tag = format!("{:04x}", (std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())) & 0xffff);
+        let lan = Lan {
+            bridge: format!("nwbr{tag}"),
+            port_a: format!("nwpa{tag}"),
+            port_b: format!("nwpb{tag}"),
+            ns_a: format!("nw-{tag}-a"),
+            ns_b: format!("nw-{tag}-b"),
+            ip_a: "10.213.77.1".into(),
+            ip_b: "10.213.77.2".into(),
+        };
+        must(&["ip", "link", "add", &lan.bridge, "type", "bridge"]);
+        must(&["ip", "link", "set", &lan.bridge, "up"]);
+        for (ns, port, ip) in [(&lan.ns_a, &lan.port_a, &lan.ip_a), (&lan.ns_b, &lan.port_b, &lan.ip_b)] {
+            must(&["ip", "netns", "add", ns]);
+            must(&["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+            must(&["ip", "link", "set", port, "master", &lan.bridge, "up"]);
+            must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    /// One ping from A to B (1 s timeout).
+    pub fn a_reaches_b(&self) -> bool {
+        sh(&["ip", "netns", "exec", &self.ns_a, "ping", "-c", "1", "-W", "1", &self.ip_b])
+    }
+
+    /// Wait until A reaches B (or not), up to `secs`.
+    pub fn wait_reach(&self, want: bool, secs: u64) -> bool {
+        wait_for(Duration::from_secs(secs), || (self.a_reaches_b() == want).then_some(())).is_some()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in [&self.ns_a, &self.ns_b] {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        for link in [&self.port_a, &self.port_b, &self.bridge] {
+            let _ = sh(&["ip", "link", "del", link]);
+        }
+    }
+}
+
+/// A cgroup v2 of the test's own: cgroup2 mounted on a temp dir (hosts with a v1 or
+/// hybrid layout have no v2 at /sys/fs/cgroup), a child cgroup in it. Processes are
+/// put in by PID; the cgroup is removed and the mount detached on drop.
+pub struct TestCgroup {
+    mount: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn new() -> Result<TestCgroup, String> {
+        let mount = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let target = std::ffi::CString::new(mount.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mount(2) with valid NUL-terminated strings.
+        let r = unsafe { libc::mount(c"none".as_ptr(), target.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) };
+        if r != 0 {
+            return Err(format!("cannot mount cgroup2: {}", std::io::Error::last_os_error()));
+        }
+        let path = mount.path().join(format!("nodeward-test-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&path) {
+            // SAFETY: detach what we mounted.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            return Err(format!("cannot create a cgroup: {e}"));
+        }
+        Ok(TestCgroup { mount, path })
+    }
+
+    /// A shell command line that moves itself into this cgroup, then execs `argv`.
+    pub fn command(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", self.path.display())).args(argv);
+        c
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = wait_for(Duration::from_secs(5), || std::fs::remove_dir(&self.path).ok());
+        let target = std::ffi::CString::new(self.mount.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: detach the cgroup2 mount this guard created.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
 }

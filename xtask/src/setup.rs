@@ -19,6 +19,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "iproute2",    // ip netns, veth
     "util-linux",  // unshare, nsenter
     "procps",
+    "iputils-ping", // traffic between test namespaces
 ];
 
 pub struct Tools {
