@@ -128,6 +128,10 @@ fn restart_keeps_an_active_quarantine() {
     let v: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(v["active"].as_array().map(Vec::len), Some(1), "{list}");
     assert!(agent.journal().iter().any(|r| r["decision"] == "restored"));
+    // `nodeward audit` reads the same journal, in order.
+    let audit = ok(&agent.cli(&["audit"]));
+    let decisions: Vec<String> = audit.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).map(|r| r["decision"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(decisions, ["applied", "restored"], "{audit}");
     // Release undoes it at once.
     ok(&agent.cli(&["release", "--all"]));
     assert!(lan.wait_reach(true, 5), "release did not restore traffic");
