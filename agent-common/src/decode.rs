@@ -19,6 +19,7 @@ pub enum Event {
     Kexec(KexecEvent),
     Exec(Box<ExecEvent>),
     ExecBlocked(crate::quarantine::ExecBlockedEvent),
+    SshAccept(crate::session::SshAcceptEvent),
 }
 
 impl Event {
@@ -28,6 +29,7 @@ impl Event {
             Event::Kexec(e) => &e.header,
             Event::Exec(e) => &e.header,
             Event::ExecBlocked(e) => &e.header,
+            Event::SshAccept(e) => &e.header,
         }
     }
 }
@@ -86,6 +88,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         kind::KEXEC => Event::Kexec(read(buf)),
         kind::EXEC => Event::Exec(Box::new(read(buf))),
         kind::EXEC_BLOCKED => Event::ExecBlocked(read(buf)),
+        kind::SSH_ACCEPT => Event::SshAccept(read(buf)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }
@@ -117,10 +120,11 @@ mod tests {
         assert_eq!(size_of::<EventHeader>(), 16);
         assert_eq!(offset_of!(EventHeader, ktime_ns), 8);
         assert_eq!(offset_of!(RebootSyscallEvent, proc), 16);
-        assert_eq!(offset_of!(RebootSyscallEvent, magic1), 72);
-        assert_eq!(offset_of!(ExecEvent, filename), 88);
-        assert_eq!(offset_of!(ExecEvent, args), 344);
-        assert_eq!(size_of::<ExecEvent>(), 856);
+        assert_eq!(offset_of!(RebootSyscallEvent, magic1), 112);
+        assert_eq!(offset_of!(ExecEvent, filename), 128);
+        assert_eq!(offset_of!(ExecEvent, args), 384);
+        assert_eq!(size_of::<ExecEvent>(), 896);
+        assert_eq!(offset_of!(ProcCtx, origin), 56);
         assert_eq!(offset_of!(ProcCtx, cgroup_id), 32);
         assert_eq!(offset_of!(ProcCtx, comm), 40);
     }

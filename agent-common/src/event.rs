@@ -1,7 +1,7 @@
 //! Ring-buffer record header and the registry of record kinds.
 
 /// Version of the record layouts. Bumped whenever any record in this crate changes.
-pub const ABI_VERSION: u16 = 1;
+pub const ABI_VERSION: u16 = 2;
 
 /// First bytes of every record in the `EVENTS` ring buffer.
 #[repr(C)]
@@ -34,8 +34,10 @@ pub mod kind {
     pub const EXEC: u16 = 3;
     /// [`crate::quarantine::ExecBlockedEvent`]: a quarantined binary was killed on exec.
     pub const EXEC_BLOCKED: u16 = 4;
+    /// [`crate::session::SshAcceptEvent`]: an sshd accepted a connection.
+    pub const SSH_ACCEPT: u16 = 5;
     /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 4;
+    pub const MAX: u16 = 5;
 }
 
 /// The record size for a kind, or `None` for an unknown kind. Every kind is listed
@@ -46,6 +48,7 @@ pub const fn record_size(kind: u16) -> Option<usize> {
         kind::KEXEC => Some(core::mem::size_of::<crate::reboot::KexecEvent>()),
         kind::EXEC => Some(core::mem::size_of::<crate::reboot::ExecEvent>()),
         kind::EXEC_BLOCKED => Some(core::mem::size_of::<crate::quarantine::ExecBlockedEvent>()),
+        kind::SSH_ACCEPT => Some(core::mem::size_of::<crate::session::SshAcceptEvent>()),
         _ => None,
     }
 }

@@ -17,6 +17,7 @@ pub mod offsets;
 pub mod proc;
 pub mod quarantine;
 pub mod reboot;
+pub mod session;
 pub mod stats;
 
 #[cfg(feature = "user")]

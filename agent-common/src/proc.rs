@@ -25,7 +25,9 @@ pub struct ProcCtx {
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],
+    /// Where the task came from (session detector); zero kind when unknown.
+    pub origin: crate::session::Origin,
 }
-const _: () = assert!(core::mem::size_of::<ProcCtx>() == 56);
+const _: () = assert!(core::mem::size_of::<ProcCtx>() == 96);
 
 crate::user_pod!(ProcCtx);

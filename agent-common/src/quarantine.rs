@@ -76,6 +76,6 @@ pub struct ExecBlockedEvent {
     /// 0 when SIGKILL was sent, else the helper's error.
     pub signal_result: i64,
 }
-const _: () = assert!(core::mem::size_of::<ExecBlockedEvent>() == 16 + 56 + 16);
+const _: () = assert!(core::mem::size_of::<ExecBlockedEvent>() == 16 + 96 + 16);
 
 crate::user_pod!(Rule, BlockExecKey, MacKey, ArpClaimKey, ExecBlockedEvent);

@@ -14,7 +14,7 @@ pub struct RebootSyscallEvent {
     pub cmd: u32,
     pub _pad0: u32,
 }
-const _: () = assert!(core::mem::size_of::<RebootSyscallEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<RebootSyscallEvent>() == 16 + 96 + 16);
 
 pub const KEXEC_LOAD: u32 = 1;
 pub const KEXEC_FILE_LOAD: u32 = 2;
@@ -31,7 +31,7 @@ pub struct KexecEvent {
     /// The `flags` argument.
     pub flags: u64,
 }
-const _: () = assert!(core::mem::size_of::<KexecEvent>() == 88);
+const _: () = assert!(core::mem::size_of::<KexecEvent>() == 16 + 96 + 16);
 
 pub const FILENAME_LEN: usize = 256;
 /// Bytes of the argument block (argv strings, NUL-separated) kept per exec.
@@ -62,7 +62,7 @@ pub struct ExecEvent {
     /// argv as the new image sees it: NUL-separated strings.
     pub args: [u8; ARGS_LEN],
 }
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16 + 56 + 16 + 256 + 512);
+const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16 + 96 + 16 + 256 + 512);
 
 impl ExecEvent {
     /// The argument strings (userspace helper; invalid UTF-8 replaced).

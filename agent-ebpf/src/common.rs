@@ -91,6 +91,11 @@ pub fn fill_proc(p: &mut ProcCtx, kind: u16) {
     p.loginuid = unsafe { read_at::<u32>(task, off.task_loginuid) }.unwrap_or(UNSET_ID);
     // SAFETY: as above.
     p.sessionid = unsafe { read_at::<u32>(task, off.task_sessionid) }.unwrap_or(UNSET_ID);
+    // SAFETY: map lookup, value copied.
+    p.origin = match unsafe { crate::session::TASK_ORIGIN.get(&p.pid) } {
+        Some(o) => *o,
+        None => agent_common::session::Origin::default(),
+    };
 }
 
 /// The current task's argument block (`mm->arg_start`, length), if readable.

@@ -7,6 +7,7 @@ mod common;
 mod probe;
 mod quarantine;
 mod reboot;
+mod session;
 
 #[cfg(not(test))]
 #[panic_handler]

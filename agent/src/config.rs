@@ -240,6 +240,21 @@ pub struct DropPacketsPolicy {
 #[serde(default, deny_unknown_fields)]
 pub struct Detectors {
     pub reboot: RebootConfig,
+    pub session: SessionConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub enabled: bool,
+    /// Process names (comm) of SSH daemons whose accepted connections start a session.
+    pub sshd_comms: Vec<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { enabled: true, sshd_comms: vec!["sshd".into(), "sshd-session".into()] }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -333,6 +348,11 @@ impl Config {
         if q.max_actions == 0 || q.max_active == 0 {
             return Err(bad("quarantine", "max_actions and max_active must be at least 1"));
         }
+        for (i, c) in self.detectors.session.sshd_comms.iter().enumerate() {
+            if c.is_empty() || c.len() > 15 {
+                return Err(bad(&format!("detectors.session.sshd_comms[{i}]"), "must be 1 to 15 bytes (a process comm)"));
+            }
+        }
         if q.journal_max_bytes < 4096 {
             return Err(bad("quarantine.journal_max_bytes", "must be at least 4096"));
         }
@@ -359,6 +379,9 @@ impl Config {
         let mut out = Vec::new();
         if self.detectors.reboot.enabled {
             out.push("reboot");
+        }
+        if self.detectors.session.enabled {
+            out.push("session");
         }
         out
     }

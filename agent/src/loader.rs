@@ -47,8 +47,14 @@ impl Kernel {
     /// their outcome to `facts`) and attach what `config` enables.
     pub fn load(facts: &mut KernelFacts, config: &Config) -> Result<Kernel, LoadError> {
         let bytes = object::object()?;
+        let mut tp = agent_common::session::TracepointOffsets::DEFAULT;
+        match probe::tracepoint_field_offset("sched", "sched_process_fork", "child_pid") {
+            Some(off) => tp.fork_child_pid = off,
+            None => warn!("sched_process_fork format unreadable; assuming child_pid at offset {}", tp.fork_child_pid),
+        }
         let ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
+            .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .load(bytes)?;
         let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
         facts.program_types.extend(kernel.probe_btf_program_types());
@@ -87,6 +93,7 @@ impl Kernel {
     /// programs of enabled detectors and detach those of disabled ones.
     pub fn apply(&mut self, config: &Config) -> Result<(), LoadError> {
         self.sync_exec_watch(config)?;
+        self.sync_sshd_comms(config)?;
         let mut enabled = config.enabled_detectors();
         // The kill-on-exec program runs whenever block_exec may enforce.
         if config.action_mode(crate::quarantine::ActionKind::BlockExec) == crate::config::Mode::Enforce {
@@ -144,6 +151,31 @@ impl Kernel {
             }
         }
         Status::Disabled
+    }
+
+    fn sync_sshd_comms(&mut self, config: &Config) -> Result<(), LoadError> {
+        let name = agent_common::session::SSHD_COMMS;
+        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
+        let mut comms: BpfHashMap<_, [u8; 16], u32> = BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        let wanted: Vec<[u8; 16]> = config
+            .detectors
+            .session
+            .sshd_comms
+            .iter()
+            .map(|c| {
+                let mut k = [0u8; 16];
+                k[..c.len().min(15)].copy_from_slice(&c.as_bytes()[..c.len().min(15)]);
+                k
+            })
+            .collect();
+        let stale: Vec<[u8; 16]> = comms.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+        for k in stale {
+            comms.remove(&k).map_err(|source| LoadError::Map { name, source })?;
+        }
+        for k in wanted {
+            comms.insert(&k, &1, 0).map_err(|source| LoadError::Map { name, source })?;
+        }
+        Ok(())
     }
 
     fn sync_exec_watch(&mut self, config: &Config) -> Result<(), LoadError> {

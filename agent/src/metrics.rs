@@ -25,6 +25,7 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::KEXEC => "kexec",
         kind::EXEC => "exec",
         kind::EXEC_BLOCKED => "exec_blocked",
+        kind::SSH_ACCEPT => "ssh_accept",
         _ => "unknown",
     }
 }
@@ -74,6 +75,7 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     findings: IntCounterVec,
     reboot_intents: IntCounterVec,
+    ssh_accepts: prometheus::IntCounter,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
     quarantine_kernel: IntCounterVec,
@@ -113,6 +115,11 @@ impl Metrics {
             config_reloads: counter_vec(&r, "nodeward_config_reloads_total", "Configuration reloads (SIGHUP), by result.", &["result"]),
             findings: counter_vec(&r, "nodeward_findings_total", "Findings reported, by detector.", &["detector"]),
             reboot_intents: counter_vec(&r, "nodeward_reboot_intents_total", "Intents to reboot, halt, power off or kexec this machine, by path.", &["path"]),
+            ssh_accepts: {
+                let c = prometheus::IntCounter::new("nodeward_session_ssh_accepts_total", "SSH connections accepted by a watched sshd (each starts a tracked session).").expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             quarantine_active: gauge_vec(&r, "nodeward_quarantine_active", "Quarantines currently in force, by action.", &["action"]),
             quarantine_decisions: counter_vec(&r, "nodeward_quarantine_decisions_total", "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).", &["action", "result"]),
             quarantine_kernel: counter_vec(&r, "nodeward_quarantine_kernel_total", "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error.", &["counter"]),
@@ -231,6 +238,7 @@ impl Metrics {
         self.findings.with_label_values(&[f.detector()]).inc();
         match f {
             Finding::RebootIntent(i) => self.reboot_intents.with_label_values(&[i.path]).inc(),
+            Finding::SshSession(_) => self.ssh_accepts.inc(),
         }
     }
 

@@ -47,6 +47,18 @@ pub async fn run(
 pub fn report(finding: &Finding) {
     let detail = serde_json::to_string(finding).unwrap_or_default();
     match finding {
+        Finding::SshSession(s) => {
+            tracing::info!(
+                target: "nodeward::finding",
+                detector = "session",
+                finding = "ssh_session",
+                pid = s.sshd.pid,
+                comm = %s.sshd.comm,
+                detail = %detail,
+                "ssh connection accepted by {}[{}]: {}",
+                s.sshd.comm, s.sshd.pid, serde_json::to_string(&s.origin).unwrap_or_default(),
+            );
+        }
         Finding::RebootIntent(i) => {
             let p = &i.process;
             warn!(
@@ -61,6 +73,7 @@ pub fn report(finding: &Finding) {
                 loginuid = p.loginuid.map(i64::from).unwrap_or(-1),
                 sessionid = p.sessionid.map(i64::from).unwrap_or(-1),
                 comm = %p.comm,
+                origin = p.origin.label(),
                 command = %i.argv.join(" "),
                 detail = %detail,
                 "reboot intent: {} via {} by {}[{}]",

@@ -112,3 +112,35 @@ pub fn probe() -> KernelFacts {
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {
     Path::new(TRACEFS).join("events").join(category).join(name).is_dir()
 }
+
+/// Offset of a field in a tracepoint's record, from its tracefs `format` file.
+pub fn tracepoint_field_offset(category: &str, name: &str, field: &str) -> Option<u32> {
+    let text = std::fs::read_to_string(Path::new(TRACEFS).join("events").join(category).join(name).join("format")).ok()?;
+    parse_field_offset(&text, field)
+}
+
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|l| {
+        let l = l.trim();
+        let decl = l.strip_prefix("field:")?.split(';').next()?;
+        let ident = decl.split_whitespace().last()?.split('[').next()?;
+        if ident != field {
+            return None;
+        }
+        l.split(';').find_map(|p| p.trim().strip_prefix("offset:")).and_then(|o| o.parse().ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_tracefs_format_offsets() {
+        let fmt = "name: sched_process_fork\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        assert_eq!(super::parse_field_offset(fmt, "child_pid"), Some(20));
+        assert_eq!(super::parse_field_offset(fmt, "parent_comm"), Some(8));
+        assert_eq!(super::parse_field_offset(fmt, "nope"), None);
+        let old = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(super::parse_field_offset(old, "parent_comm"), Some(8));
+        assert_eq!(super::parse_field_offset(old, "child_pid"), Some(44));
+    }
+}

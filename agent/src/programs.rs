@@ -36,6 +36,13 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     tp("reboot", "reboot_kexec_load", "syscalls", "sys_enter_kexec_load", false),
     tp("reboot", "reboot_kexec_file_load", "syscalls", "sys_enter_kexec_file_load", false),
     tp("reboot", "reboot_sched_exec", "sched", "sched_process_exec", true),
+    tp("session", "session_accept", "syscalls", "sys_enter_accept", true),
+    tp("session", "session_accept4", "syscalls", "sys_enter_accept4", true),
+    tp("session", "session_accept_exit", "syscalls", "sys_exit_accept", true),
+    tp("session", "session_accept4_exit", "syscalls", "sys_exit_accept4", true),
+    tp("session", "session_sock_state", "sock", "inet_sock_set_state", true),
+    tp("session", "session_fork", "sched", "sched_process_fork", true),
+    tp("session", "session_exit", "sched", "sched_process_exit", true),
     tp("quarantine", "quarantine_exec", "sched", "sched_process_exec", true),
 ];
 

@@ -2,6 +2,7 @@
 //! every detector is unit-tested on constructed records without root.
 
 pub mod reboot;
+pub mod session;
 
 use agent_common::{cstr_bytes, decode::Event, proc::{ProcCtx, UNSET_ID}};
 use serde::Serialize;
@@ -10,19 +11,21 @@ use crate::config::Config;
 
 /// Every detector id, in the order they are reported. One id names a detector's files
 /// in every crate, its config table, metric subsystem, dashboard row and alert group.
-pub const ALL: &[&str] = &["reboot"];
+pub const ALL: &[&str] = &["reboot", "session"];
 
 /// A conclusion drawn by a detector.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "finding", rename_all = "snake_case")]
 pub enum Finding {
     RebootIntent(reboot::RebootIntent),
+    SshSession(session::SshSession),
 }
 
 impl Finding {
     pub fn detector(&self) -> &'static str {
         match self {
             Finding::RebootIntent(_) => "reboot",
+            Finding::SshSession(_) => "session",
         }
     }
 }
@@ -39,6 +42,43 @@ pub struct Process {
     pub sessionid: Option<u32>,
     pub cgroup_id: u64,
     pub comm: String,
+    pub origin: Origin,
+}
+
+/// Where a process came from (the `session` detector).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// Descends from an SSH connection accepted by `sshd_pid`.
+    Ssh { peer: std::net::IpAddr, peer_port: u16, local_port: u16, sshd_pid: u32 },
+    /// A login session that is not SSH (console, tty), by its audit login uid.
+    Local,
+    /// Started by the init system or a daemon (no login uid).
+    Service,
+}
+
+impl Origin {
+    /// Bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Origin::Ssh { .. } => "ssh",
+            Origin::Local => "local",
+            Origin::Service => "service",
+        }
+    }
+
+    pub fn from_kernel(o: &agent_common::session::Origin, loginuid: Option<u32>) -> Origin {
+        use agent_common::session::{AF_INET, ORIGIN_SSH};
+        if o.kind == ORIGIN_SSH {
+            let peer = if o.family == AF_INET {
+                std::net::IpAddr::from([o.peer_addr[0], o.peer_addr[1], o.peer_addr[2], o.peer_addr[3]])
+            } else {
+                std::net::IpAddr::from(o.peer_addr)
+            };
+            return Origin::Ssh { peer, peer_port: o.peer_port, local_port: o.local_port, sshd_pid: o.sshd_pid };
+        }
+        if loginuid.is_some() { Origin::Local } else { Origin::Service }
+    }
 }
 
 impl From<&ProcCtx> for Process {
@@ -54,6 +94,7 @@ impl From<&ProcCtx> for Process {
             sessionid: id(p.sessionid),
             cgroup_id: p.cgroup_id,
             comm: lossy(&p.comm),
+            origin: Origin::from_kernel(&p.origin, id(p.loginuid)),
         }
     }
 }
@@ -66,12 +107,16 @@ pub fn lossy(buf: &[u8]) -> String {
 /// All enabled detectors.
 pub struct DetectorSet {
     reboot: Option<reboot::RebootDetector>,
+    session: Option<session::SessionDetector>,
 }
 
 impl DetectorSet {
     pub fn new(config: &Config) -> Self {
         let r = &config.detectors.reboot;
-        DetectorSet { reboot: r.enabled.then(|| reboot::RebootDetector::new(r)) }
+        DetectorSet {
+            reboot: r.enabled.then(|| reboot::RebootDetector::new(r)),
+            session: config.detectors.session.enabled.then(session::SessionDetector::default),
+        }
     }
 
     /// Feed one record; returns what it means.
@@ -79,6 +124,9 @@ impl DetectorSet {
         let mut out = Vec::new();
         if let Some(d) = &mut self.reboot {
             out.extend(d.observe(event).map(Finding::RebootIntent));
+        }
+        if let Some(d) = &mut self.session {
+            out.extend(d.observe(event).map(Finding::SshSession));
         }
         out
     }

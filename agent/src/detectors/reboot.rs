@@ -102,7 +102,7 @@ impl RebootDetector {
             Event::RebootSyscall(e) => syscall(e),
             Event::Kexec(e) => kexec(e),
             Event::Exec(e) => self.exec(e),
-            Event::ExecBlocked(_) => None,
+            Event::ExecBlocked(_) | Event::SshAccept(_) => None,
         }
     }
 

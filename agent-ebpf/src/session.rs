@@ -1,0 +1,233 @@
+//! `session` detector, kernel side: which tasks descend from an SSH connection.
+//!
+//! An sshd (by comm, from `SSHD_COMMS`) returns from accept(2) with the peer address
+//! in its user buffer; that origin is parked for the sshd's next fork, and every
+//! descendant inherits it through sched_process_fork. The server-side ESTABLISHED
+//! transition (softirq: the current task is meaningless) is keyed by the socket's
+//! addresses, never by comm, and only supplies the local port.
+
+use agent_common::{
+    event::kind,
+    session::{AF_INET, AF_INET6, ORIGIN_SSH, Origin, SshAcceptEvent, TASK_ORIGIN_CAPACITY, TracepointOffsets},
+    stats,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user},
+    macros::{map, tracepoint},
+    maps::{HashMap, LruHashMap},
+    programs::TracePointContext,
+};
+
+use crate::common::{EVENTS, count, fill_proc, header};
+
+#[map(name = "TASK_ORIGIN")]
+pub static TASK_ORIGIN: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(TASK_ORIGIN_CAPACITY, 0);
+/// Origin of the connection an sshd just accepted, for its next fork.
+#[map(name = "PENDING_ACCEPT")]
+static PENDING_ACCEPT: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(1024, 0);
+/// accept(2) arguments between enter and exit: pid_tgid -> user sockaddr pointer.
+#[map(name = "ACCEPT_ARGS")]
+static ACCEPT_ARGS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+/// Peer (family, port, address) -> local port, from the ESTABLISHED transition.
+#[map(name = "PEER_LOCAL_PORT")]
+static PEER_LOCAL_PORT: LruHashMap<PeerKey, u16> = LruHashMap::with_max_entries(4096, 0);
+#[map(name = "SSHD_COMMS")]
+static SSHD_COMMS: HashMap<[u8; 16], u32> = HashMap::with_max_entries(16, 0);
+
+#[unsafe(no_mangle)]
+static TP_OFFSETS: TracepointOffsets = TracepointOffsets::DEFAULT;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PeerKey {
+    addr: [u8; 16],
+    port: u16,
+    family: u16,
+    _pad: u32,
+}
+
+fn is_sshd() -> bool {
+    match bpf_get_current_comm() {
+        // SAFETY: map lookup, value not kept.
+        Ok(comm) => unsafe { SSHD_COMMS.get(&comm) }.is_some(),
+        Err(_) => false,
+    }
+}
+
+fn accept_enter(ctx: &TracePointContext) -> u32 {
+    if !is_sshd() {
+        return 0;
+    }
+    // accept/accept4(fd, upeer_sockaddr @24, upeer_addrlen, [flags])
+    // SAFETY: tracepoint context read through the checked helper.
+    if let Ok(ptr) = unsafe { ctx.read_at::<u64>(24) } {
+        if ptr != 0 {
+            let _ = ACCEPT_ARGS.insert(&bpf_get_current_pid_tgid(), &ptr, 0);
+        }
+    }
+    0
+}
+
+fn accept_exit(ctx: &TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: map lookup, value copied.
+    let Some(ptr) = (unsafe { ACCEPT_ARGS.get(&id) }).copied() else {
+        return 0;
+    };
+    let _ = ACCEPT_ARGS.remove(&id);
+    // SAFETY: as above.
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1);
+    if ret < 0 {
+        return 0;
+    }
+    let sa = ptr as *const u8;
+    // struct sockaddr_in{,6}: family u16 @0, port (network order) @2, v4 addr @4, v6 addr @8.
+    // SAFETY: user memory the kernel has just written, read through the checked helper.
+    let Ok(family) = (unsafe { bpf_probe_read_user(sa as *const u16) }) else {
+        count(kind::SSH_ACCEPT, stats::READ_ERROR);
+        return 0;
+    };
+    // SAFETY: as above.
+    let port = u16::from_be(unsafe { bpf_probe_read_user(sa.wrapping_add(2) as *const u16) }.unwrap_or(0));
+    let mut origin = Origin {
+        kind: ORIGIN_SSH,
+        family,
+        peer_port: port,
+        local_port: 0,
+        _pad0: 0,
+        sshd_pid: (id >> 32) as u32,
+        peer_addr: [0; 16],
+        // SAFETY: helper without preconditions.
+        since_ns: unsafe { bpf_ktime_get_boot_ns() },
+    };
+    if family == AF_INET {
+        // SAFETY: as above.
+        if let Ok(a) = unsafe { bpf_probe_read_user(sa.wrapping_add(4) as *const [u8; 4]) } {
+            origin.peer_addr[..4].copy_from_slice(&a);
+        }
+    } else if family == AF_INET6 {
+        // SAFETY: as above.
+        if let Ok(a) = unsafe { bpf_probe_read_user(sa.wrapping_add(8) as *const [u8; 16]) } {
+            origin.peer_addr = a;
+        }
+    } else {
+        return 0; // a unix-socket accept: not a network session
+    }
+    let key = PeerKey { addr: origin.peer_addr, port, family, _pad: 0 };
+    // SAFETY: as above.
+    if let Some(lp) = unsafe { PEER_LOCAL_PORT.get(&key) } {
+        origin.local_port = *lp;
+    }
+    let tgid = (id >> 32) as u32;
+    if PENDING_ACCEPT.insert(&tgid, &origin, 0).is_err() {
+        count(kind::SSH_ACCEPT, stats::MAP_FULL);
+    }
+    let Some(mut entry) = EVENTS.reserve::<SshAcceptEvent>(0) else {
+        count(kind::SSH_ACCEPT, stats::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: reserved slot of exactly this type; every field written before submit.
+    unsafe {
+        (*ev).header = header(kind::SSH_ACCEPT, core::mem::size_of::<SshAcceptEvent>());
+        fill_proc(&mut (*ev).proc, kind::SSH_ACCEPT);
+        (*ev).origin = origin;
+    }
+    entry.submit(0);
+    count(kind::SSH_ACCEPT, stats::SUBMITTED);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_accept4")]
+pub fn session_accept4(ctx: TracePointContext) -> u32 {
+    accept_enter(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_accept")]
+pub fn session_accept(ctx: TracePointContext) -> u32 {
+    accept_enter(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_accept4")]
+pub fn session_accept4_exit(ctx: TracePointContext) -> u32 {
+    accept_exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_accept")]
+pub fn session_accept_exit(ctx: TracePointContext) -> u32 {
+    accept_exit(&ctx)
+}
+
+/// Server side of a TCP handshake completing: remember the local port by peer.
+#[tracepoint(category = "sock", name = "inet_sock_set_state")]
+pub fn session_sock_state(ctx: TracePointContext) -> u32 {
+    // oldstate @16, newstate @20, sport @24, dport @26, family @28, protocol @30,
+    // daddr @36 (v4), daddr_v6 @56. TCP_SYN_RECV = 3 -> TCP_ESTABLISHED = 1.
+    // SAFETY: tracepoint context reads through the checked helper.
+    let (Ok(old), Ok(new)) = (unsafe { ctx.read_at::<i32>(16) }, unsafe { ctx.read_at::<i32>(20) }) else {
+        return 0;
+    };
+    if old != 3 || new != 1 {
+        return 0;
+    }
+    // SAFETY: as above.
+    let (sport, dport, family) = unsafe {
+        (ctx.read_at::<u16>(24).unwrap_or(0), ctx.read_at::<u16>(26).unwrap_or(0), ctx.read_at::<u16>(28).unwrap_or(0))
+    };
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: as above.
+        if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(36) } {
+            addr[..4].copy_from_slice(&a);
+        }
+    } else if family == AF_INET6 {
+        // SAFETY: as above.
+        if let Ok(a) = unsafe { ctx.read_at::<[u8; 16]>(56) } {
+            addr = a;
+        }
+    } else {
+        return 0;
+    }
+    let _ = PEER_LOCAL_PORT.insert(&PeerKey { addr, port: dport, family, _pad: 0 }, &sport, 0);
+    0
+}
+
+/// Children inherit their parent's origin; an sshd's first fork after an accept takes
+/// the accepted connection's origin.
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn session_fork(ctx: TracePointContext) -> u32 {
+    // SAFETY: a plain read of a global fixed at load time.
+    let off = unsafe { core::ptr::read_volatile(&TP_OFFSETS) };
+    // SAFETY: tracepoint context read through the checked helper.
+    let Ok(child) = (unsafe { ctx.read_at::<u32>(off.fork_child_pid as usize) }) else {
+        return 0;
+    };
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: map lookups, values copied.
+    let origin = match unsafe { PENDING_ACCEPT.get(&parent) }.copied() {
+        Some(o) => {
+            let _ = PENDING_ACCEPT.remove(&parent);
+            o
+        }
+        // SAFETY: as above.
+        None => match unsafe { TASK_ORIGIN.get(&parent) }.copied() {
+            Some(o) => o,
+            None => return 0,
+        },
+    };
+    let _ = TASK_ORIGIN.insert(&child, &origin, 0);
+    0
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn session_exit(_ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((id >> 32) as u32, id as u32);
+    if tgid == tid {
+        let _ = TASK_ORIGIN.remove(&tgid);
+        let _ = PENDING_ACCEPT.remove(&tgid);
+    } else {
+        let _ = TASK_ORIGIN.remove(&tid);
+    }
+    0
+}
