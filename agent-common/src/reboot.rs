@@ -40,6 +40,20 @@ pub const ARGS_LEN: usize = 512;
 /// Bits of [`ExecEvent::flags`].
 pub const EXEC_ARGS_TRUNCATED: u32 = 1;
 pub const EXEC_ARGS_UNREADABLE: u32 = 2;
+/// The reboot guard killed this exec (protected host, enforce).
+pub const EXEC_GUARD_BLOCKED: u32 = 4;
+/// The reboot guard would have killed this exec (protected host, dry_run).
+pub const EXEC_GUARD_WOULD_BLOCK: u32 = 8;
+
+/// `REBOOT_GUARD` (array, 1 slot): mode of the guard against reboot-family execs from
+/// SSH sessions whose peer is not in `REBOOT_ALLOWED`.
+pub const REBOOT_GUARD: &str = "REBOOT_GUARD";
+pub const GUARD_OFF: u32 = 0;
+pub const GUARD_DRY_RUN: u32 = 1;
+pub const GUARD_ENFORCE: u32 = 2;
+/// `REBOOT_ALLOWED` (LPM trie): peers allowed to reboot; IPv4 as ::ffff:a.b.c.d.
+pub const REBOOT_ALLOWED: &str = "REBOOT_ALLOWED";
+pub const REBOOT_ALLOWED_CAPACITY: u32 = 256;
 
 /// A watched binary was executed (sent at sched_process_exec: only successful execs,
 /// so failed attempts such as PATH probing are never reported). The watch key is the

@@ -5,9 +5,11 @@ use agent_common::{
     event::kind,
     maps::{self, ExecWatchKey},
     reboot::{
-        ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, ExecEvent, KEXEC_FILE_LOAD,
-        KEXEC_LOAD, KexecEvent, RebootSyscallEvent,
+        ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK,
+        ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, KEXEC_FILE_LOAD, KEXEC_LOAD, KexecEvent,
+        REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent, class,
     },
+    session::{AF_INET, ORIGIN_SSH, Origin},
     stats,
 };
 use aya_ebpf::{
@@ -15,7 +17,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_get_current_comm, bpf_probe_read_kernel_str_bytes, generated as raw},
     macros::{map, tracepoint},
-    maps::HashMap,
+    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::TracePointContext,
 };
 
@@ -24,6 +26,31 @@ use crate::common::{EVENTS, arg_block, count, fill_proc, header};
 #[map(name = "EXEC_WATCH")]
 static EXEC_WATCH: HashMap<ExecWatchKey, u32> =
     HashMap::with_max_entries(maps::EXEC_WATCH_CAPACITY, 0);
+
+#[map(name = "REBOOT_GUARD")]
+static REBOOT_GUARD: Array<u32> = Array::with_max_entries(1, 0);
+
+#[map(name = "REBOOT_ALLOWED")]
+static REBOOT_ALLOWED: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(REBOOT_ALLOWED_CAPACITY, 0);
+
+/// Guard decision for a reboot-family exec by a task of this origin: 0 (let it run),
+/// or the flag to set on the record.
+#[inline(always)]
+fn guard_verdict(class: u32, origin: &Origin) -> u32 {
+    let mode = REBOOT_GUARD.get(0).copied().unwrap_or(GUARD_OFF);
+    if mode == GUARD_OFF || class != class::POWER || origin.kind != ORIGIN_SSH {
+        return 0;
+    }
+    let mut addr = origin.peer_addr;
+    if origin.family == AF_INET {
+        // IPv4-mapped IPv6, so one trie holds both families.
+        addr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3]];
+    }
+    if REBOOT_ALLOWED.get(&Key::new(128, addr)).is_some() {
+        return 0;
+    }
+    if mode == GUARD_ENFORCE { EXEC_GUARD_BLOCKED } else if mode == GUARD_DRY_RUN { EXEC_GUARD_WOULD_BLOCK } else { 0 }
+}
 
 // syscalls:sys_enter_* layout: 8 bytes common fields, __syscall_nr, then 8-byte args
 // from offset 16 (stable tracepoint ABI; checked against tracefs by `nodeward check`).
@@ -99,6 +126,18 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
     let Some(class) = (unsafe { EXEC_WATCH.get(&key) }).copied() else {
         return 0;
     };
+    // The guard decides before anything else: the kill must not depend on the ring
+    // buffer having room.
+    // SAFETY: map lookup, value copied.
+    let origin = match unsafe { crate::session::TASK_ORIGIN.get(&((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32)) } {
+        Some(o) => *o,
+        None => Origin::default(),
+    };
+    let verdict = guard_verdict(class, &origin);
+    if verdict == EXEC_GUARD_BLOCKED {
+        // SAFETY: SIGKILL to the current task, which matched the guard.
+        unsafe { aya_ebpf::helpers::generated::bpf_send_signal(9) };
+    }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count(kind::EXEC, stats::RINGBUF_FULL);
         return 0;
@@ -112,7 +151,7 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
         fill_proc(&mut (*ev).proc, kind::EXEC);
         (*ev).class = class;
         (*ev)._pad0 = 0;
-        (*ev).flags = 0;
+        (*ev).flags = verdict;
         // sched_process_exec: `__data_loc char[] filename` at offset 8 (u32: length << 16 | offset).
         let loc: u32 = ctx.read_at::<u32>(8).unwrap_or(0);
         let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);

@@ -66,6 +66,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Declare a maintenance window: every reboot in it is expected (journaled).
+    AllowReboot {
+        /// How long, e.g. 15m.
+        #[arg(long = "for", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        for_: std::time::Duration,
+        /// Why, for the journal and the findings.
+        #[arg(long)]
+        reason: String,
+    },
     /// Print the audit journal (reads the files directly; works with the agent down).
     Audit {
         /// Keep printing new records.
@@ -168,6 +177,7 @@ pub fn main() -> i32 {
         Command::Approve { id, json } => verb(crate::verbs::approve(&config, id, json)),
         Command::Release { id, all: _, json } => verb(crate::verbs::release(&config, id, json)),
         Command::Audit { follow } => verb(crate::verbs::audit(&config, follow)),
+        Command::AllowReboot { for_, reason } => verb(crate::verbs::allow_reboot(&config, for_, reason)),
         Command::Check => {
             if let Err(e) = crate::object::object() {
                 eprintln!("nodeward: {e}");

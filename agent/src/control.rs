@@ -22,6 +22,8 @@ pub enum Request {
     Add { target: Target, ttl_s: Option<u64>, reason: String },
     Approve { id: u64 },
     Release { id: Option<u64> },
+    /// Every reboot in the next `for_s` seconds is expected.
+    AllowReboot { for_s: u64, reason: String },
 }
 
 /// A request with the identity of who sent it and where to answer.

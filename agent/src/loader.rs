@@ -37,6 +37,7 @@ pub struct Kernel {
     ebpf: Ebpf,
     /// Interfaces the quarantine TC program is attached to.
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
+    reboot_guard: u32,
     links: HashMap<&'static str, TracePointLinkId>,
     loaded: HashMap<&'static str, Result<(), String>>,
     statuses: Vec<ProgramStatus>,
@@ -56,7 +57,7 @@ impl Kernel {
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .load(bytes)?;
-        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), reboot_guard: 0, links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
         Ok(kernel)
@@ -94,6 +95,7 @@ impl Kernel {
     pub fn apply(&mut self, config: &Config) -> Result<(), LoadError> {
         self.sync_exec_watch(config)?;
         self.sync_sshd_comms(config)?;
+        self.sync_reboot_guard(config)?;
         let mut enabled = config.enabled_detectors();
         // The kill-on-exec program runs whenever block_exec may enforce.
         if config.action_mode(crate::quarantine::ActionKind::BlockExec) == crate::config::Mode::Enforce {
@@ -151,6 +153,45 @@ impl Kernel {
             }
         }
         Status::Disabled
+    }
+
+    /// Guard mode and allowed sources for the kernel-side reboot guard.
+    fn sync_reboot_guard(&mut self, config: &Config) -> Result<(), LoadError> {
+        use agent_common::reboot::{GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, REBOOT_ALLOWED, REBOOT_GUARD};
+        use aya::maps::{Array, lpm_trie::{Key, LpmTrie}};
+        let r = &config.detectors.reboot;
+        let mode = if !(r.enabled && r.protected_host) {
+            GUARD_OFF
+        } else {
+            match config.action_mode(crate::quarantine::ActionKind::BlockExec) {
+                crate::config::Mode::Enforce => GUARD_ENFORCE,
+                crate::config::Mode::DryRun => GUARD_DRY_RUN,
+                crate::config::Mode::Observe => GUARD_OFF,
+            }
+        };
+        let map = self.ebpf.map_mut(REBOOT_ALLOWED).ok_or(LoadError::MissingMap(REBOOT_ALLOWED))?;
+        let mut allowed: LpmTrie<_, [u8; 16], u32> = LpmTrie::try_from(map).map_err(|source| LoadError::Map { name: REBOOT_ALLOWED, source })?;
+        let old: Vec<Key<[u8; 16]>> = allowed.keys().filter_map(Result::ok).collect();
+        for k in old {
+            allowed.remove(&k).map_err(|source| LoadError::Map { name: REBOOT_ALLOWED, source })?;
+        }
+        for net in &r.allowed_sources {
+            let (addr, prefix) = match net {
+                ipnet::IpNet::V4(n) => (n.addr().to_ipv6_mapped().octets(), 96 + u32::from(n.prefix_len())),
+                ipnet::IpNet::V6(n) => (n.addr().octets(), u32::from(n.prefix_len())),
+            };
+            allowed.insert(&Key::new(prefix, addr), &1, 0).map_err(|source| LoadError::Map { name: REBOOT_ALLOWED, source })?;
+        }
+        let map = self.ebpf.map_mut(REBOOT_GUARD).ok_or(LoadError::MissingMap(REBOOT_GUARD))?;
+        let mut guard: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map { name: REBOOT_GUARD, source })?;
+        guard.set(0, &mode, 0).map_err(|source| LoadError::Map { name: REBOOT_GUARD, source })?;
+        self.reboot_guard = mode;
+        Ok(())
+    }
+
+    /// Mode of the kernel-side reboot guard (agent_common::reboot::GUARD_*).
+    pub fn reboot_guard(&self) -> u32 {
+        self.reboot_guard
     }
 
     fn sync_sshd_comms(&mut self, config: &Config) -> Result<(), LoadError> {

@@ -75,6 +75,9 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     findings: IntCounterVec,
     reboot_intents: IntCounterVec,
+    reboot_blocked: prometheus::IntCounter,
+    reboots: IntCounterVec,
+    last_reboot: IntGaugeVec,
     ssh_accepts: prometheus::IntCounter,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
@@ -114,7 +117,14 @@ impl Metrics {
             },
             config_reloads: counter_vec(&r, "nodeward_config_reloads_total", "Configuration reloads (SIGHUP), by result.", &["result"]),
             findings: counter_vec(&r, "nodeward_findings_total", "Findings reported, by detector.", &["detector"]),
-            reboot_intents: counter_vec(&r, "nodeward_reboot_intents_total", "Intents to reboot, halt, power off or kexec this machine, by path.", &["path"]),
+            reboot_intents: counter_vec(&r, "nodeward_reboot_intents_total", "Intents to reboot, halt, power off or kexec this machine, by path, origin (ssh, local, service) and whether expected.", &["path", "origin", "expected"]),
+            reboot_blocked: {
+                let c = prometheus::IntCounter::new("nodeward_reboot_blocked_total", "Reboot-family execs the reboot guard killed before they ran (protected host, enforce).").expect("valid metric");
+                r.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            reboots: counter_vec(&r, "nodeward_reboots_total", "Reboots of this node seen across agent restarts (boot id changes), by the cause nodeward recorded before it (ssh, local, service, unknown) and whether it was expected (true, false, unknown). Persisted in the state directory.", &["cause", "expected"]),
+            last_reboot: gauge_vec(&r, "nodeward_last_reboot_info", "The last reboot of this node (one series): cause, expected, and the SSH source address if any.", &["cause", "expected", "source"]),
             ssh_accepts: {
                 let c = prometheus::IntCounter::new("nodeward_session_ssh_accepts_total", "SSH connections accepted by a watched sshd (each starts a tracked session).").expect("valid metric");
                 r.register(Box::new(c.clone())).expect("unique metric");
@@ -174,7 +184,16 @@ impl Metrics {
             self.quarantine_kernel.with_label_values(&[c]);
         }
         for p in detectors::reboot::PATHS {
-            self.reboot_intents.with_label_values(&[p]);
+            for o in ["ssh", "local", "service"] {
+                for e in ["true", "false"] {
+                    self.reboot_intents.with_label_values(&[p, o, e]);
+                }
+            }
+        }
+        for c in crate::boot::CAUSES {
+            for e in ["true", "false", "unknown"] {
+                self.reboots.with_label_values(&[c, e]);
+            }
         }
         self.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(0);
         self.map_capacity.with_label_values(&[maps::EXEC_WATCH]).set(maps::EXEC_WATCH_CAPACITY.into());
@@ -218,6 +237,20 @@ impl Metrics {
         }
     }
 
+    /// Reboot history from the state directory (counts and the last one).
+    pub fn set_reboot_history(&self, h: &crate::boot::History) {
+        for (key, n) in &h.reboots {
+            if let Some((cause, expected)) = key.split_once('/') {
+                let c = self.reboots.with_label_values(&[cause, expected]);
+                advance(&c, *n);
+            }
+        }
+        self.last_reboot.reset();
+        if let Some(last) = &h.last {
+            self.last_reboot.with_label_values(&[&last.cause, &last.expected, &last.source]).set(1);
+        }
+    }
+
     pub fn set_kernel_stats(&self, stats: Option<KernelStats>) {
         *self.kernel.lock().expect("metrics lock") = stats;
     }
@@ -237,7 +270,13 @@ impl Metrics {
     pub fn record_finding(&self, f: &Finding) {
         self.findings.with_label_values(&[f.detector()]).inc();
         match f {
-            Finding::RebootIntent(i) => self.reboot_intents.with_label_values(&[i.path]).inc(),
+            Finding::RebootIntent(i) => {
+                let expected = if i.expected { "true" } else { "false" };
+                self.reboot_intents.with_label_values(&[i.path, i.process.origin.label(), expected]).inc();
+                if i.guard == Some("blocked") {
+                    self.reboot_blocked.inc();
+                }
+            }
             Finding::SshSession(_) => self.ssh_accepts.inc(),
         }
     }
@@ -346,7 +385,8 @@ mod tests {
             "nodeward_events_lost_total{reason=\"queue_full\"} 0",
             "nodeward_events_lost_total{reason=\"ringbuf_full\"} 0",
             "nodeward_detector_up{detector=\"reboot\"} 0",
-            "nodeward_reboot_intents_total{path=\"syscall\"} 0",
+            "nodeward_reboot_intents_total{expected=\"false\",origin=\"ssh\",path=\"syscall\"} 0",
+            "nodeward_reboots_total{cause=\"unknown\",expected=\"unknown\"} 0",
             "nodeward_event_decode_errors_total{reason=\"unknown_kind\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}");

@@ -13,13 +13,42 @@ use crate::{
     metrics::Metrics,
 };
 
+/// Channels from the pipeline to the task that owns the journal.
+pub struct ToGuard {
+    /// Kernel quarantine enforcement (rule id, attribution).
+    pub enforced: mpsc::Sender<(u64, serde_json::Value)>,
+    /// Reboot intents, to be journaled (fsync) at once.
+    pub intents: mpsc::Sender<crate::detectors::reboot::RebootIntent>,
+}
+
+/// Names of the ancestors of `pid`, nearest last ("sshd → bash → reboot" order),
+/// read from /proc while they still exist (best effort, at most 8 levels).
+pub fn lineage(pid: u32) -> Vec<String> {
+    let mut chain = Vec::new();
+    let mut cur = pid;
+    for _ in 0..8 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{cur}/stat")) else { break };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { break };
+        chain.push(stat[open + 1..close].to_string());
+        let ppid: u32 = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid <= 1 {
+            break;
+        }
+        cur = ppid;
+    }
+    chain.reverse();
+    chain
+}
+
 pub async fn run(
     mut queue: mpsc::Receiver<Event>,
     mut config: watch::Receiver<Arc<Config>>,
     metrics: Arc<Metrics>,
-    enforced: mpsc::Sender<(u64, serde_json::Value)>,
+    to_guard: ToGuard,
+    mut allowance: watch::Receiver<Option<crate::detectors::reboot::Allowance>>,
 ) {
     let mut detectors = DetectorSet::new(&config.borrow_and_update());
+    detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
     loop {
         tokio::select! {
             event = queue.recv() => {
@@ -28,16 +57,33 @@ pub async fn run(
                     let p = crate::detectors::Process::from(&b.proc);
                     warn!(target: "nodeward::enforced", action = "block_exec", id = b.rule_id, pid = p.pid, ppid = p.ppid, comm = %p.comm, signal_result = b.signal_result, "exec blocked: {}[{}] killed", p.comm, p.pid);
                     let detail = serde_json::json!({"process": p, "signal_result": b.signal_result});
-                    let _ = enforced.try_send((b.rule_id, detail));
+                    let _ = to_guard.enforced.try_send((b.rule_id, detail));
                 }
-                for finding in detectors.observe(&event) {
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                for mut finding in detectors.observe(&event, now_ms) {
+                    if let Finding::RebootIntent(i) = &mut finding {
+                        // The reboot process and its parent are usually still there.
+                        let mut chain = lineage(i.process.ppid);
+                        chain.push(i.process.comm.clone());
+                        i.lineage = chain;
+                    }
                     metrics.record_finding(&finding);
                     report(&finding);
+                    if let Finding::RebootIntent(i) = finding {
+                        if to_guard.intents.try_send(i).is_err() {
+                            tracing::error!("reboot intent not journaled: the guard queue is full");
+                        }
+                    }
                 }
             }
             changed = config.changed() => {
                 if changed.is_err() { return; }
                 detectors = DetectorSet::new(&config.borrow_and_update());
+                detectors.set_reboot_allowance(allowance.borrow().clone());
+            }
+            changed = allowance.changed() => {
+                if changed.is_err() { return; }
+                detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
             }
         }
     }
@@ -74,10 +120,15 @@ pub fn report(finding: &Finding) {
                 sessionid = p.sessionid.map(i64::from).unwrap_or(-1),
                 comm = %p.comm,
                 origin = p.origin.label(),
+                expected = i.expected,
+                guard = i.guard.unwrap_or(""),
                 command = %i.argv.join(" "),
+                lineage = %i.lineage.join(" → "),
                 detail = %detail,
-                "reboot intent: {} via {} by {}[{}]",
-                i.action.as_str(), i.path, p.comm, p.pid,
+                "{} reboot intent: {} via {} by {}[{}] ({}){}",
+                if i.expected { "expected" } else { "UNEXPECTED" },
+                i.action.as_str(), i.path, p.comm, p.pid, i.because,
+                match i.guard { Some("blocked") => " — BLOCKED by the reboot guard", Some(_) => " — the reboot guard would block it (dry run)", None => "" },
             );
         }
     }

@@ -14,6 +14,7 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
+    boot,
     config::Config,
     control,
     guard::{self, Guard},
@@ -94,6 +95,37 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     report_backends(&guard, &metrics);
     info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
 
+    // How did the previous boot end? (Compares the kernel boot id with the last one.)
+    let boot_id = match boot::boot_id() {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(error = %e, "cannot read the kernel boot id; reboots across restarts are not tracked");
+            String::new()
+        }
+    };
+    let mut history = boot::History::default();
+    if !boot_id.is_empty() {
+        match boot::check(&config.agent.state_dir, config.quarantine.journal_keep, &boot_id) {
+            Ok((h, last)) => {
+                if let Some(last) = last {
+                    let story = boot::story(&last);
+                    if last.expected == "true" {
+                        info!(cause = %last.cause, expected = %last.expected, source = %last.source, "previous boot ended: {story}");
+                    } else {
+                        warn!(cause = %last.cause, expected = %last.expected, source = %last.source, "previous boot ended: {story}");
+                    }
+                    if let Err(e) = guard.note("boot", serde_json::json!({"boot_id": boot_id, "previous": last, "story": story})) {
+                        error!(error = %e, "cannot journal the previous boot's end");
+                    }
+                }
+                history = h;
+            }
+            Err(e) => warn!(error = %e, "cannot read or write the boot record"),
+        }
+    }
+    metrics.set_reboot_history(&history);
+    let (allowance_tx, allowance_rx) = watch::channel(load_allowance(&config));
+
     let control = control::bind(&config.control.socket)
         .with_context(|| format!("cannot create the control socket {} (control.socket)", config.control.socket.display()))?;
     let (control_tx, mut control_rx) = mpsc::channel(64);
@@ -101,11 +133,13 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let (alert_tx, mut alert_rx) = mpsc::channel(64);
     let webhook = config.http.webhook.enabled.then(|| http::Webhook { token: read_token(&config), commands: alert_tx });
     let (enforced_tx, mut enforced_rx) = mpsc::channel(256);
+    let (intents_tx, mut intents_rx) = mpsc::channel(1024);
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
-    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), enforced_tx));
+    let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx };
+    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx));
 
     let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -130,9 +164,21 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
             }
             Some(cmd) = control_rx.recv() => {
-                let reply = guard::handle(&mut guard, &current, &metrics, cmd.request, &cmd.by);
+                let reply = match cmd.request {
+                    control::Request::AllowReboot { for_s, reason } => allow_reboot(&mut guard, &current, &allowance_tx, for_s, reason, &cmd.by),
+                    control::Request::Status => {
+                        let mut v = guard::handle(&mut guard, &current, &metrics, control::Request::Status, &cmd.by);
+                        v["last_reboot"] = serde_json::to_value(&history.last).unwrap_or_default();
+                        v["last_reboot_story"] = history.last.as_ref().map(boot::story).into();
+                        v["reboots"] = serde_json::to_value(&history.reboots).unwrap_or_default();
+                        v["reboot_allowance"] = serde_json::to_value(allowance_tx.borrow().clone()).unwrap_or_default();
+                        v
+                    }
+                    other => guard::handle(&mut guard, &current, &metrics, other, &cmd.by),
+                };
                 let _ = cmd.reply.send(reply);
             }
+            Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
                 info!(outcome = %reply, "webhook alert handled");
@@ -156,6 +202,12 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
         }
     }
 
+    // Whatever was detected up to now reaches the journal before we go: a reboot is
+    // the usual reason to be stopped.
+    let drain_until = tokio::time::Instant::now() + std::time::Duration::from_millis(300);
+    while let Ok(Some(intent)) = tokio::time::timeout_at(drain_until, intents_rx.recv()).await {
+        journal_intent(&mut guard, &metrics, &boot_id, intent);
+    }
     health.set(Some("shutting down".into()));
     let _ = stop_tx.send(true);
     reader.abort();
@@ -169,6 +221,65 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     drop(guard); // detaches every program and closes every map
     info!("nodeward stopped");
     Ok(())
+}
+
+/// Journal a reboot intent (fsync) and, if the guard acted, the enforcement.
+fn journal_intent(guard: &mut Guard, metrics: &Metrics, boot_id: &str, intent: crate::detectors::reboot::RebootIntent) {
+    let source = match &intent.process.origin {
+        crate::detectors::Origin::Ssh { peer, .. } => peer.to_string(),
+        _ => String::new(),
+    };
+    let fields = serde_json::json!({
+        "boot_id": boot_id,
+        "origin": intent.process.origin.label(),
+        "expected": intent.expected,
+        "source": source,
+        "because": intent.because,
+        "intent": intent,
+    });
+    if let Err(e) = guard.note("reboot_intent", fields) {
+        error!(error = %e, "cannot journal a reboot intent");
+    }
+    if let Some(g) = intent.guard {
+        let detail = serde_json::json!({"process": intent.process, "argv": intent.argv, "filename": intent.filename, "lineage": intent.lineage, "because": intent.because});
+        if let Err(e) = guard.guard_event(g == "would_block", detail) {
+            error!(error = %e, "cannot journal a reboot guard action");
+        }
+        guard::sync_metrics(guard, metrics);
+    }
+}
+
+const ALLOWANCE_FILE: &str = "reboot-allowance.json";
+
+fn load_allowance(config: &Config) -> Option<crate::detectors::reboot::Allowance> {
+    let text = std::fs::read(config.agent.state_dir.join(ALLOWANCE_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn allow_reboot(
+    guard: &mut Guard,
+    config: &Config,
+    tx: &watch::Sender<Option<crate::detectors::reboot::Allowance>>,
+    for_s: u64,
+    reason: String,
+    by: &str,
+) -> serde_json::Value {
+    if for_s == 0 || for_s > config.quarantine.max_ttl.as_secs() {
+        return serde_json::json!({"ok": false, "error": format!("--for must be between 1s and quarantine.max_ttl ({}s)", config.quarantine.max_ttl.as_secs())});
+    }
+    let now = crate::quarantine::Now::system();
+    let a = crate::detectors::reboot::Allowance { until_ms: now.wall_ms + for_s * 1000, reason, by: by.to_string() };
+    if let Err(e) = guard.note("reboot_allowed", serde_json::json!({"until_ms": a.until_ms, "reason": a.reason, "by": a.by})) {
+        return serde_json::json!({"ok": false, "error": e.to_string()});
+    }
+    let path = config.agent.state_dir.join(ALLOWANCE_FILE);
+    if let Err(e) = std::fs::write(&path, serde_json::to_vec(&a).unwrap_or_default()) {
+        warn!(error = %e, file = %path.display(), "reboot allowance not persisted (it holds until restart)");
+    }
+    info!(until_ms = a.until_ms, reason = %a.reason, by = %a.by, "reboot allowance recorded");
+    let reply = serde_json::json!({"ok": true, "until_ms": a.until_ms});
+    let _ = tx.send(Some(a));
+    reply
 }
 
 fn read_token(config: &Config) -> Option<Arc<String>> {

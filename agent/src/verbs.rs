@@ -41,6 +41,13 @@ pub fn status(config: &Config, json: bool) -> Result<(), String> {
             println!("program {:<24} {:<11} {}", d["program"].as_str().unwrap_or(""), d["status"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or(""));
         }
         println!("quarantines active: {}  proposals pending: {}", v["quarantines_active"], v["proposals_pending"]);
+        match v["last_reboot_story"].as_str() {
+            Some(story) => println!("last reboot: {story}"),
+            None => println!("last reboot: none recorded since nodeward was installed"),
+        }
+        if let Some(until) = v["reboot_allowance"]["until_ms"].as_u64() {
+            println!("reboot allowance until {} ({})", when(&until.into()), v["reboot_allowance"]["reason"].as_str().unwrap_or(""));
+        }
         println!("audit journal: {}", v["journal"].as_str().unwrap_or(""));
     });
     Ok(())
@@ -115,6 +122,12 @@ pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), String> {
 pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), String> {
     let v = call(config, &Request::Release { id })?;
     print(&v, json, |v| println!("released: {}", v["released"]));
+    Ok(())
+}
+
+pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(), String> {
+    let v = call(config, &Request::AllowReboot { for_s: for_.as_secs().max(1), reason })?;
+    println!("reboots are expected until {}", when(&v["until_ms"]));
     Ok(())
 }
 

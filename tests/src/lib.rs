@@ -61,6 +61,7 @@ pub struct Agent {
     pub addr: String,
     pub config_path: PathBuf,
     bin: PathBuf,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -68,11 +69,17 @@ impl Agent {
     /// Start the agent with `extra` appended to a config that logs JSON and listens on
     /// a free loopback port. Waits until it is ready.
     pub fn start(bin: &Path, extra: &str) -> Agent {
+        Self::start_env(bin, extra, &[])
+    }
+
+    /// Like [`Agent::start`], with extra environment (kept across restarts).
+    pub fn start_env(bin: &Path, extra: &str, env: &[(&str, &str)]) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("nodeward.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
-        let (child, pid, lines) = Self::spawn(bin, &config_path);
-        let mut agent = Agent { child, pid, lines, addr: String::new(), config_path, bin: bin.to_path_buf(), _dir: dir };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let (child, pid, lines) = Self::spawn(bin, &config_path, &env);
+        let mut agent = Agent { child, pid, lines, addr: String::new(), config_path, bin: bin.to_path_buf(), env, _dir: dir };
         agent.wait_ready();
         agent
     }
@@ -90,8 +97,9 @@ impl Agent {
         }
     }
 
-    fn spawn(bin: &Path, config_path: &Path) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
+    fn spawn(bin: &Path, config_path: &Path, env: &[(String, String)]) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
         let mut child = Command::new(bin)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
             .arg(config_path)
             .arg("run")
@@ -134,7 +142,7 @@ impl Agent {
     /// Stop (SIGTERM) and start again with the same config and state directory.
     pub fn restart(&mut self) -> ExitStatus {
         let status = self.stop();
-        let fresh = Self::spawn(&self.bin, &self.config_path);
+        let fresh = Self::spawn(&self.bin, &self.config_path, &self.env);
         self.child = fresh.0;
         self.pid = fresh.1;
         self.lines = fresh.2;
@@ -247,6 +255,22 @@ pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str
 /// Value of one series (exact name and labels as exposed) in a text exposition.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Sum of every series of `name` whose labels include all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if n != name {
+                return None;
+            }
+            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
 }
 
 /// Kernel ids of the eBPF programs a process holds (from /proc/PID/fdinfo).
@@ -405,5 +429,117 @@ impl Drop for TestCgroup {
         let target = std::ffi::CString::new(self.mount.path().as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: detach the cgroup2 mount this guard created.
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// A real OpenSSH server in namespace B of a [`Lan`], inside its own pid and mount
+/// namespaces, where a stand-in binary is bind-mounted over the reboot path (the real
+/// `reboot` is never reachable there: this is verified before the lab is handed out).
+/// The client logs in as root with a key from namespace A. Ended by PID on drop.
+pub struct SshLab {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    client_ns: String,
+    host: String,
+    pub standin: PathBuf,
+}
+
+pub const SSH_PORT: u16 = 2222;
+
+impl SshLab {
+    /// `Err` (a reason to skip) when OpenSSH is not installed.
+    pub fn new(lan: &Lan, helper: &str) -> Result<SshLab, String> {
+        for tool in ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen"] {
+            if !Path::new(tool).exists() {
+                return Err(format!("{tool} not installed (cargo xtask setup --test-deps installs OpenSSH)"));
+            }
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let d = dir.path();
+        for key in ["hostkey", "clientkey"] {
+            must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &d.join(key).display().to_string()]);
+        }
+        std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys")).map_err(|e| e.to_string())?;
+        let standin = d.join("standin");
+        std::fs::copy(helper, &standin).map_err(|e| e.to_string())?;
+        let config = format!(
+            "Port {SSH_PORT}\nListenAddress {}\nHostKey {}/hostkey\nPidFile {}/sshd.pid\nAuthorizedKeysFile {}/authorized_keys\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM yes\n",
+            lan.ip_b,
+            d.display(),
+            d.display(),
+            d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).map_err(|e| e.to_string())?;
+        // /usr/sbin/reboot is a symlink to systemctl on Debian: the bind mount lands on
+        // its target, in this private mount namespace only. `set -e`: no sshd unless
+        // every mount succeeded.
+        let script = format!(
+            "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/sshd; mount --bind {s} /usr/sbin/reboot; \
+             exec /usr/sbin/sshd -D -E {d}/sshd.log -f {d}/sshd_config",
+            s = standin.display(),
+            d = d.display()
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lan.ns_b, "unshare", "--mount", "--pid", "--kill-child", "--mount-proc", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let lab = SshLab { dir, child: Some(child), client_ns: lan.ns_a.clone(), host: lan.ip_b.clone(), standin };
+        let up = wait_for(Duration::from_secs(15), || lab.ssh("true").status.success().then_some(()));
+        if up.is_none() {
+            panic!("sshd did not come up; its log:\n{}", lab.sshd_log());
+        }
+        // Safety check before any test may type `reboot`: it must be the stand-in.
+        let check = lab.ssh(&format!("cmp /usr/sbin/reboot {}", lab.standin.display()));
+        assert!(check.status.success(), "REFUSING: the reboot path in the lab is not the stand-in: {check:?}");
+        Ok(lab)
+    }
+
+    /// Run a command over SSH as root from the client namespace.
+    pub fn ssh(&self, command: &str) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.client_ns, "ssh", "-F", "/dev/null"])
+            .arg("-i")
+            .arg(self.dir.path().join("clientkey"))
+            .args(["-p", &SSH_PORT.to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+            .arg(format!("root@{}", self.host))
+            .arg(command)
+            .output()
+            .expect("run ssh")
+    }
+
+    pub fn sshd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Client ports of the accepted logins, from sshd's own log.
+    pub fn accepted_ports(&self) -> Vec<u16> {
+        self.sshd_log()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey for root"))
+            .filter_map(|l| l.split(" port ").nth(1)?.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
+    pub fn marker(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for SshLab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // unshare --kill-child: ending it ends sshd (pid 1 of its namespace) and all
+            // its sessions.
+            // SAFETY: kill(2) on our own child's PID.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            if wait_for(Duration::from_secs(5), || child.try_wait().ok().flatten()).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::{process::Command, time::Duration};
 
-use nodeward_tests::{Agent, agent_bin, metric, stand_in, wait_for};
+use nodeward_tests::{Agent, agent_bin, metric, metric_sum, stand_in, wait_for};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
@@ -65,11 +65,13 @@ fn reboot_syscall_and_stand_in_exec_are_reported_with_attribution() {
     // Metric deltas equal what the log reported over the same window (host-wide).
     let after = wait_for(Duration::from_secs(5), || {
         let m = agent.metrics();
-        let d = |s: &str| metric(&m, s).unwrap_or(0.0) - metric(&before, s).unwrap_or(0.0);
+        let d = |path: &str| {
+            metric_sum(&m, "nodeward_reboot_intents_total", &[("path", path)]) - metric_sum(&before, "nodeward_reboot_intents_total", &[("path", path)])
+        };
         let syscall_logged = (agent.count_findings("reboot_intent", "syscall") - syscall_logged_before) as f64;
         let exec_logged = (agent.count_findings("reboot_intent", "exec") - exec_logged_before) as f64;
-        (d("nodeward_reboot_intents_total{path=\"syscall\"}") == syscall_logged
-            && d("nodeward_reboot_intents_total{path=\"exec\"}") == exec_logged
+        (d("syscall") == syscall_logged
+            && d("exec") == exec_logged
             && syscall_logged >= 2.0
             && exec_logged >= 1.0)
             .then_some(m)
@@ -104,4 +106,221 @@ fn failed_exec_attempts_are_not_reported() {
         l["detail"].as_str().is_some_and(|d| d.contains(&missing.display().to_string()))
     });
     assert_eq!(bogus.count(), 0, "a failed exec was reported");
+}
+
+// ---- Remote root reboots over a real sshd (issue: orchestrator rebooted the workstation)
+
+use nodeward_tests::{Lan, SshLab, skip};
+
+fn lab(name: &str, lan: &Lan) -> Option<SshLab> {
+    match SshLab::new(lan, HELPER) {
+        Ok(l) => Some(l),
+        Err(why) => {
+            skip(name, &why);
+            None
+        }
+    }
+}
+
+/// The exec intent of the stand-in `reboot` reached over SSH from `peer`.
+fn ssh_exec_intent(agent: &Agent, peer: &str, after: usize) -> serde_json::Value {
+    wait_for(Duration::from_secs(8), || {
+        agent
+            .logs()
+            .into_iter()
+            .filter(|l| l["finding"] == "reboot_intent" && l["path"] == "exec" && l["origin"] == "ssh")
+            .skip(after)
+            .find(|l| l["detail"].as_str().is_some_and(|d| d.contains(peer)))
+    })
+    .unwrap_or_else(|| panic!("no SSH reboot intent from {peer}:\n{}", agent.raw_output()))
+}
+
+fn detail(l: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(l["detail"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn ssh_root_reboot_is_unexpected_and_fully_attributed() {
+    let name = "reboot::ssh_root_reboot_is_unexpected_and_fully_attributed";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+    let agent = Agent::start(&bin, "");
+    let marker = lab.marker("ran");
+    let out = lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", marker.display()));
+    assert!(out.status.success(), "{out:?}");
+    assert!(marker.exists(), "the stand-in did not run (not a protected host: it must)");
+
+    let line = ssh_exec_intent(&agent, &lan.ip_a, 0);
+    let d = detail(&line);
+    let o = &d["process"]["origin"];
+    assert_eq!(o["kind"], "ssh");
+    assert_eq!(o["peer"], lan.ip_a.as_str());
+    assert_eq!(o["local_port"], nodeward_tests::SSH_PORT);
+    // The peer port is the one sshd itself logged for this login.
+    let ports = lab.accepted_ports();
+    assert!(ports.contains(&(o["peer_port"].as_u64().unwrap() as u16)), "peer port {} not in sshd's log {ports:?}", o["peer_port"]);
+    assert_eq!(d["process"]["loginuid"], 0, "login uid of a root SSH login");
+    assert!(d["process"]["sessionid"].as_u64().is_some_and(|s| s > 0), "audit session id: {}", d["process"]);
+    assert_eq!(d["argv"], serde_json::json!(["reboot"]));
+    assert_eq!(d["expected"], false);
+    assert_eq!(line["expected"], false);
+    assert!(d["because"].as_str().unwrap().contains(&lan.ip_a), "{}", d["because"]);
+    let lineage: Vec<&str> = d["lineage"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(lineage.last(), Some(&"reboot"), "{lineage:?}");
+    assert!(lineage.iter().any(|c| c.starts_with("sshd")), "lineage lacks sshd: {lineage:?}");
+    // Durable: journaled with the boot id, before anything else happens.
+    let j = wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "reboot_intent" && r["origin"] == "ssh"))
+        .expect("reboot intent not journaled");
+    assert_eq!(j["expected"], false);
+    assert_eq!(j["source"], lan.ip_a.as_str());
+    assert!(j["boot_id"].as_str().is_some_and(|b| !b.is_empty()));
+    let m = agent.metrics();
+    assert!(metric_sum(&m, "nodeward_reboot_intents_total", &[("path", "exec"), ("origin", "ssh"), ("expected", "false")]) >= 1.0);
+    assert!(metric(&m, "nodeward_session_ssh_accepts_total").unwrap() >= 1.0);
+}
+
+#[test]
+fn allowance_window_and_allowed_sources_make_it_expected() {
+    let name = "reboot::allowance_window_and_allowed_sources_make_it_expected";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+
+    let agent = Agent::start(&bin, "");
+    let out = agent.cli(&["allow-reboot", "--for", "2m", "--reason", "kernel update"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(lab.ssh("reboot").status.success());
+    let d = detail(&ssh_exec_intent(&agent, &lan.ip_a, 0));
+    assert_eq!(d["expected"], true);
+    assert!(d["because"].as_str().unwrap().contains("kernel update"), "{}", d["because"]);
+    assert!(agent.journal().iter().any(|r| r["decision"] == "reboot_allowed" && r["reason"] == "kernel update"));
+    drop(agent);
+
+    let agent = Agent::start(&bin, "[detectors.reboot]\nallowed_sources = [\"10.213.77.0/24\"]\n");
+    assert!(lab.ssh("reboot").status.success());
+    let d = detail(&ssh_exec_intent(&agent, &lan.ip_a, 0));
+    assert_eq!(d["expected"], true);
+    assert!(d["because"].as_str().unwrap().contains("allowed_sources"), "{}", d["because"]);
+}
+
+/// Allowed sources covering every address except the test's client, so the guard
+/// can only ever act on the SSH session this test opens (LAB.md rule 2). IPv4 lives in
+/// the guard's trie as ::ffff:a.b.c.d, so the complement is taken over IPv6 space.
+fn everyone_but(ip: &str) -> String {
+    let a = u128::from(ip.parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
+    let nets: Vec<String> = (0..128u32)
+        .map(|i| {
+            let prefix = i + 1;
+            let flipped = a ^ (1u128 << (127 - i));
+            let mask = if prefix == 128 { u128::MAX } else { !(u128::MAX >> prefix) };
+            let net = std::net::Ipv6Addr::from(flipped & mask);
+            // Networks inside ::ffff:0:0/96 are written as IPv4 CIDRs.
+            match net.to_ipv4_mapped() {
+                Some(v4) if prefix > 96 => format!("\"{v4}/{}\"", prefix - 96),
+                _ => format!("\"{net}/{prefix}\""),
+            }
+        })
+        .collect();
+    format!("[{}]", nets.join(", "))
+}
+
+#[test]
+fn protected_host_blocks_an_unexpected_remote_reboot_and_dry_run_only_records() {
+    let name = "reboot::protected_host_blocks_an_unexpected_remote_reboot_and_dry_run_only_records";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+    let guard = format!("[detectors.reboot]\nprotected_host = true\nallowed_sources = {}\n", everyone_but(&lan.ip_a));
+
+    // dry_run: recorded as what would be blocked; the stand-in runs.
+    let agent = Agent::start(&bin, &format!("quarantine.block_exec.mode = \"dry_run\"\n{guard}"));
+    let ran = lab.marker("dry");
+    assert!(lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", ran.display())).status.success());
+    assert!(ran.exists(), "dry run blocked the stand-in");
+    let d = detail(&ssh_exec_intent(&agent, &lan.ip_a, 0));
+    assert_eq!(d["guard"], "would_block");
+    let dry = wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "dry_run" && r["guard"] == "reboot"))
+        .expect("dry run not journaled");
+    assert_eq!(dry["detail"]["process"]["origin"]["peer"], lan.ip_a.as_str());
+    assert_eq!(metric(&agent.metrics(), "nodeward_reboot_blocked_total"), Some(0.0));
+    drop(agent);
+
+    // enforce: killed before it runs; ssh reports the failure; journaled with attribution.
+    let agent = Agent::start(&bin, &format!("quarantine.block_exec.mode = \"enforce\"\n{guard}"));
+    let blocked = lab.marker("blocked");
+    let out = lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", blocked.display()));
+    assert!(!out.status.success(), "ssh did not report the failure: {out:?}");
+    assert!(!blocked.exists(), "the blocked stand-in ran");
+    let line = ssh_exec_intent(&agent, &lan.ip_a, 0);
+    assert_eq!(detail(&line)["guard"], "blocked");
+    assert!(line["message"].as_str().unwrap().contains("BLOCKED"));
+    let e = wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "enforced" && r["guard"] == "reboot"))
+        .expect("block not journaled");
+    assert_eq!(e["detail"]["process"]["origin"]["peer"], lan.ip_a.as_str());
+    assert_eq!(e["detail"]["process"]["loginuid"], 0);
+    let m = agent.metrics();
+    assert_eq!(metric(&m, "nodeward_reboot_blocked_total"), Some(1.0));
+    assert!(metric(&m, "nodeward_quarantine_decisions_total{action=\"block_exec\",result=\"enforced\"}").unwrap() >= 1.0);
+    // Other commands in the same session still run.
+    assert!(lab.ssh("true").status.success());
+}
+
+#[test]
+fn restart_with_a_new_boot_id_reports_how_the_previous_boot_ended() {
+    let name = "reboot::restart_with_a_new_boot_id_reports_how_the_previous_boot_ended";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+    let ids = tempfile::tempdir().unwrap();
+    let boot_file = ids.path().join("boot_id");
+    std::fs::write(&boot_file, "boot-A\n").unwrap();
+    let boot_env = boot_file.display().to_string();
+    let mut agent = Agent::start_env(&bin, "", &[("NODEWARD_BOOT_ID_FILE", &boot_env)]);
+    assert!(lab.ssh("reboot").status.success());
+    ssh_exec_intent(&agent, &lan.ip_a, 0);
+    wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "reboot_intent" && r["origin"] == "ssh"))
+        .expect("intent journaled");
+
+    // "The machine reboots": a new boot id when the agent comes back.
+    std::fs::write(&boot_file, "boot-B\n").unwrap();
+    agent.restart();
+    let ended = agent.logs().into_iter().find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("previous boot ended")))
+        .unwrap_or_else(|| panic!("no previous-boot report:\n{}", agent.raw_output()));
+    assert_eq!(ended["cause"], "ssh");
+    assert_eq!(ended["expected"], "false");
+    assert_eq!(ended["source"], lan.ip_a.as_str());
+    let m = agent.metrics();
+    assert_eq!(metric(&m, "nodeward_reboots_total{cause=\"ssh\",expected=\"false\"}"), Some(1.0));
+    assert_eq!(metric(&m, &format!("nodeward_last_reboot_info{{cause=\"ssh\",expected=\"false\",source=\"{}\"}}", lan.ip_a)), Some(1.0));
+    let status = agent.cli(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&format!("UNEXPECTED restart requested over SSH from {}", lan.ip_a)), "{text}");
+
+    // Nothing recorded during boot B: its end is unknown.
+    std::fs::write(&boot_file, "boot-C\n").unwrap();
+    agent.restart();
+    let m = agent.metrics();
+    assert_eq!(metric(&m, "nodeward_reboots_total{cause=\"unknown\",expected=\"unknown\"}"), Some(1.0));
+    assert_eq!(metric(&m, "nodeward_reboots_total{cause=\"ssh\",expected=\"false\"}"), Some(1.0), "counts persist across restarts");
+}
+
+#[test]
+fn local_reboot_syscall_is_attributed_local_not_ssh() {
+    let name = "reboot::local_reboot_syscall_is_attributed_local_not_ssh";
+    let Some(bin) = agent_bin(name) else { return };
+    let agent = Agent::start(&bin, "");
+    let out = Command::new(HELPER).args(["bad-reboot", "--set-loginuid", "0"]).output().unwrap();
+    if out.status.code() == Some(3) {
+        return skip(name, "this process may not set a login uid (CAP_AUDIT_CONTROL missing or loginuid immutable)");
+    }
+    assert!(out.status.success(), "{out:?}");
+    let me = std::process::id();
+    let line = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| l["path"] == "syscall" && l["ppid"].as_u64() == Some(me.into()) && l["comm"] == "nodeward-test-h")
+    })
+    .unwrap_or_else(|| panic!("no local reboot(2) intent:\n{}", agent.raw_output()));
+    assert_eq!(line["origin"], "local");
+    assert_eq!(detail(&line)["process"]["origin"]["kind"], "local");
+    assert_eq!(line["expected"], true, "local reboots are expected by default");
 }

@@ -20,6 +20,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",  // unshare, nsenter
     "procps",
     "iputils-ping", // traffic between test namespaces
+    "openssh-server", // a real sshd for the reboot/session tests
+    "openssh-client",
 ];
 
 pub struct Tools {

@@ -119,11 +119,18 @@ impl DetectorSet {
         }
     }
 
+    /// A reboot allowance window changed (`nodeward allow-reboot`).
+    pub fn set_reboot_allowance(&mut self, a: Option<reboot::Allowance>) {
+        if let Some(d) = &mut self.reboot {
+            d.set_allowance(a);
+        }
+    }
+
     /// Feed one record; returns what it means.
-    pub fn observe(&mut self, event: &Event) -> Vec<Finding> {
+    pub fn observe(&mut self, event: &Event, now_ms: u64) -> Vec<Finding> {
         let mut out = Vec::new();
         if let Some(d) = &mut self.reboot {
-            out.extend(d.observe(event).map(Finding::RebootIntent));
+            out.extend(d.observe(event, now_ms).map(Finding::RebootIntent));
         }
         if let Some(d) = &mut self.session {
             out.extend(d.observe(event).map(Finding::SshSession));

@@ -3,11 +3,11 @@
 
 use agent_common::{
     decode::Event,
-    reboot::{EXEC_ARGS_TRUNCATED, ExecEvent, KEXEC_FILE_LOAD, KexecEvent, RebootSyscallEvent, class},
+    reboot::{EXEC_ARGS_TRUNCATED, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK, ExecEvent, KEXEC_FILE_LOAD, KexecEvent, RebootSyscallEvent, class},
 };
 use serde::Serialize;
 
-use super::{Process, lossy};
+use super::{Origin, Process, lossy};
 use crate::config::RebootConfig;
 
 /// The bounded set of paths a reboot intent can take (metric label `path`).
@@ -55,6 +55,42 @@ pub struct RebootIntent {
     pub magic_valid: Option<bool>,
     /// Kernel boot-clock time of the record, in nanoseconds.
     pub ktime_ns: u64,
+    /// Whether this reboot was expected, and why (allowed source, allowance window,
+    /// local login, service) or why not.
+    pub expected: bool,
+    pub because: String,
+    /// The reboot guard's action on this exec: `blocked` (killed before it ran) or
+    /// `would_block` (dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<&'static str>,
+    /// Ancestor names, farthest first, ending with this process (e.g. sshd, bash, reboot).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<String>,
+}
+
+/// A window in which every reboot is expected (`nodeward allow-reboot`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Allowance {
+    pub until_ms: u64,
+    pub reason: String,
+    pub by: String,
+}
+
+/// Is this reboot expected? Pure: config, allowance and the process's origin.
+pub fn expectation(config: &RebootConfig, allowance: Option<&Allowance>, now_ms: u64, origin: &Origin) -> (bool, String) {
+    if let Some(a) = allowance.filter(|a| a.until_ms > now_ms) {
+        return (true, format!("reboot allowance by {} ({})", a.by, a.reason));
+    }
+    match origin {
+        Origin::Ssh { peer, .. } => match config.allowed_sources.iter().find(|n| n.contains(peer)) {
+            Some(net) => (true, format!("ssh from {peer}, in allowed_sources {net}")),
+            None => (false, format!("ssh from {peer}, not in detectors.reboot.allowed_sources")),
+        },
+        Origin::Local if config.local_expected => (true, "local login (local_expected)".into()),
+        Origin::Local => (false, "local login, and local_expected is off".into()),
+        Origin::Service if config.service_expected => (true, "init system or service (service_expected)".into()),
+        Origin::Service => (false, "init system or service, and service_expected is off".into()),
+    }
 }
 
 // include/uapi/linux/reboot.h
@@ -89,21 +125,30 @@ pub fn watched_binaries(config: &RebootConfig) -> Vec<(&'static str, u32)> {
 }
 
 pub struct RebootDetector {
-    watch_dbus: bool,
+    config: RebootConfig,
+    allowance: Option<Allowance>,
 }
 
 impl RebootDetector {
     pub fn new(config: &RebootConfig) -> Self {
-        RebootDetector { watch_dbus: config.watch_dbus_tools }
+        RebootDetector { config: config.clone(), allowance: None }
     }
 
-    pub fn observe(&mut self, event: &Event) -> Option<RebootIntent> {
-        match event {
+    pub fn set_allowance(&mut self, allowance: Option<Allowance>) {
+        self.allowance = allowance;
+    }
+
+    pub fn observe(&mut self, event: &Event, now_ms: u64) -> Option<RebootIntent> {
+        let mut intent = match event {
             Event::RebootSyscall(e) => syscall(e),
             Event::Kexec(e) => kexec(e),
             Event::Exec(e) => self.exec(e),
             Event::ExecBlocked(_) | Event::SshAccept(_) => None,
-        }
+        }?;
+        let (expected, because) = expectation(&self.config, self.allowance.as_ref(), now_ms, &intent.process.origin);
+        intent.expected = expected;
+        intent.because = because;
+        Some(intent)
     }
 
     fn exec(&self, e: &ExecEvent) -> Option<RebootIntent> {
@@ -114,7 +159,7 @@ impl RebootDetector {
             class::SYSTEMCTL => ("exec", systemctl(&argv)?),
             class::TELINIT => ("exec", telinit(&argv)?),
             class::KEXEC_TOOL => ("exec", kexec_tool(&argv)?),
-            class::DBUS if self.watch_dbus => ("dbus", dbus(&argv)?),
+            class::DBUS if self.config.watch_dbus_tools => ("dbus", dbus(&argv)?),
             _ => return None,
         };
         Some(RebootIntent {
@@ -127,6 +172,16 @@ impl RebootDetector {
             cmd: None,
             magic_valid: None,
             ktime_ns: e.header.ktime_ns,
+            expected: false,
+            because: String::new(),
+            lineage: Vec::new(),
+            guard: if e.flags & EXEC_GUARD_BLOCKED != 0 {
+                Some("blocked")
+            } else if e.flags & EXEC_GUARD_WOULD_BLOCK != 0 {
+                Some("would_block")
+            } else {
+                None
+            },
         })
     }
 }
@@ -150,6 +205,10 @@ fn syscall(e: &RebootSyscallEvent) -> Option<RebootIntent> {
         cmd: Some(e.cmd),
         magic_valid: Some(e.magic1 == MAGIC1 && MAGIC2.contains(&e.magic2)),
         ktime_ns: e.header.ktime_ns,
+        expected: false,
+        because: String::new(),
+        guard: None,
+        lineage: Vec::new(),
     })
 }
 
@@ -172,6 +231,10 @@ fn kexec(e: &KexecEvent) -> Option<RebootIntent> {
         cmd: None,
         magic_valid: None,
         ktime_ns: e.header.ktime_ns,
+        expected: false,
+        because: String::new(),
+        guard: None,
+        lineage: Vec::new(),
     })
 }
 
@@ -357,15 +420,15 @@ mod tests {
     }
 
     fn action_of(e: Event) -> Option<Action> {
-        detector().observe(&e).map(|i| i.action)
+        detector().observe(&e, 0).map(|i| i.action)
     }
 
     #[test]
     fn reboot_syscall_is_an_intent_even_with_bad_magic() {
-        let i = detector().observe(&reboot_call(1, CMD_RESTART)).unwrap();
+        let i = detector().observe(&reboot_call(1, CMD_RESTART), 0).unwrap();
         assert_eq!((i.path, i.action, i.magic_valid), ("syscall", Action::Restart, Some(false)));
         assert_eq!(i.process.sessionid, Some(7));
-        let i = detector().observe(&reboot_call(MAGIC2[0], CMD_POWER_OFF)).unwrap();
+        let i = detector().observe(&reboot_call(MAGIC2[0], CMD_POWER_OFF), 0).unwrap();
         assert_eq!((i.action, i.magic_valid), (Action::PowerOff, Some(true)));
     }
 
@@ -425,7 +488,7 @@ mod tests {
                 flags,
             })
         };
-        assert_eq!(detector().observe(&k(KEXEC_LOAD, 0)).map(|i| i.path), Some("kexec"));
+        assert_eq!(detector().observe(&k(KEXEC_LOAD, 0), 0).map(|i| i.path), Some("kexec"));
         assert_eq!(action_of(k(KEXEC_LOAD, KEXEC_ON_CRASH)), None);
         assert_eq!(action_of(k(KEXEC_FILE_LOAD, 0)), Some(Action::Kexec));
         assert_eq!(action_of(k(KEXEC_FILE_LOAD, KEXEC_FILE_UNLOAD)), None);
@@ -438,7 +501,7 @@ mod tests {
             class::DBUS,
             &["busctl", "call", "org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "Reboot", "b", "false"],
         );
-        let i = detector().observe(&busctl).unwrap();
+        let i = detector().observe(&busctl, 0).unwrap();
         assert_eq!((i.path, i.action), ("dbus", Action::Restart));
         let send = exec(
             "/usr/bin/dbus-send",
@@ -450,18 +513,48 @@ mod tests {
         assert_eq!(action_of(other), None);
         let mut no_dbus = RebootDetector::new(&RebootConfig { watch_dbus_tools: false, ..Default::default() });
         let busctl = exec("/usr/bin/busctl", class::DBUS, &["busctl", "call", "org.freedesktop.login1", "Reboot"]);
-        assert!(no_dbus.observe(&busctl).is_none());
+        assert!(no_dbus.observe(&busctl, 0).is_none());
     }
 
     #[test]
     fn exec_intent_carries_attribution() {
-        let i = detector().observe(&exec("/tmp/t/reboot", class::POWER, &["reboot", "-f"])).unwrap();
+        let i = detector().observe(&exec("/tmp/t/reboot", class::POWER, &["reboot", "-f"]), 0).unwrap();
         assert_eq!(i.filename.as_deref(), Some("/tmp/t/reboot"));
         assert_eq!(i.argv, vec!["reboot", "-f"]);
         assert_eq!(i.process.pid, 100);
         assert_eq!(i.process.ppid, 99);
         assert_eq!(i.process.loginuid, Some(0));
         assert_eq!(i.process.comm, "test");
+    }
+
+    #[test]
+    fn expected_or_not() {
+        let ssh = |ip: &str| Origin::Ssh { peer: ip.parse().unwrap(), peer_port: 1, local_port: 22, sshd_pid: 1 };
+        let mut c = RebootConfig::default();
+        c.allowed_sources = vec!["10.42.0.0/24".parse().unwrap()];
+        assert!(expectation(&c, None, 0, &ssh("10.42.0.7")).0);
+        let (ok, why) = expectation(&c, None, 0, &ssh("100.64.0.18"));
+        assert!(!ok && why.contains("100.64.0.18"), "{why}");
+        assert!(expectation(&c, None, 0, &Origin::Local).0);
+        assert!(expectation(&c, None, 0, &Origin::Service).0);
+        c.local_expected = false;
+        c.service_expected = false;
+        assert!(!expectation(&c, None, 0, &Origin::Local).0);
+        assert!(!expectation(&c, None, 0, &Origin::Service).0);
+        let a = Allowance { until_ms: 1000, reason: "kernel update".into(), by: "uid=0".into() };
+        let (ok, why) = expectation(&c, Some(&a), 999, &ssh("100.64.0.18"));
+        assert!(ok && why.contains("kernel update"));
+        assert!(!expectation(&c, Some(&a), 1000, &ssh("100.64.0.18")).0, "the window has ended");
+    }
+
+    #[test]
+    fn guard_flags_are_reported() {
+        let Event::Exec(mut e) = exec("/usr/sbin/reboot", class::POWER, &["reboot"]) else { unreachable!() };
+        e.flags = EXEC_GUARD_BLOCKED;
+        let i = detector().observe(&Event::Exec(e.clone()), 0).unwrap();
+        assert_eq!(i.guard, Some("blocked"));
+        e.flags = EXEC_GUARD_WOULD_BLOCK;
+        assert_eq!(detector().observe(&Event::Exec(e), 0).unwrap().guard, Some("would_block"));
     }
 
     #[test]

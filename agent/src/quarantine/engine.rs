@@ -334,6 +334,23 @@ impl<B: Backend> Engine<B> {
         self.save()
     }
 
+    /// A journal record that is not a quarantine decision (reboot intents, boots,
+    /// allowances): journaled and fsync'd, no decision metric.
+    pub fn note(&mut self, decision: &str, fields: Value) -> Result<(), EngineError> {
+        let map = match fields {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        self.journal.append(decision, map).map_err(EngineError::Journal)?;
+        Ok(())
+    }
+
+    /// The reboot guard (a standing block_exec policy) killed an exec, or would have.
+    pub fn guard_event(&mut self, dry_run: bool, detail: Value) -> Result<(), EngineError> {
+        let (decision, result) = if dry_run { ("dry_run", "dry_run") } else { ("enforced", "enforced") };
+        self.record(ActionKind::BlockExec, decision, result, json!({"guard": "reboot", "detail": detail}))
+    }
+
     /// The kernel enforced a quarantine (e.g. killed an exec): record who was stopped.
     pub fn enforced(&mut self, id: u64, detail: Value) -> Result<(), EngineError> {
         let action = self.state.active.iter().find(|q| q.id == id).map(|q| q.target.action()).unwrap_or(ActionKind::BlockExec);

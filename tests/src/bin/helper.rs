@@ -43,6 +43,18 @@ fn main() {
         }
         _ => match args.get(1).map(String::as_str) {
             Some("bad-reboot") => {
+                // `bad-reboot --set-loginuid N`: become a login session first (as
+                // pam_loginuid does for a console login), so the origin is `local`.
+                if args.get(2).map(String::as_str) == Some("--set-loginuid") {
+                    let uid = args.get(3).cloned().unwrap_or_default();
+                    if let Err(e) = std::fs::write("/proc/self/loginuid", &uid) {
+                        let current = std::fs::read_to_string("/proc/self/loginuid").unwrap_or_default();
+                        if current.trim() == "4294967295" {
+                            eprintln!("cannot set loginuid: {e}");
+                            std::process::exit(3);
+                        }
+                    }
+                }
                 let errno = invalid_reboot();
                 println!("{errno}");
                 std::process::exit(if errno == libc::EINVAL { 0 } else { 1 });
