@@ -20,6 +20,7 @@ pub enum Event {
     Exec(Box<ExecEvent>),
     ExecBlocked(crate::quarantine::ExecBlockedEvent),
     SshAccept(crate::session::SshAcceptEvent),
+    SysrqOpen(crate::reboot::SysrqOpenEvent),
 }
 
 impl Event {
@@ -30,6 +31,7 @@ impl Event {
             Event::Exec(e) => &e.header,
             Event::ExecBlocked(e) => &e.header,
             Event::SshAccept(e) => &e.header,
+            Event::SysrqOpen(e) => &e.header,
         }
     }
 }
@@ -89,6 +91,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         kind::EXEC => Event::Exec(Box::new(read(buf))),
         kind::EXEC_BLOCKED => Event::ExecBlocked(read(buf)),
         kind::SSH_ACCEPT => Event::SshAccept(read(buf)),
+        kind::SYSRQ_OPEN => Event::SysrqOpen(read(buf)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -36,8 +36,10 @@ pub mod kind {
     pub const EXEC_BLOCKED: u16 = 4;
     /// [`crate::session::SshAcceptEvent`]: an sshd accepted a connection.
     pub const SSH_ACCEPT: u16 = 5;
+    /// [`crate::reboot::SysrqOpenEvent`]: /proc/sysrq-trigger opened for writing.
+    pub const SYSRQ_OPEN: u16 = 6;
     /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 5;
+    pub const MAX: u16 = 6;
 }
 
 /// The record size for a kind, or `None` for an unknown kind. Every kind is listed
@@ -49,6 +51,7 @@ pub const fn record_size(kind: u16) -> Option<usize> {
         kind::EXEC => Some(core::mem::size_of::<crate::reboot::ExecEvent>()),
         kind::EXEC_BLOCKED => Some(core::mem::size_of::<crate::quarantine::ExecBlockedEvent>()),
         kind::SSH_ACCEPT => Some(core::mem::size_of::<crate::session::SshAcceptEvent>()),
+        kind::SYSRQ_OPEN => Some(core::mem::size_of::<crate::reboot::SysrqOpenEvent>()),
         _ => None,
     }
 }

@@ -109,3 +109,23 @@ pub mod class {
 }
 
 crate::user_pod!(RebootSyscallEvent, KexecEvent, ExecEvent);
+
+/// /proc/sysrq-trigger opened for writing (a write of `b`, `o`, `c`... reboots,
+/// powers off or crashes the machine at once, bypassing init).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysrqOpenEvent {
+    pub header: EventHeader,
+    pub proc: ProcCtx,
+    /// open(2) flags.
+    pub flags: u64,
+    /// 1: openat, 2: openat2.
+    pub syscall: u32,
+    pub _pad0: u32,
+}
+const _: () = assert!(core::mem::size_of::<SysrqOpenEvent>() == 16 + 96 + 16);
+
+/// The path watched, NUL-terminated, as the kernel compares it.
+pub const SYSRQ_PATH: &[u8; 20] = b"/proc/sysrq-trigger\0";
+
+crate::user_pod!(SysrqOpenEvent);

@@ -7,7 +7,7 @@ use agent_common::{
     reboot::{
         ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK,
         ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, KEXEC_FILE_LOAD, KEXEC_LOAD, KexecEvent,
-        REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent, class,
+        REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent, SYSRQ_PATH, SysrqOpenEvent, class,
     },
     session::{AF_INET, ORIGIN_SSH, Origin},
     stats,
@@ -185,4 +185,60 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
     entry.submit(0);
     count(kind::EXEC, stats::SUBMITTED);
     0
+}
+
+const O_ACCMODE: u64 = 3;
+
+/// /proc/sysrq-trigger opened for writing: compare the first 20 bytes of the path.
+fn sysrq_open(ctx: &TracePointContext, syscall: u32) -> u32 {
+    // openat/openat2(dfd, filename @24, ...)
+    // SAFETY: tracepoint context read through the checked helper.
+    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else { return 0 };
+    let mut name = [0u8; 20];
+    // SAFETY: user pointer read through the checked helper (fails cleanly on a bad pointer).
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(ptr as *const u8, &mut name) }.is_err() {
+        return 0;
+    }
+    if &name != SYSRQ_PATH {
+        return 0;
+    }
+    let flags = if syscall == 1 {
+        // SAFETY: as above.
+        unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0)
+    } else {
+        // openat2: struct open_how { u64 flags; ... } in user memory.
+        // SAFETY: as above.
+        let how = unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0);
+        // SAFETY: as above.
+        unsafe { aya_ebpf::helpers::bpf_probe_read_user(how as *const u64) }.unwrap_or(0)
+    };
+    if flags & O_ACCMODE == 0 {
+        return 0; // read-only: harmless
+    }
+    let Some(mut entry) = EVENTS.reserve::<SysrqOpenEvent>(0) else {
+        count(kind::SYSRQ_OPEN, stats::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: reserved slot of exactly this type; every field written before submit.
+    unsafe {
+        (*ev).header = header(kind::SYSRQ_OPEN, core::mem::size_of::<SysrqOpenEvent>());
+        fill_proc(&mut (*ev).proc, kind::SYSRQ_OPEN);
+        (*ev).flags = flags;
+        (*ev).syscall = syscall;
+        (*ev)._pad0 = 0;
+    }
+    entry.submit(0);
+    count(kind::SYSRQ_OPEN, stats::SUBMITTED);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat")]
+pub fn reboot_sysrq_openat(ctx: TracePointContext) -> u32 {
+    sysrq_open(&ctx, 1)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
+pub fn reboot_sysrq_openat2(ctx: TracePointContext) -> u32 {
+    sysrq_open(&ctx, 2)
 }

@@ -26,6 +26,7 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::EXEC => "exec",
         kind::EXEC_BLOCKED => "exec_blocked",
         kind::SSH_ACCEPT => "ssh_accept",
+        kind::SYSRQ_OPEN => "sysrq_open",
         _ => "unknown",
     }
 }
@@ -393,11 +394,41 @@ mod tests {
         }
     }
 
+    /// Every registered family, including those with series only while a condition
+    /// holds (e.g. the last reboot). `cargo xtask test` checks dashboards against it.
+    fn families() -> Vec<String> {
+        let m = Metrics::new();
+        let mut names: Vec<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .chain(
+                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend]
+                    .iter()
+                    .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    #[test]
+    fn family_list_matches_golden() {
+        let text = families().join("\n") + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/metric-families.txt");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(text, std::fs::read_to_string(&path).expect("family list (UPDATE_GOLDEN=1 creates it)"));
+    }
+
     #[test]
     fn every_exported_family_is_documented_in_the_readme() {
         let readme = include_str!("../../README.md");
-        for family in Metrics::new().render().lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
-            let name = family.split_whitespace().next().unwrap();
+        for name in families() {
             assert!(readme.contains(&format!("`{name}`")), "README metrics reference lacks {name}");
         }
     }

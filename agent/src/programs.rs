@@ -36,6 +36,8 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     tp("reboot", "reboot_kexec_load", "syscalls", "sys_enter_kexec_load", false),
     tp("reboot", "reboot_kexec_file_load", "syscalls", "sys_enter_kexec_file_load", false),
     tp("reboot", "reboot_sched_exec", "sched", "sched_process_exec", true),
+    tp("reboot", "reboot_sysrq_openat", "syscalls", "sys_enter_openat", true),
+    tp("reboot", "reboot_sysrq_openat2", "syscalls", "sys_enter_openat2", false),
     tp("session", "session_accept", "syscalls", "sys_enter_accept", true),
     tp("session", "session_accept4", "syscalls", "sys_enter_accept4", true),
     tp("session", "session_accept_exit", "syscalls", "sys_exit_accept", true),

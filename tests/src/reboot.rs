@@ -324,3 +324,21 @@ fn local_reboot_syscall_is_attributed_local_not_ssh() {
     assert_eq!(detail(&line)["process"]["origin"]["kind"], "local");
     assert_eq!(line["expected"], true, "local reboots are expected by default");
 }
+
+#[test]
+fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
+    let Some(bin) = agent_bin("reboot::sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not") else { return };
+    let agent = Agent::start(&bin, "");
+    let spawn = |args: &[&str]| {
+        let mut c = Command::new(HELPER).args(args).spawn().unwrap();
+        let pid = c.id();
+        assert!(c.wait().unwrap().success());
+        pid
+    };
+    let ro = spawn(&["open-sysrq"]);
+    let wo = spawn(&["open-sysrq", "--write-mode"]);
+    let line = wait_for(Duration::from_secs(5), || agent.findings_for(&[wo]).into_iter().find(|l| l["path"] == "sysrq"))
+        .unwrap_or_else(|| panic!("no sysrq intent:\n{}", agent.raw_output()));
+    assert_eq!(line["action"], "sysrq");
+    assert!(agent.findings_for(&[ro]).is_empty(), "a read-only open was reported");
+}

@@ -11,7 +11,7 @@ use super::{Origin, Process, lossy};
 use crate::config::RebootConfig;
 
 /// The bounded set of paths a reboot intent can take (metric label `path`).
-pub const PATHS: &[&str] = &["syscall", "kexec", "exec", "dbus"];
+pub const PATHS: &[&str] = &["syscall", "kexec", "exec", "dbus", "sysrq"];
 
 /// What the caller asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -21,6 +21,8 @@ pub enum Action {
     Halt,
     PowerOff,
     Kexec,
+    /// /proc/sysrq-trigger opened for writing: `b` reboots, `o` powers off, `c` crashes.
+    Sysrq,
 }
 
 impl Action {
@@ -30,6 +32,7 @@ impl Action {
             Action::Halt => "halt",
             Action::PowerOff => "power_off",
             Action::Kexec => "kexec",
+            Action::Sysrq => "sysrq",
         }
     }
 }
@@ -143,6 +146,21 @@ impl RebootDetector {
             Event::RebootSyscall(e) => syscall(e),
             Event::Kexec(e) => kexec(e),
             Event::Exec(e) => self.exec(e),
+            Event::SysrqOpen(e) => Some(RebootIntent {
+                path: "sysrq",
+                action: Action::Sysrq,
+                process: Process::from(&e.proc),
+                filename: Some("/proc/sysrq-trigger".into()),
+                argv: Vec::new(),
+                argv_truncated: false,
+                cmd: None,
+                magic_valid: None,
+                ktime_ns: e.header.ktime_ns,
+                expected: false,
+                because: String::new(),
+                guard: None,
+                lineage: Vec::new(),
+            }),
             Event::ExecBlocked(_) | Event::SshAccept(_) => None,
         }?;
         let (expected, because) = expectation(&self.config, self.allowance.as_ref(), now_ms, &intent.process.origin);
@@ -545,6 +563,20 @@ mod tests {
         let (ok, why) = expectation(&c, Some(&a), 999, &ssh("100.64.0.18"));
         assert!(ok && why.contains("kernel update"));
         assert!(!expectation(&c, Some(&a), 1000, &ssh("100.64.0.18")).0, "the window has ended");
+    }
+
+    #[test]
+    fn sysrq_open_for_write_is_an_intent() {
+        use agent_common::reboot::SysrqOpenEvent;
+        let e = Event::SysrqOpen(SysrqOpenEvent {
+            header: EventHeader::new(kind::SYSRQ_OPEN, core::mem::size_of::<SysrqOpenEvent>(), 1),
+            proc: proc(),
+            flags: 1,
+            syscall: 1,
+            _pad0: 0,
+        });
+        let i = detector().observe(&e, 0).unwrap();
+        assert_eq!((i.path, i.action), ("sysrq", Action::Sysrq));
     }
 
     #[test]

@@ -59,6 +59,13 @@ fn main() {
                 println!("{errno}");
                 std::process::exit(if errno == libc::EINVAL { 0 } else { 1 });
             }
+            // Opens /proc/sysrq-trigger and closes it WITHOUT writing: only a write
+            // acts, so this is safe; the open alone is the intent nodeward reports.
+            Some("open-sysrq") => {
+                let write = args.get(2).map(String::as_str) == Some("--write-mode");
+                let f = std::fs::OpenOptions::new().read(!write).write(write).open("/proc/sysrq-trigger");
+                drop(f);
+            }
             _ => {
                 eprintln!("usage: nodeward-test-helper bad-reboot  (or run it under a reboot-family name)");
                 std::process::exit(2);
