@@ -24,9 +24,14 @@ pub struct KernelOffsets {
     pub mm_arg_start: u32,
     /// `mm_struct.arg_end` (unsigned long).
     pub mm_arg_end: u32,
-    pub _pad0: u32,
+    /// `linux_binprm.file` (pointer), for the BPF LSM exec backend.
+    pub binprm_file: u32,
+    /// `file.f_path` + `path.dentry` (pointer).
+    pub file_dentry: u32,
+    /// `dentry.d_name` + `qstr.name` (pointer to the basename).
+    pub dentry_name: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 40);
 
 impl KernelOffsets {
     pub const ABSENT: Self = Self {
@@ -37,7 +42,9 @@ impl KernelOffsets {
         task_mm: OFFSET_ABSENT,
         mm_arg_start: OFFSET_ABSENT,
         mm_arg_end: OFFSET_ABSENT,
-        _pad0: 0,
+        binprm_file: OFFSET_ABSENT,
+        file_dentry: OFFSET_ABSENT,
+        dentry_name: OFFSET_ABSENT,
     };
 }
 

@@ -5,6 +5,8 @@ pub const COMM_LEN: usize = 16;
 /// Value of `loginuid`/`sessionid` when the kernel has none (or it could not be read).
 pub const UNSET_ID: u32 = u32::MAX;
 
+pub const PROC_LOGINUID_UNKNOWN: u32 = 1;
+
 /// Who did it. Filled in the kernel from the current task.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,7 +23,9 @@ pub struct ProcCtx {
     pub loginuid: u32,
     /// Audit session id (`/proc/PID/sessionid`), [`UNSET_ID`] when unset.
     pub sessionid: u32,
-    pub _pad0: u32,
+    /// [`PROC_LOGINUID_UNKNOWN`]: the login uid could not be read (no BTF offset or a
+    /// failed read), so "unset" cannot be told from "unknown".
+    pub flags: u32,
     /// cgroup v2 id of the task.
     pub cgroup_id: u64,
     pub comm: [u8; COMM_LEN],

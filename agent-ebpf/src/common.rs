@@ -28,7 +28,7 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::SLOTS,
 static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::ABSENT;
 
 #[inline(always)]
-fn offsets() -> KernelOffsets {
+pub fn offsets() -> KernelOffsets {
     // SAFETY: a plain read of a global that userspace fixed at load time; volatile so
     // the compiler does not fold the ABSENT initialiser into the code.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
@@ -51,7 +51,7 @@ pub fn header(kind: u16, len: usize) -> EventHeader {
 
 /// Read a kernel value at `base + off`; `None` if the offset is absent or the read fails.
 #[inline(always)]
-unsafe fn read_at<T>(base: *const u8, off: u32) -> Option<T> {
+pub unsafe fn read_at<T>(base: *const u8, off: u32) -> Option<T> {
     if off == OFFSET_ABSENT || base.is_null() {
         return None;
     }
@@ -69,7 +69,7 @@ pub fn fill_proc(p: &mut ProcCtx, kind: u16) {
     p.tid = pid_tgid as u32;
     p.uid = uid_gid as u32;
     p.gid = (uid_gid >> 32) as u32;
-    p._pad0 = 0;
+    p.flags = 0;
     // SAFETY: helper without preconditions.
     p.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     p.comm = bpf_get_current_comm().unwrap_or([0; 16]);
@@ -88,7 +88,13 @@ pub fn fill_proc(p: &mut ProcCtx, kind: u16) {
         }
     };
     // SAFETY: as above.
-    p.loginuid = unsafe { read_at::<u32>(task, off.task_loginuid) }.unwrap_or(UNSET_ID);
+    p.loginuid = match unsafe { read_at::<u32>(task, off.task_loginuid) } {
+        Some(v) => v,
+        None => {
+            p.flags |= agent_common::proc::PROC_LOGINUID_UNKNOWN;
+            UNSET_ID
+        }
+    };
     // SAFETY: as above.
     p.sessionid = unsafe { read_at::<u32>(task, off.task_sessionid) }.unwrap_or(UNSET_ID);
     // SAFETY: map lookup, value copied.

@@ -14,12 +14,12 @@ use agent_common::{
 use aya_ebpf::{
     bindings::{TC_ACT_PIPE, TC_ACT_SHOT},
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns, generated::bpf_send_signal},
-    macros::{classifier, map, tracepoint},
+    macros::{classifier, lsm, map, tracepoint},
     maps::{HashMap, PerCpuArray},
-    programs::{TcContext, TracePointContext},
+    programs::{LsmContext, TcContext, TracePointContext},
 };
 
-use crate::common::{EVENTS, count, fill_proc, header};
+use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
 
 #[map(name = "BLOCK_EXEC")]
 static BLOCK_EXEC: HashMap<BlockExecKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
@@ -65,21 +65,35 @@ pub fn quarantine_exec(_ctx: TracePointContext) -> u32 {
     let Ok(comm) = bpf_get_current_comm() else {
         return 0;
     };
+    let Some(id) = blocked(comm) else {
+        return 0;
+    };
+    // SAFETY: sends SIGKILL to the current task, which is the one that matched.
+    let sent = unsafe { bpf_send_signal(SIGKILL) };
+    qcount(if sent == 0 { QSTAT_EXEC_KILLED } else { QSTAT_SIGNAL_ERROR });
+    report(id, sent);
+    0
+}
+
+/// The rule in force for an exec of `name` (a basename, NUL-padded) in the current
+/// cgroup, scoped first, then any-cgroup.
+#[inline(always)]
+fn blocked(comm: [u8; 16]) -> Option<u64> {
     // SAFETY: helper without preconditions.
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: lookups copy nothing out beyond the borrowed value used at once.
     let scoped = in_force(unsafe { BLOCK_EXEC.get(&BlockExecKey { comm, cgroup_id }) });
     // SAFETY: as above.
-    let id = match scoped.or_else(|| in_force(unsafe { BLOCK_EXEC.get(&BlockExecKey { comm, cgroup_id: 0 }) })) {
-        Some(id) => id,
-        None => return 0,
-    };
-    // SAFETY: sends SIGKILL to the current task, which is the one that matched.
-    let sent = unsafe { bpf_send_signal(SIGKILL) };
-    qcount(if sent == 0 { QSTAT_EXEC_KILLED } else { QSTAT_SIGNAL_ERROR });
+    scoped.or_else(|| in_force(unsafe { BLOCK_EXEC.get(&BlockExecKey { comm, cgroup_id: 0 }) }))
+}
+
+/// Report an enforced block (`result`: 0 = SIGKILL sent, -1 = denied by LSM, else the
+/// helper's error).
+#[inline(always)]
+fn report(id: u64, sent: i64) {
     let Some(mut entry) = EVENTS.reserve::<ExecBlockedEvent>(0) else {
         count(kind::EXEC_BLOCKED, stats::RINGBUF_FULL);
-        return 0;
+        return;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: a reserved slot of exactly this type; every field written before submit.
@@ -91,7 +105,44 @@ pub fn quarantine_exec(_ctx: TracePointContext) -> u32 {
     }
     entry.submit(0);
     count(kind::EXEC_BLOCKED, stats::SUBMITTED);
-    0
+}
+
+const EPERM: i32 = 1;
+
+/// BPF LSM backend (kernels that load BPF LSM programs): deny the exec in
+/// bprm_check_security, before the new image is loaded. The basename comes from
+/// bprm->file->f_path.dentry->d_name (the comm is still the old one here).
+#[lsm(hook = "bprm_check_security")]
+pub fn quarantine_lsm_exec(ctx: LsmContext) -> i32 {
+    // Argument 1 of the hook program is the previous LSM's return value.
+    let prev: i32 = ctx.arg(1);
+    if prev != 0 {
+        return prev;
+    }
+    // Argument 0 is the struct linux_binprm pointer; only probe reads follow.
+    let bprm: *const u8 = ctx.arg(0);
+    let off = offsets();
+    // SAFETY: probe reads through read_at tolerate any address.
+    let name = unsafe {
+        read_at::<*const u8>(bprm, off.binprm_file)
+            .and_then(|file| read_at::<*const u8>(file, off.file_dentry))
+            .and_then(|dentry| read_at::<*const u8>(dentry, off.dentry_name))
+    };
+    let Some(name) = name else { return 0 };
+    let mut comm = [0u8; 16];
+    // SAFETY: kernel string read through the checked helper into a zeroed buffer, so
+    // the key is NUL-padded like a comm (and truncated to 15 bytes like one).
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(name, &mut comm[..15]) }.is_err() {
+        return 0;
+    }
+    match blocked(comm) {
+        Some(id) => {
+            qcount(QSTAT_EXEC_KILLED);
+            report(id, -1);
+            -EPERM
+        }
+        None => 0,
+    }
 }
 
 const ETH_P_8021Q: u16 = 0x8100;

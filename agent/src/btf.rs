@@ -43,7 +43,17 @@ pub const FIELDS: &[&str] = &[
     "task_struct.mm",
     "mm_struct.arg_start",
     "mm_struct.arg_end",
+    "linux_binprm.file",
+    "file.f_path",
+    "path.dentry",
+    "dentry.d_name",
+    "qstr.name",
 ];
+
+/// Two nested offsets, or absent if either is.
+fn sum(a: u32, b: u32) -> u32 {
+    if a == OFFSET_ABSENT || b == OFFSET_ABSENT { OFFSET_ABSENT } else { a + b }
+}
 
 /// Offsets the programs need, and the names of those this kernel lacks.
 pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
@@ -63,7 +73,9 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
         task_mm: get("task_struct.mm"),
         mm_arg_start: get("mm_struct.arg_start"),
         mm_arg_end: get("mm_struct.arg_end"),
-        _pad0: 0,
+        binprm_file: get("linux_binprm.file"),
+        file_dentry: sum(get("file.f_path"), get("path.dentry")),
+        dentry_name: sum(get("dentry.d_name"), get("qstr.name")),
     };
     (offsets, missing)
 }

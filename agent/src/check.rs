@@ -37,10 +37,10 @@ pub fn check(config: &Config) -> i32 {
         println!("{:<16} {:<8} {}", t.name, if t.supported { "yes" } else { "no" }, t.detail);
     }
     println!();
-    println!("{:<10} {:<24} {:<44} {:<12} {}", "DETECTOR", "PROGRAM", "HOOK", "STATUS", "REASON");
+    println!("{:<10} {:<24} {:<46} {:<12} {}", "DETECTOR", "PROGRAM", "HOOK", "STATUS", "REASON");
     for s in kernel.statuses() {
         println!(
-            "{:<10} {:<24} {:<44} {:<12} {}",
+            "{:<10} {:<24} {:<46} {:<12} {}",
             s.spec.detector,
             s.spec.name,
             s.spec.hook.to_string(),

@@ -16,12 +16,13 @@ pub type Guard = Engine<Kernel>;
 /// Backend that enforces an action kind here (metric `nodeward_enforcement_backend_info`).
 pub fn backend_name(kind: ActionKind, kernel: &Kernel, lsm_loads: bool) -> &'static str {
     match kind {
-        // BPF LSM would block in bprm_check_security; this build uses the fallback
-        // everywhere (the LSM program is not written yet), and says so.
-        ActionKind::BlockExec if kernel.exec_guard_attached() => {
+        // BPF LSM denies in bprm_check_security where the kernel loads it; the
+        // sched_process_exec kill is the fallback.
+        ActionKind::BlockExec if kernel.lsm_exec_attached() => {
             let _ = lsm_loads;
-            "sched_exec_kill"
+            "lsm"
         }
+        ActionKind::BlockExec if kernel.exec_guard_attached() => "sched_exec_kill",
         ActionKind::BlockExec => "none",
         ActionKind::DropPackets => "tc",
     }

@@ -39,6 +39,7 @@ pub struct Kernel {
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
     reboot_guard: u32,
     links: HashMap<&'static str, TracePointLinkId>,
+    lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
     loaded: HashMap<&'static str, Result<(), String>>,
     statuses: Vec<ProgramStatus>,
 }
@@ -57,7 +58,7 @@ impl Kernel {
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .load(bytes)?;
-        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), reboot_guard: 0, links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), reboot_guard: 0, lsm_links: HashMap::new(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
         Ok(kernel)
@@ -116,10 +117,13 @@ impl Kernel {
     }
 
     fn attach(&mut self, spec: &ProgramSpec) -> Status {
-        if self.links.contains_key(spec.name) {
+        if self.links.contains_key(spec.name) || self.lsm_links.contains_key(spec.name) {
             return Status::Attached;
         }
-        let Hook::TracePoint { category, name } = spec.hook;
+        let (category, name) = match spec.hook {
+            Hook::TracePoint { category, name } => (category, name),
+            Hook::Lsm { hook } => return self.attach_lsm(spec, hook),
+        };
         if !probe::tracepoint_exists(category, name) {
             let reason = format!("tracepoint {category}/{name} does not exist on this kernel");
             return if spec.required { Status::Failed(reason) } else { Status::Unavailable(reason) };
@@ -144,7 +148,42 @@ impl Kernel {
         }
     }
 
+    fn attach_lsm(&mut self, spec: &ProgramSpec, hook: &'static str) -> Status {
+        let fail = |reason: String| if spec.required { Status::Failed(reason) } else { Status::Unavailable(reason) };
+        let btf = match Btf::from_sys_fs() {
+            Ok(b) => b,
+            Err(e) => return fail(format!("no kernel BTF: {e}")),
+        };
+        let Some(Ok(lsm)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut Lsm>::try_into) else {
+            return Status::Failed("program missing from the eBPF object".into());
+        };
+        if lsm.fd().is_err() {
+            if let Err(e) = lsm.load(hook, &btf) {
+                return fail(format!("load: {}", first_line(&e.to_string())));
+            }
+        }
+        match lsm.attach() {
+            Ok(link) => {
+                self.lsm_links.insert(spec.name, link);
+                Status::Attached
+            }
+            Err(e) => fail(format!("attach: {e}")),
+        }
+    }
+
+    /// Whether the BPF LSM exec backend is attached.
+    pub fn lsm_exec_attached(&self) -> bool {
+        self.lsm_links.contains_key("quarantine_lsm_exec")
+    }
+
     fn detach(&mut self, spec: &ProgramSpec) -> Status {
+        if let Some(link) = self.lsm_links.remove(spec.name) {
+            if let Some(Ok(lsm)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut Lsm>::try_into) {
+                if let Err(e) = lsm.detach(link) {
+                    warn!(program = spec.name, error = %e, "detach failed");
+                }
+            }
+        }
         if let Some(link) = self.links.remove(spec.name) {
             if let Some(Ok(tp)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut TracePoint>::try_into) {
                 if let Err(e) = tp.detach(link) {
@@ -259,6 +298,7 @@ impl Kernel {
     pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
         self.links
             .keys()
+            .chain(self.lsm_links.keys())
             .filter_map(|name| {
                 let info = self.ebpf.program(name)?.info().ok()?;
                 Some((*name, info.id()))

@@ -185,7 +185,7 @@ impl Metrics {
             self.quarantine_kernel.with_label_values(&[c]);
         }
         for p in detectors::reboot::PATHS {
-            for o in ["ssh", "local", "service"] {
+            for o in ["ssh", "local", "service", "unknown"] {
                 for e in ["true", "false"] {
                     self.reboot_intents.with_label_values(&[p, o, e]);
                 }

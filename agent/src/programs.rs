@@ -5,12 +5,15 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     TracePoint { category: &'static str, name: &'static str },
+    /// BPF LSM hook (needs a kernel that loads BPF LSM programs).
+    Lsm { hook: &'static str },
 }
 
 impl std::fmt::Display for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
+            Hook::Lsm { hook } => write!(f, "lsm/{hook}"),
         }
     }
 }
@@ -46,6 +49,9 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     tp("session", "session_fork", "sched", "sched_process_fork", true),
     tp("session", "session_exit", "sched", "sched_process_exit", true),
     tp("quarantine", "quarantine_exec", "sched", "sched_process_exec", true),
+    // Preferred block_exec backend where BPF LSM loads; optional (the tracepoint
+    // kill-on-exec above is the fallback and always attached with it).
+    ProgramSpec { detector: "quarantine", name: "quarantine_lsm_exec", hook: Hook::Lsm { hook: "bprm_check_security" }, required: false },
 ];
 
 /// Components that own programs but are not detectors.

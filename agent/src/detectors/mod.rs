@@ -55,6 +55,8 @@ pub enum Origin {
     Local,
     /// Started by the init system or a daemon (no login uid).
     Service,
+    /// Not SSH, and the login uid could not be read on this kernel.
+    Unknown,
 }
 
 impl Origin {
@@ -64,10 +66,11 @@ impl Origin {
             Origin::Ssh { .. } => "ssh",
             Origin::Local => "local",
             Origin::Service => "service",
+            Origin::Unknown => "unknown",
         }
     }
 
-    pub fn from_kernel(o: &agent_common::session::Origin, loginuid: Option<u32>) -> Origin {
+    pub fn from_kernel(o: &agent_common::session::Origin, loginuid: Option<u32>, flags: u32) -> Origin {
         use agent_common::session::{AF_INET, ORIGIN_SSH};
         if o.kind == ORIGIN_SSH {
             let peer = if o.family == AF_INET {
@@ -76,6 +79,9 @@ impl Origin {
                 std::net::IpAddr::from(o.peer_addr)
             };
             return Origin::Ssh { peer, peer_port: o.peer_port, local_port: o.local_port, sshd_pid: o.sshd_pid };
+        }
+        if flags & agent_common::proc::PROC_LOGINUID_UNKNOWN != 0 {
+            return Origin::Unknown;
         }
         if loginuid.is_some() { Origin::Local } else { Origin::Service }
     }
@@ -94,7 +100,7 @@ impl From<&ProcCtx> for Process {
             sessionid: id(p.sessionid),
             cgroup_id: p.cgroup_id,
             comm: lossy(&p.comm),
-            origin: Origin::from_kernel(&p.origin, id(p.loginuid)),
+            origin: Origin::from_kernel(&p.origin, id(p.loginuid), p.flags),
         }
     }
 }

@@ -93,6 +93,7 @@ pub fn expectation(config: &RebootConfig, allowance: Option<&Allowance>, now_ms:
         Origin::Local => (false, "local login, and local_expected is off".into()),
         Origin::Service if config.service_expected => (true, "init system or service (service_expected)".into()),
         Origin::Service => (false, "init system or service, and service_expected is off".into()),
+        Origin::Unknown => (false, "origin unknown (no login uid on this kernel)".into()),
     }
 }
 

@@ -22,7 +22,7 @@ impl SessionDetector {
     pub fn observe(&mut self, event: &Event) -> Option<SshSession> {
         let Event::SshAccept(e) = event else { return None };
         let sshd = Process::from(&e.proc);
-        let origin = Origin::from_kernel(&e.origin, None);
+        let origin = Origin::from_kernel(&e.origin, None, 0);
         Some(SshSession { sshd, origin, ktime_ns: e.header.ktime_ns })
     }
 }
@@ -60,7 +60,8 @@ mod tests {
     #[test]
     fn origin_without_ssh_is_local_or_service() {
         let none = agent_common::session::Origin::default();
-        assert_eq!(Origin::from_kernel(&none, Some(1000)), Origin::Local);
-        assert_eq!(Origin::from_kernel(&none, None), Origin::Service);
+        assert_eq!(Origin::from_kernel(&none, Some(1000), 0), Origin::Local);
+        assert_eq!(Origin::from_kernel(&none, None, 0), Origin::Service);
+        assert_eq!(Origin::from_kernel(&none, None, agent_common::proc::PROC_LOGINUID_UNKNOWN), Origin::Unknown);
     }
 }
