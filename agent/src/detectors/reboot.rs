@@ -71,6 +71,27 @@ pub struct RebootIntent {
     pub lineage: Vec<String>,
 }
 
+impl RebootIntent {
+    /// An intent with only what every path knows; the rest is filled by the path.
+    fn new(path: &'static str, action: Action, proc: &agent_common::proc::ProcCtx, ktime_ns: u64) -> RebootIntent {
+        RebootIntent {
+            path,
+            action,
+            process: Process::from(proc),
+            filename: None,
+            argv: Vec::new(),
+            argv_truncated: false,
+            cmd: None,
+            magic_valid: None,
+            ktime_ns,
+            expected: false,
+            because: String::new(),
+            guard: None,
+            lineage: Vec::new(),
+        }
+    }
+}
+
 /// A window in which every reboot is expected (`nodeward allow-reboot`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Allowance {
@@ -148,19 +169,8 @@ impl RebootDetector {
             Event::Kexec(e) => kexec(e),
             Event::Exec(e) => self.exec(e),
             Event::SysrqOpen(e) => Some(RebootIntent {
-                path: "sysrq",
-                action: Action::Sysrq,
-                process: Process::from(&e.proc),
                 filename: Some("/proc/sysrq-trigger".into()),
-                argv: Vec::new(),
-                argv_truncated: false,
-                cmd: None,
-                magic_valid: None,
-                ktime_ns: e.header.ktime_ns,
-                expected: false,
-                because: String::new(),
-                guard: None,
-                lineage: Vec::new(),
+                ..RebootIntent::new("sysrq", Action::Sysrq, &e.proc, e.header.ktime_ns)
             }),
             Event::ExecBlocked(_) | Event::SshAccept(_) => None,
         }?;
@@ -182,18 +192,9 @@ impl RebootDetector {
             _ => return None,
         };
         Some(RebootIntent {
-            path,
-            action,
-            process: Process::from(&e.proc),
             filename: Some(filename),
             argv,
             argv_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
-            cmd: None,
-            magic_valid: None,
-            ktime_ns: e.header.ktime_ns,
-            expected: false,
-            because: String::new(),
-            lineage: Vec::new(),
             guard: if e.flags & EXEC_GUARD_BLOCKED != 0 {
                 Some("blocked")
             } else if e.flags & EXEC_GUARD_WOULD_BLOCK != 0 {
@@ -201,6 +202,7 @@ impl RebootDetector {
             } else {
                 None
             },
+            ..RebootIntent::new(path, action, &e.proc, e.header.ktime_ns)
         })
     }
 }
@@ -215,19 +217,9 @@ fn syscall(e: &RebootSyscallEvent) -> Option<RebootIntent> {
         _ => return None,
     };
     Some(RebootIntent {
-        path: "syscall",
-        action,
-        process: Process::from(&e.proc),
-        filename: None,
-        argv: Vec::new(),
-        argv_truncated: false,
         cmd: Some(e.cmd),
         magic_valid: Some(e.magic1 == MAGIC1 && MAGIC2.contains(&e.magic2)),
-        ktime_ns: e.header.ktime_ns,
-        expected: false,
-        because: String::new(),
-        guard: None,
-        lineage: Vec::new(),
+        ..RebootIntent::new("syscall", action, &e.proc, e.header.ktime_ns)
     })
 }
 
@@ -240,21 +232,7 @@ fn kexec(e: &KexecEvent) -> Option<RebootIntent> {
     if harmless {
         return None;
     }
-    Some(RebootIntent {
-        path: "kexec",
-        action: Action::Kexec,
-        process: Process::from(&e.proc),
-        filename: None,
-        argv: Vec::new(),
-        argv_truncated: false,
-        cmd: None,
-        magic_valid: None,
-        ktime_ns: e.header.ktime_ns,
-        expected: false,
-        because: String::new(),
-        guard: None,
-        lineage: Vec::new(),
-    })
+    Some(RebootIntent::new("kexec", Action::Kexec, &e.proc, e.header.ktime_ns))
 }
 
 fn basename(path: &str) -> &str {
