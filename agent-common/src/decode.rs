@@ -21,6 +21,7 @@ pub enum Event {
     ExecBlocked(crate::quarantine::ExecBlockedEvent),
     SshAccept(crate::session::SshAcceptEvent),
     SysrqOpen(crate::reboot::SysrqOpenEvent),
+    Arp(crate::arp::ArpEvent),
 }
 
 impl Event {
@@ -32,6 +33,7 @@ impl Event {
             Event::ExecBlocked(e) => &e.header,
             Event::SshAccept(e) => &e.header,
             Event::SysrqOpen(e) => &e.header,
+            Event::Arp(e) => &e.header,
         }
     }
 }
@@ -92,6 +94,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         kind::EXEC_BLOCKED => Event::ExecBlocked(read(buf)),
         kind::SSH_ACCEPT => Event::SshAccept(read(buf)),
         kind::SYSRQ_OPEN => Event::SysrqOpen(read(buf)),
+        kind::ARP => Event::Arp(read(buf)),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

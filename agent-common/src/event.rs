@@ -38,8 +38,10 @@ pub mod kind {
     pub const SSH_ACCEPT: u16 = 5;
     /// [`crate::reboot::SysrqOpenEvent`]: /proc/sysrq-trigger opened for writing.
     pub const SYSRQ_OPEN: u16 = 6;
+    /// [`crate::arp::ArpEvent`]: a new binding, a MAC change or a probe conflict.
+    pub const ARP: u16 = 7;
     /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 6;
+    pub const MAX: u16 = 7;
 }
 
 /// The record size for a kind, or `None` for an unknown kind. Every kind is listed
@@ -52,6 +54,7 @@ pub const fn record_size(kind: u16) -> Option<usize> {
         kind::EXEC_BLOCKED => Some(core::mem::size_of::<crate::quarantine::ExecBlockedEvent>()),
         kind::SSH_ACCEPT => Some(core::mem::size_of::<crate::session::SshAcceptEvent>()),
         kind::SYSRQ_OPEN => Some(core::mem::size_of::<crate::reboot::SysrqOpenEvent>()),
+        kind::ARP => Some(core::mem::size_of::<crate::arp::ArpEvent>()),
         _ => None,
     }
 }

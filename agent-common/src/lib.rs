@@ -11,6 +11,7 @@
 #[cfg(feature = "user")]
 extern crate std;
 
+pub mod arp;
 pub mod event;
 pub mod maps;
 pub mod offsets;

@@ -12,7 +12,7 @@ use agent_common::{
     stats,
 };
 use aya_ebpf::{
-    bindings::{TC_ACT_PIPE, TC_ACT_SHOT},
+    bindings::TC_ACT_SHOT,
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns, generated::bpf_send_signal},
     macros::{classifier, lsm, map, tracepoint},
     maps::{HashMap, PerCpuArray},
@@ -160,7 +160,8 @@ pub fn quarantine_tc(ctx: TcContext) -> i32 {
             qcount(slot);
             TC_ACT_SHOT as i32
         }
-        None => TC_ACT_PIPE as i32,
+        // tcx: continue with the next program (e.g. the arp observer).
+        None => -1,
     }
 }
 

@@ -66,6 +66,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live IP -> MAC bindings seen on the wire, with conflicts (ground truth for IPAM).
+    Bindings {
+        /// Only bindings seen on this interface.
+        #[arg(long)]
+        interface: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Declare a maintenance window: every reboot in it is expected (journaled).
     AllowReboot {
         /// How long, e.g. 15m.
@@ -177,6 +185,7 @@ pub fn main() -> i32 {
         Command::Approve { id, json } => verb(crate::verbs::approve(&config, id, json)),
         Command::Release { id, all: _, json } => verb(crate::verbs::release(&config, id, json)),
         Command::Audit { follow } => verb(crate::verbs::audit(&config, follow)),
+        Command::Bindings { interface, json } => verb(crate::verbs::bindings(&config, interface, json)),
         Command::AllowReboot { for_, reason } => verb(crate::verbs::allow_reboot(&config, for_, reason)),
         Command::Check => {
             if let Err(e) = crate::object::object() {

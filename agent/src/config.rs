@@ -241,6 +241,41 @@ pub struct DropPacketsPolicy {
 pub struct Detectors {
     pub reboot: RebootConfig,
     pub session: SessionConfig,
+    pub arp: ArpConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArpConfig {
+    pub enabled: bool,
+    /// Interfaces to watch. Empty: every bridge port, re-discovered every
+    /// `rescan_interval` as interfaces come and go.
+    pub interfaces: Vec<String>,
+    #[serde(with = "duration")]
+    pub rescan_interval: std::time::Duration,
+    /// Two MACs claiming one address within this window are both live (a conflict).
+    #[serde(with = "duration")]
+    pub conflict_window: std::time::Duration,
+    /// A conflict ends when only one MAC has been seen for this long.
+    #[serde(with = "duration")]
+    pub quiet_period: std::time::Duration,
+    /// At most this many `nodeward_arp_conflict_active` series (the rest are counted
+    /// in `nodeward_arp_conflicts_active` and logged).
+    pub max_conflict_series: usize,
+}
+
+impl Default for ArpConfig {
+    fn default() -> Self {
+        use std::time::Duration;
+        Self {
+            enabled: true,
+            interfaces: Vec::new(),
+            rescan_interval: Duration::from_secs(5),
+            conflict_window: Duration::from_millis(500),
+            quiet_period: Duration::from_secs(60),
+            max_conflict_series: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -371,6 +406,15 @@ impl Config {
                 return Err(bad(&format!("detectors.session.sshd_comms[{i}]"), "must be 1 to 15 bytes (a process comm)"));
             }
         }
+        let arp = &self.detectors.arp;
+        if arp.quiet_period.is_zero() || arp.rescan_interval.is_zero() {
+            return Err(bad("detectors.arp", "quiet_period and rescan_interval must be longer than zero"));
+        }
+        for (i, name) in arp.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err(bad(&format!("detectors.arp.interfaces[{i}]"), "not an interface name"));
+            }
+        }
         if q.journal_max_bytes < 4096 {
             return Err(bad("quarantine.journal_max_bytes", "must be at least 4096"));
         }
@@ -400,6 +444,9 @@ impl Config {
         }
         if self.detectors.session.enabled {
             out.push("session");
+        }
+        if self.detectors.arp.enabled {
+            out.push("arp");
         }
         out
     }

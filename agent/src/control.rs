@@ -22,6 +22,8 @@ pub enum Request {
     Add { target: Target, ttl_s: Option<u64>, reason: String },
     Approve { id: u64 },
     Release { id: Option<u64> },
+    /// Live IP -> MAC bindings, optionally of one interface.
+    Bindings { interface: Option<String> },
     /// Every reboot in the next `for_s` seconds is expected.
     AllowReboot { for_s: u64, reason: String },
 }

@@ -81,7 +81,7 @@ pub fn handle(guard: &mut Guard, config: &Config, metrics: &Metrics, request: Re
             Ok(ids) => json!({"ok": true, "released": ids}),
             Err(e) => error(e),
         },
-        Request::AllowReboot { .. } => error("handled by the run loop"),
+        Request::AllowReboot { .. } | Request::Bindings { .. } => error("handled by the run loop"),
     };
     sync_metrics(guard, metrics);
     reply

@@ -56,6 +56,18 @@ struct AppState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     webhook: Option<Webhook>,
+    bindings: Arc<crate::bindings::View>,
+}
+
+#[derive(serde::Deserialize)]
+struct BindingsQuery {
+    interface: Option<String>,
+}
+
+/// GET /bindings[?interface=IF]: the live IP -> MAC bindings (read-only JSON).
+async fn bindings(State(s): State<AppState>, axum::extract::Query(q): axum::extract::Query<BindingsQuery>) -> axum::Json<Value> {
+    let rows = tokio::task::spawn_blocking(move || s.bindings.rows(q.interface.as_deref())).await.unwrap_or_default();
+    axum::Json(json!({"bindings": rows}))
 }
 
 async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, body: String) -> (StatusCode, axum::Json<Value>) {
@@ -116,13 +128,14 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     }
 }
 
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, webhook: Option<Webhook>) -> Router {
+pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, webhook: Option<Webhook>, bindings_view: Arc<crate::bindings::View>) -> Router {
     Router::new()
+        .route("/bindings", get(bindings))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/alertmanager", post(alertmanager))
-        .with_state(AppState { metrics, health, webhook })
+        .with_state(AppState { metrics, health, webhook, bindings: bindings_view })
 }
 
 /// Bind first (so a busy port is a clear start-up error), then serve until `shutdown`.
@@ -135,7 +148,8 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     webhook: Option<Webhook>,
+    bindings_view: Arc<crate::bindings::View>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health, webhook)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(metrics, health, webhook, bindings_view)).with_graceful_shutdown(shutdown).await
 }

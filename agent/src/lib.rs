@@ -1,6 +1,7 @@
 //! nodeward agent library: everything except argument parsing lives here so that it
 //! can be unit-tested.
 
+pub mod bindings;
 pub mod boot;
 pub mod btf;
 pub mod check;

@@ -37,6 +37,7 @@ pub struct Kernel {
     ebpf: Ebpf,
     /// Interfaces the quarantine TC program is attached to.
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
+    arp_ifaces: std::collections::HashSet<String>,
     reboot_guard: u32,
     links: HashMap<&'static str, TracePointLinkId>,
     lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
@@ -58,7 +59,7 @@ impl Kernel {
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .load(bytes)?;
-        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), reboot_guard: 0, lsm_links: HashMap::new(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), arp_ifaces: Default::default(), reboot_guard: 0, lsm_links: HashMap::new(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
         Ok(kernel)
@@ -123,6 +124,7 @@ impl Kernel {
         let (category, name) = match spec.hook {
             Hook::TracePoint { category, name } => (category, name),
             Hook::Lsm { hook } => return self.attach_lsm(spec, hook),
+            Hook::TcIngress => return self.load_tc(spec.name),
         };
         if !probe::tracepoint_exists(category, name) {
             let reason = format!("tracepoint {category}/{name} does not exist on this kernel");
@@ -146,6 +148,62 @@ impl Kernel {
             }
             Err(e) => Status::Failed(format!("attach: {e}")),
         }
+    }
+
+    /// Load a TC program; it is attached per interface by [`Kernel::sync_arp_interfaces`].
+    fn load_tc(&mut self, name: &'static str) -> Status {
+        let Some(Ok(tc)) = self.ebpf.program_mut(name).map(TryInto::<&mut aya::programs::SchedClassifier>::try_into) else {
+            return Status::Failed("program missing from the eBPF object".into());
+        };
+        if tc.fd().is_err() {
+            if let Err(e) = tc.load() {
+                return Status::Failed(format!("load: {}", first_line(&e.to_string())));
+            }
+        }
+        Status::Attached
+    }
+
+    /// Attach the ARP observer to the configured interfaces, or to every bridge port
+    /// when none are configured. Returns the interfaces watched and the failures.
+    pub fn sync_arp_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
+        if !config.detectors.arp.enabled {
+            return (0, Vec::new());
+        }
+        let wanted: Vec<String> = if config.detectors.arp.interfaces.is_empty() {
+            bridge_ports()
+        } else {
+            config.detectors.arp.interfaces.clone()
+        };
+        // Interfaces that went away took their attachment with them.
+        let present: std::collections::HashSet<String> = std::fs::read_dir("/sys/class/net")
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
+            .unwrap_or_default();
+        self.arp_ifaces.retain(|i| present.contains(i));
+        let mut errors = Vec::new();
+        for iface in wanted {
+            if self.arp_ifaces.contains(&iface) {
+                continue;
+            }
+            let Ok(name) = std::ffi::CString::new(iface.clone()) else { continue };
+            let Some(Ok(tc)) = self.ebpf.program_mut("arp_tc").map(TryInto::<&mut aya::programs::SchedClassifier>::try_into) else {
+                errors.push("arp_tc missing".into());
+                break;
+            };
+            match tc.attach(&name, aya::programs::TcAttachType::Ingress) {
+                Ok(_) => {
+                    info!(interface = %iface, "ARP observer attached (tc ingress)");
+                    self.arp_ifaces.insert(iface);
+                }
+                Err(e) => errors.push(format!("{iface}: {e}")),
+            }
+        }
+        (self.arp_ifaces.len(), errors)
+    }
+
+    /// A read-only handle on the ARP bindings map.
+    pub fn arp_bindings(&self) -> Option<BpfHashMap<MapData, agent_common::arp::BindingKey, agent_common::arp::Binding>> {
+        let data = self.map_handle(agent_common::arp::ARP_BINDINGS).ok()?;
+        BpfHashMap::try_from(aya::maps::Map::LruHashMap(data)).ok()
     }
 
     fn attach_lsm(&mut self, spec: &ProgramSpec, hook: &'static str) -> Status {
@@ -366,4 +424,18 @@ impl Kernel {
         };
         Ok(crate::metrics::KernelStats { stats, exec_watch, qstats, program_ids, run_stats })
     }
+}
+
+/// Every bridge port on this host (interfaces with a `brport` directory).
+pub fn bridge_ports() -> Vec<String> {
+    let mut ports: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("brport").is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ports.sort();
+    ports
 }

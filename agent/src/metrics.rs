@@ -80,6 +80,10 @@ pub struct Metrics {
     reboots: IntCounterVec,
     last_reboot: IntGaugeVec,
     ssh_accepts: prometheus::IntCounter,
+    arp_findings: IntCounterVec,
+    arp_conflicts: IntGauge,
+    arp_conflict_series: IntGaugeVec,
+    arp_interfaces: IntGauge,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
     quarantine_kernel: IntCounterVec,
@@ -131,6 +135,18 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            arp_findings: counter_vec(&r, "nodeward_arp_findings_total", "ARP findings by kind: new_binding, mac_change, conflict, garp_conflict, probe_conflict, conflict_cleared.", &["kind"]),
+            arp_conflicts: {
+                let g = IntGauge::new("nodeward_arp_conflicts_active", "Addresses currently claimed by more than one live MAC.").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            arp_conflict_series: gauge_vec(&r, "nodeward_arp_conflict_active", "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).", &["address", "interfaces"]),
+            arp_interfaces: {
+                let g = IntGauge::new("nodeward_arp_interfaces", "Interfaces the ARP observer is attached to.").expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             quarantine_active: gauge_vec(&r, "nodeward_quarantine_active", "Quarantines currently in force, by action.", &["action"]),
             quarantine_decisions: counter_vec(&r, "nodeward_quarantine_decisions_total", "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).", &["action", "result"]),
             quarantine_kernel: counter_vec(&r, "nodeward_quarantine_kernel_total", "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error.", &["counter"]),
@@ -180,6 +196,9 @@ impl Metrics {
             for r in crate::quarantine::RESULTS {
                 self.quarantine_decisions.with_label_values(&[k.as_str(), r]);
             }
+        }
+        for k in detectors::arp::KINDS {
+            self.arp_findings.with_label_values(&[k]);
         }
         for c in QSTAT_NAMES {
             self.quarantine_kernel.with_label_values(&[c]);
@@ -238,6 +257,22 @@ impl Metrics {
         }
     }
 
+    /// Active ARP conflicts: the count, and up to `cap` labelled series.
+    pub fn set_arp_conflicts(&self, conflicts: &[detectors::arp::ActiveConflict], cap: usize, ifname: impl Fn(u32) -> String) {
+        self.arp_conflicts.set(conflicts.len() as i64);
+        self.arp_conflict_series.reset();
+        for c in conflicts.iter().take(cap) {
+            let mut ifs: Vec<String> = c.macs.iter().map(|(_, i)| ifname(*i)).collect();
+            ifs.sort();
+            ifs.dedup();
+            self.arp_conflict_series.with_label_values(&[&c.addr.to_string(), &ifs.join(",")]).set(1);
+        }
+    }
+
+    pub fn set_arp_interfaces(&self, n: usize) {
+        self.arp_interfaces.set(n as i64);
+    }
+
     /// Reboot history from the state directory (counts and the last one).
     pub fn set_reboot_history(&self, h: &crate::boot::History) {
         for (key, n) in &h.reboots {
@@ -279,6 +314,7 @@ impl Metrics {
                 }
             }
             Finding::SshSession(_) => self.ssh_accepts.inc(),
+            Finding::Arp(a) => self.arp_findings.with_label_values(&[a.kind]).inc(),
         }
     }
 
@@ -404,7 +440,7 @@ mod tests {
             .iter()
             .map(|f| f.name().to_string())
             .chain(
-                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend]
+                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend, &m.arp_conflict_series]
                     .iter()
                     .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
                     .collect::<Vec<_>>(),

@@ -19,6 +19,13 @@ pub struct ToGuard {
     pub enforced: mpsc::Sender<(u64, serde_json::Value)>,
     /// Reboot intents, to be journaled (fsync) at once.
     pub intents: mpsc::Sender<crate::detectors::reboot::RebootIntent>,
+    /// Active ARP conflicts, for `nodeward bindings`.
+    pub conflicts: std::sync::Arc<std::sync::Mutex<Vec<crate::detectors::arp::ActiveConflict>>>,
+}
+
+/// Interface name of an index (or the number, if it is gone).
+pub fn ifname(ifindex: u32) -> String {
+    nix::net::if_::if_indextoname(ifindex).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("if{ifindex}"))
 }
 
 /// Names of the ancestors of `pid`, nearest last ("sshd → bash → reboot" order),
@@ -49,6 +56,8 @@ pub async fn run(
 ) {
     let mut detectors = DetectorSet::new(&config.borrow_and_update());
     detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let cap = config.borrow().detectors.arp.max_conflict_series;
     loop {
         tokio::select! {
             event = queue.recv() => {
@@ -75,11 +84,26 @@ pub async fn run(
                         }
                     }
                 }
+                if matches!(event, Event::Arp(_)) {
+                    let conflicts = detectors.arp_conflicts();
+                    metrics.set_arp_conflicts(&conflicts, cap, ifname);
+                    *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
+                }
             }
             changed = config.changed() => {
                 if changed.is_err() { return; }
                 detectors = DetectorSet::new(&config.borrow_and_update());
                 detectors.set_reboot_allowance(allowance.borrow().clone());
+            }
+            _ = tick.tick() => {
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                for finding in detectors.tick(now_ms) {
+                    metrics.record_finding(&finding);
+                    report(&finding);
+                }
+                let conflicts = detectors.arp_conflicts();
+                metrics.set_arp_conflicts(&conflicts, cap, ifname);
+                *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
             }
             changed = allowance.changed() => {
                 if changed.is_err() { return; }
@@ -93,6 +117,17 @@ pub async fn run(
 pub fn report(finding: &Finding) {
     let detail = serde_json::to_string(finding).unwrap_or_default();
     match finding {
+        Finding::Arp(a) => {
+            let port = ifname(a.ifindex);
+            let old = a.old_mac.map(|m| format!(" (was {m} on {})", a.old_ifindex.map(ifname).unwrap_or_default())).unwrap_or_default();
+            let msg = format!("{}: {} claimed by {} on {}{}", a.kind, a.addr, a.mac, port, old);
+            match a.kind {
+                "conflict" | "garp_conflict" | "probe_conflict" => {
+                    warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}")
+                }
+                _ => tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}"),
+            }
+        }
         Finding::SshSession(s) => {
             tracing::info!(
                 target: "nodeward::finding",

@@ -7,6 +7,8 @@ pub enum Hook {
     TracePoint { category: &'static str, name: &'static str },
     /// BPF LSM hook (needs a kernel that loads BPF LSM programs).
     Lsm { hook: &'static str },
+    /// TC ingress on interfaces chosen at run time (loaded here, attached per interface).
+    TcIngress,
 }
 
 impl std::fmt::Display for Hook {
@@ -14,6 +16,7 @@ impl std::fmt::Display for Hook {
         match self {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
             Hook::Lsm { hook } => write!(f, "lsm/{hook}"),
+            Hook::TcIngress => write!(f, "tc/ingress (per interface)"),
         }
     }
 }
@@ -51,6 +54,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     tp("quarantine", "quarantine_exec", "sched", "sched_process_exec", true),
     // Preferred block_exec backend where BPF LSM loads; optional (the tracepoint
     // kill-on-exec above is the fallback and always attached with it).
+    ProgramSpec { detector: "arp", name: "arp_tc", hook: Hook::TcIngress, required: true },
     ProgramSpec { detector: "quarantine", name: "quarantine_lsm_exec", hook: Hook::Lsm { hook: "bprm_check_security" }, required: false },
 ];
 

@@ -87,6 +87,9 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     }
     report_detectors(&kernel, &metrics);
     let ring = kernel.take_events().context("opening the event ring buffer")?;
+    sync_arp(&mut kernel, &config, &metrics);
+    let conflicts: crate::bindings::Conflicts = Default::default();
+    let view = Arc::new(crate::bindings::View::new(kernel.arp_bindings(), conflicts.clone()));
 
     // The guard owns the kernel from here on: every map write goes through it.
     let mut guard: Guard = Engine::open(&config, kernel).context("opening the quarantine state and audit journal")?;
@@ -138,12 +141,12 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
-    let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx };
+    let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx, conflicts };
     let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx));
 
     let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), webhook, async move {
+    let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), webhook, view.clone(), async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
     health.set(None);
@@ -153,6 +156,7 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut sweep = tokio::time::interval(config.quarantine.sweep_interval);
+    let mut rescan = tokio::time::interval(config.detectors.arp.rescan_interval);
     let mut current = config;
     loop {
         tokio::select! {
@@ -162,9 +166,13 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 *program_ids.lock().expect("program ids lock") = guard.backend().program_ids();
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
+                rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
             }
             Some(cmd) = control_rx.recv() => {
                 let reply = match cmd.request {
+                    control::Request::Bindings { interface } => {
+                        serde_json::json!({"ok": true, "bindings": view.rows(interface.as_deref())})
+                    }
                     control::Request::AllowReboot { for_s, reason } => allow_reboot(&mut guard, &current, &allowance_tx, for_s, reason, &cmd.by),
                     control::Request::Status => {
                         let mut v = guard::handle(&mut guard, &current, &metrics, control::Request::Status, &cmd.by);
@@ -190,6 +198,7 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
                 }
                 guard::sync_metrics(&mut guard, &metrics);
             }
+            _ = rescan.tick() => sync_arp(guard.backend_mut(), &current, &metrics),
             _ = sweep.tick() => {
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");
@@ -221,6 +230,15 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     drop(guard); // detaches every program and closes every map
     info!("nodeward stopped");
     Ok(())
+}
+
+/// Attach the ARP observer to new interfaces (bridge ports come and go).
+fn sync_arp(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
+    let (n, errors) = kernel.sync_arp_interfaces(config);
+    for e in errors {
+        warn!(error = %e, "ARP observer not attached");
+    }
+    metrics.set_arp_interfaces(n);
 }
 
 /// Journal a reboot intent (fsync) and, if the guard acted, the enforcement.

@@ -125,6 +125,31 @@ pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), Strin
     Ok(())
 }
 
+pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Result<(), String> {
+    let v = call(config, &Request::Bindings { interface })?;
+    print(&v, json, |v| {
+        println!("{:<16} {:<18} {:<16} {:<26} {:<26} CONFLICT", "ADDRESS", "MAC", "INTERFACE", "FIRST SEEN", "LAST SEEN");
+        for b in v["bindings"].as_array().into_iter().flatten() {
+            let conflict = if b["conflict"] == true {
+                let macs: Vec<String> = b["conflict_macs"].as_array().into_iter().flatten().map(|m| format!("{}@{}", m[0].as_str().unwrap_or(""), m[1].as_str().unwrap_or(""))).collect();
+                format!("YES: {}", macs.join(" "))
+            } else {
+                "-".into()
+            };
+            println!(
+                "{:<16} {:<18} {:<16} {:<26} {:<26} {}",
+                b["address"].as_str().unwrap_or(""),
+                b["mac"].as_str().unwrap_or(""),
+                b["interface"].as_str().unwrap_or(""),
+                b["first_seen"].as_str().unwrap_or(""),
+                b["last_seen"].as_str().unwrap_or(""),
+                conflict
+            );
+        }
+    });
+    Ok(())
+}
+
 pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(), String> {
     let v = call(config, &Request::AllowReboot { for_s: for_.as_secs().max(1), reason })?;
     println!("reboots are expected until {}", when(&v["until_ms"]));

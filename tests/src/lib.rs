@@ -543,3 +543,87 @@ impl Drop for SshLab {
         }
     }
 }
+
+/// A bridge in the root namespace with N namespaces on it (eth0 in each, with the
+/// given addresses; two may share one, as in a duplicate-IP incident). Deleted on drop.
+pub struct Bridge {
+    pub name: String,
+    pub hosts: Vec<Host>,
+}
+
+pub struct Host {
+    pub ns: String,
+    /// The root-side bridge port.
+    pub port: String,
+    pub ip: String,
+    pub alive: bool,
+}
+
+impl Bridge {
+    pub fn new(ips: &[&str]) -> Bridge {
+        let tag = format!("{:04x}", (std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())) & 0xffff);
+        let name = format!("nwbr{tag}");
+        must(&["ip", "link", "add", &name, "type", "bridge"]);
+        must(&["ip", "link", "set", &name, "up"]);
+        let mut hosts = Vec::new();
+        for (i, ip) in ips.iter().enumerate() {
+            let ns = format!("nw-{tag}-{i}");
+            let port = format!("nwp{tag}{i}");
+            must(&["ip", "netns", "add", &ns]);
+            must(&["ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+            must(&["ip", "link", "set", &port, "master", &name, "up"]);
+            must(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            hosts.push(Host { ns, port, ip: ip.to_string(), alive: true });
+        }
+        Bridge { name, hosts }
+    }
+
+    /// MAC of host `i`'s eth0.
+    pub fn mac(&self, i: usize) -> String {
+        let out = Command::new("ip").args(["-n", &self.hosts[i].ns, "-br", "link", "show", "eth0"]).output().expect("ip link");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).unwrap_or_default().to_string()
+    }
+
+    /// Run a command inside host `i`'s namespace.
+    pub fn exec(&self, i: usize, args: &[&str]) -> std::process::Output {
+        Command::new("ip").args(["netns", "exec", &self.hosts[i].ns]).args(args).output().expect("ip netns exec")
+    }
+
+    /// Host `i` leaves (its namespace and port are deleted).
+    pub fn remove(&mut self, i: usize) {
+        let _ = sh(&["ip", "netns", "del", &self.hosts[i].ns]);
+        let _ = sh(&["ip", "link", "del", &self.hosts[i].port]);
+        self.hosts[i].alive = false;
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = sh(&["ip", "netns", "del", &h.ns]);
+            let _ = sh(&["ip", "link", "del", &h.port]);
+        }
+        let _ = sh(&["ip", "link", "del", &self.name]);
+    }
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC timestamp such as tracing writes
+/// (`2026-11-23T03:50:31.695496Z`).
+pub fn parse_rfc3339(ts: &str) -> Option<f64> {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min, s) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    // days from civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3600.0 + min * 60.0 + s)
+}

@@ -20,6 +20,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "util-linux",  // unshare, nsenter
     "procps",
     "iputils-ping", // traffic between test namespaces
+    "iputils-arping", // ARP requests for the duplicate-address tests
     "openssh-server", // a real sshd for the reboot/session tests
     "openssh-client",
 ];

@@ -1,6 +1,7 @@
 //! Detectors: pure state machines from kernel records to findings. No I/O here, so
 //! every detector is unit-tested on constructed records without root.
 
+pub mod arp;
 pub mod reboot;
 pub mod session;
 
@@ -11,7 +12,7 @@ use crate::config::Config;
 
 /// Every detector id, in the order they are reported. One id names a detector's files
 /// in every crate, its config table, metric subsystem, dashboard row and alert group.
-pub const ALL: &[&str] = &["reboot", "session"];
+pub const ALL: &[&str] = &["reboot", "session", "arp"];
 
 /// A conclusion drawn by a detector.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -19,6 +20,7 @@ pub const ALL: &[&str] = &["reboot", "session"];
 pub enum Finding {
     RebootIntent(reboot::RebootIntent),
     SshSession(session::SshSession),
+    Arp(arp::ArpFinding),
 }
 
 impl Finding {
@@ -26,6 +28,7 @@ impl Finding {
         match self {
             Finding::RebootIntent(_) => "reboot",
             Finding::SshSession(_) => "session",
+            Finding::Arp(_) => "arp",
         }
     }
 }
@@ -114,6 +117,7 @@ pub fn lossy(buf: &[u8]) -> String {
 pub struct DetectorSet {
     reboot: Option<reboot::RebootDetector>,
     session: Option<session::SessionDetector>,
+    arp: Option<arp::ArpDetector>,
 }
 
 impl DetectorSet {
@@ -122,7 +126,18 @@ impl DetectorSet {
         DetectorSet {
             reboot: r.enabled.then(|| reboot::RebootDetector::new(r)),
             session: config.detectors.session.enabled.then(session::SessionDetector::default),
+            arp: config.detectors.arp.enabled.then(|| arp::ArpDetector::new(&config.detectors.arp)),
         }
+    }
+
+    /// Time passes (for findings that end by silence).
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Finding> {
+        self.arp.as_mut().map(|d| d.tick(now_ms).into_iter().map(Finding::Arp).collect()).unwrap_or_default()
+    }
+
+    /// Active ARP conflicts (for metrics and `nodeward bindings`).
+    pub fn arp_conflicts(&self) -> Vec<arp::ActiveConflict> {
+        self.arp.as_ref().map(arp::ArpDetector::active_conflicts).unwrap_or_default()
     }
 
     /// A reboot allowance window changed (`nodeward allow-reboot`).
@@ -140,6 +155,9 @@ impl DetectorSet {
         }
         if let Some(d) = &mut self.session {
             out.extend(d.observe(event).map(Finding::SshSession));
+        }
+        if let Some(d) = &mut self.arp {
+            out.extend(d.observe(event, now_ms).into_iter().map(Finding::Arp));
         }
         out
     }

@@ -172,7 +172,7 @@ impl RebootDetector {
                 filename: Some("/proc/sysrq-trigger".into()),
                 ..RebootIntent::new("sysrq", Action::Sysrq, &e.proc, e.header.ktime_ns)
             }),
-            Event::ExecBlocked(_) | Event::SshAccept(_) => None,
+            Event::ExecBlocked(_) | Event::SshAccept(_) | Event::Arp(_) => None,
         }?;
         let (expected, because) = expectation(&self.config, self.allowance.as_ref(), now_ms, &intent.process.origin);
         intent.expected = expected;

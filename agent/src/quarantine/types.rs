@@ -24,7 +24,7 @@ impl ActionKind {
 }
 
 /// A MAC address (`aa:bb:cc:dd:ee:ff`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mac(pub [u8; 6]);
 
 impl FromStr for Mac {

@@ -1,0 +1,158 @@
+//! `arp` detector, kernel side: ARP claims seen at TC ingress of bridge ports. The
+//! LRU map holds, per address, the MAC that last claimed it; a claim by another MAC is
+//! an event (rate-limited per address). Observe only: never drops (the ARP guard is
+//! the quarantine program's job).
+
+use agent_common::{
+    arp::{
+        ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_GRATUITOUS, ARP_F_REPLY, ARP_F_VLAN,
+        ARP_NEW, ARP_PROBE_CONFLICT, ArpEvent, Binding, BindingKey,
+    },
+    event::kind,
+    session::AF_INET,
+    stats,
+};
+use aya_ebpf::{
+    EbpfContext,
+    helpers::bpf_ktime_get_boot_ns,
+    macros::{classifier, map},
+    maps::LruHashMap,
+    programs::TcContext,
+};
+
+use crate::common::{EVENTS, count, header};
+
+#[map(name = "ARP_BINDINGS")]
+static ARP_BINDINGS: LruHashMap<BindingKey, Binding> = LruHashMap::with_max_entries(ARP_BINDINGS_CAPACITY, 0);
+
+/// tcx: continue with the next program (e.g. the quarantine's), whatever we saw.
+const TCX_NEXT: i32 = -1;
+
+#[classifier]
+pub fn arp_tc(ctx: TcContext) -> i32 {
+    let _ = observe(&ctx);
+    TCX_NEXT
+}
+
+#[inline(always)]
+fn observe(ctx: &TcContext) -> Option<()> {
+    let mut l3 = 14usize;
+    let mut vlan = 0u16;
+    let mut flags = 0u16;
+    let mut proto = u16::from_be(ctx.load::<u16>(12).ok()?);
+    if proto == 0x8100 || proto == 0x88a8 {
+        vlan = u16::from_be(ctx.load::<u16>(14).ok()?) & 0x0fff;
+        proto = u16::from_be(ctx.load::<u16>(16).ok()?);
+        l3 = 18;
+        flags |= ARP_F_VLAN;
+    }
+    if proto != 0x0806 {
+        return None;
+    }
+    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
+    let hdr: [u8; 8] = ctx.load(l3).ok()?;
+    if hdr != [0, 1, 8, 0, 6, 4, 0, hdr[7]] || hdr[7] == 0 || hdr[7] > 2 {
+        return None;
+    }
+    if hdr[7] == 2 {
+        flags |= ARP_F_REPLY;
+    }
+    let sha: [u8; 6] = ctx.load(l3 + 8).ok()?;
+    let spa: [u8; 4] = ctx.load(l3 + 14).ok()?;
+    let tpa: [u8; 4] = ctx.load(l3 + 24).ok()?;
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
+    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
+
+    if spa == [0; 4] {
+        // RFC 5227 probe for tpa: a conflict if someone else holds it.
+        let key = key_of(tpa);
+        // SAFETY: map lookup, value copied.
+        let held = unsafe { ARP_BINDINGS.get(&key) }.copied()?;
+        if held.mac == sha || now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS {
+            return None;
+        }
+        let mut b = held;
+        b.last_event_ns = now;
+        let _ = ARP_BINDINGS.insert(&key, &b, 0);
+        emit(ARP_PROBE_CONFLICT, ifindex, flags, vlan, tpa, sha, &held);
+        return Some(());
+    }
+    if spa == tpa {
+        flags |= ARP_F_GRATUITOUS;
+    }
+    let key = key_of(spa);
+    // SAFETY: map lookup, value copied.
+    match unsafe { ARP_BINDINGS.get(&key) }.copied() {
+        None => {
+            // last_event_ns 0: the first change of a binding is never rate-limited.
+            let b = Binding { mac: sha, vlan, ifindex, _pad0: 0, first_seen_ns: now, last_seen_ns: now, last_event_ns: 0 };
+            if ARP_BINDINGS.insert(&key, &b, 0).is_err() {
+                count(kind::ARP, stats::MAP_FULL);
+            }
+            emit(ARP_NEW, ifindex, flags, vlan, spa, sha, &Binding::default());
+        }
+        Some(held) if held.mac == sha => {
+            let mut b = held;
+            b.last_seen_ns = now;
+            b.ifindex = ifindex;
+            let _ = ARP_BINDINGS.insert(&key, &b, 0);
+        }
+        Some(held) => {
+            let rate_limited = now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS;
+            let b = Binding {
+                mac: sha,
+                vlan,
+                ifindex,
+                _pad0: 0,
+                first_seen_ns: now,
+                last_seen_ns: now,
+                last_event_ns: if rate_limited { held.last_event_ns } else { now },
+            };
+            let _ = ARP_BINDINGS.insert(&key, &b, 0);
+            if rate_limited {
+                count(kind::ARP, stats::RATE_LIMITED);
+                return None;
+            }
+            emit(ARP_CHANGE, ifindex, flags, vlan, spa, sha, &held);
+        }
+    }
+    Some(())
+}
+
+#[inline(always)]
+fn key_of(ip: [u8; 4]) -> BindingKey {
+    let mut addr = [0u8; 16];
+    addr[0] = ip[0];
+    addr[1] = ip[1];
+    addr[2] = ip[2];
+    addr[3] = ip[3];
+    BindingKey { addr, family: AF_INET, _pad: [0; 6] }
+}
+
+#[inline(always)]
+fn emit(kind_: u32, ifindex: u32, flags: u16, vlan: u16, ip: [u8; 4], mac: [u8; 6], old: &Binding) {
+    let Some(mut entry) = EVENTS.reserve::<ArpEvent>(0) else {
+        count(kind::ARP, stats::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: a reserved slot of exactly this type; every field written before submit.
+    unsafe {
+        (*ev).header = header(kind::ARP, core::mem::size_of::<ArpEvent>());
+        (*ev).kind = kind_;
+        (*ev).ifindex = ifindex;
+        (*ev).flags = flags;
+        (*ev).vlan = vlan;
+        (*ev).family = AF_INET;
+        (*ev)._pad0 = 0;
+        (*ev).addr = key_of(ip).addr;
+        (*ev).mac = mac;
+        (*ev).old_mac = old.mac;
+        (*ev).old_ifindex = old.ifindex;
+        (*ev).old_last_seen_ns = old.last_seen_ns;
+    }
+    entry.submit(0);
+    count(kind::ARP, stats::SUBMITTED);
+}

@@ -1,0 +1,297 @@
+//! `arp` detector: who answers for an address on the bridge. arpwatch's semantics made
+//! precise:
+//!
+//! - `new_binding`: an address claimed for the first time;
+//! - `mac_change`: a different MAC now claims it and the previous one has been quiet
+//!   (a host replaced its NIC or MAC: one move, no conflict);
+//! - `conflict`: two MACs are live for one address — the previous holder claimed it
+//!   within `conflict_window` of the newcomer (two answers to one question), or the
+//!   claims alternate (flip-flop); `garp_conflict` when the newcomer announced it with
+//!   a gratuitous ARP; `probe_conflict` when an RFC 5227 probe asks for an address
+//!   someone holds;
+//! - `conflict_cleared`: only one MAC seen for `quiet_period`.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+};
+
+use agent_common::{
+    arp::{ARP_CHANGE, ARP_F_GRATUITOUS, ARP_NEW, ARP_PROBE_CONFLICT, ArpEvent},
+    decode::Event,
+};
+use serde::Serialize;
+
+use crate::{config::ArpConfig, quarantine::Mac};
+
+/// Bounded `kind` label values.
+pub const KINDS: &[&str] = &["new_binding", "mac_change", "conflict", "garp_conflict", "probe_conflict", "conflict_cleared"];
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ArpFinding {
+    /// One of [`KINDS`].
+    pub kind: &'static str,
+    pub addr: IpAddr,
+    /// The claimer (or, for `conflict_cleared`, the MAC that remains).
+    pub mac: Mac,
+    pub ifindex: u32,
+    /// The previous holder (changes and conflicts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_mac: Option<Mac>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_ifindex: Option<u32>,
+    /// Milliseconds between the previous holder's last claim and this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old_seen_ms_ago: Option<u64>,
+    /// Every MAC seen for the address while the conflict lasts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub macs: Vec<Mac>,
+    pub vlan: u16,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    ifindex: u32,
+    last_ms: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct AddrState {
+    /// MACs seen claiming the address, with where and when.
+    macs: BTreeMap<Mac, Seen>,
+    /// Last MAC to claim it.
+    current: Option<Mac>,
+    /// When the conflict started, while one is active.
+    conflict_since_ms: Option<u64>,
+}
+
+/// A conflict as shown by `nodeward bindings` and the capped metric.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ActiveConflict {
+    pub addr: IpAddr,
+    pub macs: Vec<(Mac, u32)>,
+    pub since_ms: u64,
+}
+
+pub struct ArpDetector {
+    config: ArpConfig,
+    addrs: BTreeMap<IpAddr, AddrState>,
+}
+
+fn mac_of(b: [u8; 6]) -> Mac {
+    Mac(b)
+}
+
+impl ArpDetector {
+    pub fn new(config: &ArpConfig) -> Self {
+        ArpDetector { config: config.clone(), addrs: BTreeMap::new() }
+    }
+
+    /// `now_ms`: wall clock; the event's own age is derived from kernel times.
+    pub fn observe(&mut self, event: &Event, now_ms: u64) -> Vec<ArpFinding> {
+        let Event::Arp(e) = event else { return Vec::new() };
+        self.claim(e, now_ms)
+    }
+
+    fn claim(&mut self, e: &ArpEvent, now_ms: u64) -> Vec<ArpFinding> {
+        let addr = IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]));
+        let mac = mac_of(e.mac);
+        let old = mac_of(e.old_mac);
+        let ago_ms = e.header.ktime_ns.saturating_sub(e.old_last_seen_ns) / 1_000_000;
+        let quiet = self.config.quiet_period.as_millis() as u64;
+        let window = self.config.conflict_window.as_millis() as u64;
+        let state = self.addrs.entry(addr).or_default();
+        let base = ArpFinding {
+            kind: "",
+            addr,
+            mac,
+            ifindex: e.ifindex,
+            old_mac: None,
+            old_ifindex: None,
+            old_seen_ms_ago: None,
+            macs: Vec::new(),
+            vlan: e.vlan,
+        };
+        let mut out = Vec::new();
+        match e.kind {
+            ARP_NEW => {
+                state.macs.insert(mac, Seen { ifindex: e.ifindex, last_ms: now_ms });
+                state.current = Some(mac);
+                out.push(ArpFinding { kind: "new_binding", ..base });
+            }
+            ARP_CHANGE => {
+                // The previous holder's last claim, on our clock.
+                state.macs.insert(old, Seen { ifindex: e.old_ifindex, last_ms: now_ms.saturating_sub(ago_ms) });
+                let alternating = state.macs.get(&mac).is_some_and(|s| now_ms.saturating_sub(s.last_ms) < quiet);
+                state.macs.insert(mac, Seen { ifindex: e.ifindex, last_ms: now_ms });
+                state.current = Some(mac);
+                state.macs.retain(|_, s| now_ms.saturating_sub(s.last_ms) < quiet);
+                let both_live = ago_ms <= window || alternating;
+                let kind = if !both_live {
+                    "mac_change"
+                } else if e.flags & ARP_F_GRATUITOUS != 0 {
+                    "garp_conflict"
+                } else {
+                    "conflict"
+                };
+                if both_live && state.conflict_since_ms.is_none() {
+                    state.conflict_since_ms = Some(now_ms);
+                } else if both_live {
+                    // Already reported; the flip-flop goes on (not re-reported).
+                    return Vec::new();
+                }
+                out.push(ArpFinding {
+                    kind,
+                    old_mac: Some(old),
+                    old_ifindex: Some(e.old_ifindex),
+                    old_seen_ms_ago: Some(ago_ms),
+                    macs: state.macs.keys().copied().collect(),
+                    ..base
+                });
+            }
+            ARP_PROBE_CONFLICT => {
+                out.push(ArpFinding {
+                    kind: "probe_conflict",
+                    old_mac: Some(old),
+                    old_ifindex: Some(e.old_ifindex),
+                    old_seen_ms_ago: Some(ago_ms),
+                    ..base
+                });
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Time passes: conflicts with a single live MAC for `quiet_period` end.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<ArpFinding> {
+        let quiet = self.config.quiet_period.as_millis() as u64;
+        let mut out = Vec::new();
+        for (addr, st) in &mut self.addrs {
+            let Some(current) = st.current else { continue };
+            if st.conflict_since_ms.is_none() {
+                continue;
+            }
+            // The current holder keeps claiming without events; the others must have
+            // been silent for the quiet period.
+            let others_quiet = st.macs.iter().filter(|(m, _)| **m != current).all(|(_, s)| now_ms.saturating_sub(s.last_ms) >= quiet);
+            if others_quiet {
+                st.conflict_since_ms = None;
+                st.macs.retain(|m, _| *m == current);
+                let ifindex = st.macs.get(&current).map_or(0, |s| s.ifindex);
+                out.push(ArpFinding {
+                    kind: "conflict_cleared",
+                    addr: *addr,
+                    mac: current,
+                    ifindex,
+                    old_mac: None,
+                    old_ifindex: None,
+                    old_seen_ms_ago: None,
+                    macs: vec![current],
+                    vlan: 0,
+                });
+            }
+        }
+        // Forget addresses with no conflict and nothing recent (the kernel map keeps
+        // the bindings themselves).
+        self.addrs.retain(|_, st| st.conflict_since_ms.is_some() || st.macs.values().any(|s| now_ms.saturating_sub(s.last_ms) < quiet));
+        out
+    }
+
+    pub fn active_conflicts(&self) -> Vec<ActiveConflict> {
+        self.addrs
+            .iter()
+            .filter_map(|(addr, st)| {
+                let since_ms = st.conflict_since_ms?;
+                Some(ActiveConflict { addr: *addr, macs: st.macs.iter().map(|(m, s)| (*m, s.ifindex)).collect(), since_ms })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use agent_common::event::{EventHeader, kind};
+
+    use super::*;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+    fn cfg() -> ArpConfig {
+        ArpConfig { quiet_period: Duration::from_secs(30), conflict_window: Duration::from_millis(500), ..ArpConfig::default() }
+    }
+
+    /// An event at kernel time `t_ms`; the old holder last seen at `old_ms`.
+    fn ev(k: u32, mac: [u8; 6], old: [u8; 6], t_ms: u64, old_ms: u64, flags: u16) -> Event {
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&[10, 8, 64, 2]);
+        Event::Arp(ArpEvent {
+            header: EventHeader::new(kind::ARP, core::mem::size_of::<ArpEvent>(), t_ms * 1_000_000),
+            kind: k,
+            ifindex: if mac == A { 11 } else { 12 },
+            flags,
+            vlan: 0,
+            family: 2,
+            _pad0: 0,
+            addr,
+            mac,
+            old_mac: old,
+            old_ifindex: if old == A { 11 } else { 12 },
+            old_last_seen_ns: old_ms * 1_000_000,
+        })
+    }
+
+    fn kinds(f: Vec<ArpFinding>) -> Vec<&'static str> {
+        f.into_iter().map(|f| f.kind).filter(|k| !k.is_empty()).collect()
+    }
+
+    #[test]
+    fn two_answers_to_one_question_is_a_conflict_with_both_macs_and_ports() {
+        let mut d = ArpDetector::new(&cfg());
+        assert_eq!(kinds(d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000)), ["new_binding"]);
+        let f = d.observe(&ev(ARP_CHANGE, B, A, 1003, 1000, 0), 1003);
+        assert_eq!(f[0].kind, "conflict");
+        assert_eq!((f[0].mac, f[0].ifindex, f[0].old_mac, f[0].old_ifindex), (Mac(B), 12, Some(Mac(A)), Some(11)));
+        assert_eq!(f[0].macs, [Mac(A), Mac(B)]);
+        // The flip-flop goes on: not re-reported while active.
+        assert!(kinds(d.observe(&ev(ARP_CHANGE, A, B, 2000, 1003, 0), 2000)).is_empty());
+        assert_eq!(d.active_conflicts().len(), 1);
+        // B leaves: after the quiet period with only A, the conflict ends.
+        assert!(kinds(d.tick(20_000)).is_empty());
+        assert_eq!(kinds(d.tick(31_500)), ["conflict_cleared"]);
+        assert!(d.active_conflicts().is_empty());
+    }
+
+    #[test]
+    fn one_mac_change_is_not_a_conflict() {
+        let mut d = ArpDetector::new(&cfg());
+        d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
+        // A was last heard 20 s ago; B takes over (a host changed its MAC once).
+        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 21_000, 1000, ARP_F_GRATUITOUS), 21_000)), ["mac_change"]);
+        assert!(d.active_conflicts().is_empty());
+        assert!(kinds(d.tick(60_000)).is_empty());
+    }
+
+    #[test]
+    fn flip_back_to_a_recent_mac_is_a_conflict() {
+        let mut d = ArpDetector::new(&cfg());
+        d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
+        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 5000, 1000, 0), 5000)), ["mac_change"]);
+        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, A, B, 9000, 5000, 0), 9000)), ["conflict"], "A again: both live");
+    }
+
+    #[test]
+    fn gratuitous_takeover_and_probe_conflicts() {
+        let mut d = ArpDetector::new(&cfg());
+        d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
+        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 1100, 1050, ARP_F_GRATUITOUS), 1100)), ["garp_conflict"]);
+        let mut d = ArpDetector::new(&cfg());
+        d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
+        let f = d.observe(&ev(ARP_PROBE_CONFLICT, B, A, 1200, 1000, 0), 1200);
+        assert_eq!(f[0].kind, "probe_conflict");
+        assert_eq!(f[0].old_mac, Some(Mac(A)));
+    }
+}

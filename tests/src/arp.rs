@@ -1,0 +1,109 @@
+//! End to end, `arp` detector: real namespaces on a real bridge, real ARP from
+//! arping/ping; duplicate address seen on the wire with both owners and ports.
+
+use std::time::Duration;
+
+use nodeward_tests::{Agent, Bridge, agent_bin, metric, skip, wait_for};
+
+fn arping_available(name: &str) -> bool {
+    if std::path::Path::new("/usr/bin/arping").exists() {
+        true
+    } else {
+        skip(name, "arping not installed (cargo xtask setup --test-deps installs iputils-arping)");
+        false
+    }
+}
+
+#[test]
+fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leaves() {
+    let name = "arp::duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leaves";
+    let Some(bin) = agent_bin(name) else { return };
+    if !arping_available(name) {
+        return;
+    }
+    // Two sandboxes handed the same address, and a third that asks for it.
+    let mut br = Bridge::new(&["10.97.0.10", "10.97.0.10", "10.97.0.30"]);
+    let ports = format!("[\"{}\", \"{}\", \"{}\"]", br.hosts[0].port, br.hosts[1].port, br.hosts[2].port);
+    let agent = Agent::start(&bin, &format!("[detectors.arp]\ninterfaces = {ports}\nquiet_period = \"4s\"\n"));
+    let (mac_a, mac_b) = (br.mac(0), br.mac(1));
+
+    let asked = std::time::SystemTime::now();
+    let out = br.exec(2, &["arping", "-c", "2", "-w", "3", "-I", "eth0", "10.97.0.10"]);
+    let replies = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(replies.contains(&mac_a.to_uppercase()) || replies.contains(&mac_a), "arping saw no reply from A:\n{replies}");
+    let conflict = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| l["detector"] == "arp" && l["finding"] == "conflict" && l["address"] == "10.97.0.10")
+    })
+    .unwrap_or_else(|| panic!("no conflict:\n{}", agent.raw_output()));
+    let d: serde_json::Value = serde_json::from_str(conflict["detail"].as_str().unwrap()).unwrap();
+    let macs: Vec<&str> = d["macs"].as_array().unwrap().iter().filter_map(|m| m.as_str()).collect();
+    assert!(macs.contains(&mac_a.as_str()) && macs.contains(&mac_b.as_str()), "{macs:?} vs {mac_a} {mac_b}");
+    let port = conflict["interface"].as_str().unwrap();
+    assert!(port == br.hosts[0].port || port == br.hosts[1].port, "{port}");
+    // Both owners answer the first request at once: the conflict is logged within a
+    // second of the replies, i.e. of the moment we asked.
+    let logged = nodeward_tests::parse_rfc3339(conflict["timestamp"].as_str().unwrap()).expect("log timestamp");
+    let asked = asked.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(logged - asked < 1.0, "conflict logged {:.3} s after the request", logged - asked);
+
+    // The bindings ground truth shows the conflict, with both owners and their ports.
+    let out = agent.cli(&["bindings", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+    let row = v["bindings"].as_array().unwrap().iter().find(|b| b["address"] == "10.97.0.10").cloned().expect("binding listed");
+    assert_eq!(row["conflict"], true, "{row}");
+    let owners: Vec<String> = row["conflict_macs"].as_array().unwrap().iter().map(|m| format!("{}@{}", m[0].as_str().unwrap(), m[1].as_str().unwrap())).collect();
+    assert!(owners.contains(&format!("{mac_a}@{}", br.hosts[0].port)), "{owners:?}");
+    assert!(owners.contains(&format!("{mac_b}@{}", br.hosts[1].port)), "{owners:?}");
+    let m = agent.metrics();
+    assert_eq!(metric(&m, "nodeward_arp_conflicts_active"), Some(1.0));
+    assert!(m.lines().any(|l| l.starts_with("nodeward_arp_conflict_active{address=\"10.97.0.10\"")), "capped series missing");
+    let (code, body) = agent.get(&format!("/bindings?interface={}", br.hosts[0].port));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("10.97.0.10"), "{body}");
+
+    // B leaves; A keeps answering; after the quiet period the conflict clears.
+    br.remove(1);
+    let _ = br.exec(2, &["arping", "-c", "1", "-w", "2", "-I", "eth0", "10.97.0.10"]);
+    wait_for(Duration::from_secs(12), || agent.logs().into_iter().find(|l| l["finding"] == "conflict_cleared" && l["address"] == "10.97.0.10"))
+        .unwrap_or_else(|| panic!("conflict never cleared:\n{}", agent.raw_output()));
+    let m = agent.metrics();
+    assert_eq!(metric(&m, "nodeward_arp_conflicts_active"), Some(0.0));
+    assert!(!m.lines().any(|l| l.starts_with("nodeward_arp_conflict_active{")), "series must vanish with the conflict");
+}
+
+#[test]
+fn ordinary_arp_and_one_mac_change_raise_no_conflict() {
+    let name = "arp::ordinary_arp_and_one_mac_change_raise_no_conflict";
+    let Some(bin) = agent_bin(name) else { return };
+    let br = Bridge::new(&["10.98.0.1", "10.98.0.2", "10.98.0.3", "10.98.0.4", "10.98.0.5"]);
+    let ports: Vec<String> = br.hosts.iter().map(|h| format!("\"{}\"", h.port)).collect();
+    let agent = Agent::start(&bin, &format!("[detectors.arp]\ninterfaces = [{}]\n", ports.join(", ")));
+    let ping_all = || {
+        for i in 0..br.hosts.len() {
+            for j in 0..br.hosts.len() {
+                if i != j {
+                    let out = br.exec(i, &["ping", "-c", "1", "-W", "1", &br.hosts[j].ip]);
+                    assert!(out.status.success(), "ping {i}->{j} failed");
+                }
+            }
+        }
+    };
+    ping_all();
+    // Host 3 changes its MAC once (a new NIC), then everyone talks again.
+    std::thread::sleep(Duration::from_millis(1500));
+    for args in [&["ip", "link", "set", "eth0", "down"][..], &["ip", "link", "set", "eth0", "address", "02:42:00:00:98:04"], &["ip", "link", "set", "eth0", "up"]] {
+        assert!(br.exec(3, args).status.success());
+    }
+    for i in 0..br.hosts.len() {
+        let _ = br.exec(i, &["ip", "neigh", "flush", "all"]);
+    }
+    ping_all();
+    let change = wait_for(Duration::from_secs(5), || agent.logs().into_iter().find(|l| l["finding"] == "mac_change" && l["address"] == "10.98.0.4"))
+        .unwrap_or_else(|| panic!("the MAC change was not reported:\n{}", agent.raw_output()));
+    assert_eq!(change["mac"], "02:42:00:00:98:04");
+    let news = agent.logs().iter().filter(|l| l["finding"] == "new_binding").count();
+    assert!(news >= 5, "every host should have a binding ({news})");
+    let bad: Vec<_> = agent.logs().into_iter().filter(|l| l["detector"] == "arp" && l["finding"].as_str().is_some_and(|f| f.contains("conflict"))).collect();
+    assert!(bad.is_empty(), "false conflicts: {bad:?}");
+    assert_eq!(metric(&agent.metrics(), "nodeward_arp_conflicts_active"), Some(0.0));
+}
