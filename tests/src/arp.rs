@@ -107,3 +107,27 @@ fn ordinary_arp_and_one_mac_change_raise_no_conflict() {
     assert!(bad.is_empty(), "false conflicts: {bad:?}");
     assert_eq!(metric(&agent.metrics(), "nodeward_arp_conflicts_active"), Some(0.0));
 }
+
+#[test]
+fn arp_guard_leaves_only_the_owner_answering() {
+    let name = "arp::arp_guard_leaves_only_the_owner_answering";
+    let Some(bin) = agent_bin(name) else { return };
+    if !arping_available(name) {
+        return;
+    }
+    let br = Bridge::new(&["10.96.0.10", "10.96.0.10", "10.96.0.30"]);
+    let ports = format!("[\"{}\", \"{}\", \"{}\"]", br.hosts[0].port, br.hosts[1].port, br.hosts[2].port);
+    let agent = Agent::start(&bin, &format!("agent.mode = \"enforce\"\n[detectors.arp]\ninterfaces = {ports}\n"));
+    let (owner, newcomer) = (br.mac(0), br.mac(1));
+    let replies = |br: &Bridge| String::from_utf8_lossy(&br.exec(2, &["arping", "-c", "2", "-w", "3", "-I", "eth0", "10.96.0.10"]).stdout).to_lowercase();
+    let before = replies(&br);
+    assert!(before.contains(&owner) && before.contains(&newcomer), "both should answer first:\n{before}");
+
+    // The guard: drop ARP claims of the owned address from the newcomer's MAC, on its port.
+    let out = agent.cli(&["quarantine", "add", "--arp-claim", "10.96.0.10", "--drop-mac", &newcomer, "--interface", &br.hosts[1].port, "--ttl", "2m", "--reason", "duplicate IP"]);
+    assert!(out.status.success(), "{out:?}");
+    let after = replies(&br);
+    assert!(after.contains(&owner), "the owner must still answer:\n{after}");
+    assert!(!after.contains(&newcomer), "the newcomer still answers:\n{after}");
+    assert!(metric(&agent.metrics(), "nodeward_quarantine_kernel_total{counter=\"drop_arp\"}").unwrap() >= 1.0);
+}
