@@ -20,6 +20,7 @@ pub mod quarantine;
 pub mod reboot;
 pub mod session;
 pub mod stats;
+pub mod tcp_reset;
 
 #[cfg(feature = "user")]
 pub mod decode;

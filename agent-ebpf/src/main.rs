@@ -9,6 +9,7 @@ mod probe;
 mod quarantine;
 mod reboot;
 mod session;
+mod tcp_reset;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -79,3 +79,19 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
     };
     (offsets, missing)
 }
+
+/// Names of an enum's values (e.g. `sk_rst_reason`, `skb_drop_reason`), prefix
+/// stripped, lower case: resolved from the running kernel, never hard-coded.
+pub fn enum_names(btf: &Btf, name: &str, strip_prefix: &str) -> std::collections::HashMap<u32, String> {
+    let mut out = std::collections::HashMap::new();
+    for t in btf.resolve_types_by_name(name).unwrap_or_default() {
+        if let Type::Enum(e) = t {
+            for m in &e.members {
+                if let Ok(n) = btf.resolve_name(m) {
+                    out.insert(m.val(), n.trim_start_matches(strip_prefix).to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    out
+}

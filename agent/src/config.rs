@@ -242,6 +242,25 @@ pub struct Detectors {
     pub reboot: RebootConfig,
     pub session: SessionConfig,
     pub arp: ArpConfig,
+    pub tcp_reset: TcpResetConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpResetConfig {
+    pub enabled: bool,
+    /// A storm: at least this many resets with one peer (per direction) within `window`.
+    pub storm_threshold: u64,
+    #[serde(with = "duration")]
+    pub window: std::time::Duration,
+    /// At most this many `nodeward_tcp_reset_storm_active` series.
+    pub max_storm_series: usize,
+}
+
+impl Default for TcpResetConfig {
+    fn default() -> Self {
+        Self { enabled: true, storm_threshold: 100, window: std::time::Duration::from_secs(10), max_storm_series: 10 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -406,6 +425,10 @@ impl Config {
                 return Err(bad(&format!("detectors.session.sshd_comms[{i}]"), "must be 1 to 15 bytes (a process comm)"));
             }
         }
+        let tr = &self.detectors.tcp_reset;
+        if tr.storm_threshold == 0 || tr.window.is_zero() {
+            return Err(bad("detectors.tcp_reset", "storm_threshold and window must be above zero"));
+        }
         let arp = &self.detectors.arp;
         if arp.quiet_period.is_zero() || arp.rescan_interval.is_zero() {
             return Err(bad("detectors.arp", "quiet_period and rescan_interval must be longer than zero"));
@@ -447,6 +470,9 @@ impl Config {
         }
         if self.detectors.arp.enabled {
             out.push("arp");
+        }
+        if self.detectors.tcp_reset.enabled {
+            out.push("tcp_reset");
         }
         out
     }

@@ -200,6 +200,12 @@ impl Kernel {
         (self.arp_ifaces.len(), errors)
     }
 
+    /// A read-only handle on the per-peer reset counts.
+    pub fn reset_peers(&self) -> Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::PeerKey, u64>> {
+        let data = self.map_handle(agent_common::tcp_reset::RESET_PEERS).ok()?;
+        aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(data)).ok()
+    }
+
     /// A read-only handle on the ARP bindings map.
     pub fn arp_bindings(&self) -> Option<BpfHashMap<MapData, agent_common::arp::BindingKey, agent_common::arp::Binding>> {
         let data = self.map_handle(agent_common::arp::ARP_BINDINGS).ok()?;
@@ -381,7 +387,13 @@ impl Kernel {
 fn map_id(map: &aya::maps::Map) -> Result<u32, aya::maps::MapError> {
     use aya::maps::Map;
     let data: &MapData = match map {
-        Map::Array(m) | Map::PerCpuArray(m) | Map::HashMap(m) | Map::LruHashMap(m) | Map::RingBuf(m) => m,
+        Map::Array(m)
+        | Map::PerCpuArray(m)
+        | Map::HashMap(m)
+        | Map::LruHashMap(m)
+        | Map::PerCpuHashMap(m)
+        | Map::PerCpuLruHashMap(m)
+        | Map::RingBuf(m) => m,
         _ => return Err(aya::maps::MapError::InvalidName { name: "unsupported map type".into() }),
     };
     Ok(data.info()?.id())
@@ -422,7 +434,11 @@ impl Kernel {
                 None
             }
         };
-        Ok(crate::metrics::KernelStats { stats, exec_watch, qstats, program_ids, run_stats })
+        let resets = self
+            .map_handle(agent_common::tcp_reset::RESET_COUNTS)
+            .ok()
+            .and_then(|d| aya::maps::PerCpuHashMap::try_from(Map::PerCpuHashMap(d)).ok());
+        Ok(crate::metrics::KernelStats { stats, exec_watch, qstats, resets, program_ids, run_stats })
     }
 }
 

@@ -81,6 +81,10 @@ pub struct Metrics {
     last_reboot: IntGaugeVec,
     ssh_accepts: prometheus::IntCounter,
     arp_findings: IntCounterVec,
+    tcp_resets: IntCounterVec,
+    tcp_storms: IntCounterVec,
+    tcp_storm_series: IntGaugeVec,
+    rst_reasons: Mutex<std::collections::HashMap<u32, String>>,
     arp_conflicts: IntGauge,
     arp_conflict_series: IntGaugeVec,
     arp_interfaces: IntGauge,
@@ -135,6 +139,10 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            tcp_resets: counter_vec(&r, "nodeward_tcp_resets_total", "TCP resets by direction (sent, received) and reason (enum sk_rst_reason, resolved from the kernel's BTF; received resets have reason none).", &["direction", "reason"]),
+            tcp_storms: counter_vec(&r, "nodeward_tcp_reset_storms_total", "Reset storms detected (storm_threshold resets with one peer within the window), by direction.", &["direction"]),
+            tcp_storm_series: gauge_vec(&r, "nodeward_tcp_reset_storm_active", "One series per peer in an active reset storm (capped by detectors.tcp_reset.max_storm_series); the value is the resets in the window.", &["peer", "direction"]),
+            rst_reasons: Mutex::new(Default::default()),
             arp_findings: counter_vec(&r, "nodeward_arp_findings_total", "ARP findings by kind: new_binding, mac_change, conflict, garp_conflict, probe_conflict, conflict_cleared.", &["kind"]),
             arp_conflicts: {
                 let g = IntGauge::new("nodeward_arp_conflicts_active", "Addresses currently claimed by more than one live MAC.").expect("valid metric");
@@ -197,6 +205,10 @@ impl Metrics {
                 self.quarantine_decisions.with_label_values(&[k.as_str(), r]);
             }
         }
+        for d in ["sent", "received"] {
+            self.tcp_storms.with_label_values(&[d]);
+        }
+        self.tcp_resets.with_label_values(&["received", "none"]);
         for k in detectors::arp::KINDS {
             self.arp_findings.with_label_values(&[k]);
         }
@@ -220,7 +232,19 @@ impl Metrics {
         self.ringbuf_capacity.set(maps::EVENTS_BYTES.into());
     }
 
+    /// Active reset storms, capped.
+    pub fn set_reset_storms(&self, storms: &[(std::net::IpAddr, detectors::tcp_reset::Direction, u64)], cap: usize) {
+        self.tcp_storm_series.reset();
+        for (peer, dir, n) in storms.iter().take(cap) {
+            self.tcp_storm_series.with_label_values(&[&peer.to_string(), dir.as_str()]).set(*n as i64);
+        }
+    }
+
     pub fn set_kernel_facts(&self, facts: &KernelFacts) {
+        for name in facts.rst_reasons.values() {
+            self.tcp_resets.with_label_values(&["sent", name]);
+        }
+        *self.rst_reasons.lock().expect("reasons lock") = facts.rst_reasons.clone();
         for t in &facts.program_types {
             self.program_type_supported.with_label_values(&[t.name]).set(t.supported.into());
         }
@@ -315,6 +339,11 @@ impl Metrics {
             }
             Finding::SshSession(_) => self.ssh_accepts.inc(),
             Finding::Arp(a) => self.arp_findings.with_label_values(&[a.kind]).inc(),
+            Finding::TcpReset(t) => {
+                if t.kind == "reset_storm" {
+                    self.tcp_storms.with_label_values(&[t.direction.as_str()]).inc();
+                }
+            }
         }
     }
 
@@ -348,6 +377,7 @@ pub struct KernelStats {
     pub stats: PerCpuArray<MapData, u64>,
     pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
     pub qstats: PerCpuArray<MapData, u64>,
+    pub resets: Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::ResetKey, u64>>,
     pub program_ids: Arc<Mutex<Vec<(&'static str, u32)>>>,
     pub run_stats: Option<std::os::fd::OwnedFd>,
 }
@@ -370,6 +400,18 @@ impl KernelStats {
         advance(&m.events_lost.with_label_values(&["ringbuf_full"]), lost[0]);
         advance(&m.events_lost.with_label_values(&["map_full"]), lost[1]);
         m.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(count_keys(&self.exec_watch));
+        if let Some(resets) = &self.resets {
+            let names = m.rst_reasons.lock().expect("reasons lock").clone();
+            for (k, v) in resets.iter().filter_map(Result::ok) {
+                let total: u64 = v.iter().sum();
+                let (dir, reason) = if k.direction == agent_common::tcp_reset::DIR_SENT {
+                    ("sent", names.get(&k.reason).cloned().unwrap_or_else(|| format!("reason_{}", k.reason)))
+                } else {
+                    ("received", "none".to_string())
+                };
+                advance(&m.tcp_resets.with_label_values(&[dir, &reason]), total);
+            }
+        }
         for (i, name) in QSTAT_NAMES.iter().enumerate() {
             let total: u64 = self.qstats.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
             advance(&m.quarantine_kernel.with_label_values(&[name]), total);
@@ -440,7 +482,7 @@ mod tests {
             .iter()
             .map(|f| f.name().to_string())
             .chain(
-                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend, &m.arp_conflict_series]
+                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend, &m.arp_conflict_series, &m.tcp_storm_series]
                     .iter()
                     .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
                     .collect::<Vec<_>>(),

@@ -117,6 +117,14 @@ pub async fn run(
 pub fn report(finding: &Finding) {
     let detail = serde_json::to_string(finding).unwrap_or_default();
     match finding {
+        Finding::TcpReset(t) => {
+            let msg = format!("{}: {} resets {} {} within {}s", t.kind, t.count, if t.direction.as_str() == "sent" { "sent to" } else { "received from" }, t.peer, t.window_s);
+            if t.kind == "reset_storm" {
+                warn!(target: "nodeward::finding", detector = "tcp_reset", finding = t.kind, peer = %t.peer, direction = t.direction.as_str(), count = t.count, detail = %detail, "{msg}");
+            } else {
+                tracing::info!(target: "nodeward::finding", detector = "tcp_reset", finding = t.kind, peer = %t.peer, direction = t.direction.as_str(), count = t.count, detail = %detail, "{msg}");
+            }
+        }
         Finding::Arp(a) => {
             let port = ifname(a.ifindex);
             let old = a.old_mac.map(|m| format!(" (was {m} on {})", a.old_ifindex.map(ifname).unwrap_or_default())).unwrap_or_default();
@@ -166,5 +174,41 @@ pub fn report(finding: &Finding) {
                 match i.guard { Some("blocked") => " — BLOCKED by the reboot guard", Some(_) => " — the reboot guard would block it (dry run)", None => "" },
             );
         }
+    }
+}
+
+/// The reset-storm sampler: once a second, the kernel's per-peer totals through the
+/// (pure) detector; findings are logged and counted like every other.
+pub async fn reset_sampler(
+    map: aya::maps::PerCpuHashMap<aya::maps::MapData, agent_common::tcp_reset::PeerKey, u64>,
+    config: crate::config::TcpResetConfig,
+    metrics: Arc<Metrics>,
+) {
+    use agent_common::{session::AF_INET, tcp_reset::DIR_SENT};
+    use crate::detectors::tcp_reset::{Direction, ResetDetector};
+    let mut detector = ResetDetector::new(&config);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let totals: Vec<(std::net::IpAddr, Direction, u64)> = map
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| {
+                let peer = if k.family == AF_INET {
+                    std::net::IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
+                } else {
+                    std::net::IpAddr::from(k.addr)
+                };
+                let dir = if k.direction == DIR_SENT { Direction::Sent } else { Direction::Received };
+                (peer, dir, v.iter().sum())
+            })
+            .collect();
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        for f in detector.sample(now_ms, &totals) {
+            let finding = Finding::TcpReset(f);
+            metrics.record_finding(&finding);
+            report(&finding);
+        }
+        metrics.set_reset_storms(&detector.active(), config.max_storm_series);
     }
 }

@@ -30,6 +30,8 @@ pub struct KernelFacts {
     pub mount_errors: Vec<String>,
     /// Program types that were probed, with the outcome.
     pub program_types: Vec<ProgramTypeSupport>,
+    /// `enum sk_rst_reason` value -> name (lower case, prefix stripped).
+    pub rst_reasons: std::collections::HashMap<u32, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -80,6 +82,7 @@ pub fn probe() -> KernelFacts {
         mounted: Vec::new(),
         mount_errors: Vec::new(),
         program_types: Vec::new(),
+        rst_reasons: Default::default(),
     };
     ensure_mounted(TRACEFS, "tracefs", &mut facts);
     ensure_mounted(BPFFS, "bpf", &mut facts);
@@ -88,6 +91,7 @@ pub fn probe() -> KernelFacts {
             let (offsets, missing) = btf::kernel_offsets(&b);
             facts.offsets = offsets;
             facts.offsets_missing = missing;
+            facts.rst_reasons = btf::enum_names(&b, "sk_rst_reason", "SK_RST_REASON_");
         }
         Err(e) => facts.btf_error = Some(format!("{}: {e}", btf::VMLINUX)),
     }

@@ -89,6 +89,7 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let ring = kernel.take_events().context("opening the event ring buffer")?;
     sync_arp(&mut kernel, &config, &metrics);
     let conflicts: crate::bindings::Conflicts = Default::default();
+    let resets = if config.detectors.tcp_reset.enabled { kernel.reset_peers() } else { None };
     let view = Arc::new(crate::bindings::View::new(kernel.arp_bindings(), conflicts.clone()));
 
     // The guard owns the kernel from here on: every map write goes through it.
@@ -144,6 +145,7 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx, conflicts };
     let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx));
 
+    let sampler = resets.map(|map| tokio::spawn(pipeline::reset_sampler(map, config.detectors.tcp_reset.clone(), metrics.clone())));
     let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), webhook, view.clone(), async move {
@@ -222,6 +224,9 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     reader.abort();
     pipeline.abort();
     control_task.abort();
+    if let Some(s) = &sampler {
+        s.abort();
+    }
     if let Ok(Err(e)) = server.await {
         warn!(error = %e, "http server ended with an error");
     }

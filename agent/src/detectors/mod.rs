@@ -4,6 +4,7 @@
 pub mod arp;
 pub mod reboot;
 pub mod session;
+pub mod tcp_reset;
 
 use agent_common::{cstr_bytes, decode::Event, proc::{ProcCtx, UNSET_ID}};
 use serde::Serialize;
@@ -12,7 +13,7 @@ use crate::config::Config;
 
 /// Every detector id, in the order they are reported. One id names a detector's files
 /// in every crate, its config table, metric subsystem, dashboard row and alert group.
-pub const ALL: &[&str] = &["reboot", "session", "arp"];
+pub const ALL: &[&str] = &["reboot", "session", "arp", "tcp_reset"];
 
 /// A conclusion drawn by a detector.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -21,6 +22,7 @@ pub enum Finding {
     RebootIntent(reboot::RebootIntent),
     SshSession(session::SshSession),
     Arp(arp::ArpFinding),
+    TcpReset(tcp_reset::ResetFinding),
 }
 
 impl Finding {
@@ -29,6 +31,7 @@ impl Finding {
             Finding::RebootIntent(_) => "reboot",
             Finding::SshSession(_) => "session",
             Finding::Arp(_) => "arp",
+            Finding::TcpReset(_) => "tcp_reset",
         }
     }
 }

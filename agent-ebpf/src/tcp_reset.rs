@@ -1,0 +1,86 @@
+//! `tcp_reset` detector, kernel side: tcp:tcp_send_reset and tcp:tcp_receive_reset,
+//! counted per direction and reason, and per peer. Aggregated in per-CPU maps; read by
+//! userspace at scrape time and once a second for storm detection.
+
+use agent_common::{
+    session::{AF_INET, AF_INET6},
+    tcp_reset::{DIR_RECEIVED, DIR_SENT, PeerKey, RESET_PEERS_CAPACITY, ResetKey},
+};
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::{LruPerCpuHashMap, PerCpuHashMap},
+    programs::TracePointContext,
+};
+
+#[map(name = "RESET_COUNTS")]
+static RESET_COUNTS: PerCpuHashMap<ResetKey, u64> = PerCpuHashMap::with_max_entries(256, 0);
+#[map(name = "RESET_PEERS")]
+static RESET_PEERS: LruPerCpuHashMap<PeerKey, u64> = LruPerCpuHashMap::with_max_entries(RESET_PEERS_CAPACITY, 0);
+
+#[inline(always)]
+fn bump_counts(key: &ResetKey) {
+    match RESET_COUNTS.get_ptr_mut(key) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU.
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            let _ = RESET_COUNTS.insert(key, &1, 0);
+        }
+    }
+}
+
+#[inline(always)]
+fn bump_peer(key: &PeerKey) {
+    match RESET_PEERS.get_ptr_mut(key) {
+        // SAFETY: per-CPU value, no concurrent writer on this CPU.
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            let _ = RESET_PEERS.insert(key, &1, 0);
+        }
+    }
+}
+
+#[tracepoint(category = "tcp", name = "tcp_send_reset")]
+pub fn tcp_reset_send(ctx: TracePointContext) -> u32 {
+    // reason @28 (enum sk_rst_reason), daddr[28] @60: a sockaddr (family, port, address).
+    // SAFETY: tracepoint context reads through the checked helper.
+    let reason = unsafe { ctx.read_at::<u32>(28) }.unwrap_or(0);
+    bump_counts(&ResetKey { direction: DIR_SENT, reason });
+    // SAFETY: as above.
+    let family = unsafe { ctx.read_at::<u16>(60) }.unwrap_or(0);
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: as above.
+        if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(64) } {
+            addr[..4].copy_from_slice(&a);
+        }
+    } else if family == AF_INET6 {
+        // SAFETY: as above.
+        addr = unsafe { ctx.read_at::<[u8; 16]>(68) }.unwrap_or([0; 16]);
+    } else {
+        return 0;
+    }
+    bump_peer(&PeerKey { direction: DIR_SENT, family, _pad: 0, addr });
+    0
+}
+
+#[tracepoint(category = "tcp", name = "tcp_receive_reset")]
+pub fn tcp_reset_receive(ctx: TracePointContext) -> u32 {
+    // family @20, daddr @26 (v4), daddr_v6 @46: the remote end, who reset us.
+    bump_counts(&ResetKey { direction: DIR_RECEIVED, reason: 0 });
+    // SAFETY: tracepoint context reads through the checked helper.
+    let family = unsafe { ctx.read_at::<u16>(20) }.unwrap_or(0);
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: as above.
+        if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(26) } {
+            addr[..4].copy_from_slice(&a);
+        }
+    } else if family == AF_INET6 {
+        // SAFETY: as above.
+        addr = unsafe { ctx.read_at::<[u8; 16]>(46) }.unwrap_or([0; 16]);
+    } else {
+        return 0;
+    }
+    bump_peer(&PeerKey { direction: DIR_RECEIVED, family, _pad: 0, addr });
+    0
+}
