@@ -14,6 +14,7 @@ extern crate std;
 pub mod arp;
 pub mod event;
 pub mod maps;
+pub mod martian;
 pub mod offsets;
 pub mod proc;
 pub mod quarantine;

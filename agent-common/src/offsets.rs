@@ -30,8 +30,20 @@ pub struct KernelOffsets {
     pub file_dentry: u32,
     /// `dentry.d_name` + `qstr.name` (pointer to the basename).
     pub dentry_name: u32,
+    /// `sk_buff.dev` (pointer).
+    pub skb_dev: u32,
+    /// `sk_buff.head` (pointer).
+    pub skb_head: u32,
+    /// `sk_buff.network_header` (u16 offset from head).
+    pub skb_network_header: u32,
+    /// `net_device.ifindex` (int).
+    pub netdev_ifindex: u32,
+    /// `net_device.nd_net` (possible_net_t: pointer to struct net).
+    pub netdev_net: u32,
+    /// `net.ns` + `ns_common.inum` (the netns inode).
+    pub net_inum: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 40);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
 
 impl KernelOffsets {
     pub const ABSENT: Self = Self {
@@ -45,6 +57,12 @@ impl KernelOffsets {
         binprm_file: OFFSET_ABSENT,
         file_dentry: OFFSET_ABSENT,
         dentry_name: OFFSET_ABSENT,
+        skb_dev: OFFSET_ABSENT,
+        skb_head: OFFSET_ABSENT,
+        skb_network_header: OFFSET_ABSENT,
+        netdev_ifindex: OFFSET_ABSENT,
+        netdev_net: OFFSET_ABSENT,
+        net_inum: OFFSET_ABSENT,
     };
 }
 

@@ -5,6 +5,7 @@
 
 mod arp;
 mod common;
+mod martian;
 mod probe;
 mod quarantine;
 mod reboot;

@@ -48,6 +48,13 @@ pub const FIELDS: &[&str] = &[
     "path.dentry",
     "dentry.d_name",
     "qstr.name",
+    "sk_buff.dev",
+    "sk_buff.head",
+    "sk_buff.network_header",
+    "net_device.ifindex",
+    "net_device.nd_net",
+    "net.ns",
+    "ns_common.inum",
 ];
 
 /// Two nested offsets, or absent if either is.
@@ -76,6 +83,12 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
         binprm_file: get("linux_binprm.file"),
         file_dentry: sum(get("file.f_path"), get("path.dentry")),
         dentry_name: sum(get("dentry.d_name"), get("qstr.name")),
+        skb_dev: get("sk_buff.dev"),
+        skb_head: get("sk_buff.head"),
+        skb_network_header: get("sk_buff.network_header"),
+        netdev_ifindex: get("net_device.ifindex"),
+        netdev_net: get("net_device.nd_net"),
+        net_inum: sum(get("net.ns"), get("ns_common.inum")),
     };
     (offsets, missing)
 }

@@ -243,6 +243,36 @@ pub struct Detectors {
     pub session: SessionConfig,
     pub arp: ArpConfig,
     pub tcp_reset: TcpResetConfig,
+    pub martian: MartianConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MartianConfig {
+    pub enabled: bool,
+    /// skb drop reasons counted, by name (resolved from the running kernel's BTF).
+    pub reasons: Vec<String>,
+    /// A flood: at least this many drops per interface and reason within `window`.
+    pub flood_threshold: u64,
+    #[serde(with = "duration")]
+    pub window: std::time::Duration,
+    /// Sources named in a flood finding and as series while it lasts.
+    pub top_sources: usize,
+    /// At most this many `nodeward_martian_flood_active` series.
+    pub max_flood_series: usize,
+}
+
+impl Default for MartianConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reasons: ["ip_rpfilter", "ip_invalid_source", "ip_local_source", "ip_localnet", "ip_invalid_dest"].map(String::from).to_vec(),
+            flood_threshold: 100,
+            window: std::time::Duration::from_secs(10),
+            top_sources: 5,
+            max_flood_series: 10,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -425,6 +455,10 @@ impl Config {
                 return Err(bad(&format!("detectors.session.sshd_comms[{i}]"), "must be 1 to 15 bytes (a process comm)"));
             }
         }
+        let mr = &self.detectors.martian;
+        if mr.flood_threshold == 0 || mr.window.is_zero() {
+            return Err(bad("detectors.martian", "flood_threshold and window must be above zero"));
+        }
         let tr = &self.detectors.tcp_reset;
         if tr.storm_threshold == 0 || tr.window.is_zero() {
             return Err(bad("detectors.tcp_reset", "storm_threshold and window must be above zero"));
@@ -473,6 +507,9 @@ impl Config {
         }
         if self.detectors.tcp_reset.enabled {
             out.push("tcp_reset");
+        }
+        if self.detectors.martian.enabled {
+            out.push("martian");
         }
         out
     }

@@ -14,6 +14,7 @@ pub mod guard;
 pub mod http;
 pub mod loader;
 pub mod logging;
+pub mod martian_proc;
 pub mod metrics;
 pub mod object;
 pub mod pipeline;

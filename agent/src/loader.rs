@@ -38,6 +38,10 @@ pub struct Kernel {
     /// Interfaces the quarantine TC program is attached to.
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
     arp_ifaces: std::collections::HashSet<String>,
+    /// `enum skb_drop_reason` of this kernel (value -> name).
+    drop_reasons: std::collections::HashMap<u32, String>,
+    /// The martian reasons being counted (value -> name).
+    pub martian_reasons: std::collections::HashMap<u32, String>,
     reboot_guard: u32,
     links: HashMap<&'static str, TracePointLinkId>,
     lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
@@ -59,7 +63,8 @@ impl Kernel {
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .load(bytes)?;
-        let mut kernel = Kernel { ebpf, tc_ifaces: Default::default(), arp_ifaces: Default::default(), reboot_guard: 0, lsm_links: HashMap::new(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        let drop_reasons = facts.drop_reasons.clone();
+        let mut kernel = Kernel { ebpf, drop_reasons, martian_reasons: Default::default(), tc_ifaces: Default::default(), arp_ifaces: Default::default(), reboot_guard: 0, lsm_links: HashMap::new(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
         Ok(kernel)
@@ -98,6 +103,7 @@ impl Kernel {
         self.sync_exec_watch(config)?;
         self.sync_sshd_comms(config)?;
         self.sync_reboot_guard(config)?;
+        self.sync_martian_reasons(config)?;
         let mut enabled = config.enabled_detectors();
         // The kill-on-exec program runs whenever block_exec may enforce.
         if config.action_mode(crate::quarantine::ActionKind::BlockExec) == crate::config::Mode::Enforce {
@@ -290,6 +296,47 @@ impl Kernel {
         guard.set(0, &mode, 0).map_err(|source| LoadError::Map { name: REBOOT_GUARD, source })?;
         self.reboot_guard = mode;
         Ok(())
+    }
+
+    /// Martian drop reasons by name -> this kernel's values (never hard-coded numbers).
+    fn sync_martian_reasons(&mut self, config: &Config) -> Result<(), LoadError> {
+        use agent_common::martian::MARTIAN_REASONS;
+        let mut wanted = std::collections::HashMap::new();
+        if config.detectors.martian.enabled {
+            for name in &config.detectors.martian.reasons {
+                match self.drop_reasons.iter().find(|(_, n)| *n == name) {
+                    Some((v, n)) => {
+                        wanted.insert(*v, n.clone());
+                    }
+                    None => warn!(reason = %name, "skb drop reason not on this kernel; not counted (see /proc/net/stat/rt_cache and TcpExt IPReversePathFilter)"),
+                }
+            }
+        }
+        let map = self.ebpf.map_mut(MARTIAN_REASONS).ok_or(LoadError::MissingMap(MARTIAN_REASONS))?;
+        let mut m: BpfHashMap<_, u32, u32> = BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name: MARTIAN_REASONS, source })?;
+        let old: Vec<u32> = m.keys().filter_map(Result::ok).collect();
+        for k in old {
+            m.remove(&k).map_err(|source| LoadError::Map { name: MARTIAN_REASONS, source })?;
+        }
+        for v in wanted.keys() {
+            m.insert(v, &1, 0).map_err(|source| LoadError::Map { name: MARTIAN_REASONS, source })?;
+        }
+        self.martian_reasons = wanted;
+        Ok(())
+    }
+
+    /// Read-only handles on the martian counters.
+    #[allow(clippy::type_complexity)]
+    pub fn martian_maps(
+        &self,
+    ) -> Option<(
+        aya::maps::PerCpuHashMap<MapData, agent_common::martian::MartianKey, u64>,
+        aya::maps::PerCpuHashMap<MapData, agent_common::martian::MartianSource, u64>,
+    )> {
+        use agent_common::martian::{MARTIAN_COUNTS, MARTIAN_SOURCES};
+        let counts = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(self.map_handle(MARTIAN_COUNTS).ok()?)).ok()?;
+        let sources = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(self.map_handle(MARTIAN_SOURCES).ok()?)).ok()?;
+        Some((counts, sources))
     }
 
     /// Mode of the kernel-side reboot guard (agent_common::reboot::GUARD_*).

@@ -82,6 +82,11 @@ pub struct Metrics {
     ssh_accepts: prometheus::IntCounter,
     arp_findings: IntCounterVec,
     tcp_resets: IntCounterVec,
+    martian_drops: IntCounterVec,
+    martian_floods: IntCounterVec,
+    martian_flood_series: IntGaugeVec,
+    martian_top_sources: IntGaugeVec,
+    martian_kernel: IntCounterVec,
     tcp_storms: IntCounterVec,
     tcp_storm_series: IntGaugeVec,
     rst_reasons: Mutex<std::collections::HashMap<u32, String>>,
@@ -139,6 +144,11 @@ impl Metrics {
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
+            martian_drops: counter_vec(&r, "nodeward_martian_drops_total", "Packets the kernel dropped for a martian source, by interface and skb drop reason (names from the kernel's BTF). Interfaces of other network namespaces read if<index>@netns<inode>.", &["interface", "reason"]),
+            martian_floods: counter_vec(&r, "nodeward_martian_floods_total", "Martian floods detected (flood_threshold drops per interface and reason within the window).", &["reason"]),
+            martian_flood_series: gauge_vec(&r, "nodeward_martian_flood_active", "One series per interface and reason in an active martian flood (capped by detectors.martian.max_flood_series); the value is the drops in the window.", &["interface", "reason"]),
+            martian_top_sources: gauge_vec(&r, "nodeward_martian_top_source", "Top source addresses of an active martian flood (only while it lasts; detectors.martian.top_sources per flood): drops so far.", &["interface", "reason", "source"]),
+            martian_kernel: counter_vec(&r, "nodeward_martian_kernel_stat_total", "The kernel's own martian counters, as a cross-check and for kernels without drop reasons: in_martian_src (/proc/net/stat/rt_cache), ip_reverse_path_filter (TcpExt IPReversePathFilter, agent's netns).", &["stat"]),
             tcp_resets: counter_vec(&r, "nodeward_tcp_resets_total", "TCP resets by direction (sent, received) and reason (enum sk_rst_reason, resolved from the kernel's BTF; received resets have reason none).", &["direction", "reason"]),
             tcp_storms: counter_vec(&r, "nodeward_tcp_reset_storms_total", "Reset storms detected (storm_threshold resets with one peer within the window), by direction.", &["direction"]),
             tcp_storm_series: gauge_vec(&r, "nodeward_tcp_reset_storm_active", "One series per peer in an active reset storm (capped by detectors.tcp_reset.max_storm_series); the value is the resets in the window.", &["peer", "direction"]),
@@ -208,6 +218,9 @@ impl Metrics {
         for d in ["sent", "received"] {
             self.tcp_storms.with_label_values(&[d]);
         }
+        for c in ["in_martian_src", "ip_reverse_path_filter"] {
+            self.martian_kernel.with_label_values(&[c]);
+        }
         self.tcp_resets.with_label_values(&["received", "none"]);
         for k in detectors::arp::KINDS {
             self.arp_findings.with_label_values(&[k]);
@@ -230,6 +243,33 @@ impl Metrics {
         self.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(0);
         self.map_capacity.with_label_values(&[maps::EXEC_WATCH]).set(maps::EXEC_WATCH_CAPACITY.into());
         self.ringbuf_capacity.set(maps::EVENTS_BYTES.into());
+    }
+
+    /// Martian drop totals (advanced to the kernel's running counts).
+    pub fn set_martian_totals(&self, totals: &[((String, String), u64)]) {
+        for ((iface, reason), n) in totals {
+            advance(&self.martian_drops.with_label_values(&[iface, reason]), *n);
+        }
+    }
+
+    pub fn set_martian_reasons(&self, reasons: &std::collections::HashMap<u32, String>) {
+        for r in reasons.values() {
+            self.martian_floods.with_label_values(&[r]);
+        }
+    }
+
+    /// Active floods and their top sources, capped.
+    pub fn set_martian_floods(&self, floods: &[((String, String), u64)], tops: &[((String, String), Vec<(std::net::Ipv4Addr, u64)>)], cap: usize) {
+        self.martian_flood_series.reset();
+        self.martian_top_sources.reset();
+        for ((iface, reason), n) in floods.iter().take(cap) {
+            self.martian_flood_series.with_label_values(&[iface, reason]).set(*n as i64);
+        }
+        for ((iface, reason), top) in tops.iter().take(cap) {
+            for (addr, n) in top {
+                self.martian_top_sources.with_label_values(&[iface, reason, &addr.to_string()]).set(*n as i64);
+            }
+        }
     }
 
     /// Active reset storms, capped.
@@ -339,6 +379,11 @@ impl Metrics {
             }
             Finding::SshSession(_) => self.ssh_accepts.inc(),
             Finding::Arp(a) => self.arp_findings.with_label_values(&[a.kind]).inc(),
+            Finding::Martian(f) => {
+                if f.kind == "martian_flood" {
+                    self.martian_floods.with_label_values(&[&f.reason]).inc();
+                }
+            }
             Finding::TcpReset(t) => {
                 if t.kind == "reset_storm" {
                     self.tcp_storms.with_label_values(&[t.direction.as_str()]).inc();
@@ -349,6 +394,13 @@ impl Metrics {
 
     /// Bring kernel-sourced values up to date, then render the text exposition.
     pub fn render(&self) -> String {
+        let (rt, rp) = crate::martian_proc::counters();
+        if let Some(v) = rt {
+            advance(&self.martian_kernel.with_label_values(&["in_martian_src"]), v);
+        }
+        if let Some(v) = rp {
+            advance(&self.martian_kernel.with_label_values(&["ip_reverse_path_filter"]), v);
+        }
         let queue_full = self.user.queue_full.load(Ordering::Relaxed);
         advance(&self.events_lost.with_label_values(&["queue_full"]), queue_full);
         if let Some(k) = self.kernel.lock().expect("metrics lock").as_mut() {
@@ -482,7 +534,7 @@ mod tests {
             .iter()
             .map(|f| f.name().to_string())
             .chain(
-                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend, &m.arp_conflict_series, &m.tcp_storm_series]
+                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend, &m.arp_conflict_series, &m.tcp_storm_series, &m.martian_drops, &m.martian_flood_series, &m.martian_top_sources]
                     .iter()
                     .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
                     .collect::<Vec<_>>(),

@@ -117,6 +117,15 @@ pub async fn run(
 pub fn report(finding: &Finding) {
     let detail = serde_json::to_string(finding).unwrap_or_default();
     match finding {
+        Finding::Martian(f) => {
+            let top: Vec<String> = f.top_sources.iter().map(|(a, n)| format!("{a} ({n})")).collect();
+            let msg = format!("{}: {} {} drops on {} within {}s; top sources: {}", f.kind, f.count, f.reason, f.interface, f.window_s, top.join(", "));
+            if f.kind == "martian_flood" {
+                warn!(target: "nodeward::finding", detector = "martian", finding = f.kind, interface = %f.interface, reason = %f.reason, count = f.count, detail = %detail, "{msg}");
+            } else {
+                tracing::info!(target: "nodeward::finding", detector = "martian", finding = f.kind, interface = %f.interface, reason = %f.reason, count = f.count, detail = %detail, "{msg}");
+            }
+        }
         Finding::TcpReset(t) => {
             let msg = format!("{}: {} resets {} {} within {}s", t.kind, t.count, if t.direction.as_str() == "sent" { "sent to" } else { "received from" }, t.peer, t.window_s);
             if t.kind == "reset_storm" {
@@ -210,5 +219,60 @@ pub async fn reset_sampler(
             report(&finding);
         }
         metrics.set_reset_storms(&detector.active(), config.max_storm_series);
+    }
+}
+
+/// Inode of this process's network namespace (to label foreign interfaces).
+fn own_netns() -> u32 {
+    std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .and_then(|p| p.to_string_lossy().trim_start_matches("net:[").trim_end_matches(']').parse().ok())
+        .unwrap_or(0)
+}
+
+/// An interface label: its name in the agent's namespace, else `if<index>@netns<inode>`.
+pub fn iface_label(ifindex: u32, netns: u32, own: u32) -> String {
+    if netns == 0 || netns == own { ifname(ifindex) } else { format!("if{ifindex}@netns{netns}") }
+}
+
+/// The martian sampler: once a second, drops per interface and reason and the top
+/// sources through the (pure) detector; totals also feed the metrics.
+pub async fn martian_sampler(
+    counts: aya::maps::PerCpuHashMap<aya::maps::MapData, agent_common::martian::MartianKey, u64>,
+    sources: aya::maps::PerCpuHashMap<aya::maps::MapData, agent_common::martian::MartianSource, u64>,
+    reasons: std::collections::HashMap<u32, String>,
+    config: crate::config::MartianConfig,
+    metrics: Arc<Metrics>,
+) {
+    use crate::detectors::martian::MartianDetector;
+    let own = own_netns();
+    let label = |k: &agent_common::martian::MartianKey| {
+        (iface_label(k.ifindex, k.netns, own), reasons.get(&k.reason).cloned().unwrap_or_else(|| format!("reason_{}", k.reason)))
+    };
+    let mut detector = MartianDetector::new(&config);
+    metrics.set_martian_reasons(&reasons);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let mut totals: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for (k, v) in counts.iter().filter_map(Result::ok) {
+            *totals.entry(label(&k)).or_default() += v.iter().sum::<u64>();
+        }
+        let totals: Vec<((String, String), u64)> = totals.into_iter().collect();
+        let srcs: Vec<((String, String), std::net::Ipv4Addr, u64)> = sources
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (label(&k.key), std::net::Ipv4Addr::from(k.saddr), v.iter().sum()))
+            .collect();
+        metrics.set_martian_totals(&totals);
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        for f in detector.sample(now_ms, &totals, &srcs) {
+            let finding = Finding::Martian(f);
+            metrics.record_finding(&finding);
+            report(&finding);
+        }
+        let active = detector.active();
+        let tops: Vec<((String, String), Vec<(std::net::Ipv4Addr, u64)>)> = active.iter().map(|(k, _)| (k.clone(), detector.top(k, &srcs))).collect();
+        metrics.set_martian_floods(&active, &tops, config.max_flood_series);
     }
 }

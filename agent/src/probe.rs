@@ -32,6 +32,8 @@ pub struct KernelFacts {
     pub program_types: Vec<ProgramTypeSupport>,
     /// `enum sk_rst_reason` value -> name (lower case, prefix stripped).
     pub rst_reasons: std::collections::HashMap<u32, String>,
+    /// `enum skb_drop_reason` value -> name (lower case, prefix stripped).
+    pub drop_reasons: std::collections::HashMap<u32, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +85,7 @@ pub fn probe() -> KernelFacts {
         mount_errors: Vec::new(),
         program_types: Vec::new(),
         rst_reasons: Default::default(),
+        drop_reasons: Default::default(),
     };
     ensure_mounted(TRACEFS, "tracefs", &mut facts);
     ensure_mounted(BPFFS, "bpf", &mut facts);
@@ -92,6 +95,7 @@ pub fn probe() -> KernelFacts {
             facts.offsets = offsets;
             facts.offsets_missing = missing;
             facts.rst_reasons = btf::enum_names(&b, "sk_rst_reason", "SK_RST_REASON_");
+            facts.drop_reasons = btf::enum_names(&b, "skb_drop_reason", "SKB_DROP_REASON_");
         }
         Err(e) => facts.btf_error = Some(format!("{}: {e}", btf::VMLINUX)),
     }

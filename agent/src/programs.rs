@@ -51,6 +51,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     tp("session", "session_sock_state", "sock", "inet_sock_set_state", true),
     tp("session", "session_fork", "sched", "sched_process_fork", true),
     tp("session", "session_exit", "sched", "sched_process_exit", true),
+    tp("martian", "martian_drop", "skb", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
     tp("tcp_reset", "tcp_reset_receive", "tcp", "tcp_receive_reset", true),
     tp("quarantine", "quarantine_exec", "sched", "sched_process_exec", true),

@@ -90,6 +90,7 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     sync_arp(&mut kernel, &config, &metrics);
     let conflicts: crate::bindings::Conflicts = Default::default();
     let resets = if config.detectors.tcp_reset.enabled { kernel.reset_peers() } else { None };
+    let martian = if config.detectors.martian.enabled { kernel.martian_maps().map(|m| (m, kernel.martian_reasons.clone())) } else { None };
     let view = Arc::new(crate::bindings::View::new(kernel.arp_bindings(), conflicts.clone()));
 
     // The guard owns the kernel from here on: every map write goes through it.
@@ -145,6 +146,9 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx, conflicts };
     let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx));
 
+    let martian_task = martian.map(|((counts, sources), reasons)| {
+        tokio::spawn(pipeline::martian_sampler(counts, sources, reasons, config.detectors.martian.clone(), metrics.clone()))
+    });
     let sampler = resets.map(|map| tokio::spawn(pipeline::reset_sampler(map, config.detectors.tcp_reset.clone(), metrics.clone())));
     let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -224,8 +228,8 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     reader.abort();
     pipeline.abort();
     control_task.abort();
-    if let Some(s) = &sampler {
-        s.abort();
+    for task in [&sampler, &martian_task].into_iter().flatten() {
+        task.abort();
     }
     if let Ok(Err(e)) = server.await {
         warn!(error = %e, "http server ended with an error");

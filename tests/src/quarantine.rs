@@ -107,7 +107,8 @@ fn kill_on_exec_is_scoped_to_the_test_cgroup() {
     let m = agent.metrics();
     assert!(metric(&m, "nodeward_quarantine_kernel_total{counter=\"exec_killed\"}").unwrap() >= 1.0);
     assert_eq!(metric(&m, "nodeward_enforcement_backend_info{action=\"block_exec\",backend=\"sched_exec_kill\"}"), Some(1.0));
-    assert_eq!(decisions(&agent, "block_exec", "enforced"), 1.0);
+    // The journal record is written just before the decision counters move.
+    assert!(wait_for(Duration::from_secs(5), || (decisions(&agent, "block_exec", "enforced") == 1.0).then_some(())).is_some());
     ok(&agent.cli(&["release", "--all"]));
     let again = dir.path().join("again.marker");
     let status = cg.command(&[&standin]).env("NODEWARD_TEST_MARKER", &again).stdout(std::process::Stdio::null()).status().unwrap();

@@ -259,9 +259,13 @@ fn protected_host_blocks_an_unexpected_remote_reboot_and_dry_run_only_records() 
         .expect("block not journaled");
     assert_eq!(e["detail"]["process"]["origin"]["peer"], lan.ip_a.as_str());
     assert_eq!(e["detail"]["process"]["loginuid"], 0);
-    let m = agent.metrics();
+    // The journal record is written just before the decision counters move.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_quarantine_decisions_total{action=\"block_exec\",result=\"enforced\"}").unwrap_or(0.0) >= 1.0).then_some(m)
+    })
+    .expect("block_exec enforced decision not counted");
     assert_eq!(metric(&m, "nodeward_reboot_blocked_total"), Some(1.0));
-    assert!(metric(&m, "nodeward_quarantine_decisions_total{action=\"block_exec\",result=\"enforced\"}").unwrap() >= 1.0);
     // Other commands in the same session still run.
     assert!(lab.ssh("true").status.success());
 }

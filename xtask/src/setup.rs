@@ -21,6 +21,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "procps",
     "iputils-ping", // traffic between test namespaces
     "iputils-arping", // ARP requests for the duplicate-address tests
+    "python3-scapy", // crafted martian-source packets (/usr/bin/python3)
     "openssh-server", // a real sshd for the reboot/session tests
     "openssh-client",
 ];

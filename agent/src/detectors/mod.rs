@@ -4,7 +4,9 @@
 pub mod arp;
 pub mod reboot;
 pub mod session;
+pub mod martian;
 pub mod tcp_reset;
+pub mod window;
 
 use agent_common::{cstr_bytes, decode::Event, proc::{ProcCtx, UNSET_ID}};
 use serde::Serialize;
@@ -13,7 +15,7 @@ use crate::config::Config;
 
 /// Every detector id, in the order they are reported. One id names a detector's files
 /// in every crate, its config table, metric subsystem, dashboard row and alert group.
-pub const ALL: &[&str] = &["reboot", "session", "arp", "tcp_reset"];
+pub const ALL: &[&str] = &["reboot", "session", "arp", "tcp_reset", "martian"];
 
 /// A conclusion drawn by a detector.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -23,6 +25,7 @@ pub enum Finding {
     SshSession(session::SshSession),
     Arp(arp::ArpFinding),
     TcpReset(tcp_reset::ResetFinding),
+    Martian(martian::MartianFinding),
 }
 
 impl Finding {
@@ -32,6 +35,7 @@ impl Finding {
             Finding::SshSession(_) => "session",
             Finding::Arp(_) => "arp",
             Finding::TcpReset(_) => "tcp_reset",
+            Finding::Martian(_) => "martian",
         }
     }
 }

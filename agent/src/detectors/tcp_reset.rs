@@ -2,10 +2,7 @@
 //! per-peer totals; a storm is `storm_threshold` resets within `window` with one peer
 //! in one direction, and ends when the rate falls below it.
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    net::IpAddr,
-};
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -42,56 +39,34 @@ pub struct ResetFinding {
 }
 
 pub struct ResetDetector {
-    config: TcpResetConfig,
-    /// (peer, direction) -> samples (time, running total).
-    history: BTreeMap<(IpAddr, Direction), VecDeque<(u64, u64)>>,
-    active: BTreeMap<(IpAddr, Direction), u64>,
+    window_s: u64,
+    storms: super::window::Windowed<(IpAddr, Direction)>,
 }
 
 impl ResetDetector {
     pub fn new(config: &TcpResetConfig) -> Self {
-        ResetDetector { config: config.clone(), history: BTreeMap::new(), active: BTreeMap::new() }
+        ResetDetector { window_s: config.window.as_secs(), storms: super::window::Windowed::new(config.window, config.storm_threshold) }
     }
 
     /// Feed the running totals per peer (monotonic); returns storm starts and ends.
     pub fn sample(&mut self, now_ms: u64, totals: &[(IpAddr, Direction, u64)]) -> Vec<ResetFinding> {
-        let window = self.config.window.as_millis() as u64;
-        let mut out = Vec::new();
-        for &(peer, dir, total) in totals {
-            // The kernel's totals start at zero with the agent: a peer seen for the
-            // first time had zero before (a burst between two samples still counts).
-            let h = self.history.entry((peer, dir)).or_insert_with(|| VecDeque::from([(now_ms.saturating_sub(1), 0)]));
-            h.push_back((now_ms, total));
-            while h.len() > 1 && h.front().is_some_and(|(t, _)| now_ms.saturating_sub(*t) > window) {
-                h.pop_front();
-            }
-        }
-        // Peers that vanished from the kernel's LRU table count as quiet.
-        self.history.retain(|k, h| totals.iter().any(|(p, d, _)| (*p, *d) == *k) || h.back().is_some_and(|(t, _)| now_ms.saturating_sub(*t) <= window));
-        for (&(peer, direction), h) in &self.history {
-            let (Some(first), Some(last)) = (h.front(), h.back()) else { continue };
-            let count = last.1.saturating_sub(first.1);
-            let storming = count >= self.config.storm_threshold;
-            let was = self.active.contains_key(&(peer, direction));
-            let window_s = self.config.window.as_secs();
-            if storming && !was {
-                self.active.insert((peer, direction), count);
-                out.push(ResetFinding { kind: "reset_storm", peer, direction, count, window_s });
-            } else if storming {
-                self.active.insert((peer, direction), count);
-            } else if was && count < self.config.storm_threshold / 2 {
-                self.active.remove(&(peer, direction));
-                out.push(ResetFinding { kind: "reset_storm_ended", peer, direction, count, window_s });
-            }
-        }
-        out
+        let totals: Vec<((IpAddr, Direction), u64)> = totals.iter().map(|&(p, d, t)| ((p, d), t)).collect();
+        self.storms
+            .sample(now_ms, &totals)
+            .into_iter()
+            .map(|c| ResetFinding {
+                kind: if c.started { "reset_storm" } else { "reset_storm_ended" },
+                peer: c.key.0,
+                direction: c.key.1,
+                count: c.count,
+                window_s: self.window_s,
+            })
+            .collect()
     }
 
     /// Active storms, most resets first.
     pub fn active(&self) -> Vec<(IpAddr, Direction, u64)> {
-        let mut v: Vec<_> = self.active.iter().map(|(&(p, d), &c)| (p, d, c)).collect();
-        v.sort_by(|a, b| b.2.cmp(&a.2));
-        v
+        self.storms.active().into_iter().map(|((p, d), c)| (p, d, c)).collect()
     }
 }
 

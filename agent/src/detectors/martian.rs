@@ -1,0 +1,94 @@
+//! `martian` detector: floods of packets the kernel drops for an impossible source
+//! (rp_filter, invalid, local or loopback source), per interface and reason, with
+//! the top sources.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::config::MartianConfig;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MartianFinding {
+    /// `martian_flood` or `martian_flood_ended`.
+    pub kind: &'static str,
+    pub interface: String,
+    pub reason: String,
+    /// Drops within the window.
+    pub count: u64,
+    pub window_s: u64,
+    /// Top sources (address, drops so far), most first.
+    pub top_sources: Vec<(Ipv4Addr, u64)>,
+}
+
+pub struct MartianDetector {
+    config: MartianConfig,
+    floods: super::window::Windowed<(String, String)>,
+}
+
+impl MartianDetector {
+    pub fn new(config: &MartianConfig) -> Self {
+        MartianDetector { config: config.clone(), floods: super::window::Windowed::new(config.window, config.flood_threshold) }
+    }
+
+    /// `totals`: running drops per (interface, reason); `sources`: running drops per
+    /// (interface, reason, source).
+    pub fn sample(
+        &mut self,
+        now_ms: u64,
+        totals: &[((String, String), u64)],
+        sources: &[((String, String), Ipv4Addr, u64)],
+    ) -> Vec<MartianFinding> {
+        self.floods
+            .sample(now_ms, totals)
+            .into_iter()
+            .map(|c| {
+                let top = self.top(&c.key, sources);
+                MartianFinding {
+                    kind: if c.started { "martian_flood" } else { "martian_flood_ended" },
+                    interface: c.key.0,
+                    reason: c.key.1,
+                    count: c.count,
+                    window_s: self.config.window.as_secs(),
+                    top_sources: top,
+                }
+            })
+            .collect()
+    }
+
+    pub fn top(&self, key: &(String, String), sources: &[((String, String), Ipv4Addr, u64)]) -> Vec<(Ipv4Addr, u64)> {
+        let mut top: Vec<(Ipv4Addr, u64)> = sources.iter().filter(|(k, _, _)| k == key).map(|(_, a, n)| (*a, *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.truncate(self.config.top_sources);
+        top
+    }
+
+    pub fn active(&self) -> Vec<((String, String), u64)> {
+        self.floods.active()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_flood_names_its_top_sources() {
+        let cfg = MartianConfig { flood_threshold: 20, window: Duration::from_secs(5), top_sources: 2, ..Default::default() };
+        let mut d = MartianDetector::new(&cfg);
+        let k = ("eth0".to_string(), "ip_rpfilter".to_string());
+        let src = |n: u64| vec![(k.clone(), Ipv4Addr::new(192, 168, 77, 7), n), (k.clone(), Ipv4Addr::new(192, 168, 77, 8), n / 2), (k.clone(), Ipv4Addr::new(192, 168, 77, 9), 1)];
+        assert!(d.sample(0, &[(k.clone(), 5)], &src(5)).is_empty());
+        let f = d.sample(1000, &[(k.clone(), 40)], &src(40));
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].kind, f[0].count), ("martian_flood", 40));
+        assert_eq!(f[0].top_sources, [(Ipv4Addr::new(192, 168, 77, 7), 40), (Ipv4Addr::new(192, 168, 77, 8), 20)]);
+        let mut last = Vec::new();
+        for s in 2..12 {
+            last.extend(d.sample(s * 1000, &[(k.clone(), 40)], &src(40)));
+        }
+        assert_eq!(last.iter().map(|f| f.kind).collect::<Vec<_>>(), ["martian_flood_ended"]);
+    }
+}
