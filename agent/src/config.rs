@@ -311,6 +311,9 @@ pub struct ArpConfig {
     /// At most this many `nodeward_arp_conflict_active` series (the rest are counted
     /// in `nodeward_arp_conflicts_active` and logged).
     pub max_conflict_series: usize,
+    /// IPAM lease file (JSON or CSV, see README), re-read when it changes: live
+    /// addresses free in IPAM or held by another MAC than the lease's are findings.
+    pub leases: Option<PathBuf>,
 }
 
 impl Default for ArpConfig {
@@ -323,6 +326,7 @@ impl Default for ArpConfig {
             conflict_window: Duration::from_millis(500),
             quiet_period: Duration::from_secs(60),
             max_conflict_series: 10,
+            leases: None,
         }
     }
 }

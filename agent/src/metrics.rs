@@ -93,6 +93,7 @@ pub struct Metrics {
     arp_conflicts: IntGauge,
     arp_conflict_series: IntGaugeVec,
     arp_interfaces: IntGauge,
+    arp_drift: IntGaugeVec,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
     quarantine_kernel: IntCounterVec,
@@ -160,6 +161,7 @@ impl Metrics {
                 g
             },
             arp_conflict_series: gauge_vec(&r, "nodeward_arp_conflict_active", "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).", &["address", "interfaces"]),
+            arp_drift: gauge_vec(&r, "nodeward_arp_ipam_drift", "Live addresses diverging from the IPAM lease file now: ipam_live_but_free, ipam_other_owner.", &["kind"]),
             arp_interfaces: {
                 let g = IntGauge::new("nodeward_arp_interfaces", "Interfaces the ARP observer is attached to.").expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
@@ -222,6 +224,9 @@ impl Metrics {
             self.martian_kernel.with_label_values(&[c]);
         }
         self.tcp_resets.with_label_values(&["received", "none"]);
+        for k in ["ipam_live_but_free", "ipam_other_owner"] {
+            self.arp_drift.with_label_values(&[k]).set(0);
+        }
         for k in detectors::arp::KINDS {
             self.arp_findings.with_label_values(&[k]);
         }
@@ -333,6 +338,12 @@ impl Metrics {
         }
     }
 
+    pub fn set_arp_drift(&self, counts: &std::collections::BTreeMap<&'static str, usize>) {
+        for k in ["ipam_live_but_free", "ipam_other_owner"] {
+            self.arp_drift.with_label_values(&[k]).set(counts.get(k).copied().unwrap_or(0) as i64);
+        }
+    }
+
     pub fn set_arp_interfaces(&self, n: usize) {
         self.arp_interfaces.set(n as i64);
     }
@@ -394,13 +405,6 @@ impl Metrics {
 
     /// Bring kernel-sourced values up to date, then render the text exposition.
     pub fn render(&self) -> String {
-        let (rt, rp) = crate::martian_proc::counters();
-        if let Some(v) = rt {
-            advance(&self.martian_kernel.with_label_values(&["in_martian_src"]), v);
-        }
-        if let Some(v) = rp {
-            advance(&self.martian_kernel.with_label_values(&["ip_reverse_path_filter"]), v);
-        }
         let queue_full = self.user.queue_full.load(Ordering::Relaxed);
         advance(&self.events_lost.with_label_values(&["queue_full"]), queue_full);
         if let Some(k) = self.kernel.lock().expect("metrics lock").as_mut() {
@@ -436,6 +440,15 @@ pub struct KernelStats {
 
 impl KernelStats {
     fn refresh(&mut self, m: &Metrics) {
+        // The kernel's own martian counters (read only by a running agent: the first
+        // scrape of a fresh registry stays machine-independent).
+        let (rt, rp) = crate::martian_proc::counters();
+        if let Some(v) = rt {
+            advance(&m.martian_kernel.with_label_values(&["in_martian_src"]), v);
+        }
+        if let Some(v) = rp {
+            advance(&m.martian_kernel.with_label_values(&["ip_reverse_path_filter"]), v);
+        }
         let mut lost = [0u64; 2];
         for k in 1..=kind::MAX {
             for (c, name) in stats::COUNTER_NAMES.iter().enumerate() {

@@ -23,6 +23,37 @@ pub struct ToGuard {
     pub conflicts: std::sync::Arc<std::sync::Mutex<Vec<crate::detectors::arp::ActiveConflict>>>,
 }
 
+/// The IPAM lease file, re-read when its modification time or size changes.
+#[derive(Default)]
+struct LeaseFile {
+    seen: Option<(std::path::PathBuf, Option<std::time::SystemTime>, u64)>,
+}
+
+impl LeaseFile {
+    /// `Some(new leases)` when they changed (`Some(None)`: no lease file any more).
+    fn poll(&mut self, path: Option<&std::path::Path>) -> Option<Option<crate::detectors::arp::Leases>> {
+        let Some(path) = path else {
+            return self.seen.take().map(|_| None);
+        };
+        let meta = std::fs::metadata(path).ok();
+        let stamp = (path.to_path_buf(), meta.as_ref().and_then(|m| m.modified().ok()), meta.as_ref().map_or(0, |m| m.len()));
+        if self.seen.as_ref() == Some(&stamp) {
+            return None;
+        }
+        self.seen = Some(stamp);
+        match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| crate::detectors::arp::Leases::parse(&t)) {
+            Ok(l) => {
+                tracing::info!(file = %path.display(), leases = l.by_addr.len(), "IPAM lease file loaded");
+                Some(Some(l))
+            }
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "IPAM lease file unusable; IPAM comparison paused");
+                Some(None)
+            }
+        }
+    }
+}
+
 /// Interface name of an index (or the number, if it is gone).
 pub fn ifname(ifindex: u32) -> String {
     nix::net::if_::if_indextoname(ifindex).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("if{ifindex}"))
@@ -58,6 +89,7 @@ pub async fn run(
     detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let cap = config.borrow().detectors.arp.max_conflict_series;
+    let mut leases = LeaseFile::default();
     loop {
         tokio::select! {
             event = queue.recv() => {
@@ -85,6 +117,7 @@ pub async fn run(
                     }
                 }
                 if matches!(event, Event::Arp(_)) {
+                    metrics.set_arp_drift(&detectors.arp_drift());
                     let conflicts = detectors.arp_conflicts();
                     metrics.set_arp_conflicts(&conflicts, cap, ifname);
                     *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
@@ -97,7 +130,14 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-                for finding in detectors.tick(now_ms) {
+                let path = config.borrow().detectors.arp.leases.clone();
+                let mut found = Vec::new();
+                if let Some(update) = leases.poll(path.as_deref()) {
+                    found.extend(detectors.set_arp_leases(update));
+                }
+                found.extend(detectors.tick(now_ms));
+                metrics.set_arp_drift(&detectors.arp_drift());
+                for finding in found {
                     metrics.record_finding(&finding);
                     report(&finding);
                 }
@@ -139,7 +179,7 @@ pub fn report(finding: &Finding) {
             let old = a.old_mac.map(|m| format!(" (was {m} on {})", a.old_ifindex.map(ifname).unwrap_or_default())).unwrap_or_default();
             let msg = format!("{}: {} claimed by {} on {}{}", a.kind, a.addr, a.mac, port, old);
             match a.kind {
-                "conflict" | "garp_conflict" | "probe_conflict" => {
+                "conflict" | "garp_conflict" | "probe_conflict" | "ipam_live_but_free" | "ipam_other_owner" => {
                     warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}")
                 }
                 _ => tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}"),

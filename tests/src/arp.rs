@@ -131,3 +131,59 @@ fn arp_guard_leaves_only_the_owner_answering() {
     assert!(!after.contains(&newcomer), "the newcomer still answers:\n{after}");
     assert!(metric(&agent.metrics(), "nodeward_quarantine_kernel_total{counter=\"drop_arp\"}").unwrap() >= 1.0);
 }
+
+#[test]
+fn gratuitous_takeover_probe_conflict_and_ipam_drift() {
+    let name = "arp::gratuitous_takeover_probe_conflict_and_ipam_drift";
+    let Some(bin) = agent_bin(name) else { return };
+    if !arping_available(name) {
+        return;
+    }
+    let br = Bridge::new(&["10.95.0.10", "10.95.0.10", "10.95.0.30"]);
+    let (owner, newcomer) = (br.mac(0), br.mac(1));
+    let leases = tempfile::NamedTempFile::new().unwrap();
+    // IPAM believes 10.95.0.10 is free (the sandbox's lease was released: incident 002).
+    std::fs::write(leases.path(), "# ip,mac,owner\n10.95.0.30,,sandbox-c\n").unwrap();
+    let ports: Vec<String> = br.hosts.iter().map(|h| format!("\"{}\"", h.port)).collect();
+    let agent = Agent::start(
+        &bin,
+        &format!("[detectors.arp]\ninterfaces = [{}]\nleases = \"{}\"\n", ports.join(", "), leases.path().display()),
+    );
+    // The owner announces itself (gratuitous ARP, as at boot).
+    let _ = br.exec(0, &["arping", "-U", "-c", "1", "-I", "eth0", "10.95.0.10"]);
+    wait_for(Duration::from_secs(5), || agent.logs().into_iter().find(|l| l["finding"] == "new_binding" && l["address"] == "10.95.0.10"))
+        .unwrap_or_else(|| panic!("no binding:\n{}", agent.raw_output()));
+    // IPAM drift: live on the wire, free in IPAM.
+    let drift = wait_for(Duration::from_secs(5), || agent.logs().into_iter().find(|l| l["finding"] == "ipam_live_but_free" && l["address"] == "10.95.0.10"))
+        .unwrap_or_else(|| panic!("no IPAM drift:\n{}", agent.raw_output()));
+    assert_eq!(drift["mac"], owner.as_str());
+    assert_eq!(metric(&agent.metrics(), "nodeward_arp_ipam_drift{kind=\"ipam_live_but_free\"}"), Some(1.0));
+
+    // RFC 5227: the newcomer probes the address before using it: a probe conflict.
+    let _ = br.exec(1, &["arping", "-D", "-c", "1", "-w", "2", "-I", "eth0", "10.95.0.10"]);
+    let probe = wait_for(Duration::from_secs(5), || agent.logs().into_iter().find(|l| l["finding"] == "probe_conflict" && l["address"] == "10.95.0.10"))
+        .unwrap_or_else(|| panic!("no probe conflict:\n{}", agent.raw_output()));
+    assert_eq!(probe["mac"], newcomer.as_str());
+
+    // Gratuitous takeover by the newcomer, then both answer: a conflict.
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = br.exec(1, &["arping", "-U", "-c", "1", "-I", "eth0", "10.95.0.10"]);
+    let takeover = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| l["detector"] == "arp" && l["address"] == "10.95.0.10" && l["mac"] == newcomer.as_str() && l["finding"] != "probe_conflict")
+    })
+    .unwrap_or_else(|| panic!("no takeover:\n{}", agent.raw_output()));
+    let d: serde_json::Value = serde_json::from_str(takeover["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(d["gratuitous"], true, "{d}");
+    let _ = br.exec(2, &["arping", "-c", "2", "-w", "3", "-I", "eth0", "10.95.0.10"]);
+    wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| l["address"] == "10.95.0.10" && l["finding"].as_str().is_some_and(|f| f == "conflict" || f == "garp_conflict"))
+    })
+    .unwrap_or_else(|| panic!("no conflict after the takeover:\n{}", agent.raw_output()));
+
+    // IPAM catches up (a lease for the owner): the drift goes away.
+    std::fs::write(leases.path(), format!("10.95.0.10,{owner},sandbox-a\n10.95.0.30,,sandbox-c\n")).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(5), || (metric(&agent.metrics(), "nodeward_arp_ipam_drift{kind=\"ipam_live_but_free\"}") == Some(0.0)).then_some(())).is_some(),
+        "drift not cleared after the lease file changed"
+    );
+}

@@ -25,7 +25,65 @@ use serde::Serialize;
 use crate::{config::ArpConfig, quarantine::Mac};
 
 /// Bounded `kind` label values.
-pub const KINDS: &[&str] = &["new_binding", "mac_change", "conflict", "garp_conflict", "probe_conflict", "conflict_cleared"];
+pub const KINDS: &[&str] = &[
+    "new_binding",
+    "mac_change",
+    "conflict",
+    "garp_conflict",
+    "probe_conflict",
+    "conflict_cleared",
+    "ipam_live_but_free",
+    "ipam_other_owner",
+];
+
+/// Expected bindings from IPAM (the lease file): address -> (MAC if known, owner).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Leases {
+    pub by_addr: BTreeMap<IpAddr, (Option<Mac>, String)>,
+}
+
+impl Leases {
+    /// JSON `{"leases": [{"ip": "10.8.64.2", "mac": "02:..", "owner": "sandbox-a"}]}`
+    /// or CSV lines `ip,mac,owner` (mac may be empty; `#` comments).
+    pub fn parse(text: &str) -> Result<Leases, String> {
+        let mut by_addr = BTreeMap::new();
+        if text.trim_start().starts_with('{') {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct File {
+                leases: Vec<Lease>,
+            }
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Lease {
+                ip: IpAddr,
+                #[serde(default)]
+                mac: Option<Mac>,
+                #[serde(default)]
+                owner: String,
+            }
+            let f: File = serde_json::from_str(text).map_err(|e| format!("lease file (JSON): {e}"))?;
+            for l in f.leases {
+                by_addr.insert(l.ip, (l.mac, l.owner));
+            }
+        } else {
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let mut f = line.split(',').map(str::trim);
+                let ip: IpAddr = f.next().unwrap_or("").parse().map_err(|e| format!("lease file line {}: {e}", n + 1))?;
+                let mac = match f.next().unwrap_or("") {
+                    "" => None,
+                    m => Some(m.parse().map_err(|e| format!("lease file line {}: {e}", n + 1))?),
+                };
+                by_addr.insert(ip, (mac, f.next().unwrap_or("").to_string()));
+            }
+        }
+        Ok(Leases { by_addr })
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ArpFinding {
@@ -47,6 +105,12 @@ pub struct ArpFinding {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub macs: Vec<Mac>,
     pub vlan: u16,
+    /// The claim was a gratuitous ARP (an announcement or takeover).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gratuitous: bool,
+    /// IPAM findings: the lease's owner and MAC, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<(Option<Mac>, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -76,7 +140,15 @@ pub struct ActiveConflict {
 pub struct ArpDetector {
     config: ArpConfig,
     addrs: BTreeMap<IpAddr, AddrState>,
+    /// Who holds each address now (from NEW/CHANGE), for IPAM comparison.
+    live: BTreeMap<IpAddr, (Mac, u32)>,
+    leases: Option<Leases>,
+    /// Addresses currently diverging from IPAM, with the finding kind.
+    drift: BTreeMap<IpAddr, &'static str>,
 }
+
+/// Most addresses kept for IPAM comparison (the kernel map is the full record).
+const LIVE_CAP: usize = 65536;
 
 fn mac_of(b: [u8; 6]) -> Mac {
     Mac(b)
@@ -84,13 +156,73 @@ fn mac_of(b: [u8; 6]) -> Mac {
 
 impl ArpDetector {
     pub fn new(config: &ArpConfig) -> Self {
-        ArpDetector { config: config.clone(), addrs: BTreeMap::new() }
+        ArpDetector { config: config.clone(), addrs: BTreeMap::new(), live: BTreeMap::new(), leases: None, drift: BTreeMap::new() }
     }
 
     /// `now_ms`: wall clock; the event's own age is derived from kernel times.
     pub fn observe(&mut self, event: &Event, now_ms: u64) -> Vec<ArpFinding> {
         let Event::Arp(e) = event else { return Vec::new() };
-        self.claim(e, now_ms)
+        let mut out = self.claim(e, now_ms);
+        if matches!(e.kind, ARP_NEW | ARP_CHANGE) {
+            let addr = IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]));
+            if self.live.len() < LIVE_CAP || self.live.contains_key(&addr) {
+                self.live.insert(addr, (mac_of(e.mac), e.ifindex));
+            }
+            out.extend(self.compare(addr));
+        }
+        out
+    }
+
+    /// New lease data (or none): compare every live address again.
+    pub fn set_leases(&mut self, leases: Option<Leases>) -> Vec<ArpFinding> {
+        self.leases = leases;
+        self.drift.clear();
+        let addrs: Vec<IpAddr> = self.live.keys().copied().collect();
+        addrs.into_iter().flat_map(|a| self.compare(a)).collect()
+    }
+
+    /// Addresses diverging from IPAM now, by kind.
+    pub fn drift_counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for k in self.drift.values() {
+            *m.entry(*k).or_default() += 1;
+        }
+        m
+    }
+
+    /// IPAM comparison of one live address: reported once per divergence.
+    fn compare(&mut self, addr: IpAddr) -> Option<ArpFinding> {
+        let leases = self.leases.as_ref()?;
+        let &(mac, ifindex) = self.live.get(&addr)?;
+        let lease = leases.by_addr.get(&addr);
+        let kind = match lease {
+            None => Some("ipam_live_but_free"),
+            Some((Some(lm), _)) if *lm != mac => Some("ipam_other_owner"),
+            _ => None,
+        };
+        match kind {
+            None => {
+                self.drift.remove(&addr);
+                None
+            }
+            Some(k) if self.drift.get(&addr) == Some(&k) => None,
+            Some(k) => {
+                self.drift.insert(addr, k);
+                Some(ArpFinding {
+                    kind: k,
+                    addr,
+                    mac,
+                    ifindex,
+                    old_mac: None,
+                    old_ifindex: None,
+                    old_seen_ms_ago: None,
+                    macs: Vec::new(),
+                    vlan: 0,
+                    gratuitous: false,
+                    lease: lease.cloned(),
+                })
+            }
+        }
     }
 
     fn claim(&mut self, e: &ArpEvent, now_ms: u64) -> Vec<ArpFinding> {
@@ -111,6 +243,8 @@ impl ArpDetector {
             old_seen_ms_ago: None,
             macs: Vec::new(),
             vlan: e.vlan,
+            gratuitous: e.flags & ARP_F_GRATUITOUS != 0,
+            lease: None,
         };
         let mut out = Vec::new();
         match e.kind {
@@ -189,6 +323,8 @@ impl ArpDetector {
                     old_seen_ms_ago: None,
                     macs: vec![current],
                     vlan: 0,
+                    gratuitous: false,
+                    lease: None,
                 });
             }
         }
@@ -281,6 +417,27 @@ mod tests {
         d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
         assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 5000, 1000, 0), 5000)), ["mac_change"]);
         assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, A, B, 9000, 5000, 0), 9000)), ["conflict"], "A again: both live");
+    }
+
+    #[test]
+    fn leases_report_live_but_free_and_other_owner_once() {
+        let mut d = ArpDetector::new(&cfg());
+        d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
+        let l = Leases::parse("# ip,mac,owner\n10.8.64.3,,sandbox-b\n").unwrap();
+        let f = d.set_leases(Some(l));
+        assert_eq!(kinds(f), ["ipam_live_but_free"]);
+        assert_eq!(d.drift_counts().get("ipam_live_but_free"), Some(&1));
+        let json = r#"{"leases": [{"ip": "10.8.64.2", "mac": "02:00:00:00:00:0b", "owner": "reviewagent"}]}"#;
+        let f = d.set_leases(Some(Leases::parse(json).unwrap()));
+        assert_eq!(f[0].kind, "ipam_other_owner");
+        assert_eq!(f[0].lease.as_ref().map(|l| l.1.as_str()), Some("reviewagent"));
+        // Same state, same claim again: not re-reported.
+        assert!(kinds(d.observe(&ev(ARP_CHANGE, A, A, 50_000, 49_000, 0), 50_000)).iter().all(|k| !k.starts_with("ipam")));
+        let ok = Leases::parse("10.8.64.2,02:00:00:00:00:0a,sandbox-a\n").unwrap();
+        assert!(d.set_leases(Some(ok)).is_empty());
+        assert!(d.drift_counts().is_empty());
+        assert!(Leases::parse("not-an-ip,,x").is_err());
+        assert!(Leases::parse(r#"{"leases": [{"ip": "10.0.0.1", "bogus": 1}]}"#).is_err());
     }
 
     #[test]

@@ -142,6 +142,16 @@ impl DetectorSet {
         self.arp.as_mut().map(|d| d.tick(now_ms).into_iter().map(Finding::Arp).collect()).unwrap_or_default()
     }
 
+    /// New IPAM leases (or none).
+    pub fn set_arp_leases(&mut self, leases: Option<arp::Leases>) -> Vec<Finding> {
+        self.arp.as_mut().map(|d| d.set_leases(leases).into_iter().map(Finding::Arp).collect()).unwrap_or_default()
+    }
+
+    /// Addresses diverging from IPAM, by kind.
+    pub fn arp_drift(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.arp.as_ref().map(arp::ArpDetector::drift_counts).unwrap_or_default()
+    }
+
     /// Active ARP conflicts (for metrics and `nodeward bindings`).
     pub fn arp_conflicts(&self) -> Vec<arp::ActiveConflict> {
         self.arp.as_ref().map(arp::ArpDetector::active_conflicts).unwrap_or_default()
