@@ -94,6 +94,7 @@ pub struct Metrics {
     arp_conflict_series: IntGaugeVec,
     arp_interfaces: IntGauge,
     arp_drift: IntGaugeVec,
+    incidents: IntCounterVec,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
     quarantine_kernel: IntCounterVec,
@@ -161,6 +162,7 @@ impl Metrics {
                 g
             },
             arp_conflict_series: gauge_vec(&r, "nodeward_arp_conflict_active", "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).", &["address", "interfaces"]),
+            incidents: counter_vec(&r, "nodeward_incidents_total", "Correlated incidents: ip_conflict (an ARP conflict plus martian drops or TCP resets involving the same address).", &["kind"]),
             arp_drift: gauge_vec(&r, "nodeward_arp_ipam_drift", "Live addresses diverging from the IPAM lease file now: ipam_live_but_free, ipam_other_owner.", &["kind"]),
             arp_interfaces: {
                 let g = IntGauge::new("nodeward_arp_interfaces", "Interfaces the ARP observer is attached to.").expect("valid metric");
@@ -185,6 +187,7 @@ impl Metrics {
             self.detector_up.with_label_values(&[d]).set(0);
             self.findings.with_label_values(&[d]);
         }
+        self.findings.with_label_values(&["incident"]);
         for p in PROGRAMS {
             self.program_attached.with_label_values(&[p.detector, p.name]).set(0);
             self.program_runs.with_label_values(&[p.name]);
@@ -227,6 +230,7 @@ impl Metrics {
         for k in ["ipam_live_but_free", "ipam_other_owner"] {
             self.arp_drift.with_label_values(&[k]).set(0);
         }
+        self.incidents.with_label_values(&["ip_conflict"]);
         for k in detectors::arp::KINDS {
             self.arp_findings.with_label_values(&[k]);
         }
@@ -390,6 +394,7 @@ impl Metrics {
             }
             Finding::SshSession(_) => self.ssh_accepts.inc(),
             Finding::Arp(a) => self.arp_findings.with_label_values(&[a.kind]).inc(),
+            Finding::Incident(i) => self.incidents.with_label_values(&[i.kind]).inc(),
             Finding::Martian(f) => {
                 if f.kind == "martian_flood" {
                     self.martian_floods.with_label_values(&[&f.reason]).inc();

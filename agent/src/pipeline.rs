@@ -84,7 +84,9 @@ pub async fn run(
     metrics: Arc<Metrics>,
     to_guard: ToGuard,
     mut allowance: watch::Receiver<Option<crate::detectors::reboot::Allowance>>,
+    mut sampled: mpsc::Receiver<Finding>,
 ) {
+    let mut correlator = crate::detectors::incident::Correlator::new(std::time::Duration::from_secs(60));
     let mut detectors = DetectorSet::new(&config.borrow_and_update());
     detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -101,7 +103,9 @@ pub async fn run(
                     let _ = to_guard.enforced.try_send((b.rule_id, detail));
                 }
                 let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
-                for mut finding in detectors.observe(&event, now_ms) {
+                let found = detectors.observe(&event, now_ms);
+                let incidents: Vec<Finding> = found.iter().filter_map(|f| correlator.observe(f, now_ms)).map(Finding::Incident).collect();
+                for mut finding in found.into_iter().chain(incidents) {
                     if let Finding::RebootIntent(i) = &mut finding {
                         // The reboot process and its parent are usually still there.
                         let mut chain = lineage(i.process.ppid);
@@ -145,6 +149,14 @@ pub async fn run(
                 metrics.set_arp_conflicts(&conflicts, cap, ifname);
                 *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
             }
+            Some(finding) = sampled.recv() => {
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                let incident = correlator.observe(&finding, now_ms).map(Finding::Incident);
+                for f in std::iter::once(finding).chain(incident) {
+                    metrics.record_finding(&f);
+                    report(&f);
+                }
+            }
             changed = allowance.changed() => {
                 if changed.is_err() { return; }
                 detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
@@ -157,6 +169,20 @@ pub async fn run(
 pub fn report(finding: &Finding) {
     let detail = serde_json::to_string(finding).unwrap_or_default();
     match finding {
+        Finding::Incident(i) => {
+            let addr = i.addr.map(|a| a.to_string()).unwrap_or_default();
+            let mut parts = Vec::new();
+            if let Some(a) = &i.arp {
+                parts.push(format!("{} by {} and {}", a.kind, a.mac, a.old_mac.map(|m| m.to_string()).unwrap_or_default()));
+            }
+            if let Some(m) = &i.martian {
+                parts.push(format!("{} {} drops on {}", m.count, m.reason, m.interface));
+            }
+            if let Some(r) = &i.resets {
+                parts.push(format!("{} resets {}", r.count, r.direction.as_str()));
+            }
+            warn!(target: "nodeward::finding", detector = "incident", finding = i.kind, address = %addr, detail = %detail, "{}: {}: {}", i.kind, addr, parts.join("; "));
+        }
         Finding::Martian(f) => {
             let top: Vec<String> = f.top_sources.iter().map(|(a, n)| format!("{a} ({n})")).collect();
             let msg = format!("{}: {} {} drops on {} within {}s; top sources: {}", f.kind, f.count, f.reason, f.interface, f.window_s, top.join(", "));
@@ -232,6 +258,7 @@ pub async fn reset_sampler(
     map: aya::maps::PerCpuHashMap<aya::maps::MapData, agent_common::tcp_reset::PeerKey, u64>,
     config: crate::config::TcpResetConfig,
     metrics: Arc<Metrics>,
+    findings: mpsc::Sender<Finding>,
 ) {
     use agent_common::{session::AF_INET, tcp_reset::DIR_SENT};
     use crate::detectors::tcp_reset::{Direction, ResetDetector};
@@ -254,9 +281,7 @@ pub async fn reset_sampler(
             .collect();
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         for f in detector.sample(now_ms, &totals) {
-            let finding = Finding::TcpReset(f);
-            metrics.record_finding(&finding);
-            report(&finding);
+            let _ = findings.send(Finding::TcpReset(f)).await;
         }
         metrics.set_reset_storms(&detector.active(), config.max_storm_series);
     }
@@ -283,6 +308,7 @@ pub async fn martian_sampler(
     reasons: std::collections::HashMap<u32, String>,
     config: crate::config::MartianConfig,
     metrics: Arc<Metrics>,
+    findings: mpsc::Sender<Finding>,
 ) {
     use crate::detectors::martian::MartianDetector;
     let own = own_netns();
@@ -307,9 +333,7 @@ pub async fn martian_sampler(
         metrics.set_martian_totals(&totals);
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         for f in detector.sample(now_ms, &totals, &srcs) {
-            let finding = Finding::Martian(f);
-            metrics.record_finding(&finding);
-            report(&finding);
+            let _ = findings.send(Finding::Martian(f)).await;
         }
         let active = detector.active();
         let tops: Vec<((String, String), Vec<(std::net::Ipv4Addr, u64)>)> = active.iter().map(|(k, _)| (k.clone(), detector.top(k, &srcs))).collect();

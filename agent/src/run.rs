@@ -144,12 +144,13 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
     let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx, conflicts };
-    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx));
+    let (sampled_tx, sampled_rx) = mpsc::channel(256);
+    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx, sampled_rx));
 
     let martian_task = martian.map(|((counts, sources), reasons)| {
-        tokio::spawn(pipeline::martian_sampler(counts, sources, reasons, config.detectors.martian.clone(), metrics.clone()))
+        tokio::spawn(pipeline::martian_sampler(counts, sources, reasons, config.detectors.martian.clone(), metrics.clone(), sampled_tx.clone()))
     });
-    let sampler = resets.map(|map| tokio::spawn(pipeline::reset_sampler(map, config.detectors.tcp_reset.clone(), metrics.clone())));
+    let sampler = resets.map(|map| tokio::spawn(pipeline::reset_sampler(map, config.detectors.tcp_reset.clone(), metrics.clone(), sampled_tx.clone())));
     let bound = listener.local_addr().context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), webhook, view.clone(), async move {

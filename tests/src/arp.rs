@@ -187,3 +187,31 @@ fn gratuitous_takeover_probe_conflict_and_ipam_drift() {
         "drift not cleared after the lease file changed"
     );
 }
+
+#[test]
+fn duplicate_ip_with_martian_drops_is_one_ip_conflict_incident() {
+    let name = "arp::duplicate_ip_with_martian_drops_is_one_ip_conflict_incident";
+    let Some(bin) = agent_bin(name) else { return };
+    if !arping_available(name) {
+        return;
+    }
+    let br = Bridge::new(&["10.94.0.10", "10.94.0.10", "10.94.0.30"]);
+    let ports: Vec<String> = br.hosts.iter().map(|h| format!("\"{}\"", h.port)).collect();
+    let agent = Agent::start(
+        &bin,
+        &format!("[detectors.arp]\ninterfaces = [{}]\n[detectors.martian]\nflood_threshold = 5\nwindow = \"5s\"\n", ports.join(", ")),
+    );
+    // The conflict on the wire...
+    let _ = br.exec(2, &["arping", "-c", "2", "-w", "3", "-I", "eth0", "10.94.0.10"]);
+    wait_for(Duration::from_secs(5), || agent.logs().into_iter().find(|l| l["finding"] == "conflict" && l["address"] == "10.94.0.10"))
+        .unwrap_or_else(|| panic!("no conflict:\n{}", agent.raw_output()));
+    // ...and its symptom: one holder's broadcasts reach the other, whose kernel drops
+    // them as martians (a packet "from" its own address).
+    let _ = br.exec(0, &["ping", "-b", "-c", "10", "-i", "0.2", "-W", "1", "10.94.0.255"]);
+    let incident = wait_for(Duration::from_secs(8), || agent.logs().into_iter().find(|l| l["finding"] == "ip_conflict"))
+        .unwrap_or_else(|| panic!("no incident:\n{}", agent.raw_output()));
+    assert_eq!(incident["address"], "10.94.0.10");
+    let d: serde_json::Value = serde_json::from_str(incident["detail"].as_str().unwrap()).unwrap();
+    assert!(d["arp"].is_object() && d["martian"].is_object(), "{d}");
+    assert_eq!(metric(&agent.metrics(), "nodeward_incidents_total{kind=\"ip_conflict\"}"), Some(1.0));
+}

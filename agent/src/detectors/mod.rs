@@ -4,6 +4,7 @@
 pub mod arp;
 pub mod reboot;
 pub mod session;
+pub mod incident;
 pub mod martian;
 pub mod tcp_reset;
 pub mod window;
@@ -26,6 +27,7 @@ pub enum Finding {
     Arp(arp::ArpFinding),
     TcpReset(tcp_reset::ResetFinding),
     Martian(martian::MartianFinding),
+    Incident(incident::Incident),
 }
 
 impl Finding {
@@ -36,6 +38,7 @@ impl Finding {
             Finding::Arp(_) => "arp",
             Finding::TcpReset(_) => "tcp_reset",
             Finding::Martian(_) => "martian",
+            Finding::Incident(_) => "incident",
         }
     }
 }
