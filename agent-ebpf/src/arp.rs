@@ -9,7 +9,7 @@ use agent_common::{
         ARP_NEW, ARP_PROBE_CONFLICT, ArpEvent, Binding, BindingKey,
     },
     event::kind,
-    session::AF_INET,
+    session::{AF_INET, AF_INET6},
     stats,
 };
 use aya_ebpf::{
@@ -46,6 +46,9 @@ fn observe(ctx: &TcContext) -> Option<()> {
         l3 = 18;
         flags |= ARP_F_VLAN;
     }
+    if proto == 0x86dd {
+        return ndp(ctx, l3, vlan, flags);
+    }
     if proto != 0x0806 {
         return None;
     }
@@ -67,22 +70,70 @@ fn observe(ctx: &TcContext) -> Option<()> {
 
     if spa == [0; 4] {
         // RFC 5227 probe for tpa: a conflict if someone else holds it.
-        let key = key_of(tpa);
-        // SAFETY: map lookup, value copied.
-        let held = unsafe { ARP_BINDINGS.get(&key) }.copied()?;
-        if held.mac == sha || now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS {
-            return None;
-        }
-        let mut b = held;
-        b.last_event_ns = now;
-        let _ = ARP_BINDINGS.insert(&key, &b, 0);
-        emit(ARP_PROBE_CONFLICT, ifindex, flags, vlan, tpa, sha, &held);
-        return Some(());
+        return probe(key_of(tpa), sha, now, ifindex, flags, vlan);
     }
     if spa == tpa {
         flags |= ARP_F_GRATUITOUS;
     }
-    let key = key_of(spa);
+    claim(key_of(spa), sha, now, ifindex, flags, vlan)
+}
+
+/// IPv6 neighbour discovery: a neighbour advertisement claims its target for the
+/// frame's source MAC; a neighbour solicitation from :: is a DAD probe for its target.
+#[inline(always)]
+fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
+    // IPv6 header: next header @6 (ICMPv6 = 58, no extension headers), src @8, dst @24.
+    let next: u8 = ctx.load(l3 + 6).ok()?;
+    if next != 58 {
+        return None;
+    }
+    let icmp = l3 + 40;
+    let ty: u8 = ctx.load(icmp).ok()?;
+    if ty != 135 && ty != 136 {
+        return None;
+    }
+    let target: [u8; 16] = ctx.load(icmp + 8).ok()?;
+    let mac: [u8; 6] = ctx.load(6).ok()?;
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
+    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
+    let key = BindingKey { addr: target, family: AF_INET6, _pad: [0; 6] };
+    if ty == 135 {
+        let src: [u8; 16] = ctx.load(l3 + 8).ok()?;
+        if src == [0; 16] {
+            return probe(key, mac, now, ifindex, flags, vlan);
+        }
+        return None;
+    }
+    // NA flags @4: R (0x80), S (0x40), O (0x20); unsolicited (S clear) is an announcement.
+    let na_flags: u8 = ctx.load(icmp + 4).ok()?;
+    if na_flags & 0x40 == 0 {
+        flags |= ARP_F_GRATUITOUS;
+    } else {
+        flags |= ARP_F_REPLY;
+    }
+    claim(key, mac, now, ifindex, flags, vlan)
+}
+
+/// A probe (RFC 5227 or IPv6 DAD) for an address: a conflict if someone else holds it.
+#[inline(always)]
+fn probe(key: BindingKey, sha: [u8; 6], now: u64, ifindex: u32, flags: u16, vlan: u16) -> Option<()> {
+    // SAFETY: map lookup, value copied.
+    let held = unsafe { ARP_BINDINGS.get(&key) }.copied()?;
+    if held.mac == sha || now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS {
+        return None;
+    }
+    let mut b = held;
+    b.last_event_ns = now;
+    let _ = ARP_BINDINGS.insert(&key, &b, 0);
+    emit(ARP_PROBE_CONFLICT, ifindex, flags, vlan, &key, sha, &held);
+    Some(())
+}
+
+/// A claim of an address by a MAC: new binding, refresh, or change (rate-limited).
+#[inline(always)]
+fn claim(key: BindingKey, sha: [u8; 6], now: u64, ifindex: u32, flags: u16, vlan: u16) -> Option<()> {
     // SAFETY: map lookup, value copied.
     match unsafe { ARP_BINDINGS.get(&key) }.copied() {
         None => {
@@ -91,7 +142,7 @@ fn observe(ctx: &TcContext) -> Option<()> {
             if ARP_BINDINGS.insert(&key, &b, 0).is_err() {
                 count(kind::ARP, stats::MAP_FULL);
             }
-            emit(ARP_NEW, ifindex, flags, vlan, spa, sha, &Binding::default());
+            emit(ARP_NEW, ifindex, flags, vlan, &key, sha, &Binding::default());
         }
         Some(held) if held.mac == sha => {
             let mut b = held;
@@ -115,7 +166,7 @@ fn observe(ctx: &TcContext) -> Option<()> {
                 count(kind::ARP, stats::RATE_LIMITED);
                 return None;
             }
-            emit(ARP_CHANGE, ifindex, flags, vlan, spa, sha, &held);
+            emit(ARP_CHANGE, ifindex, flags, vlan, &key, sha, &held);
         }
     }
     Some(())
@@ -132,7 +183,7 @@ fn key_of(ip: [u8; 4]) -> BindingKey {
 }
 
 #[inline(always)]
-fn emit(kind_: u32, ifindex: u32, flags: u16, vlan: u16, ip: [u8; 4], mac: [u8; 6], old: &Binding) {
+fn emit(kind_: u32, ifindex: u32, flags: u16, vlan: u16, key: &BindingKey, mac: [u8; 6], old: &Binding) {
     let Some(mut entry) = EVENTS.reserve::<ArpEvent>(0) else {
         count(kind::ARP, stats::RINGBUF_FULL);
         return;
@@ -145,9 +196,9 @@ fn emit(kind_: u32, ifindex: u32, flags: u16, vlan: u16, ip: [u8; 4], mac: [u8; 
         (*ev).ifindex = ifindex;
         (*ev).flags = flags;
         (*ev).vlan = vlan;
-        (*ev).family = AF_INET;
+        (*ev).family = key.family;
         (*ev)._pad0 = 0;
-        (*ev).addr = key_of(ip).addr;
+        (*ev).addr = key.addr;
         (*ev).mac = mac;
         (*ev).old_mac = old.mac;
         (*ev).old_ifindex = old.ifindex;

@@ -55,7 +55,11 @@ impl View {
             .iter()
             .filter_map(Result::ok)
             .map(|(k, b)| {
-                let address = std::net::IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]]);
+                let address = if k.family == agent_common::session::AF_INET6 {
+                    std::net::IpAddr::from(k.addr)
+                } else {
+                    std::net::IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
+                };
                 let c = conflicts.iter().find(|c| c.addr == address);
                 Row {
                     address,

@@ -489,12 +489,13 @@ impl Kernel {
     }
 }
 
-/// Every bridge port on this host (interfaces with a `brport` directory).
+/// Every bridge and bridge port on this host (interfaces with a `bridge` or `brport`
+/// directory): ports see what each guest claims, the bridge what reaches the host.
 pub fn bridge_ports() -> Vec<String> {
     let mut ports: Vec<String> = std::fs::read_dir("/sys/class/net")
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("brport").is_dir())
+                .filter(|e| e.path().join("brport").is_dir() || e.path().join("bridge").is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })

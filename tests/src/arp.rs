@@ -215,3 +215,29 @@ fn duplicate_ip_with_martian_drops_is_one_ip_conflict_incident() {
     assert!(d["arp"].is_object() && d["martian"].is_object(), "{d}");
     assert_eq!(metric(&agent.metrics(), "nodeward_incidents_total{kind=\"ip_conflict\"}"), Some(1.0));
 }
+
+#[test]
+fn ipv6_dad_probe_for_an_address_in_use_is_a_conflict() {
+    let name = "arp::ipv6_dad_probe_for_an_address_in_use_is_a_conflict";
+    let Some(bin) = agent_bin(name) else { return };
+    let br = Bridge::new(&["10.93.0.1", "10.93.0.2", "10.93.0.3"]);
+    let ports: Vec<String> = br.hosts.iter().map(|h| format!("\"{}\"", h.port)).collect();
+    let agent = Agent::start(&bin, &format!("[detectors.arp]\ninterfaces = [{}]\n", ports.join(", ")));
+    let (owner, newcomer) = (br.mac(0), br.mac(1));
+    // The owner holds fd00:93::10 and answers for it (C asks: a solicited advertisement).
+    assert!(br.exec(0, &["ip", "-6", "addr", "add", "fd00:93::10/64", "dev", "eth0"]).status.success());
+    assert!(br.exec(2, &["ip", "-6", "addr", "add", "fd00:93::30/64", "dev", "eth0", "nodad"]).status.success());
+    let seen = wait_for(Duration::from_secs(10), || {
+        let _ = br.exec(2, &["ping", "-6", "-c", "1", "-W", "1", "fd00:93::10"]);
+        agent.logs().into_iter().find(|l| l["finding"] == "new_binding" && l["address"] == "fd00:93::10")
+    })
+    .unwrap_or_else(|| panic!("no IPv6 binding:\n{}", agent.raw_output()));
+    assert_eq!(seen["mac"], owner.as_str());
+    // The newcomer is handed the same address: its duplicate address detection probes it.
+    assert!(br.exec(1, &["ip", "-6", "addr", "add", "fd00:93::10/64", "dev", "eth0"]).status.success());
+    let probe = wait_for(Duration::from_secs(5), || agent.logs().into_iter().find(|l| l["finding"] == "probe_conflict" && l["address"] == "fd00:93::10"))
+        .unwrap_or_else(|| panic!("no DAD conflict:\n{}", agent.raw_output()));
+    assert_eq!(probe["mac"], newcomer.as_str());
+    let d: serde_json::Value = serde_json::from_str(probe["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(d["old_mac"], owner.as_str());
+}

@@ -150,6 +150,15 @@ pub struct ArpDetector {
 /// Most addresses kept for IPAM comparison (the kernel map is the full record).
 const LIVE_CAP: usize = 65536;
 
+/// The claimed address: IPv4 (ARP) or IPv6 (neighbour discovery).
+fn addr_of(e: &ArpEvent) -> IpAddr {
+    if e.family == agent_common::session::AF_INET6 {
+        IpAddr::from(e.addr)
+    } else {
+        IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
+    }
+}
+
 fn mac_of(b: [u8; 6]) -> Mac {
     Mac(b)
 }
@@ -164,7 +173,7 @@ impl ArpDetector {
         let Event::Arp(e) = event else { return Vec::new() };
         let mut out = self.claim(e, now_ms);
         if matches!(e.kind, ARP_NEW | ARP_CHANGE) {
-            let addr = IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]));
+            let addr = addr_of(e);
             if self.live.len() < LIVE_CAP || self.live.contains_key(&addr) {
                 self.live.insert(addr, (mac_of(e.mac), e.ifindex));
             }
@@ -226,7 +235,7 @@ impl ArpDetector {
     }
 
     fn claim(&mut self, e: &ArpEvent, now_ms: u64) -> Vec<ArpFinding> {
-        let addr = IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]));
+        let addr = addr_of(e);
         let mac = mac_of(e.mac);
         let old = mac_of(e.old_mac);
         let ago_ms = e.header.ktime_ns.saturating_sub(e.old_last_seen_ns) / 1_000_000;
