@@ -118,3 +118,17 @@ pub fn arg_block() -> Option<(u64, u64)> {
     let end: u64 = unsafe { read_at(mm, off.mm_arg_end) }?;
     (end > start).then_some((start, end - start))
 }
+
+/// Add one to a per-CPU hash map counter, creating it at 1.
+macro_rules! percpu_inc {
+    ($map:expr, $key:expr) => {
+        match $map.get_ptr_mut($key) {
+            // SAFETY: a per-CPU value: no other writer on this CPU while we run.
+            Some(p) => unsafe { *p += 1 },
+            None => {
+                let _ = $map.insert($key, &1, 0);
+            }
+        }
+    };
+}
+pub(crate) use percpu_inc;

@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::common::{offsets, read_at};
+use crate::common::{offsets, percpu_inc, read_at};
 
 #[map(name = "MARTIAN_REASONS")]
 static MARTIAN_REASONS: HashMap<u32, u32> = HashMap::with_max_entries(32, 0);
@@ -44,13 +44,7 @@ pub fn martian_drop(ctx: TracePointContext) -> u32 {
     // SAFETY: as above.
     let netns: u32 = net.and_then(|n| unsafe { read_at(n, off.net_inum) }).unwrap_or(0);
     let key = MartianKey { ifindex, netns, reason, _pad: 0 };
-    match MARTIAN_COUNTS.get_ptr_mut(&key) {
-        // SAFETY: per-CPU value.
-        Some(p) => unsafe { *p += 1 },
-        None => {
-            let _ = MARTIAN_COUNTS.insert(&key, &1, 0);
-        }
-    }
+    percpu_inc!(MARTIAN_COUNTS, &key);
     // SAFETY: as above.
     let head: Option<*const u8> = unsafe { read_at(skb, off.skb_head) };
     // SAFETY: as above.
@@ -58,14 +52,7 @@ pub fn martian_drop(ctx: TracePointContext) -> u32 {
     if let (Some(head), Some(nh)) = (head, nh) {
         // SAFETY: as above; iphdr.saddr is at +12.
         if let Some(saddr) = unsafe { read_at::<[u8; 4]>(head, u32::from(nh) + 12) } {
-            let src = MartianSource { key, saddr, _pad: 0 };
-            match MARTIAN_SOURCES.get_ptr_mut(&src) {
-                // SAFETY: per-CPU value.
-                Some(p) => unsafe { *p += 1 },
-                None => {
-                    let _ = MARTIAN_SOURCES.insert(&src, &1, 0);
-                }
-            }
+            percpu_inc!(MARTIAN_SOURCES, &MartianSource { key, saddr, _pad: 0 });
         }
     }
     0

@@ -12,31 +12,29 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
+use crate::common::percpu_inc;
+
 #[map(name = "RESET_COUNTS")]
 static RESET_COUNTS: PerCpuHashMap<ResetKey, u64> = PerCpuHashMap::with_max_entries(256, 0);
 #[map(name = "RESET_PEERS")]
 static RESET_PEERS: LruPerCpuHashMap<PeerKey, u64> = LruPerCpuHashMap::with_max_entries(RESET_PEERS_CAPACITY, 0);
 
+/// The address at `v4`/`v6` of the record for `family`, or `None` for other families.
 #[inline(always)]
-fn bump_counts(key: &ResetKey) {
-    match RESET_COUNTS.get_ptr_mut(key) {
-        // SAFETY: per-CPU value, no concurrent writer on this CPU.
-        Some(p) => unsafe { *p += 1 },
-        None => {
-            let _ = RESET_COUNTS.insert(key, &1, 0);
+fn address(ctx: &TracePointContext, family: u16, v4: usize, v6: usize) -> Option<[u8; 16]> {
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: tracepoint context reads through the checked helper.
+        if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(v4) } {
+            addr[..4].copy_from_slice(&a);
         }
+    } else if family == AF_INET6 {
+        // SAFETY: as above.
+        addr = unsafe { ctx.read_at::<[u8; 16]>(v6) }.unwrap_or([0; 16]);
+    } else {
+        return None;
     }
-}
-
-#[inline(always)]
-fn bump_peer(key: &PeerKey) {
-    match RESET_PEERS.get_ptr_mut(key) {
-        // SAFETY: per-CPU value, no concurrent writer on this CPU.
-        Some(p) => unsafe { *p += 1 },
-        None => {
-            let _ = RESET_PEERS.insert(key, &1, 0);
-        }
-    }
+    Some(addr)
 }
 
 #[tracepoint(category = "tcp", name = "tcp_send_reset")]
@@ -44,43 +42,23 @@ pub fn tcp_reset_send(ctx: TracePointContext) -> u32 {
     // reason @28 (enum sk_rst_reason), daddr[28] @60: a sockaddr (family, port, address).
     // SAFETY: tracepoint context reads through the checked helper.
     let reason = unsafe { ctx.read_at::<u32>(28) }.unwrap_or(0);
-    bump_counts(&ResetKey { direction: DIR_SENT, reason });
+    percpu_inc!(RESET_COUNTS, &ResetKey { direction: DIR_SENT, reason });
     // SAFETY: as above.
     let family = unsafe { ctx.read_at::<u16>(60) }.unwrap_or(0);
-    let mut addr = [0u8; 16];
-    if family == AF_INET {
-        // SAFETY: as above.
-        if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(64) } {
-            addr[..4].copy_from_slice(&a);
-        }
-    } else if family == AF_INET6 {
-        // SAFETY: as above.
-        addr = unsafe { ctx.read_at::<[u8; 16]>(68) }.unwrap_or([0; 16]);
-    } else {
-        return 0;
+    if let Some(addr) = address(&ctx, family, 64, 68) {
+        percpu_inc!(RESET_PEERS, &PeerKey { direction: DIR_SENT, family, _pad: 0, addr });
     }
-    bump_peer(&PeerKey { direction: DIR_SENT, family, _pad: 0, addr });
     0
 }
 
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
 pub fn tcp_reset_receive(ctx: TracePointContext) -> u32 {
     // family @20, daddr @26 (v4), daddr_v6 @46: the remote end, who reset us.
-    bump_counts(&ResetKey { direction: DIR_RECEIVED, reason: 0 });
+    percpu_inc!(RESET_COUNTS, &ResetKey { direction: DIR_RECEIVED, reason: 0 });
     // SAFETY: tracepoint context reads through the checked helper.
     let family = unsafe { ctx.read_at::<u16>(20) }.unwrap_or(0);
-    let mut addr = [0u8; 16];
-    if family == AF_INET {
-        // SAFETY: as above.
-        if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(26) } {
-            addr[..4].copy_from_slice(&a);
-        }
-    } else if family == AF_INET6 {
-        // SAFETY: as above.
-        addr = unsafe { ctx.read_at::<[u8; 16]>(46) }.unwrap_or([0; 16]);
-    } else {
-        return 0;
+    if let Some(addr) = address(&ctx, family, 26, 46) {
+        percpu_inc!(RESET_PEERS, &PeerKey { direction: DIR_RECEIVED, family, _pad: 0, addr });
     }
-    bump_peer(&PeerKey { direction: DIR_RECEIVED, family, _pad: 0, addr });
     0
 }
