@@ -10,7 +10,8 @@ fn main() {
         Some(path) if !path.is_empty() => {
             let path = PathBuf::from(path);
             println!("cargo:rerun-if-changed={}", path.display());
-            fs::copy(&path, &out).unwrap_or_else(|e| panic!("copy eBPF object {}: {e}", path.display()));
+            fs::copy(&path, &out)
+                .unwrap_or_else(|e| panic!("copy eBPF object {}: {e}", path.display()));
         }
         _ => fs::write(&out, b"").expect("write stub eBPF object"),
     }

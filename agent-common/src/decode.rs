@@ -45,9 +45,20 @@ pub enum DecodeError {
     #[error("record kind {0} is unknown")]
     UnknownKind(u16),
     #[error("record kind {kind} has ABI {found}, this agent speaks {expected}")]
-    Abi { kind: u16, found: u16, expected: u16 },
-    #[error("record kind {kind}: header says {header_len} bytes, buffer has {buf_len}, layout needs {expected}")]
-    Length { kind: u16, header_len: u32, buf_len: usize, expected: usize },
+    Abi {
+        kind: u16,
+        found: u16,
+        expected: u16,
+    },
+    #[error(
+        "record kind {kind}: header says {header_len} bytes, buffer has {buf_len}, layout needs {expected}"
+    )]
+    Length {
+        kind: u16,
+        header_len: u32,
+        buf_len: usize,
+        expected: usize,
+    },
 }
 
 impl DecodeError {
@@ -77,7 +88,11 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
     let header: EventHeader = read(buf);
     let expected = record_size(header.kind).ok_or(DecodeError::UnknownKind(header.kind))?;
     if header.abi != ABI_VERSION {
-        return Err(DecodeError::Abi { kind: header.kind, found: header.abi, expected: ABI_VERSION });
+        return Err(DecodeError::Abi {
+            kind: header.kind,
+            found: header.abi,
+            expected: ABI_VERSION,
+        });
     }
     if header.len as usize != expected || buf.len() < expected {
         return Err(DecodeError::Length {
@@ -105,7 +120,9 @@ pub fn encode<T: aya::Pod>(record: &T) -> std::vec::Vec<u8> {
     let mut out = std::vec![0u8; size];
     // SAFETY: out has exactly size bytes; T is Pod with explicit padding fields, so all
     // its bytes are initialised.
-    unsafe { core::ptr::copy_nonoverlapping((record as *const T).cast::<u8>(), out.as_mut_ptr(), size) };
+    unsafe {
+        core::ptr::copy_nonoverlapping((record as *const T).cast::<u8>(), out.as_mut_ptr(), size)
+    };
     out
 }
 
@@ -115,7 +132,14 @@ mod tests {
     use crate::{fill_cstr, proc::ProcCtx, reboot};
 
     fn proc() -> ProcCtx {
-        let mut p = ProcCtx { pid: 42, tid: 42, ppid: 1, loginuid: 0, sessionid: 7, ..Default::default() };
+        let mut p = ProcCtx {
+            pid: 42,
+            tid: 42,
+            ppid: 1,
+            loginuid: 0,
+            sessionid: 7,
+            ..Default::default()
+        };
         fill_cstr(&mut p.comm, b"reboot");
         p
     }
@@ -138,7 +162,11 @@ mod tests {
     #[test]
     fn reboot_round_trip() {
         let ev = RebootSyscallEvent {
-            header: EventHeader::new(kind::REBOOT_SYSCALL, core::mem::size_of::<RebootSyscallEvent>(), 5),
+            header: EventHeader::new(
+                kind::REBOOT_SYSCALL,
+                core::mem::size_of::<RebootSyscallEvent>(),
+                5,
+            ),
             proc: proc(),
             magic1: 0xfee1_dead,
             magic2: 1,
@@ -164,7 +192,9 @@ mod tests {
         ev.args[..17].copy_from_slice(b"systemctl\0reboot\0");
         let decoded = decode(&encode(&ev)).unwrap();
         assert_eq!(decoded, Event::Exec(Box::new(ev)));
-        let Event::Exec(e) = decoded else { unreachable!() };
+        let Event::Exec(e) = decoded else {
+            unreachable!()
+        };
         assert_eq!(e.argv(), ["systemctl", "reboot"]);
     }
 
@@ -189,7 +219,10 @@ mod tests {
         assert!(matches!(decode(&bytes), Err(DecodeError::Length { .. })));
 
         let h = EventHeader::new(kind::KEXEC, core::mem::size_of::<KexecEvent>(), 0);
-        assert!(matches!(decode(&encode(&h)), Err(DecodeError::Length { .. })));
+        assert!(matches!(
+            decode(&encode(&h)),
+            Err(DecodeError::Length { .. })
+        ));
         assert_eq!(decode(&[1, 2, 3]), Err(DecodeError::Short(3)));
     }
 

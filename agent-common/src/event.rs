@@ -20,7 +20,12 @@ const _: () = assert!(core::mem::size_of::<EventHeader>() == 16);
 
 impl EventHeader {
     pub const fn new(kind: u16, len: usize, ktime_ns: u64) -> Self {
-        Self { kind, abi: ABI_VERSION, len: len as u32, ktime_ns }
+        Self {
+            kind,
+            abi: ABI_VERSION,
+            len: len as u32,
+            ktime_ns,
+        }
     }
 }
 

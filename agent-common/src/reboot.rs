@@ -90,7 +90,10 @@ impl ExecEvent {
         if block.is_empty() {
             return std::vec::Vec::new();
         }
-        block.split(|&b| b == 0).map(|a| std::string::String::from_utf8_lossy(a).into_owned()).collect()
+        block
+            .split(|&b| b == 0)
+            .map(|a| std::string::String::from_utf8_lossy(a).into_owned())
+            .collect()
     }
 }
 

@@ -48,7 +48,8 @@ pub struct SshAcceptEvent {
     pub proc: ProcCtx,
     pub origin: Origin,
 }
-const _: () = assert!(core::mem::size_of::<SshAcceptEvent>() == 16 + core::mem::size_of::<ProcCtx>() + 40);
+const _: () =
+    assert!(core::mem::size_of::<SshAcceptEvent>() == 16 + core::mem::size_of::<ProcCtx>() + 40);
 
 /// Offsets of tracepoint fields that moved between kernels, read from tracefs
 /// `format` files at start-up (global `TP_OFFSETS`).
@@ -62,7 +63,10 @@ pub struct TracepointOffsets {
 
 impl TracepointOffsets {
     /// Layout of kernels >= 6.?? with __data_loc comms (seen on 6.18).
-    pub const DEFAULT: Self = Self { fork_child_pid: 20, _pad0: 0 };
+    pub const DEFAULT: Self = Self {
+        fork_child_pid: 20,
+        _pad0: 0,
+    };
 }
 
 pub const TP_OFFSETS_GLOBAL: &str = "TP_OFFSETS";

@@ -23,5 +23,10 @@ pub const fn slot(kind: u16, counter: u32) -> u32 {
 }
 
 /// Names of the counters, indexed by counter number, as exported.
-pub const COUNTER_NAMES: [&str; PER_KIND as usize] =
-    ["submitted", "ringbuf_full", "read_error", "map_full", "rate_limited"];
+pub const COUNTER_NAMES: [&str; PER_KIND as usize] = [
+    "submitted",
+    "ringbuf_full",
+    "read_error",
+    "map_full",
+    "rate_limited",
+];

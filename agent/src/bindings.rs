@@ -37,20 +37,30 @@ pub struct View {
 }
 
 impl View {
-    pub fn new(map: Option<BpfHashMap<MapData, BindingKey, Binding>>, conflicts: Conflicts) -> View {
-        View { map: Mutex::new(map), conflicts }
+    pub fn new(
+        map: Option<BpfHashMap<MapData, BindingKey, Binding>>,
+        conflicts: Conflicts,
+    ) -> View {
+        View {
+            map: Mutex::new(map),
+            conflicts,
+        }
     }
 
     /// Current bindings, optionally only those seen on `interface`.
     pub fn rows(&self, interface: Option<&str>) -> Vec<Row> {
         let now = Now::system();
         let wall = |boot_ns: u64| {
-            let ms = now.wall_ms.saturating_sub(now.boot_ns.saturating_sub(boot_ns) / 1_000_000);
+            let ms = now
+                .wall_ms
+                .saturating_sub(now.boot_ns.saturating_sub(boot_ns) / 1_000_000);
             rfc3339((ms / 1000) as i64, (ms % 1000) as u32)
         };
         let conflicts = self.conflicts.lock().expect("conflicts lock").clone();
         let guard = self.map.lock().expect("bindings lock");
-        let Some(map) = guard.as_ref() else { return Vec::new() };
+        let Some(map) = guard.as_ref() else {
+            return Vec::new();
+        };
         let mut rows: Vec<Row> = map
             .iter()
             .filter_map(Result::ok)
@@ -69,10 +79,15 @@ impl View {
                     first_seen: wall(b.first_seen_ns),
                     last_seen: wall(b.last_seen_ns),
                     conflict: c.is_some(),
-                    conflict_macs: c.map(|c| c.macs.iter().map(|(m, i)| (*m, ifname(*i))).collect()).unwrap_or_default(),
+                    conflict_macs: c
+                        .map(|c| c.macs.iter().map(|(m, i)| (*m, ifname(*i))).collect())
+                        .unwrap_or_default(),
                 }
             })
-            .filter(|r| interface.is_none_or(|i| r.interface == i || r.conflict_macs.iter().any(|(_, n)| n == i)))
+            .filter(|r| {
+                interface
+                    .is_none_or(|i| r.interface == i || r.conflict_macs.iter().any(|(_, n)| n == i))
+            })
             .collect();
         rows.sort_by_key(|r| r.address);
         rows

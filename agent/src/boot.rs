@@ -5,8 +5,7 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
-    io,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -48,13 +47,17 @@ pub struct History {
 }
 
 pub fn boot_id() -> io::Result<String> {
-    let path = std::env::var_os(BOOT_ID_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(KERNEL_BOOT_ID));
+    let path = std::env::var_os(BOOT_ID_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(KERNEL_BOOT_ID));
     Ok(fs::read_to_string(path)?.trim().to_string())
 }
 
 fn load(dir: &Path) -> io::Result<Option<History>> {
     match fs::read(dir.join(FILE_NAME)) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -62,7 +65,10 @@ fn load(dir: &Path) -> io::Result<Option<History>> {
 
 fn save(dir: &Path, h: &History) -> io::Result<()> {
     let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    fs::write(&tmp, serde_json::to_vec_pretty(h).map_err(io::Error::other)?)?;
+    fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(h).map_err(io::Error::other)?,
+    )?;
     fs::File::open(&tmp)?.sync_all()?;
     fs::rename(&tmp, dir.join(FILE_NAME))?;
     fs::File::open(dir)?.sync_all()
@@ -73,8 +79,10 @@ fn last_intent(dir: &Path, keep: usize, boot_id: &str) -> Option<journal::Record
     journal::files(dir, keep)
         .iter()
         .flat_map(|f| journal::read_records(f).unwrap_or_default())
-        .filter(|r| r.decision == "reboot_intent" && r.fields.get("boot_id").and_then(Value::as_str) == Some(boot_id))
-        .last()
+        .rfind(|r| {
+            r.decision == "reboot_intent"
+                && r.fields.get("boot_id").and_then(Value::as_str) == Some(boot_id)
+        })
 }
 
 /// Compare the boot id with the recorded one; when it changed, work out how the
@@ -85,12 +93,24 @@ pub fn check(dir: &Path, keep: usize, current: &str) -> io::Result<(History, Opt
     let mut new = None;
     if !h.boot_id.is_empty() && h.boot_id != current {
         let intent = last_intent(dir, keep, &h.boot_id);
-        let field = |k: &str| intent.as_ref().and_then(|r| r.fields.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
+        let field = |k: &str| {
+            intent
+                .as_ref()
+                .and_then(|r| r.fields.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let last = match &intent {
             Some(r) => LastReboot {
                 previous_boot_id: h.boot_id.clone(),
                 cause: field("origin"),
-                expected: r.fields.get("expected").and_then(Value::as_bool).map(|b| b.to_string()).unwrap_or_else(|| "unknown".into()),
+                expected: r
+                    .fields
+                    .get("expected")
+                    .and_then(Value::as_bool)
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
                 source: field("source"),
                 intent: r.fields.get("intent").cloned(),
                 noticed: journal::now_rfc3339(),
@@ -104,7 +124,9 @@ pub fn check(dir: &Path, keep: usize, current: &str) -> io::Result<(History, Opt
                 noticed: journal::now_rfc3339(),
             },
         };
-        *h.reboots.entry(format!("{}/{}", last.cause, last.expected)).or_default() += 1;
+        *h.reboots
+            .entry(format!("{}/{}", last.cause, last.expected))
+            .or_default() += 1;
         h.last = Some(last.clone());
         new = Some(last);
     }
@@ -121,23 +143,38 @@ pub fn story(last: &LastReboot) -> String {
         _ => "unexplained",
     };
     match &last.intent {
-        None => format!("{expected} reboot: no intent was recorded before it (power loss, panic, or a path nodeward does not see)"),
+        None => format!(
+            "{expected} reboot: no intent was recorded before it (power loss, panic, or a path nodeward does not see)"
+        ),
         Some(i) => {
             let p = &i["process"];
             let o = &p["origin"];
             let from = match o["kind"].as_str() {
-                Some("ssh") => format!("over SSH from {}:{} (local port {}, sshd {})", o["peer"].as_str().unwrap_or("?"), o["peer_port"], o["local_port"], o["sshd_pid"]),
+                Some("ssh") => format!(
+                    "over SSH from {}:{} (local port {}, sshd {})",
+                    o["peer"].as_str().unwrap_or("?"),
+                    o["peer_port"],
+                    o["local_port"],
+                    o["sshd_pid"]
+                ),
                 Some(k) => format!("from a {k} origin"),
                 None => "from an unknown origin".into(),
             };
-            let cmd: Vec<&str> = i["argv"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let cmd: Vec<&str> = i["argv"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             format!(
                 "{expected} {} requested {from} by uid {} (login uid {}, session {}), command `{}` via {}, {}[{}] child of {}; {}",
                 i["action"].as_str().unwrap_or("reboot"),
                 p["uid"],
                 p["loginuid"],
                 p["sessionid"],
-                if cmd.is_empty() { "reboot(2)".to_string() } else { cmd.join(" ") },
+                if cmd.is_empty() {
+                    "reboot(2)".to_string()
+                } else {
+                    cmd.join(" ")
+                },
                 i["path"].as_str().unwrap_or("?"),
                 p["comm"].as_str().unwrap_or("?"),
                 p["pid"],
@@ -166,15 +203,34 @@ mod tests {
     #[test]
     fn boot_id_change_reports_the_last_intent_of_the_previous_boot() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(check(dir.path(), 2, "A").unwrap().1, None, "first start: nothing to report");
+        assert_eq!(
+            check(dir.path(), 2, "A").unwrap().1,
+            None,
+            "first start: nothing to report"
+        );
         intent(dir.path(), "A", "local", true);
         intent(dir.path(), "A", "ssh", false);
-        assert_eq!(check(dir.path(), 2, "A").unwrap().1, None, "same boot: agent restart only");
+        assert_eq!(
+            check(dir.path(), 2, "A").unwrap().1,
+            None,
+            "same boot: agent restart only"
+        );
         let (h, last) = check(dir.path(), 2, "B").unwrap();
         let last = last.unwrap();
-        assert_eq!((last.cause.as_str(), last.expected.as_str(), last.source.as_str()), ("ssh", "false", "100.64.0.18"));
+        assert_eq!(
+            (
+                last.cause.as_str(),
+                last.expected.as_str(),
+                last.source.as_str()
+            ),
+            ("ssh", "false", "100.64.0.18")
+        );
         assert_eq!(h.reboots.get("ssh/false"), Some(&1));
-        assert!(story(&last).contains("UNEXPECTED restart requested over SSH from 100.64.0.18"), "{}", story(&last));
+        assert!(
+            story(&last).contains("UNEXPECTED restart requested over SSH from 100.64.0.18"),
+            "{}",
+            story(&last)
+        );
         // Boot B recorded no intent: its end is unknown.
         let (h, last) = check(dir.path(), 2, "C").unwrap();
         assert_eq!(last.unwrap().cause, "unknown");

@@ -21,14 +21,14 @@ fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str, base_bits: u32) -> O
         let bits = base_bits + m.bit_offset();
         let name = btf.resolve_name(m).unwrap_or_default();
         if name == member {
-            return (m.bitfield_size().unwrap_or(0) == 0 && bits % 8 == 0).then_some(bits / 8);
+            return (m.bitfield_size().unwrap_or(0) == 0 && bits.is_multiple_of(8))
+                .then_some(bits / 8);
         }
-        if name.is_empty() {
-            if let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m) {
-                if let Some(off) = find_member(btf, &inner, member, bits) {
-                    return Some(off);
-                }
-            }
+        if name.is_empty()
+            && let Ok(Type::Struct(inner) | Type::Union(inner)) = btf.resolve_chained_type(m)
+            && let Some(off) = find_member(btf, &inner, member, bits)
+        {
+            return Some(off);
         }
     }
     None
@@ -59,7 +59,11 @@ pub const FIELDS: &[&str] = &[
 
 /// Two nested offsets, or absent if either is.
 fn sum(a: u32, b: u32) -> u32 {
-    if a == OFFSET_ABSENT || b == OFFSET_ABSENT { OFFSET_ABSENT } else { a + b }
+    if a == OFFSET_ABSENT || b == OFFSET_ABSENT {
+        OFFSET_ABSENT
+    } else {
+        a + b
+    }
 }
 
 /// Offsets the programs need, and the names of those this kernel lacks.
@@ -95,13 +99,20 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
 
 /// Names of an enum's values (e.g. `sk_rst_reason`, `skb_drop_reason`), prefix
 /// stripped, lower case: resolved from the running kernel, never hard-coded.
-pub fn enum_names(btf: &Btf, name: &str, strip_prefix: &str) -> std::collections::HashMap<u32, String> {
+pub fn enum_names(
+    btf: &Btf,
+    name: &str,
+    strip_prefix: &str,
+) -> std::collections::HashMap<u32, String> {
     let mut out = std::collections::HashMap::new();
     for t in btf.resolve_types_by_name(name).unwrap_or_default() {
         if let Type::Enum(e) = t {
             for m in &e.members {
                 if let Ok(n) = btf.resolve_name(m) {
-                    out.insert(m.val(), n.trim_start_matches(strip_prefix).to_ascii_lowercase());
+                    out.insert(
+                        m.val(),
+                        n.trim_start_matches(strip_prefix).to_ascii_lowercase(),
+                    );
                 }
             }
         }

@@ -32,12 +32,20 @@ pub fn check(config: &Config) -> i32 {
         }
     };
     println!();
-    println!("{:<16} {:<8} {}", "PROGRAM TYPE", "LOADS", "DETAIL");
+    println!("{:<16} {:<8} DETAIL", "PROGRAM TYPE", "LOADS");
     for t in &facts.program_types {
-        println!("{:<16} {:<8} {}", t.name, if t.supported { "yes" } else { "no" }, t.detail);
+        println!(
+            "{:<16} {:<8} {}",
+            t.name,
+            if t.supported { "yes" } else { "no" },
+            t.detail
+        );
     }
     println!();
-    println!("{:<10} {:<24} {:<46} {:<12} {}", "DETECTOR", "PROGRAM", "HOOK", "STATUS", "REASON");
+    println!(
+        "{:<10} {:<24} {:<46} {:<12} REASON",
+        "DETECTOR", "PROGRAM", "HOOK", "STATUS"
+    );
     for s in kernel.statuses() {
         println!(
             "{:<10} {:<24} {:<46} {:<12} {}",
@@ -55,14 +63,21 @@ pub fn check(config: &Config) -> i32 {
             Ok(()) => println!("detector {d}: up"),
             Err(reason) => {
                 let enabled = config.enabled_detectors().contains(d);
-                println!("detector {d}: {} ({reason})", if enabled { "DOWN" } else { "off" });
+                println!(
+                    "detector {d}: {} ({reason})",
+                    if enabled { "DOWN" } else { "off" }
+                );
                 if enabled {
                     code = 1;
                 }
             }
         }
     }
-    let failed = kernel.statuses().iter().filter(|s| matches!(s.status, Status::Failed(_))).count();
+    let failed = kernel
+        .statuses()
+        .iter()
+        .filter(|s| matches!(s.status, Status::Failed(_)))
+        .count();
     if failed > 0 {
         println!("{failed} program(s) failed");
         code = 1;

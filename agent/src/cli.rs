@@ -21,7 +21,13 @@ Exit codes: 0 ok, 1 runtime failure (or `check` found a detector that cannot run
 )]
 pub struct Cli {
     /// Configuration file (TOML). Without it, the built-in defaults apply.
-    #[arg(short, long, global = true, env = "NODEWARD_CONFIG", value_name = "PATH")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "NODEWARD_CONFIG",
+        value_name = "PATH"
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -165,28 +171,58 @@ pub fn main() -> i32 {
         Err(code) => return code,
     };
     match cli.command {
-        Command::Config { command: ConfigCommand::Dump } => {
+        Command::Config {
+            command: ConfigCommand::Dump,
+        } => {
             print!("{}", config.to_toml());
             0
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             println!("configuration ok");
             0
         }
         Command::Status { json } => verb(crate::verbs::status(&config, json)),
-        Command::Quarantine { command: QuarantineCommand::List { json } } => verb(crate::verbs::list(&config, json)),
         Command::Quarantine {
-            command: QuarantineCommand::Add { drop_ip, drop_mac, arp_claim, block_exec, cgroup, interfaces, ttl, reason, json },
+            command: QuarantineCommand::List { json },
+        } => verb(crate::verbs::list(&config, json)),
+        Command::Quarantine {
+            command:
+                QuarantineCommand::Add {
+                    drop_ip,
+                    drop_mac,
+                    arp_claim,
+                    block_exec,
+                    cgroup,
+                    interfaces,
+                    ttl,
+                    reason,
+                    json,
+                },
         } => verb(crate::verbs::add(
             &config,
-            crate::verbs::AddArgs { drop_ip, drop_mac, arp_claim, block_exec, cgroup, interfaces, ttl, reason },
+            crate::verbs::AddArgs {
+                drop_ip,
+                drop_mac,
+                arp_claim,
+                block_exec,
+                cgroup,
+                interfaces,
+                ttl,
+                reason,
+            },
             json,
         )),
         Command::Approve { id, json } => verb(crate::verbs::approve(&config, id, json)),
         Command::Release { id, all: _, json } => verb(crate::verbs::release(&config, id, json)),
         Command::Audit { follow } => verb(crate::verbs::audit(&config, follow)),
-        Command::Bindings { interface, json } => verb(crate::verbs::bindings(&config, interface, json)),
-        Command::AllowReboot { for_, reason } => verb(crate::verbs::allow_reboot(&config, for_, reason)),
+        Command::Bindings { interface, json } => {
+            verb(crate::verbs::bindings(&config, interface, json))
+        }
+        Command::AllowReboot { for_, reason } => {
+            verb(crate::verbs::allow_reboot(&config, for_, reason))
+        }
         Command::Check => {
             if let Err(e) = crate::object::object() {
                 eprintln!("nodeward: {e}");

@@ -1,7 +1,10 @@
 //! Configuration: TOML, every section defaulted, unknown fields and bad values rejected
 //! with the dotted path of the offending field.
 
-use std::{net::SocketAddr, path::{Path, PathBuf}};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +102,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: DEFAULT_LISTEN.parse().expect("valid default address"), webhook: WebhookConfig::default() }
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            webhook: WebhookConfig::default(),
+        }
     }
 }
 
@@ -115,7 +121,10 @@ pub struct WebhookConfig {
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { enabled: false, token_file: PathBuf::from("/etc/nodeward/webhook.token") }
+        Self {
+            enabled: false,
+            token_file: PathBuf::from("/etc/nodeward/webhook.token"),
+        }
     }
 }
 
@@ -128,7 +137,9 @@ pub struct ControlConfig {
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { socket: PathBuf::from("/run/nodeward/control.sock") }
+        Self {
+            socket: PathBuf::from("/run/nodeward/control.sock"),
+        }
     }
 }
 
@@ -144,7 +155,9 @@ mod duration {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| serde::de::Error::custom(format!("`{text}`: {e} (e.g. \"90s\", \"15m\", \"24h\")")))
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}`: {e} (e.g. \"90s\", \"15m\", \"24h\")"))
+        })
     }
 }
 
@@ -220,9 +233,17 @@ impl Default for BlockExecPolicy {
         Self {
             mode: None,
             require_approval: false,
-            protected_binaries: ["systemd", "init", "sshd", "sshd-session", "nodeward", "dbus-daemon", "systemd-journal"]
-                .map(String::from)
-                .to_vec(),
+            protected_binaries: [
+                "systemd",
+                "init",
+                "sshd",
+                "sshd-session",
+                "nodeward",
+                "dbus-daemon",
+                "systemd-journal",
+            ]
+            .map(String::from)
+            .to_vec(),
             allow_unscoped: false,
         }
     }
@@ -266,7 +287,15 @@ impl Default for MartianConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            reasons: ["ip_rpfilter", "ip_invalid_source", "ip_local_source", "ip_localnet", "ip_invalid_dest"].map(String::from).to_vec(),
+            reasons: [
+                "ip_rpfilter",
+                "ip_invalid_source",
+                "ip_local_source",
+                "ip_localnet",
+                "ip_invalid_dest",
+            ]
+            .map(String::from)
+            .to_vec(),
             flood_threshold: 100,
             window: std::time::Duration::from_secs(10),
             top_sources: 5,
@@ -289,7 +318,12 @@ pub struct TcpResetConfig {
 
 impl Default for TcpResetConfig {
     fn default() -> Self {
-        Self { enabled: true, storm_threshold: 100, window: std::time::Duration::from_secs(10), max_storm_series: 10 }
+        Self {
+            enabled: true,
+            storm_threshold: 100,
+            window: std::time::Duration::from_secs(10),
+            max_storm_series: 10,
+        }
     }
 }
 
@@ -341,7 +375,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        Self { enabled: true, sshd_comms: vec!["sshd".into(), "sshd-session".into()] }
+        Self {
+            enabled: true,
+            sshd_comms: vec!["sshd".into(), "sshd-session".into()],
+        }
     }
 }
 
@@ -382,9 +419,16 @@ impl Default for RebootConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {origin}: field `{field}`: {message}")]
-    Field { origin: String, field: String, message: String },
+    Field {
+        origin: String,
+        field: String,
+        message: String,
+    },
     #[error("config {origin}: {message}")]
     Syntax { origin: String, message: String },
 }
@@ -405,9 +449,16 @@ impl Config {
             let field = e.path().to_string();
             let message = e.inner().message().trim_end().to_string();
             if field == "." {
-                ConfigError::Syntax { origin: origin.to_string(), message }
+                ConfigError::Syntax {
+                    origin: origin.to_string(),
+                    message,
+                }
             } else {
-                ConfigError::Field { origin: origin.to_string(), field, message }
+                ConfigError::Field {
+                    origin: origin.to_string(),
+                    field,
+                    message,
+                }
             }
         })?;
         config.validate(origin)?;
@@ -419,8 +470,10 @@ impl Config {
         match path {
             None => Ok(Config::default()),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
                 Config::parse(&text, &path.display().to_string())
             }
         }
@@ -446,34 +499,58 @@ impl Config {
             return Err(bad("quarantine.default_ttl", "must be longer than zero"));
         }
         if q.default_ttl > q.max_ttl {
-            return Err(bad("quarantine.default_ttl", "must not exceed quarantine.max_ttl"));
+            return Err(bad(
+                "quarantine.default_ttl",
+                "must not exceed quarantine.max_ttl",
+            ));
         }
         if q.proposal_ttl.is_zero() || q.window.is_zero() || q.sweep_interval.is_zero() {
-            return Err(bad("quarantine", "proposal_ttl, window and sweep_interval must be longer than zero"));
+            return Err(bad(
+                "quarantine",
+                "proposal_ttl, window and sweep_interval must be longer than zero",
+            ));
         }
         if q.max_actions == 0 || q.max_active == 0 {
-            return Err(bad("quarantine", "max_actions and max_active must be at least 1"));
+            return Err(bad(
+                "quarantine",
+                "max_actions and max_active must be at least 1",
+            ));
         }
         for (i, c) in self.detectors.session.sshd_comms.iter().enumerate() {
             if c.is_empty() || c.len() > 15 {
-                return Err(bad(&format!("detectors.session.sshd_comms[{i}]"), "must be 1 to 15 bytes (a process comm)"));
+                return Err(bad(
+                    &format!("detectors.session.sshd_comms[{i}]"),
+                    "must be 1 to 15 bytes (a process comm)",
+                ));
             }
         }
         let mr = &self.detectors.martian;
         if mr.flood_threshold == 0 || mr.window.is_zero() {
-            return Err(bad("detectors.martian", "flood_threshold and window must be above zero"));
+            return Err(bad(
+                "detectors.martian",
+                "flood_threshold and window must be above zero",
+            ));
         }
         let tr = &self.detectors.tcp_reset;
         if tr.storm_threshold == 0 || tr.window.is_zero() {
-            return Err(bad("detectors.tcp_reset", "storm_threshold and window must be above zero"));
+            return Err(bad(
+                "detectors.tcp_reset",
+                "storm_threshold and window must be above zero",
+            ));
         }
         let arp = &self.detectors.arp;
         if arp.quiet_period.is_zero() || arp.rescan_interval.is_zero() {
-            return Err(bad("detectors.arp", "quiet_period and rescan_interval must be longer than zero"));
+            return Err(bad(
+                "detectors.arp",
+                "quiet_period and rescan_interval must be longer than zero",
+            ));
         }
         for (i, name) in arp.interfaces.iter().enumerate() {
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-                return Err(bad(&format!("detectors.arp.interfaces[{i}]"), "not an interface name"));
+                return Err(bad(
+                    &format!("detectors.arp.interfaces[{i}]"),
+                    "not an interface name",
+                ));
             }
         }
         if q.journal_max_bytes < 4096 {
@@ -564,11 +641,26 @@ mod tests {
 
     #[test]
     fn quarantine_values_are_checked() {
-        assert_eq!(field_error("[quarantine]\ndefault_ttl = \"forever\"\n").0, "quarantine.default_ttl");
-        assert_eq!(field_error("[quarantine]\ndefault_ttl = \"48h\"\n").0, "quarantine.default_ttl");
-        assert_eq!(field_error("[quarantine]\nprotected_addresses = [\"10.0.0.300/24\"]\n").0, "quarantine.protected_addresses[0]");
-        assert_eq!(field_error("[quarantine]\nprotected_macs = [\"nope\"]\n").0, "quarantine.protected_macs[0]");
-        assert_eq!(field_error("[quarantine.block_exec]\nmode = \"maybe\"\n").0, "quarantine.block_exec.mode");
+        assert_eq!(
+            field_error("[quarantine]\ndefault_ttl = \"forever\"\n").0,
+            "quarantine.default_ttl"
+        );
+        assert_eq!(
+            field_error("[quarantine]\ndefault_ttl = \"48h\"\n").0,
+            "quarantine.default_ttl"
+        );
+        assert_eq!(
+            field_error("[quarantine]\nprotected_addresses = [\"10.0.0.300/24\"]\n").0,
+            "quarantine.protected_addresses[0]"
+        );
+        assert_eq!(
+            field_error("[quarantine]\nprotected_macs = [\"nope\"]\n").0,
+            "quarantine.protected_macs[0]"
+        );
+        assert_eq!(
+            field_error("[quarantine.block_exec]\nmode = \"maybe\"\n").0,
+            "quarantine.block_exec.mode"
+        );
         let c = Config::parse("[quarantine]\ndefault_ttl = \"90s\"\nprotected_addresses = [\"10.1.0.0/16\", \"fd00::1/128\"]\n", "t").unwrap();
         assert_eq!(c.quarantine.default_ttl, std::time::Duration::from_secs(90));
         assert_eq!(c.quarantine.protected_addresses.len(), 2);
@@ -583,16 +675,34 @@ mod tests {
     #[test]
     fn bad_values_are_rejected_with_their_path() {
         assert_eq!(field_error("[agent]\nmode = \"yolo\"\n").0, "agent.mode");
-        assert_eq!(field_error("[http]\nlisten = \"localhost\"\n").0, "http.listen");
-        assert_eq!(field_error("[agent]\nevent_queue = 1\n").0, "agent.event_queue");
-        assert_eq!(field_error("[agent]\nevent_queue = -1\n").0, "agent.event_queue");
-        assert_eq!(field_error("[agent]\nstate_dir = \"rel\"\n").0, "agent.state_dir");
-        assert_eq!(field_error("[detectors.reboot]\nenabled = \"yes\"\n").0, "detectors.reboot.enabled");
+        assert_eq!(
+            field_error("[http]\nlisten = \"localhost\"\n").0,
+            "http.listen"
+        );
+        assert_eq!(
+            field_error("[agent]\nevent_queue = 1\n").0,
+            "agent.event_queue"
+        );
+        assert_eq!(
+            field_error("[agent]\nevent_queue = -1\n").0,
+            "agent.event_queue"
+        );
+        assert_eq!(
+            field_error("[agent]\nstate_dir = \"rel\"\n").0,
+            "agent.state_dir"
+        );
+        assert_eq!(
+            field_error("[detectors.reboot]\nenabled = \"yes\"\n").0,
+            "detectors.reboot.enabled"
+        );
     }
 
     #[test]
     fn syntax_error_is_reported() {
-        assert!(matches!(Config::parse("[agent\n", "test"), Err(ConfigError::Syntax { .. })));
+        assert!(matches!(
+            Config::parse("[agent\n", "test"),
+            Err(ConfigError::Syntax { .. })
+        ));
     }
 
     #[test]

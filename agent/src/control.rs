@@ -19,13 +19,26 @@ use crate::quarantine::Target;
 pub enum Request {
     Status,
     List,
-    Add { target: Target, ttl_s: Option<u64>, reason: String },
-    Approve { id: u64 },
-    Release { id: Option<u64> },
+    Add {
+        target: Target,
+        ttl_s: Option<u64>,
+        reason: String,
+    },
+    Approve {
+        id: u64,
+    },
+    Release {
+        id: Option<u64>,
+    },
     /// Live IP -> MAC bindings, optionally of one interface.
-    Bindings { interface: Option<String> },
+    Bindings {
+        interface: Option<String>,
+    },
     /// Every reboot in the next `for_s` seconds is expected.
-    AllowReboot { for_s: u64, reason: String },
+    AllowReboot {
+        for_s: u64,
+        reason: String,
+    },
 }
 
 /// A request with the identity of who sent it and where to answer.
@@ -79,38 +92,68 @@ async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io:
     };
     if cred.uid() != 0 {
         warn!(uid = cred.uid(), pid = ?cred.pid(), "control request refused: not root");
-        write.write_all(&answer(serde_json::json!({"ok": false, "error": "permission denied: root only"}))).await?;
+        write
+            .write_all(&answer(
+                serde_json::json!({"ok": false, "error": "permission denied: root only"}),
+            ))
+            .await?;
         return Ok(());
     }
     let by = format!("uid={} pid={}", cred.uid(), cred.pid().unwrap_or(0));
     let mut lines = BufReader::new(read).lines();
-    let Some(line) = lines.next_line().await? else { return Ok(()) };
+    let Some(line) = lines.next_line().await? else {
+        return Ok(());
+    };
     let request: Request = match serde_json::from_str(&line) {
         Ok(r) => r,
         Err(e) => {
-            write.write_all(&answer(serde_json::json!({"ok": false, "error": format!("bad request: {e}")}))).await?;
+            write
+                .write_all(&answer(
+                    serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
+                ))
+                .await?;
             return Ok(());
         }
     };
     info!(by = %by, request = %line, "control request");
     let (tx, rx) = oneshot::channel();
-    if commands.send(Command { request, by, reply: tx }).await.is_err() {
-        write.write_all(&answer(serde_json::json!({"ok": false, "error": "agent is shutting down"}))).await?;
+    if commands
+        .send(Command {
+            request,
+            by,
+            reply: tx,
+        })
+        .await
+        .is_err()
+    {
+        write
+            .write_all(&answer(
+                serde_json::json!({"ok": false, "error": "agent is shutting down"}),
+            ))
+            .await?;
         return Ok(());
     }
-    let reply = rx.await.unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "no answer"}));
+    let reply = rx
+        .await
+        .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "no answer"}));
     write.write_all(&answer(reply)).await
 }
 
 /// Client side, for the CLI: send one request, return the response.
 pub fn call(path: &Path, request: &Request) -> Result<Value, String> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| format!("cannot reach the agent at {} ({e}); is `nodeward run` running?", path.display()))?;
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot reach the agent at {} ({e}); is `nodeward run` running?",
+            path.display()
+        )
+    })?;
     let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
     line.push(b'\n');
     s.write_all(&line).map_err(|e| e.to_string())?;
     let mut resp = String::new();
-    std::io::BufReader::new(s).read_line(&mut resp).map_err(|e| e.to_string())?;
+    std::io::BufReader::new(s)
+        .read_line(&mut resp)
+        .map_err(|e| e.to_string())?;
     serde_json::from_str(&resp).map_err(|e| format!("bad response from the agent: {e}"))
 }

@@ -61,14 +61,36 @@ pub fn status(guard: &Guard, config: &Config) -> Value {
 }
 
 /// Handle one request; update metrics from the decisions it produced.
-pub fn handle(guard: &mut Guard, config: &Config, metrics: &Metrics, request: Request, by: &str) -> Value {
+pub fn handle(
+    guard: &mut Guard,
+    config: &Config,
+    metrics: &Metrics,
+    request: Request,
+    by: &str,
+) -> Value {
     let now = Now::system();
     let reply = match request {
         Request::Status => status(guard, config),
-        Request::List => json!({"ok": true, "active": guard.active(), "proposals": guard.proposals()}),
-        Request::Add { target, ttl_s, reason } => {
-            let trigger = Trigger { source: "manual".into(), detail: format!("{by}: {reason}") };
-            match guard.request(Action { target, ttl_s, trigger }, now) {
+        Request::List => {
+            json!({"ok": true, "active": guard.active(), "proposals": guard.proposals()})
+        }
+        Request::Add {
+            target,
+            ttl_s,
+            reason,
+        } => {
+            let trigger = Trigger {
+                source: "manual".into(),
+                detail: format!("{by}: {reason}"),
+            };
+            match guard.request(
+                Action {
+                    target,
+                    ttl_s,
+                    trigger,
+                },
+                now,
+            ) {
                 Ok(o) => outcome_json(&o),
                 Err(e) => error(e),
             }
@@ -102,6 +124,13 @@ pub fn sync_metrics(guard: &mut Guard, metrics: &Metrics) {
         metrics.record_decision(action, result);
     }
     for k in ActionKind::ALL {
-        metrics.set_quarantine_active(k, guard.active().iter().filter(|q| q.target.action() == k).count());
+        metrics.set_quarantine_active(
+            k,
+            guard
+                .active()
+                .iter()
+                .filter(|q| q.target.action() == k)
+                .count(),
+        );
     }
 }

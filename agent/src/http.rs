@@ -29,7 +29,9 @@ pub struct Health {
 
 impl Health {
     pub fn starting() -> Self {
-        Health { not_ready: Mutex::new(Some("starting".into())) }
+        Health {
+            not_ready: Mutex::new(Some("starting".into())),
+        }
     }
 
     pub fn set(&self, not_ready: Option<String>) {
@@ -65,29 +67,52 @@ struct BindingsQuery {
 }
 
 /// GET /bindings[?interface=IF]: the live IP -> MAC bindings (read-only JSON).
-async fn bindings(State(s): State<AppState>, axum::extract::Query(q): axum::extract::Query<BindingsQuery>) -> axum::Json<Value> {
-    let rows = tokio::task::spawn_blocking(move || s.bindings.rows(q.interface.as_deref())).await.unwrap_or_default();
+async fn bindings(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<BindingsQuery>,
+) -> axum::Json<Value> {
+    let rows = tokio::task::spawn_blocking(move || s.bindings.rows(q.interface.as_deref()))
+        .await
+        .unwrap_or_default();
     axum::Json(json!({"bindings": rows}))
 }
 
-async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, body: String) -> (StatusCode, axum::Json<Value>) {
+async fn alertmanager(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, axum::Json<Value>) {
     let Some(hook) = s.webhook else {
-        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "webhook disabled"})));
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "webhook disabled"})),
+        );
     };
     let Some(token) = hook.token else {
         warn!("webhook request refused: token file unreadable");
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": "webhook token unavailable; see the agent log"})));
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": "webhook token unavailable; see the agent log"})),
+        );
     };
-    let auth = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if !crate::webhook::token_ok(auth, &token) {
         warn!("webhook request refused: missing or wrong bearer token");
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "missing or wrong bearer token"})));
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "missing or wrong bearer token"})),
+        );
     }
     let payload: crate::webhook::Payload = match serde_json::from_str(&body) {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "webhook request refused: malformed payload");
-            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": format!("malformed Alertmanager payload: {e}")})));
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": format!("malformed Alertmanager payload: {e}")})),
+            );
         }
     };
     let mut requests = Vec::new();
@@ -97,15 +122,26 @@ async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, body: Strin
             Ok(None) => {}
             Err(e) => {
                 warn!(alert = i, error = %e, "webhook request refused: bad nodeward labels");
-                return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": format!("alert {i}: {e}")})));
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": format!("alert {i}: {e}")})),
+                );
             }
         }
     }
     let mut outcomes = Vec::new();
     for request in requests {
         let (tx, rx) = oneshot::channel();
-        if hook.commands.send(AlertCommand { request, reply: tx }).await.is_err() {
-            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": "agent shutting down"})));
+        if hook
+            .commands
+            .send(AlertCommand { request, reply: tx })
+            .await
+            .is_err()
+        {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "agent shutting down"})),
+            );
         }
         outcomes.push(rx.await.unwrap_or(Value::Null));
     }
@@ -113,8 +149,16 @@ async fn alertmanager(State(s): State<AppState>, headers: HeaderMap, body: Strin
 }
 
 async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    let body = tokio::task::spawn_blocking(move || s.metrics.render()).await.unwrap_or_default();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+    let body = tokio::task::spawn_blocking(move || s.metrics.render())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
 }
 
 async fn healthz() -> &'static str {
@@ -124,18 +168,31 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
     match s.health.not_ready.lock().expect("health lock").clone() {
         None => (StatusCode::OK, "ready\n".into()),
-        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
-pub fn router(metrics: Arc<Metrics>, health: Arc<Health>, webhook: Option<Webhook>, bindings_view: Arc<crate::bindings::View>) -> Router {
+pub fn router(
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    webhook: Option<Webhook>,
+    bindings_view: Arc<crate::bindings::View>,
+) -> Router {
     Router::new()
         .route("/bindings", get(bindings))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/alertmanager", post(alertmanager))
-        .with_state(AppState { metrics, health, webhook, bindings: bindings_view })
+        .with_state(AppState {
+            metrics,
+            health,
+            webhook,
+            bindings: bindings_view,
+        })
 }
 
 /// Bind first (so a busy port is a clear start-up error), then serve until `shutdown`.
@@ -151,5 +208,7 @@ pub async fn serve(
     bindings_view: Arc<crate::bindings::View>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health, webhook, bindings_view)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(metrics, health, webhook, bindings_view))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

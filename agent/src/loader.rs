@@ -30,7 +30,10 @@ pub enum LoadError {
     #[error("eBPF map {0} missing from the object")]
     MissingMap(&'static str),
     #[error("eBPF map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
 }
 
 pub struct Kernel {
@@ -57,14 +60,28 @@ impl Kernel {
         let mut tp = agent_common::session::TracepointOffsets::DEFAULT;
         match probe::tracepoint_field_offset("sched", "sched_process_fork", "child_pid") {
             Some(off) => tp.fork_child_pid = off,
-            None => warn!("sched_process_fork format unreadable; assuming child_pid at offset {}", tp.fork_child_pid),
+            None => warn!(
+                "sched_process_fork format unreadable; assuming child_pid at offset {}",
+                tp.fork_child_pid
+            ),
         }
         let ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .load(bytes)?;
         let drop_reasons = facts.drop_reasons.clone();
-        let mut kernel = Kernel { ebpf, drop_reasons, martian_reasons: Default::default(), tc_ifaces: Default::default(), arp_ifaces: Default::default(), reboot_guard: 0, lsm_links: HashMap::new(), links: HashMap::new(), loaded: HashMap::new(), statuses: Vec::new() };
+        let mut kernel = Kernel {
+            ebpf,
+            drop_reasons,
+            martian_reasons: Default::default(),
+            tc_ifaces: Default::default(),
+            arp_ifaces: Default::default(),
+            reboot_guard: 0,
+            lsm_links: HashMap::new(),
+            links: HashMap::new(),
+            loaded: HashMap::new(),
+            statuses: Vec::new(),
+        };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
         Ok(kernel)
@@ -78,19 +95,41 @@ impl Kernel {
             Err(e) => {
                 let detail = format!("no kernel BTF: {e}");
                 return vec![
-                    ProgramTypeSupport { name: "tracing", supported: false, detail: detail.clone() },
-                    ProgramTypeSupport { name: "lsm", supported: false, detail },
+                    ProgramTypeSupport {
+                        name: "tracing",
+                        supported: false,
+                        detail: detail.clone(),
+                    },
+                    ProgramTypeSupport {
+                        name: "lsm",
+                        supported: false,
+                        detail,
+                    },
                 ];
             }
         };
         let mut out = Vec::new();
-        let fentry = match self.ebpf.program_mut("probe_fentry").map(TryInto::<&mut FEntry>::try_into) {
-            Some(Ok(p)) => p.load("do_sys_openat2", &btf).map_err(|e| e.to_string()).and_then(|()| p.unload().map_err(|e| e.to_string())),
+        let fentry = match self
+            .ebpf
+            .program_mut("probe_fentry")
+            .map(TryInto::<&mut FEntry>::try_into)
+        {
+            Some(Ok(p)) => p
+                .load("do_sys_openat2", &btf)
+                .map_err(|e| e.to_string())
+                .and_then(|()| p.unload().map_err(|e| e.to_string())),
             _ => Err("probe program missing from the object".into()),
         };
         out.push(support("tracing", fentry));
-        let lsm = match self.ebpf.program_mut("probe_lsm").map(TryInto::<&mut Lsm>::try_into) {
-            Some(Ok(p)) => p.load("bprm_check_security", &btf).map_err(|e| e.to_string()).and_then(|()| p.unload().map_err(|e| e.to_string())),
+        let lsm = match self
+            .ebpf
+            .program_mut("probe_lsm")
+            .map(TryInto::<&mut Lsm>::try_into)
+        {
+            Some(Ok(p)) => p
+                .load("bprm_check_security", &btf)
+                .map_err(|e| e.to_string())
+                .and_then(|()| p.unload().map_err(|e| e.to_string())),
             _ => Err("probe program missing from the object".into()),
         };
         out.push(support("lsm", lsm));
@@ -106,18 +145,36 @@ impl Kernel {
         self.sync_martian_reasons(config)?;
         let mut enabled = config.enabled_detectors();
         // The kill-on-exec program runs whenever block_exec may enforce.
-        if config.action_mode(crate::quarantine::ActionKind::BlockExec) == crate::config::Mode::Enforce {
+        if config.action_mode(crate::quarantine::ActionKind::BlockExec)
+            == crate::config::Mode::Enforce
+        {
             enabled.push("quarantine");
         }
         let mut statuses = Vec::with_capacity(PROGRAMS.len());
         for spec in PROGRAMS {
-            let status = if enabled.contains(&spec.detector) { self.attach(spec) } else { self.detach(spec) };
+            let status = if enabled.contains(&spec.detector) {
+                self.attach(spec)
+            } else {
+                self.detach(spec)
+            };
             match &status {
-                Status::Failed(r) => warn!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program failed"),
-                Status::Unavailable(r) => info!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program unavailable"),
-                _ => debug!(detector = spec.detector, program = spec.name, status = status.label(), "program"),
+                Status::Failed(r) => {
+                    warn!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program failed")
+                }
+                Status::Unavailable(r) => {
+                    info!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program unavailable")
+                }
+                _ => debug!(
+                    detector = spec.detector,
+                    program = spec.name,
+                    status = status.label(),
+                    "program"
+                ),
             }
-            statuses.push(ProgramStatus { spec: *spec, status });
+            statuses.push(ProgramStatus {
+                spec: *spec,
+                status,
+            });
         }
         self.statuses = statuses;
         Ok(())
@@ -134,7 +191,11 @@ impl Kernel {
         };
         if !probe::tracepoint_exists(category, name) {
             let reason = format!("tracepoint {category}/{name} does not exist on this kernel");
-            return if spec.required { Status::Failed(reason) } else { Status::Unavailable(reason) };
+            return if spec.required {
+                Status::Failed(reason)
+            } else {
+                Status::Unavailable(reason)
+            };
         }
         let Some(program) = self.ebpf.program_mut(spec.name) else {
             return Status::Failed("program missing from the eBPF object".into());
@@ -143,7 +204,10 @@ impl Kernel {
             Ok(tp) => tp,
             Err(e) => return Status::Failed(format!("not a tracepoint program: {e}")),
         };
-        let loaded = self.loaded.entry(spec.name).or_insert_with(|| tp.load().map_err(|e| first_line(&e.to_string())));
+        let loaded = self
+            .loaded
+            .entry(spec.name)
+            .or_insert_with(|| tp.load().map_err(|e| first_line(&e.to_string())));
         if let Err(e) = loaded {
             return Status::Failed(format!("load: {e}"));
         }
@@ -158,13 +222,17 @@ impl Kernel {
 
     /// Load a TC program; it is attached per interface by [`Kernel::sync_arp_interfaces`].
     fn load_tc(&mut self, name: &'static str) -> Status {
-        let Some(Ok(tc)) = self.ebpf.program_mut(name).map(TryInto::<&mut aya::programs::SchedClassifier>::try_into) else {
+        let Some(Ok(tc)) = self
+            .ebpf
+            .program_mut(name)
+            .map(TryInto::<&mut aya::programs::SchedClassifier>::try_into)
+        else {
             return Status::Failed("program missing from the eBPF object".into());
         };
-        if tc.fd().is_err() {
-            if let Err(e) = tc.load() {
-                return Status::Failed(format!("load: {}", first_line(&e.to_string())));
-            }
+        if tc.fd().is_err()
+            && let Err(e) = tc.load()
+        {
+            return Status::Failed(format!("load: {}", first_line(&e.to_string())));
         }
         Status::Attached
     }
@@ -182,7 +250,10 @@ impl Kernel {
         };
         // Interfaces that went away took their attachment with them.
         let present: std::collections::HashSet<String> = std::fs::read_dir("/sys/class/net")
-            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned())).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         self.arp_ifaces.retain(|i| present.contains(i));
         let mut errors = Vec::new();
@@ -190,8 +261,14 @@ impl Kernel {
             if self.arp_ifaces.contains(&iface) {
                 continue;
             }
-            let Ok(name) = std::ffi::CString::new(iface.clone()) else { continue };
-            let Some(Ok(tc)) = self.ebpf.program_mut("arp_tc").map(TryInto::<&mut aya::programs::SchedClassifier>::try_into) else {
+            let Ok(name) = std::ffi::CString::new(iface.clone()) else {
+                continue;
+            };
+            let Some(Ok(tc)) = self
+                .ebpf
+                .program_mut("arp_tc")
+                .map(TryInto::<&mut aya::programs::SchedClassifier>::try_into)
+            else {
                 errors.push("arp_tc missing".into());
                 break;
             };
@@ -207,30 +284,45 @@ impl Kernel {
     }
 
     /// A read-only handle on the per-peer reset counts.
-    pub fn reset_peers(&self) -> Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::PeerKey, u64>> {
+    pub fn reset_peers(
+        &self,
+    ) -> Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::PeerKey, u64>> {
         let data = self.map_handle(agent_common::tcp_reset::RESET_PEERS).ok()?;
         aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(data)).ok()
     }
 
     /// A read-only handle on the ARP bindings map.
-    pub fn arp_bindings(&self) -> Option<BpfHashMap<MapData, agent_common::arp::BindingKey, agent_common::arp::Binding>> {
+    pub fn arp_bindings(
+        &self,
+    ) -> Option<BpfHashMap<MapData, agent_common::arp::BindingKey, agent_common::arp::Binding>>
+    {
         let data = self.map_handle(agent_common::arp::ARP_BINDINGS).ok()?;
         BpfHashMap::try_from(aya::maps::Map::LruHashMap(data)).ok()
     }
 
     fn attach_lsm(&mut self, spec: &ProgramSpec, hook: &'static str) -> Status {
-        let fail = |reason: String| if spec.required { Status::Failed(reason) } else { Status::Unavailable(reason) };
+        let fail = |reason: String| {
+            if spec.required {
+                Status::Failed(reason)
+            } else {
+                Status::Unavailable(reason)
+            }
+        };
         let btf = match Btf::from_sys_fs() {
             Ok(b) => b,
             Err(e) => return fail(format!("no kernel BTF: {e}")),
         };
-        let Some(Ok(lsm)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut Lsm>::try_into) else {
+        let Some(Ok(lsm)) = self
+            .ebpf
+            .program_mut(spec.name)
+            .map(TryInto::<&mut Lsm>::try_into)
+        else {
             return Status::Failed("program missing from the eBPF object".into());
         };
-        if lsm.fd().is_err() {
-            if let Err(e) = lsm.load(hook, &btf) {
-                return fail(format!("load: {}", first_line(&e.to_string())));
-            }
+        if lsm.fd().is_err()
+            && let Err(e) = lsm.load(hook, &btf)
+        {
+            return fail(format!("load: {}", first_line(&e.to_string())));
         }
         match lsm.attach() {
             Ok(link) => {
@@ -247,27 +339,36 @@ impl Kernel {
     }
 
     fn detach(&mut self, spec: &ProgramSpec) -> Status {
-        if let Some(link) = self.lsm_links.remove(spec.name) {
-            if let Some(Ok(lsm)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut Lsm>::try_into) {
-                if let Err(e) = lsm.detach(link) {
-                    warn!(program = spec.name, error = %e, "detach failed");
-                }
-            }
+        if let Some(link) = self.lsm_links.remove(spec.name)
+            && let Some(Ok(lsm)) = self
+                .ebpf
+                .program_mut(spec.name)
+                .map(TryInto::<&mut Lsm>::try_into)
+            && let Err(e) = lsm.detach(link)
+        {
+            warn!(program = spec.name, error = %e, "detach failed");
         }
-        if let Some(link) = self.links.remove(spec.name) {
-            if let Some(Ok(tp)) = self.ebpf.program_mut(spec.name).map(TryInto::<&mut TracePoint>::try_into) {
-                if let Err(e) = tp.detach(link) {
-                    warn!(program = spec.name, error = %e, "detach failed");
-                }
-            }
+        if let Some(link) = self.links.remove(spec.name)
+            && let Some(Ok(tp)) = self
+                .ebpf
+                .program_mut(spec.name)
+                .map(TryInto::<&mut TracePoint>::try_into)
+            && let Err(e) = tp.detach(link)
+        {
+            warn!(program = spec.name, error = %e, "detach failed");
         }
         Status::Disabled
     }
 
     /// Guard mode and allowed sources for the kernel-side reboot guard.
     fn sync_reboot_guard(&mut self, config: &Config) -> Result<(), LoadError> {
-        use agent_common::reboot::{GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, REBOOT_ALLOWED, REBOOT_GUARD};
-        use aya::maps::{Array, lpm_trie::{Key, LpmTrie}};
+        use agent_common::reboot::{
+            GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, REBOOT_ALLOWED, REBOOT_GUARD,
+        };
+        use aya::maps::{
+            Array,
+            lpm_trie::{Key, LpmTrie},
+        };
         let r = &config.detectors.reboot;
         let mode = if !(r.enabled && r.protected_host) {
             GUARD_OFF
@@ -278,22 +379,49 @@ impl Kernel {
                 crate::config::Mode::Observe => GUARD_OFF,
             }
         };
-        let map = self.ebpf.map_mut(REBOOT_ALLOWED).ok_or(LoadError::MissingMap(REBOOT_ALLOWED))?;
-        let mut allowed: LpmTrie<_, [u8; 16], u32> = LpmTrie::try_from(map).map_err(|source| LoadError::Map { name: REBOOT_ALLOWED, source })?;
+        let map = self
+            .ebpf
+            .map_mut(REBOOT_ALLOWED)
+            .ok_or(LoadError::MissingMap(REBOOT_ALLOWED))?;
+        let mut allowed: LpmTrie<_, [u8; 16], u32> =
+            LpmTrie::try_from(map).map_err(|source| LoadError::Map {
+                name: REBOOT_ALLOWED,
+                source,
+            })?;
         let old: Vec<Key<[u8; 16]>> = allowed.keys().filter_map(Result::ok).collect();
         for k in old {
-            allowed.remove(&k).map_err(|source| LoadError::Map { name: REBOOT_ALLOWED, source })?;
+            allowed.remove(&k).map_err(|source| LoadError::Map {
+                name: REBOOT_ALLOWED,
+                source,
+            })?;
         }
         for net in &r.allowed_sources {
             let (addr, prefix) = match net {
-                ipnet::IpNet::V4(n) => (n.addr().to_ipv6_mapped().octets(), 96 + u32::from(n.prefix_len())),
+                ipnet::IpNet::V4(n) => (
+                    n.addr().to_ipv6_mapped().octets(),
+                    96 + u32::from(n.prefix_len()),
+                ),
                 ipnet::IpNet::V6(n) => (n.addr().octets(), u32::from(n.prefix_len())),
             };
-            allowed.insert(&Key::new(prefix, addr), &1, 0).map_err(|source| LoadError::Map { name: REBOOT_ALLOWED, source })?;
+            allowed
+                .insert(&Key::new(prefix, addr), &1, 0)
+                .map_err(|source| LoadError::Map {
+                    name: REBOOT_ALLOWED,
+                    source,
+                })?;
         }
-        let map = self.ebpf.map_mut(REBOOT_GUARD).ok_or(LoadError::MissingMap(REBOOT_GUARD))?;
-        let mut guard: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map { name: REBOOT_GUARD, source })?;
-        guard.set(0, &mode, 0).map_err(|source| LoadError::Map { name: REBOOT_GUARD, source })?;
+        let map = self
+            .ebpf
+            .map_mut(REBOOT_GUARD)
+            .ok_or(LoadError::MissingMap(REBOOT_GUARD))?;
+        let mut guard: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map {
+            name: REBOOT_GUARD,
+            source,
+        })?;
+        guard.set(0, &mode, 0).map_err(|source| LoadError::Map {
+            name: REBOOT_GUARD,
+            source,
+        })?;
         self.reboot_guard = mode;
         Ok(())
     }
@@ -308,18 +436,33 @@ impl Kernel {
                     Some((v, n)) => {
                         wanted.insert(*v, n.clone());
                     }
-                    None => warn!(reason = %name, "skb drop reason not on this kernel; not counted (see /proc/net/stat/rt_cache and TcpExt IPReversePathFilter)"),
+                    None => {
+                        warn!(reason = %name, "skb drop reason not on this kernel; not counted (see /proc/net/stat/rt_cache and TcpExt IPReversePathFilter)")
+                    }
                 }
             }
         }
-        let map = self.ebpf.map_mut(MARTIAN_REASONS).ok_or(LoadError::MissingMap(MARTIAN_REASONS))?;
-        let mut m: BpfHashMap<_, u32, u32> = BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name: MARTIAN_REASONS, source })?;
+        let map = self
+            .ebpf
+            .map_mut(MARTIAN_REASONS)
+            .ok_or(LoadError::MissingMap(MARTIAN_REASONS))?;
+        let mut m: BpfHashMap<_, u32, u32> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: MARTIAN_REASONS,
+                source,
+            })?;
         let old: Vec<u32> = m.keys().filter_map(Result::ok).collect();
         for k in old {
-            m.remove(&k).map_err(|source| LoadError::Map { name: MARTIAN_REASONS, source })?;
+            m.remove(&k).map_err(|source| LoadError::Map {
+                name: MARTIAN_REASONS,
+                source,
+            })?;
         }
         for v in wanted.keys() {
-            m.insert(v, &1, 0).map_err(|source| LoadError::Map { name: MARTIAN_REASONS, source })?;
+            m.insert(v, &1, 0).map_err(|source| LoadError::Map {
+                name: MARTIAN_REASONS,
+                source,
+            })?;
         }
         self.martian_reasons = wanted;
         Ok(())
@@ -334,8 +477,14 @@ impl Kernel {
         aya::maps::PerCpuHashMap<MapData, agent_common::martian::MartianSource, u64>,
     )> {
         use agent_common::martian::{MARTIAN_COUNTS, MARTIAN_SOURCES};
-        let counts = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(self.map_handle(MARTIAN_COUNTS).ok()?)).ok()?;
-        let sources = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(self.map_handle(MARTIAN_SOURCES).ok()?)).ok()?;
+        let counts = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(
+            self.map_handle(MARTIAN_COUNTS).ok()?,
+        ))
+        .ok()?;
+        let sources = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(
+            self.map_handle(MARTIAN_SOURCES).ok()?,
+        ))
+        .ok()?;
         Some((counts, sources))
     }
 
@@ -347,7 +496,8 @@ impl Kernel {
     fn sync_sshd_comms(&mut self, config: &Config) -> Result<(), LoadError> {
         let name = agent_common::session::SSHD_COMMS;
         let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
-        let mut comms: BpfHashMap<_, [u8; 16], u32> = BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        let mut comms: BpfHashMap<_, [u8; 16], u32> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
         let wanted: Vec<[u8; 16]> = config
             .detectors
             .session
@@ -359,35 +509,62 @@ impl Kernel {
                 k
             })
             .collect();
-        let stale: Vec<[u8; 16]> = comms.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+        let stale: Vec<[u8; 16]> = comms
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(k))
+            .collect();
         for k in stale {
-            comms.remove(&k).map_err(|source| LoadError::Map { name, source })?;
+            comms
+                .remove(&k)
+                .map_err(|source| LoadError::Map { name, source })?;
         }
         for k in wanted {
-            comms.insert(&k, &1, 0).map_err(|source| LoadError::Map { name, source })?;
+            comms
+                .insert(&k, &1, 0)
+                .map_err(|source| LoadError::Map { name, source })?;
         }
         Ok(())
     }
 
     fn sync_exec_watch(&mut self, config: &Config) -> Result<(), LoadError> {
-        let map = self.ebpf.map_mut(maps::EXEC_WATCH).ok_or(LoadError::MissingMap(maps::EXEC_WATCH))?;
+        let map = self
+            .ebpf
+            .map_mut(maps::EXEC_WATCH)
+            .ok_or(LoadError::MissingMap(maps::EXEC_WATCH))?;
         let mut watch: BpfHashMap<_, maps::ExecWatchKey, u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: maps::EXEC_WATCH,
+                source,
+            })?;
         let wanted: Vec<(maps::ExecWatchKey, u32)> = if config.detectors.reboot.enabled {
             reboot::watched_binaries(&config.detectors.reboot)
                 .into_iter()
-                .filter_map(|(name, class)| maps::ExecWatchKey::new(name.as_bytes()).map(|k| (k, class)))
+                .filter_map(|(name, class)| {
+                    maps::ExecWatchKey::new(name.as_bytes()).map(|k| (k, class))
+                })
                 .collect()
         } else {
             Vec::new()
         };
-        let stale: Vec<maps::ExecWatchKey> =
-            watch.keys().filter_map(Result::ok).filter(|k| !wanted.iter().any(|(w, _)| w == k)).collect();
+        let stale: Vec<maps::ExecWatchKey> = watch
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.iter().any(|(w, _)| w == k))
+            .collect();
         for key in stale {
-            watch.remove(&key).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
+            watch.remove(&key).map_err(|source| LoadError::Map {
+                name: maps::EXEC_WATCH,
+                source,
+            })?;
         }
         for (key, class) in wanted {
-            watch.insert(&key, &class, 0).map_err(|source| LoadError::Map { name: maps::EXEC_WATCH, source })?;
+            watch
+                .insert(&key, &class, 0)
+                .map_err(|source| LoadError::Map {
+                    name: maps::EXEC_WATCH,
+                    source,
+                })?;
         }
         Ok(())
     }
@@ -419,8 +596,14 @@ impl Kernel {
 
     /// The ring buffer, handed to the reader task once.
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, LoadError> {
-        let map = self.ebpf.take_map(maps::EVENTS).ok_or(LoadError::MissingMap(maps::EVENTS))?;
-        RingBuf::try_from(map).map_err(|source| LoadError::Map { name: maps::EVENTS, source })
+        let map = self
+            .ebpf
+            .take_map(maps::EVENTS)
+            .ok_or(LoadError::MissingMap(maps::EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| LoadError::Map {
+            name: maps::EVENTS,
+            source,
+        })
     }
 
     /// A second, read-only handle on a map, for the metrics collector.
@@ -441,22 +624,38 @@ fn map_id(map: &aya::maps::Map) -> Result<u32, aya::maps::MapError> {
         | Map::PerCpuHashMap(m)
         | Map::PerCpuLruHashMap(m)
         | Map::RingBuf(m) => m,
-        _ => return Err(aya::maps::MapError::InvalidName { name: "unsupported map type".into() }),
+        _ => {
+            return Err(aya::maps::MapError::InvalidName {
+                name: "unsupported map type".into(),
+            });
+        }
     };
     Ok(data.info()?.id())
 }
 
 fn support(name: &'static str, r: Result<(), String>) -> ProgramTypeSupport {
     match r {
-        Ok(()) => ProgramTypeSupport { name, supported: true, detail: "loads".into() },
-        Err(e) => ProgramTypeSupport { name, supported: false, detail: first_line(&e) },
+        Ok(()) => ProgramTypeSupport {
+            name,
+            supported: true,
+            detail: "loads".into(),
+        },
+        Err(e) => ProgramTypeSupport {
+            name,
+            supported: false,
+            detail: first_line(&e),
+        },
     }
 }
 
 /// A one-line reason: the first line of the error, without an empty verifier log.
 fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
-    let line = line.trim_end().trim_end_matches("Verifier output:").trim_end().trim_end_matches('.');
+    let line = line
+        .trim_end()
+        .trim_end_matches("Verifier output:")
+        .trim_end()
+        .trim_end_matches('.');
     line.chars().take(200).collect()
 }
 
@@ -469,11 +668,14 @@ impl Kernel {
     ) -> Result<crate::metrics::KernelStats, LoadError> {
         use aya::maps::{Map, PerCpuArray};
         let err = |name| move |source| LoadError::Map { name, source };
-        let stats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(maps::STATS)?)).map_err(err(maps::STATS))?;
-        let exec_watch =
-            BpfHashMap::try_from(Map::HashMap(self.map_handle(maps::EXEC_WATCH)?)).map_err(err(maps::EXEC_WATCH))?;
-        let qstats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(agent_common::quarantine::QSTATS)?))
-            .map_err(err(agent_common::quarantine::QSTATS))?;
+        let stats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(maps::STATS)?))
+            .map_err(err(maps::STATS))?;
+        let exec_watch = BpfHashMap::try_from(Map::HashMap(self.map_handle(maps::EXEC_WATCH)?))
+            .map_err(err(maps::EXEC_WATCH))?;
+        let qstats = PerCpuArray::try_from(Map::PerCpuArray(
+            self.map_handle(agent_common::quarantine::QSTATS)?,
+        ))
+        .map_err(err(agent_common::quarantine::QSTATS))?;
         let run_stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
             Ok(fd) => Some(fd),
             Err(e) => {
@@ -485,7 +687,14 @@ impl Kernel {
             .map_handle(agent_common::tcp_reset::RESET_COUNTS)
             .ok()
             .and_then(|d| aya::maps::PerCpuHashMap::try_from(Map::PerCpuHashMap(d)).ok());
-        Ok(crate::metrics::KernelStats { stats, exec_watch, qstats, resets, program_ids, run_stats })
+        Ok(crate::metrics::KernelStats {
+            stats,
+            exec_watch,
+            qstats,
+            resets,
+            program_ids,
+            run_stats,
+        })
     }
 }
 

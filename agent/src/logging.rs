@@ -1,6 +1,8 @@
 //! Structured logging (tracing): text or one JSON object per line, level reloadable.
 
-use tracing_subscriber::{EnvFilter, Registry, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt};
+use tracing_subscriber::{
+    EnvFilter, Registry, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt,
+};
 
 use crate::config::{LogFormat, LogLevel};
 
@@ -15,7 +17,14 @@ pub fn init(format: LogFormat, level: LogLevel) -> LogHandle {
     let (filter, handle) = reload::Layer::new(filter(level));
     let registry = tracing_subscriber::registry().with(filter);
     let res = match format {
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false),
+            )
+            .try_init(),
         LogFormat::Text => registry.with(fmt::layer()).try_init(),
     };
     if let Err(e) = res {

@@ -10,15 +10,24 @@ pub fn counters() -> (Option<u64>, Option<u64>) {
 }
 
 pub fn counters_in(proc: &Path) -> (Option<u64>, Option<u64>) {
-    let rt = std::fs::read_to_string(proc.join("net/stat/rt_cache")).ok().and_then(|t| column_sum_hex(&t, "in_martian_src"));
-    let rp = std::fs::read_to_string(proc.join("net/netstat")).ok().and_then(|t| netstat(&t, "TcpExt", "IPReversePathFilter"));
+    let rt = std::fs::read_to_string(proc.join("net/stat/rt_cache"))
+        .ok()
+        .and_then(|t| column_sum_hex(&t, "in_martian_src"));
+    let rp = std::fs::read_to_string(proc.join("net/netstat"))
+        .ok()
+        .and_then(|t| netstat(&t, "TcpExt", "IPReversePathFilter"));
     (rt, rp)
 }
 
 fn column_sum_hex(text: &str, column: &str) -> Option<u64> {
     let mut lines = text.lines();
     let idx = lines.next()?.split_whitespace().position(|c| c == column)?;
-    Some(lines.filter_map(|l| l.split_whitespace().nth(idx)).filter_map(|v| u64::from_str_radix(v, 16).ok()).sum())
+    Some(
+        lines
+            .filter_map(|l| l.split_whitespace().nth(idx))
+            .filter_map(|v| u64::from_str_radix(v, 16).ok())
+            .sum(),
+    )
 }
 
 fn netstat(text: &str, section: &str, field: &str) -> Option<u64> {

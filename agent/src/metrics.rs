@@ -32,7 +32,15 @@ pub fn kind_name(k: u16) -> &'static str {
 }
 
 /// Names of the QSTATS slots (agent_common::quarantine::QSTAT_*), by index.
-pub const QSTAT_NAMES: [&str; 7] = ["exec_killed", "drop_v4", "drop_v6", "drop_mac", "drop_arp", "expired_seen", "signal_error"];
+pub const QSTAT_NAMES: [&str; 7] = [
+    "exec_killed",
+    "drop_v4",
+    "drop_v6",
+    "drop_mac",
+    "drop_arp",
+    "expired_seen",
+    "signal_error",
+];
 
 /// Reasons a record can be lost (metric label `reason`).
 pub const LOSS_REASONS: &[&str] = &["ringbuf_full", "map_full", "queue_full"];
@@ -41,13 +49,17 @@ pub const DECODE_REASONS: &[&str] = &["short", "unknown_kind", "abi", "length"];
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(v.clone())).expect("unique metric");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("unique metric");
     v
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let v = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(v.clone())).expect("unique metric");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("unique metric");
     v
 }
 
@@ -105,74 +117,265 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let build_info = gauge_vec(&r, "nodeward_build_info", "Build of the running agent (always 1).", &["version", "abi"]);
+        let build_info = gauge_vec(
+            &r,
+            "nodeward_build_info",
+            "Build of the running agent (always 1).",
+            &["version", "abi"],
+        );
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), &agent_common::event::ABI_VERSION.to_string()])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                &agent_common::event::ABI_VERSION.to_string(),
+            ])
             .set(1);
         let m = Metrics {
-            detector_up: gauge_vec(&r, "nodeward_detector_up", "1 when the detector runs with all its required programs attached, else 0 (reason in the log and `nodeward check`).", &["detector"]),
-            program_attached: gauge_vec(&r, "nodeward_program_attached", "1 when the eBPF program is attached, else 0.", &["detector", "program"]),
-            program_type_supported: gauge_vec(&r, "nodeward_kernel_program_type_supported", "1 when this kernel loads eBPF programs of this type (probed by loading).", &["type"]),
-            kernel_offset_resolved: gauge_vec(&r, "nodeward_kernel_btf_offset_resolved", "1 when the kernel struct offset was found in BTF; 0 means the matching event field stays unset.", &["field"]),
-            events: counter_vec(&r, "nodeward_events_total", "Records received from the kernel and decoded.", &["kind"]),
-            events_lost: counter_vec(&r, "nodeward_events_lost_total", "Records lost before a detector saw them, by reason (ringbuf_full and map_full counted in the kernel, queue_full in userspace).", &["reason"]),
-            kernel_records: counter_vec(&r, "nodeward_kernel_records_total", "Kernel-side accounting per record kind: submitted, ringbuf_full, read_error, map_full.", &["kind", "result"]),
-            decode_errors: counter_vec(&r, "nodeward_event_decode_errors_total", "Records that could not be decoded.", &["reason"]),
-            map_entries: gauge_vec(&r, "nodeward_map_entries", "Entries in a kernel hash map.", &["map"]),
-            map_capacity: gauge_vec(&r, "nodeward_map_capacity", "Capacity (max entries) of a kernel hash map.", &["map"]),
-            program_runs: counter_vec(&r, "nodeward_program_runs_total", "Times the eBPF program ran (kernel bpf_stats).", &["program"]),
+            detector_up: gauge_vec(
+                &r,
+                "nodeward_detector_up",
+                "1 when the detector runs with all its required programs attached, else 0 (reason in the log and `nodeward check`).",
+                &["detector"],
+            ),
+            program_attached: gauge_vec(
+                &r,
+                "nodeward_program_attached",
+                "1 when the eBPF program is attached, else 0.",
+                &["detector", "program"],
+            ),
+            program_type_supported: gauge_vec(
+                &r,
+                "nodeward_kernel_program_type_supported",
+                "1 when this kernel loads eBPF programs of this type (probed by loading).",
+                &["type"],
+            ),
+            kernel_offset_resolved: gauge_vec(
+                &r,
+                "nodeward_kernel_btf_offset_resolved",
+                "1 when the kernel struct offset was found in BTF; 0 means the matching event field stays unset.",
+                &["field"],
+            ),
+            events: counter_vec(
+                &r,
+                "nodeward_events_total",
+                "Records received from the kernel and decoded.",
+                &["kind"],
+            ),
+            events_lost: counter_vec(
+                &r,
+                "nodeward_events_lost_total",
+                "Records lost before a detector saw them, by reason (ringbuf_full and map_full counted in the kernel, queue_full in userspace).",
+                &["reason"],
+            ),
+            kernel_records: counter_vec(
+                &r,
+                "nodeward_kernel_records_total",
+                "Kernel-side accounting per record kind: submitted, ringbuf_full, read_error, map_full.",
+                &["kind", "result"],
+            ),
+            decode_errors: counter_vec(
+                &r,
+                "nodeward_event_decode_errors_total",
+                "Records that could not be decoded.",
+                &["reason"],
+            ),
+            map_entries: gauge_vec(
+                &r,
+                "nodeward_map_entries",
+                "Entries in a kernel hash map.",
+                &["map"],
+            ),
+            map_capacity: gauge_vec(
+                &r,
+                "nodeward_map_capacity",
+                "Capacity (max entries) of a kernel hash map.",
+                &["map"],
+            ),
+            program_runs: counter_vec(
+                &r,
+                "nodeward_program_runs_total",
+                "Times the eBPF program ran (kernel bpf_stats).",
+                &["program"],
+            ),
             program_run_seconds: {
-                let v = CounterVec::new(Opts::new("nodeward_program_run_seconds_total", "Time spent in the eBPF program (kernel bpf_stats)."), &["program"]).expect("valid metric");
+                let v = CounterVec::new(
+                    Opts::new(
+                        "nodeward_program_run_seconds_total",
+                        "Time spent in the eBPF program (kernel bpf_stats).",
+                    ),
+                    &["program"],
+                )
+                .expect("valid metric");
                 r.register(Box::new(v.clone())).expect("unique metric");
                 v
             },
             ringbuf_capacity: {
-                let g = IntGauge::new("nodeward_ringbuf_capacity_bytes", "Size of the kernel event ring buffer.").expect("valid metric");
+                let g = IntGauge::new(
+                    "nodeward_ringbuf_capacity_bytes",
+                    "Size of the kernel event ring buffer.",
+                )
+                .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
-            config_reloads: counter_vec(&r, "nodeward_config_reloads_total", "Configuration reloads (SIGHUP), by result.", &["result"]),
-            findings: counter_vec(&r, "nodeward_findings_total", "Findings reported, by detector.", &["detector"]),
-            reboot_intents: counter_vec(&r, "nodeward_reboot_intents_total", "Intents to reboot, halt, power off or kexec this machine, by path, origin (ssh, local, service) and whether expected.", &["path", "origin", "expected"]),
+            config_reloads: counter_vec(
+                &r,
+                "nodeward_config_reloads_total",
+                "Configuration reloads (SIGHUP), by result.",
+                &["result"],
+            ),
+            findings: counter_vec(
+                &r,
+                "nodeward_findings_total",
+                "Findings reported, by detector.",
+                &["detector"],
+            ),
+            reboot_intents: counter_vec(
+                &r,
+                "nodeward_reboot_intents_total",
+                "Intents to reboot, halt, power off or kexec this machine, by path, origin (ssh, local, service) and whether expected.",
+                &["path", "origin", "expected"],
+            ),
             reboot_blocked: {
                 let c = prometheus::IntCounter::new("nodeward_reboot_blocked_total", "Reboot-family execs the reboot guard killed before they ran (protected host, enforce).").expect("valid metric");
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
-            reboots: counter_vec(&r, "nodeward_reboots_total", "Reboots of this node seen across agent restarts (boot id changes), by the cause nodeward recorded before it (ssh, local, service, unknown) and whether it was expected (true, false, unknown). Persisted in the state directory.", &["cause", "expected"]),
-            last_reboot: gauge_vec(&r, "nodeward_last_reboot_info", "The last reboot of this node (one series): cause, expected, and the SSH source address if any.", &["cause", "expected", "source"]),
+            reboots: counter_vec(
+                &r,
+                "nodeward_reboots_total",
+                "Reboots of this node seen across agent restarts (boot id changes), by the cause nodeward recorded before it (ssh, local, service, unknown) and whether it was expected (true, false, unknown). Persisted in the state directory.",
+                &["cause", "expected"],
+            ),
+            last_reboot: gauge_vec(
+                &r,
+                "nodeward_last_reboot_info",
+                "The last reboot of this node (one series): cause, expected, and the SSH source address if any.",
+                &["cause", "expected", "source"],
+            ),
             ssh_accepts: {
-                let c = prometheus::IntCounter::new("nodeward_session_ssh_accepts_total", "SSH connections accepted by a watched sshd (each starts a tracked session).").expect("valid metric");
+                let c = prometheus::IntCounter::new(
+                    "nodeward_session_ssh_accepts_total",
+                    "SSH connections accepted by a watched sshd (each starts a tracked session).",
+                )
+                .expect("valid metric");
                 r.register(Box::new(c.clone())).expect("unique metric");
                 c
             },
-            martian_drops: counter_vec(&r, "nodeward_martian_drops_total", "Packets the kernel dropped for a martian source, by interface and skb drop reason (names from the kernel's BTF). Interfaces of other network namespaces read if<index>@netns<inode>.", &["interface", "reason"]),
-            martian_floods: counter_vec(&r, "nodeward_martian_floods_total", "Martian floods detected (flood_threshold drops per interface and reason within the window).", &["reason"]),
-            martian_flood_series: gauge_vec(&r, "nodeward_martian_flood_active", "One series per interface and reason in an active martian flood (capped by detectors.martian.max_flood_series); the value is the drops in the window.", &["interface", "reason"]),
-            martian_top_sources: gauge_vec(&r, "nodeward_martian_top_source", "Top source addresses of an active martian flood (only while it lasts; detectors.martian.top_sources per flood): drops so far.", &["interface", "reason", "source"]),
-            martian_kernel: counter_vec(&r, "nodeward_martian_kernel_stat_total", "The kernel's own martian counters, as a cross-check and for kernels without drop reasons: in_martian_src (/proc/net/stat/rt_cache), ip_reverse_path_filter (TcpExt IPReversePathFilter, agent's netns).", &["stat"]),
-            tcp_resets: counter_vec(&r, "nodeward_tcp_resets_total", "TCP resets by direction (sent, received) and reason (enum sk_rst_reason, resolved from the kernel's BTF; received resets have reason none).", &["direction", "reason"]),
-            tcp_storms: counter_vec(&r, "nodeward_tcp_reset_storms_total", "Reset storms detected (storm_threshold resets with one peer within the window), by direction.", &["direction"]),
-            tcp_storm_series: gauge_vec(&r, "nodeward_tcp_reset_storm_active", "One series per peer in an active reset storm (capped by detectors.tcp_reset.max_storm_series); the value is the resets in the window.", &["peer", "direction"]),
+            martian_drops: counter_vec(
+                &r,
+                "nodeward_martian_drops_total",
+                "Packets the kernel dropped for a martian source, by interface and skb drop reason (names from the kernel's BTF). Interfaces of other network namespaces read if<index>@netns<inode>.",
+                &["interface", "reason"],
+            ),
+            martian_floods: counter_vec(
+                &r,
+                "nodeward_martian_floods_total",
+                "Martian floods detected (flood_threshold drops per interface and reason within the window).",
+                &["reason"],
+            ),
+            martian_flood_series: gauge_vec(
+                &r,
+                "nodeward_martian_flood_active",
+                "One series per interface and reason in an active martian flood (capped by detectors.martian.max_flood_series); the value is the drops in the window.",
+                &["interface", "reason"],
+            ),
+            martian_top_sources: gauge_vec(
+                &r,
+                "nodeward_martian_top_source",
+                "Top source addresses of an active martian flood (only while it lasts; detectors.martian.top_sources per flood): drops so far.",
+                &["interface", "reason", "source"],
+            ),
+            martian_kernel: counter_vec(
+                &r,
+                "nodeward_martian_kernel_stat_total",
+                "The kernel's own martian counters, as a cross-check and for kernels without drop reasons: in_martian_src (/proc/net/stat/rt_cache), ip_reverse_path_filter (TcpExt IPReversePathFilter, agent's netns).",
+                &["stat"],
+            ),
+            tcp_resets: counter_vec(
+                &r,
+                "nodeward_tcp_resets_total",
+                "TCP resets by direction (sent, received) and reason (enum sk_rst_reason, resolved from the kernel's BTF; received resets have reason none).",
+                &["direction", "reason"],
+            ),
+            tcp_storms: counter_vec(
+                &r,
+                "nodeward_tcp_reset_storms_total",
+                "Reset storms detected (storm_threshold resets with one peer within the window), by direction.",
+                &["direction"],
+            ),
+            tcp_storm_series: gauge_vec(
+                &r,
+                "nodeward_tcp_reset_storm_active",
+                "One series per peer in an active reset storm (capped by detectors.tcp_reset.max_storm_series); the value is the resets in the window.",
+                &["peer", "direction"],
+            ),
             rst_reasons: Mutex::new(Default::default()),
-            arp_findings: counter_vec(&r, "nodeward_arp_findings_total", "ARP findings by kind: new_binding, mac_change, conflict, garp_conflict, probe_conflict, conflict_cleared.", &["kind"]),
+            arp_findings: counter_vec(
+                &r,
+                "nodeward_arp_findings_total",
+                "ARP findings by kind: new_binding, mac_change, conflict, garp_conflict, probe_conflict, conflict_cleared.",
+                &["kind"],
+            ),
             arp_conflicts: {
-                let g = IntGauge::new("nodeward_arp_conflicts_active", "Addresses currently claimed by more than one live MAC.").expect("valid metric");
+                let g = IntGauge::new(
+                    "nodeward_arp_conflicts_active",
+                    "Addresses currently claimed by more than one live MAC.",
+                )
+                .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
-            arp_conflict_series: gauge_vec(&r, "nodeward_arp_conflict_active", "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).", &["address", "interfaces"]),
-            incidents: counter_vec(&r, "nodeward_incidents_total", "Correlated incidents: ip_conflict (an ARP conflict plus martian drops or TCP resets involving the same address).", &["kind"]),
-            arp_drift: gauge_vec(&r, "nodeward_arp_ipam_drift", "Live addresses diverging from the IPAM lease file now: ipam_live_but_free, ipam_other_owner.", &["kind"]),
+            arp_conflict_series: gauge_vec(
+                &r,
+                "nodeward_arp_conflict_active",
+                "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).",
+                &["address", "interfaces"],
+            ),
+            incidents: counter_vec(
+                &r,
+                "nodeward_incidents_total",
+                "Correlated incidents: ip_conflict (an ARP conflict plus martian drops or TCP resets involving the same address).",
+                &["kind"],
+            ),
+            arp_drift: gauge_vec(
+                &r,
+                "nodeward_arp_ipam_drift",
+                "Live addresses diverging from the IPAM lease file now: ipam_live_but_free, ipam_other_owner.",
+                &["kind"],
+            ),
             arp_interfaces: {
-                let g = IntGauge::new("nodeward_arp_interfaces", "Interfaces the ARP observer is attached to.").expect("valid metric");
+                let g = IntGauge::new(
+                    "nodeward_arp_interfaces",
+                    "Interfaces the ARP observer is attached to.",
+                )
+                .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("unique metric");
                 g
             },
-            quarantine_active: gauge_vec(&r, "nodeward_quarantine_active", "Quarantines currently in force, by action.", &["action"]),
-            quarantine_decisions: counter_vec(&r, "nodeward_quarantine_decisions_total", "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).", &["action", "result"]),
-            quarantine_kernel: counter_vec(&r, "nodeward_quarantine_kernel_total", "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error.", &["counter"]),
-            enforcement_backend: gauge_vec(&r, "nodeward_enforcement_backend_info", "Kernel backend enforcing each action here (always 1).", &["action", "backend"]),
+            quarantine_active: gauge_vec(
+                &r,
+                "nodeward_quarantine_active",
+                "Quarantines currently in force, by action.",
+                &["action"],
+            ),
+            quarantine_decisions: counter_vec(
+                &r,
+                "nodeward_quarantine_decisions_total",
+                "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).",
+                &["action", "result"],
+            ),
+            quarantine_kernel: counter_vec(
+                &r,
+                "nodeward_quarantine_kernel_total",
+                "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error.",
+                &["counter"],
+            ),
+            enforcement_backend: gauge_vec(
+                &r,
+                "nodeward_enforcement_backend_info",
+                "Kernel backend enforcing each action here (always 1).",
+                &["action", "backend"],
+            ),
             registry: r,
             user: Arc::new(UserCounters::default()),
             kernel: Mutex::new(None),
@@ -189,7 +392,9 @@ impl Metrics {
         }
         self.findings.with_label_values(&["incident"]);
         for p in PROGRAMS {
-            self.program_attached.with_label_values(&[p.detector, p.name]).set(0);
+            self.program_attached
+                .with_label_values(&[p.detector, p.name])
+                .set(0);
             self.program_runs.with_label_values(&[p.name]);
             self.program_run_seconds.with_label_values(&[p.name]);
         }
@@ -215,9 +420,12 @@ impl Metrics {
             self.config_reloads.with_label_values(&[r]);
         }
         for k in crate::quarantine::ActionKind::ALL {
-            self.quarantine_active.with_label_values(&[k.as_str()]).set(0);
+            self.quarantine_active
+                .with_label_values(&[k.as_str()])
+                .set(0);
             for r in crate::quarantine::RESULTS {
-                self.quarantine_decisions.with_label_values(&[k.as_str(), r]);
+                self.quarantine_decisions
+                    .with_label_values(&[k.as_str(), r]);
             }
         }
         for d in ["sent", "received"] {
@@ -249,8 +457,12 @@ impl Metrics {
                 self.reboots.with_label_values(&[c, e]);
             }
         }
-        self.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(0);
-        self.map_capacity.with_label_values(&[maps::EXEC_WATCH]).set(maps::EXEC_WATCH_CAPACITY.into());
+        self.map_entries
+            .with_label_values(&[maps::EXEC_WATCH])
+            .set(0);
+        self.map_capacity
+            .with_label_values(&[maps::EXEC_WATCH])
+            .set(maps::EXEC_WATCH_CAPACITY.into());
         self.ringbuf_capacity.set(maps::EVENTS_BYTES.into());
     }
 
@@ -268,24 +480,39 @@ impl Metrics {
     }
 
     /// Active floods and their top sources, capped.
-    pub fn set_martian_floods(&self, floods: &[((String, String), u64)], tops: &[((String, String), Vec<(std::net::Ipv4Addr, u64)>)], cap: usize) {
+    pub fn set_martian_floods(
+        &self,
+        floods: &[((String, String), u64)],
+        tops: &[((String, String), Vec<(std::net::Ipv4Addr, u64)>)],
+        cap: usize,
+    ) {
         self.martian_flood_series.reset();
         self.martian_top_sources.reset();
         for ((iface, reason), n) in floods.iter().take(cap) {
-            self.martian_flood_series.with_label_values(&[iface, reason]).set(*n as i64);
+            self.martian_flood_series
+                .with_label_values(&[iface, reason])
+                .set(*n as i64);
         }
         for ((iface, reason), top) in tops.iter().take(cap) {
             for (addr, n) in top {
-                self.martian_top_sources.with_label_values(&[iface, reason, &addr.to_string()]).set(*n as i64);
+                self.martian_top_sources
+                    .with_label_values(&[iface, reason, &addr.to_string()])
+                    .set(*n as i64);
             }
         }
     }
 
     /// Active reset storms, capped.
-    pub fn set_reset_storms(&self, storms: &[(std::net::IpAddr, detectors::tcp_reset::Direction, u64)], cap: usize) {
+    pub fn set_reset_storms(
+        &self,
+        storms: &[(std::net::IpAddr, detectors::tcp_reset::Direction, u64)],
+        cap: usize,
+    ) {
         self.tcp_storm_series.reset();
         for (peer, dir, n) in storms.iter().take(cap) {
-            self.tcp_storm_series.with_label_values(&[&peer.to_string(), dir.as_str()]).set(*n as i64);
+            self.tcp_storm_series
+                .with_label_values(&[&peer.to_string(), dir.as_str()])
+                .set(*n as i64);
         }
     }
 
@@ -295,11 +522,15 @@ impl Metrics {
         }
         *self.rst_reasons.lock().expect("reasons lock") = facts.rst_reasons.clone();
         for t in &facts.program_types {
-            self.program_type_supported.with_label_values(&[t.name]).set(t.supported.into());
+            self.program_type_supported
+                .with_label_values(&[t.name])
+                .set(t.supported.into());
         }
         for &f in crate::btf::FIELDS {
             let ok = facts.btf_error.is_none() && !facts.offsets_missing.contains(&f);
-            self.kernel_offset_resolved.with_label_values(&[f]).set(ok.into());
+            self.kernel_offset_resolved
+                .with_label_values(&[f])
+                .set(ok.into());
         }
     }
 
@@ -310,41 +541,58 @@ impl Metrics {
                 .set((s.status == Status::Attached).into());
         }
         for d in detectors::ALL {
-            self.detector_up.with_label_values(&[d]).set(programs::detector_state(d, statuses).is_ok().into());
+            self.detector_up
+                .with_label_values(&[d])
+                .set(programs::detector_state(d, statuses).is_ok().into());
         }
     }
 
     pub fn record_decision(&self, action: crate::quarantine::ActionKind, result: &str) {
-        self.quarantine_decisions.with_label_values(&[action.as_str(), result]).inc();
+        self.quarantine_decisions
+            .with_label_values(&[action.as_str(), result])
+            .inc();
     }
 
     pub fn set_quarantine_active(&self, action: crate::quarantine::ActionKind, n: usize) {
-        self.quarantine_active.with_label_values(&[action.as_str()]).set(n as i64);
+        self.quarantine_active
+            .with_label_values(&[action.as_str()])
+            .set(n as i64);
     }
 
     /// Replace the backend info series (one per action).
     pub fn set_enforcement_backends(&self, backends: &[(crate::quarantine::ActionKind, &str)]) {
         self.enforcement_backend.reset();
         for (action, backend) in backends {
-            self.enforcement_backend.with_label_values(&[action.as_str(), backend]).set(1);
+            self.enforcement_backend
+                .with_label_values(&[action.as_str(), backend])
+                .set(1);
         }
     }
 
     /// Active ARP conflicts: the count, and up to `cap` labelled series.
-    pub fn set_arp_conflicts(&self, conflicts: &[detectors::arp::ActiveConflict], cap: usize, ifname: impl Fn(u32) -> String) {
+    pub fn set_arp_conflicts(
+        &self,
+        conflicts: &[detectors::arp::ActiveConflict],
+        cap: usize,
+        ifname: impl Fn(u32) -> String,
+    ) {
         self.arp_conflicts.set(conflicts.len() as i64);
         self.arp_conflict_series.reset();
         for c in conflicts.iter().take(cap) {
             let mut ifs: Vec<String> = c.macs.iter().map(|(_, i)| ifname(*i)).collect();
             ifs.sort();
             ifs.dedup();
-            self.arp_conflict_series.with_label_values(&[&c.addr.to_string(), &ifs.join(",")]).set(1);
+            self.arp_conflict_series
+                .with_label_values(&[&c.addr.to_string(), &ifs.join(",")])
+                .set(1);
         }
     }
 
     pub fn set_arp_drift(&self, counts: &std::collections::BTreeMap<&'static str, usize>) {
         for k in ["ipam_live_but_free", "ipam_other_owner"] {
-            self.arp_drift.with_label_values(&[k]).set(counts.get(k).copied().unwrap_or(0) as i64);
+            self.arp_drift
+                .with_label_values(&[k])
+                .set(counts.get(k).copied().unwrap_or(0) as i64);
         }
     }
 
@@ -362,7 +610,9 @@ impl Metrics {
         }
         self.last_reboot.reset();
         if let Some(last) = &h.last {
-            self.last_reboot.with_label_values(&[&last.cause, &last.expected, &last.source]).set(1);
+            self.last_reboot
+                .with_label_values(&[&last.cause, &last.expected, &last.source])
+                .set(1);
         }
     }
 
@@ -379,7 +629,9 @@ impl Metrics {
     }
 
     pub fn record_reload(&self, ok: bool) {
-        self.config_reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+        self.config_reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
     }
 
     pub fn record_finding(&self, f: &Finding) {
@@ -387,7 +639,9 @@ impl Metrics {
         match f {
             Finding::RebootIntent(i) => {
                 let expected = if i.expected { "true" } else { "false" };
-                self.reboot_intents.with_label_values(&[i.path, i.process.origin.label(), expected]).inc();
+                self.reboot_intents
+                    .with_label_values(&[i.path, i.process.origin.label(), expected])
+                    .inc();
                 if i.guard == Some("blocked") {
                     self.reboot_blocked.inc();
                 }
@@ -402,7 +656,9 @@ impl Metrics {
             }
             Finding::TcpReset(t) => {
                 if t.kind == "reset_storm" {
-                    self.tcp_storms.with_label_values(&[t.direction.as_str()]).inc();
+                    self.tcp_storms
+                        .with_label_values(&[t.direction.as_str()])
+                        .inc();
                 }
             }
         }
@@ -411,11 +667,16 @@ impl Metrics {
     /// Bring kernel-sourced values up to date, then render the text exposition.
     pub fn render(&self) -> String {
         let queue_full = self.user.queue_full.load(Ordering::Relaxed);
-        advance(&self.events_lost.with_label_values(&["queue_full"]), queue_full);
+        advance(
+            &self.events_lost.with_label_values(&["queue_full"]),
+            queue_full,
+        );
         if let Some(k) = self.kernel.lock().expect("metrics lock").as_mut() {
             k.refresh(self);
         }
-        TextEncoder::new().encode_to_string(&self.registry.gather()).expect("text encoding")
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .expect("text encoding")
     }
 }
 
@@ -452,14 +713,25 @@ impl KernelStats {
             advance(&m.martian_kernel.with_label_values(&["in_martian_src"]), v);
         }
         if let Some(v) = rp {
-            advance(&m.martian_kernel.with_label_values(&["ip_reverse_path_filter"]), v);
+            advance(
+                &m.martian_kernel
+                    .with_label_values(&["ip_reverse_path_filter"]),
+                v,
+            );
         }
         let mut lost = [0u64; 2];
         for k in 1..=kind::MAX {
             for (c, name) in stats::COUNTER_NAMES.iter().enumerate() {
                 let slot = stats::slot(k, c as u32);
-                let total: u64 = self.stats.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
-                advance(&m.kernel_records.with_label_values(&[kind_name(k), name]), total);
+                let total: u64 = self
+                    .stats
+                    .get(&slot, 0)
+                    .map(|v| v.iter().sum())
+                    .unwrap_or(0);
+                advance(
+                    &m.kernel_records.with_label_values(&[kind_name(k), name]),
+                    total,
+                );
                 match c as u32 {
                     stats::RINGBUF_FULL => lost[0] += total,
                     stats::MAP_FULL => lost[1] += total,
@@ -469,13 +741,21 @@ impl KernelStats {
         }
         advance(&m.events_lost.with_label_values(&["ringbuf_full"]), lost[0]);
         advance(&m.events_lost.with_label_values(&["map_full"]), lost[1]);
-        m.map_entries.with_label_values(&[maps::EXEC_WATCH]).set(count_keys(&self.exec_watch));
+        m.map_entries
+            .with_label_values(&[maps::EXEC_WATCH])
+            .set(count_keys(&self.exec_watch));
         if let Some(resets) = &self.resets {
             let names = m.rst_reasons.lock().expect("reasons lock").clone();
             for (k, v) in resets.iter().filter_map(Result::ok) {
                 let total: u64 = v.iter().sum();
                 let (dir, reason) = if k.direction == agent_common::tcp_reset::DIR_SENT {
-                    ("sent", names.get(&k.reason).cloned().unwrap_or_else(|| format!("reason_{}", k.reason)))
+                    (
+                        "sent",
+                        names
+                            .get(&k.reason)
+                            .cloned()
+                            .unwrap_or_else(|| format!("reason_{}", k.reason)),
+                    )
                 } else {
                     ("received", "none".to_string())
                 };
@@ -483,7 +763,11 @@ impl KernelStats {
             }
         }
         for (i, name) in QSTAT_NAMES.iter().enumerate() {
-            let total: u64 = self.qstats.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+            let total: u64 = self
+                .qstats
+                .get(&(i as u32), 0)
+                .map(|v| v.iter().sum())
+                .unwrap_or(0);
             advance(&m.quarantine_kernel.with_label_values(&[name]), total);
         }
         let ids = self.program_ids.lock().expect("program ids lock").clone();
@@ -523,8 +807,12 @@ mod tests {
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &text).unwrap();
         }
-        let golden = std::fs::read_to_string(&path).expect("golden exposition (UPDATE_GOLDEN=1 creates it)");
-        assert_eq!(text, golden, "exposition changed; if intended, run with UPDATE_GOLDEN=1");
+        let golden =
+            std::fs::read_to_string(&path).expect("golden exposition (UPDATE_GOLDEN=1 creates it)");
+        assert_eq!(
+            text, golden,
+            "exposition changed; if intended, run with UPDATE_GOLDEN=1"
+        );
     }
 
     #[test]
@@ -552,10 +840,18 @@ mod tests {
             .iter()
             .map(|f| f.name().to_string())
             .chain(
-                [&m.last_reboot as &dyn prometheus::core::Collector, &m.enforcement_backend, &m.arp_conflict_series, &m.tcp_storm_series, &m.martian_drops, &m.martian_flood_series, &m.martian_top_sources]
-                    .iter()
-                    .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
-                    .collect::<Vec<_>>(),
+                [
+                    &m.last_reboot as &dyn prometheus::core::Collector,
+                    &m.enforcement_backend,
+                    &m.arp_conflict_series,
+                    &m.tcp_storm_series,
+                    &m.martian_drops,
+                    &m.martian_flood_series,
+                    &m.martian_top_sources,
+                ]
+                .iter()
+                .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+                .collect::<Vec<_>>(),
             )
             .collect();
         names.sort();
@@ -566,18 +862,25 @@ mod tests {
     #[test]
     fn family_list_matches_golden() {
         let text = families().join("\n") + "\n";
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/metric-families.txt");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/metric-families.txt");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &text).unwrap();
         }
-        assert_eq!(text, std::fs::read_to_string(&path).expect("family list (UPDATE_GOLDEN=1 creates it)"));
+        assert_eq!(
+            text,
+            std::fs::read_to_string(&path).expect("family list (UPDATE_GOLDEN=1 creates it)")
+        );
     }
 
     #[test]
     fn every_exported_family_is_documented_in_the_readme() {
         let readme = include_str!("../../README.md");
         for name in families() {
-            assert!(readme.contains(&format!("`{name}`")), "README metrics reference lacks {name}");
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "README metrics reference lacks {name}"
+            );
         }
     }
 
@@ -585,6 +888,10 @@ mod tests {
     fn queue_drops_show_up_at_scrape() {
         let m = Metrics::new();
         m.user.queue_full.fetch_add(3, Ordering::Relaxed);
-        assert!(m.render().lines().any(|l| l == "nodeward_events_lost_total{reason=\"queue_full\"} 3"));
+        assert!(
+            m.render()
+                .lines()
+                .any(|l| l == "nodeward_events_lost_total{reason=\"queue_full\"} 3")
+        );
     }
 }

@@ -12,7 +12,11 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/no
 pub struct StubObject;
 
 pub fn object() -> Result<&'static [u8], StubObject> {
-    if OBJECT.is_empty() { Err(StubObject) } else { Ok(OBJECT) }
+    if OBJECT.is_empty() {
+        Err(StubObject)
+    } else {
+        Ok(OBJECT)
+    }
 }
 
 #[cfg(test)]

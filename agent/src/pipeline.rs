@@ -31,17 +31,27 @@ struct LeaseFile {
 
 impl LeaseFile {
     /// `Some(new leases)` when they changed (`Some(None)`: no lease file any more).
-    fn poll(&mut self, path: Option<&std::path::Path>) -> Option<Option<crate::detectors::arp::Leases>> {
+    fn poll(
+        &mut self,
+        path: Option<&std::path::Path>,
+    ) -> Option<Option<crate::detectors::arp::Leases>> {
         let Some(path) = path else {
             return self.seen.take().map(|_| None);
         };
         let meta = std::fs::metadata(path).ok();
-        let stamp = (path.to_path_buf(), meta.as_ref().and_then(|m| m.modified().ok()), meta.as_ref().map_or(0, |m| m.len()));
+        let stamp = (
+            path.to_path_buf(),
+            meta.as_ref().and_then(|m| m.modified().ok()),
+            meta.as_ref().map_or(0, |m| m.len()),
+        );
         if self.seen.as_ref() == Some(&stamp) {
             return None;
         }
         self.seen = Some(stamp);
-        match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| crate::detectors::arp::Leases::parse(&t)) {
+        match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| crate::detectors::arp::Leases::parse(&t))
+        {
             Ok(l) => {
                 tracing::info!(file = %path.display(), leases = l.by_addr.len(), "IPAM lease file loaded");
                 Some(Some(l))
@@ -56,7 +66,9 @@ impl LeaseFile {
 
 /// Interface name of an index (or the number, if it is gone).
 pub fn ifname(ifindex: u32) -> String {
-    nix::net::if_::if_indextoname(ifindex).map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|_| format!("if{ifindex}"))
+    nix::net::if_::if_indextoname(ifindex)
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| format!("if{ifindex}"))
 }
 
 /// Names of the ancestors of `pid`, nearest last ("sshd → bash → reboot" order),
@@ -65,10 +77,18 @@ pub fn lineage(pid: u32) -> Vec<String> {
     let mut chain = Vec::new();
     let mut cur = pid;
     for _ in 0..8 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{cur}/stat")) else { break };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { break };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{cur}/stat")) else {
+            break;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            break;
+        };
         chain.push(stat[open + 1..close].to_string());
-        let ppid: u32 = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let ppid: u32 = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         if ppid <= 1 {
             break;
         }
@@ -86,7 +106,8 @@ pub async fn run(
     mut allowance: watch::Receiver<Option<crate::detectors::reboot::Allowance>>,
     mut sampled: mpsc::Receiver<Finding>,
 ) {
-    let mut correlator = crate::detectors::incident::Correlator::new(std::time::Duration::from_secs(60));
+    let mut correlator =
+        crate::detectors::incident::Correlator::new(std::time::Duration::from_secs(60));
     let mut detectors = DetectorSet::new(&config.borrow_and_update());
     detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -114,11 +135,10 @@ pub async fn run(
                     }
                     metrics.record_finding(&finding);
                     report(&finding);
-                    if let Finding::RebootIntent(i) = finding {
-                        if to_guard.intents.try_send(i).is_err() {
+                    if let Finding::RebootIntent(i) = finding
+                        && to_guard.intents.try_send(i).is_err() {
                             tracing::error!("reboot intent not journaled: the guard queue is full");
                         }
-                    }
                 }
                 if matches!(event, Event::Arp(_)) {
                     metrics.set_arp_drift(&detectors.arp_drift());
@@ -173,7 +193,12 @@ pub fn report(finding: &Finding) {
             let addr = i.addr.map(|a| a.to_string()).unwrap_or_default();
             let mut parts = Vec::new();
             if let Some(a) = &i.arp {
-                parts.push(format!("{} by {} and {}", a.kind, a.mac, a.old_mac.map(|m| m.to_string()).unwrap_or_default()));
+                parts.push(format!(
+                    "{} by {} and {}",
+                    a.kind,
+                    a.mac,
+                    a.old_mac.map(|m| m.to_string()).unwrap_or_default()
+                ));
             }
             if let Some(m) = &i.martian {
                 parts.push(format!("{} {} drops on {}", m.count, m.reason, m.interface));
@@ -184,8 +209,20 @@ pub fn report(finding: &Finding) {
             warn!(target: "nodeward::finding", detector = "incident", finding = i.kind, address = %addr, detail = %detail, "{}: {}: {}", i.kind, addr, parts.join("; "));
         }
         Finding::Martian(f) => {
-            let top: Vec<String> = f.top_sources.iter().map(|(a, n)| format!("{a} ({n})")).collect();
-            let msg = format!("{}: {} {} drops on {} within {}s; top sources: {}", f.kind, f.count, f.reason, f.interface, f.window_s, top.join(", "));
+            let top: Vec<String> = f
+                .top_sources
+                .iter()
+                .map(|(a, n)| format!("{a} ({n})"))
+                .collect();
+            let msg = format!(
+                "{}: {} {} drops on {} within {}s; top sources: {}",
+                f.kind,
+                f.count,
+                f.reason,
+                f.interface,
+                f.window_s,
+                top.join(", ")
+            );
             if f.kind == "martian_flood" {
                 warn!(target: "nodeward::finding", detector = "martian", finding = f.kind, interface = %f.interface, reason = %f.reason, count = f.count, detail = %detail, "{msg}");
             } else {
@@ -193,7 +230,18 @@ pub fn report(finding: &Finding) {
             }
         }
         Finding::TcpReset(t) => {
-            let msg = format!("{}: {} resets {} {} within {}s", t.kind, t.count, if t.direction.as_str() == "sent" { "sent to" } else { "received from" }, t.peer, t.window_s);
+            let msg = format!(
+                "{}: {} resets {} {} within {}s",
+                t.kind,
+                t.count,
+                if t.direction.as_str() == "sent" {
+                    "sent to"
+                } else {
+                    "received from"
+                },
+                t.peer,
+                t.window_s
+            );
             if t.kind == "reset_storm" {
                 warn!(target: "nodeward::finding", detector = "tcp_reset", finding = t.kind, peer = %t.peer, direction = t.direction.as_str(), count = t.count, detail = %detail, "{msg}");
             } else {
@@ -202,13 +250,27 @@ pub fn report(finding: &Finding) {
         }
         Finding::Arp(a) => {
             let port = ifname(a.ifindex);
-            let old = a.old_mac.map(|m| format!(" (was {m} on {})", a.old_ifindex.map(ifname).unwrap_or_default())).unwrap_or_default();
-            let msg = format!("{}: {} claimed by {} on {}{}", a.kind, a.addr, a.mac, port, old);
+            let old = a
+                .old_mac
+                .map(|m| {
+                    format!(
+                        " (was {m} on {})",
+                        a.old_ifindex.map(ifname).unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default();
+            let msg = format!(
+                "{}: {} claimed by {} on {}{}",
+                a.kind, a.addr, a.mac, port, old
+            );
             match a.kind {
-                "conflict" | "garp_conflict" | "probe_conflict" | "ipam_live_but_free" | "ipam_other_owner" => {
+                "conflict" | "garp_conflict" | "probe_conflict" | "ipam_live_but_free"
+                | "ipam_other_owner" => {
                     warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}")
                 }
-                _ => tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}"),
+                _ => {
+                    tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}")
+                }
             }
         }
         Finding::SshSession(s) => {
@@ -260,8 +322,8 @@ pub async fn reset_sampler(
     metrics: Arc<Metrics>,
     findings: mpsc::Sender<Finding>,
 ) {
-    use agent_common::{session::AF_INET, tcp_reset::DIR_SENT};
     use crate::detectors::tcp_reset::{Direction, ResetDetector};
+    use agent_common::{session::AF_INET, tcp_reset::DIR_SENT};
     let mut detector = ResetDetector::new(&config);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
@@ -275,11 +337,18 @@ pub async fn reset_sampler(
                 } else {
                     std::net::IpAddr::from(k.addr)
                 };
-                let dir = if k.direction == DIR_SENT { Direction::Sent } else { Direction::Received };
+                let dir = if k.direction == DIR_SENT {
+                    Direction::Sent
+                } else {
+                    Direction::Received
+                };
                 (peer, dir, v.iter().sum())
             })
             .collect();
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         for f in detector.sample(now_ms, &totals) {
             let _ = findings.send(Finding::TcpReset(f)).await;
         }
@@ -291,20 +360,34 @@ pub async fn reset_sampler(
 fn own_netns() -> u32 {
     std::fs::read_link("/proc/self/ns/net")
         .ok()
-        .and_then(|p| p.to_string_lossy().trim_start_matches("net:[").trim_end_matches(']').parse().ok())
+        .and_then(|p| {
+            p.to_string_lossy()
+                .trim_start_matches("net:[")
+                .trim_end_matches(']')
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
 /// An interface label: its name in the agent's namespace, else `if<index>@netns<inode>`.
 pub fn iface_label(ifindex: u32, netns: u32, own: u32) -> String {
-    if netns == 0 || netns == own { ifname(ifindex) } else { format!("if{ifindex}@netns{netns}") }
+    if netns == 0 || netns == own {
+        ifname(ifindex)
+    } else {
+        format!("if{ifindex}@netns{netns}")
+    }
 }
 
 /// The martian sampler: once a second, drops per interface and reason and the top
 /// sources through the (pure) detector; totals also feed the metrics.
 pub async fn martian_sampler(
     counts: aya::maps::PerCpuHashMap<aya::maps::MapData, agent_common::martian::MartianKey, u64>,
-    sources: aya::maps::PerCpuHashMap<aya::maps::MapData, agent_common::martian::MartianSource, u64>,
+    sources: aya::maps::PerCpuHashMap<
+        aya::maps::MapData,
+        agent_common::martian::MartianSource,
+        u64,
+    >,
     reasons: std::collections::HashMap<u32, String>,
     config: crate::config::MartianConfig,
     metrics: Arc<Metrics>,
@@ -313,7 +396,13 @@ pub async fn martian_sampler(
     use crate::detectors::martian::MartianDetector;
     let own = own_netns();
     let label = |k: &agent_common::martian::MartianKey| {
-        (iface_label(k.ifindex, k.netns, own), reasons.get(&k.reason).cloned().unwrap_or_else(|| format!("reason_{}", k.reason)))
+        (
+            iface_label(k.ifindex, k.netns, own),
+            reasons
+                .get(&k.reason)
+                .cloned()
+                .unwrap_or_else(|| format!("reason_{}", k.reason)),
+        )
     };
     let mut detector = MartianDetector::new(&config);
     metrics.set_martian_reasons(&reasons);
@@ -328,15 +417,27 @@ pub async fn martian_sampler(
         let srcs: Vec<((String, String), std::net::Ipv4Addr, u64)> = sources
             .iter()
             .filter_map(Result::ok)
-            .map(|(k, v)| (label(&k.key), std::net::Ipv4Addr::from(k.saddr), v.iter().sum()))
+            .map(|(k, v)| {
+                (
+                    label(&k.key),
+                    std::net::Ipv4Addr::from(k.saddr),
+                    v.iter().sum(),
+                )
+            })
             .collect();
         metrics.set_martian_totals(&totals);
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         for f in detector.sample(now_ms, &totals, &srcs) {
             let _ = findings.send(Finding::Martian(f)).await;
         }
         let active = detector.active();
-        let tops: Vec<((String, String), Vec<(std::net::Ipv4Addr, u64)>)> = active.iter().map(|(k, _)| (k.clone(), detector.top(k, &srcs))).collect();
+        let tops: Vec<((String, String), Vec<(std::net::Ipv4Addr, u64)>)> = active
+            .iter()
+            .map(|(k, _)| (k.clone(), detector.top(k, &srcs)))
+            .collect();
         metrics.set_martian_floods(&active, &tops, config.max_flood_series);
     }
 }

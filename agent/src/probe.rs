@@ -13,7 +13,15 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const BPFFS: &str = "/sys/fs/bpf";
 
 /// Program types probed at start-up (metric label `type`).
-pub const PROGRAM_TYPES: &[&str] = &["tracepoint", "raw_tracepoint", "sched_cls", "xdp", "cgroup_skb", "tracing", "lsm"];
+pub const PROGRAM_TYPES: &[&str] = &[
+    "tracepoint",
+    "raw_tracepoint",
+    "sched_cls",
+    "xdp",
+    "cgroup_skb",
+    "tracing",
+    "lsm",
+];
 
 /// What the probe found.
 #[derive(Clone, Debug)]
@@ -61,12 +69,22 @@ fn ensure_mounted(target: &'static str, fstype: &'static str, facts: &mut Kernel
         return;
     }
     if !Path::new(target).is_dir() {
-        facts.mount_errors.push(format!("{target}: mount point missing"));
+        facts
+            .mount_errors
+            .push(format!("{target}: mount point missing"));
         return;
     }
-    match mount(Some("none"), target, Some(fstype), MsFlags::empty(), None::<&str>) {
+    match mount(
+        Some("none"),
+        target,
+        Some(fstype),
+        MsFlags::empty(),
+        None::<&str>,
+    ) {
         Ok(()) => facts.mounted.push(target),
-        Err(e) => facts.mount_errors.push(format!("mount {fstype} on {target}: {e}")),
+        Err(e) => facts
+            .mount_errors
+            .push(format!("mount {fstype} on {target}: {e}")),
     }
 }
 
@@ -111,19 +129,34 @@ pub fn probe() -> KernelFacts {
             Ok(false) => (false, "refused by the kernel".to_string()),
             Err(e) => (false, format!("probe failed: {e}")),
         };
-        facts.program_types.push(ProgramTypeSupport { name, supported, detail });
+        facts.program_types.push(ProgramTypeSupport {
+            name,
+            supported,
+            detail,
+        });
     }
     facts
 }
 
 /// Whether a tracepoint exists on this kernel.
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {
-    Path::new(TRACEFS).join("events").join(category).join(name).is_dir()
+    Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .is_dir()
 }
 
 /// Offset of a field in a tracepoint's record, from its tracefs `format` file.
 pub fn tracepoint_field_offset(category: &str, name: &str, field: &str) -> Option<u32> {
-    let text = std::fs::read_to_string(Path::new(TRACEFS).join("events").join(category).join(name).join("format")).ok()?;
+    let text = std::fs::read_to_string(
+        Path::new(TRACEFS)
+            .join("events")
+            .join(category)
+            .join(name)
+            .join("format"),
+    )
+    .ok()?;
     parse_field_offset(&text, field)
 }
 
@@ -135,7 +168,9 @@ fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
         if ident != field {
             return None;
         }
-        l.split(';').find_map(|p| p.trim().strip_prefix("offset:")).and_then(|o| o.parse().ok())
+        l.split(';')
+            .find_map(|p| p.trim().strip_prefix("offset:"))
+            .and_then(|o| o.parse().ok())
     })
 }
 

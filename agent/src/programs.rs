@@ -4,7 +4,10 @@
 /// Where a program attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
-    TracePoint { category: &'static str, name: &'static str },
+    TracePoint {
+        category: &'static str,
+        name: &'static str,
+    },
     /// BPF LSM hook (needs a kernel that loads BPF LSM programs).
     Lsm { hook: &'static str },
     /// TC ingress on interfaces chosen at run time (loaded here, attached per interface).
@@ -33,32 +36,145 @@ pub struct ProgramSpec {
     pub required: bool,
 }
 
-const fn tp(detector: &'static str, name: &'static str, category: &'static str, tp: &'static str, required: bool) -> ProgramSpec {
-    ProgramSpec { detector, name, hook: Hook::TracePoint { category, name: tp }, required }
+const fn tp(
+    detector: &'static str,
+    name: &'static str,
+    category: &'static str,
+    tp: &'static str,
+    required: bool,
+) -> ProgramSpec {
+    ProgramSpec {
+        detector,
+        name,
+        hook: Hook::TracePoint { category, name: tp },
+        required,
+    }
 }
 
 pub const PROGRAMS: &[ProgramSpec] = &[
-    tp("reboot", "reboot_sys_enter", "syscalls", "sys_enter_reboot", true),
-    tp("reboot", "reboot_kexec_load", "syscalls", "sys_enter_kexec_load", false),
-    tp("reboot", "reboot_kexec_file_load", "syscalls", "sys_enter_kexec_file_load", false),
-    tp("reboot", "reboot_sched_exec", "sched", "sched_process_exec", true),
-    tp("reboot", "reboot_sysrq_openat", "syscalls", "sys_enter_openat", true),
-    tp("reboot", "reboot_sysrq_openat2", "syscalls", "sys_enter_openat2", false),
-    tp("session", "session_accept", "syscalls", "sys_enter_accept", true),
-    tp("session", "session_accept4", "syscalls", "sys_enter_accept4", true),
-    tp("session", "session_accept_exit", "syscalls", "sys_exit_accept", true),
-    tp("session", "session_accept4_exit", "syscalls", "sys_exit_accept4", true),
-    tp("session", "session_sock_state", "sock", "inet_sock_set_state", true),
-    tp("session", "session_fork", "sched", "sched_process_fork", true),
-    tp("session", "session_exit", "sched", "sched_process_exit", true),
+    tp(
+        "reboot",
+        "reboot_sys_enter",
+        "syscalls",
+        "sys_enter_reboot",
+        true,
+    ),
+    tp(
+        "reboot",
+        "reboot_kexec_load",
+        "syscalls",
+        "sys_enter_kexec_load",
+        false,
+    ),
+    tp(
+        "reboot",
+        "reboot_kexec_file_load",
+        "syscalls",
+        "sys_enter_kexec_file_load",
+        false,
+    ),
+    tp(
+        "reboot",
+        "reboot_sched_exec",
+        "sched",
+        "sched_process_exec",
+        true,
+    ),
+    tp(
+        "reboot",
+        "reboot_sysrq_openat",
+        "syscalls",
+        "sys_enter_openat",
+        true,
+    ),
+    tp(
+        "reboot",
+        "reboot_sysrq_openat2",
+        "syscalls",
+        "sys_enter_openat2",
+        false,
+    ),
+    tp(
+        "session",
+        "session_accept",
+        "syscalls",
+        "sys_enter_accept",
+        true,
+    ),
+    tp(
+        "session",
+        "session_accept4",
+        "syscalls",
+        "sys_enter_accept4",
+        true,
+    ),
+    tp(
+        "session",
+        "session_accept_exit",
+        "syscalls",
+        "sys_exit_accept",
+        true,
+    ),
+    tp(
+        "session",
+        "session_accept4_exit",
+        "syscalls",
+        "sys_exit_accept4",
+        true,
+    ),
+    tp(
+        "session",
+        "session_sock_state",
+        "sock",
+        "inet_sock_set_state",
+        true,
+    ),
+    tp(
+        "session",
+        "session_fork",
+        "sched",
+        "sched_process_fork",
+        true,
+    ),
+    tp(
+        "session",
+        "session_exit",
+        "sched",
+        "sched_process_exit",
+        true,
+    ),
     tp("martian", "martian_drop", "skb", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
-    tp("tcp_reset", "tcp_reset_receive", "tcp", "tcp_receive_reset", true),
-    tp("quarantine", "quarantine_exec", "sched", "sched_process_exec", true),
+    tp(
+        "tcp_reset",
+        "tcp_reset_receive",
+        "tcp",
+        "tcp_receive_reset",
+        true,
+    ),
+    tp(
+        "quarantine",
+        "quarantine_exec",
+        "sched",
+        "sched_process_exec",
+        true,
+    ),
     // Preferred block_exec backend where BPF LSM loads; optional (the tracepoint
     // kill-on-exec above is the fallback and always attached with it).
-    ProgramSpec { detector: "arp", name: "arp_tc", hook: Hook::TcIngress, required: true },
-    ProgramSpec { detector: "quarantine", name: "quarantine_lsm_exec", hook: Hook::Lsm { hook: "bprm_check_security" }, required: false },
+    ProgramSpec {
+        detector: "arp",
+        name: "arp_tc",
+        hook: Hook::TcIngress,
+        required: true,
+    },
+    ProgramSpec {
+        detector: "quarantine",
+        name: "quarantine_lsm_exec",
+        hook: Hook::Lsm {
+            hook: "bprm_check_security",
+        },
+        required: false,
+    },
 ];
 
 /// Components that own programs but are not detectors.
@@ -102,7 +218,10 @@ pub struct ProgramStatus {
 
 /// Whether a detector is up given its programs' statuses, and if not, why.
 pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), String> {
-    let mine: Vec<_> = statuses.iter().filter(|s| s.spec.detector == detector).collect();
+    let mine: Vec<_> = statuses
+        .iter()
+        .filter(|s| s.spec.detector == detector)
+        .collect();
     if mine.iter().all(|s| s.status == Status::Disabled) {
         return Err("disabled in configuration".into());
     }
@@ -111,7 +230,11 @@ pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), 
         .filter(|s| s.spec.required && s.status != Status::Attached)
         .map(|s| format!("{}: {}", s.spec.name, s.status.reason()))
         .collect();
-    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +252,11 @@ mod tests {
                 p.name,
                 p.detector
             );
-            assert!(p.name.starts_with(p.detector), "{} should be prefixed by its detector id", p.name);
+            assert!(
+                p.name.starts_with(p.detector),
+                "{} should be prefixed by its detector id",
+                p.name
+            );
             assert!(names.insert(p.name), "duplicate program {}", p.name);
         }
     }
@@ -140,10 +267,17 @@ mod tests {
             spec: *PROGRAMS.iter().find(|p| p.name == name).unwrap(),
             status,
         };
-        let ok = vec![st("reboot_sys_enter", Status::Attached), st("reboot_kexec_load", Status::Unavailable("absent".into()))];
+        let ok = vec![
+            st("reboot_sys_enter", Status::Attached),
+            st("reboot_kexec_load", Status::Unavailable("absent".into())),
+        ];
         assert_eq!(detector_state("reboot", &ok), Ok(()));
         let bad = vec![st("reboot_sys_enter", Status::Failed("EPERM".into()))];
-        assert!(detector_state("reboot", &bad).unwrap_err().contains("EPERM"));
+        assert!(
+            detector_state("reboot", &bad)
+                .unwrap_err()
+                .contains("EPERM")
+        );
         let off = vec![st("reboot_sys_enter", Status::Disabled)];
         assert!(detector_state("reboot", &off).is_err());
     }

@@ -38,7 +38,10 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn raise_memlock() {
-    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit with a valid pointer to an initialised struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
         // Harmless on kernels >= 5.11 (memcg accounting), e.g. without CAP_SYS_RESOURCE.
@@ -46,7 +49,11 @@ fn raise_memlock() {
     }
 }
 
-async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) -> anyhow::Result<()> {
+async fn daemon(
+    config: Config,
+    config_path: Option<PathBuf>,
+    log: LogHandle,
+) -> anyhow::Result<()> {
     info!(
         version = env!("CARGO_PKG_VERSION"),
         config = %config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into()),
@@ -83,19 +90,39 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     let program_ids = Arc::new(Mutex::new(kernel.program_ids()));
     match kernel.kernel_stats(program_ids.clone()) {
         Ok(k) => metrics.set_kernel_stats(Some(k)),
-        Err(e) => warn!(error = %e, "kernel statistics unavailable; kernel-side loss counters will read 0"),
+        Err(e) => {
+            warn!(error = %e, "kernel statistics unavailable; kernel-side loss counters will read 0")
+        }
     }
     report_detectors(&kernel, &metrics);
-    let ring = kernel.take_events().context("opening the event ring buffer")?;
+    let ring = kernel
+        .take_events()
+        .context("opening the event ring buffer")?;
     sync_arp(&mut kernel, &config, &metrics);
     let conflicts: crate::bindings::Conflicts = Default::default();
-    let resets = if config.detectors.tcp_reset.enabled { kernel.reset_peers() } else { None };
-    let martian = if config.detectors.martian.enabled { kernel.martian_maps().map(|m| (m, kernel.martian_reasons.clone())) } else { None };
-    let view = Arc::new(crate::bindings::View::new(kernel.arp_bindings(), conflicts.clone()));
+    let resets = if config.detectors.tcp_reset.enabled {
+        kernel.reset_peers()
+    } else {
+        None
+    };
+    let martian = if config.detectors.martian.enabled {
+        kernel
+            .martian_maps()
+            .map(|m| (m, kernel.martian_reasons.clone()))
+    } else {
+        None
+    };
+    let view = Arc::new(crate::bindings::View::new(
+        kernel.arp_bindings(),
+        conflicts.clone(),
+    ));
 
     // The guard owns the kernel from here on: every map write goes through it.
-    let mut guard: Guard = Engine::open(&config, kernel).context("opening the quarantine state and audit journal")?;
-    guard.reconcile(Now::system()).context("restoring active quarantines")?;
+    let mut guard: Guard =
+        Engine::open(&config, kernel).context("opening the quarantine state and audit journal")?;
+    guard
+        .reconcile(Now::system())
+        .context("restoring active quarantines")?;
     guard::sync_metrics(&mut guard, &metrics);
     report_backends(&guard, &metrics);
     info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
@@ -110,7 +137,11 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     };
     let mut history = boot::History::default();
     if !boot_id.is_empty() {
-        match boot::check(&config.agent.state_dir, config.quarantine.journal_keep, &boot_id) {
+        match boot::check(
+            &config.agent.state_dir,
+            config.quarantine.journal_keep,
+            &boot_id,
+        ) {
             Ok((h, last)) => {
                 if let Some(last) = last {
                     let story = boot::story(&last);
@@ -119,7 +150,10 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
                     } else {
                         warn!(cause = %last.cause, expected = %last.expected, source = %last.source, "previous boot ended: {story}");
                     }
-                    if let Err(e) = guard.note("boot", serde_json::json!({"boot_id": boot_id, "previous": last, "story": story})) {
+                    if let Err(e) = guard.note(
+                        "boot",
+                        serde_json::json!({"boot_id": boot_id, "previous": last, "story": story}),
+                    ) {
                         error!(error = %e, "cannot journal the previous boot's end");
                     }
                 }
@@ -131,31 +165,72 @@ async fn daemon(config: Config, config_path: Option<PathBuf>, log: LogHandle) ->
     metrics.set_reboot_history(&history);
     let (allowance_tx, allowance_rx) = watch::channel(load_allowance(&config));
 
-    let control = control::bind(&config.control.socket)
-        .with_context(|| format!("cannot create the control socket {} (control.socket)", config.control.socket.display()))?;
+    let control = control::bind(&config.control.socket).with_context(|| {
+        format!(
+            "cannot create the control socket {} (control.socket)",
+            config.control.socket.display()
+        )
+    })?;
     let (control_tx, mut control_rx) = mpsc::channel(64);
     let control_task = tokio::spawn(control::serve(control, control_tx));
     let (alert_tx, mut alert_rx) = mpsc::channel(64);
-    let webhook = config.http.webhook.enabled.then(|| http::Webhook { token: read_token(&config), commands: alert_tx });
+    let webhook = config.http.webhook.enabled.then(|| http::Webhook {
+        token: read_token(&config),
+        commands: alert_tx,
+    });
     let (enforced_tx, mut enforced_rx) = mpsc::channel(256);
     let (intents_tx, mut intents_rx) = mpsc::channel(1024);
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
     let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
-    let to_guard = pipeline::ToGuard { enforced: enforced_tx, intents: intents_tx, conflicts };
+    let to_guard = pipeline::ToGuard {
+        enforced: enforced_tx,
+        intents: intents_tx,
+        conflicts,
+    };
     let (sampled_tx, sampled_rx) = mpsc::channel(256);
-    let pipeline = tokio::spawn(pipeline::run(rx, config_rx, metrics.clone(), to_guard, allowance_rx, sampled_rx));
+    let pipeline = tokio::spawn(pipeline::run(
+        rx,
+        config_rx,
+        metrics.clone(),
+        to_guard,
+        allowance_rx,
+        sampled_rx,
+    ));
 
     let martian_task = martian.map(|((counts, sources), reasons)| {
-        tokio::spawn(pipeline::martian_sampler(counts, sources, reasons, config.detectors.martian.clone(), metrics.clone(), sampled_tx.clone()))
+        tokio::spawn(pipeline::martian_sampler(
+            counts,
+            sources,
+            reasons,
+            config.detectors.martian.clone(),
+            metrics.clone(),
+            sampled_tx.clone(),
+        ))
     });
-    let sampler = resets.map(|map| tokio::spawn(pipeline::reset_sampler(map, config.detectors.tcp_reset.clone(), metrics.clone(), sampled_tx.clone())));
-    let bound = listener.local_addr().context("reading the bound HTTP address")?;
+    let sampler = resets.map(|map| {
+        tokio::spawn(pipeline::reset_sampler(
+            map,
+            config.detectors.tcp_reset.clone(),
+            metrics.clone(),
+            sampled_tx.clone(),
+        ))
+    });
+    let bound = listener
+        .local_addr()
+        .context("reading the bound HTTP address")?;
     let (stop_tx, mut stop_rx) = watch::channel(false);
-    let server = tokio::spawn(http::serve(listener, metrics.clone(), health.clone(), webhook, view.clone(), async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+    let server = tokio::spawn(http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        webhook,
+        view.clone(),
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    ));
     health.set(None);
     info!(listen = %bound, control = %config.control.socket.display(), "nodeward ready");
 
@@ -252,7 +327,12 @@ fn sync_arp(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
 }
 
 /// Journal a reboot intent (fsync) and, if the guard acted, the enforcement.
-fn journal_intent(guard: &mut Guard, metrics: &Metrics, boot_id: &str, intent: crate::detectors::reboot::RebootIntent) {
+fn journal_intent(
+    guard: &mut Guard,
+    metrics: &Metrics,
+    boot_id: &str,
+    intent: crate::detectors::reboot::RebootIntent,
+) {
     let source = match &intent.process.origin {
         crate::detectors::Origin::Ssh { peer, .. } => peer.to_string(),
         _ => String::new(),
@@ -296,8 +376,15 @@ fn allow_reboot(
         return serde_json::json!({"ok": false, "error": format!("--for must be between 1s and quarantine.max_ttl ({}s)", config.quarantine.max_ttl.as_secs())});
     }
     let now = crate::quarantine::Now::system();
-    let a = crate::detectors::reboot::Allowance { until_ms: now.wall_ms + for_s * 1000, reason, by: by.to_string() };
-    if let Err(e) = guard.note("reboot_allowed", serde_json::json!({"until_ms": a.until_ms, "reason": a.reason, "by": a.by})) {
+    let a = crate::detectors::reboot::Allowance {
+        until_ms: now.wall_ms + for_s * 1000,
+        reason,
+        by: by.to_string(),
+    };
+    if let Err(e) = guard.note(
+        "reboot_allowed",
+        serde_json::json!({"until_ms": a.until_ms, "reason": a.reason, "by": a.by}),
+    ) {
         return serde_json::json!({"ok": false, "error": e.to_string()});
     }
     let path = config.agent.state_dir.join(ALLOWANCE_FILE);
@@ -325,7 +412,10 @@ fn read_token(config: &Config) -> Option<Arc<String>> {
 }
 
 fn report_backends(guard: &Guard, metrics: &Metrics) {
-    let backends: Vec<(ActionKind, &str)> = ActionKind::ALL.iter().map(|&k| (k, guard::backend_name(k, guard.backend(), false))).collect();
+    let backends: Vec<(ActionKind, &str)> = ActionKind::ALL
+        .iter()
+        .map(|&k| (k, guard::backend_name(k, guard.backend(), false)))
+        .collect();
     for (k, backend) in &backends {
         info!(action = k.as_str(), backend, "enforcement backend");
     }
@@ -361,7 +451,9 @@ fn reload(
     if new.http.listen != current.http.listen {
         warn!(old = %current.http.listen, new = %new.http.listen, "http.listen changes take effect at restart");
     }
-    if new.agent.event_queue != current.agent.event_queue || new.agent.log_format != current.agent.log_format {
+    if new.agent.event_queue != current.agent.event_queue
+        || new.agent.log_format != current.agent.log_format
+    {
         warn!("agent.event_queue and agent.log_format changes take effect at restart");
     }
     if let Err(e) = guard.backend_mut().apply(&new) {

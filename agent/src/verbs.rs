@@ -14,7 +14,11 @@ use crate::{
 
 fn call(config: &Config, request: &Request) -> Result<Value, String> {
     let v = control::call(&config.control.socket, request)?;
-    if v["ok"] == Value::Bool(true) { Ok(v) } else { Err(v["error"].as_str().unwrap_or("request failed").to_string()) }
+    if v["ok"] == Value::Bool(true) {
+        Ok(v)
+    } else {
+        Err(v["error"].as_str().unwrap_or("request failed").to_string())
+    }
 }
 
 fn when(ms: &Value) -> String {
@@ -33,20 +37,41 @@ fn print(v: &Value, json: bool, text: impl FnOnce(&Value)) {
 pub fn status(config: &Config, json: bool) -> Result<(), String> {
     let v = call(config, &Request::Status)?;
     print(&v, json, |v| {
-        println!("nodeward {}  mode {}", v["version"].as_str().unwrap_or("?"), v["mode"].as_str().unwrap_or("?"));
+        println!(
+            "nodeward {}  mode {}",
+            v["version"].as_str().unwrap_or("?"),
+            v["mode"].as_str().unwrap_or("?")
+        );
         for a in v["actions"].as_array().into_iter().flatten() {
-            println!("action {:<13} mode {:<8} backend {}", a["action"].as_str().unwrap_or(""), a["mode"].as_str().unwrap_or(""), a["backend"].as_str().unwrap_or(""));
+            println!(
+                "action {:<13} mode {:<8} backend {}",
+                a["action"].as_str().unwrap_or(""),
+                a["mode"].as_str().unwrap_or(""),
+                a["backend"].as_str().unwrap_or("")
+            );
         }
         for d in v["detectors"].as_array().into_iter().flatten() {
-            println!("program {:<24} {:<11} {}", d["program"].as_str().unwrap_or(""), d["status"].as_str().unwrap_or(""), d["reason"].as_str().unwrap_or(""));
+            println!(
+                "program {:<24} {:<11} {}",
+                d["program"].as_str().unwrap_or(""),
+                d["status"].as_str().unwrap_or(""),
+                d["reason"].as_str().unwrap_or("")
+            );
         }
-        println!("quarantines active: {}  proposals pending: {}", v["quarantines_active"], v["proposals_pending"]);
+        println!(
+            "quarantines active: {}  proposals pending: {}",
+            v["quarantines_active"], v["proposals_pending"]
+        );
         match v["last_reboot_story"].as_str() {
             Some(story) => println!("last reboot: {story}"),
             None => println!("last reboot: none recorded since nodeward was installed"),
         }
         if let Some(until) = v["reboot_allowance"]["until_ms"].as_u64() {
-            println!("reboot allowance until {} ({})", when(&until.into()), v["reboot_allowance"]["reason"].as_str().unwrap_or(""));
+            println!(
+                "reboot allowance until {} ({})",
+                when(&until.into()),
+                v["reboot_allowance"]["reason"].as_str().unwrap_or("")
+            );
         }
         println!("audit journal: {}", v["journal"].as_str().unwrap_or(""));
     });
@@ -56,12 +81,33 @@ pub fn status(config: &Config, json: bool) -> Result<(), String> {
 pub fn list(config: &Config, json: bool) -> Result<(), String> {
     let v = call(config, &Request::List)?;
     print(&v, json, |v| {
-        println!("{:<6} {:<9} {:<26} {:<26} TARGET / TRIGGER", "ID", "STATE", "SINCE", "EXPIRES");
+        println!(
+            "{:<6} {:<9} {:<26} {:<26} TARGET / TRIGGER",
+            "ID", "STATE", "SINCE", "EXPIRES"
+        );
         for q in v["active"].as_array().into_iter().flatten() {
-            println!("{:<6} {:<9} {:<26} {:<26} {} / {} {}", q["id"], "active", when(&q["applied_ms"]), when(&q["expires_ms"]), q["target"], q["trigger"]["source"].as_str().unwrap_or(""), q["trigger"]["detail"].as_str().unwrap_or(""));
+            println!(
+                "{:<6} {:<9} {:<26} {:<26} {} / {} {}",
+                q["id"],
+                "active",
+                when(&q["applied_ms"]),
+                when(&q["expires_ms"]),
+                q["target"],
+                q["trigger"]["source"].as_str().unwrap_or(""),
+                q["trigger"]["detail"].as_str().unwrap_or("")
+            );
         }
         for p in v["proposals"].as_array().into_iter().flatten() {
-            println!("{:<6} {:<9} {:<26} {:<26} {} / {} {}", p["id"], "proposed", when(&p["proposed_ms"]), when(&p["expires_ms"]), p["target"], p["trigger"]["source"].as_str().unwrap_or(""), p["trigger"]["detail"].as_str().unwrap_or(""));
+            println!(
+                "{:<6} {:<9} {:<26} {:<26} {} / {} {}",
+                p["id"],
+                "proposed",
+                when(&p["proposed_ms"]),
+                when(&p["expires_ms"]),
+                p["target"],
+                p["trigger"]["source"].as_str().unwrap_or(""),
+                p["trigger"]["detail"].as_str().unwrap_or("")
+            );
         }
     });
     Ok(())
@@ -97,14 +143,31 @@ pub fn target(a: &AddArgs) -> Result<Target, String> {
 }
 
 pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), String> {
-    let request = Request::Add { target: target(&a)?, ttl_s: a.ttl.map(|d| d.as_secs().max(1)), reason: a.reason };
+    let request = Request::Add {
+        target: target(&a)?,
+        ttl_s: a.ttl.map(|d| d.as_secs().max(1)),
+        reason: a.reason,
+    };
     let v = call(config, &request)?;
     print(&v, json, |v| match v["result"].as_str().unwrap_or("") {
-        "applied" => println!("applied: quarantine {} until {}", v["id"], when(&v["expires_ms"])),
-        "proposed" => println!("proposed: {} (run `nodeward approve {}` before {})", v["id"], v["id"], when(&v["expires_ms"])),
+        "applied" => println!(
+            "applied: quarantine {} until {}",
+            v["id"],
+            when(&v["expires_ms"])
+        ),
+        "proposed" => println!(
+            "proposed: {} (run `nodeward approve {}` before {})",
+            v["id"],
+            v["id"],
+            when(&v["expires_ms"])
+        ),
         "dry_run" => println!("dry run: {}", v["would"].as_str().unwrap_or("")),
         "failed" => println!("failed: {}", v["error"].as_str().unwrap_or("")),
-        "refused" => println!("refused_{}: {}", v["reason"].as_str().unwrap_or("?"), v["detail"].as_str().unwrap_or("")),
+        "refused" => println!(
+            "refused_{}: {}",
+            v["reason"].as_str().unwrap_or("?"),
+            v["detail"].as_str().unwrap_or("")
+        ),
         other => println!("{other}: {}", v["detail"].as_str().unwrap_or("")),
     });
     match v["result"].as_str() {
@@ -115,8 +178,17 @@ pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), String> {
 
 pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), String> {
     let v = call(config, &Request::Approve { id })?;
-    print(&v, json, |v| println!("{}: {}", v["result"].as_str().unwrap_or("?"), v["id"]));
-    if v["result"] == "applied" { Ok(()) } else { Err(format!("not applied: {}", v["detail"].as_str().or(v["error"].as_str()).unwrap_or(""))) }
+    print(&v, json, |v| {
+        println!("{}: {}", v["result"].as_str().unwrap_or("?"), v["id"])
+    });
+    if v["result"] == "applied" {
+        Ok(())
+    } else {
+        Err(format!(
+            "not applied: {}",
+            v["detail"].as_str().or(v["error"].as_str()).unwrap_or("")
+        ))
+    }
 }
 
 pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), String> {
@@ -128,10 +200,24 @@ pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), Strin
 pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Result<(), String> {
     let v = call(config, &Request::Bindings { interface })?;
     print(&v, json, |v| {
-        println!("{:<16} {:<18} {:<16} {:<26} {:<26} CONFLICT", "ADDRESS", "MAC", "INTERFACE", "FIRST SEEN", "LAST SEEN");
+        println!(
+            "{:<16} {:<18} {:<16} {:<26} {:<26} CONFLICT",
+            "ADDRESS", "MAC", "INTERFACE", "FIRST SEEN", "LAST SEEN"
+        );
         for b in v["bindings"].as_array().into_iter().flatten() {
             let conflict = if b["conflict"] == true {
-                let macs: Vec<String> = b["conflict_macs"].as_array().into_iter().flatten().map(|m| format!("{}@{}", m[0].as_str().unwrap_or(""), m[1].as_str().unwrap_or(""))).collect();
+                let macs: Vec<String> = b["conflict_macs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        format!(
+                            "{}@{}",
+                            m[0].as_str().unwrap_or(""),
+                            m[1].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
                 format!("YES: {}", macs.join(" "))
             } else {
                 "-".into()
@@ -151,7 +237,13 @@ pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Resul
 }
 
 pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(), String> {
-    let v = call(config, &Request::AllowReboot { for_s: for_.as_secs().max(1), reason })?;
+    let v = call(
+        config,
+        &Request::AllowReboot {
+            for_s: for_.as_secs().max(1),
+            reason,
+        },
+    )?;
     println!("reboots are expected until {}", when(&v["until_ms"]));
     Ok(())
 }
@@ -172,9 +264,11 @@ pub fn audit(config: &Config, follow: bool) -> Result<(), String> {
         Ok(())
     };
     print_new(dir)?;
-    while follow {
-        std::thread::sleep(Duration::from_millis(500));
-        print_new(dir)?;
+    if follow {
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            print_new(dir)?;
+        }
     }
     Ok(())
 }

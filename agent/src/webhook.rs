@@ -38,7 +38,9 @@ pub fn cgroup_id(path: &str) -> Result<u64, String> {
     } else {
         format!("/sys/fs/cgroup/{}", path.trim_start_matches('/'))
     };
-    std::fs::metadata(&full).map(|m| m.ino()).map_err(|e| format!("cgroup {full}: {e}"))
+    std::fs::metadata(&full)
+        .map(|m| m.ino())
+        .map_err(|e| format!("cgroup {full}: {e}"))
 }
 
 /// The request an alert asks for; `Ok(None)` for alerts that ask for nothing.
@@ -46,10 +48,18 @@ pub fn to_request(alert: &Alert) -> Result<Option<Request>, String> {
     if alert.status != "firing" {
         return Ok(None);
     }
-    let Some(action) = alert.labels.get("nodeward_action") else { return Ok(None) };
+    let Some(action) = alert.labels.get("nodeward_action") else {
+        return Ok(None);
+    };
     let label = |k: &str| alert.labels.get(k).map(String::as_str);
     let interfaces: Vec<String> = label("nodeward_interfaces")
-        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let target = match action.as_str() {
         "drop_packets" => match (label("nodeward_source_ip"), label("nodeward_source_mac"), label("nodeward_claimed_ip")) {
@@ -73,18 +83,33 @@ pub fn to_request(alert: &Alert) -> Result<Option<Request>, String> {
         other => return Err(format!("unknown nodeward_action `{other}`")),
     };
     let ttl_s = match label("nodeward_ttl") {
-        Some(t) => Some(humantime::parse_duration(t).map_err(|e| format!("nodeward_ttl: {e}"))?.as_secs()),
+        Some(t) => Some(
+            humantime::parse_duration(t)
+                .map_err(|e| format!("nodeward_ttl: {e}"))?
+                .as_secs(),
+        ),
         None => None,
     };
     let name = label("alertname").unwrap_or("unnamed");
-    Ok(Some(Request { target, ttl_s, trigger: Trigger { source: "webhook".into(), detail: format!("alert {name} {}", alert.fingerprint) } }))
+    Ok(Some(Request {
+        target,
+        ttl_s,
+        trigger: Trigger {
+            source: "webhook".into(),
+            detail: format!("alert {name} {}", alert.fingerprint),
+        },
+    }))
 }
 
 /// Constant-time comparison of the presented bearer token.
 pub fn token_ok(header: Option<&str>, token: &str) -> bool {
-    let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else { return false };
+    let Some(presented) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
     let (a, b) = (presented.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && !token.is_empty() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && !token.is_empty()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -94,31 +119,62 @@ mod tests {
     fn alert(labels: &[(&str, &str)]) -> Alert {
         Alert {
             status: "firing".into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             fingerprint: "f1".into(),
         }
     }
 
     #[test]
     fn alerts_become_requests() {
-        let r = to_request(&alert(&[("alertname", "Flood"), ("nodeward_action", "drop_packets"), ("nodeward_source_ip", "10.9.0.2"), ("nodeward_interfaces", "veth1, veth2"), ("nodeward_ttl", "2m")]))
-            .unwrap()
-            .unwrap();
+        let r = to_request(&alert(&[
+            ("alertname", "Flood"),
+            ("nodeward_action", "drop_packets"),
+            ("nodeward_source_ip", "10.9.0.2"),
+            ("nodeward_interfaces", "veth1, veth2"),
+            ("nodeward_ttl", "2m"),
+        ]))
+        .unwrap()
+        .unwrap();
         assert_eq!(r.ttl_s, Some(120));
-        assert_eq!(r.target, Target::SourceIp { addr: "10.9.0.2".parse().unwrap(), interfaces: vec!["veth1".into(), "veth2".into()] });
+        assert_eq!(
+            r.target,
+            Target::SourceIp {
+                addr: "10.9.0.2".parse().unwrap(),
+                interfaces: vec!["veth1".into(), "veth2".into()]
+            }
+        );
         assert_eq!(r.trigger.source, "webhook");
-        let arp = to_request(&alert(&[("nodeward_action", "drop_packets"), ("nodeward_source_mac", "02:00:00:00:00:09"), ("nodeward_claimed_ip", "10.9.0.2"), ("nodeward_interfaces", "br0")])).unwrap().unwrap();
+        let arp = to_request(&alert(&[
+            ("nodeward_action", "drop_packets"),
+            ("nodeward_source_mac", "02:00:00:00:00:09"),
+            ("nodeward_claimed_ip", "10.9.0.2"),
+            ("nodeward_interfaces", "br0"),
+        ]))
+        .unwrap()
+        .unwrap();
         assert!(matches!(arp.target, Target::ArpClaim { .. }));
     }
 
     #[test]
     fn alerts_without_action_or_resolved_ask_nothing_and_bad_ones_are_errors() {
         assert!(to_request(&alert(&[("alertname", "X")])).unwrap().is_none());
-        let mut resolved = alert(&[("nodeward_action", "drop_packets"), ("nodeward_source_ip", "10.9.0.2")]);
+        let mut resolved = alert(&[
+            ("nodeward_action", "drop_packets"),
+            ("nodeward_source_ip", "10.9.0.2"),
+        ]);
         resolved.status = "resolved".into();
         assert!(to_request(&resolved).unwrap().is_none());
         assert!(to_request(&alert(&[("nodeward_action", "reboot_it")])).is_err());
-        assert!(to_request(&alert(&[("nodeward_action", "drop_packets"), ("nodeward_source_ip", "not-an-ip")])).is_err());
+        assert!(
+            to_request(&alert(&[
+                ("nodeward_action", "drop_packets"),
+                ("nodeward_source_ip", "not-an-ip")
+            ]))
+            .is_err()
+        );
         assert!(to_request(&alert(&[("nodeward_action", "drop_packets")])).is_err());
     }
 

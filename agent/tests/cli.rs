@@ -17,8 +17,18 @@ fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn bad_config_exits_2_and_names_the_field() {
     let (_d, path) = write("[detectors.reboot]\nenabeld = true\n");
-    for verb in [&["run"][..], &["check"], &["config", "check"], &["config", "dump"]] {
-        let out = nodeward().arg("--config").arg(&path).args(verb).output().unwrap();
+    for verb in [
+        &["run"][..],
+        &["check"],
+        &["config", "check"],
+        &["config", "dump"],
+    ] {
+        let out = nodeward()
+            .arg("--config")
+            .arg(&path)
+            .args(verb)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{verb:?}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("detectors.reboot.enabeld"), "{verb:?}: {err}");
@@ -27,20 +37,32 @@ fn bad_config_exits_2_and_names_the_field() {
 
 #[test]
 fn missing_config_file_exits_2() {
-    let out = nodeward().args(["--config", "/nonexistent/nodeward.toml", "config", "check"]).output().unwrap();
+    let out = nodeward()
+        .args(["--config", "/nonexistent/nodeward.toml", "config", "check"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/nodeward.toml"));
 }
 
 #[test]
 fn config_dump_prints_defaults_that_parse_back() {
-    let out = nodeward().args(["config", "dump"]).env_remove("NODEWARD_CONFIG").output().unwrap();
+    let out = nodeward()
+        .args(["config", "dump"])
+        .env_remove("NODEWARD_CONFIG")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("mode = \"observe\""), "{text}");
     assert!(text.contains("listen = \"127.0.0.1:9744\""), "{text}");
     let (_d, path) = write(&text);
-    let out = nodeward().arg("--config").arg(&path).args(["config", "check"]).output().unwrap();
+    let out = nodeward()
+        .arg("--config")
+        .arg(&path)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
 
@@ -58,7 +80,10 @@ fn stub_build_refuses_to_run_with_a_clear_message() {
         let out = nodeward().arg(verb).output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("stub object") && err.contains("cargo xtask"), "{err}");
+        assert!(
+            err.contains("stub object") && err.contains("cargo xtask"),
+            "{err}"
+        );
     }
 }
 

@@ -12,22 +12,38 @@ fn check_loads_and_attaches_every_enabled_program() {
     let Some(bin) = agent_bin("agent::check_loads_and_attaches_every_enabled_program") else {
         return;
     };
-    let out = Command::new(&bin).arg("check").output().expect("nodeward check");
+    let out = Command::new(&bin)
+        .arg("check")
+        .output()
+        .expect("nodeward check");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("detector reboot: up"), "{stdout}");
     for prog in ["reboot_sys_enter", "reboot_sched_exec"] {
-        let line = stdout.lines().find(|l| l.contains(prog)).unwrap_or_else(|| panic!("{prog} missing:\n{stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(prog))
+            .unwrap_or_else(|| panic!("{prog} missing:\n{stdout}"));
         assert!(line.contains("attached"), "{line}");
     }
     // Program types are probed by loading: the table says which load here.
-    assert!(stdout.lines().any(|l| l.starts_with("tracepoint") && l.contains("yes")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("tracepoint") && l.contains("yes")),
+        "{stdout}"
+    );
     assert!(stdout.lines().any(|l| l.starts_with("lsm ")), "{stdout}");
 }
 
 #[test]
 fn health_endpoints_and_clean_shutdown_leave_nothing_behind() {
-    let Some(bin) = agent_bin("agent::health_endpoints_and_clean_shutdown_leave_nothing_behind") else {
+    let Some(bin) = agent_bin("agent::health_endpoints_and_clean_shutdown_leave_nothing_behind")
+    else {
         return;
     };
     let mut agent = Agent::start(&bin, "");
@@ -38,32 +54,54 @@ fn health_endpoints_and_clean_shutdown_leave_nothing_behind() {
     assert!(ids.len() >= 2, "agent holds too few programs: {ids:?}");
     assert!(ids.iter().all(|&id| prog_exists(id)));
     let status = agent.stop();
-    assert!(status.success(), "exit status {status}:\n{}", agent.raw_output());
-    assert!(agent.logs().iter().any(|l| l["message"] == "nodeward stopped"));
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        agent.raw_output()
+    );
+    assert!(
+        agent
+            .logs()
+            .iter()
+            .any(|l| l["message"] == "nodeward stopped")
+    );
     let left: Vec<u32> = wait_for(Duration::from_secs(5), || {
         let left: Vec<u32> = ids.iter().copied().filter(|&id| prog_exists(id)).collect();
         left.is_empty().then_some(left)
     })
     .unwrap_or_else(|| ids.iter().copied().filter(|&id| prog_exists(id)).collect());
-    assert!(left.is_empty(), "programs still loaded after shutdown: {left:?}");
+    assert!(
+        left.is_empty(),
+        "programs still loaded after shutdown: {left:?}"
+    );
 }
 
 #[test]
 fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
-    let Some(bin) = agent_bin("agent::sighup_reloads_the_config_and_keeps_running_on_a_bad_one") else {
+    let Some(bin) = agent_bin("agent::sighup_reloads_the_config_and_keeps_running_on_a_bad_one")
+    else {
         return;
     };
     let agent = Agent::start(&bin, "");
     let (_dir, reboot) = stand_in(HELPER, "reboot");
     let run_standin = || {
-        let mut c = Command::new(&reboot).stdout(std::process::Stdio::null()).spawn().expect("stand-in");
+        let mut c = Command::new(&reboot)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("stand-in");
         let pid = c.id();
         c.wait().unwrap();
         pid
     };
     let reloaded = |n: usize| {
         wait_for(Duration::from_secs(10), || {
-            (agent.logs().iter().filter(|l| l["message"] == "SIGHUP: configuration reloaded").count() >= n).then_some(())
+            (agent
+                .logs()
+                .iter()
+                .filter(|l| l["message"] == "SIGHUP: configuration reloaded")
+                .count()
+                >= n)
+                .then_some(())
         })
     };
 
@@ -72,30 +110,68 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
     agent.signal(libc::SIGHUP);
     reloaded(1).unwrap_or_else(|| panic!("no reload:\n{}", agent.raw_output()));
     let m = agent.metrics();
-    assert_eq!(metric(&m, "nodeward_detector_up{detector=\"reboot\"}"), Some(0.0));
-    assert_eq!(metric(&m, "nodeward_program_attached{detector=\"reboot\",program=\"reboot_sched_exec\"}"), Some(0.0));
-    assert_eq!(metric(&m, "nodeward_config_reloads_total{result=\"success\"}"), Some(1.0));
+    assert_eq!(
+        metric(&m, "nodeward_detector_up{detector=\"reboot\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "nodeward_program_attached{detector=\"reboot\",program=\"reboot_sched_exec\"}"
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "nodeward_config_reloads_total{result=\"success\"}"),
+        Some(1.0)
+    );
     let quiet = run_standin();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(agent.findings_for(&[quiet]).is_empty(), "disabled detector still reported");
+    assert!(
+        agent.findings_for(&[quiet]).is_empty(),
+        "disabled detector still reported"
+    );
 
     // A bad config is rejected with the field path; the agent keeps the old one.
     agent.rewrite_config("[detectors.reboot]\nenabeld = true\n");
     agent.signal(libc::SIGHUP);
     let rejected = wait_for(Duration::from_secs(10), || {
-        agent.logs().into_iter().find(|l| l["message"] == "SIGHUP: configuration rejected, keeping the running one")
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["message"] == "SIGHUP: configuration rejected, keeping the running one")
     })
     .unwrap_or_else(|| panic!("bad config not rejected:\n{}", agent.raw_output()));
-    assert!(rejected["error"].as_str().unwrap().contains("detectors.reboot.enabeld"), "{rejected}");
-    assert_eq!(metric(&agent.metrics(), "nodeward_config_reloads_total{result=\"failure\"}"), Some(1.0));
+    assert!(
+        rejected["error"]
+            .as_str()
+            .unwrap()
+            .contains("detectors.reboot.enabeld"),
+        "{rejected}"
+    );
+    assert_eq!(
+        metric(
+            &agent.metrics(),
+            "nodeward_config_reloads_total{result=\"failure\"}"
+        ),
+        Some(1.0)
+    );
     assert_eq!(agent.get("/readyz").0, 200);
 
     // Re-enable: detection resumes.
     agent.rewrite_config("[detectors.reboot]\nenabled = true\n");
     agent.signal(libc::SIGHUP);
     reloaded(2).unwrap_or_else(|| panic!("no second reload:\n{}", agent.raw_output()));
-    assert_eq!(metric(&agent.metrics(), "nodeward_detector_up{detector=\"reboot\"}"), Some(1.0));
+    assert_eq!(
+        metric(
+            &agent.metrics(),
+            "nodeward_detector_up{detector=\"reboot\"}"
+        ),
+        Some(1.0)
+    );
     let seen = run_standin();
-    wait_for(Duration::from_secs(5), || agent.findings_for(&[seen]).into_iter().next())
-        .unwrap_or_else(|| panic!("re-enabled detector saw nothing:\n{}", agent.raw_output()));
+    wait_for(Duration::from_secs(5), || {
+        agent.findings_for(&[seen]).into_iter().next()
+    })
+    .unwrap_or_else(|| panic!("re-enabled detector saw nothing:\n{}", agent.raw_output()));
 }

@@ -16,10 +16,13 @@ use serde_json::Value;
 /// Record a skip: loud on stderr and counted by `cargo xtask test`.
 pub fn skip(test: &str, why: &str) {
     eprintln!("SKIP {test}: {why}");
-    if let Some(log) = std::env::var_os("NODEWARD_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
-            let _ = writeln!(f, "{test}\t{why}");
-        }
+    if let Some(log) = std::env::var_os("NODEWARD_SKIP_LOG")
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+    {
+        let _ = writeln!(f, "{test}\t{why}");
     }
 }
 
@@ -33,7 +36,10 @@ pub fn agent_bin(test: &str) -> Option<PathBuf> {
     match std::env::var_os("NODEWARD_BIN") {
         Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
         _ => {
-            skip(test, "NODEWARD_BIN not set: run through `cargo xtask test`, which builds the agent with its eBPF object");
+            skip(
+                test,
+                "NODEWARD_BIN not set: run through `cargo xtask test`, which builds the agent with its eBPF object",
+            );
             None
         }
     }
@@ -77,27 +83,58 @@ impl Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("nodeward.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let (child, pid, lines) = Self::spawn(bin, &config_path, &env);
-        let mut agent = Agent { child, pid, lines, addr: String::new(), config_path, bin: bin.to_path_buf(), env, _dir: dir };
+        let mut agent = Agent {
+            child,
+            pid,
+            lines,
+            addr: String::new(),
+            config_path,
+            bin: bin.to_path_buf(),
+            env,
+            _dir: dir,
+        };
         agent.wait_ready();
         agent
     }
 
     fn wait_ready(&mut self) {
-        let seen = self.logs().iter().filter(|l| l["message"] == "nodeward ready").count();
+        let seen = self
+            .logs()
+            .iter()
+            .filter(|l| l["message"] == "nodeward ready")
+            .count();
         let ready = wait_for(Duration::from_secs(30), || {
             let logs = self.logs();
-            let ready: Vec<&Value> = logs.iter().filter(|l| l["message"] == "nodeward ready").collect();
-            (ready.len() > seen).then(|| ready.last().unwrap()["listen"].as_str().unwrap_or("").to_string())
+            let ready: Vec<&Value> = logs
+                .iter()
+                .filter(|l| l["message"] == "nodeward ready")
+                .collect();
+            (ready.len() > seen).then(|| {
+                ready.last().unwrap()["listen"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
         });
         match ready {
             Some(addr) => self.addr = addr,
-            None => panic!("agent not ready within 30 s; output:\n{}", self.raw_output()),
+            None => panic!(
+                "agent not ready within 30 s; output:\n{}",
+                self.raw_output()
+            ),
         }
     }
 
-    fn spawn(bin: &Path, config_path: &Path, env: &[(String, String)]) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
+    fn spawn(
+        bin: &Path,
+        config_path: &Path,
+        env: &[(String, String)],
+    ) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
         let mut child = Command::new(bin)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
@@ -109,7 +146,19 @@ impl Agent {
             .expect("start nodeward");
         let pid = child.id();
         let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let lines = lines.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -122,7 +171,12 @@ impl Agent {
 
     /// Run a CLI verb against this agent (same config file).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(&self.bin).arg("--config").arg(&self.config_path).args(args).output().expect("run nodeward CLI")
+        Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .expect("run nodeward CLI")
     }
 
     /// The state directory (audit journal, quarantine state).
@@ -167,7 +221,12 @@ impl Agent {
 
     /// Log lines that parse as JSON.
     pub fn logs(&self) -> Vec<Value> {
-        self.lines.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Finding log lines (target nodeward::finding) whose `pid` is one of `pids`.
@@ -175,13 +234,20 @@ impl Agent {
         self.logs()
             .into_iter()
             .filter(|l| l["target"] == "nodeward::finding")
-            .filter(|l| l["pid"].as_u64().is_some_and(|p| pids.contains(&(p as u32))))
+            .filter(|l| {
+                l["pid"]
+                    .as_u64()
+                    .is_some_and(|p| pids.contains(&(p as u32)))
+            })
             .collect()
     }
 
     /// All finding lines of a path (host-wide), to compare with metric deltas.
     pub fn count_findings(&self, finding: &str, path: &str) -> usize {
-        self.logs().iter().filter(|l| l["finding"] == finding && l["path"] == path).count()
+        self.logs()
+            .iter()
+            .filter(|l| l["finding"] == finding && l["path"] == path)
+            .count()
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -237,10 +303,19 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 }
 
 /// Minimal HTTP/1.0 request on loopback: (status, body).
-pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -248,13 +323,23 @@ pub fn http_request(addr: &str, method: &str, path: &str, headers: &[(&str, &str
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (code, body.to_string())
 }
 
 /// Value of one series (exact name and labels as exposed) in a text exposition.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Sum of every series of `name` whose labels include all of `labels`.
@@ -267,7 +352,9 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             if n != name {
                 return None;
             }
-            let ok = labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            let ok = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
             ok.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
@@ -280,7 +367,10 @@ pub fn prog_ids_of(pid: u32) -> Vec<u32> {
         for e in rd.flatten() {
             if let Ok(text) = std::fs::read_to_string(e.path()) {
                 for l in text.lines() {
-                    if let Some(id) = l.strip_prefix("prog_id:").and_then(|v| v.trim().parse().ok()) {
+                    if let Some(id) = l
+                        .strip_prefix("prog_id:")
+                        .and_then(|v| v.trim().parse().ok())
+                    {
                         ids.push(id);
                     }
                 }
@@ -299,7 +389,14 @@ pub fn prog_exists(id: u32) -> bool {
     attr[0] = id;
     const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
     // SAFETY: bpf(2) reads a correctly sized, initialised attr buffer.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_GET_FD_BY_ID, attr.as_mut_ptr(), std::mem::size_of_val(&attr)) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_GET_FD_BY_ID,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr),
+        )
+    };
     if fd >= 0 {
         // SAFETY: closing the fd we just got.
         unsafe { libc::close(fd as libc::c_int) };
@@ -320,12 +417,24 @@ pub fn stand_in(helper: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// Run a command; true when it exits 0.
 pub fn sh(args: &[&str]) -> bool {
-    Command::new(args[0]).args(&args[1..]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn must(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Two network namespaces (A, B) on a bridge in the root namespace, like sandboxes on
@@ -342,9 +451,23 @@ pub struct Lan {
     pub ip_b: String,
 }
 
+impl Default for Lan {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Lan {
     pub fn new() -> Lan {
-        let tag = format!("{:04x}", (std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())) & 0xffff);
+        let tag = format!(
+            "{:04x}",
+            (std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()))
+                & 0xffff
+        );
         let lan = Lan {
             bridge: format!("nwbr{tag}"),
             port_a: format!("nwpa{tag}"),
@@ -356,11 +479,25 @@ impl Lan {
         };
         must(&["ip", "link", "add", &lan.bridge, "type", "bridge"]);
         must(&["ip", "link", "set", &lan.bridge, "up"]);
-        for (ns, port, ip) in [(&lan.ns_a, &lan.port_a, &lan.ip_a), (&lan.ns_b, &lan.port_b, &lan.ip_b)] {
+        for (ns, port, ip) in [
+            (&lan.ns_a, &lan.port_a, &lan.ip_a),
+            (&lan.ns_b, &lan.port_b, &lan.ip_b),
+        ] {
             must(&["ip", "netns", "add", ns]);
-            must(&["ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+            must(&[
+                "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ]);
             must(&["ip", "link", "set", port, "master", &lan.bridge, "up"]);
-            must(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
             must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
             must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
         }
@@ -369,12 +506,17 @@ impl Lan {
 
     /// One ping from A to B (1 s timeout).
     pub fn a_reaches_b(&self) -> bool {
-        sh(&["ip", "netns", "exec", &self.ns_a, "ping", "-c", "1", "-W", "1", &self.ip_b])
+        sh(&[
+            "ip", "netns", "exec", &self.ns_a, "ping", "-c", "1", "-W", "1", &self.ip_b,
+        ])
     }
 
     /// Wait until A reaches B (or not), up to `secs`.
     pub fn wait_reach(&self, want: bool, secs: u64) -> bool {
-        wait_for(Duration::from_secs(secs), || (self.a_reaches_b() == want).then_some(())).is_some()
+        wait_for(Duration::from_secs(secs), || {
+            (self.a_reaches_b() == want).then_some(())
+        })
+        .is_some()
     }
 }
 
@@ -402,11 +544,24 @@ impl TestCgroup {
         let mount = tempfile::tempdir().map_err(|e| e.to_string())?;
         let target = std::ffi::CString::new(mount.path().as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: mount(2) with valid NUL-terminated strings.
-        let r = unsafe { libc::mount(c"none".as_ptr(), target.as_ptr(), c"cgroup2".as_ptr(), 0, std::ptr::null()) };
+        let r = unsafe {
+            libc::mount(
+                c"none".as_ptr(),
+                target.as_ptr(),
+                c"cgroup2".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
         if r != 0 {
-            return Err(format!("cannot mount cgroup2: {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "cannot mount cgroup2: {}",
+                std::io::Error::last_os_error()
+            ));
         }
-        let path = mount.path().join(format!("nodeward-test-{}", std::process::id()));
+        let path = mount
+            .path()
+            .join(format!("nodeward-test-{}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&path) {
             // SAFETY: detach what we mounted.
             unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
@@ -418,15 +573,23 @@ impl TestCgroup {
     /// A shell command line that moves itself into this cgroup, then execs `argv`.
     pub fn command(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("/bin/sh");
-        c.arg("-c").arg(format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", self.path.display())).args(argv);
+        c.arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"",
+                self.path.display()
+            ))
+            .args(argv);
         c
     }
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        let _ = wait_for(Duration::from_secs(5), || std::fs::remove_dir(&self.path).ok());
-        let target = std::ffi::CString::new(self.mount.path().as_os_str().as_encoded_bytes()).unwrap();
+        let _ = wait_for(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.path).ok()
+        });
+        let target =
+            std::ffi::CString::new(self.mount.path().as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: detach the cgroup2 mount this guard created.
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
@@ -451,15 +614,27 @@ impl SshLab {
     pub fn new(lan: &Lan, helper: &str) -> Result<SshLab, String> {
         for tool in ["/usr/sbin/sshd", "/usr/bin/ssh", "/usr/bin/ssh-keygen"] {
             if !Path::new(tool).exists() {
-                return Err(format!("{tool} not installed (cargo xtask setup --test-deps installs OpenSSH)"));
+                return Err(format!(
+                    "{tool} not installed (cargo xtask setup --test-deps installs OpenSSH)"
+                ));
             }
         }
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let d = dir.path();
         for key in ["hostkey", "clientkey"] {
-            must(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", &d.join(key).display().to_string()]);
+            must(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                &d.join(key).display().to_string(),
+            ]);
         }
-        std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys")).map_err(|e| e.to_string())?;
+        std::fs::copy(d.join("clientkey.pub"), d.join("authorized_keys"))
+            .map_err(|e| e.to_string())?;
         let standin = d.join("standin");
         std::fs::copy(helper, &standin).map_err(|e| e.to_string())?;
         let config = format!(
@@ -481,19 +656,44 @@ impl SshLab {
             d = d.display()
         );
         let child = Command::new("ip")
-            .args(["netns", "exec", &lan.ns_b, "unshare", "--mount", "--pid", "--kill-child", "--mount-proc", "--propagation", "private", "sh", "-c", &script])
+            .args([
+                "netns",
+                "exec",
+                &lan.ns_b,
+                "unshare",
+                "--mount",
+                "--pid",
+                "--kill-child",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| e.to_string())?;
-        let lab = SshLab { dir, child: Some(child), client_ns: lan.ns_a.clone(), host: lan.ip_b.clone(), standin };
-        let up = wait_for(Duration::from_secs(15), || lab.ssh("true").status.success().then_some(()));
+        let lab = SshLab {
+            dir,
+            child: Some(child),
+            client_ns: lan.ns_a.clone(),
+            host: lan.ip_b.clone(),
+            standin,
+        };
+        let up = wait_for(Duration::from_secs(15), || {
+            lab.ssh("true").status.success().then_some(())
+        });
         if up.is_none() {
             panic!("sshd did not come up; its log:\n{}", lab.sshd_log());
         }
         // Safety check before any test may type `reboot`: it must be the stand-in.
         let check = lab.ssh(&format!("cmp /usr/sbin/reboot {}", lab.standin.display()));
-        assert!(check.status.success(), "REFUSING: the reboot path in the lab is not the stand-in: {check:?}");
+        assert!(
+            check.status.success(),
+            "REFUSING: the reboot path in the lab is not the stand-in: {check:?}"
+        );
         Ok(lab)
     }
 
@@ -503,8 +703,22 @@ impl SshLab {
             .args(["netns", "exec", &self.client_ns, "ssh", "-F", "/dev/null"])
             .arg("-i")
             .arg(self.dir.path().join("clientkey"))
-            .args(["-p", &SSH_PORT.to_string(), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
-            .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+            .args([
+                "-p",
+                &SSH_PORT.to_string(),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+            ])
             .arg(format!("root@{}", self.host))
             .arg(command)
             .output()
@@ -520,7 +734,14 @@ impl SshLab {
         self.sshd_log()
             .lines()
             .filter(|l| l.contains("Accepted publickey for root"))
-            .filter_map(|l| l.split(" port ").nth(1)?.split_whitespace().next()?.parse().ok())
+            .filter_map(|l| {
+                l.split(" port ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect()
     }
 
@@ -561,7 +782,15 @@ pub struct Host {
 
 impl Bridge {
     pub fn new(ips: &[&str]) -> Bridge {
-        let tag = format!("{:04x}", (std::process::id() ^ (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos())) & 0xffff);
+        let tag = format!(
+            "{:04x}",
+            (std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()))
+                & 0xffff
+        );
         let name = format!("nwbr{tag}");
         must(&["ip", "link", "add", &name, "type", "bridge"]);
         must(&["ip", "link", "set", &name, "up"]);
@@ -570,25 +799,52 @@ impl Bridge {
             let ns = format!("nw-{tag}-{i}");
             let port = format!("nwp{tag}{i}");
             must(&["ip", "netns", "add", &ns]);
-            must(&["ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
+            must(&[
+                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
             must(&["ip", "link", "set", &port, "master", &name, "up"]);
-            must(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
             must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
             must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-            hosts.push(Host { ns, port, ip: ip.to_string(), alive: true });
+            hosts.push(Host {
+                ns,
+                port,
+                ip: ip.to_string(),
+                alive: true,
+            });
         }
         Bridge { name, hosts }
     }
 
     /// MAC of host `i`'s eth0.
     pub fn mac(&self, i: usize) -> String {
-        let out = Command::new("ip").args(["-n", &self.hosts[i].ns, "-br", "link", "show", "eth0"]).output().expect("ip link");
-        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(2).unwrap_or_default().to_string()
+        let out = Command::new("ip")
+            .args(["-n", &self.hosts[i].ns, "-br", "link", "show", "eth0"])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Run a command inside host `i`'s namespace.
     pub fn exec(&self, i: usize, args: &[&str]) -> std::process::Output {
-        Command::new("ip").args(["netns", "exec", &self.hosts[i].ns]).args(args).output().expect("ip netns exec")
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
     }
 
     /// Host `i` leaves (its namespace and port are deleted).
@@ -616,7 +872,11 @@ pub fn parse_rfc3339(ts: &str) -> Option<f64> {
     let mut d = date.split('-').map(|p| p.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
-    let (h, min, s) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    let (h, min, s) = (
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+        t.next()?.parse::<f64>().ok()?,
+    );
     // days from civil (Howard Hinnant)
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

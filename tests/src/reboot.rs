@@ -10,76 +10,150 @@ const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
 #[test]
 fn reboot_syscall_and_stand_in_exec_are_reported_with_attribution() {
-    let Some(bin) = agent_bin("reboot::reboot_syscall_and_stand_in_exec_are_reported_with_attribution") else {
+    let Some(bin) =
+        agent_bin("reboot::reboot_syscall_and_stand_in_exec_are_reported_with_attribution")
+    else {
         return;
     };
     let agent = Agent::start(&bin, "");
     let before = agent.metrics();
-    assert_eq!(metric(&before, "nodeward_detector_up{detector=\"reboot\"}"), Some(1.0), "reboot detector down:\n{}", agent.raw_output());
+    assert_eq!(
+        metric(&before, "nodeward_detector_up{detector=\"reboot\"}"),
+        Some(1.0),
+        "reboot detector down:\n{}",
+        agent.raw_output()
+    );
     let syscall_logged_before = agent.count_findings("reboot_intent", "syscall");
     let exec_logged_before = agent.count_findings("reboot_intent", "exec");
 
     // 1. reboot(2) with an invalid magic2, from a child of this test.
-    let out = Command::new(HELPER).arg("bad-reboot").output().expect("run helper");
-    assert!(out.status.success(), "helper: reboot(2) did not fail with EINVAL: {out:?}");
+    let out = Command::new(HELPER)
+        .arg("bad-reboot")
+        .output()
+        .expect("run helper");
+    assert!(
+        out.status.success(),
+        "helper: reboot(2) did not fail with EINVAL: {out:?}"
+    );
     // The helper's PID: the only child we started; find it through the finding itself
     // by its parent (this test process) and comm.
     let me = std::process::id();
 
     // 2. A stand-in binary named `reboot`, executed from a temp dir.
     let (_dir, reboot) = stand_in(HELPER, "reboot");
-    let child = Command::new(&reboot).arg("--force").stdout(std::process::Stdio::null()).spawn().expect("run stand-in");
+    let child = Command::new(&reboot)
+        .arg("--force")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run stand-in");
     let standin_pid = child.id();
     let status = child.wait_with_output().expect("stand-in").status;
     assert!(status.success());
 
     let syscall = wait_for(Duration::from_secs(5), || {
-        agent
-            .logs()
-            .into_iter()
-            .find(|l| l["finding"] == "reboot_intent" && l["path"] == "syscall" && l["ppid"].as_u64() == Some(me.into()))
+        agent.logs().into_iter().find(|l| {
+            l["finding"] == "reboot_intent"
+                && l["path"] == "syscall"
+                && l["ppid"].as_u64() == Some(me.into())
+        })
     })
-    .unwrap_or_else(|| panic!("no syscall reboot intent from a child of {me}:\n{}", agent.raw_output()));
-    let detail: serde_json::Value = serde_json::from_str(syscall["detail"].as_str().unwrap()).unwrap();
+    .unwrap_or_else(|| {
+        panic!(
+            "no syscall reboot intent from a child of {me}:\n{}",
+            agent.raw_output()
+        )
+    });
+    let detail: serde_json::Value =
+        serde_json::from_str(syscall["detail"].as_str().unwrap()).unwrap();
     assert_eq!(syscall["action"], "restart");
-    assert_eq!(detail["magic_valid"], false, "invalid magic must be reported as such");
+    assert_eq!(
+        detail["magic_valid"], false,
+        "invalid magic must be reported as such"
+    );
     assert_eq!(detail["cmd"], 0x0123_4567);
-    assert_eq!(syscall["comm"], "nodeward-test-h", "comm is the helper's (15 bytes)");
+    assert_eq!(
+        syscall["comm"], "nodeward-test-h",
+        "comm is the helper's (15 bytes)"
+    );
     assert_eq!(syscall["uid"], 0);
 
-    let exec = wait_for(Duration::from_secs(5), || agent.findings_for(&[standin_pid]).into_iter().find(|l| l["path"] == "exec"))
-        .unwrap_or_else(|| panic!("no exec reboot intent for pid {standin_pid}:\n{}", agent.raw_output()));
+    let exec = wait_for(Duration::from_secs(5), || {
+        agent
+            .findings_for(&[standin_pid])
+            .into_iter()
+            .find(|l| l["path"] == "exec")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no exec reboot intent for pid {standin_pid}:\n{}",
+            agent.raw_output()
+        )
+    });
     let detail: serde_json::Value = serde_json::from_str(exec["detail"].as_str().unwrap()).unwrap();
     assert_eq!(exec["action"], "restart");
     assert_eq!(exec["comm"], "reboot");
-    assert_eq!(exec["ppid"].as_u64(), Some(me.into()), "parent is this test process");
+    assert_eq!(
+        exec["ppid"].as_u64(),
+        Some(me.into()),
+        "parent is this test process"
+    );
     assert_eq!(detail["filename"], reboot.display().to_string());
-    assert_eq!(detail["argv"], serde_json::json!([reboot.display().to_string(), "--force"]));
+    assert_eq!(
+        detail["argv"],
+        serde_json::json!([reboot.display().to_string(), "--force"])
+    );
     // The stand-in itself then calls reboot(2): that is a second, syscall-path intent
     // from the same PID.
     let standin_syscall = wait_for(Duration::from_secs(5), || {
-        agent.findings_for(&[standin_pid]).into_iter().find(|l| l["path"] == "syscall")
+        agent
+            .findings_for(&[standin_pid])
+            .into_iter()
+            .find(|l| l["path"] == "syscall")
     });
-    assert!(standin_syscall.is_some(), "stand-in's own reboot(2) not reported");
+    assert!(
+        standin_syscall.is_some(),
+        "stand-in's own reboot(2) not reported"
+    );
 
     // Metric deltas equal what the log reported over the same window (host-wide).
     let after = wait_for(Duration::from_secs(5), || {
         let m = agent.metrics();
         let d = |path: &str| {
-            metric_sum(&m, "nodeward_reboot_intents_total", &[("path", path)]) - metric_sum(&before, "nodeward_reboot_intents_total", &[("path", path)])
+            metric_sum(&m, "nodeward_reboot_intents_total", &[("path", path)])
+                - metric_sum(&before, "nodeward_reboot_intents_total", &[("path", path)])
         };
-        let syscall_logged = (agent.count_findings("reboot_intent", "syscall") - syscall_logged_before) as f64;
-        let exec_logged = (agent.count_findings("reboot_intent", "exec") - exec_logged_before) as f64;
+        let syscall_logged =
+            (agent.count_findings("reboot_intent", "syscall") - syscall_logged_before) as f64;
+        let exec_logged =
+            (agent.count_findings("reboot_intent", "exec") - exec_logged_before) as f64;
         (d("syscall") == syscall_logged
             && d("exec") == exec_logged
             && syscall_logged >= 2.0
             && exec_logged >= 1.0)
             .then_some(m)
     })
-    .unwrap_or_else(|| panic!("metric deltas do not match the findings:\n{}", agent.metrics()));
+    .unwrap_or_else(|| {
+        panic!(
+            "metric deltas do not match the findings:\n{}",
+            agent.metrics()
+        )
+    });
     assert!(metric(&after, "nodeward_events_total{kind=\"exec\"}").unwrap() >= 1.0);
-    assert!(metric(&after, "nodeward_kernel_records_total{kind=\"reboot_syscall\",result=\"submitted\"}").unwrap() >= 2.0);
-    assert_eq!(metric(&after, "nodeward_events_lost_total{reason=\"ringbuf_full\"}"), Some(0.0));
+    assert!(
+        metric(
+            &after,
+            "nodeward_kernel_records_total{kind=\"reboot_syscall\",result=\"submitted\"}"
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "nodeward_events_lost_total{reason=\"ringbuf_full\"}"
+        ),
+        Some(0.0)
+    );
 }
 
 #[test]
@@ -94,17 +168,31 @@ fn failed_exec_attempts_are_not_reported() {
     assert!(Command::new(&missing).status().is_err());
     // A real, successful stand-in afterwards proves the agent was watching.
     let (_d2, reboot) = stand_in(HELPER, "reboot");
-    let pid = Command::new(&reboot).stdout(std::process::Stdio::null()).spawn().map(|mut c| {
-        let id = c.id();
-        c.wait().unwrap();
-        id
-    });
+    let pid = Command::new(&reboot)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map(|mut c| {
+            let id = c.id();
+            c.wait().unwrap();
+            id
+        });
     let pid = pid.expect("stand-in");
-    wait_for(Duration::from_secs(5), || agent.findings_for(&[pid]).into_iter().find(|l| l["path"] == "exec"))
-        .expect("stand-in exec not reported");
-    let bogus = agent.logs().into_iter().filter(|l| l["finding"] == "reboot_intent").filter(|l| {
-        l["detail"].as_str().is_some_and(|d| d.contains(&missing.display().to_string()))
-    });
+    wait_for(Duration::from_secs(5), || {
+        agent
+            .findings_for(&[pid])
+            .into_iter()
+            .find(|l| l["path"] == "exec")
+    })
+    .expect("stand-in exec not reported");
+    let bogus = agent
+        .logs()
+        .into_iter()
+        .filter(|l| l["finding"] == "reboot_intent")
+        .filter(|l| {
+            l["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&missing.display().to_string()))
+        });
     assert_eq!(bogus.count(), 0, "a failed exec was reported");
 }
 
@@ -128,7 +216,9 @@ fn ssh_exec_intent(agent: &Agent, peer: &str, after: usize) -> serde_json::Value
         agent
             .logs()
             .into_iter()
-            .filter(|l| l["finding"] == "reboot_intent" && l["path"] == "exec" && l["origin"] == "ssh")
+            .filter(|l| {
+                l["finding"] == "reboot_intent" && l["path"] == "exec" && l["origin"] == "ssh"
+            })
             .skip(after)
             .find(|l| l["detail"].as_str().is_some_and(|d| d.contains(peer)))
     })
@@ -149,7 +239,10 @@ fn ssh_root_reboot_is_unexpected_and_fully_attributed() {
     let marker = lab.marker("ran");
     let out = lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", marker.display()));
     assert!(out.status.success(), "{out:?}");
-    assert!(marker.exists(), "the stand-in did not run (not a protected host: it must)");
+    assert!(
+        marker.exists(),
+        "the stand-in did not run (not a protected host: it must)"
+    );
 
     let line = ssh_exec_intent(&agent, &lan.ip_a, 0);
     let d = detail(&line);
@@ -159,24 +252,55 @@ fn ssh_root_reboot_is_unexpected_and_fully_attributed() {
     assert_eq!(o["local_port"], nodeward_tests::SSH_PORT);
     // The peer port is the one sshd itself logged for this login.
     let ports = lab.accepted_ports();
-    assert!(ports.contains(&(o["peer_port"].as_u64().unwrap() as u16)), "peer port {} not in sshd's log {ports:?}", o["peer_port"]);
+    assert!(
+        ports.contains(&(o["peer_port"].as_u64().unwrap() as u16)),
+        "peer port {} not in sshd's log {ports:?}",
+        o["peer_port"]
+    );
     assert_eq!(d["process"]["loginuid"], 0, "login uid of a root SSH login");
-    assert!(d["process"]["sessionid"].as_u64().is_some_and(|s| s > 0), "audit session id: {}", d["process"]);
+    assert!(
+        d["process"]["sessionid"].as_u64().is_some_and(|s| s > 0),
+        "audit session id: {}",
+        d["process"]
+    );
     assert_eq!(d["argv"], serde_json::json!(["reboot"]));
     assert_eq!(d["expected"], false);
     assert_eq!(line["expected"], false);
-    assert!(d["because"].as_str().unwrap().contains(&lan.ip_a), "{}", d["because"]);
-    let lineage: Vec<&str> = d["lineage"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert!(
+        d["because"].as_str().unwrap().contains(&lan.ip_a),
+        "{}",
+        d["because"]
+    );
+    let lineage: Vec<&str> = d["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert_eq!(lineage.last(), Some(&"reboot"), "{lineage:?}");
-    assert!(lineage.iter().any(|c| c.starts_with("sshd")), "lineage lacks sshd: {lineage:?}");
+    assert!(
+        lineage.iter().any(|c| c.starts_with("sshd")),
+        "lineage lacks sshd: {lineage:?}"
+    );
     // Durable: journaled with the boot id, before anything else happens.
-    let j = wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "reboot_intent" && r["origin"] == "ssh"))
-        .expect("reboot intent not journaled");
+    let j = wait_for(Duration::from_secs(5), || {
+        agent
+            .journal()
+            .into_iter()
+            .find(|r| r["decision"] == "reboot_intent" && r["origin"] == "ssh")
+    })
+    .expect("reboot intent not journaled");
     assert_eq!(j["expected"], false);
     assert_eq!(j["source"], lan.ip_a.as_str());
     assert!(j["boot_id"].as_str().is_some_and(|b| !b.is_empty()));
     let m = agent.metrics();
-    assert!(metric_sum(&m, "nodeward_reboot_intents_total", &[("path", "exec"), ("origin", "ssh"), ("expected", "false")]) >= 1.0);
+    assert!(
+        metric_sum(
+            &m,
+            "nodeward_reboot_intents_total",
+            &[("path", "exec"), ("origin", "ssh"), ("expected", "false")]
+        ) >= 1.0
+    );
     assert!(metric(&m, "nodeward_session_ssh_accepts_total").unwrap() >= 1.0);
 }
 
@@ -193,15 +317,31 @@ fn allowance_window_and_allowed_sources_make_it_expected() {
     assert!(lab.ssh("reboot").status.success());
     let d = detail(&ssh_exec_intent(&agent, &lan.ip_a, 0));
     assert_eq!(d["expected"], true);
-    assert!(d["because"].as_str().unwrap().contains("kernel update"), "{}", d["because"]);
-    assert!(agent.journal().iter().any(|r| r["decision"] == "reboot_allowed" && r["reason"] == "kernel update"));
+    assert!(
+        d["because"].as_str().unwrap().contains("kernel update"),
+        "{}",
+        d["because"]
+    );
+    assert!(
+        agent
+            .journal()
+            .iter()
+            .any(|r| r["decision"] == "reboot_allowed" && r["reason"] == "kernel update")
+    );
     drop(agent);
 
-    let agent = Agent::start(&bin, "[detectors.reboot]\nallowed_sources = [\"10.213.77.0/24\"]\n");
+    let agent = Agent::start(
+        &bin,
+        "[detectors.reboot]\nallowed_sources = [\"10.213.77.0/24\"]\n",
+    );
     assert!(lab.ssh("reboot").status.success());
     let d = detail(&ssh_exec_intent(&agent, &lan.ip_a, 0));
     assert_eq!(d["expected"], true);
-    assert!(d["because"].as_str().unwrap().contains("allowed_sources"), "{}", d["because"]);
+    assert!(
+        d["because"].as_str().unwrap().contains("allowed_sources"),
+        "{}",
+        d["because"]
+    );
 }
 
 /// Allowed sources covering every address except the test's client, so the guard
@@ -213,7 +353,11 @@ fn everyone_but(ip: &str) -> String {
         .map(|i| {
             let prefix = i + 1;
             let flipped = a ^ (1u128 << (127 - i));
-            let mask = if prefix == 128 { u128::MAX } else { !(u128::MAX >> prefix) };
+            let mask = if prefix == 128 {
+                u128::MAX
+            } else {
+                !(u128::MAX >> prefix)
+            };
             let net = std::net::Ipv6Addr::from(flipped & mask);
             // Networks inside ::ffff:0:0/96 are written as IPv4 CIDRs.
             match net.to_ipv4_mapped() {
@@ -231,38 +375,79 @@ fn protected_host_blocks_an_unexpected_remote_reboot_and_dry_run_only_records() 
     let Some(bin) = agent_bin(name) else { return };
     let lan = Lan::new();
     let Some(lab) = lab(name, &lan) else { return };
-    let guard = format!("[detectors.reboot]\nprotected_host = true\nallowed_sources = {}\n", everyone_but(&lan.ip_a));
+    let guard = format!(
+        "[detectors.reboot]\nprotected_host = true\nallowed_sources = {}\n",
+        everyone_but(&lan.ip_a)
+    );
 
     // dry_run: recorded as what would be blocked; the stand-in runs.
-    let agent = Agent::start(&bin, &format!("quarantine.block_exec.mode = \"dry_run\"\n{guard}"));
+    let agent = Agent::start(
+        &bin,
+        &format!("quarantine.block_exec.mode = \"dry_run\"\n{guard}"),
+    );
     let ran = lab.marker("dry");
-    assert!(lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", ran.display())).status.success());
+    assert!(
+        lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", ran.display()))
+            .status
+            .success()
+    );
     assert!(ran.exists(), "dry run blocked the stand-in");
     let d = detail(&ssh_exec_intent(&agent, &lan.ip_a, 0));
     assert_eq!(d["guard"], "would_block");
-    let dry = wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "dry_run" && r["guard"] == "reboot"))
-        .expect("dry run not journaled");
-    assert_eq!(dry["detail"]["process"]["origin"]["peer"], lan.ip_a.as_str());
-    assert_eq!(metric(&agent.metrics(), "nodeward_reboot_blocked_total"), Some(0.0));
+    let dry = wait_for(Duration::from_secs(5), || {
+        agent
+            .journal()
+            .into_iter()
+            .find(|r| r["decision"] == "dry_run" && r["guard"] == "reboot")
+    })
+    .expect("dry run not journaled");
+    assert_eq!(
+        dry["detail"]["process"]["origin"]["peer"],
+        lan.ip_a.as_str()
+    );
+    assert_eq!(
+        metric(&agent.metrics(), "nodeward_reboot_blocked_total"),
+        Some(0.0)
+    );
     drop(agent);
 
     // enforce: killed before it runs; ssh reports the failure; journaled with attribution.
-    let agent = Agent::start(&bin, &format!("quarantine.block_exec.mode = \"enforce\"\n{guard}"));
+    let agent = Agent::start(
+        &bin,
+        &format!("quarantine.block_exec.mode = \"enforce\"\n{guard}"),
+    );
     let blocked = lab.marker("blocked");
-    let out = lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", blocked.display()));
-    assert!(!out.status.success(), "ssh did not report the failure: {out:?}");
+    let out = lab.ssh(&format!(
+        "NODEWARD_TEST_MARKER={} reboot",
+        blocked.display()
+    ));
+    assert!(
+        !out.status.success(),
+        "ssh did not report the failure: {out:?}"
+    );
     assert!(!blocked.exists(), "the blocked stand-in ran");
     let line = ssh_exec_intent(&agent, &lan.ip_a, 0);
     assert_eq!(detail(&line)["guard"], "blocked");
     assert!(line["message"].as_str().unwrap().contains("BLOCKED"));
-    let e = wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "enforced" && r["guard"] == "reboot"))
-        .expect("block not journaled");
+    let e = wait_for(Duration::from_secs(5), || {
+        agent
+            .journal()
+            .into_iter()
+            .find(|r| r["decision"] == "enforced" && r["guard"] == "reboot")
+    })
+    .expect("block not journaled");
     assert_eq!(e["detail"]["process"]["origin"]["peer"], lan.ip_a.as_str());
     assert_eq!(e["detail"]["process"]["loginuid"], 0);
     // The journal record is written just before the decision counters move.
     let m = wait_for(Duration::from_secs(5), || {
         let m = agent.metrics();
-        (metric(&m, "nodeward_quarantine_decisions_total{action=\"block_exec\",result=\"enforced\"}").unwrap_or(0.0) >= 1.0).then_some(m)
+        (metric(
+            &m,
+            "nodeward_quarantine_decisions_total{action=\"block_exec\",result=\"enforced\"}",
+        )
+        .unwrap_or(0.0)
+            >= 1.0)
+            .then_some(m)
     })
     .expect("block_exec enforced decision not counted");
     assert_eq!(metric(&m, "nodeward_reboot_blocked_total"), Some(1.0));
@@ -283,30 +468,76 @@ fn restart_with_a_new_boot_id_reports_how_the_previous_boot_ended() {
     let mut agent = Agent::start_env(&bin, "", &[("NODEWARD_BOOT_ID_FILE", &boot_env)]);
     assert!(lab.ssh("reboot").status.success());
     ssh_exec_intent(&agent, &lan.ip_a, 0);
-    wait_for(Duration::from_secs(5), || agent.journal().into_iter().find(|r| r["decision"] == "reboot_intent" && r["origin"] == "ssh"))
-        .expect("intent journaled");
+    wait_for(Duration::from_secs(5), || {
+        agent
+            .journal()
+            .into_iter()
+            .find(|r| r["decision"] == "reboot_intent" && r["origin"] == "ssh")
+    })
+    .expect("intent journaled");
 
     // "The machine reboots": a new boot id when the agent comes back.
     std::fs::write(&boot_file, "boot-B\n").unwrap();
     agent.restart();
-    let ended = agent.logs().into_iter().find(|l| l["message"].as_str().is_some_and(|m| m.starts_with("previous boot ended")))
+    let ended = agent
+        .logs()
+        .into_iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("previous boot ended"))
+        })
         .unwrap_or_else(|| panic!("no previous-boot report:\n{}", agent.raw_output()));
     assert_eq!(ended["cause"], "ssh");
     assert_eq!(ended["expected"], "false");
     assert_eq!(ended["source"], lan.ip_a.as_str());
     let m = agent.metrics();
-    assert_eq!(metric(&m, "nodeward_reboots_total{cause=\"ssh\",expected=\"false\"}"), Some(1.0));
-    assert_eq!(metric(&m, &format!("nodeward_last_reboot_info{{cause=\"ssh\",expected=\"false\",source=\"{}\"}}", lan.ip_a)), Some(1.0));
+    assert_eq!(
+        metric(
+            &m,
+            "nodeward_reboots_total{cause=\"ssh\",expected=\"false\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!(
+                "nodeward_last_reboot_info{{cause=\"ssh\",expected=\"false\",source=\"{}\"}}",
+                lan.ip_a
+            )
+        ),
+        Some(1.0)
+    );
     let status = agent.cli(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains(&format!("UNEXPECTED restart requested over SSH from {}", lan.ip_a)), "{text}");
+    assert!(
+        text.contains(&format!(
+            "UNEXPECTED restart requested over SSH from {}",
+            lan.ip_a
+        )),
+        "{text}"
+    );
 
     // Nothing recorded during boot B: its end is unknown.
     std::fs::write(&boot_file, "boot-C\n").unwrap();
     agent.restart();
     let m = agent.metrics();
-    assert_eq!(metric(&m, "nodeward_reboots_total{cause=\"unknown\",expected=\"unknown\"}"), Some(1.0));
-    assert_eq!(metric(&m, "nodeward_reboots_total{cause=\"ssh\",expected=\"false\"}"), Some(1.0), "counts persist across restarts");
+    assert_eq!(
+        metric(
+            &m,
+            "nodeward_reboots_total{cause=\"unknown\",expected=\"unknown\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "nodeward_reboots_total{cause=\"ssh\",expected=\"false\"}"
+        ),
+        Some(1.0),
+        "counts persist across restarts"
+    );
 }
 
 #[test]
@@ -314,24 +545,41 @@ fn local_reboot_syscall_is_attributed_local_not_ssh() {
     let name = "reboot::local_reboot_syscall_is_attributed_local_not_ssh";
     let Some(bin) = agent_bin(name) else { return };
     let agent = Agent::start(&bin, "");
-    let out = Command::new(HELPER).args(["bad-reboot", "--set-loginuid", "0"]).output().unwrap();
+    let out = Command::new(HELPER)
+        .args(["bad-reboot", "--set-loginuid", "0"])
+        .output()
+        .unwrap();
     if out.status.code() == Some(3) {
-        return skip(name, "this process may not set a login uid (CAP_AUDIT_CONTROL missing or loginuid immutable)");
+        return skip(
+            name,
+            "this process may not set a login uid (CAP_AUDIT_CONTROL missing or loginuid immutable)",
+        );
     }
     assert!(out.status.success(), "{out:?}");
     let me = std::process::id();
     let line = wait_for(Duration::from_secs(5), || {
-        agent.logs().into_iter().find(|l| l["path"] == "syscall" && l["ppid"].as_u64() == Some(me.into()) && l["comm"] == "nodeward-test-h")
+        agent.logs().into_iter().find(|l| {
+            l["path"] == "syscall"
+                && l["ppid"].as_u64() == Some(me.into())
+                && l["comm"] == "nodeward-test-h"
+        })
     })
     .unwrap_or_else(|| panic!("no local reboot(2) intent:\n{}", agent.raw_output()));
     assert_eq!(line["origin"], "local");
     assert_eq!(detail(&line)["process"]["origin"]["kind"], "local");
-    assert_eq!(line["expected"], true, "local reboots are expected by default");
+    assert_eq!(
+        line["expected"], true,
+        "local reboots are expected by default"
+    );
 }
 
 #[test]
 fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
-    let Some(bin) = agent_bin("reboot::sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not") else { return };
+    let Some(bin) =
+        agent_bin("reboot::sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not")
+    else {
+        return;
+    };
     let agent = Agent::start(&bin, "");
     let spawn = |args: &[&str]| {
         let mut c = Command::new(HELPER).args(args).spawn().unwrap();
@@ -341,8 +589,16 @@ fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
     };
     let ro = spawn(&["open-sysrq"]);
     let wo = spawn(&["open-sysrq", "--write-mode"]);
-    let line = wait_for(Duration::from_secs(5), || agent.findings_for(&[wo]).into_iter().find(|l| l["path"] == "sysrq"))
-        .unwrap_or_else(|| panic!("no sysrq intent:\n{}", agent.raw_output()));
+    let line = wait_for(Duration::from_secs(5), || {
+        agent
+            .findings_for(&[wo])
+            .into_iter()
+            .find(|l| l["path"] == "sysrq")
+    })
+    .unwrap_or_else(|| panic!("no sysrq intent:\n{}", agent.raw_output()));
     assert_eq!(line["action"], "sysrq");
-    assert!(agent.findings_for(&[ro]).is_empty(), "a read-only open was reported");
+    assert!(
+        agent.findings_for(&[ro]).is_empty(),
+        "a read-only open was reported"
+    );
 }

@@ -1,9 +1,6 @@
 //! Building the eBPF object and the agent.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Result, bail};
 
@@ -26,7 +23,14 @@ pub fn build_ebpf() -> Result<PathBuf> {
     let mut paths = vec![tools.bpf_linker_bin];
     paths.extend(std::env::split_paths(&path));
     run(Command::new("cargo")
-        .args(["build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
         .arg("--target-dir")
         .arg(root().join("target/ebpf"))
         .current_dir(root().join("agent-ebpf"))
@@ -58,26 +62,43 @@ pub fn build(release: bool) -> Result<PathBuf> {
         cmd.arg("--release");
     }
     run(&mut cmd)?;
-    Ok(root().join("target").join(if release { "release" } else { "debug" }).join("nodeward"))
+    Ok(root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("nodeward"))
 }
 
 pub fn run_agent(release: bool, args: Vec<String>) -> Result<()> {
     let bin = build(release)?;
-    let args = if args.is_empty() { vec!["run".to_string()] } else { args };
+    let args = if args.is_empty() {
+        vec!["run".to_string()]
+    } else {
+        args
+    };
     if !is_root() {
-        bail!("nodeward loads eBPF programs and needs root: run `sudo -E cargo xtask run` (or as root)");
+        bail!(
+            "nodeward loads eBPF programs and needs root: run `sudo -E cargo xtask run` (or as root)"
+        );
     }
     step(&format!("{} {}", bin.display(), args.join(" ")));
     let status = Command::new(&bin).args(&args).status()?;
     std::process::exit(status.code().unwrap_or(1));
 }
 
-
 pub fn lint() -> Result<()> {
     step("rustfmt --check");
-    run(Command::new("cargo").args(["fmt", "--all", "--check"]).current_dir(root()))?;
+    run(Command::new("cargo")
+        .args(["fmt", "--all", "--check"])
+        .current_dir(root()))?;
     step("clippy (warnings are errors)");
     run(Command::new("cargo")
-        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .current_dir(root()))
 }

@@ -15,13 +15,13 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the end-to-end tests and rule checks use.
 pub const TEST_PACKAGES: &[&str] = &[
-    "prometheus",  // promtool: check metrics, check/test rules
-    "iproute2",    // ip netns, veth
-    "util-linux",  // unshare, nsenter
+    "prometheus", // promtool: check metrics, check/test rules
+    "iproute2",   // ip netns, veth
+    "util-linux", // unshare, nsenter
     "procps",
-    "iputils-ping", // traffic between test namespaces
+    "iputils-ping",   // traffic between test namespaces
     "iputils-arping", // ARP requests for the duplicate-address tests
-    "python3-scapy", // crafted martian-source packets (/usr/bin/python3)
+    "python3-scapy",  // crafted martian-source packets (/usr/bin/python3)
     "openssh-server", // a real sshd for the reboot/session tests
     "openssh-client",
 ];
@@ -32,7 +32,15 @@ pub struct Tools {
 }
 
 pub fn setup(test_deps: bool) -> Result<Tools> {
-    let sysroot = PathBuf::from(output(Command::new("rustc").arg("--print").arg("sysroot").current_dir(root()))?.trim());
+    let sysroot = PathBuf::from(
+        output(
+            Command::new("rustc")
+                .arg("--print")
+                .arg("sysroot")
+                .current_dir(root()),
+        )?
+        .trim(),
+    );
     ensure_rust_src(&sysroot)?;
     let bpf_linker_bin = ensure_bpf_linker(&sysroot)?;
     if test_deps {
@@ -46,12 +54,19 @@ fn ensure_rust_src(sysroot: &Path) -> Result<()> {
         return Ok(());
     }
     step("installing rust-src for the pinned toolchain (needed by -Z build-std=core)");
-    run(Command::new("rustup").args(["component", "add", "rust-src"]).current_dir(root()))
+    run(Command::new("rustup")
+        .args(["component", "add", "rust-src"])
+        .current_dir(root()))
 }
 
 /// The toolchain's own shared libLLVM and its major version.
 fn toolchain_llvm(sysroot: &Path) -> Result<(PathBuf, String)> {
-    let verbose = output(Command::new("rustc").arg("--version").arg("--verbose").current_dir(root()))?;
+    let verbose = output(
+        Command::new("rustc")
+            .arg("--version")
+            .arg("--verbose")
+            .current_dir(root()),
+    )?;
     let major = verbose
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -62,22 +77,40 @@ fn toolchain_llvm(sysroot: &Path) -> Result<(PathBuf, String)> {
     let mut found: Vec<PathBuf> = fs::read_dir(&lib)
         .with_context(|| format!("reading {}", lib.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
         .collect();
     found.sort();
     let Some(path) = found.pop() else {
-        bail!("no libLLVM.so.* in {}: this toolchain does not ship a shared LLVM", lib.display());
+        bail!(
+            "no libLLVM.so.* in {}: this toolchain does not ship a shared LLVM",
+            lib.display()
+        );
     };
     Ok((path, major))
 }
 
 fn ensure_bpf_linker(sysroot: &Path) -> Result<PathBuf> {
     let (libllvm, major) = toolchain_llvm(sysroot)?;
-    let lib_name = libllvm.file_name().expect("file name").to_string_lossy().into_owned();
-    let prefix = cache_dir().join("bpf-linker").join(format!("{BPF_LINKER_VERSION}-{lib_name}"));
+    let lib_name = libllvm
+        .file_name()
+        .expect("file name")
+        .to_string_lossy()
+        .into_owned();
+    let prefix = cache_dir()
+        .join("bpf-linker")
+        .join(format!("{BPF_LINKER_VERSION}-{lib_name}"));
     let bin = prefix.join("bin");
     let linker = bin.join("bpf-linker");
-    if linker.is_file() && Command::new(&linker).arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if linker.is_file()
+        && Command::new(&linker)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
         return Ok(bin);
     }
     step(&format!(
@@ -87,12 +120,20 @@ fn ensure_bpf_linker(sysroot: &Path) -> Result<PathBuf> {
     let prefix_lib = prefix.join("lib");
     fs::create_dir_all(&prefix_lib)?;
     // A copy, not a link: it survives toolchain updates (bpf-linker's RUNPATH points here).
-    fs::copy(&libllvm, prefix_lib.join(&lib_name)).with_context(|| format!("copying {}", libllvm.display()))?;
+    fs::copy(&libllvm, prefix_lib.join(&lib_name))
+        .with_context(|| format!("copying {}", libllvm.display()))?;
     let so = prefix_lib.join("libLLVM.so");
     let _ = fs::remove_file(&so);
     std::os::unix::fs::symlink(&lib_name, &so)?;
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--no-default-features"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--no-default-features",
+        ])
         .arg("--features")
         .arg(format!("llvm-{major}"))
         .arg("--root")
@@ -119,9 +160,15 @@ pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("Debian packages missing: {} (run `cargo xtask setup --test-deps` as root)", missing.join(" "));
+        bail!(
+            "Debian packages missing: {} (run `cargo xtask setup --test-deps` as root)",
+            missing.join(" ")
+        );
     }
-    step(&format!("installing Debian packages: {}", missing.join(" ")));
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
     let policy = Path::new("/usr/sbin/policy-rc.d");
     let ours = !policy.exists();
     if ours {

@@ -46,7 +46,10 @@ impl Tally {
     /// Run a cargo test command, streaming its output and adding its counts.
     fn cargo_test(&mut self, label: &str, cmd: &mut Command) -> Result<()> {
         step(label);
-        let mut child = cmd.stdout(Stdio::piped()).spawn().with_context(|| format!("starting {label}"))?;
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {label}"))?;
         let stdout = child.stdout.take().expect("piped");
         let (mut p, mut f, mut seen) = (0, 0, false);
         for line in BufReader::new(stdout).lines() {
@@ -78,7 +81,12 @@ impl Tally {
 fn count(summary: &str, what: &str) -> usize {
     summary
         .split(';')
-        .find_map(|part| part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(what.trim_start()))
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(what.trim_start())
+        })
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
@@ -92,7 +100,11 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         setup::setup(true)?;
     }
     // Unit tests: with the real object when we will need it anyway (one agent build).
-    let object = if privileged { Some(build::build_ebpf()?) } else { None };
+    let object = if privileged {
+        Some(build::build_ebpf()?)
+    } else {
+        None
+    };
     let mut unit = match &object {
         Some(obj) => build::cargo_with_object(obj),
         None => {
@@ -101,25 +113,56 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
             c
         }
     };
-    unit.args(["test", "-p", "agent-common", "-p", "nodeward", "-p", "xtask"]);
+    unit.args([
+        "test",
+        "-p",
+        "agent-common",
+        "-p",
+        "nodeward",
+        "-p",
+        "xtask",
+    ]);
     t.cargo_test("unit tests (agent-common, nodeward, xtask)", &mut unit)?;
 
     let golden = root.join("agent/testdata/metrics.golden.prom");
     match promtool() {
         Some(promtool) => {
-            t.check("promtool check metrics (golden exposition)", promtool_check_metrics(&promtool, &golden));
+            t.check(
+                "promtool check metrics (golden exposition)",
+                promtool_check_metrics(&promtool, &golden),
+            );
             let rules = dashboards::rule_files(&root)?;
-            t.check("promtool check rules", run_ok(Command::new(&promtool).args(["check", "rules"]).args(&rules)));
+            t.check(
+                "promtool check rules",
+                run_ok(
+                    Command::new(&promtool)
+                        .args(["check", "rules"])
+                        .args(&rules),
+                ),
+            );
             let tests = dashboards::rule_test_files(&root)?;
-            t.check("promtool test rules", run_ok(Command::new(&promtool).args(["test", "rules"]).args(&tests)));
+            t.check(
+                "promtool test rules",
+                run_ok(Command::new(&promtool).args(["test", "rules"]).args(&tests)),
+            );
         }
         None => {
-            for name in ["promtool check metrics", "promtool check rules", "promtool test rules"] {
-                t.skip(name, "promtool not installed (`cargo xtask setup --test-deps` installs it)");
+            for name in [
+                "promtool check metrics",
+                "promtool check rules",
+                "promtool test rules",
+            ] {
+                t.skip(
+                    name,
+                    "promtool not installed (`cargo xtask setup --test-deps` installs it)",
+                );
             }
         }
     }
-    t.check("dashboards and rules reference only exported metrics", dashboards::check(&root, &golden));
+    t.check(
+        "dashboards and rules reference only exported metrics",
+        dashboards::check(&root, &golden),
+    );
 
     if privileged {
         let obj = object.expect("built above");
@@ -127,7 +170,10 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         let mut b = build::cargo_with_object(&obj);
         crate::util::run(b.args(["build", "-p", "nodeward"]))?;
         let bin = root.join("target/debug/nodeward");
-        t.check("nodeward check (every enabled program loads and attaches here)", nodeward_check(&bin));
+        t.check(
+            "nodeward check (every enabled program loads and attaches here)",
+            nodeward_check(&bin),
+        );
         let skip_log = root.join("target/e2e-skips.log");
         let _ = std::fs::remove_file(&skip_log);
         let mut e2e = build::cargo_with_object(&obj);
@@ -147,7 +193,11 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
             }
         }
     } else {
-        let why = if unit_only { "--unit-only" } else { "not root: eBPF programs cannot be loaded" };
+        let why = if unit_only {
+            "--unit-only"
+        } else {
+            "not root: eBPF programs cannot be loaded"
+        };
         t.skip("nodeward check", why);
         t.skip("end-to-end tests (all)", why);
     }
@@ -159,7 +209,10 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
     for f in &t.failures {
         eprintln!("failed: {f}");
     }
-    println!("summary: {} passed, {} failed, {} skipped", t.passed, t.failed, t.skipped);
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        t.passed, t.failed, t.skipped
+    );
     if t.failed > 0 {
         bail!("{} failed", t.failed);
     }
@@ -167,27 +220,43 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
 }
 
 fn promtool() -> Option<std::path::PathBuf> {
-    ["/usr/bin/promtool", "/usr/local/bin/promtool"].into_iter().map(std::path::PathBuf::from).find(|p| p.is_file())
+    ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 fn run_ok(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
 
 fn promtool_check_metrics(promtool: &Path, golden: &Path) -> Result<()> {
-    let text = std::fs::File::open(golden).with_context(|| format!("opening {}", golden.display()))?;
-    run_ok(Command::new(promtool).args(["check", "metrics"]).stdin(text))
+    let text =
+        std::fs::File::open(golden).with_context(|| format!("opening {}", golden.display()))?;
+    run_ok(
+        Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(text),
+    )
 }
 
 fn nodeward_check(bin: &Path) -> Result<()> {
     let out = Command::new(bin).arg("check").output()?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
-        bail!("exit {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "exit {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -200,7 +269,8 @@ mod tests {
     fn counts_cargo_test_summaries() {
         let ok = "ok. 7 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s";
         assert_eq!((count(ok, " passed"), count(ok, " failed")), (7, 0));
-        let bad = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s";
+        let bad =
+            "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s";
         assert_eq!((count(bad, " passed"), count(bad, " failed")), (3, 2));
     }
 }

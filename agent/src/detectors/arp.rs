@@ -62,7 +62,8 @@ impl Leases {
                 #[serde(default)]
                 owner: String,
             }
-            let f: File = serde_json::from_str(text).map_err(|e| format!("lease file (JSON): {e}"))?;
+            let f: File =
+                serde_json::from_str(text).map_err(|e| format!("lease file (JSON): {e}"))?;
             for l in f.leases {
                 by_addr.insert(l.ip, (l.mac, l.owner));
             }
@@ -73,10 +74,17 @@ impl Leases {
                     continue;
                 }
                 let mut f = line.split(',').map(str::trim);
-                let ip: IpAddr = f.next().unwrap_or("").parse().map_err(|e| format!("lease file line {}: {e}", n + 1))?;
+                let ip: IpAddr = f
+                    .next()
+                    .unwrap_or("")
+                    .parse()
+                    .map_err(|e| format!("lease file line {}: {e}", n + 1))?;
                 let mac = match f.next().unwrap_or("") {
                     "" => None,
-                    m => Some(m.parse().map_err(|e| format!("lease file line {}: {e}", n + 1))?),
+                    m => Some(
+                        m.parse()
+                            .map_err(|e| format!("lease file line {}: {e}", n + 1))?,
+                    ),
                 };
                 by_addr.insert(ip, (mac, f.next().unwrap_or("").to_string()));
             }
@@ -165,12 +173,20 @@ fn mac_of(b: [u8; 6]) -> Mac {
 
 impl ArpDetector {
     pub fn new(config: &ArpConfig) -> Self {
-        ArpDetector { config: config.clone(), addrs: BTreeMap::new(), live: BTreeMap::new(), leases: None, drift: BTreeMap::new() }
+        ArpDetector {
+            config: config.clone(),
+            addrs: BTreeMap::new(),
+            live: BTreeMap::new(),
+            leases: None,
+            drift: BTreeMap::new(),
+        }
     }
 
     /// `now_ms`: wall clock; the event's own age is derived from kernel times.
     pub fn observe(&mut self, event: &Event, now_ms: u64) -> Vec<ArpFinding> {
-        let Event::Arp(e) = event else { return Vec::new() };
+        let Event::Arp(e) = event else {
+            return Vec::new();
+        };
         let mut out = self.claim(e, now_ms);
         if matches!(e.kind, ARP_NEW | ARP_CHANGE) {
             let addr = addr_of(e);
@@ -258,17 +274,43 @@ impl ArpDetector {
         let mut out = Vec::new();
         match e.kind {
             ARP_NEW => {
-                state.macs.insert(mac, Seen { ifindex: e.ifindex, last_ms: now_ms });
+                state.macs.insert(
+                    mac,
+                    Seen {
+                        ifindex: e.ifindex,
+                        last_ms: now_ms,
+                    },
+                );
                 state.current = Some(mac);
-                out.push(ArpFinding { kind: "new_binding", ..base });
+                out.push(ArpFinding {
+                    kind: "new_binding",
+                    ..base
+                });
             }
             ARP_CHANGE => {
                 // The previous holder's last claim, on our clock.
-                state.macs.insert(old, Seen { ifindex: e.old_ifindex, last_ms: now_ms.saturating_sub(ago_ms) });
-                let alternating = state.macs.get(&mac).is_some_and(|s| now_ms.saturating_sub(s.last_ms) < quiet);
-                state.macs.insert(mac, Seen { ifindex: e.ifindex, last_ms: now_ms });
+                state.macs.insert(
+                    old,
+                    Seen {
+                        ifindex: e.old_ifindex,
+                        last_ms: now_ms.saturating_sub(ago_ms),
+                    },
+                );
+                let alternating = state
+                    .macs
+                    .get(&mac)
+                    .is_some_and(|s| now_ms.saturating_sub(s.last_ms) < quiet);
+                state.macs.insert(
+                    mac,
+                    Seen {
+                        ifindex: e.ifindex,
+                        last_ms: now_ms,
+                    },
+                );
                 state.current = Some(mac);
-                state.macs.retain(|_, s| now_ms.saturating_sub(s.last_ms) < quiet);
+                state
+                    .macs
+                    .retain(|_, s| now_ms.saturating_sub(s.last_ms) < quiet);
                 let both_live = ago_ms <= window || alternating;
                 let kind = if !both_live {
                     "mac_change"
@@ -317,7 +359,11 @@ impl ArpDetector {
             }
             // The current holder keeps claiming without events; the others must have
             // been silent for the quiet period.
-            let others_quiet = st.macs.iter().filter(|(m, _)| **m != current).all(|(_, s)| now_ms.saturating_sub(s.last_ms) >= quiet);
+            let others_quiet = st
+                .macs
+                .iter()
+                .filter(|(m, _)| **m != current)
+                .all(|(_, s)| now_ms.saturating_sub(s.last_ms) >= quiet);
             if others_quiet {
                 st.conflict_since_ms = None;
                 st.macs.retain(|m, _| *m == current);
@@ -339,7 +385,13 @@ impl ArpDetector {
         }
         // Forget addresses with no conflict and nothing recent (the kernel map keeps
         // the bindings themselves).
-        self.addrs.retain(|_, st| st.conflict_since_ms.is_some() || st.macs.values().any(|s| now_ms.saturating_sub(s.last_ms) < quiet));
+        self.addrs.retain(|_, st| {
+            st.conflict_since_ms.is_some()
+                || st
+                    .macs
+                    .values()
+                    .any(|s| now_ms.saturating_sub(s.last_ms) < quiet)
+        });
         out
     }
 
@@ -348,7 +400,11 @@ impl ArpDetector {
             .iter()
             .filter_map(|(addr, st)| {
                 let since_ms = st.conflict_since_ms?;
-                Some(ActiveConflict { addr: *addr, macs: st.macs.iter().map(|(m, s)| (*m, s.ifindex)).collect(), since_ms })
+                Some(ActiveConflict {
+                    addr: *addr,
+                    macs: st.macs.iter().map(|(m, s)| (*m, s.ifindex)).collect(),
+                    since_ms,
+                })
             })
             .collect()
     }
@@ -366,7 +422,11 @@ mod tests {
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
 
     fn cfg() -> ArpConfig {
-        ArpConfig { quiet_period: Duration::from_secs(30), conflict_window: Duration::from_millis(500), ..ArpConfig::default() }
+        ArpConfig {
+            quiet_period: Duration::from_secs(30),
+            conflict_window: Duration::from_millis(500),
+            ..ArpConfig::default()
+        }
     }
 
     /// An event at kernel time `t_ms`; the old holder last seen at `old_ms`.
@@ -374,7 +434,11 @@ mod tests {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[10, 8, 64, 2]);
         Event::Arp(ArpEvent {
-            header: EventHeader::new(kind::ARP, core::mem::size_of::<ArpEvent>(), t_ms * 1_000_000),
+            header: EventHeader::new(
+                kind::ARP,
+                core::mem::size_of::<ArpEvent>(),
+                t_ms * 1_000_000,
+            ),
             kind: k,
             ifindex: if mac == A { 11 } else { 12 },
             flags,
@@ -390,16 +454,25 @@ mod tests {
     }
 
     fn kinds(f: Vec<ArpFinding>) -> Vec<&'static str> {
-        f.into_iter().map(|f| f.kind).filter(|k| !k.is_empty()).collect()
+        f.into_iter()
+            .map(|f| f.kind)
+            .filter(|k| !k.is_empty())
+            .collect()
     }
 
     #[test]
     fn two_answers_to_one_question_is_a_conflict_with_both_macs_and_ports() {
         let mut d = ArpDetector::new(&cfg());
-        assert_eq!(kinds(d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000)), ["new_binding"]);
+        assert_eq!(
+            kinds(d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000)),
+            ["new_binding"]
+        );
         let f = d.observe(&ev(ARP_CHANGE, B, A, 1003, 1000, 0), 1003);
         assert_eq!(f[0].kind, "conflict");
-        assert_eq!((f[0].mac, f[0].ifindex, f[0].old_mac, f[0].old_ifindex), (Mac(B), 12, Some(Mac(A)), Some(11)));
+        assert_eq!(
+            (f[0].mac, f[0].ifindex, f[0].old_mac, f[0].old_ifindex),
+            (Mac(B), 12, Some(Mac(A)), Some(11))
+        );
         assert_eq!(f[0].macs, [Mac(A), Mac(B)]);
         // The flip-flop goes on: not re-reported while active.
         assert!(kinds(d.observe(&ev(ARP_CHANGE, A, B, 2000, 1003, 0), 2000)).is_empty());
@@ -415,7 +488,13 @@ mod tests {
         let mut d = ArpDetector::new(&cfg());
         d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
         // A was last heard 20 s ago; B takes over (a host changed its MAC once).
-        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 21_000, 1000, ARP_F_GRATUITOUS), 21_000)), ["mac_change"]);
+        assert_eq!(
+            kinds(d.observe(
+                &ev(ARP_CHANGE, B, A, 21_000, 1000, ARP_F_GRATUITOUS),
+                21_000
+            )),
+            ["mac_change"]
+        );
         assert!(d.active_conflicts().is_empty());
         assert!(kinds(d.tick(60_000)).is_empty());
     }
@@ -424,8 +503,15 @@ mod tests {
     fn flip_back_to_a_recent_mac_is_a_conflict() {
         let mut d = ArpDetector::new(&cfg());
         d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
-        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 5000, 1000, 0), 5000)), ["mac_change"]);
-        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, A, B, 9000, 5000, 0), 9000)), ["conflict"], "A again: both live");
+        assert_eq!(
+            kinds(d.observe(&ev(ARP_CHANGE, B, A, 5000, 1000, 0), 5000)),
+            ["mac_change"]
+        );
+        assert_eq!(
+            kinds(d.observe(&ev(ARP_CHANGE, A, B, 9000, 5000, 0), 9000)),
+            ["conflict"],
+            "A again: both live"
+        );
     }
 
     #[test]
@@ -439,9 +525,16 @@ mod tests {
         let json = r#"{"leases": [{"ip": "10.8.64.2", "mac": "02:00:00:00:00:0b", "owner": "reviewagent"}]}"#;
         let f = d.set_leases(Some(Leases::parse(json).unwrap()));
         assert_eq!(f[0].kind, "ipam_other_owner");
-        assert_eq!(f[0].lease.as_ref().map(|l| l.1.as_str()), Some("reviewagent"));
+        assert_eq!(
+            f[0].lease.as_ref().map(|l| l.1.as_str()),
+            Some("reviewagent")
+        );
         // Same state, same claim again: not re-reported.
-        assert!(kinds(d.observe(&ev(ARP_CHANGE, A, A, 50_000, 49_000, 0), 50_000)).iter().all(|k| !k.starts_with("ipam")));
+        assert!(
+            kinds(d.observe(&ev(ARP_CHANGE, A, A, 50_000, 49_000, 0), 50_000))
+                .iter()
+                .all(|k| !k.starts_with("ipam"))
+        );
         let ok = Leases::parse("10.8.64.2,02:00:00:00:00:0a,sandbox-a\n").unwrap();
         assert!(d.set_leases(Some(ok)).is_empty());
         assert!(d.drift_counts().is_empty());
@@ -453,7 +546,10 @@ mod tests {
     fn gratuitous_takeover_and_probe_conflicts() {
         let mut d = ArpDetector::new(&cfg());
         d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
-        assert_eq!(kinds(d.observe(&ev(ARP_CHANGE, B, A, 1100, 1050, ARP_F_GRATUITOUS), 1100)), ["garp_conflict"]);
+        assert_eq!(
+            kinds(d.observe(&ev(ARP_CHANGE, B, A, 1100, 1050, ARP_F_GRATUITOUS), 1100)),
+            ["garp_conflict"]
+        );
         let mut d = ArpDetector::new(&cfg());
         d.observe(&ev(ARP_NEW, A, [0; 6], 1000, 0, 0), 1000);
         let f = d.observe(&ev(ARP_PROBE_CONFLICT, B, A, 1200, 1000, 0), 1200);

@@ -35,18 +35,24 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new(window: Duration) -> Self {
-        Correlator { window_ms: window.as_millis() as u64, by_addr: BTreeMap::new() }
+        Correlator {
+            window_ms: window.as_millis() as u64,
+            by_addr: BTreeMap::new(),
+        }
     }
 
     /// Feed a finding; returns an incident when the evidence for one address is complete.
     pub fn observe(&mut self, f: &Finding, now_ms: u64) -> Option<Incident> {
         let addrs: Vec<IpAddr> = match f {
-            Finding::Arp(a) if matches!(a.kind, "conflict" | "garp_conflict" | "probe_conflict") => {
+            Finding::Arp(a)
+                if matches!(a.kind, "conflict" | "garp_conflict" | "probe_conflict") =>
+            {
                 self.by_addr.entry(a.addr).or_default().arp = Some((a.clone(), now_ms));
                 vec![a.addr]
             }
             Finding::Martian(m) if m.kind == "martian_flood" => {
-                let addrs: Vec<IpAddr> = m.top_sources.iter().map(|(s, _)| IpAddr::V4(*s)).collect();
+                let addrs: Vec<IpAddr> =
+                    m.top_sources.iter().map(|(s, _)| IpAddr::V4(*s)).collect();
                 for a in &addrs {
                     self.by_addr.entry(*a).or_default().martian = Some((m.clone(), now_ms));
                 }
@@ -61,14 +67,20 @@ impl Correlator {
         let window = self.window_ms;
         let fresh = |t: &u64| now_ms.saturating_sub(*t) <= window;
         self.by_addr.retain(|_, e| {
-            e.arp.as_ref().is_some_and(|x| fresh(&x.1)) || e.martian.as_ref().is_some_and(|x| fresh(&x.1)) || e.resets.as_ref().is_some_and(|x| fresh(&x.1))
+            e.arp.as_ref().is_some_and(|x| fresh(&x.1))
+                || e.martian.as_ref().is_some_and(|x| fresh(&x.1))
+                || e.resets.as_ref().is_some_and(|x| fresh(&x.1))
         });
         for addr in addrs {
-            let Some(e) = self.by_addr.get_mut(&addr) else { continue };
+            let Some(e) = self.by_addr.get_mut(&addr) else {
+                continue;
+            };
             let arp = e.arp.as_ref().filter(|x| fresh(&x.1));
             let martian = e.martian.as_ref().filter(|x| fresh(&x.1));
             let resets = e.resets.as_ref().filter(|x| fresh(&x.1));
-            let recent = e.reported_ms.is_some_and(|t| now_ms.saturating_sub(t) <= window);
+            let recent = e
+                .reported_ms
+                .is_some_and(|t| now_ms.saturating_sub(t) <= window);
             if arp.is_some() && (martian.is_some() || resets.is_some()) && !recent {
                 let incident = Incident {
                     kind: "ip_conflict",
@@ -123,12 +135,24 @@ mod tests {
     fn conflict_plus_martian_from_the_same_address_is_one_incident() {
         let mut c = Correlator::new(Duration::from_secs(60));
         assert!(c.observe(&arp("10.8.64.2"), 1000).is_none());
-        assert!(c.observe(&martian([10, 8, 64, 9]), 2000).is_none(), "another address");
+        assert!(
+            c.observe(&martian([10, 8, 64, 9]), 2000).is_none(),
+            "another address"
+        );
         let i = c.observe(&martian([10, 8, 64, 2]), 3000).expect("incident");
         assert_eq!(i.kind, "ip_conflict");
         assert!(i.arp.is_some() && i.martian.is_some());
-        assert!(c.observe(&martian([10, 8, 64, 2]), 4000).is_none(), "reported once per window");
-        let storm = Finding::TcpReset(ResetFinding { kind: "reset_storm", peer: "10.8.64.2".parse().unwrap(), direction: Direction::Received, count: 300, window_s: 10 });
+        assert!(
+            c.observe(&martian([10, 8, 64, 2]), 4000).is_none(),
+            "reported once per window"
+        );
+        let storm = Finding::TcpReset(ResetFinding {
+            kind: "reset_storm",
+            peer: "10.8.64.2".parse().unwrap(),
+            direction: Direction::Received,
+            count: 300,
+            window_s: 10,
+        });
         assert!(c.observe(&storm, 5000).is_none());
     }
 

@@ -28,7 +28,10 @@ pub struct MartianDetector {
 
 impl MartianDetector {
     pub fn new(config: &MartianConfig) -> Self {
-        MartianDetector { config: config.clone(), floods: super::window::Windowed::new(config.window, config.flood_threshold) }
+        MartianDetector {
+            config: config.clone(),
+            floods: super::window::Windowed::new(config.window, config.flood_threshold),
+        }
     }
 
     /// `totals`: running drops per (interface, reason); `sources`: running drops per
@@ -45,7 +48,11 @@ impl MartianDetector {
             .map(|c| {
                 let top = self.top(&c.key, sources);
                 MartianFinding {
-                    kind: if c.started { "martian_flood" } else { "martian_flood_ended" },
+                    kind: if c.started {
+                        "martian_flood"
+                    } else {
+                        "martian_flood_ended"
+                    },
                     interface: c.key.0,
                     reason: c.key.1,
                     count: c.count,
@@ -56,8 +63,16 @@ impl MartianDetector {
             .collect()
     }
 
-    pub fn top(&self, key: &(String, String), sources: &[((String, String), Ipv4Addr, u64)]) -> Vec<(Ipv4Addr, u64)> {
-        let mut top: Vec<(Ipv4Addr, u64)> = sources.iter().filter(|(k, _, _)| k == key).map(|(_, a, n)| (*a, *n)).collect();
+    pub fn top(
+        &self,
+        key: &(String, String),
+        sources: &[((String, String), Ipv4Addr, u64)],
+    ) -> Vec<(Ipv4Addr, u64)> {
+        let mut top: Vec<(Ipv4Addr, u64)> = sources
+            .iter()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, a, n)| (*a, *n))
+            .collect();
         top.sort_by(|a, b| b.1.cmp(&a.1));
         top.truncate(self.config.top_sources);
         top
@@ -76,19 +91,39 @@ mod tests {
 
     #[test]
     fn a_flood_names_its_top_sources() {
-        let cfg = MartianConfig { flood_threshold: 20, window: Duration::from_secs(5), top_sources: 2, ..Default::default() };
+        let cfg = MartianConfig {
+            flood_threshold: 20,
+            window: Duration::from_secs(5),
+            top_sources: 2,
+            ..Default::default()
+        };
         let mut d = MartianDetector::new(&cfg);
         let k = ("eth0".to_string(), "ip_rpfilter".to_string());
-        let src = |n: u64| vec![(k.clone(), Ipv4Addr::new(192, 168, 77, 7), n), (k.clone(), Ipv4Addr::new(192, 168, 77, 8), n / 2), (k.clone(), Ipv4Addr::new(192, 168, 77, 9), 1)];
+        let src = |n: u64| {
+            vec![
+                (k.clone(), Ipv4Addr::new(192, 168, 77, 7), n),
+                (k.clone(), Ipv4Addr::new(192, 168, 77, 8), n / 2),
+                (k.clone(), Ipv4Addr::new(192, 168, 77, 9), 1),
+            ]
+        };
         assert!(d.sample(0, &[(k.clone(), 5)], &src(5)).is_empty());
         let f = d.sample(1000, &[(k.clone(), 40)], &src(40));
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].kind, f[0].count), ("martian_flood", 40));
-        assert_eq!(f[0].top_sources, [(Ipv4Addr::new(192, 168, 77, 7), 40), (Ipv4Addr::new(192, 168, 77, 8), 20)]);
+        assert_eq!(
+            f[0].top_sources,
+            [
+                (Ipv4Addr::new(192, 168, 77, 7), 40),
+                (Ipv4Addr::new(192, 168, 77, 8), 20)
+            ]
+        );
         let mut last = Vec::new();
         for s in 2..12 {
             last.extend(d.sample(s * 1000, &[(k.clone(), 40)], &src(40)));
         }
-        assert_eq!(last.iter().map(|f| f.kind).collect::<Vec<_>>(), ["martian_flood_ended"]);
+        assert_eq!(
+            last.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            ["martian_flood_ended"]
+        );
     }
 }

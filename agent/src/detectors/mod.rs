@@ -2,14 +2,18 @@
 //! every detector is unit-tested on constructed records without root.
 
 pub mod arp;
-pub mod reboot;
-pub mod session;
 pub mod incident;
 pub mod martian;
+pub mod reboot;
+pub mod session;
 pub mod tcp_reset;
 pub mod window;
 
-use agent_common::{cstr_bytes, decode::Event, proc::{ProcCtx, UNSET_ID}};
+use agent_common::{
+    cstr_bytes,
+    decode::Event,
+    proc::{ProcCtx, UNSET_ID},
+};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -63,7 +67,12 @@ pub struct Process {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Origin {
     /// Descends from an SSH connection accepted by `sshd_pid`.
-    Ssh { peer: std::net::IpAddr, peer_port: u16, local_port: u16, sshd_pid: u32 },
+    Ssh {
+        peer: std::net::IpAddr,
+        peer_port: u16,
+        local_port: u16,
+        sshd_pid: u32,
+    },
     /// A login session that is not SSH (console, tty), by its audit login uid.
     Local,
     /// Started by the init system or a daemon (no login uid).
@@ -83,20 +92,38 @@ impl Origin {
         }
     }
 
-    pub fn from_kernel(o: &agent_common::session::Origin, loginuid: Option<u32>, flags: u32) -> Origin {
+    pub fn from_kernel(
+        o: &agent_common::session::Origin,
+        loginuid: Option<u32>,
+        flags: u32,
+    ) -> Origin {
         use agent_common::session::{AF_INET, ORIGIN_SSH};
         if o.kind == ORIGIN_SSH {
             let peer = if o.family == AF_INET {
-                std::net::IpAddr::from([o.peer_addr[0], o.peer_addr[1], o.peer_addr[2], o.peer_addr[3]])
+                std::net::IpAddr::from([
+                    o.peer_addr[0],
+                    o.peer_addr[1],
+                    o.peer_addr[2],
+                    o.peer_addr[3],
+                ])
             } else {
                 std::net::IpAddr::from(o.peer_addr)
             };
-            return Origin::Ssh { peer, peer_port: o.peer_port, local_port: o.local_port, sshd_pid: o.sshd_pid };
+            return Origin::Ssh {
+                peer,
+                peer_port: o.peer_port,
+                local_port: o.local_port,
+                sshd_pid: o.sshd_pid,
+            };
         }
         if flags & agent_common::proc::PROC_LOGINUID_UNKNOWN != 0 {
             return Origin::Unknown;
         }
-        if loginuid.is_some() { Origin::Local } else { Origin::Service }
+        if loginuid.is_some() {
+            Origin::Local
+        } else {
+            Origin::Service
+        }
     }
 }
 
@@ -135,29 +162,49 @@ impl DetectorSet {
         let r = &config.detectors.reboot;
         DetectorSet {
             reboot: r.enabled.then(|| reboot::RebootDetector::new(r)),
-            session: config.detectors.session.enabled.then(session::SessionDetector::default),
-            arp: config.detectors.arp.enabled.then(|| arp::ArpDetector::new(&config.detectors.arp)),
+            session: config
+                .detectors
+                .session
+                .enabled
+                .then(session::SessionDetector::default),
+            arp: config
+                .detectors
+                .arp
+                .enabled
+                .then(|| arp::ArpDetector::new(&config.detectors.arp)),
         }
     }
 
     /// Time passes (for findings that end by silence).
     pub fn tick(&mut self, now_ms: u64) -> Vec<Finding> {
-        self.arp.as_mut().map(|d| d.tick(now_ms).into_iter().map(Finding::Arp).collect()).unwrap_or_default()
+        self.arp
+            .as_mut()
+            .map(|d| d.tick(now_ms).into_iter().map(Finding::Arp).collect())
+            .unwrap_or_default()
     }
 
     /// New IPAM leases (or none).
     pub fn set_arp_leases(&mut self, leases: Option<arp::Leases>) -> Vec<Finding> {
-        self.arp.as_mut().map(|d| d.set_leases(leases).into_iter().map(Finding::Arp).collect()).unwrap_or_default()
+        self.arp
+            .as_mut()
+            .map(|d| d.set_leases(leases).into_iter().map(Finding::Arp).collect())
+            .unwrap_or_default()
     }
 
     /// Addresses diverging from IPAM, by kind.
     pub fn arp_drift(&self) -> std::collections::BTreeMap<&'static str, usize> {
-        self.arp.as_ref().map(arp::ArpDetector::drift_counts).unwrap_or_default()
+        self.arp
+            .as_ref()
+            .map(arp::ArpDetector::drift_counts)
+            .unwrap_or_default()
     }
 
     /// Active ARP conflicts (for metrics and `nodeward bindings`).
     pub fn arp_conflicts(&self) -> Vec<arp::ActiveConflict> {
-        self.arp.as_ref().map(arp::ArpDetector::active_conflicts).unwrap_or_default()
+        self.arp
+            .as_ref()
+            .map(arp::ArpDetector::active_conflicts)
+            .unwrap_or_default()
     }
 
     /// A reboot allowance window changed (`nodeward allow-reboot`).

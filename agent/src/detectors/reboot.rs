@@ -3,7 +3,10 @@
 
 use agent_common::{
     decode::Event,
-    reboot::{EXEC_ARGS_TRUNCATED, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK, ExecEvent, KEXEC_FILE_LOAD, KexecEvent, RebootSyscallEvent, class},
+    reboot::{
+        EXEC_ARGS_TRUNCATED, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK, ExecEvent,
+        KEXEC_FILE_LOAD, KexecEvent, RebootSyscallEvent, class,
+    },
 };
 use serde::Serialize;
 
@@ -73,7 +76,12 @@ pub struct RebootIntent {
 
 impl RebootIntent {
     /// An intent with only what every path knows; the rest is filled by the path.
-    fn new(path: &'static str, action: Action, proc: &agent_common::proc::ProcCtx, ktime_ns: u64) -> RebootIntent {
+    fn new(
+        path: &'static str,
+        action: Action,
+        proc: &agent_common::proc::ProcCtx,
+        ktime_ns: u64,
+    ) -> RebootIntent {
         RebootIntent {
             path,
             action,
@@ -101,19 +109,34 @@ pub struct Allowance {
 }
 
 /// Is this reboot expected? Pure: config, allowance and the process's origin.
-pub fn expectation(config: &RebootConfig, allowance: Option<&Allowance>, now_ms: u64, origin: &Origin) -> (bool, String) {
+pub fn expectation(
+    config: &RebootConfig,
+    allowance: Option<&Allowance>,
+    now_ms: u64,
+    origin: &Origin,
+) -> (bool, String) {
     if let Some(a) = allowance.filter(|a| a.until_ms > now_ms) {
         return (true, format!("reboot allowance by {} ({})", a.by, a.reason));
     }
     match origin {
-        Origin::Ssh { peer, .. } => match config.allowed_sources.iter().find(|n| n.contains(peer)) {
-            Some(net) => (true, format!("ssh from {peer}, in allowed_sources {net}")),
-            None => (false, format!("ssh from {peer}, not in detectors.reboot.allowed_sources")),
-        },
+        Origin::Ssh { peer, .. } => {
+            match config.allowed_sources.iter().find(|n| n.contains(peer)) {
+                Some(net) => (true, format!("ssh from {peer}, in allowed_sources {net}")),
+                None => (
+                    false,
+                    format!("ssh from {peer}, not in detectors.reboot.allowed_sources"),
+                ),
+            }
+        }
         Origin::Local if config.local_expected => (true, "local login (local_expected)".into()),
         Origin::Local => (false, "local login, and local_expected is off".into()),
-        Origin::Service if config.service_expected => (true, "init system or service (service_expected)".into()),
-        Origin::Service => (false, "init system or service, and service_expected is off".into()),
+        Origin::Service if config.service_expected => {
+            (true, "init system or service (service_expected)".into())
+        }
+        Origin::Service => (
+            false,
+            "init system or service, and service_expected is off".into(),
+        ),
         Origin::Unknown => (false, "origin unknown (no login uid on this kernel)".into()),
     }
 }
@@ -144,7 +167,11 @@ pub fn watched_binaries(config: &RebootConfig) -> Vec<(&'static str, u32)> {
         ("kexec", class::KEXEC_TOOL),
     ];
     if config.watch_dbus_tools {
-        v.extend([("busctl", class::DBUS), ("dbus-send", class::DBUS), ("gdbus", class::DBUS)]);
+        v.extend([
+            ("busctl", class::DBUS),
+            ("dbus-send", class::DBUS),
+            ("gdbus", class::DBUS),
+        ]);
     }
     v
 }
@@ -156,7 +183,10 @@ pub struct RebootDetector {
 
 impl RebootDetector {
     pub fn new(config: &RebootConfig) -> Self {
-        RebootDetector { config: config.clone(), allowance: None }
+        RebootDetector {
+            config: config.clone(),
+            allowance: None,
+        }
     }
 
     pub fn set_allowance(&mut self, allowance: Option<Allowance>) {
@@ -174,7 +204,12 @@ impl RebootDetector {
             }),
             Event::ExecBlocked(_) | Event::SshAccept(_) | Event::Arp(_) => None,
         }?;
-        let (expected, because) = expectation(&self.config, self.allowance.as_ref(), now_ms, &intent.process.origin);
+        let (expected, because) = expectation(
+            &self.config,
+            self.allowance.as_ref(),
+            now_ms,
+            &intent.process.origin,
+        );
         intent.expected = expected;
         intent.because = because;
         Some(intent)
@@ -232,7 +267,12 @@ fn kexec(e: &KexecEvent) -> Option<RebootIntent> {
     if harmless {
         return None;
     }
-    Some(RebootIntent::new("kexec", Action::Kexec, &e.proc, e.header.ktime_ns))
+    Some(RebootIntent::new(
+        "kexec",
+        Action::Kexec,
+        &e.proc,
+        e.header.ktime_ns,
+    ))
 }
 
 fn basename(path: &str) -> &str {
@@ -240,7 +280,9 @@ fn basename(path: &str) -> &str {
 }
 
 fn asks_for_help(argv: &[String]) -> bool {
-    argv.iter().skip(1).any(|a| a == "--help" || a == "-h" || a == "--version")
+    argv.iter()
+        .skip(1)
+        .any(|a| a == "--help" || a == "-h" || a == "--version")
 }
 
 /// reboot / shutdown / poweroff / halt.
@@ -272,9 +314,28 @@ fn power_binary(name: &str, argv: &[String]) -> Option<Action> {
 
 /// systemctl options that take their value as the next argument.
 const SYSTEMCTL_VALUE_OPTS: &[&str] = &[
-    "-H", "--host", "-M", "--machine", "-t", "--type", "-p", "--property", "-s", "--signal",
-    "--root", "-n", "--lines", "-o", "--output", "--message", "--when", "--job-mode",
-    "--kill-whom", "--boot-loader-entry", "--boot-loader-menu", "--reboot-argument",
+    "-H",
+    "--host",
+    "-M",
+    "--machine",
+    "-t",
+    "--type",
+    "-p",
+    "--property",
+    "-s",
+    "--signal",
+    "--root",
+    "-n",
+    "--lines",
+    "-o",
+    "--output",
+    "--message",
+    "--when",
+    "--job-mode",
+    "--kill-whom",
+    "--boot-loader-entry",
+    "--boot-loader-menu",
+    "--reboot-argument",
 ];
 
 /// Positional arguments of a command line, skipping options and their values.
@@ -310,7 +371,10 @@ fn systemctl(argv: &[String]) -> Option<Action> {
         return None;
     }
     // `systemctl -H host reboot` reboots another machine, not this one.
-    if argv.iter().any(|a| a == "-H" || a == "--host" || a.starts_with("--host=")) {
+    if argv
+        .iter()
+        .any(|a| a == "-H" || a == "--host" || a.starts_with("--host="))
+    {
         return None;
     }
     let pos = positionals(argv, SYSTEMCTL_VALUE_OPTS);
@@ -342,7 +406,16 @@ fn kexec_tool(argv: &[String]) -> Option<Action> {
         return Some(Action::Kexec);
     }
     // Loading, unloading or loading a crash kernel does not reboot by itself.
-    if has(&["-l", "--load", "-p", "--load-panic", "-u", "--unload", "-S", "--status"]) {
+    if has(&[
+        "-l",
+        "--load",
+        "-p",
+        "--load-panic",
+        "-u",
+        "--unload",
+        "-S",
+        "--status",
+    ]) {
         return None;
     }
     Some(Action::Kexec)
@@ -350,7 +423,9 @@ fn kexec_tool(argv: &[String]) -> Option<Action> {
 
 /// logind / systemd manager methods that reboot or power off.
 fn dbus(argv: &[String]) -> Option<Action> {
-    let service = argv.iter().any(|a| a.contains("login1") || a.contains("systemd1"));
+    let service = argv
+        .iter()
+        .any(|a| a.contains("login1") || a.contains("systemd1"));
     if !service {
         return None;
     }
@@ -382,7 +457,14 @@ mod tests {
     }
 
     fn proc() -> ProcCtx {
-        let mut p = ProcCtx { pid: 100, tid: 100, ppid: 99, loginuid: 0, sessionid: 7, ..Default::default() };
+        let mut p = ProcCtx {
+            pid: 100,
+            tid: 100,
+            ppid: 99,
+            loginuid: 0,
+            sessionid: 7,
+            ..Default::default()
+        };
         fill_cstr(&mut p.comm, b"test");
         p
     }
@@ -423,9 +505,14 @@ mod tests {
     #[test]
     fn reboot_syscall_is_an_intent_even_with_bad_magic() {
         let i = detector().observe(&reboot_call(1, CMD_RESTART), 0).unwrap();
-        assert_eq!((i.path, i.action, i.magic_valid), ("syscall", Action::Restart, Some(false)));
+        assert_eq!(
+            (i.path, i.action, i.magic_valid),
+            ("syscall", Action::Restart, Some(false))
+        );
         assert_eq!(i.process.sessionid, Some(7));
-        let i = detector().observe(&reboot_call(MAGIC2[0], CMD_POWER_OFF), 0).unwrap();
+        let i = detector()
+            .observe(&reboot_call(MAGIC2[0], CMD_POWER_OFF), 0)
+            .unwrap();
         assert_eq!((i.action, i.magic_valid), (Action::PowerOff, Some(true)));
     }
 
@@ -438,25 +525,65 @@ mod tests {
 
     #[test]
     fn power_binaries() {
-        assert_eq!(action_of(exec("/tmp/x/reboot", class::POWER, &["reboot"])), Some(Action::Restart));
-        assert_eq!(action_of(exec("/sbin/poweroff", class::POWER, &["poweroff"])), Some(Action::PowerOff));
-        assert_eq!(action_of(exec("/sbin/halt", class::POWER, &["halt"])), Some(Action::Halt));
-        assert_eq!(action_of(exec("/sbin/halt", class::POWER, &["halt", "-p"])), Some(Action::PowerOff));
-        assert_eq!(action_of(exec("/sbin/shutdown", class::POWER, &["shutdown", "-r", "now"])), Some(Action::Restart));
-        assert_eq!(action_of(exec("/sbin/shutdown", class::POWER, &["shutdown", "now"])), Some(Action::PowerOff));
-        assert_eq!(action_of(exec("/sbin/shutdown", class::POWER, &["shutdown", "-c"])), None);
-        assert_eq!(action_of(exec("/sbin/reboot", class::POWER, &["reboot", "--help"])), None);
+        assert_eq!(
+            action_of(exec("/tmp/x/reboot", class::POWER, &["reboot"])),
+            Some(Action::Restart)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/poweroff", class::POWER, &["poweroff"])),
+            Some(Action::PowerOff)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/halt", class::POWER, &["halt"])),
+            Some(Action::Halt)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/halt", class::POWER, &["halt", "-p"])),
+            Some(Action::PowerOff)
+        );
+        assert_eq!(
+            action_of(exec(
+                "/sbin/shutdown",
+                class::POWER,
+                &["shutdown", "-r", "now"]
+            )),
+            Some(Action::Restart)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/shutdown", class::POWER, &["shutdown", "now"])),
+            Some(Action::PowerOff)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/shutdown", class::POWER, &["shutdown", "-c"])),
+            None
+        );
+        assert_eq!(
+            action_of(exec("/sbin/reboot", class::POWER, &["reboot", "--help"])),
+            None
+        );
     }
 
     #[test]
     fn systemctl_verbs() {
         let s = |args: &[&str]| action_of(exec("/usr/bin/systemctl", class::SYSTEMCTL, args));
         assert_eq!(s(&["systemctl", "reboot"]), Some(Action::Restart));
-        assert_eq!(s(&["systemctl", "--no-wall", "poweroff"]), Some(Action::PowerOff));
-        assert_eq!(s(&["systemctl", "--message", "x y", "halt"]), Some(Action::Halt));
+        assert_eq!(
+            s(&["systemctl", "--no-wall", "poweroff"]),
+            Some(Action::PowerOff)
+        );
+        assert_eq!(
+            s(&["systemctl", "--message", "x y", "halt"]),
+            Some(Action::Halt)
+        );
         assert_eq!(s(&["systemctl", "kexec"]), Some(Action::Kexec));
-        assert_eq!(s(&["systemctl", "isolate", "reboot.target"]), Some(Action::Restart));
-        assert_eq!(s(&["systemctl", "start", "poweroff.target"]), Some(Action::PowerOff));
+        assert_eq!(
+            s(&["systemctl", "isolate", "reboot.target"]),
+            Some(Action::Restart)
+        );
+        assert_eq!(
+            s(&["systemctl", "start", "poweroff.target"]),
+            Some(Action::PowerOff)
+        );
         assert_eq!(s(&["systemctl", "status", "reboot.target"]), None);
         assert_eq!(s(&["systemctl", "restart", "nginx"]), None);
         assert_eq!(s(&["systemctl", "-H", "otherhost", "reboot"]), None);
@@ -465,17 +592,46 @@ mod tests {
 
     #[test]
     fn telinit_and_init() {
-        assert_eq!(action_of(exec("/sbin/telinit", class::TELINIT, &["telinit", "6"])), Some(Action::Restart));
-        assert_eq!(action_of(exec("/sbin/init", class::TELINIT, &["init", "0"])), Some(Action::PowerOff));
-        assert_eq!(action_of(exec("/sbin/init", class::TELINIT, &["/sbin/init"])), None);
-        assert_eq!(action_of(exec("/sbin/telinit", class::TELINIT, &["telinit", "3"])), None);
+        assert_eq!(
+            action_of(exec("/sbin/telinit", class::TELINIT, &["telinit", "6"])),
+            Some(Action::Restart)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/init", class::TELINIT, &["init", "0"])),
+            Some(Action::PowerOff)
+        );
+        assert_eq!(
+            action_of(exec("/sbin/init", class::TELINIT, &["/sbin/init"])),
+            None
+        );
+        assert_eq!(
+            action_of(exec("/sbin/telinit", class::TELINIT, &["telinit", "3"])),
+            None
+        );
     }
 
     #[test]
     fn kexec_tool_and_syscalls() {
-        assert_eq!(action_of(exec("/sbin/kexec", class::KEXEC_TOOL, &["kexec", "-e"])), Some(Action::Kexec));
-        assert_eq!(action_of(exec("/sbin/kexec", class::KEXEC_TOOL, &["kexec", "-l", "vmlinuz"])), None);
-        assert_eq!(action_of(exec("/sbin/kexec", class::KEXEC_TOOL, &["kexec", "-p", "vmlinuz"])), None);
+        assert_eq!(
+            action_of(exec("/sbin/kexec", class::KEXEC_TOOL, &["kexec", "-e"])),
+            Some(Action::Kexec)
+        );
+        assert_eq!(
+            action_of(exec(
+                "/sbin/kexec",
+                class::KEXEC_TOOL,
+                &["kexec", "-l", "vmlinuz"]
+            )),
+            None
+        );
+        assert_eq!(
+            action_of(exec(
+                "/sbin/kexec",
+                class::KEXEC_TOOL,
+                &["kexec", "-p", "vmlinuz"]
+            )),
+            None
+        );
         let k = |syscall, flags| {
             Event::Kexec(KexecEvent {
                 header: EventHeader::new(kind::KEXEC, 88, 3),
@@ -485,7 +641,10 @@ mod tests {
                 flags,
             })
         };
-        assert_eq!(detector().observe(&k(KEXEC_LOAD, 0), 0).map(|i| i.path), Some("kexec"));
+        assert_eq!(
+            detector().observe(&k(KEXEC_LOAD, 0), 0).map(|i| i.path),
+            Some("kexec")
+        );
         assert_eq!(action_of(k(KEXEC_LOAD, KEXEC_ON_CRASH)), None);
         assert_eq!(action_of(k(KEXEC_FILE_LOAD, 0)), Some(Action::Kexec));
         assert_eq!(action_of(k(KEXEC_FILE_LOAD, KEXEC_FILE_UNLOAD)), None);
@@ -496,26 +655,62 @@ mod tests {
         let busctl = exec(
             "/usr/bin/busctl",
             class::DBUS,
-            &["busctl", "call", "org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "Reboot", "b", "false"],
+            &[
+                "busctl",
+                "call",
+                "org.freedesktop.login1",
+                "/org/freedesktop/login1",
+                "org.freedesktop.login1.Manager",
+                "Reboot",
+                "b",
+                "false",
+            ],
         );
         let i = detector().observe(&busctl, 0).unwrap();
         assert_eq!((i.path, i.action), ("dbus", Action::Restart));
         let send = exec(
             "/usr/bin/dbus-send",
             class::DBUS,
-            &["dbus-send", "--system", "--dest=org.freedesktop.login1", "/org/freedesktop/login1", "org.freedesktop.login1.Manager.PowerOff", "boolean:true"],
+            &[
+                "dbus-send",
+                "--system",
+                "--dest=org.freedesktop.login1",
+                "/org/freedesktop/login1",
+                "org.freedesktop.login1.Manager.PowerOff",
+                "boolean:true",
+            ],
         );
         assert_eq!(action_of(send), Some(Action::PowerOff));
-        let other = exec("/usr/bin/busctl", class::DBUS, &["busctl", "call", "org.freedesktop.login1", "/", "x", "ListSessions"]);
+        let other = exec(
+            "/usr/bin/busctl",
+            class::DBUS,
+            &[
+                "busctl",
+                "call",
+                "org.freedesktop.login1",
+                "/",
+                "x",
+                "ListSessions",
+            ],
+        );
         assert_eq!(action_of(other), None);
-        let mut no_dbus = RebootDetector::new(&RebootConfig { watch_dbus_tools: false, ..Default::default() });
-        let busctl = exec("/usr/bin/busctl", class::DBUS, &["busctl", "call", "org.freedesktop.login1", "Reboot"]);
+        let mut no_dbus = RebootDetector::new(&RebootConfig {
+            watch_dbus_tools: false,
+            ..Default::default()
+        });
+        let busctl = exec(
+            "/usr/bin/busctl",
+            class::DBUS,
+            &["busctl", "call", "org.freedesktop.login1", "Reboot"],
+        );
         assert!(no_dbus.observe(&busctl, 0).is_none());
     }
 
     #[test]
     fn exec_intent_carries_attribution() {
-        let i = detector().observe(&exec("/tmp/t/reboot", class::POWER, &["reboot", "-f"]), 0).unwrap();
+        let i = detector()
+            .observe(&exec("/tmp/t/reboot", class::POWER, &["reboot", "-f"]), 0)
+            .unwrap();
         assert_eq!(i.filename.as_deref(), Some("/tmp/t/reboot"));
         assert_eq!(i.argv, vec!["reboot", "-f"]);
         assert_eq!(i.process.pid, 100);
@@ -526,7 +721,12 @@ mod tests {
 
     #[test]
     fn expected_or_not() {
-        let ssh = |ip: &str| Origin::Ssh { peer: ip.parse().unwrap(), peer_port: 1, local_port: 22, sshd_pid: 1 };
+        let ssh = |ip: &str| Origin::Ssh {
+            peer: ip.parse().unwrap(),
+            peer_port: 1,
+            local_port: 22,
+            sshd_pid: 1,
+        };
         let mut c = RebootConfig::default();
         c.allowed_sources = vec!["10.42.0.0/24".parse().unwrap()];
         assert!(expectation(&c, None, 0, &ssh("10.42.0.7")).0);
@@ -538,10 +738,17 @@ mod tests {
         c.service_expected = false;
         assert!(!expectation(&c, None, 0, &Origin::Local).0);
         assert!(!expectation(&c, None, 0, &Origin::Service).0);
-        let a = Allowance { until_ms: 1000, reason: "kernel update".into(), by: "uid=0".into() };
+        let a = Allowance {
+            until_ms: 1000,
+            reason: "kernel update".into(),
+            by: "uid=0".into(),
+        };
         let (ok, why) = expectation(&c, Some(&a), 999, &ssh("100.64.0.18"));
         assert!(ok && why.contains("kernel update"));
-        assert!(!expectation(&c, Some(&a), 1000, &ssh("100.64.0.18")).0, "the window has ended");
+        assert!(
+            !expectation(&c, Some(&a), 1000, &ssh("100.64.0.18")).0,
+            "the window has ended"
+        );
     }
 
     #[test]
@@ -560,20 +767,31 @@ mod tests {
 
     #[test]
     fn guard_flags_are_reported() {
-        let Event::Exec(mut e) = exec("/usr/sbin/reboot", class::POWER, &["reboot"]) else { unreachable!() };
+        let Event::Exec(mut e) = exec("/usr/sbin/reboot", class::POWER, &["reboot"]) else {
+            unreachable!()
+        };
         e.flags = EXEC_GUARD_BLOCKED;
         let i = detector().observe(&Event::Exec(e.clone()), 0).unwrap();
         assert_eq!(i.guard, Some("blocked"));
         e.flags = EXEC_GUARD_WOULD_BLOCK;
-        assert_eq!(detector().observe(&Event::Exec(e), 0).unwrap().guard, Some("would_block"));
+        assert_eq!(
+            detector().observe(&Event::Exec(e), 0).unwrap().guard,
+            Some("would_block")
+        );
     }
 
     #[test]
     fn watched_binaries_fit_the_kernel_key() {
         for (name, _) in watched_binaries(&RebootConfig::default()) {
-            assert!(agent_common::maps::ExecWatchKey::new(name.as_bytes()).is_some(), "{name}");
+            assert!(
+                agent_common::maps::ExecWatchKey::new(name.as_bytes()).is_some(),
+                "{name}"
+            );
         }
-        let without = watched_binaries(&RebootConfig { watch_dbus_tools: false, ..Default::default() });
+        let without = watched_binaries(&RebootConfig {
+            watch_dbus_tools: false,
+            ..Default::default()
+        });
         assert!(!without.iter().any(|(n, _)| *n == "busctl"));
     }
 }

@@ -20,10 +20,16 @@ pub struct SessionDetector;
 
 impl SessionDetector {
     pub fn observe(&mut self, event: &Event) -> Option<SshSession> {
-        let Event::SshAccept(e) = event else { return None };
+        let Event::SshAccept(e) = event else {
+            return None;
+        };
         let sshd = Process::from(&e.proc);
         let origin = Origin::from_kernel(&e.origin, None, 0);
-        Some(SshSession { sshd, origin, ktime_ns: e.header.ktime_ns })
+        Some(SshSession {
+            sshd,
+            origin,
+            ktime_ns: e.header.ktime_ns,
+        })
     }
 }
 
@@ -40,7 +46,15 @@ mod tests {
         let mut e = SshAcceptEvent {
             header: EventHeader::new(kind::SSH_ACCEPT, core::mem::size_of::<SshAcceptEvent>(), 1),
             proc: Default::default(),
-            origin: agent_common::session::Origin { kind: ORIGIN_SSH, family, peer_port: 40000, local_port: 2222, sshd_pid: 77, peer_addr: addr, ..Default::default() },
+            origin: agent_common::session::Origin {
+                kind: ORIGIN_SSH,
+                family,
+                peer_port: 40000,
+                local_port: 2222,
+                sshd_pid: 77,
+                peer_addr: addr,
+                ..Default::default()
+            },
         };
         e.proc.pid = 77;
         Event::SshAccept(e)
@@ -51,9 +65,19 @@ mod tests {
         let mut a = [0u8; 16];
         a[..4].copy_from_slice(&[100, 64, 0, 18]);
         let s = SessionDetector.observe(&accept(AF_INET, a)).unwrap();
-        assert_eq!(s.origin, Origin::Ssh { peer: "100.64.0.18".parse().unwrap(), peer_port: 40000, local_port: 2222, sshd_pid: 77 });
+        assert_eq!(
+            s.origin,
+            Origin::Ssh {
+                peer: "100.64.0.18".parse().unwrap(),
+                peer_port: 40000,
+                local_port: 2222,
+                sshd_pid: 77
+            }
+        );
         let v6: std::net::Ipv6Addr = "fd00::18".parse().unwrap();
-        let s = SessionDetector.observe(&accept(AF_INET6, v6.octets())).unwrap();
+        let s = SessionDetector
+            .observe(&accept(AF_INET6, v6.octets()))
+            .unwrap();
         assert!(matches!(s.origin, Origin::Ssh { peer: std::net::IpAddr::V6(p), .. } if p == v6));
     }
 
@@ -62,6 +86,9 @@ mod tests {
         let none = agent_common::session::Origin::default();
         assert_eq!(Origin::from_kernel(&none, Some(1000), 0), Origin::Local);
         assert_eq!(Origin::from_kernel(&none, None, 0), Origin::Service);
-        assert_eq!(Origin::from_kernel(&none, None, agent_common::proc::PROC_LOGINUID_UNKNOWN), Origin::Unknown);
+        assert_eq!(
+            Origin::from_kernel(&none, None, agent_common::proc::PROC_LOGINUID_UNKNOWN),
+            Origin::Unknown
+        );
     }
 }

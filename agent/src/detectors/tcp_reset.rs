@@ -45,17 +45,29 @@ pub struct ResetDetector {
 
 impl ResetDetector {
     pub fn new(config: &TcpResetConfig) -> Self {
-        ResetDetector { window_s: config.window.as_secs(), storms: super::window::Windowed::new(config.window, config.storm_threshold) }
+        ResetDetector {
+            window_s: config.window.as_secs(),
+            storms: super::window::Windowed::new(config.window, config.storm_threshold),
+        }
     }
 
     /// Feed the running totals per peer (monotonic); returns storm starts and ends.
-    pub fn sample(&mut self, now_ms: u64, totals: &[(IpAddr, Direction, u64)]) -> Vec<ResetFinding> {
-        let totals: Vec<((IpAddr, Direction), u64)> = totals.iter().map(|&(p, d, t)| ((p, d), t)).collect();
+    pub fn sample(
+        &mut self,
+        now_ms: u64,
+        totals: &[(IpAddr, Direction, u64)],
+    ) -> Vec<ResetFinding> {
+        let totals: Vec<((IpAddr, Direction), u64)> =
+            totals.iter().map(|&(p, d, t)| ((p, d), t)).collect();
         self.storms
             .sample(now_ms, &totals)
             .into_iter()
             .map(|c| ResetFinding {
-                kind: if c.started { "reset_storm" } else { "reset_storm_ended" },
+                kind: if c.started {
+                    "reset_storm"
+                } else {
+                    "reset_storm_ended"
+                },
                 peer: c.key.0,
                 direction: c.key.1,
                 count: c.count,
@@ -66,7 +78,11 @@ impl ResetDetector {
 
     /// Active storms, most resets first.
     pub fn active(&self) -> Vec<(IpAddr, Direction, u64)> {
-        self.storms.active().into_iter().map(|((p, d), c)| (p, d, c)).collect()
+        self.storms
+            .active()
+            .into_iter()
+            .map(|((p, d), c)| (p, d, c))
+            .collect()
     }
 }
 
@@ -77,7 +93,11 @@ mod tests {
     use super::*;
 
     fn d() -> ResetDetector {
-        ResetDetector::new(&TcpResetConfig { storm_threshold: 50, window: Duration::from_secs(10), ..Default::default() })
+        ResetDetector::new(&TcpResetConfig {
+            storm_threshold: 50,
+            window: Duration::from_secs(10),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -90,7 +110,11 @@ mod tests {
             if (5..12).contains(&s) {
                 total += 20; // 20 resets a second for 7 s
             }
-            kinds.extend(d.sample(s * 1000, &[(peer, Direction::Sent, total)]).into_iter().map(|f| (s, f.kind)));
+            kinds.extend(
+                d.sample(s * 1000, &[(peer, Direction::Sent, total)])
+                    .into_iter()
+                    .map(|f| (s, f.kind)),
+            );
         }
         assert_eq!(kinds.first().map(|k| k.1), Some("reset_storm"));
         assert!(kinds[0].0 <= 8, "detected at {}s", kinds[0].0);
@@ -104,7 +128,10 @@ mod tests {
         let mut d = d();
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
         let f = d.sample(1000, &[(peer, Direction::Sent, 200)]);
-        assert_eq!(f.first().map(|f| (f.kind, f.count)), Some(("reset_storm", 200)));
+        assert_eq!(
+            f.first().map(|f| (f.kind, f.count)),
+            Some(("reset_storm", 200))
+        );
     }
 
     #[test]
@@ -112,7 +139,11 @@ mod tests {
         let mut d = d();
         let peer: IpAddr = "10.0.0.9".parse().unwrap();
         for s in 0..120u64 {
-            assert!(d.sample(s * 1000, &[(peer, Direction::Received, s * 2)]).is_empty(), "2/s is below 50 per 10 s");
+            assert!(
+                d.sample(s * 1000, &[(peer, Direction::Received, s * 2)])
+                    .is_empty(),
+                "2/s is below 50 per 10 s"
+            );
         }
     }
 }

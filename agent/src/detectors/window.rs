@@ -21,7 +21,12 @@ pub struct Windowed<K: Ord + Clone> {
 
 impl<K: Ord + Clone> Windowed<K> {
     pub fn new(window: std::time::Duration, threshold: u64) -> Self {
-        Windowed { window_ms: window.as_millis() as u64, threshold, history: BTreeMap::new(), active: BTreeMap::new() }
+        Windowed {
+            window_ms: window.as_millis() as u64,
+            threshold,
+            history: BTreeMap::new(),
+            active: BTreeMap::new(),
+        }
     }
 
     /// Feed running totals (kernel counters, which start at zero with the agent).
@@ -29,34 +34,63 @@ impl<K: Ord + Clone> Windowed<K> {
         for (k, total) in totals {
             // A key seen for the first time had zero before: a burst between two
             // samples still counts.
-            let h = self.history.entry(k.clone()).or_insert_with(|| VecDeque::from([(now_ms.saturating_sub(1), 0)]));
+            let h = self
+                .history
+                .entry(k.clone())
+                .or_insert_with(|| VecDeque::from([(now_ms.saturating_sub(1), 0)]));
             h.push_back((now_ms, *total));
-            while h.len() > 1 && h.front().is_some_and(|(t, _)| now_ms.saturating_sub(*t) > self.window_ms) {
+            while h.len() > 1
+                && h.front()
+                    .is_some_and(|(t, _)| now_ms.saturating_sub(*t) > self.window_ms)
+            {
                 h.pop_front();
             }
         }
         let window = self.window_ms;
-        self.history.retain(|k, h| totals.iter().any(|(t, _)| t == k) || h.back().is_some_and(|(t, _)| now_ms.saturating_sub(*t) <= window));
+        self.history.retain(|k, h| {
+            totals.iter().any(|(t, _)| t == k)
+                || h.back()
+                    .is_some_and(|(t, _)| now_ms.saturating_sub(*t) <= window)
+        });
         let mut out = Vec::new();
         for (k, h) in &self.history {
-            let (Some(first), Some(last)) = (h.front(), h.back()) else { continue };
+            let (Some(first), Some(last)) = (h.front(), h.back()) else {
+                continue;
+            };
             let count = last.1.saturating_sub(first.1);
             let was = self.active.contains_key(k);
             if count >= self.threshold {
                 self.active.insert(k.clone(), count);
                 if !was {
-                    out.push(Crossing { key: k.clone(), started: true, count });
+                    out.push(Crossing {
+                        key: k.clone(),
+                        started: true,
+                        count,
+                    });
                 }
             } else if was && count < self.threshold / 2 {
                 self.active.remove(k);
-                out.push(Crossing { key: k.clone(), started: false, count });
+                out.push(Crossing {
+                    key: k.clone(),
+                    started: false,
+                    count,
+                });
             }
         }
         // Keys that vanished from the kernel's tables while active end too.
-        let gone: Vec<K> = self.active.keys().filter(|k| !self.history.contains_key(*k)).cloned().collect();
+        let gone: Vec<K> = self
+            .active
+            .keys()
+            .filter(|k| !self.history.contains_key(*k))
+            .cloned()
+            .collect();
         for k in gone {
             self.active.remove(&k);
-            out.push(Crossing { key: k, started: false, count: 0 });
+            out.push(Crossing {
+                key: k,
+                started: false,
+                count: 0,
+            });
         }
         out
     }

@@ -89,7 +89,11 @@ pub fn read_records(path: &Path) -> io::Result<Vec<Record>> {
 
 /// Journal files oldest first: audit.jsonl.N … audit.jsonl.1, audit.jsonl.
 pub fn files(dir: &Path, keep: usize) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = (1..=keep).rev().map(|i| dir.join(format!("{FILE_NAME}.{i}"))).filter(|p| p.exists()).collect();
+    let mut v: Vec<PathBuf> = (1..=keep)
+        .rev()
+        .map(|i| dir.join(format!("{FILE_NAME}.{i}")))
+        .filter(|p| p.exists())
+        .collect();
     v.push(dir.join(FILE_NAME));
     v
 }
@@ -99,14 +103,25 @@ impl Journal {
     pub fn open(dir: &Path, max_bytes: u64, keep: usize) -> io::Result<Journal> {
         fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
-        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
         let size = repair(&mut file)?;
         let seq = files(dir, keep)
             .iter()
             .rev()
             .find_map(|p| read_records(p).ok().and_then(|r| r.last().map(|r| r.seq)))
             .unwrap_or(0);
-        Ok(Journal { path, file, size, max_bytes, keep, seq })
+        Ok(Journal {
+            path,
+            file,
+            size,
+            max_bytes,
+            keep,
+            seq,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -114,11 +129,20 @@ impl Journal {
     }
 
     /// Append a record and fsync it. Returns it as written.
-    pub fn append(&mut self, decision: &str, fields: serde_json::Map<String, Value>) -> io::Result<Record> {
+    pub fn append(
+        &mut self,
+        decision: &str,
+        fields: serde_json::Map<String, Value>,
+    ) -> io::Result<Record> {
         if self.size >= self.max_bytes {
             self.rotate()?;
         }
-        let record = Record { seq: self.seq + 1, time: now_rfc3339(), decision: decision.to_string(), fields };
+        let record = Record {
+            seq: self.seq + 1,
+            time: now_rfc3339(),
+            decision: decision.to_string(),
+            fields,
+        };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
         // One write(2) of the whole line on an O_APPEND descriptor.
@@ -130,7 +154,11 @@ impl Journal {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        let dir = self.path.parent().expect("journal has a directory").to_path_buf();
+        let dir = self
+            .path
+            .parent()
+            .expect("journal has a directory")
+            .to_path_buf();
         for i in (1..self.keep).rev() {
             let from = dir.join(format!("{FILE_NAME}.{i}"));
             if from.exists() {
@@ -142,7 +170,11 @@ impl Journal {
         } else {
             fs::remove_file(&self.path)?;
         }
-        self.file = OpenOptions::new().create(true).read(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)?;
         File::open(&dir)?.sync_all()?;
         self.size = 0;
         Ok(())
@@ -151,7 +183,9 @@ impl Journal {
 
 /// Current UTC time as RFC 3339 with milliseconds (no external time crate needed).
 pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(now.as_secs() as i64, now.subsec_millis())
 }
 
@@ -168,7 +202,12 @@ pub fn rfc3339(secs: i64, millis: u32) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -200,7 +239,10 @@ mod tests {
         let mut j = Journal::open(dir.path(), 1 << 20, 3).unwrap();
         j.append("released", fields(9)).unwrap();
         let r = read_records(&dir.path().join(FILE_NAME)).unwrap();
-        assert_eq!(r.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            r.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6]
+        );
         assert_eq!(r[5].decision, "released");
     }
 
@@ -216,7 +258,12 @@ mod tests {
         drop(j);
         let path = dir.path().join(FILE_NAME);
         let full = fs::read(&path).unwrap();
-        let lines: Vec<usize> = full.iter().enumerate().filter(|(_, b)| **b == b'\n').map(|(i, _)| i + 1).collect();
+        let lines: Vec<usize> = full
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
         for cut in 0..=full.len() {
             fs::write(&path, &full[..cut]).unwrap();
             let complete = lines.iter().filter(|&&end| end <= cut).count();
@@ -224,7 +271,11 @@ mod tests {
             let mut j = Journal::open(dir.path(), 1 << 20, 3).unwrap();
             j.append("released", fields(99)).unwrap();
             let after = read_records(&path).unwrap();
-            assert_eq!(after.len(), complete + 1, "cut at {cut}: append after repair");
+            assert_eq!(
+                after.len(),
+                complete + 1,
+                "cut at {cut}: append after repair"
+            );
             assert_eq!(after.last().unwrap().decision, "released");
             assert!(after.windows(2).all(|w| w[0].seq < w[1].seq));
         }
@@ -237,10 +288,16 @@ mod tests {
         for i in 0..20 {
             j.append("applied", fields(i)).unwrap();
         }
-        let all: Vec<Record> = files(dir.path(), 2).iter().flat_map(|p| read_records(p).unwrap()).collect();
+        let all: Vec<Record> = files(dir.path(), 2)
+            .iter()
+            .flat_map(|p| read_records(p).unwrap())
+            .collect();
         assert!(dir.path().join(format!("{FILE_NAME}.1")).exists());
         assert!(!dir.path().join(format!("{FILE_NAME}.3")).exists());
-        assert!(all.windows(2).all(|w| w[0].seq + 1 == w[1].seq), "contiguous sequence across kept files");
+        assert!(
+            all.windows(2).all(|w| w[0].seq + 1 == w[1].seq),
+            "contiguous sequence across kept files"
+        );
         assert_eq!(all.last().unwrap().seq, 20);
         assert!(fs::metadata(dir.path().join(FILE_NAME)).unwrap().len() <= 300 + 200);
     }

@@ -25,8 +25,12 @@ fn comm_key(binary: &str) -> [u8; 16] {
 
 macro_rules! map_op {
     ($kernel:expr, $name:expr, $k:ty, |$m:ident| $body:expr) => {{
-        let map = $kernel.ebpf_mut().map_mut($name).ok_or_else(|| format!("map {} missing", $name))?;
-        let mut $m: BpfHashMap<_, $k, Rule> = BpfHashMap::try_from(map).map_err(|e| format!("map {}: {e}", $name))?;
+        let map = $kernel
+            .ebpf_mut()
+            .map_mut($name)
+            .ok_or_else(|| format!("map {} missing", $name))?;
+        let mut $m: BpfHashMap<_, $k, Rule> =
+            BpfHashMap::try_from(map).map_err(|e| format!("map {}: {e}", $name))?;
         $body.map_err(|e| format!("map {}: {e}", $name))
     }};
 }
@@ -37,31 +41,65 @@ impl Kernel {
             return Ok(());
         }
         let name = CString::new(iface).map_err(|_| format!("bad interface name {iface:?}"))?;
-        let prog = self.ebpf_mut().program_mut(TC_PROGRAM).ok_or("TC program missing from the object")?;
+        let prog = self
+            .ebpf_mut()
+            .program_mut(TC_PROGRAM)
+            .ok_or("TC program missing from the object")?;
         let tc: &mut SchedClassifier = prog.try_into().map_err(|e| format!("{TC_PROGRAM}: {e}"))?;
         if tc.fd().is_err() {
             tc.load().map_err(|e| format!("load {TC_PROGRAM}: {e}"))?;
         }
-        tc.attach(&name, TcAttachType::Ingress).map_err(|e| format!("attach TC ingress on {iface}: {e}"))?;
-        info!(interface = iface, "quarantine TC program attached (ingress)");
+        tc.attach(&name, TcAttachType::Ingress)
+            .map_err(|e| format!("attach TC ingress on {iface}: {e}"))?;
+        info!(
+            interface = iface,
+            "quarantine TC program attached (ingress)"
+        );
         self.tc_ifaces.insert(iface.to_string());
         Ok(())
     }
 
     fn map_insert(&mut self, target: &Target, rule: Rule) -> Result<(), String> {
         match target {
-            Target::Exec { binary, cgroup_id, .. } => {
-                let key = BlockExecKey { comm: comm_key(binary), cgroup_id: *cgroup_id };
-                map_op!(self, q::BLOCK_EXEC, BlockExecKey, |m| m.insert(&key, &rule, 0))
+            Target::Exec {
+                binary, cgroup_id, ..
+            } => {
+                let key = BlockExecKey {
+                    comm: comm_key(binary),
+                    cgroup_id: *cgroup_id,
+                };
+                map_op!(self, q::BLOCK_EXEC, BlockExecKey, |m| m
+                    .insert(&key, &rule, 0))
             }
-            Target::SourceIp { addr: IpAddr::V4(a), .. } => map_op!(self, q::DROP_V4, [u8; 4], |m| m.insert(&a.octets(), &rule, 0)),
-            Target::SourceIp { addr: IpAddr::V6(a), .. } => map_op!(self, q::DROP_V6, [u8; 16], |m| m.insert(&a.octets(), &rule, 0)),
+            Target::SourceIp {
+                addr: IpAddr::V4(a),
+                ..
+            } => map_op!(self, q::DROP_V4, [u8; 4], |m| m.insert(
+                &a.octets(),
+                &rule,
+                0
+            )),
+            Target::SourceIp {
+                addr: IpAddr::V6(a),
+                ..
+            } => map_op!(self, q::DROP_V6, [u8; 16], |m| m.insert(
+                &a.octets(),
+                &rule,
+                0
+            )),
             Target::SourceMac { mac, .. } => {
-                let key = MacKey { mac: mac.0, _pad: [0; 2] };
+                let key = MacKey {
+                    mac: mac.0,
+                    _pad: [0; 2],
+                };
                 map_op!(self, q::DROP_MAC, MacKey, |m| m.insert(&key, &rule, 0))
             }
             Target::ArpClaim { ip, mac, .. } => {
-                let key = ArpClaimKey { ip: ip.octets(), mac: mac.0, _pad: [0; 2] };
+                let key = ArpClaimKey {
+                    ip: ip.octets(),
+                    mac: mac.0,
+                    _pad: [0; 2],
+                };
                 map_op!(self, q::DROP_ARP, ArpClaimKey, |m| m.insert(&key, &rule, 0))
             }
         }
@@ -69,18 +107,36 @@ impl Kernel {
 
     fn map_remove(&mut self, target: &Target) -> Result<(), String> {
         match target {
-            Target::Exec { binary, cgroup_id, .. } => {
-                let key = BlockExecKey { comm: comm_key(binary), cgroup_id: *cgroup_id };
+            Target::Exec {
+                binary, cgroup_id, ..
+            } => {
+                let key = BlockExecKey {
+                    comm: comm_key(binary),
+                    cgroup_id: *cgroup_id,
+                };
                 map_op!(self, q::BLOCK_EXEC, BlockExecKey, |m| m.remove(&key))
             }
-            Target::SourceIp { addr: IpAddr::V4(a), .. } => map_op!(self, q::DROP_V4, [u8; 4], |m| m.remove(&a.octets())),
-            Target::SourceIp { addr: IpAddr::V6(a), .. } => map_op!(self, q::DROP_V6, [u8; 16], |m| m.remove(&a.octets())),
+            Target::SourceIp {
+                addr: IpAddr::V4(a),
+                ..
+            } => map_op!(self, q::DROP_V4, [u8; 4], |m| m.remove(&a.octets())),
+            Target::SourceIp {
+                addr: IpAddr::V6(a),
+                ..
+            } => map_op!(self, q::DROP_V6, [u8; 16], |m| m.remove(&a.octets())),
             Target::SourceMac { mac, .. } => {
-                let key = MacKey { mac: mac.0, _pad: [0; 2] };
+                let key = MacKey {
+                    mac: mac.0,
+                    _pad: [0; 2],
+                };
                 map_op!(self, q::DROP_MAC, MacKey, |m| m.remove(&key))
             }
             Target::ArpClaim { ip, mac, .. } => {
-                let key = ArpClaimKey { ip: ip.octets(), mac: mac.0, _pad: [0; 2] };
+                let key = ArpClaimKey {
+                    ip: ip.octets(),
+                    mac: mac.0,
+                    _pad: [0; 2],
+                };
                 map_op!(self, q::DROP_ARP, ArpClaimKey, |m| m.remove(&key))
             }
         }
@@ -90,15 +146,21 @@ impl Kernel {
 impl Backend for Kernel {
     fn apply(&mut self, quarantine: &Quarantine, expires_boot_ns: u64) -> Result<(), String> {
         // The kill-on-exec program must be attached whatever the reboot detector does.
-        if let Target::Exec { .. } = quarantine.target {
-            if !self.exec_guard_attached() {
-                return Err("the kill-on-exec program (quarantine_exec) is not attached".into());
-            }
+        if let Target::Exec { .. } = quarantine.target
+            && !self.exec_guard_attached()
+        {
+            return Err("the kill-on-exec program (quarantine_exec) is not attached".into());
         }
         for iface in quarantine.target.interfaces() {
             self.ensure_tc(iface)?;
         }
-        self.map_insert(&quarantine.target, Rule { expires_boot_ns, id: quarantine.id })
+        self.map_insert(
+            &quarantine.target,
+            Rule {
+                expires_boot_ns,
+                id: quarantine.id,
+            },
+        )
     }
 
     fn remove(&mut self, quarantine: &Quarantine) -> Result<(), String> {

@@ -29,9 +29,16 @@ impl State {
     /// (the agent refuses to guess which quarantines were active).
     pub fn load(dir: &Path) -> io::Result<State> {
         match fs::read(path(dir)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path(dir).display()))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State { next_id: 1, ..State::default() }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path(dir).display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State {
+                next_id: 1,
+                ..State::default()
+            }),
             Err(e) => Err(e),
         }
     }

@@ -36,7 +36,8 @@ impl FromStr for Mac {
         }
         let mut mac = [0u8; 6];
         for (b, p) in mac.iter_mut().zip(parts) {
-            *b = u8::from_str_radix(p, 16).map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+            *b = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
         }
         Ok(Mac(mac))
     }
@@ -45,7 +46,11 @@ impl FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -83,11 +88,18 @@ pub enum Target {
         cgroup: Option<String>,
     },
     /// Drop everything from a source address on the given interfaces.
-    SourceIp { addr: IpAddr, interfaces: Vec<String> },
+    SourceIp {
+        addr: IpAddr,
+        interfaces: Vec<String>,
+    },
     /// Drop everything from a source MAC on the given interfaces.
     SourceMac { mac: Mac, interfaces: Vec<String> },
     /// Drop ARP packets in which `mac` claims `ip` (the newcomer of an IP conflict).
-    ArpClaim { ip: std::net::Ipv4Addr, mac: Mac, interfaces: Vec<String> },
+    ArpClaim {
+        ip: std::net::Ipv4Addr,
+        mac: Mac,
+        interfaces: Vec<String>,
+    },
 }
 
 impl Target {
@@ -101,17 +113,32 @@ impl Target {
     pub fn interfaces(&self) -> &[String] {
         match self {
             Target::Exec { .. } => &[],
-            Target::SourceIp { interfaces, .. } | Target::SourceMac { interfaces, .. } | Target::ArpClaim { interfaces, .. } => interfaces,
+            Target::SourceIp { interfaces, .. }
+            | Target::SourceMac { interfaces, .. }
+            | Target::ArpClaim { interfaces, .. } => interfaces,
         }
     }
 
     /// Same kernel entry (interfaces aside): two such quarantines would collide.
     pub fn same_key(&self, other: &Target) -> bool {
         match (self, other) {
-            (Target::Exec { binary: a, cgroup_id: x, .. }, Target::Exec { binary: b, cgroup_id: y, .. }) => a == b && x == y,
+            (
+                Target::Exec {
+                    binary: a,
+                    cgroup_id: x,
+                    ..
+                },
+                Target::Exec {
+                    binary: b,
+                    cgroup_id: y,
+                    ..
+                },
+            ) => a == b && x == y,
             (Target::SourceIp { addr: a, .. }, Target::SourceIp { addr: b, .. }) => a == b,
             (Target::SourceMac { mac: a, .. }, Target::SourceMac { mac: b, .. }) => a == b,
-            (Target::ArpClaim { ip: a, mac: m, .. }, Target::ArpClaim { ip: b, mac: n, .. }) => a == b && m == n,
+            (Target::ArpClaim { ip: a, mac: m, .. }, Target::ArpClaim { ip: b, mac: n, .. }) => {
+                a == b && m == n
+            }
             _ => false,
         }
     }
@@ -120,13 +147,34 @@ impl Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Target::Exec { binary, cgroup_id: 0, .. } => write!(f, "exec of {binary} (any cgroup)"),
-            Target::Exec { binary, cgroup_id, cgroup, .. } => {
-                write!(f, "exec of {binary} in cgroup {}", cgroup.clone().unwrap_or_else(|| cgroup_id.to_string()))
+            Target::Exec {
+                binary,
+                cgroup_id: 0,
+                ..
+            } => write!(f, "exec of {binary} (any cgroup)"),
+            Target::Exec {
+                binary,
+                cgroup_id,
+                cgroup,
+                ..
+            } => {
+                write!(
+                    f,
+                    "exec of {binary} in cgroup {}",
+                    cgroup.clone().unwrap_or_else(|| cgroup_id.to_string())
+                )
             }
-            Target::SourceIp { addr, interfaces } => write!(f, "packets from {addr} on {}", interfaces.join(",")),
-            Target::SourceMac { mac, interfaces } => write!(f, "packets from {mac} on {}", interfaces.join(",")),
-            Target::ArpClaim { ip, mac, interfaces } => write!(f, "ARP claims of {ip} by {mac} on {}", interfaces.join(",")),
+            Target::SourceIp { addr, interfaces } => {
+                write!(f, "packets from {addr} on {}", interfaces.join(","))
+            }
+            Target::SourceMac { mac, interfaces } => {
+                write!(f, "packets from {mac} on {}", interfaces.join(","))
+            }
+            Target::ArpClaim {
+                ip,
+                mac,
+                interfaces,
+            } => write!(f, "ARP claims of {ip} by {mac} on {}", interfaces.join(",")),
         }
     }
 }
@@ -217,8 +265,20 @@ impl Refusal {
 
 /// Every value of the `result` label of `nodeward_quarantine_decisions_total`.
 pub const RESULTS: &[&str] = &[
-    "applied", "proposed", "approved", "dry_run", "refused_protected", "refused_rate_limit", "refused_cap",
-    "refused_observe", "refused_invalid", "refused_duplicate", "failed", "expired", "released", "enforced",
+    "applied",
+    "proposed",
+    "approved",
+    "dry_run",
+    "refused_protected",
+    "refused_rate_limit",
+    "refused_cap",
+    "refused_observe",
+    "refused_invalid",
+    "refused_duplicate",
+    "failed",
+    "expired",
+    "released",
+    "enforced",
 ];
 
 impl Outcome {
@@ -247,15 +307,30 @@ mod tests {
 
     #[test]
     fn target_json_is_tagged_and_strict() {
-        let t: Target = serde_json::from_str(r#"{"kind":"source_ip","addr":"10.9.0.2","interfaces":["veth1"]}"#).unwrap();
+        let t: Target = serde_json::from_str(
+            r#"{"kind":"source_ip","addr":"10.9.0.2","interfaces":["veth1"]}"#,
+        )
+        .unwrap();
         assert_eq!(t.action(), ActionKind::DropPackets);
-        assert!(serde_json::from_str::<Target>(r#"{"kind":"source_ip","addr":"10.9.0.2","interfaces":[],"x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Target>(
+                r#"{"kind":"source_ip","addr":"10.9.0.2","interfaces":[],"x":1}"#
+            )
+            .is_err()
+        );
         assert!(serde_json::from_str::<Target>(r#"{"kind":"nuke"}"#).is_err());
     }
 
     #[test]
     fn every_outcome_result_is_a_known_label() {
-        for r in [Refusal::Protected, Refusal::RateLimit, Refusal::Cap, Refusal::Observe, Refusal::Invalid, Refusal::Duplicate] {
+        for r in [
+            Refusal::Protected,
+            Refusal::RateLimit,
+            Refusal::Cap,
+            Refusal::Observe,
+            Refusal::Invalid,
+            Refusal::Duplicate,
+        ] {
             assert!(RESULTS.contains(&r.result()));
         }
     }

@@ -12,7 +12,10 @@ const VALID_MAGIC2: [libc::c_long; 4] = [672_274_793, 85_072_278, 369_367_448, 5
 const _: () = {
     let mut i = 0;
     while i < VALID_MAGIC2.len() {
-        assert!(VALID_MAGIC2[i] != INVALID_MAGIC2, "the stand-in must never pass a valid magic");
+        assert!(
+            VALID_MAGIC2[i] != INVALID_MAGIC2,
+            "the stand-in must never pass a valid magic"
+        );
         i += 1;
     }
 };
@@ -21,7 +24,15 @@ const CMD_RESTART: libc::c_long = 0x0123_4567;
 /// Calls reboot(2) with an invalid magic: returns the errno (EINVAL expected).
 fn invalid_reboot() -> i32 {
     // SAFETY: with an invalid magic2 the kernel returns EINVAL before doing anything.
-    let r = unsafe { libc::syscall(libc::SYS_reboot, MAGIC1, INVALID_MAGIC2, CMD_RESTART, 0 as libc::c_long) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_reboot,
+            MAGIC1,
+            INVALID_MAGIC2,
+            CMD_RESTART,
+            0 as libc::c_long,
+        )
+    };
     if r == 0 {
         // Unreachable by construction; never continue as if nothing happened.
         eprintln!("reboot(2) with an invalid magic returned 0");
@@ -32,7 +43,10 @@ fn invalid_reboot() -> i32 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let name = Path::new(&args[0]).file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = Path::new(&args[0])
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     match name {
         "reboot" | "shutdown" | "poweroff" | "halt" | "telinit" | "systemctl" => {
             if let Some(marker) = std::env::var_os("NODEWARD_TEST_MARKER") {
@@ -48,7 +62,8 @@ fn main() {
                 if args.get(2).map(String::as_str) == Some("--set-loginuid") {
                     let uid = args.get(3).cloned().unwrap_or_default();
                     if let Err(e) = std::fs::write("/proc/self/loginuid", &uid) {
-                        let current = std::fs::read_to_string("/proc/self/loginuid").unwrap_or_default();
+                        let current =
+                            std::fs::read_to_string("/proc/self/loginuid").unwrap_or_default();
                         if current.trim() == "4294967295" {
                             eprintln!("cannot set loginuid: {e}");
                             std::process::exit(3);
@@ -63,11 +78,16 @@ fn main() {
             // acts, so this is safe; the open alone is the intent nodeward reports.
             Some("open-sysrq") => {
                 let write = args.get(2).map(String::as_str) == Some("--write-mode");
-                let f = std::fs::OpenOptions::new().read(!write).write(write).open("/proc/sysrq-trigger");
+                let f = std::fs::OpenOptions::new()
+                    .read(!write)
+                    .write(write)
+                    .open("/proc/sysrq-trigger");
                 drop(f);
             }
             _ => {
-                eprintln!("usage: nodeward-test-helper bad-reboot  (or run it under a reboot-family name)");
+                eprintln!(
+                    "usage: nodeward-test-helper bad-reboot  (or run it under a reboot-family name)"
+                );
                 std::process::exit(2);
             }
         },
