@@ -5,8 +5,8 @@
 
 use agent_common::{
     arp::{
-        ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_GRATUITOUS, ARP_F_REPLY, ARP_F_VLAN,
-        ARP_NEW, ARP_PROBE_CONFLICT, ArpEvent, Binding, BindingKey,
+        ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_GRATUITOUS, ARP_F_REPLY,
+        ARP_F_VLAN, ARP_NEW, ARP_PROBE_CONFLICT, ArpEvent, Binding, BindingKey,
     },
     event::kind,
     session::{AF_INET, AF_INET6},
@@ -23,7 +23,8 @@ use aya_ebpf::{
 use crate::common::{EVENTS, count, header};
 
 #[map(name = "ARP_BINDINGS")]
-static ARP_BINDINGS: LruHashMap<BindingKey, Binding> = LruHashMap::with_max_entries(ARP_BINDINGS_CAPACITY, 0);
+static ARP_BINDINGS: LruHashMap<BindingKey, Binding> =
+    LruHashMap::with_max_entries(ARP_BINDINGS_CAPACITY, 0);
 
 /// tcx: continue with the next program (e.g. the quarantine's), whatever we saw.
 const TCX_NEXT: i32 = -1;
@@ -98,7 +99,11 @@ fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
     let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
-    let key = BindingKey { addr: target, family: AF_INET6, _pad: [0; 6] };
+    let key = BindingKey {
+        addr: target,
+        family: AF_INET6,
+        _pad: [0; 6],
+    };
     if ty == 135 {
         let src: [u8; 16] = ctx.load(l3 + 8).ok()?;
         if src == [0; 16] {
@@ -118,7 +123,14 @@ fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
 
 /// A probe (RFC 5227 or IPv6 DAD) for an address: a conflict if someone else holds it.
 #[inline(always)]
-fn probe(key: BindingKey, sha: [u8; 6], now: u64, ifindex: u32, flags: u16, vlan: u16) -> Option<()> {
+fn probe(
+    key: BindingKey,
+    sha: [u8; 6],
+    now: u64,
+    ifindex: u32,
+    flags: u16,
+    vlan: u16,
+) -> Option<()> {
     // SAFETY: map lookup, value copied.
     let held = unsafe { ARP_BINDINGS.get(&key) }.copied()?;
     if held.mac == sha || now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS {
@@ -133,16 +145,39 @@ fn probe(key: BindingKey, sha: [u8; 6], now: u64, ifindex: u32, flags: u16, vlan
 
 /// A claim of an address by a MAC: new binding, refresh, or change (rate-limited).
 #[inline(always)]
-fn claim(key: BindingKey, sha: [u8; 6], now: u64, ifindex: u32, flags: u16, vlan: u16) -> Option<()> {
+fn claim(
+    key: BindingKey,
+    sha: [u8; 6],
+    now: u64,
+    ifindex: u32,
+    flags: u16,
+    vlan: u16,
+) -> Option<()> {
     // SAFETY: map lookup, value copied.
     match unsafe { ARP_BINDINGS.get(&key) }.copied() {
         None => {
             // last_event_ns 0: the first change of a binding is never rate-limited.
-            let b = Binding { mac: sha, vlan, ifindex, _pad0: 0, first_seen_ns: now, last_seen_ns: now, last_event_ns: 0 };
+            let b = Binding {
+                mac: sha,
+                vlan,
+                ifindex,
+                _pad0: 0,
+                first_seen_ns: now,
+                last_seen_ns: now,
+                last_event_ns: 0,
+            };
             if ARP_BINDINGS.insert(&key, &b, 0).is_err() {
                 count(kind::ARP, stats::MAP_FULL);
             }
-            emit(ARP_NEW, ifindex, flags, vlan, &key, sha, &Binding::default());
+            emit(
+                ARP_NEW,
+                ifindex,
+                flags,
+                vlan,
+                &key,
+                sha,
+                &Binding::default(),
+            );
         }
         Some(held) if held.mac == sha => {
             let mut b = held;
@@ -159,7 +194,11 @@ fn claim(key: BindingKey, sha: [u8; 6], now: u64, ifindex: u32, flags: u16, vlan
                 _pad0: 0,
                 first_seen_ns: now,
                 last_seen_ns: now,
-                last_event_ns: if rate_limited { held.last_event_ns } else { now },
+                last_event_ns: if rate_limited {
+                    held.last_event_ns
+                } else {
+                    now
+                },
             };
             let _ = ARP_BINDINGS.insert(&key, &b, 0);
             if rate_limited {
@@ -179,11 +218,23 @@ fn key_of(ip: [u8; 4]) -> BindingKey {
     addr[1] = ip[1];
     addr[2] = ip[2];
     addr[3] = ip[3];
-    BindingKey { addr, family: AF_INET, _pad: [0; 6] }
+    BindingKey {
+        addr,
+        family: AF_INET,
+        _pad: [0; 6],
+    }
 }
 
 #[inline(always)]
-fn emit(kind_: u32, ifindex: u32, flags: u16, vlan: u16, key: &BindingKey, mac: [u8; 6], old: &Binding) {
+fn emit(
+    kind_: u32,
+    ifindex: u32,
+    flags: u16,
+    vlan: u16,
+    key: &BindingKey,
+    mac: [u8; 6],
+    old: &Binding,
+) {
     let Some(mut entry) = EVENTS.reserve::<ArpEvent>(0) else {
         count(kind::ARP, stats::RINGBUF_FULL);
         return;

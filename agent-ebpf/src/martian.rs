@@ -16,13 +16,16 @@ static MARTIAN_REASONS: HashMap<u32, u32> = HashMap::with_max_entries(32, 0);
 #[map(name = "MARTIAN_COUNTS")]
 static MARTIAN_COUNTS: PerCpuHashMap<MartianKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
 #[map(name = "MARTIAN_SOURCES")]
-static MARTIAN_SOURCES: LruPerCpuHashMap<MartianSource, u64> = LruPerCpuHashMap::with_max_entries(MARTIAN_SOURCES_CAPACITY, 0);
+static MARTIAN_SOURCES: LruPerCpuHashMap<MartianSource, u64> =
+    LruPerCpuHashMap::with_max_entries(MARTIAN_SOURCES_CAPACITY, 0);
 
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn martian_drop(ctx: TracePointContext) -> u32 {
     // skbaddr @8, protocol @32 (host order), reason @36.
     // SAFETY: tracepoint context reads through the checked helper.
-    let Ok(reason) = (unsafe { ctx.read_at::<u32>(36) }) else { return 0 };
+    let Ok(reason) = (unsafe { ctx.read_at::<u32>(36) }) else {
+        return 0;
+    };
     // SAFETY: map lookup.
     if unsafe { MARTIAN_REASONS.get(&reason) }.is_none() {
         return 0;
@@ -32,18 +35,29 @@ pub fn martian_drop(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: as above.
-    let Ok(skb) = (unsafe { ctx.read_at::<u64>(8) }) else { return 0 };
+    let Ok(skb) = (unsafe { ctx.read_at::<u64>(8) }) else {
+        return 0;
+    };
     let skb = skb as *const u8;
     let off = offsets();
     // SAFETY: probe reads through read_at tolerate any address.
     let dev: Option<*const u8> = unsafe { read_at(skb, off.skb_dev) };
     // SAFETY: as above.
-    let ifindex: u32 = dev.and_then(|d| unsafe { read_at(d, off.netdev_ifindex) }).unwrap_or(0);
+    let ifindex: u32 = dev
+        .and_then(|d| unsafe { read_at(d, off.netdev_ifindex) })
+        .unwrap_or(0);
     // SAFETY: as above.
     let net: Option<*const u8> = dev.and_then(|d| unsafe { read_at(d, off.netdev_net) });
     // SAFETY: as above.
-    let netns: u32 = net.and_then(|n| unsafe { read_at(n, off.net_inum) }).unwrap_or(0);
-    let key = MartianKey { ifindex, netns, reason, _pad: 0 };
+    let netns: u32 = net
+        .and_then(|n| unsafe { read_at(n, off.net_inum) })
+        .unwrap_or(0);
+    let key = MartianKey {
+        ifindex,
+        netns,
+        reason,
+        _pad: 0,
+    };
     percpu_inc!(MARTIAN_COUNTS, &key);
     // SAFETY: as above.
     let head: Option<*const u8> = unsafe { read_at(skb, off.skb_head) };
@@ -52,7 +66,14 @@ pub fn martian_drop(ctx: TracePointContext) -> u32 {
     if let (Some(head), Some(nh)) = (head, nh) {
         // SAFETY: as above; iphdr.saddr is at +12.
         if let Some(saddr) = unsafe { read_at::<[u8; 4]>(head, u32::from(nh) + 12) } {
-            percpu_inc!(MARTIAN_SOURCES, &MartianSource { key, saddr, _pad: 0 });
+            percpu_inc!(
+                MARTIAN_SOURCES,
+                &MartianSource {
+                    key,
+                    saddr,
+                    _pad: 0
+                }
+            );
         }
     }
     0

@@ -13,7 +13,10 @@ use agent_common::{
 };
 use aya_ebpf::{
     bindings::TC_ACT_SHOT,
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns, generated::bpf_send_signal},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
+        generated::bpf_send_signal,
+    },
     macros::{classifier, lsm, map, tracepoint},
     maps::{HashMap, PerCpuArray},
     programs::{LsmContext, TcContext, TracePointContext},
@@ -70,7 +73,11 @@ pub fn quarantine_exec(_ctx: TracePointContext) -> u32 {
     };
     // SAFETY: sends SIGKILL to the current task, which is the one that matched.
     let sent = unsafe { bpf_send_signal(SIGKILL) };
-    qcount(if sent == 0 { QSTAT_EXEC_KILLED } else { QSTAT_SIGNAL_ERROR });
+    qcount(if sent == 0 {
+        QSTAT_EXEC_KILLED
+    } else {
+        QSTAT_SIGNAL_ERROR
+    });
     report(id, sent);
     0
 }
@@ -132,7 +139,8 @@ pub fn quarantine_lsm_exec(ctx: LsmContext) -> i32 {
     let mut comm = [0u8; 16];
     // SAFETY: kernel string read through the checked helper into a zeroed buffer, so
     // the key is NUL-padded like a comm (and truncated to 15 bytes like one).
-    if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(name, &mut comm[..15]) }.is_err() {
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_kernel_str_bytes(name, &mut comm[..15]) }.is_err()
+    {
         return 0;
     }
     match blocked(comm) {
@@ -169,7 +177,14 @@ pub fn quarantine_tc(ctx: TcContext) -> i32 {
 fn decide(ctx: &TcContext) -> Option<u32> {
     let src: [u8; 6] = ctx.load(6).ok()?;
     // SAFETY: map lookup, value used at once.
-    if in_force(unsafe { DROP_MAC.get(&MacKey { mac: src, _pad: [0; 2] }) }).is_some() {
+    if in_force(unsafe {
+        DROP_MAC.get(&MacKey {
+            mac: src,
+            _pad: [0; 2],
+        })
+    })
+    .is_some()
+    {
         return Some(QSTAT_DROP_MAC);
     }
     let mut l3 = 14usize;
@@ -184,7 +199,15 @@ fn decide(ctx: &TcContext) -> Option<u32> {
             let mac: [u8; 6] = ctx.load(l3 + 8).ok()?;
             let ip: [u8; 4] = ctx.load(l3 + 14).ok()?;
             // SAFETY: as above.
-            if in_force(unsafe { DROP_ARP.get(&ArpClaimKey { ip, mac, _pad: [0; 2] }) }).is_some() {
+            if in_force(unsafe {
+                DROP_ARP.get(&ArpClaimKey {
+                    ip,
+                    mac,
+                    _pad: [0; 2],
+                })
+            })
+            .is_some()
+            {
                 return Some(QSTAT_DROP_ARP);
             }
             // SAFETY: as above.

@@ -5,9 +5,10 @@ use agent_common::{
     event::kind,
     maps::{self, ExecWatchKey},
     reboot::{
-        ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK,
-        ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, KEXEC_FILE_LOAD, KEXEC_LOAD, KexecEvent,
-        REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent, SYSRQ_PATH, SysrqOpenEvent, class,
+        ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED,
+        EXEC_GUARD_WOULD_BLOCK, ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF,
+        KEXEC_FILE_LOAD, KEXEC_LOAD, KexecEvent, REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent,
+        SYSRQ_PATH, SysrqOpenEvent, class,
     },
     session::{AF_INET, ORIGIN_SSH, Origin},
     stats,
@@ -31,7 +32,8 @@ static EXEC_WATCH: HashMap<ExecWatchKey, u32> =
 static REBOOT_GUARD: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map(name = "REBOOT_ALLOWED")]
-static REBOOT_ALLOWED: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(REBOOT_ALLOWED_CAPACITY, 0);
+static REBOOT_ALLOWED: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(REBOOT_ALLOWED_CAPACITY, 0);
 
 /// Guard decision for a reboot-family exec by a task of this origin: 0 (let it run),
 /// or the flag to set on the record.
@@ -44,12 +46,20 @@ fn guard_verdict(class: u32, origin: &Origin) -> u32 {
     let mut addr = origin.peer_addr;
     if origin.family == AF_INET {
         // IPv4-mapped IPv6, so one trie holds both families.
-        addr = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3]];
+        addr = [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+        ];
     }
     if REBOOT_ALLOWED.get(&Key::new(128, addr)).is_some() {
         return 0;
     }
-    if mode == GUARD_ENFORCE { EXEC_GUARD_BLOCKED } else if mode == GUARD_DRY_RUN { EXEC_GUARD_WOULD_BLOCK } else { 0 }
+    if mode == GUARD_ENFORCE {
+        EXEC_GUARD_BLOCKED
+    } else if mode == GUARD_DRY_RUN {
+        EXEC_GUARD_WOULD_BLOCK
+    } else {
+        0
+    }
 }
 
 // syscalls:sys_enter_* layout: 8 bytes common fields, __syscall_nr, then 8-byte args
@@ -59,7 +69,6 @@ const ARG1: usize = 24;
 const ARG2: usize = 32;
 const ARG3: usize = 40;
 const ARG4: usize = 48;
-
 
 #[tracepoint(category = "syscalls", name = "sys_enter_reboot")]
 pub fn reboot_sys_enter(ctx: TracePointContext) -> u32 {
@@ -71,7 +80,10 @@ pub fn reboot_sys_enter(ctx: TracePointContext) -> u32 {
     // SAFETY: ev points into a reserved ring-buffer slot of exactly this type; every
     // field is written before submit. Tracepoint reads go through bpf_probe_read_kernel.
     unsafe {
-        (*ev).header = header(kind::REBOOT_SYSCALL, core::mem::size_of::<RebootSyscallEvent>());
+        (*ev).header = header(
+            kind::REBOOT_SYSCALL,
+            core::mem::size_of::<RebootSyscallEvent>(),
+        );
         fill_proc(&mut (*ev).proc, kind::REBOOT_SYSCALL);
         (*ev).magic1 = ctx.read_at::<u64>(ARG0).unwrap_or(0) as u32;
         (*ev).magic2 = ctx.read_at::<u64>(ARG1).unwrap_or(0) as u32;
@@ -129,7 +141,10 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
     // The guard decides before anything else: the kill must not depend on the ring
     // buffer having room.
     // SAFETY: map lookup, value copied.
-    let origin = match unsafe { crate::session::TASK_ORIGIN.get(&((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32)) } {
+    let origin = match unsafe {
+        crate::session::TASK_ORIGIN
+            .get(&((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32))
+    } {
         Some(o) => *o,
         None => Origin::default(),
     };
@@ -162,12 +177,20 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
         (*ev).args_len = 0;
         match arg_block() {
             Some((start, len)) => {
-                let n = if len > ARGS_LEN as u64 { ARGS_LEN as u64 } else { len };
+                let n = if len > ARGS_LEN as u64 {
+                    ARGS_LEN as u64
+                } else {
+                    len
+                };
                 if len > ARGS_LEN as u64 {
                     (*ev).flags |= EXEC_ARGS_TRUNCATED;
                 }
                 let n = n as u32 & (ARGS_LEN as u32 * 2 - 1);
-                let n = if n > ARGS_LEN as u32 { ARGS_LEN as u32 } else { n };
+                let n = if n > ARGS_LEN as u32 {
+                    ARGS_LEN as u32
+                } else {
+                    n
+                };
                 let dst = (*ev).args.as_mut_ptr();
                 if raw::bpf_probe_read_user(dst.cast(), n, start as *const c_void) == 0 {
                     (*ev).args_len = n;
@@ -193,10 +216,14 @@ const O_ACCMODE: u64 = 3;
 fn sysrq_open(ctx: &TracePointContext, syscall: u32) -> u32 {
     // openat/openat2(dfd, filename @24, ...)
     // SAFETY: tracepoint context read through the checked helper.
-    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else { return 0 };
+    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else {
+        return 0;
+    };
     let mut name = [0u8; 20];
     // SAFETY: user pointer read through the checked helper (fails cleanly on a bad pointer).
-    if unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(ptr as *const u8, &mut name) }.is_err() {
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(ptr as *const u8, &mut name) }
+        .is_err()
+    {
         return 0;
     }
     if &name != SYSRQ_PATH {

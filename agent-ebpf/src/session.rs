@@ -8,11 +8,16 @@
 
 use agent_common::{
     event::kind,
-    session::{AF_INET, AF_INET6, ORIGIN_SSH, Origin, SshAcceptEvent, TASK_ORIGIN_CAPACITY, TracepointOffsets},
+    session::{
+        AF_INET, AF_INET6, ORIGIN_SSH, Origin, SshAcceptEvent, TASK_ORIGIN_CAPACITY,
+        TracepointOffsets,
+    },
     stats,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
+    },
     macros::{map, tracepoint},
     maps::{HashMap, LruHashMap},
     programs::TracePointContext,
@@ -21,7 +26,8 @@ use aya_ebpf::{
 use crate::common::{EVENTS, count, fill_proc, header};
 
 #[map(name = "TASK_ORIGIN")]
-pub static TASK_ORIGIN: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(TASK_ORIGIN_CAPACITY, 0);
+pub static TASK_ORIGIN: LruHashMap<u32, Origin> =
+    LruHashMap::with_max_entries(TASK_ORIGIN_CAPACITY, 0);
 /// Origin of the connection an sshd just accepted, for its next fork.
 #[map(name = "PENDING_ACCEPT")]
 static PENDING_ACCEPT: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(1024, 0);
@@ -88,7 +94,8 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: as above.
-    let port = u16::from_be(unsafe { bpf_probe_read_user(sa.wrapping_add(2) as *const u16) }.unwrap_or(0));
+    let port =
+        u16::from_be(unsafe { bpf_probe_read_user(sa.wrapping_add(2) as *const u16) }.unwrap_or(0));
     let mut origin = Origin {
         kind: ORIGIN_SSH,
         family,
@@ -113,7 +120,12 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
     } else {
         return 0; // a unix-socket accept: not a network session
     }
-    let key = PeerKey { addr: origin.peer_addr, port, family, _pad: 0 };
+    let key = PeerKey {
+        addr: origin.peer_addr,
+        port,
+        family,
+        _pad: 0,
+    };
     // SAFETY: as above.
     if let Some(lp) = unsafe { PEER_LOCAL_PORT.get(&key) } {
         origin.local_port = *lp;
@@ -164,7 +176,9 @@ pub fn session_sock_state(ctx: TracePointContext) -> u32 {
     // oldstate @16, newstate @20, sport @24, dport @26, family @28, protocol @30,
     // daddr @36 (v4), daddr_v6 @56. TCP_SYN_RECV = 3 -> TCP_ESTABLISHED = 1.
     // SAFETY: tracepoint context reads through the checked helper.
-    let (Ok(old), Ok(new)) = (unsafe { ctx.read_at::<i32>(16) }, unsafe { ctx.read_at::<i32>(20) }) else {
+    let (Ok(old), Ok(new)) = (unsafe { ctx.read_at::<i32>(16) }, unsafe {
+        ctx.read_at::<i32>(20)
+    }) else {
         return 0;
     };
     if old != 3 || new != 1 {
@@ -172,7 +186,11 @@ pub fn session_sock_state(ctx: TracePointContext) -> u32 {
     }
     // SAFETY: as above.
     let (sport, dport, family) = unsafe {
-        (ctx.read_at::<u16>(24).unwrap_or(0), ctx.read_at::<u16>(26).unwrap_or(0), ctx.read_at::<u16>(28).unwrap_or(0))
+        (
+            ctx.read_at::<u16>(24).unwrap_or(0),
+            ctx.read_at::<u16>(26).unwrap_or(0),
+            ctx.read_at::<u16>(28).unwrap_or(0),
+        )
     };
     let mut addr = [0u8; 16];
     if family == AF_INET {
@@ -188,7 +206,16 @@ pub fn session_sock_state(ctx: TracePointContext) -> u32 {
     } else {
         return 0;
     }
-    let _ = PEER_LOCAL_PORT.insert(&PeerKey { addr, port: dport, family, _pad: 0 }, &sport, 0);
+    let _ = PEER_LOCAL_PORT.insert(
+        &PeerKey {
+            addr,
+            port: dport,
+            family,
+            _pad: 0,
+        },
+        &sport,
+        0,
+    );
     0
 }
 

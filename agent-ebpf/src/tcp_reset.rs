@@ -17,7 +17,8 @@ use crate::common::percpu_inc;
 #[map(name = "RESET_COUNTS")]
 static RESET_COUNTS: PerCpuHashMap<ResetKey, u64> = PerCpuHashMap::with_max_entries(256, 0);
 #[map(name = "RESET_PEERS")]
-static RESET_PEERS: LruPerCpuHashMap<PeerKey, u64> = LruPerCpuHashMap::with_max_entries(RESET_PEERS_CAPACITY, 0);
+static RESET_PEERS: LruPerCpuHashMap<PeerKey, u64> =
+    LruPerCpuHashMap::with_max_entries(RESET_PEERS_CAPACITY, 0);
 
 /// The address at `v4`/`v6` of the record for `family`, or `None` for other families.
 #[inline(always)]
@@ -42,11 +43,25 @@ pub fn tcp_reset_send(ctx: TracePointContext) -> u32 {
     // reason @28 (enum sk_rst_reason), daddr[28] @60: a sockaddr (family, port, address).
     // SAFETY: tracepoint context reads through the checked helper.
     let reason = unsafe { ctx.read_at::<u32>(28) }.unwrap_or(0);
-    percpu_inc!(RESET_COUNTS, &ResetKey { direction: DIR_SENT, reason });
+    percpu_inc!(
+        RESET_COUNTS,
+        &ResetKey {
+            direction: DIR_SENT,
+            reason
+        }
+    );
     // SAFETY: as above.
     let family = unsafe { ctx.read_at::<u16>(60) }.unwrap_or(0);
     if let Some(addr) = address(&ctx, family, 64, 68) {
-        percpu_inc!(RESET_PEERS, &PeerKey { direction: DIR_SENT, family, _pad: 0, addr });
+        percpu_inc!(
+            RESET_PEERS,
+            &PeerKey {
+                direction: DIR_SENT,
+                family,
+                _pad: 0,
+                addr
+            }
+        );
     }
     0
 }
@@ -54,11 +69,25 @@ pub fn tcp_reset_send(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
 pub fn tcp_reset_receive(ctx: TracePointContext) -> u32 {
     // family @20, daddr @26 (v4), daddr_v6 @46: the remote end, who reset us.
-    percpu_inc!(RESET_COUNTS, &ResetKey { direction: DIR_RECEIVED, reason: 0 });
+    percpu_inc!(
+        RESET_COUNTS,
+        &ResetKey {
+            direction: DIR_RECEIVED,
+            reason: 0
+        }
+    );
     // SAFETY: tracepoint context reads through the checked helper.
     let family = unsafe { ctx.read_at::<u16>(20) }.unwrap_or(0);
     if let Some(addr) = address(&ctx, family, 26, 46) {
-        percpu_inc!(RESET_PEERS, &PeerKey { direction: DIR_RECEIVED, family, _pad: 0, addr });
+        percpu_inc!(
+            RESET_PEERS,
+            &PeerKey {
+                direction: DIR_RECEIVED,
+                family,
+                _pad: 0,
+                addr
+            }
+        );
     }
     0
 }
