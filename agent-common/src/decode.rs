@@ -22,6 +22,7 @@ pub enum Event {
     SshAccept(crate::session::SshAcceptEvent),
     SysrqOpen(crate::reboot::SysrqOpenEvent),
     Arp(crate::arp::ArpEvent),
+    SecretOpen(Box<crate::secrets::SecretOpenEvent>),
 }
 
 impl Event {
@@ -34,6 +35,7 @@ impl Event {
             Event::SshAccept(e) => &e.header,
             Event::SysrqOpen(e) => &e.header,
             Event::Arp(e) => &e.header,
+            Event::SecretOpen(e) => &e.header,
         }
     }
 }
@@ -110,6 +112,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         kind::SSH_ACCEPT => Event::SshAccept(read(buf)),
         kind::SYSRQ_OPEN => Event::SysrqOpen(read(buf)),
         kind::ARP => Event::Arp(read(buf)),
+        kind::SECRET_OPEN => Event::SecretOpen(Box::new(read(buf))),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

@@ -45,8 +45,10 @@ pub mod kind {
     pub const SYSRQ_OPEN: u16 = 6;
     /// [`crate::arp::ArpEvent`]: a new binding, a MAC change or a probe conflict.
     pub const ARP: u16 = 7;
+    /// [`crate::secrets::SecretOpenEvent`]: a watched secret file was opened.
+    pub const SECRET_OPEN: u16 = 8;
     /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 7;
+    pub const MAX: u16 = 8;
 }
 
 /// The record size for a kind, or `None` for an unknown kind. Every kind is listed
@@ -60,6 +62,7 @@ pub const fn record_size(kind: u16) -> Option<usize> {
         kind::SSH_ACCEPT => Some(core::mem::size_of::<crate::session::SshAcceptEvent>()),
         kind::SYSRQ_OPEN => Some(core::mem::size_of::<crate::reboot::SysrqOpenEvent>()),
         kind::ARP => Some(core::mem::size_of::<crate::arp::ArpEvent>()),
+        kind::SECRET_OPEN => Some(core::mem::size_of::<crate::secrets::SecretOpenEvent>()),
         _ => None,
     }
 }

@@ -19,6 +19,7 @@ pub mod offsets;
 pub mod proc;
 pub mod quarantine;
 pub mod reboot;
+pub mod secrets;
 pub mod session;
 pub mod stats;
 pub mod tcp_reset;

@@ -9,6 +9,7 @@ mod martian;
 mod probe;
 mod quarantine;
 mod reboot;
+mod secrets;
 mod session;
 mod tcp_reset;
 

@@ -265,6 +265,42 @@ pub struct Detectors {
     pub arp: ArpConfig,
     pub tcp_reset: TcpResetConfig,
     pub martian: MartianConfig,
+    pub secrets: SecretsConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub enabled: bool,
+    /// Secret files, by absolute path (at most 63 bytes); watched whether or not they
+    /// exist yet (a key appearing at one is `secret_created`). Content is never read.
+    pub paths: Vec<PathBuf>,
+    /// Process names (comm) whose reads are expected (e.g. corosync reading its key).
+    pub allowed_readers: Vec<String>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            paths: [
+                "/etc/corosync/authkey",
+                "/etc/pve/priv/authkey.key",
+                "/etc/pve/priv/authorized_keys",
+                "/etc/ssh/ssh_host_ed25519_key",
+                "/etc/ssh/ssh_host_ecdsa_key",
+                "/etc/ssh/ssh_host_rsa_key",
+                "/root/.ssh/id_ed25519",
+                "/root/.ssh/id_ecdsa",
+                "/root/.ssh/id_rsa",
+            ]
+            .map(PathBuf::from)
+            .to_vec(),
+            allowed_readers: ["corosync", "pmxcfs", "sshd", "sshd-session"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -524,6 +560,14 @@ impl Config {
                 ));
             }
         }
+        for (i, p) in self.detectors.secrets.paths.iter().enumerate() {
+            if !p.is_absolute() || p.as_os_str().len() >= agent_common::secrets::PATH_LEN {
+                return Err(bad(
+                    &format!("detectors.secrets.paths[{i}]"),
+                    "must be an absolute path of at most 63 bytes",
+                ));
+            }
+        }
         let mr = &self.detectors.martian;
         if mr.flood_threshold == 0 || mr.window.is_zero() {
             return Err(bad(
@@ -591,6 +635,9 @@ impl Config {
         }
         if self.detectors.martian.enabled {
             out.push("martian");
+        }
+        if self.detectors.secrets.enabled {
+            out.push("secrets");
         }
         out
     }

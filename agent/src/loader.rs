@@ -143,6 +143,7 @@ impl Kernel {
         self.sync_sshd_comms(config)?;
         self.sync_reboot_guard(config)?;
         self.sync_martian_reasons(config)?;
+        self.sync_secret_paths(config)?;
         let mut enabled = config.enabled_detectors();
         // The kill-on-exec program runs whenever block_exec may enforce.
         if config.action_mode(crate::quarantine::ActionKind::BlockExec)
@@ -465,6 +466,41 @@ impl Kernel {
             })?;
         }
         self.martian_reasons = wanted;
+        Ok(())
+    }
+
+    /// Secret paths as NUL-padded keys -> index in the configuration.
+    fn sync_secret_paths(&mut self, config: &Config) -> Result<(), LoadError> {
+        use agent_common::secrets::{PATH_LEN, SECRET_PATHS};
+        let map = self
+            .ebpf
+            .map_mut(SECRET_PATHS)
+            .ok_or(LoadError::MissingMap(SECRET_PATHS))?;
+        let mut m: BpfHashMap<_, [u8; PATH_LEN], u32> =
+            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
+                name: SECRET_PATHS,
+                source,
+            })?;
+        let old: Vec<[u8; PATH_LEN]> = m.keys().filter_map(Result::ok).collect();
+        for k in old {
+            m.remove(&k).map_err(|source| LoadError::Map {
+                name: SECRET_PATHS,
+                source,
+            })?;
+        }
+        if config.detectors.secrets.enabled {
+            for (i, p) in config.detectors.secrets.paths.iter().enumerate() {
+                let bytes = p.as_os_str().as_encoded_bytes();
+                let mut key = [0u8; PATH_LEN];
+                key[..bytes.len().min(PATH_LEN - 1)]
+                    .copy_from_slice(&bytes[..bytes.len().min(PATH_LEN - 1)]);
+                m.insert(&key, &(i as u32), 0)
+                    .map_err(|source| LoadError::Map {
+                        name: SECRET_PATHS,
+                        source,
+                    })?;
+            }
+        }
         Ok(())
     }
 

@@ -107,6 +107,7 @@ pub struct Metrics {
     arp_interfaces: IntGauge,
     arp_drift: IntGaugeVec,
     incidents: IntCounterVec,
+    secret_opens: IntCounterVec,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
     quarantine_kernel: IntCounterVec,
@@ -331,6 +332,12 @@ impl Metrics {
                 "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).",
                 &["address", "interfaces"],
             ),
+            secret_opens: counter_vec(
+                &r,
+                "nodeward_secrets_opens_total",
+                "Opens of watched secret files: secret_read, secret_written, secret_created; allowed=true for reads by detectors.secrets.allowed_readers.",
+                &["kind", "allowed"],
+            ),
             incidents: counter_vec(
                 &r,
                 "nodeward_incidents_total",
@@ -439,6 +446,11 @@ impl Metrics {
             self.arp_drift.with_label_values(&[k]).set(0);
         }
         self.incidents.with_label_values(&["ip_conflict"]);
+        for k in detectors::secrets::KINDS {
+            for a in ["true", "false"] {
+                self.secret_opens.with_label_values(&[k, a]);
+            }
+        }
         for k in detectors::arp::KINDS {
             self.arp_findings.with_label_values(&[k]);
         }
@@ -649,6 +661,10 @@ impl Metrics {
             Finding::SshSession(_) => self.ssh_accepts.inc(),
             Finding::Arp(a) => self.arp_findings.with_label_values(&[a.kind]).inc(),
             Finding::Incident(i) => self.incidents.with_label_values(&[i.kind]).inc(),
+            Finding::Secret(f) => self
+                .secret_opens
+                .with_label_values(&[f.kind, if f.allowed { "true" } else { "false" }])
+                .inc(),
             Finding::Martian(f) => {
                 if f.kind == "martian_flood" {
                     self.martian_floods.with_label_values(&[&f.reason]).inc();

@@ -127,6 +127,11 @@ pub async fn run(
                 let found = detectors.observe(&event, now_ms);
                 let incidents: Vec<Finding> = found.iter().filter_map(|f| correlator.observe(f, now_ms)).map(Finding::Incident).collect();
                 for mut finding in found.into_iter().chain(incidents) {
+                    if let Finding::Secret(f) = &mut finding {
+                        let mut chain = lineage(f.process.ppid);
+                        chain.push(f.process.comm.clone());
+                        f.lineage = chain;
+                    }
                     if let Finding::RebootIntent(i) = &mut finding {
                         // The reboot process and its parent are usually still there.
                         let mut chain = lineage(i.process.ppid);
@@ -189,6 +194,24 @@ pub async fn run(
 pub fn report(finding: &Finding) {
     let detail = serde_json::to_string(finding).unwrap_or_default();
     match finding {
+        Finding::Secret(f) => {
+            let p = &f.process;
+            let msg = format!(
+                "{}: {} by {}[{}] (uid {}, origin {}){}",
+                f.kind,
+                f.path,
+                p.comm,
+                p.pid,
+                p.uid,
+                serde_json::to_string(&p.origin).unwrap_or_default(),
+                if f.allowed { " — allowed reader" } else { "" }
+            );
+            if f.allowed {
+                tracing::info!(target: "nodeward::finding", detector = "secrets", finding = f.kind, path = %f.path, pid = p.pid, comm = %p.comm, origin = p.origin.label(), allowed = true, detail = %detail, "{msg}");
+            } else {
+                warn!(target: "nodeward::finding", detector = "secrets", finding = f.kind, path = %f.path, pid = p.pid, comm = %p.comm, origin = p.origin.label(), allowed = false, lineage = %f.lineage.join(" → "), detail = %detail, "{msg}");
+            }
+        }
         Finding::Incident(i) => {
             let addr = i.addr.map(|a| a.to_string()).unwrap_or_default();
             let mut parts = Vec::new();

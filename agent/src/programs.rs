@@ -143,6 +143,20 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "sched_process_exit",
         true,
     ),
+    tp(
+        "secrets",
+        "secrets_openat",
+        "syscalls",
+        "sys_enter_openat",
+        true,
+    ),
+    tp(
+        "secrets",
+        "secrets_openat2",
+        "syscalls",
+        "sys_enter_openat2",
+        false,
+    ),
     tp("martian", "martian_drop", "skb", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
     tp(

@@ -5,6 +5,7 @@ pub mod arp;
 pub mod incident;
 pub mod martian;
 pub mod reboot;
+pub mod secrets;
 pub mod session;
 pub mod tcp_reset;
 pub mod window;
@@ -20,7 +21,14 @@ use crate::config::Config;
 
 /// Every detector id, in the order they are reported. One id names a detector's files
 /// in every crate, its config table, metric subsystem, dashboard row and alert group.
-pub const ALL: &[&str] = &["reboot", "session", "arp", "tcp_reset", "martian"];
+pub const ALL: &[&str] = &[
+    "reboot",
+    "session",
+    "arp",
+    "tcp_reset",
+    "martian",
+    "secrets",
+];
 
 /// A conclusion drawn by a detector.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -32,6 +40,7 @@ pub enum Finding {
     TcpReset(tcp_reset::ResetFinding),
     Martian(martian::MartianFinding),
     Incident(incident::Incident),
+    Secret(secrets::SecretFinding),
 }
 
 impl Finding {
@@ -43,6 +52,7 @@ impl Finding {
             Finding::TcpReset(_) => "tcp_reset",
             Finding::Martian(_) => "martian",
             Finding::Incident(_) => "incident",
+            Finding::Secret(_) => "secrets",
         }
     }
 }
@@ -155,6 +165,7 @@ pub struct DetectorSet {
     reboot: Option<reboot::RebootDetector>,
     session: Option<session::SessionDetector>,
     arp: Option<arp::ArpDetector>,
+    secrets: Option<secrets::SecretsDetector>,
 }
 
 impl DetectorSet {
@@ -172,6 +183,11 @@ impl DetectorSet {
                 .arp
                 .enabled
                 .then(|| arp::ArpDetector::new(&config.detectors.arp)),
+            secrets: config
+                .detectors
+                .secrets
+                .enabled
+                .then(|| secrets::SecretsDetector::new(&config.detectors.secrets)),
         }
     }
 
@@ -225,6 +241,9 @@ impl DetectorSet {
         }
         if let Some(d) = &mut self.arp {
             out.extend(d.observe(event, now_ms).into_iter().map(Finding::Arp));
+        }
+        if let Some(d) = &mut self.secrets {
+            out.extend(d.observe(event).map(Finding::Secret));
         }
         out
     }

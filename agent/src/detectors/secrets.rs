@@ -1,0 +1,116 @@
+//! `secrets` detector: opens of secret files (cluster keys, SSH host and root keys):
+//! `secret_read`, `secret_written`, `secret_created` (opened with O_CREAT: a key
+//! appearing at a secret path, e.g. a copied authkey), with the process, its origin
+//! and lineage. Reads by allowed processes are reported as allowed.
+
+use agent_common::{cstr_bytes, decode::Event, secrets::SecretOpenEvent};
+use serde::Serialize;
+
+use super::Process;
+use crate::config::SecretsConfig;
+
+pub const KINDS: &[&str] = &["secret_read", "secret_written", "secret_created"];
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SecretFinding {
+    /// One of [`KINDS`].
+    pub kind: &'static str,
+    pub path: String,
+    pub process: Process,
+    /// The process is in `allowed_readers` and only read.
+    pub allowed: bool,
+    pub flags: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<String>,
+}
+
+const O_ACCMODE: u64 = 3;
+const O_CREAT: u64 = 0o100;
+
+pub struct SecretsDetector {
+    allowed: Vec<String>,
+}
+
+impl SecretsDetector {
+    pub fn new(config: &SecretsConfig) -> Self {
+        SecretsDetector {
+            allowed: config.allowed_readers.clone(),
+        }
+    }
+
+    pub fn observe(&mut self, event: &Event) -> Option<SecretFinding> {
+        let Event::SecretOpen(e) = event else {
+            return None;
+        };
+        Some(self.classify(e))
+    }
+
+    fn classify(&self, e: &SecretOpenEvent) -> SecretFinding {
+        let kind = if e.flags & O_CREAT != 0 {
+            "secret_created"
+        } else if e.flags & O_ACCMODE != 0 {
+            "secret_written"
+        } else {
+            "secret_read"
+        };
+        let process = Process::from(&e.proc);
+        let allowed = kind == "secret_read" && self.allowed.iter().any(|a| *a == process.comm);
+        SecretFinding {
+            kind,
+            path: String::from_utf8_lossy(cstr_bytes(&e.path)).into_owned(),
+            process,
+            allowed,
+            flags: e.flags,
+            lineage: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_common::{
+        event::{EventHeader, kind},
+        fill_cstr,
+        secrets::PATH_LEN,
+    };
+
+    use super::*;
+
+    fn ev(comm: &[u8], flags: u64) -> Event {
+        let mut e = SecretOpenEvent {
+            header: EventHeader::new(
+                kind::SECRET_OPEN,
+                core::mem::size_of::<SecretOpenEvent>(),
+                1,
+            ),
+            proc: Default::default(),
+            flags,
+            path_id: 0,
+            _pad0: 0,
+            path: [0; PATH_LEN],
+        };
+        fill_cstr(&mut e.proc.comm, comm);
+        fill_cstr(&mut e.path, b"/etc/corosync/authkey");
+        Event::SecretOpen(Box::new(e))
+    }
+
+    #[test]
+    fn reads_writes_creates_and_allowed_readers() {
+        let mut d = SecretsDetector::new(&SecretsConfig::default());
+        let f = d.observe(&ev(b"scp", 0)).unwrap();
+        assert_eq!(
+            (f.kind, f.allowed, f.path.as_str()),
+            ("secret_read", false, "/etc/corosync/authkey")
+        );
+        assert!(d.observe(&ev(b"corosync", 0)).unwrap().allowed);
+        assert_eq!(
+            d.observe(&ev(b"cp", 0o1 | 0o100 | 0o1000)).unwrap().kind,
+            "secret_created"
+        );
+        assert_eq!(d.observe(&ev(b"vi", 0o2)).unwrap().kind, "secret_written");
+        assert!(
+            !d.observe(&ev(b"corosync", 0o2)).unwrap().allowed,
+            "allowed to read, not to write"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! End to end, `secrets` detector: a cluster key read, copied to another secret path
+//! (created there), and read over a real SSH session — each attributed.
+
+use std::{process::Command, time::Duration};
+
+use nodeward_tests::{Agent, Lan, SshLab, agent_bin, metric, skip, wait_for};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
+
+#[test]
+fn key_read_copy_and_ssh_read_are_attributed() {
+    let name = "secrets::key_read_copy_and_ssh_read_are_attributed";
+    let Some(bin) = agent_bin(name) else { return };
+    // A "cluster" and a "standalone node" as two directories of this test.
+    let dir = tempfile::tempdir().unwrap();
+    let (member, standalone) = (dir.path().join("member"), dir.path().join("standalone"));
+    std::fs::create_dir_all(&member).unwrap();
+    std::fs::create_dir_all(&standalone).unwrap();
+    let key = member.join("authkey");
+    let copy = standalone.join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.secrets]\npaths = [\"{}\", \"{}\"]\nallowed_readers = [\"corosync\"]\n",
+            key.display(),
+            copy.display()
+        ),
+    );
+    let find = |kind: &str, path: &std::path::Path, pid: Option<u32>| {
+        wait_for(Duration::from_secs(5), || {
+            agent.logs().into_iter().find(|l| {
+                l["finding"] == kind
+                    && l["path"] == path.display().to_string()
+                    && pid.is_none_or(|p| l["pid"].as_u64() == Some(p.into()))
+            })
+        })
+    };
+    // A read by an unexpected process.
+    let cat = Command::new("cat")
+        .arg(&key)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cat_pid = cat.id();
+    assert!(cat.wait_with_output().unwrap().status.success());
+    let read = find("secret_read", &key, Some(cat_pid))
+        .unwrap_or_else(|| panic!("no secret_read:\n{}", agent.raw_output()));
+    assert_eq!(read["allowed"], false);
+    assert_eq!(read["comm"], "cat");
+    // The copy: read at the source, created at the destination, by the same cp.
+    let cp = Command::new("cp").arg(&key).arg(&copy).spawn().unwrap();
+    let cp_pid = cp.id();
+    assert!(cp.wait_with_output().unwrap().status.success());
+    find("secret_read", &key, Some(cp_pid))
+        .unwrap_or_else(|| panic!("cp's read missing:\n{}", agent.raw_output()));
+    let created = find("secret_created", &copy, Some(cp_pid))
+        .unwrap_or_else(|| panic!("no secret_created:\n{}", agent.raw_output()));
+    assert_eq!(created["comm"], "cp");
+    assert!(
+        metric(
+            &agent.metrics(),
+            "nodeward_secrets_opens_total{allowed=\"false\",kind=\"secret_created\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+
+    // Over SSH: the read carries the session's origin (the copier's address).
+    let lan = Lan::new();
+    let lab = match SshLab::new(&lan, HELPER) {
+        Ok(l) => l,
+        Err(why) => return skip(name, &format!("SSH part: {why}")),
+    };
+    assert!(
+        lab.ssh(&format!("cat {} > /dev/null", copy.display()))
+            .status
+            .success()
+    );
+    let remote = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| {
+            l["finding"] == "secret_read"
+                && l["path"] == copy.display().to_string()
+                && l["origin"] == "ssh"
+        })
+    })
+    .unwrap_or_else(|| panic!("no SSH-attributed read:\n{}", agent.raw_output()));
+    let d: serde_json::Value = serde_json::from_str(remote["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(d["process"]["origin"]["peer"], lan.ip_a.as_str());
+    assert_eq!(d["process"]["loginuid"], 0);
+}
