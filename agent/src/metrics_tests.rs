@@ -1,0 +1,102 @@
+//! Tests of the exposition: golden file, families, README reference.
+use super::*;
+
+const GOLDEN: &str = "testdata/metrics.golden.prom";
+
+/// The exposition of a fresh agent (no kernel attached) is pinned in a golden
+/// file, which `cargo xtask test` also lints with `promtool check metrics`.
+/// Regenerate with UPDATE_GOLDEN=1 after an intended change.
+#[test]
+fn first_scrape_matches_golden_exposition() {
+    let text = Metrics::new().render();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(&path).expect("golden exposition (UPDATE_GOLDEN=1 creates it)");
+    assert_eq!(
+        text, golden,
+        "exposition changed; if intended, run with UPDATE_GOLDEN=1"
+    );
+}
+
+#[test]
+fn loss_and_reboot_series_exist_from_the_first_scrape() {
+    let text = Metrics::new().render();
+    for line in [
+        "nodeward_events_lost_total{reason=\"queue_full\"} 0",
+        "nodeward_events_lost_total{reason=\"ringbuf_full\"} 0",
+        "nodeward_detector_up{detector=\"reboot\"} 0",
+        "nodeward_reboot_intents_total{expected=\"false\",origin=\"ssh\",path=\"syscall\"} 0",
+        "nodeward_reboots_total{cause=\"unknown\",expected=\"unknown\"} 0",
+        "nodeward_event_decode_errors_total{reason=\"unknown_kind\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}");
+    }
+}
+
+/// Every registered family, including those with series only while a condition
+/// holds (e.g. the last reboot). `cargo xtask test` checks dashboards against it.
+fn families() -> Vec<String> {
+    let m = Metrics::new();
+    let mut names: Vec<String> = m
+        .registry
+        .gather()
+        .iter()
+        .map(|f| f.name().to_string())
+        .chain(
+            [
+                &m.last_reboot as &dyn prometheus::core::Collector,
+                &m.enforcement_backend,
+                &m.arp_conflict_series,
+                &m.tcp_storm_series,
+                &m.martian_drops,
+                &m.martian_flood_series,
+                &m.martian_top_sources,
+            ]
+            .iter()
+            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
+            .collect::<Vec<_>>(),
+        )
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn family_list_matches_golden() {
+    let text = families().join("\n") + "\n";
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/metric-families.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(&path).expect("family list (UPDATE_GOLDEN=1 creates it)")
+    );
+}
+
+#[test]
+fn every_exported_family_is_documented_in_the_readme() {
+    let readme = include_str!("../../README.md");
+    for name in families() {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README metrics reference lacks {name}"
+        );
+    }
+}
+
+#[test]
+fn queue_drops_show_up_at_scrape() {
+    let m = Metrics::new();
+    m.user.queue_full.fetch_add(3, Ordering::Relaxed);
+    assert!(
+        m.render()
+            .lines()
+            .any(|l| l == "nodeward_events_lost_total{reason=\"queue_full\"} 3")
+    );
+}

@@ -1,0 +1,332 @@
+//! Unit tests of the quarantine engine (decision logic, with a recording backend).
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::*;
+use crate::quarantine::journal::{FILE_NAME, read_records};
+
+#[derive(Default)]
+struct Recorder {
+    applied: Vec<(u64, Target, u64)>,
+    removed: Vec<u64>,
+    fail: bool,
+}
+
+impl Backend for Recorder {
+    fn apply(&mut self, q: &Quarantine, deadline: u64) -> Result<(), String> {
+        if self.fail {
+            return Err("kernel said no".into());
+        }
+        self.applied.push((q.id, q.target.clone(), deadline));
+        Ok(())
+    }
+    fn remove(&mut self, q: &Quarantine) -> Result<(), String> {
+        self.removed.push(q.id);
+        Ok(())
+    }
+}
+
+fn config(dir: &std::path::Path, mode: Mode) -> Config {
+    let mut c = Config::default();
+    c.agent.state_dir = dir.to_path_buf();
+    c.agent.mode = mode;
+    c.quarantine.protected_addresses = vec![
+        "10.0.0.0/24".parse().unwrap(),
+        "fd00::1/128".parse().unwrap(),
+    ];
+    c.quarantine.protected_macs = vec!["02:00:00:00:00:01".parse().unwrap()];
+    c
+}
+
+fn now(s: u64) -> Now {
+    Now {
+        wall_ms: 1_000_000 + s * 1000,
+        boot_ns: 5_000_000_000 + s * 1_000_000_000,
+    }
+}
+
+fn ip(a: [u8; 4]) -> Request {
+    Request {
+        target: Target::SourceIp {
+            addr: IpAddr::V4(Ipv4Addr::from(a)),
+            interfaces: vec!["veth0".into()],
+        },
+        ttl_s: Some(60),
+        trigger: Trigger {
+            source: "manual".into(),
+            detail: "test".into(),
+        },
+    }
+}
+
+fn journal(dir: &std::path::Path) -> Vec<String> {
+    read_records(&dir.join(FILE_NAME))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.decision)
+        .collect()
+}
+
+#[test]
+fn enforce_applies_journals_first_and_sets_the_kernel_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(&config(dir.path(), Mode::Enforce), Recorder::default()).unwrap();
+    let out = e.request(ip([10, 9, 0, 2]), now(0)).unwrap();
+    assert!(matches!(out, Outcome::Applied { id: 1, .. }), "{out:?}");
+    assert_eq!(e.backend().applied[0].2, now(0).boot_ns + 60_000_000_000);
+    assert_eq!(journal(dir.path()), ["applied"]);
+    assert_eq!(e.take_decisions(), [(ActionKind::DropPackets, "applied")]);
+}
+
+#[test]
+fn observe_and_dry_run_never_touch_the_kernel() {
+    for mode in [Mode::Observe, Mode::DryRun] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = Engine::open(&config(dir.path(), mode), Recorder::default()).unwrap();
+        let out = e.request(ip([10, 9, 0, 2]), now(0)).unwrap();
+        assert!(e.backend().applied.is_empty());
+        assert!(e.active().is_empty());
+        match mode {
+            Mode::Observe => assert_eq!(out.result(), "refused_observe"),
+            _ => {
+                assert_eq!(out.result(), "dry_run");
+                assert_eq!(journal(dir.path()), ["dry_run"]);
+            }
+        }
+    }
+}
+
+/// Property: for any input, a protected target is never applied, in any mode,
+/// through request or approval.
+#[test]
+fn protected_targets_are_never_acted_on_for_any_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), Mode::Enforce);
+    c.quarantine.max_actions = u32::MAX;
+    c.quarantine.max_active = usize::MAX;
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rnd = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let protected_bins = c.quarantine.block_exec.protected_binaries.clone();
+    for i in 0..3000u64 {
+        let r = rnd();
+        let target = match r % 4 {
+            0 => Target::SourceIp {
+                addr: IpAddr::V4(Ipv4Addr::new(
+                    10,
+                    0,
+                    if r & 16 == 0 { 0 } else { 1 },
+                    (r >> 8) as u8,
+                )),
+                interfaces: vec!["eth0".into()],
+            },
+            1 => Target::SourceIp {
+                addr: "fd00::1".parse().unwrap(),
+                interfaces: vec!["eth0".into()],
+            },
+            2 => {
+                let mut m = [2, 0, 0, 0, 0, 1];
+                if r & 32 != 0 {
+                    m[5] = (r >> 16) as u8;
+                }
+                Target::SourceMac {
+                    mac: Mac(m),
+                    interfaces: vec!["eth0".into()],
+                }
+            }
+            _ => Target::Exec {
+                binary: protected_bins[(r as usize >> 3) % protected_bins.len()].clone(),
+                cgroup_id: r >> 20,
+                cgroup: None,
+            },
+        };
+        let mut cfg = c.clone();
+        cfg.quarantine.drop_packets.require_approval = r & 64 != 0;
+        e.set_config(&cfg);
+        let req = Request {
+            target,
+            ttl_s: Some(1 + (r >> 40) % 100),
+            trigger: Trigger {
+                source: "fuzz".into(),
+                detail: i.to_string(),
+            },
+        };
+        if let Outcome::Proposed { id, .. } = e.request(req, now(i)).unwrap() {
+            e.set_config(&c);
+            let _ = e.approve(id, "tester", now(i));
+        }
+    }
+    for (_, t, _) in &e.backend().applied {
+        let protected = match t {
+            Target::SourceIp { addr, .. } => policy::address_protected(&c.quarantine, *addr),
+            Target::SourceMac { mac, .. } => c.quarantine.protected_macs.contains(mac),
+            Target::Exec { binary, .. } => protected_bins.contains(binary),
+            Target::ArpClaim { .. } => false,
+        };
+        assert!(!protected, "protected target applied: {t:?}");
+    }
+    assert!(
+        !e.backend().applied.is_empty(),
+        "the generator must also produce unprotected targets"
+    );
+}
+
+#[test]
+fn rate_limit_and_cap_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), Mode::Enforce);
+    c.quarantine.max_actions = 3;
+    c.quarantine.max_active = 5;
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    let results: Vec<&str> = (0..5u8)
+        .map(|i| e.request(ip([10, 9, 1, i]), now(0)).unwrap().result())
+        .collect();
+    assert_eq!(
+        results,
+        [
+            "applied",
+            "applied",
+            "applied",
+            "refused_rate_limit",
+            "refused_rate_limit"
+        ]
+    );
+    // The window passes: room again, until the cap.
+    let results: Vec<&str> = (5..9u8)
+        .map(|i| e.request(ip([10, 9, 1, i]), now(61)).unwrap().result())
+        .collect();
+    assert_eq!(
+        results,
+        ["applied", "applied", "refused_cap", "refused_cap"]
+    );
+    assert_eq!(e.active().len(), 5);
+    assert_eq!(
+        e.request(ip([10, 9, 1, 0]), now(200)).unwrap().result(),
+        "refused_duplicate"
+    );
+}
+
+#[test]
+fn approval_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path(), Mode::Enforce);
+    c.quarantine.drop_packets.require_approval = true;
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    let Outcome::Proposed { id, .. } = e.request(ip([10, 9, 0, 7]), now(0)).unwrap() else {
+        panic!()
+    };
+    assert!(e.backend().applied.is_empty(), "a proposal is not applied");
+    assert!(matches!(
+        e.approve(id + 100, "alice", now(1)),
+        Err(EngineError::NoProposal(_))
+    ));
+    let out = e.approve(id, "alice", now(1)).unwrap();
+    assert!(matches!(out, Outcome::Applied { .. }), "{out:?}");
+    assert_eq!(e.active()[0].approved_by.as_deref(), Some("alice"));
+    assert!(
+        matches!(
+            e.approve(id, "alice", now(2)),
+            Err(EngineError::NoProposal(_))
+        ),
+        "approved once only"
+    );
+    // A proposal lapses.
+    let Outcome::Proposed { id: late, .. } = e.request(ip([10, 9, 0, 8]), now(2)).unwrap() else {
+        panic!()
+    };
+    let after = now(2 + c.quarantine.proposal_ttl.as_secs() + 1);
+    assert!(matches!(
+        e.approve(late, "bob", after),
+        Err(EngineError::NoProposal(_))
+    ));
+    e.sweep(after).unwrap();
+    assert!(e.proposals().is_empty());
+    assert_eq!(
+        journal(dir.path()),
+        [
+            "proposed", "approved", "applied", "proposed", "expired", "expired"
+        ]
+    );
+}
+
+#[test]
+fn release_expire_restart_and_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), Mode::Enforce);
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    e.request(ip([10, 9, 0, 2]), now(0)).unwrap();
+    e.request(ip([10, 9, 0, 3]), now(0)).unwrap();
+    drop(e);
+    // Restart: the state file brings both back into the kernel.
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    e.reconcile(now(10)).unwrap();
+    assert_eq!(e.backend().applied.len(), 2);
+    assert_eq!(
+        e.backend().applied[0].2,
+        now(10).boot_ns + 50_000_000_000,
+        "remaining TTL, on the new boot clock"
+    );
+    assert_eq!(e.release(Some(1), "alice").unwrap(), [1]);
+    assert!(matches!(
+        e.release(Some(1), "alice"),
+        Err(EngineError::NoQuarantine(1))
+    ));
+    e.sweep(now(61)).unwrap();
+    assert!(e.active().is_empty());
+    assert_eq!(e.backend().removed, [1, 2]);
+    // A kernel failure is journaled and leaves nothing active.
+    let mut e = Engine::open(
+        &c,
+        Recorder {
+            fail: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        e.request(ip([10, 9, 0, 4]), now(70)).unwrap().result(),
+        "failed"
+    );
+    assert!(e.active().is_empty());
+    let j = journal(dir.path());
+    assert_eq!(&j[j.len() - 2..], ["applied", "failed"]);
+}
+
+#[test]
+fn release_all_and_ttl_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = Engine::open(&config(dir.path(), Mode::Enforce), Recorder::default()).unwrap();
+    for i in 2..5 {
+        e.request(ip([10, 9, 0, i]), now(0)).unwrap();
+    }
+    assert_eq!(e.release(None, "alice").unwrap().len(), 3);
+    assert!(e.active().is_empty());
+    let mut r = ip([10, 9, 0, 9]);
+    r.ttl_s = Some(0);
+    assert_eq!(
+        e.request(r.clone(), now(1)).unwrap().result(),
+        "refused_invalid"
+    );
+    r.ttl_s = Some(10 * 24 * 3600);
+    assert_eq!(e.request(r, now(1)).unwrap().result(), "refused_invalid");
+    let unscoped = Request {
+        target: Target::Exec {
+            binary: "reboot".into(),
+            cgroup_id: 0,
+            cgroup: None,
+        },
+        ttl_s: None,
+        trigger: Trigger {
+            source: "manual".into(),
+            detail: String::new(),
+        },
+    };
+    assert_eq!(
+        e.request(unscoped, now(1)).unwrap().result(),
+        "refused_invalid"
+    );
+}

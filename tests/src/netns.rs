@@ -1,0 +1,224 @@
+//! Test networks: namespaces on a bridge in the root namespace (deleted on drop).
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::wait_for;
+
+/// Run a command; true when it exits 0.
+pub fn sh(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub(crate) fn must(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two network namespaces (A, B) on a bridge in the root namespace, like sandboxes on
+/// a host bridge. Addresses live only inside the namespaces; the root namespace gets
+/// none. Everything is deleted on drop (also when the test fails).
+pub struct Lan {
+    pub bridge: String,
+    /// Root-side bridge ports of A and B (where TC enforcement attaches).
+    pub port_a: String,
+    pub port_b: String,
+    pub ns_a: String,
+    pub ns_b: String,
+    pub ip_a: String,
+    pub ip_b: String,
+}
+
+impl Default for Lan {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Lan {
+    pub fn new() -> Lan {
+        let tag = format!(
+            "{:04x}",
+            (std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()))
+                & 0xffff
+        );
+        let lan = Lan {
+            bridge: format!("nwbr{tag}"),
+            port_a: format!("nwpa{tag}"),
+            port_b: format!("nwpb{tag}"),
+            ns_a: format!("nw-{tag}-a"),
+            ns_b: format!("nw-{tag}-b"),
+            ip_a: "10.213.77.1".into(),
+            ip_b: "10.213.77.2".into(),
+        };
+        must(&["ip", "link", "add", &lan.bridge, "type", "bridge"]);
+        must(&["ip", "link", "set", &lan.bridge, "up"]);
+        for (ns, port, ip) in [
+            (&lan.ns_a, &lan.port_a, &lan.ip_a),
+            (&lan.ns_b, &lan.port_b, &lan.ip_b),
+        ] {
+            must(&["ip", "netns", "add", ns]);
+            must(&[
+                "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+            ]);
+            must(&["ip", "link", "set", port, "master", &lan.bridge, "up"]);
+            must(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        lan
+    }
+
+    /// One ping from A to B (1 s timeout).
+    pub fn a_reaches_b(&self) -> bool {
+        sh(&[
+            "ip", "netns", "exec", &self.ns_a, "ping", "-c", "1", "-W", "1", &self.ip_b,
+        ])
+    }
+
+    /// Wait until A reaches B (or not), up to `secs`.
+    pub fn wait_reach(&self, want: bool, secs: u64) -> bool {
+        wait_for(Duration::from_secs(secs), || {
+            (self.a_reaches_b() == want).then_some(())
+        })
+        .is_some()
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in [&self.ns_a, &self.ns_b] {
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+        for link in [&self.port_a, &self.port_b, &self.bridge] {
+            let _ = sh(&["ip", "link", "del", link]);
+        }
+    }
+}
+
+/// A bridge in the root namespace with N namespaces on it (eth0 in each, with the
+/// given addresses; two may share one, as in a duplicate-IP incident). Deleted on drop.
+pub struct Bridge {
+    pub name: String,
+    pub hosts: Vec<Host>,
+}
+
+pub struct Host {
+    pub ns: String,
+    /// The root-side bridge port.
+    pub port: String,
+    pub ip: String,
+    pub alive: bool,
+}
+
+impl Bridge {
+    pub fn new(ips: &[&str]) -> Bridge {
+        let tag = format!(
+            "{:04x}",
+            (std::process::id()
+                ^ (std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .subsec_nanos()))
+                & 0xffff
+        );
+        let name = format!("nwbr{tag}");
+        must(&["ip", "link", "add", &name, "type", "bridge"]);
+        must(&["ip", "link", "set", &name, "up"]);
+        let mut hosts = Vec::new();
+        for (i, ip) in ips.iter().enumerate() {
+            let ns = format!("nw-{tag}-{i}");
+            let port = format!("nwp{tag}{i}");
+            must(&["ip", "netns", "add", &ns]);
+            must(&[
+                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            must(&["ip", "link", "set", &port, "master", &name, "up"]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            hosts.push(Host {
+                ns,
+                port,
+                ip: ip.to_string(),
+                alive: true,
+            });
+        }
+        Bridge { name, hosts }
+    }
+
+    /// MAC of host `i`'s eth0.
+    pub fn mac(&self, i: usize) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.hosts[i].ns, "-br", "link", "show", "eth0"])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Run a command inside host `i`'s namespace.
+    pub fn exec(&self, i: usize, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.hosts[i].ns])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Host `i` leaves (its namespace and port are deleted).
+    pub fn remove(&mut self, i: usize) {
+        let _ = sh(&["ip", "netns", "del", &self.hosts[i].ns]);
+        let _ = sh(&["ip", "link", "del", &self.hosts[i].port]);
+        self.hosts[i].alive = false;
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            let _ = sh(&["ip", "netns", "del", &h.ns]);
+            let _ = sh(&["ip", "link", "del", &h.port]);
+        }
+        let _ = sh(&["ip", "link", "del", &self.name]);
+    }
+}
