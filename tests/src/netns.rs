@@ -29,6 +29,41 @@ pub(crate) fn must(args: &[&str]) {
     );
 }
 
+/// A short tag making this run's interface and namespace names unique.
+fn unique_tag() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:04x}", (std::process::id() ^ nanos) & 0xffff)
+}
+
+fn add_bridge(name: &str) {
+    must(&["ip", "link", "add", name, "type", "bridge"]);
+    must(&["ip", "link", "set", name, "up"]);
+}
+
+/// A namespace `ns` with eth0 (address `ip`/24) whose peer `port` is on `bridge`.
+fn add_host(bridge: &str, ns: &str, port: &str, ip: &str) {
+    must(&["ip", "netns", "add", ns]);
+    must(&[
+        "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+    ]);
+    must(&["ip", "link", "set", port, "master", bridge, "up"]);
+    must(&[
+        "ip",
+        "-n",
+        ns,
+        "addr",
+        "add",
+        &format!("{ip}/24"),
+        "dev",
+        "eth0",
+    ]);
+    must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
+    must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+}
+
 /// Two network namespaces (A, B) on a bridge in the root namespace, like sandboxes on
 /// a host bridge. Addresses live only inside the namespaces; the root namespace gets
 /// none. Everything is deleted on drop (also when the test fails).
@@ -51,15 +86,7 @@ impl Default for Lan {
 
 impl Lan {
     pub fn new() -> Lan {
-        let tag = format!(
-            "{:04x}",
-            (std::process::id()
-                ^ (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .subsec_nanos()))
-                & 0xffff
-        );
+        let tag = unique_tag();
         let lan = Lan {
             bridge: format!("nwbr{tag}"),
             port_a: format!("nwpa{tag}"),
@@ -69,29 +96,12 @@ impl Lan {
             ip_a: "10.213.77.1".into(),
             ip_b: "10.213.77.2".into(),
         };
-        must(&["ip", "link", "add", &lan.bridge, "type", "bridge"]);
-        must(&["ip", "link", "set", &lan.bridge, "up"]);
+        add_bridge(&lan.bridge);
         for (ns, port, ip) in [
             (&lan.ns_a, &lan.port_a, &lan.ip_a),
             (&lan.ns_b, &lan.port_b, &lan.ip_b),
         ] {
-            must(&["ip", "netns", "add", ns]);
-            must(&[
-                "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-            ]);
-            must(&["ip", "link", "set", port, "master", &lan.bridge, "up"]);
-            must(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
-            must(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-            must(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            add_host(&lan.bridge, ns, port, ip);
         }
         lan
     }
@@ -140,39 +150,14 @@ pub struct Host {
 
 impl Bridge {
     pub fn new(ips: &[&str]) -> Bridge {
-        let tag = format!(
-            "{:04x}",
-            (std::process::id()
-                ^ (std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .subsec_nanos()))
-                & 0xffff
-        );
+        let tag = unique_tag();
         let name = format!("nwbr{tag}");
-        must(&["ip", "link", "add", &name, "type", "bridge"]);
-        must(&["ip", "link", "set", &name, "up"]);
+        add_bridge(&name);
         let mut hosts = Vec::new();
         for (i, ip) in ips.iter().enumerate() {
             let ns = format!("nw-{tag}-{i}");
             let port = format!("nwp{tag}{i}");
-            must(&["ip", "netns", "add", &ns]);
-            must(&[
-                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-            ]);
-            must(&["ip", "link", "set", &port, "master", &name, "up"]);
-            must(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "eth0",
-            ]);
-            must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            add_host(&name, &ns, &port, ip);
             hosts.push(Host {
                 ns,
                 port,
