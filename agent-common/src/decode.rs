@@ -23,6 +23,7 @@ pub enum Event {
     SysrqOpen(crate::reboot::SysrqOpenEvent),
     Arp(crate::arp::ArpEvent),
     SecretOpen(Box<crate::secrets::SecretOpenEvent>),
+    CorosyncLocal(Box<crate::corosync::CorosyncLocalEvent>),
 }
 
 impl Event {
@@ -36,6 +37,7 @@ impl Event {
             Event::SysrqOpen(e) => &e.header,
             Event::Arp(e) => &e.header,
             Event::SecretOpen(e) => &e.header,
+            Event::CorosyncLocal(e) => &e.header,
         }
     }
 }
@@ -113,6 +115,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
         kind::SYSRQ_OPEN => Event::SysrqOpen(read(buf)),
         kind::ARP => Event::Arp(read(buf)),
         kind::SECRET_OPEN => Event::SecretOpen(Box::new(read(buf))),
+        kind::COROSYNC_LOCAL => Event::CorosyncLocal(Box::new(read(buf))),
         other => return Err(DecodeError::UnknownKind(other)),
     })
 }

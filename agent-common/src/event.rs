@@ -1,7 +1,7 @@
 //! Ring-buffer record header and the registry of record kinds.
 
 /// Version of the record layouts. Bumped whenever any record in this crate changes.
-pub const ABI_VERSION: u16 = 2;
+pub const ABI_VERSION: u16 = 3;
 
 /// First bytes of every record in the `EVENTS` ring buffer.
 #[repr(C)]
@@ -47,8 +47,11 @@ pub mod kind {
     pub const ARP: u16 = 7;
     /// [`crate::secrets::SecretOpenEvent`]: a watched secret file was opened.
     pub const SECRET_OPEN: u16 = 8;
+    /// [`crate::corosync::CorosyncLocalEvent`]: a cluster daemon started or bound a
+    /// cluster port.
+    pub const COROSYNC_LOCAL: u16 = 9;
     /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 8;
+    pub const MAX: u16 = 9;
 }
 
 /// The record size for a kind, or `None` for an unknown kind. Every kind is listed
@@ -63,6 +66,7 @@ pub const fn record_size(kind: u16) -> Option<usize> {
         kind::SYSRQ_OPEN => Some(core::mem::size_of::<crate::reboot::SysrqOpenEvent>()),
         kind::ARP => Some(core::mem::size_of::<crate::arp::ArpEvent>()),
         kind::SECRET_OPEN => Some(core::mem::size_of::<crate::secrets::SecretOpenEvent>()),
+        kind::COROSYNC_LOCAL => Some(core::mem::size_of::<crate::corosync::CorosyncLocalEvent>()),
         _ => None,
     }
 }

@@ -12,6 +12,7 @@
 extern crate std;
 
 pub mod arp;
+pub mod corosync;
 pub mod event;
 pub mod maps;
 pub mod martian;

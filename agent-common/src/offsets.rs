@@ -42,8 +42,12 @@ pub struct KernelOffsets {
     pub netdev_net: u32,
     /// `net.ns` + `ns_common.inum` (the netns inode).
     pub net_inum: u32,
+    /// `task_struct.nsproxy` (pointer).
+    pub task_nsproxy: u32,
+    /// `nsproxy.net_ns` (pointer to struct net).
+    pub nsproxy_net_ns: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
 
 impl KernelOffsets {
     pub const ABSENT: Self = Self {
@@ -63,6 +67,8 @@ impl KernelOffsets {
         netdev_ifindex: OFFSET_ABSENT,
         netdev_net: OFFSET_ABSENT,
         net_inum: OFFSET_ABSENT,
+        task_nsproxy: OFFSET_ABSENT,
+        nsproxy_net_ns: OFFSET_ABSENT,
     };
 }
 

@@ -20,6 +20,8 @@ pub const QSTAT_DROP_ARP: u32 = 4;
 pub const QSTAT_EXPIRED_SEEN: u32 = 5;
 /// bpf_send_signal failed.
 pub const QSTAT_SIGNAL_ERROR: u32 = 6;
+/// Cluster (corosync) traffic dropped from a quarantined non-member source.
+pub const QSTAT_DROP_COROSYNC: u32 = 7;
 pub const QSTAT_SLOTS: u32 = 8;
 
 /// Value of every enforcement map.

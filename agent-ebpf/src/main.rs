@@ -5,6 +5,7 @@
 
 mod arp;
 mod common;
+mod corosync;
 mod martian;
 mod probe;
 mod quarantine;

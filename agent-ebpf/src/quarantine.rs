@@ -40,7 +40,7 @@ static QSTATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(QSTAT_SLOTS, 0);
 const SIGKILL: u32 = 9;
 
 #[inline(always)]
-fn qcount(slot: u32) {
+pub(crate) fn qcount(slot: u32) {
     if let Some(p) = QSTATS.get_ptr_mut(slot) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
         unsafe { *p += 1 };
@@ -49,7 +49,7 @@ fn qcount(slot: u32) {
 
 /// Whether `rule` is in force now; counts an expired one.
 #[inline(always)]
-fn in_force(rule: Option<&Rule>) -> Option<u64> {
+pub(crate) fn in_force(rule: Option<&Rule>) -> Option<u64> {
     let rule = rule?;
     // SAFETY: helper without preconditions.
     if rule.active(unsafe { bpf_ktime_get_boot_ns() }) {

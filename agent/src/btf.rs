@@ -55,6 +55,8 @@ pub const FIELDS: &[&str] = &[
     "net_device.nd_net",
     "net.ns",
     "ns_common.inum",
+    "task_struct.nsproxy",
+    "nsproxy.net_ns",
 ];
 
 /// Two nested offsets, or absent if either is.
@@ -93,6 +95,8 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
         netdev_ifindex: get("net_device.ifindex"),
         netdev_net: get("net_device.nd_net"),
         net_inum: sum(get("net.ns"), get("ns_common.inum")),
+        task_nsproxy: get("task_struct.nsproxy"),
+        nsproxy_net_ns: get("nsproxy.net_ns"),
     };
     (offsets, missing)
 }

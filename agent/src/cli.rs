@@ -107,6 +107,7 @@ pub enum QuarantineCommand {
     /// Ask for a quarantine. Examples:
     ///   nodeward quarantine add --drop-ip 10.8.64.2 --interface rt0 --ttl 10m --reason "dup IP"
     ///   nodeward quarantine add --arp-claim 10.8.64.2 --drop-mac 02:00:00:00:00:09 --interface rt0
+    ///   nodeward quarantine add --drop-ip 10.8.64.9 --cluster-only --interface vmbr0
     ///   nodeward quarantine add --block-exec reboot --cgroup /sys/fs/cgroup/machine.slice/x
     Add {
         /// Drop all packets from this source address.
@@ -115,6 +116,10 @@ pub enum QuarantineCommand {
         /// Drop all frames from this source MAC (with --arp-claim: only its ARP claims).
         #[arg(long, value_name = "MAC")]
         drop_mac: Option<crate::quarantine::Mac>,
+        /// With --drop-ip: drop only its cluster (corosync) traffic, on the interfaces
+        /// the corosync detector watches (never a nodelist member's).
+        #[arg(long, requires = "drop_ip")]
+        cluster_only: bool,
         /// Drop ARP packets claiming this IPv4 address from the --drop-mac MAC.
         #[arg(long, value_name = "IP", requires = "drop_mac")]
         arp_claim: Option<std::net::Ipv4Addr>,
@@ -192,6 +197,7 @@ pub fn main() -> i32 {
                 QuarantineCommand::Add {
                     drop_ip,
                     drop_mac,
+                    cluster_only,
                     arp_claim,
                     block_exec,
                     cgroup,
@@ -205,6 +211,7 @@ pub fn main() -> i32 {
             crate::verbs::AddArgs {
                 drop_ip,
                 drop_mac,
+                cluster_only,
                 arp_claim,
                 block_exec,
                 cgroup,

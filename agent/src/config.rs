@@ -266,6 +266,7 @@ pub struct Detectors {
     pub tcp_reset: TcpResetConfig,
     pub martian: MartianConfig,
     pub secrets: SecretsConfig,
+    pub corosync: CorosyncConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -336,6 +337,60 @@ impl Default for MartianConfig {
             window: std::time::Duration::from_secs(10),
             top_sources: 5,
             max_flood_series: 10,
+        }
+    }
+}
+
+/// This node's part in the corosync cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterRole {
+    /// `member` when one of this node's addresses is in the nodelist, else `standalone`.
+    Auto,
+    Member,
+    Standalone,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorosyncConfig {
+    pub enabled: bool,
+    /// The cluster's own configuration (nodelist, ports), re-read when it changes. A
+    /// missing file means no cluster: no members, role standalone (under `auto`).
+    pub config: PathBuf,
+    pub role: ClusterRole,
+    /// UDP ports of cluster traffic. Empty: the ports of corosync.conf (5405 default).
+    pub ports: Vec<u16>,
+    /// Interfaces whose ingress is watched. Empty: every interface but loopback,
+    /// re-discovered every `detectors.arp.rescan_interval`.
+    pub interfaces: Vec<String>,
+    /// A source sending more packets per second than this (on one interface) floods.
+    pub flood_rate: u64,
+    /// A rogue or flood episode ends after this long without its traffic.
+    #[serde(with = "duration")]
+    pub quiet_period: std::time::Duration,
+    /// Cluster daemons (comm): their start on a standalone node is a finding.
+    pub daemons: Vec<String>,
+    /// Ask the quarantine engine to drop cluster traffic from rogue sources (subject to
+    /// `quarantine.drop_packets` mode and safeguards).
+    pub quarantine_rogues: bool,
+    /// At most this many `nodeward_corosync_rogue_packets_per_second` series.
+    pub max_rogue_series: usize,
+}
+
+impl Default for CorosyncConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            config: PathBuf::from("/etc/corosync/corosync.conf"),
+            role: ClusterRole::Auto,
+            ports: Vec::new(),
+            interfaces: Vec::new(),
+            flood_rate: 2000,
+            quiet_period: std::time::Duration::from_secs(30),
+            daemons: vec!["corosync".into()],
+            quarantine_rogues: true,
+            max_rogue_series: 10,
         }
     }
 }
@@ -597,6 +652,37 @@ impl Config {
                 ));
             }
         }
+        let cs = &self.detectors.corosync;
+        if cs.flood_rate == 0 || cs.quiet_period.is_zero() {
+            return Err(bad(
+                "detectors.corosync",
+                "flood_rate and quiet_period must be above zero",
+            ));
+        }
+        if cs.ports.contains(&0)
+            || cs.ports.len() > agent_common::corosync::COROSYNC_PORTS_CAPACITY as usize
+        {
+            return Err(bad(
+                "detectors.corosync.ports",
+                "ports are 1-65535, at most 16 of them",
+            ));
+        }
+        for (i, d) in cs.daemons.iter().enumerate() {
+            if d.is_empty() || d.len() > 15 {
+                return Err(bad(
+                    &format!("detectors.corosync.daemons[{i}]"),
+                    "must be 1 to 15 bytes (a process comm)",
+                ));
+            }
+        }
+        for (i, name) in cs.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                return Err(bad(
+                    &format!("detectors.corosync.interfaces[{i}]"),
+                    "not an interface name",
+                ));
+            }
+        }
         if q.journal_max_bytes < 4096 {
             return Err(bad("quarantine.journal_max_bytes", "must be at least 4096"));
         }
@@ -638,6 +724,9 @@ impl Config {
         }
         if self.detectors.secrets.enabled {
             out.push("secrets");
+        }
+        if self.detectors.corosync.enabled {
+            out.push("corosync");
         }
         out
     }

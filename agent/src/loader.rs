@@ -40,7 +40,8 @@ pub struct Kernel {
     ebpf: Ebpf,
     /// Interfaces the quarantine TC program is attached to.
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
-    arp_ifaces: std::collections::HashSet<String>,
+    /// Interfaces each observer TC program is attached to.
+    tc_attached: HashMap<&'static str, std::collections::HashSet<String>>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
     drop_reasons: std::collections::HashMap<u32, String>,
     /// The martian reasons being counted (value -> name).
@@ -75,7 +76,7 @@ impl Kernel {
             drop_reasons,
             martian_reasons: Default::default(),
             tc_ifaces: Default::default(),
-            arp_ifaces: Default::default(),
+            tc_attached: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
             links: HashMap::new(),
@@ -249,17 +250,40 @@ impl Kernel {
         } else {
             config.detectors.arp.interfaces.clone()
         };
+        self.sync_tc("arp_tc", wanted)
+    }
+
+    /// Attach the cluster-traffic counter to the configured interfaces, or to every
+    /// interface but loopback when none are configured.
+    pub fn sync_corosync_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
+        if !config.detectors.corosync.enabled {
+            return (0, Vec::new());
+        }
+        let wanted: Vec<String> = if config.detectors.corosync.interfaces.is_empty() {
+            present_interfaces()
+                .into_iter()
+                .filter(|i| i != "lo")
+                .collect()
+        } else {
+            config.detectors.corosync.interfaces.clone()
+        };
+        self.sync_tc("corosync_tc", wanted)
+    }
+
+    /// Attach TC program `program` (ingress) to every interface of `wanted` it is not
+    /// on yet. Returns how many interfaces it is on and the failures.
+    fn sync_tc(&mut self, program: &'static str, wanted: Vec<String>) -> (usize, Vec<String>) {
         // Interfaces that went away took their attachment with them.
-        let present: std::collections::HashSet<String> = std::fs::read_dir("/sys/class/net")
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        self.arp_ifaces.retain(|i| present.contains(i));
+        let present: std::collections::HashSet<String> = present_interfaces().into_iter().collect();
+        let on = self.tc_attached.entry(program).or_default();
+        on.retain(|i| present.contains(i));
         let mut errors = Vec::new();
         for iface in wanted {
-            if self.arp_ifaces.contains(&iface) {
+            if self
+                .tc_attached
+                .get(program)
+                .is_some_and(|on| on.contains(&iface))
+            {
                 continue;
             }
             let Ok(name) = std::ffi::CString::new(iface.clone()) else {
@@ -267,21 +291,21 @@ impl Kernel {
             };
             let Some(Ok(tc)) = self
                 .ebpf
-                .program_mut("arp_tc")
+                .program_mut(program)
                 .map(TryInto::<&mut aya::programs::SchedClassifier>::try_into)
             else {
-                errors.push("arp_tc missing".into());
+                errors.push(format!("{program} missing"));
                 break;
             };
             match tc.attach(&name, aya::programs::TcAttachType::Ingress) {
                 Ok(_) => {
-                    info!(interface = %iface, "ARP observer attached (tc ingress)");
-                    self.arp_ifaces.insert(iface);
+                    info!(interface = %iface, program, "TC observer attached (ingress)");
+                    self.tc_attached.entry(program).or_default().insert(iface);
                 }
                 Err(e) => errors.push(format!("{iface}: {e}")),
             }
         }
-        (self.arp_ifaces.len(), errors)
+        (self.tc_attached.get(program).map_or(0, |s| s.len()), errors)
     }
 
     /// A read-only handle on the per-peer reset counts.
@@ -332,6 +356,14 @@ impl Kernel {
             }
             Err(e) => fail(format!("attach: {e}")),
         }
+    }
+
+    /// Whether the cluster-traffic counter (which also enforces cluster drops) is on
+    /// at least one interface.
+    pub fn corosync_tc_attached(&self) -> bool {
+        self.tc_attached
+            .get("corosync_tc")
+            .is_some_and(|s| !s.is_empty())
     }
 
     /// Whether the BPF LSM exec backend is attached.
@@ -732,6 +764,16 @@ impl Kernel {
             run_stats,
         })
     }
+}
+
+/// Every interface in this network namespace.
+pub fn present_interfaces() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Every bridge and bridge port on this host (interfaces with a `bridge` or `brport`

@@ -27,12 +27,15 @@ pub fn kind_name(k: u16) -> &'static str {
         kind::EXEC_BLOCKED => "exec_blocked",
         kind::SSH_ACCEPT => "ssh_accept",
         kind::SYSRQ_OPEN => "sysrq_open",
+        kind::ARP => "arp",
+        kind::SECRET_OPEN => "secret_open",
+        kind::COROSYNC_LOCAL => "corosync_local",
         _ => "unknown",
     }
 }
 
 /// Names of the QSTATS slots (agent_common::quarantine::QSTAT_*), by index.
-pub const QSTAT_NAMES: [&str; 7] = [
+pub const QSTAT_NAMES: [&str; 8] = [
     "exec_killed",
     "drop_v4",
     "drop_v6",
@@ -40,6 +43,7 @@ pub const QSTAT_NAMES: [&str; 7] = [
     "drop_arp",
     "expired_seen",
     "signal_error",
+    "drop_corosync",
 ];
 
 /// Reasons a record can be lost (metric label `reason`).
@@ -113,6 +117,7 @@ pub struct Metrics {
     quarantine_kernel: IntCounterVec,
     enforcement_backend: IntGaugeVec,
     kernel: Mutex<Option<KernelStats>>,
+    corosync: corosync::CorosyncMetrics,
 }
 
 impl Metrics {
@@ -374,7 +379,7 @@ impl Metrics {
             quarantine_kernel: counter_vec(
                 &r,
                 "nodeward_quarantine_kernel_total",
-                "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error.",
+                "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error, drop_corosync.",
                 &["counter"],
             ),
             enforcement_backend: gauge_vec(
@@ -383,6 +388,7 @@ impl Metrics {
                 "Kernel backend enforcing each action here (always 1).",
                 &["action", "backend"],
             ),
+            corosync: corosync::CorosyncMetrics::new(&r),
             registry: r,
             user: Arc::new(UserCounters::default()),
             kernel: Mutex::new(None),
@@ -553,10 +559,45 @@ impl Metrics {
                 .set((s.status == Status::Attached).into());
         }
         for d in detectors::ALL {
-            self.detector_up
-                .with_label_values(&[d])
-                .set(programs::detector_state(d, statuses).is_ok().into());
+            let up = programs::detector_state(d, statuses).is_ok();
+            if *d == "corosync" {
+                self.corosync
+                    .programs_up
+                    .store(up, std::sync::atomic::Ordering::Relaxed);
+            }
+            self.detector_up.with_label_values(&[d]).set(up.into());
         }
+    }
+
+    /// A changed cluster configuration was read (or failed to).
+    pub fn record_corosync_config(&self, ok: bool) {
+        self.corosync.config_loaded(ok);
+    }
+
+    /// The corosync detector's configuration state: down while the cluster
+    /// configuration is unreadable or malformed.
+    pub fn set_corosync_state(&self, ok: bool, members: usize, standalone: Option<bool>) {
+        let up = self.corosync.state(ok, members, standalone);
+        self.detector_up
+            .with_label_values(&["corosync"])
+            .set(up.into());
+    }
+
+    pub fn set_corosync_totals(&self, totals: &[u64; 4]) {
+        self.corosync.totals(totals);
+    }
+
+    pub fn set_corosync_rogues(
+        &self,
+        active: &[detectors::corosync::ActiveRogue],
+        flooding: usize,
+        cap: usize,
+    ) {
+        self.corosync.rogues(active, flooding, cap);
+    }
+
+    pub fn set_corosync_interfaces(&self, n: usize) {
+        self.corosync.interfaces(n);
     }
 
     pub fn record_decision(&self, action: crate::quarantine::ActionKind, result: &str) {
@@ -661,6 +702,7 @@ impl Metrics {
             Finding::SshSession(_) => self.ssh_accepts.inc(),
             Finding::Arp(a) => self.arp_findings.with_label_values(&[a.kind]).inc(),
             Finding::Incident(i) => self.incidents.with_label_values(&[i.kind]).inc(),
+            Finding::Corosync(f) => self.corosync.record(f),
             Finding::Secret(f) => self
                 .secret_opens
                 .with_label_values(&[f.kind, if f.allowed { "true" } else { "false" }])
@@ -709,6 +751,9 @@ fn advance(c: &prometheus::IntCounter, total: u64) {
         c.inc_by(total - now);
     }
 }
+
+#[path = "metrics_corosync.rs"]
+mod corosync;
 
 #[path = "metrics_kernel.rs"]
 mod kernel;

@@ -105,11 +105,13 @@ pub async fn run(
     to_guard: ToGuard,
     mut allowance: watch::Receiver<Option<crate::detectors::reboot::Allowance>>,
     mut sampled: mpsc::Receiver<Finding>,
+    mut cluster_role: watch::Receiver<Option<crate::detectors::corosync::Role>>,
 ) {
     let mut correlator =
         crate::detectors::incident::Correlator::new(std::time::Duration::from_secs(60));
     let mut detectors = DetectorSet::new(&config.borrow_and_update());
     detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
+    detectors.set_corosync_role(cluster_role.borrow_and_update().clone());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let cap = config.borrow().detectors.arp.max_conflict_series;
     let mut leases = LeaseFile::default();
@@ -130,6 +132,13 @@ pub async fn run(
                     if let Finding::Secret(f) = &mut finding {
                         let mut chain = lineage(f.process.ppid);
                         chain.push(f.process.comm.clone());
+                        f.lineage = chain;
+                    }
+                    if let Finding::Corosync(f) = &mut finding
+                        && let Some(p) = &f.process
+                    {
+                        let mut chain = lineage(p.ppid);
+                        chain.push(p.comm.clone());
                         f.lineage = chain;
                     }
                     if let Finding::RebootIntent(i) = &mut finding {
@@ -156,6 +165,7 @@ pub async fn run(
                 if changed.is_err() { return; }
                 detectors = DetectorSet::new(&config.borrow_and_update());
                 detectors.set_reboot_allowance(allowance.borrow().clone());
+                detectors.set_corosync_role(cluster_role.borrow().clone());
             }
             _ = tick.tick() => {
                 let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
@@ -181,6 +191,10 @@ pub async fn run(
                     metrics.record_finding(&f);
                     report(&f);
                 }
+            }
+            changed = cluster_role.changed() => {
+                if changed.is_err() { return; }
+                detectors.set_corosync_role(cluster_role.borrow_and_update().clone());
             }
             changed = allowance.changed() => {
                 if changed.is_err() { return; }
@@ -210,6 +224,43 @@ pub fn report(finding: &Finding) {
                 tracing::info!(target: "nodeward::finding", detector = "secrets", finding = f.kind, path = %f.path, pid = p.pid, comm = %p.comm, origin = p.origin.label(), allowed = true, detail = %detail, "{msg}");
             } else {
                 warn!(target: "nodeward::finding", detector = "secrets", finding = f.kind, path = %f.path, pid = p.pid, comm = %p.comm, origin = p.origin.label(), allowed = false, lineage = %f.lineage.join(" → "), detail = %detail, "{msg}");
+            }
+        }
+        Finding::Corosync(f) => {
+            let addr = f.addr.map(|a| a.to_string()).unwrap_or_default();
+            let msg = match (f.kind, &f.process) {
+                ("corosync_on_standalone", Some(p)) => format!(
+                    "corosync_on_standalone: {} {}[{}] (uid {}, origin {}){} — {}",
+                    f.what.unwrap_or(""),
+                    p.comm,
+                    p.pid,
+                    p.uid,
+                    serde_json::to_string(&p.origin).unwrap_or_default(),
+                    f.port
+                        .map(|port| format!(" bound {addr}:{port}"))
+                        .unwrap_or_default(),
+                    f.role_reason.as_deref().unwrap_or("")
+                ),
+                _ => format!(
+                    "{}: {} ({}) at {} packets/s on {} ({} packets, {} dropped)",
+                    f.kind,
+                    addr,
+                    match (f.member, f.node_id) {
+                        (Some(true), Some(id)) => format!("member, node {id}"),
+                        _ => "not in the nodelist".into(),
+                    },
+                    f.rate_pps.unwrap_or(0),
+                    f.interfaces.join(","),
+                    f.packets.unwrap_or(0),
+                    f.dropped.unwrap_or(0)
+                ),
+            };
+            let pid = f.process.as_ref().map_or(0, |p| p.pid);
+            let origin = f.process.as_ref().map_or("", |p| p.origin.label());
+            if f.kind.ends_with("_ended") {
+                tracing::info!(target: "nodeward::finding", detector = "corosync", finding = f.kind, address = %addr, detail = %detail, "{msg}");
+            } else {
+                warn!(target: "nodeward::finding", detector = "corosync", finding = f.kind, address = %addr, pid, origin, interfaces = %f.interfaces.join(","), lineage = %f.lineage.join(" → "), detail = %detail, "{msg}");
             }
         }
         Finding::Incident(i) => {
@@ -380,7 +431,7 @@ pub async fn reset_sampler(
 }
 
 /// Inode of this process's network namespace (to label foreign interfaces).
-fn own_netns() -> u32 {
+pub fn own_netns() -> u32 {
     std::fs::read_link("/proc/self/ns/net")
         .ok()
         .and_then(|p| {

@@ -182,6 +182,26 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         required: true,
     },
     ProgramSpec {
+        detector: "corosync",
+        name: "corosync_tc",
+        hook: Hook::TcIngress,
+        required: true,
+    },
+    tp(
+        "corosync",
+        "corosync_exec",
+        "sched",
+        "sched_process_exec",
+        true,
+    ),
+    tp(
+        "corosync",
+        "corosync_bind",
+        "syscalls",
+        "sys_enter_bind",
+        true,
+    ),
+    ProgramSpec {
         detector: "quarantine",
         name: "quarantine_lsm_exec",
         hook: Hook::Lsm {

@@ -190,6 +190,10 @@ async fn daemon(
         conflicts,
     };
     let (sampled_tx, sampled_rx) = mpsc::channel(256);
+    let (role_tx, role_rx) = watch::channel(None);
+    let mut cluster = crate::corosync::Runtime::new(&config, role_tx, sampled_tx.clone());
+    sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
+    cluster.tick(&mut guard, &config, &metrics);
     let pipeline = tokio::spawn(pipeline::run(
         rx,
         config_rx,
@@ -197,6 +201,7 @@ async fn daemon(
         to_guard,
         allowance_rx,
         sampled_rx,
+        role_rx,
     ));
 
     let martian_task = martian.map(|((counts, sources), reasons)| {
@@ -239,6 +244,7 @@ async fn daemon(
     let mut hup = signal(SignalKind::hangup())?;
     let mut sweep = tokio::time::interval(config.quarantine.sweep_interval);
     let mut rescan = tokio::time::interval(config.detectors.arp.rescan_interval);
+    let mut cluster_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut current = config;
     loop {
         tokio::select! {
@@ -246,6 +252,8 @@ async fn daemon(
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
             _ = hup.recv() => {
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
+                cluster.reconfigure(&current);
+                sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
                 *program_ids.lock().expect("program ids lock") = guard.backend().program_ids();
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
@@ -280,7 +288,11 @@ async fn daemon(
                 }
                 guard::sync_metrics(&mut guard, &metrics);
             }
-            _ = rescan.tick() => sync_arp(guard.backend_mut(), &current, &metrics),
+            _ = rescan.tick() => {
+                sync_arp(guard.backend_mut(), &current, &metrics);
+                sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
+            }
+            _ = cluster_tick.tick() => cluster.tick(&mut guard, &current, &metrics),
             _ = sweep.tick() => {
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");
@@ -324,6 +336,15 @@ fn sync_arp(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
         warn!(error = %e, "ARP observer not attached");
     }
     metrics.set_arp_interfaces(n);
+}
+
+/// Attach the cluster-traffic counter to new interfaces.
+fn sync_corosync_ifaces(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
+    let (n, errors) = kernel.sync_corosync_interfaces(config);
+    for e in errors {
+        warn!(error = %e, "cluster-traffic counter not attached");
+    }
+    metrics.set_corosync_interfaces(n);
 }
 
 /// Journal a reboot intent (fsync) and, if the guard acted, the enforcement.

@@ -117,6 +117,8 @@ pub fn list(config: &Config, json: bool) -> Result<(), String> {
 pub struct AddArgs {
     pub drop_ip: Option<std::net::IpAddr>,
     pub drop_mac: Option<Mac>,
+    /// With `drop_ip`: drop only its cluster (corosync) traffic.
+    pub cluster_only: bool,
     pub arp_claim: Option<std::net::Ipv4Addr>,
     pub block_exec: Option<String>,
     pub cgroup: Option<String>,
@@ -128,6 +130,7 @@ pub struct AddArgs {
 pub fn target(a: &AddArgs) -> Result<Target, String> {
     let interfaces = a.interfaces.clone();
     match (&a.drop_ip, &a.drop_mac, &a.arp_claim, &a.block_exec) {
+        (Some(addr), None, None, None) if a.cluster_only => Ok(Target::ClusterSource { addr: *addr, interfaces }),
         (Some(addr), None, None, None) => Ok(Target::SourceIp { addr: *addr, interfaces }),
         (None, Some(mac), None, None) => Ok(Target::SourceMac { mac: *mac, interfaces }),
         (None, Some(mac), Some(ip), None) => Ok(Target::ArpClaim { ip: *ip, mac: *mac, interfaces }),

@@ -2,6 +2,7 @@
 //! every detector is unit-tested on constructed records without root.
 
 pub mod arp;
+pub mod corosync;
 pub mod incident;
 pub mod martian;
 pub mod reboot;
@@ -28,6 +29,7 @@ pub const ALL: &[&str] = &[
     "tcp_reset",
     "martian",
     "secrets",
+    "corosync",
 ];
 
 /// A conclusion drawn by a detector.
@@ -41,6 +43,7 @@ pub enum Finding {
     Martian(martian::MartianFinding),
     Incident(incident::Incident),
     Secret(secrets::SecretFinding),
+    Corosync(corosync::CorosyncFinding),
 }
 
 impl Finding {
@@ -53,6 +56,7 @@ impl Finding {
             Finding::Martian(_) => "martian",
             Finding::Incident(_) => "incident",
             Finding::Secret(_) => "secrets",
+            Finding::Corosync(_) => "corosync",
         }
     }
 }
@@ -166,6 +170,11 @@ pub struct DetectorSet {
     session: Option<session::SessionDetector>,
     arp: Option<arp::ArpDetector>,
     secrets: Option<secrets::SecretsDetector>,
+    /// The `corosync` detector's local side: this node's role (once known) and network
+    /// namespace. Its wire side runs with the kernel counters (crate::corosync).
+    corosync_role: Option<corosync::Role>,
+    corosync_enabled: bool,
+    own_netns: u32,
 }
 
 impl DetectorSet {
@@ -188,6 +197,9 @@ impl DetectorSet {
                 .secrets
                 .enabled
                 .then(|| secrets::SecretsDetector::new(&config.detectors.secrets)),
+            corosync_role: None,
+            corosync_enabled: config.detectors.corosync.enabled,
+            own_netns: crate::pipeline::own_netns(),
         }
     }
 
@@ -223,6 +235,11 @@ impl DetectorSet {
             .unwrap_or_default()
     }
 
+    /// This node's cluster role changed (decided by the corosync runtime).
+    pub fn set_corosync_role(&mut self, role: Option<corosync::Role>) {
+        self.corosync_role = role;
+    }
+
     /// A reboot allowance window changed (`nodeward allow-reboot`).
     pub fn set_reboot_allowance(&mut self, a: Option<reboot::Allowance>) {
         if let Some(d) = &mut self.reboot {
@@ -244,6 +261,11 @@ impl DetectorSet {
         }
         if let Some(d) = &mut self.secrets {
             out.extend(d.observe(event).map(Finding::Secret));
+        }
+        if self.corosync_enabled
+            && let Some(role) = &self.corosync_role
+        {
+            out.extend(corosync::local(event, role, self.own_netns).map(Finding::Corosync));
         }
         out
     }

@@ -202,9 +202,11 @@ impl RebootDetector {
                 filename: Some("/proc/sysrq-trigger".into()),
                 ..RebootIntent::new("sysrq", Action::Sysrq, &e.proc, e.header.ktime_ns)
             }),
-            Event::ExecBlocked(_) | Event::SshAccept(_) | Event::Arp(_) | Event::SecretOpen(_) => {
-                None
-            }
+            Event::ExecBlocked(_)
+            | Event::SshAccept(_)
+            | Event::Arp(_)
+            | Event::SecretOpen(_)
+            | Event::CorosyncLocal(_) => None,
         }?;
         let (expected, because) = expectation(
             &self.config,

@@ -162,7 +162,9 @@ fn protected_targets_are_never_acted_on_for_any_input() {
     }
     for (_, t, _) in &e.backend().applied {
         let protected = match t {
-            Target::SourceIp { addr, .. } => policy::address_protected(&c.quarantine, *addr),
+            Target::SourceIp { addr, .. } | Target::ClusterSource { addr, .. } => {
+                policy::address_protected(&c.quarantine, *addr)
+            }
             Target::SourceMac { mac, .. } => c.quarantine.protected_macs.contains(mac),
             Target::Exec { binary, .. } => protected_bins.contains(binary),
             Target::ArpClaim { .. } => false,

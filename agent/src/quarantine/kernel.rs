@@ -3,6 +3,7 @@
 
 use std::{ffi::CString, net::IpAddr};
 
+use agent_common::corosync::COROSYNC_DROP;
 use agent_common::quarantine::{self as q, ArpClaimKey, BlockExecKey, MacKey, Rule};
 use aya::{
     maps::HashMap as BpfHashMap,
@@ -94,6 +95,10 @@ impl Kernel {
                 };
                 map_op!(self, q::DROP_MAC, MacKey, |m| m.insert(&key, &rule, 0))
             }
+            Target::ClusterSource { addr, .. } => {
+                let key = crate::corosync_kernel::addr_key(*addr);
+                map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.insert(&key, &rule, 0))
+            }
             Target::ArpClaim { ip, mac, .. } => {
                 let key = ArpClaimKey {
                     ip: ip.octets(),
@@ -131,6 +136,10 @@ impl Kernel {
                 };
                 map_op!(self, q::DROP_MAC, MacKey, |m| m.remove(&key))
             }
+            Target::ClusterSource { addr, .. } => {
+                let key = crate::corosync_kernel::addr_key(*addr);
+                map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.remove(&key))
+            }
             Target::ArpClaim { ip, mac, .. } => {
                 let key = ArpClaimKey {
                     ip: ip.octets(),
@@ -151,8 +160,15 @@ impl Backend for Kernel {
         {
             return Err("the kill-on-exec program (quarantine_exec) is not attached".into());
         }
-        for iface in quarantine.target.interfaces() {
-            self.ensure_tc(iface)?;
+        if let Target::ClusterSource { .. } = quarantine.target {
+            // Enforced by the corosync counter itself, on the interfaces it watches.
+            if !self.corosync_tc_attached() {
+                return Err("the cluster-traffic program (corosync_tc) is not attached".into());
+            }
+        } else {
+            for iface in quarantine.target.interfaces() {
+                self.ensure_tc(iface)?;
+            }
         }
         self.map_insert(
             &quarantine.target,

@@ -66,7 +66,7 @@ pub fn check_target(cfg: &QuarantineConfig, target: &Target) -> Verdict {
             }
             Ok(())
         }
-        Target::SourceIp { addr, .. } => {
+        Target::SourceIp { addr, .. } | Target::ClusterSource { addr, .. } => {
             if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() {
                 return invalid(format!("{addr} cannot be a quarantine source"));
             }

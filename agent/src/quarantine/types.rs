@@ -94,6 +94,12 @@ pub enum Target {
     },
     /// Drop everything from a source MAC on the given interfaces.
     SourceMac { mac: Mac, interfaces: Vec<String> },
+    /// Drop cluster (corosync) traffic from a source outside the nodelist, where the
+    /// `corosync` detector counts it (a member's traffic is never dropped).
+    ClusterSource {
+        addr: IpAddr,
+        interfaces: Vec<String>,
+    },
     /// Drop ARP packets in which `mac` claims `ip` (the newcomer of an IP conflict).
     ArpClaim {
         ip: std::net::Ipv4Addr,
@@ -115,6 +121,7 @@ impl Target {
             Target::Exec { .. } => &[],
             Target::SourceIp { interfaces, .. }
             | Target::SourceMac { interfaces, .. }
+            | Target::ClusterSource { interfaces, .. }
             | Target::ArpClaim { interfaces, .. } => interfaces,
         }
     }
@@ -136,6 +143,9 @@ impl Target {
             ) => a == b && x == y,
             (Target::SourceIp { addr: a, .. }, Target::SourceIp { addr: b, .. }) => a == b,
             (Target::SourceMac { mac: a, .. }, Target::SourceMac { mac: b, .. }) => a == b,
+            (Target::ClusterSource { addr: a, .. }, Target::ClusterSource { addr: b, .. }) => {
+                a == b
+            }
             (Target::ArpClaim { ip: a, mac: m, .. }, Target::ArpClaim { ip: b, mac: n, .. }) => {
                 a == b && m == n
             }
@@ -169,6 +179,9 @@ impl fmt::Display for Target {
             }
             Target::SourceMac { mac, interfaces } => {
                 write!(f, "packets from {mac} on {}", interfaces.join(","))
+            }
+            Target::ClusterSource { addr, interfaces } => {
+                write!(f, "cluster traffic from {addr} on {}", interfaces.join(","))
             }
             Target::ArpClaim {
                 ip,

@@ -1,0 +1,245 @@
+//! `corosync` detector, kernel side. At TC ingress: UDP to a cluster port, counted per
+//! source address and interface (member or not), and dropped when a quarantine names a
+//! non-member source. On the host: exec of a cluster daemon and bind(2) to a cluster
+//! port, reported with the process and its network namespace.
+
+use agent_common::{
+    corosync::{
+        COROSYNC_EXEC_CAPACITY, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY,
+        COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, LOCAL_BIND, LOCAL_EXEC, SourceCount,
+        SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED,
+        v4_key,
+    },
+    event::kind,
+    maps::ExecWatchKey,
+    quarantine::{QSTAT_DROP_COROSYNC, RULES_CAPACITY, Rule},
+    session::{AF_INET, AF_INET6},
+    stats,
+};
+use aya_ebpf::{
+    EbpfContext,
+    bindings::TC_ACT_SHOT,
+    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user},
+    macros::{classifier, map, tracepoint},
+    maps::{HashMap, LruPerCpuHashMap, PerCpuArray},
+    programs::{TcContext, TracePointContext},
+};
+
+use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
+
+#[map(name = "COROSYNC_PORTS")]
+static COROSYNC_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(COROSYNC_PORTS_CAPACITY, 0);
+#[map(name = "COROSYNC_MEMBERS")]
+static COROSYNC_MEMBERS: HashMap<[u8; 16], u32> =
+    HashMap::with_max_entries(COROSYNC_MEMBERS_CAPACITY, 0);
+#[map(name = "COROSYNC_SOURCES")]
+static COROSYNC_SOURCES: LruPerCpuHashMap<SourceKey, SourceCount> =
+    LruPerCpuHashMap::with_max_entries(COROSYNC_SOURCES_CAPACITY, 0);
+#[map(name = "COROSYNC_TOTALS")]
+static COROSYNC_TOTALS: PerCpuArray<u64> = PerCpuArray::with_max_entries(TOTAL_SLOTS, 0);
+#[map(name = "COROSYNC_DROP")]
+static COROSYNC_DROP: HashMap<[u8; 16], Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "COROSYNC_EXEC")]
+static COROSYNC_EXEC: HashMap<ExecWatchKey, u32> =
+    HashMap::with_max_entries(COROSYNC_EXEC_CAPACITY, 0);
+
+/// tcx: continue with the next program, unless we drop.
+const TCX_NEXT: i32 = -1;
+const IPPROTO_UDP: u8 = 17;
+
+#[inline(always)]
+fn total(slot: u32) {
+    if let Some(p) = COROSYNC_TOTALS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+#[classifier]
+pub fn corosync_tc(ctx: TcContext) -> i32 {
+    match observe(&ctx) {
+        Some(true) => TC_ACT_SHOT as i32,
+        _ => TCX_NEXT,
+    }
+}
+
+/// The source address and UDP destination port of a cluster packet, or `None`.
+#[inline(always)]
+fn parse(ctx: &TcContext) -> Option<[u8; 16]> {
+    let mut l3 = 14usize;
+    let mut proto = u16::from_be(ctx.load::<u16>(12).ok()?);
+    if proto == 0x8100 || proto == 0x88a8 {
+        proto = u16::from_be(ctx.load::<u16>(16).ok()?);
+        l3 = 18;
+    }
+    let (addr, l4) = match proto {
+        0x0800 => {
+            let vihl: u8 = ctx.load(l3).ok()?;
+            if ctx.load::<u8>(l3 + 9).ok()? != IPPROTO_UDP {
+                return None;
+            }
+            // Not a first fragment: no UDP header here.
+            if u16::from_be(ctx.load::<u16>(l3 + 6).ok()?) & 0x1fff != 0 {
+                return None;
+            }
+            let ihl = ((vihl & 0x0f) as usize) * 4;
+            if ihl < 20 {
+                return None;
+            }
+            (v4_key(ctx.load(l3 + 12).ok()?), l3 + ihl)
+        }
+        0x86dd => {
+            // No extension headers: knet sends plain UDP.
+            if ctx.load::<u8>(l3 + 6).ok()? != IPPROTO_UDP {
+                return None;
+            }
+            (ctx.load::<[u8; 16]>(l3 + 8).ok()?, l3 + 40)
+        }
+        _ => return None,
+    };
+    let dport = u16::from_be(ctx.load::<u16>(l4 + 2).ok()?);
+    // SAFETY: map lookup, presence only.
+    unsafe { COROSYNC_PORTS.get(&dport) }?;
+    Some(addr)
+}
+
+/// Count the packet; `Some(true)` when a quarantine drops it.
+#[inline(always)]
+fn observe(ctx: &TcContext) -> Option<bool> {
+    let addr = parse(ctx)?;
+    // SAFETY: map lookup, presence only.
+    let member = unsafe { COROSYNC_MEMBERS.get(&addr) }.is_some();
+    total(if member { TOTAL_MEMBER } else { TOTAL_NON_MEMBER });
+    // A member's traffic is never dropped, whatever the drop list says.
+    let drop = !member && dropped(&addr);
+    if drop {
+        total(TOTAL_DROPPED);
+        crate::quarantine::qcount(QSTAT_DROP_COROSYNC);
+    }
+    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
+    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
+    let key = SourceKey {
+        addr,
+        ifindex,
+        member: member as u32,
+    };
+    let len = ctx.len() as u64;
+    let d = drop as u64;
+    match COROSYNC_SOURCES.get_ptr_mut(&key) {
+        // SAFETY: a per-CPU value: no other writer on this CPU while we run.
+        Some(c) => unsafe {
+            (*c).packets += 1;
+            (*c).bytes += len;
+            (*c).dropped += d;
+        },
+        None => {
+            let first = SourceCount {
+                packets: 1,
+                bytes: len,
+                dropped: d,
+            };
+            if COROSYNC_SOURCES.insert(&key, &first, 0).is_err() {
+                total(TOTAL_UNTRACKED);
+            }
+        }
+    }
+    Some(drop)
+}
+
+#[inline(always)]
+fn dropped(addr: &[u8; 16]) -> bool {
+    // SAFETY: map lookup, value used at once.
+    crate::quarantine::in_force(unsafe { COROSYNC_DROP.get(addr) }).is_some()
+}
+
+/// Inode of the current task's network namespace, 0 when unreadable.
+#[inline(always)]
+fn current_netns() -> u32 {
+    let off = offsets();
+    // SAFETY: helper without preconditions; the pointer is only used through probe reads.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: probe reads through read_at tolerate any address.
+    unsafe {
+        read_at::<*const u8>(task, off.task_nsproxy)
+            .and_then(|ns| read_at::<*const u8>(ns, off.nsproxy_net_ns))
+            .and_then(|net| read_at::<u32>(net, off.net_inum))
+    }
+    .unwrap_or(0)
+}
+
+#[inline(always)]
+fn emit(what: u32, family: u16, port: u16, addr: [u8; 16]) {
+    let Some(mut entry) = EVENTS.reserve::<CorosyncLocalEvent>(0) else {
+        count(kind::COROSYNC_LOCAL, stats::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: a reserved slot of exactly this type; every field written before submit.
+    unsafe {
+        (*ev).header = header(
+            kind::COROSYNC_LOCAL,
+            core::mem::size_of::<CorosyncLocalEvent>(),
+        );
+        fill_proc(&mut (*ev).proc, kind::COROSYNC_LOCAL);
+        (*ev).netns = current_netns();
+        (*ev).what = what;
+        (*ev).family = family;
+        (*ev).port = port;
+        (*ev)._pad = 0;
+        (*ev).addr = addr;
+    }
+    entry.submit(0);
+    count(kind::COROSYNC_LOCAL, stats::SUBMITTED);
+}
+
+/// A cluster daemon (by the new image's comm) was executed.
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn corosync_exec(_ctx: TracePointContext) -> u32 {
+    let key = ExecWatchKey {
+        name: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    // SAFETY: map lookup, presence only.
+    if unsafe { COROSYNC_EXEC.get(&key) }.is_some() {
+        emit(LOCAL_EXEC, 0, 0, [0; 16]);
+    }
+    0
+}
+
+/// bind(2) to a cluster port (any socket type, any address).
+#[tracepoint(category = "syscalls", name = "sys_enter_bind")]
+pub fn corosync_bind(ctx: TracePointContext) -> u32 {
+    // bind(fd @16, umyaddr @24, addrlen @32)
+    // SAFETY: tracepoint context reads through the checked helper.
+    let Ok(sa) = (unsafe { ctx.read_at::<u64>(24) }) else {
+        return 0;
+    };
+    let sa = sa as *const u8;
+    // SAFETY: user pointer reads through the checked helper.
+    let Ok(family) = (unsafe { bpf_probe_read_user(sa.cast::<u16>()) }) else {
+        return 0;
+    };
+    if family != AF_INET && family != AF_INET6 {
+        return 0;
+    }
+    // SAFETY: as above; sin_port / sin6_port at offset 2.
+    let Ok(port) = (unsafe { bpf_probe_read_user(sa.add(2).cast::<u16>()) }) else {
+        return 0;
+    };
+    let port = u16::from_be(port);
+    // SAFETY: map lookup, presence only.
+    if unsafe { COROSYNC_PORTS.get(&port) }.is_none() {
+        return 0;
+    }
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        // SAFETY: as above; sin_addr at offset 4.
+        if let Ok(a) = unsafe { bpf_probe_read_user(sa.add(4).cast::<[u8; 4]>()) } {
+            addr[..4].copy_from_slice(&a);
+        }
+    } else {
+        // SAFETY: as above; sin6_addr at offset 8.
+        addr = unsafe { bpf_probe_read_user(sa.add(8).cast::<[u8; 16]>()) }.unwrap_or([0; 16]);
+    }
+    emit(LOCAL_BIND, family, port, addr);
+    0
+}

@@ -1,0 +1,365 @@
+//! `corosync` detector at run time: reads the cluster's configuration (re-read when it
+//! changes), decides this node's role, keeps the kernel's ports/members/daemons maps in
+//! step, samples the per-source counters once a second, and asks the quarantine engine
+//! to drop rogue sources' cluster traffic.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{ClusterRole, Config, CorosyncConfig, Mode},
+    corosync_conf::{self, ClusterConf},
+    corosync_kernel::{Counters, key_addr},
+    detectors::{
+        Finding,
+        corosync::{CorosyncDetector, Role, Sample},
+    },
+    guard::Guard,
+    metrics::Metrics,
+    quarantine::{ActionKind, Now, Request, Target, Trigger},
+};
+
+/// What the kernel was last given.
+#[derive(PartialEq)]
+struct Applied {
+    ports: Vec<u16>,
+    members: BTreeMap<IpAddr, u32>,
+    daemons: Vec<String>,
+}
+
+/// State of the cluster configuration file.
+enum ConfState {
+    /// Not read yet.
+    Unknown,
+    /// No file: no cluster here.
+    Missing,
+    Loaded(ClusterConf),
+    /// Unreadable or malformed: the detector is down.
+    Broken(String),
+}
+
+pub struct Runtime {
+    config: CorosyncConfig,
+    /// Last text read (to notice changes), and what it meant.
+    last_text: Option<String>,
+    state: ConfState,
+    applied: Option<Applied>,
+    detector: CorosyncDetector,
+    counters: Option<Counters>,
+    role_tx: watch::Sender<Option<Role>>,
+    findings: mpsc::Sender<Finding>,
+}
+
+/// This node's addresses (in the agent's network namespace).
+fn local_addrs() -> BTreeSet<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|ifa| {
+                    let sa = ifa.address?;
+                    if let Some(v4) = sa.as_sockaddr_in() {
+                        Some(IpAddr::V4(v4.ip()))
+                    } else {
+                        sa.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The role from configuration, or inferred from the nodelist and local addresses.
+pub fn decide_role(
+    wanted: ClusterRole,
+    path: &Path,
+    conf: Option<&ClusterConf>,
+    local: &BTreeSet<IpAddr>,
+) -> Role {
+    match wanted {
+        ClusterRole::Member => Role {
+            standalone: false,
+            reason: "detectors.corosync.role = \"member\"".into(),
+        },
+        ClusterRole::Standalone => Role {
+            standalone: true,
+            reason: "detectors.corosync.role = \"standalone\"".into(),
+        },
+        ClusterRole::Auto => match conf {
+            None => Role {
+                standalone: true,
+                reason: format!("no cluster configuration at {}", path.display()),
+            },
+            Some(c) => {
+                let members = c.member_addrs();
+                match local.iter().find_map(|a| members.get(a).map(|id| (a, id))) {
+                    Some((a, id)) => Role {
+                        standalone: false,
+                        reason: format!("local address {a} is node {id} in {}", path.display()),
+                    },
+                    None => Role {
+                        standalone: true,
+                        reason: format!(
+                            "no local address is in the nodelist of {}",
+                            path.display()
+                        ),
+                    },
+                }
+            }
+        },
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
+
+impl Runtime {
+    pub fn new(
+        config: &Config,
+        role_tx: watch::Sender<Option<Role>>,
+        findings: mpsc::Sender<Finding>,
+    ) -> Runtime {
+        Runtime {
+            config: config.detectors.corosync.clone(),
+            last_text: None,
+            state: ConfState::Unknown,
+            applied: None,
+            detector: CorosyncDetector::new(&config.detectors.corosync),
+            counters: None,
+            role_tx,
+            findings,
+        }
+    }
+
+    /// A new agent configuration (SIGHUP).
+    pub fn reconfigure(&mut self, config: &Config) {
+        if config.detectors.corosync != self.config {
+            *self = Runtime::new(config, self.role_tx.clone(), self.findings.clone());
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.config.config.clone()
+    }
+
+    /// Re-read the cluster configuration if it changed.
+    fn poll_file(&mut self, metrics: &Metrics) {
+        let path = self.path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", path.display());
+                if !matches!(&self.state, ConfState::Broken(m) if *m == msg) {
+                    error!(detector = "corosync", file = %path.display(), error = %e, "cluster configuration unreadable; detector down");
+                    metrics.record_corosync_config(false);
+                }
+                self.state = ConfState::Broken(msg);
+                self.last_text = None;
+                return;
+            }
+        };
+        if !matches!(self.state, ConfState::Unknown) && text == self.last_text {
+            return;
+        }
+        self.state = match &text {
+            None => {
+                info!(detector = "corosync", file = %path.display(), "no cluster configuration: no members, every cluster source is a rogue");
+                metrics.record_corosync_config(true);
+                ConfState::Missing
+            }
+            Some(t) => match corosync_conf::parse(t) {
+                Ok(c) => {
+                    info!(
+                        detector = "corosync",
+                        file = %path.display(),
+                        members = c.members.len(),
+                        ports = ?c.ports,
+                        transport = c.transport.as_deref().unwrap_or("knet"),
+                        crypto_cipher = c.crypto_cipher.as_deref().unwrap_or("none"),
+                        "cluster configuration loaded"
+                    );
+                    for u in &c.unresolved {
+                        warn!(detector = "corosync", address = %u, "nodelist address does not resolve; not counted as a member");
+                    }
+                    metrics.record_corosync_config(true);
+                    ConfState::Loaded(c)
+                }
+                Err(e) => {
+                    error!(detector = "corosync", file = %path.display(), error = %e, "cluster configuration malformed; detector down until it is fixed");
+                    metrics.record_corosync_config(false);
+                    ConfState::Broken(format!("{}: {e}", path.display()))
+                }
+            },
+        };
+        self.last_text = text;
+    }
+
+    /// Why the detector is down, if it is (besides its programs).
+    pub fn down_reason(&self) -> Option<&str> {
+        match &self.state {
+            ConfState::Broken(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// Once a second: configuration, kernel maps, counters, findings, quarantines.
+    pub fn tick(&mut self, guard: &mut Guard, config: &Config, metrics: &Metrics) {
+        if !self.config.enabled {
+            return;
+        }
+        self.poll_file(metrics);
+        let conf = match &self.state {
+            ConfState::Loaded(c) => Some(c.clone()),
+            ConfState::Missing => None,
+            ConfState::Broken(_) | ConfState::Unknown => {
+                metrics.set_corosync_state(false, 0, None);
+                return;
+            }
+        };
+        let role = decide_role(
+            self.config.role,
+            &self.path(),
+            conf.as_ref(),
+            &local_addrs(),
+        );
+        self.role_tx.send_if_modified(|r| {
+            if r.as_ref() == Some(&role) {
+                return false;
+            }
+            info!(detector = "corosync", standalone = role.standalone, reason = %role.reason, "cluster role");
+            *r = Some(role.clone());
+            true
+        });
+        let members = conf
+            .as_ref()
+            .map(ClusterConf::member_addrs)
+            .unwrap_or_default();
+        let ports = if !self.config.ports.is_empty() {
+            self.config.ports.clone()
+        } else {
+            conf.as_ref()
+                .map(|c| c.ports.clone())
+                .unwrap_or_else(|| vec![corosync_conf::DEFAULT_PORT])
+        };
+        let want = Applied {
+            ports,
+            members,
+            daemons: self.config.daemons.clone(),
+        };
+        if self.applied.as_ref() != Some(&want) {
+            match guard
+                .backend_mut()
+                .sync_corosync(&want.ports, &want.members, &want.daemons)
+            {
+                Ok(()) => {
+                    self.detector.set_members(want.members.clone());
+                    self.applied = Some(want);
+                }
+                Err(e) => {
+                    error!(detector = "corosync", error = %e, "cannot load the cluster members into the kernel");
+                    return;
+                }
+            }
+        }
+        let n_members = self.applied.as_ref().map_or(0, |a| a.members.len());
+        metrics.set_corosync_state(true, n_members, Some(role.standalone));
+        if self.counters.is_none() {
+            match guard.backend().corosync_counters() {
+                Ok(c) => self.counters = Some(c),
+                Err(e) => {
+                    error!(detector = "corosync", error = %e, "cluster traffic counters unreadable");
+                    return;
+                }
+            }
+        }
+        let counters = self.counters.as_ref().expect("set above");
+        metrics.set_corosync_totals(&counters.totals());
+        let samples: Vec<Sample> = counters
+            .sources()
+            .into_iter()
+            .map(|r| Sample {
+                addr: key_addr(r.key.addr),
+                interface: crate::pipeline::ifname(r.key.ifindex),
+                member: r.key.member == 1,
+                packets: r.count.packets,
+                dropped: r.count.dropped,
+            })
+            .collect();
+        let found = self.detector.sample(now_ms(), &samples);
+        metrics.set_corosync_rogues(
+            &self.detector.active_rogues(),
+            self.detector.flooding(),
+            self.config.max_rogue_series,
+        );
+        for f in found {
+            if f.kind == "rogue_member"
+                && self.config.quarantine_rogues
+                && config.action_mode(ActionKind::DropPackets) != Mode::Observe
+                && let Some(addr) = f.addr
+            {
+                let request = Request {
+                    target: Target::ClusterSource {
+                        addr,
+                        interfaces: f.interfaces.clone(),
+                    },
+                    ttl_s: None,
+                    trigger: Trigger {
+                        source: "corosync".into(),
+                        detail: format!(
+                            "rogue_member: {addr} sends cluster traffic ({} packets/s) and is not in the nodelist",
+                            f.rate_pps.unwrap_or(0)
+                        ),
+                    },
+                };
+                match guard.request(request, Now::system()) {
+                    Ok(outcome) => {
+                        info!(detector = "corosync", address = %addr, outcome = ?outcome, "quarantine requested for a rogue cluster source")
+                    }
+                    Err(e) => {
+                        error!(detector = "corosync", address = %addr, error = %e, "quarantine request failed")
+                    }
+                }
+                crate::guard::sync_metrics(guard, metrics);
+            }
+            if self.findings.try_send(Finding::Corosync(f)).is_err() {
+                error!(
+                    detector = "corosync",
+                    "finding dropped: the pipeline queue is full"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_is_inferred_from_local_addresses_unless_configured() {
+        let conf = corosync_conf::parse(
+            "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n",
+        )
+        .unwrap();
+        let p = Path::new("/etc/corosync/corosync.conf");
+        let here: BTreeSet<IpAddr> = ["10.0.0.1".parse().unwrap()].into();
+        let elsewhere: BTreeSet<IpAddr> = ["10.0.0.9".parse().unwrap()].into();
+        assert!(!decide_role(ClusterRole::Auto, p, Some(&conf), &here).standalone);
+        let r = decide_role(ClusterRole::Auto, p, Some(&conf), &elsewhere);
+        assert!(r.standalone);
+        assert!(r.reason.contains("nodelist"), "{}", r.reason);
+        assert!(decide_role(ClusterRole::Auto, p, None, &here).standalone);
+        assert!(!decide_role(ClusterRole::Member, p, None, &elsewhere).standalone);
+        assert!(decide_role(ClusterRole::Standalone, p, Some(&conf), &here).standalone);
+    }
+}

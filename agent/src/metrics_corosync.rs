@@ -1,0 +1,176 @@
+//! Metrics of the `corosync` detector (subsystem `nodeward_corosync_*`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+
+use super::{advance, counter_vec, gauge_vec};
+use crate::detectors::corosync::{ActiveRogue, CorosyncFinding, KINDS};
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+pub struct CorosyncMetrics {
+    packets: IntCounterVec,
+    dropped: IntCounter,
+    untracked: IntCounter,
+    findings: IntCounterVec,
+    rogues: IntGauge,
+    rogue_series: IntGaugeVec,
+    flooding: IntGauge,
+    members: IntGauge,
+    role: IntGaugeVec,
+    config_ok: IntGauge,
+    config_loads: IntCounterVec,
+    interfaces: IntGauge,
+    /// The detector's programs are attached (set with the program statuses).
+    pub(super) programs_up: AtomicBool,
+}
+
+impl CorosyncMetrics {
+    pub fn new(r: &Registry) -> Self {
+        let m = CorosyncMetrics {
+            packets: counter_vec(
+                r,
+                "nodeward_corosync_packets_total",
+                "Cluster (corosync/knet) packets seen at TC ingress of the watched interfaces, by source: member (in the nodelist) or non_member.",
+                &["source"],
+            ),
+            dropped: counter(
+                r,
+                "nodeward_corosync_dropped_packets_total",
+                "Cluster packets from quarantined non-member sources dropped in the kernel.",
+            ),
+            untracked: counter(
+                r,
+                "nodeward_corosync_untracked_packets_total",
+                "Cluster packets counted in the totals but not per source (the per-source table refused an entry): per-source rates are blind to these.",
+            ),
+            findings: counter_vec(
+                r,
+                "nodeward_corosync_findings_total",
+                "Corosync findings by kind: rogue_member, rogue_member_ended, flood, flood_ended, corosync_on_standalone.",
+                &["kind"],
+            ),
+            rogues: gauge(
+                r,
+                "nodeward_corosync_rogue_sources",
+                "Sources outside the nodelist sending cluster traffic now (all of them, uncapped).",
+            ),
+            rogue_series: gauge_vec(
+                r,
+                "nodeward_corosync_rogue_packets_per_second",
+                "One series per active rogue source, present only while it is active (capped by detectors.corosync.max_rogue_series, highest rates first): its packets per second.",
+                &["source"],
+            ),
+            flooding: gauge(
+                r,
+                "nodeward_corosync_flooding_sources",
+                "Sources (members or not) above detectors.corosync.flood_rate now.",
+            ),
+            members: gauge(
+                r,
+                "nodeward_corosync_members",
+                "Member addresses loaded from the cluster configuration.",
+            ),
+            role: gauge_vec(
+                r,
+                "nodeward_corosync_role",
+                "This node's cluster role (1 on the current one): member or standalone (configured or inferred from the nodelist).",
+                &["role"],
+            ),
+            config_ok: gauge(
+                r,
+                "nodeward_corosync_config_ok",
+                "1 when the cluster configuration was read (or is absent: no cluster), 0 when it is unreadable or malformed (the detector is down).",
+            ),
+            config_loads: counter_vec(
+                r,
+                "nodeward_corosync_config_loads_total",
+                "Reads of a changed cluster configuration, by result (success, failure).",
+                &["result"],
+            ),
+            interfaces: gauge(
+                r,
+                "nodeward_corosync_interfaces",
+                "Interfaces the cluster-traffic counter is attached to.",
+            ),
+            programs_up: AtomicBool::new(false),
+        };
+        for s in ["member", "non_member"] {
+            m.packets.with_label_values(&[s]);
+        }
+        for k in KINDS {
+            m.findings.with_label_values(&[k]);
+        }
+        for role in ["member", "standalone"] {
+            m.role.with_label_values(&[role]).set(0);
+        }
+        for r in ["success", "failure"] {
+            m.config_loads.with_label_values(&[r]);
+        }
+        m
+    }
+
+    pub fn record(&self, f: &CorosyncFinding) {
+        self.findings.with_label_values(&[f.kind]).inc();
+    }
+
+    pub fn config_loaded(&self, ok: bool) {
+        self.config_loads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    /// Returns whether the detector is up (programs attached and configuration good).
+    pub fn state(&self, ok: bool, members: usize, standalone: Option<bool>) -> bool {
+        self.config_ok.set(ok.into());
+        self.members.set(members as i64);
+        if let Some(s) = standalone {
+            self.role.with_label_values(&["standalone"]).set(s.into());
+            self.role.with_label_values(&["member"]).set((!s).into());
+        }
+        ok && self.programs_up.load(Ordering::Relaxed)
+    }
+
+    /// Kernel totals: `agent_common::corosync::TOTAL_*` slots.
+    pub fn totals(&self, t: &[u64; 4]) {
+        use agent_common::corosync::{
+            TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_UNTRACKED,
+        };
+        advance(
+            &self.packets.with_label_values(&["member"]),
+            t[TOTAL_MEMBER as usize],
+        );
+        advance(
+            &self.packets.with_label_values(&["non_member"]),
+            t[TOTAL_NON_MEMBER as usize],
+        );
+        advance(&self.dropped, t[TOTAL_DROPPED as usize]);
+        advance(&self.untracked, t[TOTAL_UNTRACKED as usize]);
+    }
+
+    pub fn rogues(&self, active: &[ActiveRogue], flooding: usize, cap: usize) {
+        self.rogues.set(active.len() as i64);
+        self.flooding.set(flooding as i64);
+        self.rogue_series.reset();
+        for r in active.iter().take(cap) {
+            self.rogue_series
+                .with_label_values(&[&r.addr.to_string()])
+                .set(r.rate as i64);
+        }
+    }
+
+    pub fn interfaces(&self, n: usize) {
+        self.interfaces.set(n as i64);
+    }
+}
