@@ -68,6 +68,8 @@ pub struct Agent {
     pub config_path: PathBuf,
     bin: PathBuf,
     env: Vec<(String, String)>,
+    /// Run inside this network namespace (`ip netns exec`): the agent of another node.
+    netns: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,6 +82,16 @@ impl Agent {
 
     /// Like [`Agent::start`], with extra environment (kept across restarts).
     pub fn start_env(bin: &Path, extra: &str, env: &[(&str, &str)]) -> Agent {
+        Self::start_full(bin, extra, env, None)
+    }
+
+    /// Like [`Agent::start`], inside network namespace `ns` (its HTTP listener is then
+    /// only reachable there: use the logs and the control socket).
+    pub fn start_in_netns(bin: &Path, extra: &str, ns: &str) -> Agent {
+        Self::start_full(bin, extra, &[], Some(ns.to_string()))
+    }
+
+    fn start_full(bin: &Path, extra: &str, env: &[(&str, &str)], netns: Option<String>) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("nodeward.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
@@ -87,7 +99,7 @@ impl Agent {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, pid, lines) = Self::spawn(bin, &config_path, &env);
+        let (child, pid, lines) = Self::spawn(bin, &config_path, &env, netns.as_deref());
         let mut agent = Agent {
             child,
             pid,
@@ -96,6 +108,7 @@ impl Agent {
             config_path,
             bin: bin.to_path_buf(),
             env,
+            netns,
             _dir: dir,
         };
         agent.wait_ready();
@@ -134,8 +147,18 @@ impl Agent {
         bin: &Path,
         config_path: &Path,
         env: &[(String, String)],
+        netns: Option<&str>,
     ) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
-        let mut child = Command::new(bin)
+        // `ip netns exec` execs the agent in place: the PID is the agent's.
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")
             .arg(config_path)
@@ -196,7 +219,12 @@ impl Agent {
     /// Stop (SIGTERM) and start again with the same config and state directory.
     pub fn restart(&mut self) -> ExitStatus {
         let status = self.stop();
-        let fresh = Self::spawn(&self.bin, &self.config_path, &self.env);
+        let fresh = Self::spawn(
+            &self.bin,
+            &self.config_path,
+            &self.env,
+            self.netns.as_deref(),
+        );
         self.child = fresh.0;
         self.pid = fresh.1;
         self.lines = fresh.2;
@@ -416,10 +444,12 @@ pub fn stand_in(helper: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
 }
 
 mod cgroup;
+mod corolab;
 mod netns;
 mod sshlab;
 
 pub use cgroup::TestCgroup;
+pub use corolab::CorosyncLab;
 pub use netns::{Bridge, Host, Lan, sh};
 pub use sshlab::{SSH_PORT, SshLab};
 

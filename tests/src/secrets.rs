@@ -89,3 +89,59 @@ fn key_read_copy_and_ssh_read_are_attributed() {
     assert_eq!(d["process"]["origin"]["peer"], lan.ip_a.as_str());
     assert_eq!(d["process"]["loginuid"], 0);
 }
+
+/// Issue 6, test 2: the cluster key copied with scp over real sshd, from an "agent"
+/// namespace, to a standalone node's key path: read at the source by the SSH session
+/// (peer = the copier), created at the destination.
+#[test]
+fn key_copied_with_scp_over_ssh_is_read_by_the_session_and_created_at_the_destination() {
+    let name = "secrets::key_copied_with_scp_over_ssh_is_read_by_the_session_and_created_at_the_destination";
+    let Some(bin) = agent_bin(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (member, standalone) = (dir.path().join("member"), dir.path().join("standalone"));
+    std::fs::create_dir_all(&member).unwrap();
+    std::fs::create_dir_all(&standalone).unwrap();
+    let key = member.join("authkey");
+    let copy = standalone.join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.secrets]\npaths = [\"{}\", \"{}\"]\nallowed_readers = [\"corosync\"]\n",
+            key.display(),
+            copy.display()
+        ),
+    );
+    let lan = Lan::new();
+    let lab = match SshLab::new(&lan, HELPER) {
+        Ok(l) => l,
+        Err(why) => return skip(name, &why),
+    };
+    let out = lab.scp_from(&key, &copy);
+    assert!(out.status.success(), "scp: {out:?}");
+    assert_eq!(std::fs::read(&copy).unwrap(), b"not a real key");
+    let read = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| {
+            l["finding"] == "secret_read"
+                && l["path"] == key.display().to_string()
+                && l["origin"] == "ssh"
+        })
+    })
+    .unwrap_or_else(|| panic!("no SSH-attributed read of the key:\n{}", agent.raw_output()));
+    let d: serde_json::Value = serde_json::from_str(read["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(d["process"]["origin"]["peer"], lan.ip_a.as_str());
+    assert_eq!(d["allowed"], false);
+    let created = wait_for(Duration::from_secs(5), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "secret_created" && l["path"] == copy.display().to_string())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no secret_created at the destination:\n{}",
+            agent.raw_output()
+        )
+    });
+    assert_eq!(created["comm"], "scp");
+}

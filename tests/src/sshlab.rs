@@ -54,7 +54,7 @@ impl SshLab {
         std::fs::copy(helper, &standin).map_err(|e| e.to_string())?;
         let config = format!(
             "Port {SSH_PORT}\nListenAddress {}\nHostKey {}/hostkey\nPidFile {}/sshd.pid\nAuthorizedKeysFile {}/authorized_keys\n\
-             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM yes\n",
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\nUsePAM yes\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
             lan.ip_b,
             d.display(),
             d.display(),
@@ -138,6 +138,42 @@ impl SshLab {
             .arg(command)
             .output()
             .expect("run ssh")
+    }
+
+    /// Copy `remote` (a path on the server) to `local` with scp, from the client
+    /// namespace.
+    pub fn scp_from(&self, remote: &Path, local: &Path) -> std::process::Output {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client_ns,
+                "scp",
+                "-F",
+                "/dev/null",
+                "-q",
+            ])
+            .arg("-i")
+            .arg(self.dir.path().join("clientkey"))
+            .args(["-P", &SSH_PORT.to_string()])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=5",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg(format!("root@{}:{}", self.host, remote.display()))
+            .arg(local)
+            .output()
+            .expect("run scp")
     }
 
     pub fn sshd_log(&self) -> String {

@@ -24,6 +24,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "python3-scapy",  // crafted martian-source packets (/usr/bin/python3)
     "openssh-server", // a real sshd for the reboot/session tests
     "openssh-client",
+    "corosync", // a real corosync/knet ring and rogue members
+    "nftables", // the member-side packet counter (its own kernel view)
 ];
 
 pub struct Tools {

@@ -1,0 +1,380 @@
+//! End to end, `corosync` detector, with real corosync 3 (knet, crypto on) in network
+//! namespaces on a bridge: a quiet quorate ring, a rogue member with the copied key
+//! (incident 001), a flood of its replayed packets dropped in enforce mode (seen from
+//! the member's own kernel), rogues with another key or a member's node id, corosync
+//! started on a standalone node, and a malformed corosync.conf.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use nodeward_tests::{Agent, CorosyncLab, agent_bin, metric, parse_rfc3339, skip, wait_for};
+use serde_json::Value;
+
+fn lab(name: &str, ips: &[&str]) -> Option<CorosyncLab> {
+    match CorosyncLab::new(ips) {
+        Ok(l) => Some(l),
+        Err(why) => {
+            skip(name, &why);
+            None
+        }
+    }
+}
+
+/// The agent's own copy of the cluster configuration (tests rewrite it).
+fn agent_copy(conf: &Path) -> PathBuf {
+    let copy = conf.with_file_name("agent-view.conf");
+    std::fs::copy(conf, &copy).expect("copy corosync.conf");
+    copy
+}
+
+fn member_side(conf: &Path, ports: &[&str], extra: &str) -> String {
+    format!(
+        "{extra}[detectors.corosync]\nconfig = \"{}\"\nrole = \"member\"\ninterfaces = [{}]\nflood_rate = 100\nquiet_period = \"5s\"\n",
+        conf.display(),
+        ports
+            .iter()
+            .map(|p| format!("\"{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn corosync_findings(agent: &Agent) -> Vec<Value> {
+    agent
+        .logs()
+        .into_iter()
+        .filter(|l| l["detector"] == "corosync" && l["finding"].is_string())
+        .collect()
+}
+
+fn find(agent: &Agent, kind: &str, addr: &str, secs: u64) -> Option<Value> {
+    wait_for(Duration::from_secs(secs), || {
+        corosync_findings(agent)
+            .into_iter()
+            .find(|l| l["finding"] == kind && l["address"] == addr)
+    })
+}
+
+fn detail(line: &Value) -> Value {
+    serde_json::from_str(line["detail"].as_str().unwrap_or("{}")).unwrap()
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[test]
+fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_quorate() {
+    let name = "corosync::a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_quorate";
+    let Some(bin) = agent_bin(name) else { return };
+    let Some(mut lab) = lab(name, &["10.213.90.1", "10.213.90.2", "10.213.90.3"]) else {
+        return;
+    };
+    let key = lab.key.clone();
+    let cluster = lab.conf("cluster", &[(0, 1), (1, 2)], &key);
+    let view = agent_copy(&cluster);
+    let ports = [lab.port(0), lab.port(1), lab.port(2)].map(str::to_string);
+    let agent = Agent::start(
+        &bin,
+        &member_side(
+            &view,
+            &ports.iter().map(String::as_str).collect::<Vec<_>>(),
+            "",
+        ),
+    );
+    lab.start(0, &cluster);
+    lab.start(1, &cluster);
+    assert!(lab.wait_quorate(0, 30), "ring not quorate:\n{}", lab.log(0));
+
+    // 1. Normal operation: member traffic counted, no finding.
+    std::thread::sleep(Duration::from_secs(5));
+    let m = agent.metrics();
+    assert!(
+        metric(&m, "nodeward_corosync_packets_total{source=\"member\"}").unwrap() > 10.0,
+        "member traffic not counted:\n{m}"
+    );
+    assert_eq!(
+        metric(&m, "nodeward_corosync_packets_total{source=\"non_member\"}"),
+        Some(0.0)
+    );
+    assert_eq!(metric(&m, "nodeward_corosync_members"), Some(2.0));
+    assert_eq!(
+        metric(&m, "nodeward_detector_up{detector=\"corosync\"}"),
+        Some(1.0)
+    );
+    let quiet = corosync_findings(&agent);
+    assert!(
+        quiet.is_empty(),
+        "findings during normal operation: {quiet:?}"
+    );
+
+    // 3. A third node with the copied key, not in the nodelist (its own config lists it).
+    let rogue_conf = lab.conf("rogue", &[(0, 1), (1, 2), (2, 3)], &key);
+    let started = now_s();
+    lab.start(2, &rogue_conf);
+    let rogue_ip = lab.ip(2).to_string();
+    let f = find(&agent, "rogue_member", &rogue_ip, 15)
+        .unwrap_or_else(|| panic!("no rogue_member:\n{}\n{}", agent.raw_output(), lab.log(2)));
+    let at = parse_rfc3339(f["timestamp"].as_str().unwrap()).unwrap();
+    assert!(
+        at - started <= 5.0,
+        "rogue named {:.1} s after it started (want ≤ 5 s)",
+        at - started
+    );
+    let d = detail(&f);
+    assert_eq!(d["member"], false);
+    assert_eq!(d["interfaces"], serde_json::json!([lab.port(2)]));
+    assert!(d["rate_pps"].as_u64().is_some());
+    // The ring is still quorate, and the rogue is a live series.
+    assert!(lab.quorate(0), "ring lost quorum:\n{}", lab.log(0));
+    let m = agent.metrics();
+    assert_eq!(metric(&m, "nodeward_corosync_rogue_sources"), Some(1.0));
+    assert!(
+        metric(
+            &m,
+            &format!("nodeward_corosync_rogue_packets_per_second{{source=\"{rogue_ip}\"}}")
+        )
+        .is_some(),
+        "{m}"
+    );
+    // Observe mode: nothing dropped.
+    assert_eq!(
+        metric(&m, "nodeward_corosync_dropped_packets_total"),
+        Some(0.0)
+    );
+
+    // Malformed corosync.conf: the detector is down, the agent keeps running.
+    let good = std::fs::read_to_string(&view).unwrap();
+    std::fs::write(&view, "totem {\n  version 2\n").unwrap();
+    let down = wait_for(Duration::from_secs(10), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_corosync_config_ok") == Some(0.0)
+            && metric(&m, "nodeward_detector_up{detector=\"corosync\"}") == Some(0.0))
+        .then_some(())
+    });
+    assert!(down.is_some(), "detector not down:\n{}", agent.raw_output());
+    assert!(agent.logs().iter().any(|l| {
+        l["message"] == "cluster configuration malformed; detector down until it is fixed"
+            && l["error"].as_str().is_some_and(|e| e.contains("line 2"))
+    }));
+    assert_eq!(agent.get("/healthz").0, 200);
+    std::fs::write(&view, good).unwrap();
+    let up = wait_for(Duration::from_secs(10), || {
+        (metric(
+            &agent.metrics(),
+            "nodeward_detector_up{detector=\"corosync\"}",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "detector not back up:\n{}",
+        agent.raw_output()
+    );
+}
+
+#[test]
+fn a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires() {
+    let name = "corosync::a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires";
+    let Some(bin) = agent_bin(name) else { return };
+    let Some(mut lab) = lab(name, &["10.213.91.1", "10.213.91.2", "10.213.91.3"]) else {
+        return;
+    };
+    let key = lab.key.clone();
+    let cluster = lab.conf("cluster", &[(0, 1), (1, 2)], &key);
+    let ports = [lab.port(0), lab.port(1), lab.port(2)].map(str::to_string);
+    let agent = Agent::start(
+        &bin,
+        &member_side(
+            &cluster,
+            &ports.iter().map(String::as_str).collect::<Vec<_>>(),
+            "agent.mode = \"enforce\"\nquarantine.default_ttl = \"12s\"\n",
+        ),
+    );
+    lab.start(0, &cluster);
+    lab.start(1, &cluster);
+    assert!(lab.wait_quorate(0, 30), "ring not quorate:\n{}", lab.log(0));
+    let (rogue_ip, member_ip) = (lab.ip(2).to_string(), lab.ip(0).to_string());
+    // The member's own kernel counts what reaches it from the rogue.
+    lab.watch_from(0, &rogue_ip);
+    let rogue_conf = lab.conf("rogue", &[(0, 1), (1, 2), (2, 3)], &key);
+    lab.start(2, &rogue_conf);
+    find(&agent, "rogue_member", &rogue_ip, 15)
+        .unwrap_or_else(|| panic!("no rogue_member:\n{}", agent.raw_output()));
+    let applied = wait_for(Duration::from_secs(5), || {
+        (metric(
+            &agent.metrics(),
+            "nodeward_quarantine_active{action=\"drop_packets\"}",
+        ) == Some(1.0))
+        .then_some(Instant::now())
+    })
+    .unwrap_or_else(|| panic!("no quarantine applied:\n{}", agent.raw_output()));
+    let list = agent.cli(&["quarantine", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list["active"][0]["target"]["kind"], "cluster_source");
+    assert_eq!(list["active"][0]["target"]["addr"], rogue_ip.as_str());
+    assert_eq!(list["active"][0]["trigger"]["source"], "corosync");
+
+    // 4. The flood: 600 replayed packets, every one dropped before the member.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = lab.count_from(0);
+    if let Err(why) = lab.flood(2, &member_ip, 600) {
+        return skip(name, &format!("flood part: {why}"));
+    }
+    let flood = find(&agent, "flood", &rogue_ip, 5)
+        .unwrap_or_else(|| panic!("no flood finding:\n{}", agent.raw_output()));
+    assert!(detail(&flood)["dropped"].as_u64().unwrap() > 0, "{flood}");
+    assert_eq!(
+        lab.count_from(0),
+        before,
+        "packets reached the member during the quarantine"
+    );
+    // Totals are sampled once a second.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_corosync_dropped_packets_total").unwrap() >= 600.0).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("drops not counted:\n{}", agent.metrics()));
+    assert!(
+        metric(
+            &m,
+            "nodeward_quarantine_kernel_total{counter=\"drop_corosync\"}"
+        )
+        .unwrap()
+            >= 600.0
+    );
+    assert!(lab.quorate(0), "ring lost quorum:\n{}", lab.log(0));
+
+    // TTL expiry restores: the rogue's own packets reach the member again.
+    let wait = Duration::from_secs(12).saturating_sub(applied.elapsed()) + Duration::from_secs(10);
+    let restored = wait_for(wait, || (lab.count_from(0) > before).then_some(()));
+    assert!(
+        restored.is_some(),
+        "rogue traffic still dropped after the TTL:\n{}",
+        agent.raw_output()
+    );
+    let again = lab.count_from(0);
+    lab.flood(2, &member_ip, 200).unwrap();
+    assert!(
+        lab.count_from(0) >= again + 200,
+        "a flood after expiry did not reach the member"
+    );
+}
+
+#[test]
+fn rogues_with_another_key_or_a_members_node_id_are_both_named() {
+    let name = "corosync::rogues_with_another_key_or_a_members_node_id_are_both_named";
+    let Some(bin) = agent_bin(name) else { return };
+    let Some(mut lab) = lab(
+        name,
+        &["10.213.92.1", "10.213.92.2", "10.213.92.3", "10.213.92.4"],
+    ) else {
+        return;
+    };
+    let key = lab.key.clone();
+    let cluster = lab.conf("cluster", &[(0, 1), (1, 2)], &key);
+    let ports = [lab.port(0), lab.port(1), lab.port(2), lab.port(3)].map(str::to_string);
+    let agent = Agent::start(
+        &bin,
+        &member_side(
+            &cluster,
+            &ports.iter().map(String::as_str).collect::<Vec<_>>(),
+            "",
+        ),
+    );
+    lab.start(0, &cluster);
+    lab.start(1, &cluster);
+    assert!(lab.wait_quorate(0, 30), "ring not quorate:\n{}", lab.log(0));
+    // Another cluster's key.
+    let other = lab.other_key();
+    let stranger = lab.conf("stranger", &[(0, 1), (1, 2), (2, 3)], &other);
+    lab.start(2, &stranger);
+    // The copied key, claiming node 1's id from another address.
+    let spoof = lab.conf("spoof", &[(3, 1), (1, 2)], &key);
+    lab.start(3, &spoof);
+    for host in [2, 3] {
+        let ip = lab.ip(host).to_string();
+        let f = find(&agent, "rogue_member", &ip, 15)
+            .unwrap_or_else(|| panic!("rogue {ip} not named:\n{}", agent.raw_output()));
+        assert_eq!(
+            detail(&f)["interfaces"],
+            serde_json::json!([lab.port(host)])
+        );
+    }
+    assert!(lab.quorate(0), "ring lost quorum:\n{}", lab.log(0));
+    assert_eq!(
+        metric(&agent.metrics(), "nodeward_corosync_rogue_sources"),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
+    let name = "corosync::corosync_started_on_a_standalone_node_is_named_with_its_process";
+    let Some(bin) = agent_bin(name) else { return };
+    let Some(mut lab) = lab(name, &["10.213.93.1", "10.213.93.2", "10.213.93.3"]) else {
+        return;
+    };
+    let key = lab.key.clone();
+    let cluster = lab.conf("cluster", &[(0, 1), (1, 2)], &key);
+    // The agent of the standalone node (host 2): its address is not in the nodelist,
+    // so the role is inferred.
+    let ns = lab.bridge.hosts[2].ns.clone();
+    let agent = Agent::start_in_netns(
+        &bin,
+        &format!("[detectors.corosync]\nconfig = \"{}\"\n", cluster.display()),
+        &ns,
+    );
+    let role = wait_for(Duration::from_secs(5), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["message"] == "cluster role")
+    })
+    .unwrap_or_else(|| panic!("no role decided:\n{}", agent.raw_output()));
+    assert_eq!(role["standalone"], true, "{role}");
+    // Corosync in another node's namespace is not this node's.
+    lab.start(0, &cluster);
+    // The automation's move: start corosync here with a config listing this node.
+    let rogue_conf = lab.conf("rogue", &[(0, 1), (1, 2), (2, 3)], &key);
+    let pid = lab.start(2, &rogue_conf);
+    let mut seen = Vec::new();
+    for what in ["exec", "bind"] {
+        let f = wait_for(Duration::from_secs(10), || {
+            corosync_findings(&agent)
+                .into_iter()
+                .find(|l| l["finding"] == "corosync_on_standalone" && detail(l)["what"] == what)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no corosync_on_standalone ({what}):\n{}",
+                agent.raw_output()
+            )
+        });
+        let d = detail(&f);
+        assert_eq!(d["process"]["pid"].as_u64(), Some(pid.into()), "{d}");
+        assert_eq!(d["process"]["comm"], "corosync");
+        assert!(
+            d["role_reason"].as_str().unwrap().contains("nodelist"),
+            "{d}"
+        );
+        assert!(f["lineage"].as_str().unwrap().ends_with("corosync"), "{f}");
+        seen.push(d);
+    }
+    assert_eq!(seen[1]["port"], 5405);
+    assert_eq!(seen[1]["addr"], lab.ip(2));
+    // Only this node's corosync: the one in host 0's namespace raised nothing.
+    let others: Vec<Value> = corosync_findings(&agent)
+        .into_iter()
+        .filter(|l| detail(l)["process"]["pid"].as_u64() != Some(pid.into()))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "findings for another node's corosync: {others:?}"
+    );
+}
