@@ -170,6 +170,11 @@ impl CorosyncMetrics {
         }
     }
 
+    #[cfg(test)]
+    pub fn rogue_series(&self) -> &dyn prometheus::core::Collector {
+        &self.rogue_series
+    }
+
     pub fn interfaces(&self, n: usize) {
         self.interfaces.set(n as i64);
     }

@@ -54,6 +54,7 @@ fn families() -> Vec<String> {
                 &m.martian_drops,
                 &m.martian_flood_series,
                 &m.martian_top_sources,
+                m.corosync.rogue_series(),
             ]
             .iter()
             .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
