@@ -278,6 +278,10 @@ pub struct SecretsConfig {
     pub paths: Vec<PathBuf>,
     /// Process names (comm) whose reads are expected (e.g. corosync reading its key).
     pub allowed_readers: Vec<String>,
+    /// Ask the quarantine engine to block (kill on exec) the binary of a process that
+    /// opened a secret without being an allowed reader, scoped to its cgroup, and to
+    /// end that process (acts per `quarantine.block_exec` mode).
+    pub quarantine: bool,
 }
 
 impl Default for SecretsConfig {
@@ -300,6 +304,7 @@ impl Default for SecretsConfig {
             allowed_readers: ["corosync", "pmxcfs", "sshd", "sshd-session"]
                 .map(String::from)
                 .to_vec(),
+            quarantine: true,
         }
     }
 }

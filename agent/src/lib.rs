@@ -25,5 +25,6 @@ pub mod probe;
 pub mod programs;
 pub mod quarantine;
 pub mod run;
+pub mod secrets;
 pub mod verbs;
 pub mod webhook;

@@ -21,6 +21,8 @@ pub struct ToGuard {
     pub intents: mpsc::Sender<crate::detectors::reboot::RebootIntent>,
     /// Active ARP conflicts, for `nodeward bindings`.
     pub conflicts: std::sync::Arc<std::sync::Mutex<Vec<crate::detectors::arp::ActiveConflict>>>,
+    /// Secret opens by processes that are not allowed readers (quarantine candidates).
+    pub secrets: mpsc::Sender<crate::detectors::secrets::SecretFinding>,
 }
 
 /// The IPAM lease file, re-read when its modification time or size changes.
@@ -149,6 +151,12 @@ pub async fn run(
                     }
                     metrics.record_finding(&finding);
                     report(&finding);
+                    if let Finding::Secret(f) = &finding
+                        && !f.allowed
+                        && to_guard.secrets.try_send(f.clone()).is_err()
+                    {
+                        tracing::error!("secret open not passed to the quarantine engine: queue full");
+                    }
                     if let Finding::RebootIntent(i) = finding
                         && to_guard.intents.try_send(i).is_err() {
                             tracing::error!("reboot intent not journaled: the guard queue is full");

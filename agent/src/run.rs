@@ -180,6 +180,7 @@ async fn daemon(
     });
     let (enforced_tx, mut enforced_rx) = mpsc::channel(256);
     let (intents_tx, mut intents_rx) = mpsc::channel(1024);
+    let (secrets_tx, mut secrets_rx) = mpsc::channel(256);
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
@@ -188,6 +189,7 @@ async fn daemon(
         enforced: enforced_tx,
         intents: intents_tx,
         conflicts,
+        secrets: secrets_tx,
     };
     let (sampled_tx, sampled_rx) = mpsc::channel(256);
     let (role_tx, role_rx) = watch::channel(None);
@@ -277,6 +279,7 @@ async fn daemon(
                 let _ = cmd.reply.send(reply);
             }
             Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
+            Some(f) = secrets_rx.recv() => crate::secrets::quarantine(&mut guard, &current, &metrics, f),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
                 info!(outcome = %reply, "webhook alert handled");

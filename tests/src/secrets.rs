@@ -145,3 +145,64 @@ fn key_copied_with_scp_over_ssh_is_read_by_the_session_and_created_at_the_destin
     });
     assert_eq!(created["comm"], "scp");
 }
+
+/// Enforce mode: a process of the test's cgroup that opens a protected secret without
+/// being an allowed reader is ended, and its binary is blocked (kill on exec) in that
+/// cgroup only, through the quarantine engine.
+#[test]
+fn enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
+    use std::os::unix::process::ExitStatusExt;
+    let name = "secrets::enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only";
+    let Some(bin) = agent_bin(name) else { return };
+    let cg = match nodeward_tests::TestCgroup::new() {
+        Ok(c) => c,
+        Err(why) => return skip(name, &why),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\n",
+            key.display()
+        ),
+    );
+    let key_s = key.display().to_string();
+    // A reader that would keep the file open forever.
+    let mut reader = cg
+        .command(&["tail", "-f", &key_s])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_for(Duration::from_secs(10), || reader.try_wait().ok().flatten());
+    let status = match status {
+        Some(s) => s,
+        None => {
+            let _ = reader.kill();
+            let _ = reader.wait();
+            panic!("the secret reader was not ended:\n{}", agent.raw_output());
+        }
+    };
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    let list: serde_json::Value =
+        serde_json::from_slice(&agent.cli(&["quarantine", "list", "--json"]).stdout).unwrap();
+    let q = &list["active"][0];
+    assert_eq!(q["target"]["kind"], "exec", "{list}");
+    assert_eq!(q["target"]["binary"], "tail");
+    assert_eq!(q["trigger"]["source"], "secrets");
+    assert!(
+        agent
+            .journal()
+            .iter()
+            .any(|e| e["decision"] == "secrets_process_ended" && e["ended"] == true)
+    );
+    // The same binary in that cgroup is killed on exec; outside it runs.
+    let inside = cg.command(&["tail", "-n0", "/dev/null"]).status().unwrap();
+    assert_eq!(inside.signal(), Some(libc::SIGKILL), "{inside:?}");
+    let outside = Command::new("tail")
+        .args(["-n0", "/dev/null"])
+        .status()
+        .unwrap();
+    assert!(outside.success(), "{outside:?}");
+}
