@@ -46,8 +46,27 @@ pub struct KernelOffsets {
     pub task_nsproxy: u32,
     /// `nsproxy.net_ns` (pointer to struct net).
     pub nsproxy_net_ns: u32,
+    /// `task_struct.files` (pointer).
+    pub task_files: u32,
+    /// `files_struct.fdt` (pointer).
+    pub files_fdt: u32,
+    /// `fdtable.fd` (pointer to the array of `struct file *`).
+    pub fdt_fd: u32,
+    /// `fdtable.max_fds` (unsigned int).
+    pub fdt_max_fds: u32,
+    /// `file.f_inode` (pointer).
+    pub file_inode: u32,
+    /// `file.f_flags` (unsigned int).
+    pub file_flags: u32,
+    /// `inode.i_ino` (unsigned long).
+    pub inode_ino: u32,
+    /// `inode.i_sb` (pointer).
+    pub inode_sb: u32,
+    /// `super_block.s_dev` (dev_t).
+    pub sb_dev: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 72);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
 
 impl KernelOffsets {
     pub const ABSENT: Self = Self {
@@ -69,6 +88,16 @@ impl KernelOffsets {
         net_inum: OFFSET_ABSENT,
         task_nsproxy: OFFSET_ABSENT,
         nsproxy_net_ns: OFFSET_ABSENT,
+        task_files: OFFSET_ABSENT,
+        files_fdt: OFFSET_ABSENT,
+        fdt_fd: OFFSET_ABSENT,
+        fdt_max_fds: OFFSET_ABSENT,
+        file_inode: OFFSET_ABSENT,
+        file_flags: OFFSET_ABSENT,
+        inode_ino: OFFSET_ABSENT,
+        inode_sb: OFFSET_ABSENT,
+        sb_dev: OFFSET_ABSENT,
+        _pad: 0,
     };
 }
 

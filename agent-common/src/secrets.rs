@@ -1,25 +1,73 @@
-//! `secrets` detector ABI: opens of configured secret files (by absolute path).
+//! `secrets` detector ABI: opens of configured secret files. Matched two ways:
+//! by path at `sys_enter_openat*` (exact absolute path, or any file below a
+//! `dir/*` directory), which also sees files that do not exist yet; and by inode at
+//! `sys_exit_openat*` (the opened file's device and inode), which also sees opens by
+//! relative path, through symlinks, hard links and bind mounts. One event per open,
+//! reported at syscall exit with its result.
 
 use crate::{event::EventHeader, proc::ProcCtx};
 
-/// Hash: NUL-padded absolute path ([`PATH_LEN`] bytes) -> path id.
+/// LPM trie: NUL-padded absolute path ([`PATH_LEN`] bytes) -> path id. An exact file
+/// is keyed with its terminating NUL (prefix = 8 * (len + 1) bits), so it matches only
+/// itself; a `dir/*` entry is keyed `dir/` without NUL, so it matches every path below.
 pub const SECRET_PATHS: &str = "SECRET_PATHS";
 pub const SECRET_PATHS_CAPACITY: u32 = 64;
+/// Hash: [`InodeKey`] -> [`InodeWatch`]: the secret files that exist now.
+pub const SECRET_INODES: &str = "SECRET_INODES";
+pub const SECRET_INODES_CAPACITY: u32 = 1024;
+/// LRU hash: thread id -> [`Pending`]: a path match waiting for its syscall exit.
+pub const SECRET_PENDING: &str = "SECRET_PENDING";
+pub const SECRET_PENDING_CAPACITY: u32 = 4096;
 /// Longest watchable path (longer ones are refused by the configuration).
 pub const PATH_LEN: usize = 64;
+
+/// How an open was matched.
+pub const VIA_PATH: u32 = 1;
+pub const VIA_INODE: u32 = 2;
+
+/// A file by device (kernel `dev_t` encoding: major << 20 | minor) and inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InodeWatch {
+    pub path_id: u32,
+    pub _pad: u32,
+    /// The configured (or, for a `dir/*` entry, the found) path, NUL-padded.
+    pub path: [u8; PATH_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    pub flags: u64,
+    pub path_id: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_LEN],
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SecretOpenEvent {
     pub header: EventHeader,
     pub proc: ProcCtx,
-    /// open(2) flags.
+    /// open(2) flags (via path), or the opened file's `f_flags` (via inode: the access
+    /// mode is there, `O_CREAT` is not).
     pub flags: u64,
     /// Index of the path in the configuration.
     pub path_id: u32,
-    pub _pad0: u32,
+    /// [`VIA_PATH`] or [`VIA_INODE`].
+    pub via: u32,
+    /// The syscall's result: a file descriptor, or a negative errno.
+    pub ret: i64,
     pub path: [u8; PATH_LEN],
 }
-const _: () = assert!(core::mem::size_of::<SecretOpenEvent>() == 16 + 96 + 16 + 64);
+const _: () = assert!(core::mem::size_of::<SecretOpenEvent>() == 16 + 96 + 24 + 64);
 
-crate::user_pod!(SecretOpenEvent);
+crate::user_pod!(InodeKey, InodeWatch, Pending, SecretOpenEvent);

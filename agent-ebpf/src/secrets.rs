@@ -1,28 +1,40 @@
-//! `secrets` detector, kernel side: openat/openat2 of a watched secret path (exact
-//! absolute path; the content is never read).
+//! `secrets` detector, kernel side. At `sys_enter_openat*`: the path, matched exactly
+//! or as a file below a watched `dir/*`, is parked per thread. At
+//! `sys_exit_openat*`: a parked match is reported with the result; otherwise the opened
+//! file's (device, inode) is looked up among the secret files that exist. One event
+//! per open; the content is never read.
 
 use agent_common::{
     event::kind,
-    secrets::{PATH_LEN, SECRET_PATHS_CAPACITY, SecretOpenEvent},
+    secrets::{
+        InodeKey, InodeWatch, PATH_LEN, Pending, SECRET_INODES_CAPACITY, SECRET_PATHS_CAPACITY,
+        SECRET_PENDING_CAPACITY, SecretOpenEvent, VIA_INODE, VIA_PATH,
+    },
     stats,
 };
 use aya_ebpf::{
-    helpers::{bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::TracePointContext,
 };
 
-use crate::common::{EVENTS, count, fill_proc, header};
+use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
 
 #[map(name = "SECRET_PATHS")]
-static SECRET_PATHS: HashMap<[u8; PATH_LEN], u32> =
-    HashMap::with_max_entries(SECRET_PATHS_CAPACITY, 0);
-/// Per-CPU scratch for the path (a zeroed key buffer).
+static SECRET_PATHS: LpmTrie<[u8; PATH_LEN], u32> =
+    LpmTrie::with_max_entries(SECRET_PATHS_CAPACITY, 0);
+#[map(name = "SECRET_INODES")]
+static SECRET_INODES: HashMap<InodeKey, InodeWatch> =
+    HashMap::with_max_entries(SECRET_INODES_CAPACITY, 0);
+#[map(name = "SECRET_PENDING")]
+static SECRET_PENDING: LruHashMap<u32, Pending> =
+    LruHashMap::with_max_entries(SECRET_PENDING_CAPACITY, 0);
+/// Per-CPU scratch: the path read at entry, as a trie key.
 #[map(name = "SECRET_SCRATCH")]
-static SECRET_SCRATCH: PerCpuArray<[u8; PATH_LEN]> = PerCpuArray::with_max_entries(1, 0);
+static SECRET_SCRATCH: PerCpuArray<Key<[u8; PATH_LEN]>> = PerCpuArray::with_max_entries(1, 0);
 
-fn open(ctx: &TracePointContext, openat2: bool) -> u32 {
+fn enter(ctx: &TracePointContext, openat2: bool) -> u32 {
     // openat/openat2(dfd, filename @24, flags @32 | how @32)
     // SAFETY: tracepoint context reads through the checked helper.
     let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else {
@@ -32,15 +44,19 @@ fn open(ctx: &TracePointContext, openat2: bool) -> u32 {
         return 0;
     };
     // SAFETY: the per-CPU scratch slot is ours for this run.
-    let buf = unsafe { &mut *buf };
-    *buf = [0; PATH_LEN];
+    let key = unsafe { &mut *buf };
+    key.data = [0; PATH_LEN];
     // SAFETY: user pointer read through the checked helper.
-    if unsafe { bpf_probe_read_user_str_bytes(ptr as *const u8, &mut buf[..PATH_LEN - 1]) }.is_err()
-    {
-        return 0;
-    }
-    // SAFETY: map lookup, value copied.
-    let Some(id) = (unsafe { SECRET_PATHS.get(buf) }).copied() else {
+    let len = match unsafe {
+        bpf_probe_read_user_str_bytes(ptr as *const u8, &mut key.data[..PATH_LEN - 1])
+    } {
+        Ok(s) => s.len(),
+        Err(_) => return 0,
+    };
+    // The path and its terminating NUL: an exact entry (which includes the NUL) matches
+    // only this path; a `dir/` entry matches every path below the directory.
+    key.prefix_len = ((len as u32).min(PATH_LEN as u32 - 2) + 1) * 8;
+    let Some(path_id) = SECRET_PATHS.get(key).copied() else {
         return 0;
     };
     let flags = if openat2 {
@@ -52,9 +68,48 @@ fn open(ctx: &TracePointContext, openat2: bool) -> u32 {
         // SAFETY: as above.
         unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0)
     };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let pending = Pending {
+        flags,
+        path_id,
+        _pad: 0,
+        path: key.data,
+    };
+    if SECRET_PENDING.insert(&tid, &pending, 0).is_err() {
+        count(kind::SECRET_OPEN, stats::MAP_FULL);
+    }
+    0
+}
+
+/// (device, inode, f_flags) of the current task's file descriptor `fd`.
+#[inline(always)]
+fn fd_inode(fd: u64) -> Option<(InodeKey, u64)> {
+    let off = offsets();
+    // SAFETY: helper without preconditions; the pointer is only used through probe reads.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: probe reads through read_at tolerate any address.
+    unsafe {
+        let files: *const u8 = read_at(task, off.task_files)?;
+        let fdt: *const u8 = read_at(files, off.files_fdt)?;
+        let max: u32 = read_at(fdt, off.fdt_max_fds)?;
+        if fd >= u64::from(max) {
+            return None;
+        }
+        let array: *const u8 = read_at(fdt, off.fdt_fd)?;
+        let file: *const u8 = read_at(array.add(fd as usize * 8), 0)?;
+        let inode: *const u8 = read_at(file, off.file_inode)?;
+        let f_flags: u32 = read_at(file, off.file_flags)?;
+        let ino: u64 = read_at(inode, off.inode_ino)?;
+        let sb: *const u8 = read_at(inode, off.inode_sb)?;
+        let dev: u32 = read_at(sb, off.sb_dev)?;
+        Some((InodeKey { dev, _pad: 0, ino }, u64::from(f_flags)))
+    }
+}
+
+fn emit(flags: u64, path_id: u32, via: u32, ret: i64, path: &[u8; PATH_LEN]) {
     let Some(mut entry) = EVENTS.reserve::<SecretOpenEvent>(0) else {
         count(kind::SECRET_OPEN, stats::RINGBUF_FULL);
-        return 0;
+        return;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: a reserved slot of exactly this type; every field written before submit.
@@ -62,21 +117,59 @@ fn open(ctx: &TracePointContext, openat2: bool) -> u32 {
         (*ev).header = header(kind::SECRET_OPEN, core::mem::size_of::<SecretOpenEvent>());
         fill_proc(&mut (*ev).proc, kind::SECRET_OPEN);
         (*ev).flags = flags;
-        (*ev).path_id = id;
-        (*ev)._pad0 = 0;
-        (*ev).path = *buf;
+        (*ev).path_id = path_id;
+        (*ev).via = via;
+        (*ev).ret = ret;
+        (*ev).path = *path;
     }
     entry.submit(0);
     count(kind::SECRET_OPEN, stats::SUBMITTED);
+}
+
+fn exit(ctx: &TracePointContext) -> u32 {
+    // sys_exit_*: __syscall_nr @8, ret @16.
+    // SAFETY: tracepoint context reads through the checked helper.
+    let Ok(ret) = (unsafe { ctx.read_at::<i64>(16) }) else {
+        return 0;
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: map lookup, value copied before the entry is removed.
+    if let Some(p) = unsafe { SECRET_PENDING.get(&tid) } {
+        let p = *p;
+        let _ = SECRET_PENDING.remove(&tid);
+        emit(p.flags, p.path_id, VIA_PATH, ret, &p.path);
+        return 0;
+    }
+    if ret < 0 {
+        return 0;
+    }
+    let Some((key, f_flags)) = fd_inode(ret as u64) else {
+        return 0;
+    };
+    // SAFETY: map lookup, value copied.
+    if let Some(w) = unsafe { SECRET_INODES.get(&key) } {
+        let w = *w;
+        emit(f_flags, w.path_id, VIA_INODE, ret, &w.path);
+    }
     0
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
 pub fn secrets_openat(ctx: TracePointContext) -> u32 {
-    open(&ctx, false)
+    enter(&ctx, false)
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn secrets_openat2(ctx: TracePointContext) -> u32 {
-    open(&ctx, true)
+    enter(&ctx, true)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat")]
+pub fn secrets_openat_exit(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_openat2")]
+pub fn secrets_openat2_exit(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
 }

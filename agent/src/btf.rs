@@ -57,6 +57,15 @@ pub const FIELDS: &[&str] = &[
     "ns_common.inum",
     "task_struct.nsproxy",
     "nsproxy.net_ns",
+    "task_struct.files",
+    "files_struct.fdt",
+    "fdtable.fd",
+    "fdtable.max_fds",
+    "file.f_inode",
+    "file.f_flags",
+    "inode.i_ino",
+    "inode.i_sb",
+    "super_block.s_dev",
 ];
 
 /// Two nested offsets, or absent if either is.
@@ -97,6 +106,16 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
         net_inum: sum(get("net.ns"), get("ns_common.inum")),
         task_nsproxy: get("task_struct.nsproxy"),
         nsproxy_net_ns: get("nsproxy.net_ns"),
+        task_files: get("task_struct.files"),
+        files_fdt: get("files_struct.fdt"),
+        fdt_fd: get("fdtable.fd"),
+        fdt_max_fds: get("fdtable.max_fds"),
+        file_inode: get("file.f_inode"),
+        file_flags: get("file.f_flags"),
+        inode_ino: get("inode.i_ino"),
+        inode_sb: get("inode.i_sb"),
+        sb_dev: get("super_block.s_dev"),
+        _pad: 0,
     };
     (offsets, missing)
 }

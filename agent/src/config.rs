@@ -290,8 +290,7 @@ impl Default for SecretsConfig {
             enabled: true,
             paths: [
                 "/etc/corosync/authkey",
-                "/etc/pve/priv/authkey.key",
-                "/etc/pve/priv/authorized_keys",
+                "/etc/pve/priv/*",
                 "/etc/ssh/ssh_host_ed25519_key",
                 "/etc/ssh/ssh_host_ecdsa_key",
                 "/etc/ssh/ssh_host_rsa_key",
@@ -621,10 +620,16 @@ impl Config {
             }
         }
         for (i, p) in self.detectors.secrets.paths.iter().enumerate() {
-            if !p.is_absolute() || p.as_os_str().len() >= agent_common::secrets::PATH_LEN {
+            let text = p.to_string_lossy();
+            let glob_ok = !text.contains('*')
+                || (text.ends_with("/*") && text.matches('*').count() == 1 && text.len() > 2);
+            if !p.is_absolute()
+                || p.as_os_str().len() >= agent_common::secrets::PATH_LEN
+                || !glob_ok
+            {
                 return Err(bad(
                     &format!("detectors.secrets.paths[{i}]"),
-                    "must be an absolute path of at most 63 bytes",
+                    "must be an absolute path of at most 63 bytes (a final `/*` watches every file below that directory)",
                 ));
             }
         }

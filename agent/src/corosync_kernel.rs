@@ -8,9 +8,9 @@ use agent_common::corosync::{
     SourceCount, SourceKey, TOTAL_SLOTS,
 };
 use agent_common::maps::ExecWatchKey;
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
-use crate::loader::Kernel;
+use crate::loader::{Kernel, sync_hash};
 
 /// The 16-byte map key of an address (IPv4 mapped).
 pub fn addr_key(a: IpAddr) -> [u8; 16] {
@@ -23,32 +23,6 @@ pub fn addr_key(a: IpAddr) -> [u8; 16] {
 /// The address of a map key (IPv4-mapped keys as IPv4).
 pub fn key_addr(k: [u8; 16]) -> IpAddr {
     crate::corosync_conf::canonical(IpAddr::from(k))
-}
-
-/// Make hash map `name` hold exactly `wanted`.
-fn sync_hash<K, V>(kernel: &mut Kernel, name: &'static str, wanted: &[(K, V)]) -> Result<(), String>
-where
-    K: aya::Pod + PartialEq,
-    V: aya::Pod,
-{
-    let map = kernel
-        .ebpf_mut()
-        .map_mut(name)
-        .ok_or_else(|| format!("map {name} missing"))?;
-    let mut m: BpfHashMap<_, K, V> =
-        BpfHashMap::try_from(map).map_err(|e| format!("map {name}: {e}"))?;
-    let stale: Vec<K> = m
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| !wanted.iter().any(|(w, _)| w == k))
-        .collect();
-    for k in stale {
-        m.remove(&k).map_err(|e| format!("map {name}: {e}"))?;
-    }
-    for (k, v) in wanted {
-        m.insert(k, v, 0).map_err(|e| format!("map {name}: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Counters of one source on one interface (summed over CPUs).

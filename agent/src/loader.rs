@@ -501,36 +501,36 @@ impl Kernel {
         Ok(())
     }
 
-    /// Secret paths as NUL-padded keys -> index in the configuration.
+    /// Secret paths as trie keys -> index in the configuration: an exact file with its
+    /// terminating NUL, a `dir/*` entry as the `dir/` prefix.
     fn sync_secret_paths(&mut self, config: &Config) -> Result<(), LoadError> {
         use agent_common::secrets::{PATH_LEN, SECRET_PATHS};
+        use aya::maps::lpm_trie::{Key, LpmTrie};
         let map = self
             .ebpf
             .map_mut(SECRET_PATHS)
             .ok_or(LoadError::MissingMap(SECRET_PATHS))?;
-        let mut m: BpfHashMap<_, [u8; PATH_LEN], u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                name: SECRET_PATHS,
-                source,
-            })?;
-        let old: Vec<[u8; PATH_LEN]> = m.keys().filter_map(Result::ok).collect();
+        let err = |source| LoadError::Map {
+            name: SECRET_PATHS,
+            source,
+        };
+        let mut m: LpmTrie<_, [u8; PATH_LEN], u32> = LpmTrie::try_from(map).map_err(err)?;
+        let old: Vec<Key<[u8; PATH_LEN]>> = m.keys().filter_map(Result::ok).collect();
         for k in old {
-            m.remove(&k).map_err(|source| LoadError::Map {
-                name: SECRET_PATHS,
-                source,
-            })?;
+            m.remove(&k).map_err(err)?;
         }
         if config.detectors.secrets.enabled {
             for (i, p) in config.detectors.secrets.paths.iter().enumerate() {
-                let bytes = p.as_os_str().as_encoded_bytes();
-                let mut key = [0u8; PATH_LEN];
-                key[..bytes.len().min(PATH_LEN - 1)]
-                    .copy_from_slice(&bytes[..bytes.len().min(PATH_LEN - 1)]);
-                m.insert(&key, &(i as u32), 0)
-                    .map_err(|source| LoadError::Map {
-                        name: SECRET_PATHS,
-                        source,
-                    })?;
+                let text = p.to_string_lossy();
+                let (bytes, bits) = match text.strip_suffix('*') {
+                    Some(dir) => (dir.as_bytes(), dir.len() * 8),
+                    None => (text.as_bytes(), (text.len() + 1) * 8),
+                };
+                let mut data = [0u8; PATH_LEN];
+                let n = bytes.len().min(PATH_LEN - 2);
+                data[..n].copy_from_slice(&bytes[..n]);
+                m.insert(&Key::new(bits as u32, data), &(i as u32), 0)
+                    .map_err(err)?;
             }
         }
         Ok(())
@@ -764,6 +764,36 @@ impl Kernel {
             run_stats,
         })
     }
+}
+
+/// Make hash map `name` hold exactly `wanted`.
+pub(crate) fn sync_hash<K, V>(
+    kernel: &mut Kernel,
+    name: &'static str,
+    wanted: &[(K, V)],
+) -> Result<(), String>
+where
+    K: aya::Pod + PartialEq,
+    V: aya::Pod,
+{
+    let map = kernel
+        .ebpf_mut()
+        .map_mut(name)
+        .ok_or_else(|| format!("map {name} missing"))?;
+    let mut m: BpfHashMap<_, K, V> =
+        BpfHashMap::try_from(map).map_err(|e| format!("map {name}: {e}"))?;
+    let stale: Vec<K> = m
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted.iter().any(|(w, _)| w == k))
+        .collect();
+    for k in stale {
+        m.remove(&k).map_err(|e| format!("map {name}: {e}"))?;
+    }
+    for (k, v) in wanted {
+        m.insert(k, v, 0).map_err(|e| format!("map {name}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Every interface in this network namespace.

@@ -112,6 +112,7 @@ pub struct Metrics {
     arp_drift: IntGaugeVec,
     incidents: IntCounterVec,
     secret_opens: IntCounterVec,
+    secret_files: IntGauge,
     quarantine_active: IntGaugeVec,
     quarantine_decisions: IntCounterVec,
     quarantine_kernel: IntCounterVec,
@@ -343,6 +344,15 @@ impl Metrics {
                 "Opens of watched secret files: secret_read, secret_written, secret_created; allowed=true for reads by detectors.secrets.allowed_readers.",
                 &["kind", "allowed"],
             ),
+            secret_files: {
+                let g = IntGauge::new(
+                    "nodeward_secrets_files_present",
+                    "Secret files that exist now and are watched by inode (opens through relative paths, symlinks, hard links and bind mounts are seen too).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
             incidents: counter_vec(
                 &r,
                 "nodeward_incidents_total",
@@ -567,6 +577,10 @@ impl Metrics {
             }
             self.detector_up.with_label_values(&[d]).set(up.into());
         }
+    }
+
+    pub fn set_secret_files(&self, n: usize) {
+        self.secret_files.set(n as i64);
     }
 
     /// A changed cluster configuration was read (or failed to).

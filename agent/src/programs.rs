@@ -157,6 +157,20 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "sys_enter_openat2",
         false,
     ),
+    tp(
+        "secrets",
+        "secrets_openat_exit",
+        "syscalls",
+        "sys_exit_openat",
+        true,
+    ),
+    tp(
+        "secrets",
+        "secrets_openat2_exit",
+        "syscalls",
+        "sys_exit_openat2",
+        false,
+    ),
     tp("martian", "martian_drop", "skb", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
     tp(

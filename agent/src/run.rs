@@ -196,6 +196,7 @@ async fn daemon(
     let mut cluster = crate::corosync::Runtime::new(&config, role_tx, sampled_tx.clone());
     sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
     cluster.tick(&mut guard, &config, &metrics);
+    crate::secrets::sync_inodes(guard.backend_mut(), &config, &metrics);
     let pipeline = tokio::spawn(pipeline::run(
         rx,
         config_rx,
@@ -295,7 +296,10 @@ async fn daemon(
                 sync_arp(guard.backend_mut(), &current, &metrics);
                 sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
             }
-            _ = cluster_tick.tick() => cluster.tick(&mut guard, &current, &metrics),
+            _ = cluster_tick.tick() => {
+                cluster.tick(&mut guard, &current, &metrics);
+                crate::secrets::sync_inodes(guard.backend_mut(), &current, &metrics);
+            }
             _ = sweep.tick() => {
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");

@@ -2,15 +2,99 @@
 //! reader becomes a quarantine request (block its binary on exec, scoped to its cgroup)
 //! and, once the engine applied it, the process itself is ended.
 
+use std::{os::unix::fs::MetadataExt, path::Path};
+
+use agent_common::secrets::{
+    InodeKey, InodeWatch, PATH_LEN, SECRET_INODES, SECRET_INODES_CAPACITY,
+};
 use tracing::{error, info, warn};
 
 use crate::{
     config::{Config, Mode},
     detectors::secrets::SecretFinding,
     guard::Guard,
+    loader::Kernel,
     metrics::Metrics,
     quarantine::{ActionKind, Now, Outcome, Request, Target, Trigger},
 };
+
+/// The kernel's `dev_t` encoding (major << 20 | minor) of a userspace `st_dev`.
+fn kernel_dev(st_dev: u64) -> u32 {
+    let (major, minor) = (libc::major(st_dev), libc::minor(st_dev));
+    (major << 20) | minor
+}
+
+fn watch_entry(path: &Path, path_id: u32) -> Option<(InodeKey, InodeWatch)> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.len() >= PATH_LEN {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let mut watch = InodeWatch {
+        path_id,
+        _pad: 0,
+        path: [0; PATH_LEN],
+    };
+    watch.path[..bytes.len()].copy_from_slice(bytes);
+    Some((
+        InodeKey {
+            dev: kernel_dev(meta.dev()),
+            _pad: 0,
+            ino: meta.ino(),
+        },
+        watch,
+    ))
+}
+
+/// Files below `dir` (a few levels deep, symlinks not followed).
+fn walk(dir: &Path, path_id: u32, depth: usize, out: &mut Vec<(InodeKey, InodeWatch)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if out.len() >= SECRET_INODES_CAPACITY as usize {
+            return;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() && depth < 3 => walk(&e.path(), path_id, depth + 1, out),
+            Ok(t) if t.is_file() => out.extend(watch_entry(&e.path(), path_id)),
+            _ => {}
+        }
+    }
+}
+
+/// The secret files that exist now, by (device, inode): configured files, and the
+/// files directly in `dir/*` directories.
+pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
+    let mut out = Vec::new();
+    if !config.detectors.secrets.enabled {
+        return out;
+    }
+    for (i, p) in config.detectors.secrets.paths.iter().enumerate() {
+        let text = p.to_string_lossy();
+        if let Some(dir) = text.strip_suffix("/*") {
+            walk(Path::new(dir), i as u32, 0, &mut out);
+        } else {
+            out.extend(watch_entry(p, i as u32));
+        }
+    }
+    out.truncate(SECRET_INODES_CAPACITY as usize);
+    out
+}
+
+/// Keep the kernel's inode watch list equal to the secret files present now.
+pub fn sync_inodes(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
+    let wanted = present(config);
+    match crate::loader::sync_hash(kernel, SECRET_INODES, &wanted) {
+        Ok(()) => metrics.set_secret_files(wanted.len()),
+        Err(e) => {
+            error!(detector = "secrets", error = %e, "cannot update the watched secret inodes")
+        }
+    }
+}
 
 /// The cgroup v2 path of a process ("/system.slice/x.service"), if readable.
 fn cgroup_path(pid: u32) -> Option<String> {
@@ -99,4 +183,45 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: Secr
         Err(e) => error!(detector = "secrets", error = %e, "quarantine request failed"),
     }
     crate::guard::sync_metrics(guard, metrics);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn present_files_include_directory_entries_and_skip_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let priv_dir = dir.path().join("priv");
+        std::fs::create_dir(&priv_dir).unwrap();
+        std::fs::write(priv_dir.join("authkey.key"), b"k").unwrap();
+        std::fs::write(priv_dir.join("authorized_keys"), b"k").unwrap();
+        std::fs::create_dir(priv_dir.join("subdir")).unwrap();
+        let single = dir.path().join("authkey");
+        std::fs::write(&single, b"k").unwrap();
+        let mut config = Config::default();
+        config.detectors.secrets.paths = vec![
+            single.clone(),
+            priv_dir.join("*"),
+            dir.path().join("not-there"),
+        ];
+        let found = present(&config);
+        let mut paths: Vec<(u32, String)> = found
+            .iter()
+            .map(|(_, w)| {
+                (
+                    w.path_id,
+                    String::from_utf8_lossy(agent_common::cstr_bytes(&w.path)).into_owned(),
+                )
+            })
+            .collect();
+        paths.sort();
+        assert_eq!(paths.len(), 3, "{paths:?}");
+        assert_eq!(paths[0], (0, single.display().to_string()));
+        assert!(paths[1..].iter().all(|(id, _)| *id == 1));
+        let meta = std::fs::metadata(&single).unwrap();
+        let key = found.iter().find(|(_, w)| w.path_id == 0).unwrap().0;
+        assert_eq!(key.ino, meta.ino());
+        assert_eq!(key.dev, kernel_dev(meta.dev()));
+    }
 }

@@ -206,3 +206,114 @@ fn enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
         .unwrap();
     assert!(outside.success(), "{outside:?}");
 }
+
+/// By inode: the key opened through a relative path, a symlink and a hard link is
+/// still the key; a `dir/*` entry watches every file of that directory, including one
+/// created after the agent started; a failed open is no finding.
+#[test]
+fn opens_through_relative_paths_links_and_watched_directories_are_matched() {
+    let name = "secrets::opens_through_relative_paths_links_and_watched_directories_are_matched";
+    let Some(bin) = agent_bin(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let priv_dir = dir.path().join("priv");
+    std::fs::create_dir(&priv_dir).unwrap();
+    std::fs::write(priv_dir.join("authkey.key"), b"k").unwrap();
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.secrets]\npaths = [\"{}\", \"{}/*\"]\nquarantine = false\n",
+            key.display(),
+            priv_dir.display()
+        ),
+    );
+    let present = wait_for(Duration::from_secs(5), || {
+        (metric(&agent.metrics(), "nodeward_secrets_files_present") == Some(2.0)).then_some(())
+    });
+    assert!(present.is_some(), "{}", agent.metrics());
+    let link = dir.path().join("innocent-link");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let hard = dir.path().join("hardlink");
+    std::fs::hard_link(&key, &hard).unwrap();
+    let read_by = |args: &[&str], cwd: &std::path::Path| {
+        let c = Command::new("cat")
+            .args(args)
+            .current_dir(cwd)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        c.wait_with_output().unwrap();
+        pid
+    };
+    let find = |pid: u32| {
+        wait_for(Duration::from_secs(5), || {
+            agent
+                .logs()
+                .into_iter()
+                .find(|l| l["finding"] == "secret_read" && l["pid"].as_u64() == Some(pid.into()))
+        })
+    };
+    for (what, pid) in [
+        ("relative path", read_by(&["authkey"], dir.path())),
+        (
+            "symlink",
+            read_by(&[&link.display().to_string()], dir.path()),
+        ),
+        (
+            "hard link",
+            read_by(&[&hard.display().to_string()], dir.path()),
+        ),
+    ] {
+        let f = find(pid).unwrap_or_else(|| panic!("{what}: not matched:\n{}", agent.raw_output()));
+        assert_eq!(f["path"], key.display().to_string(), "{what}");
+        let d: serde_json::Value = serde_json::from_str(f["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(d["via"], "inode", "{what}");
+    }
+    // The watched directory: an existing file, and one created after the start.
+    let old = read_by(&["authkey.key"], &priv_dir);
+    let f = find(old).unwrap_or_else(|| panic!("dir entry not matched:\n{}", agent.raw_output()));
+    assert_eq!(
+        f["path"],
+        priv_dir.join("authkey.key").display().to_string()
+    );
+    let fresh = priv_dir.join("authorized_keys");
+    let cp = Command::new("cp").arg(&key).arg(&fresh).spawn().unwrap();
+    let cp_pid = cp.id();
+    cp.wait_with_output().unwrap();
+    let created = wait_for(Duration::from_secs(5), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "secret_created" && l["pid"].as_u64() == Some(cp_pid.into()))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "creation in the watched dir missed:\n{}",
+            agent.raw_output()
+        )
+    });
+    assert_eq!(created["path"], fresh.display().to_string());
+    // One open, one finding: the path match is not reported twice.
+    std::thread::sleep(Duration::from_millis(500));
+    let n = agent
+        .logs()
+        .iter()
+        .filter(|l| {
+            l["pid"].as_u64() == Some(cp_pid.into()) && l["path"] == fresh.display().to_string()
+        })
+        .count();
+    assert_eq!(n, 1, "{}", agent.raw_output());
+    // A failed open (no such file in the watched dir) is no finding.
+    let missing = read_by(&["no-such-key"], &priv_dir);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !agent
+            .logs()
+            .iter()
+            .any(|l| l["pid"].as_u64() == Some(missing.into())),
+        "a failed open was reported"
+    );
+}

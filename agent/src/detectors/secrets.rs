@@ -3,7 +3,11 @@
 //! appearing at a secret path, e.g. a copied authkey), with the process, its origin
 //! and lineage. Reads by allowed processes are reported as allowed.
 
-use agent_common::{cstr_bytes, decode::Event, secrets::SecretOpenEvent};
+use agent_common::{
+    cstr_bytes,
+    decode::Event,
+    secrets::{SecretOpenEvent, VIA_INODE},
+};
 use serde::Serialize;
 
 use super::Process;
@@ -20,6 +24,9 @@ pub struct SecretFinding {
     /// The process is in `allowed_readers` and only read.
     pub allowed: bool,
     pub flags: u64,
+    /// How the open was matched: `path` (as opened) or `inode` (the file itself, e.g.
+    /// opened by a relative path, a symlink or a hard link).
+    pub via: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<String>,
 }
@@ -42,6 +49,10 @@ impl SecretsDetector {
         let Event::SecretOpen(e) = event else {
             return None;
         };
+        // A failed open read nothing and created nothing.
+        if e.ret < 0 {
+            return None;
+        }
         Some(self.classify(e))
     }
 
@@ -61,6 +72,7 @@ impl SecretsDetector {
             process,
             allowed,
             flags: e.flags,
+            via: if e.via == VIA_INODE { "inode" } else { "path" },
             lineage: Vec::new(),
         }
     }
@@ -86,7 +98,8 @@ mod tests {
             proc: Default::default(),
             flags,
             path_id: 0,
-            _pad0: 0,
+            via: agent_common::secrets::VIA_PATH,
+            ret: 3,
             path: [0; PATH_LEN],
         };
         fill_cstr(&mut e.proc.comm, comm);
@@ -112,5 +125,18 @@ mod tests {
             !d.observe(&ev(b"corosync", 0o2)).unwrap().allowed,
             "allowed to read, not to write"
         );
+        // A failed open is no finding.
+        let Event::SecretOpen(mut failed) = ev(b"cat", 0) else {
+            unreachable!()
+        };
+        failed.ret = -13;
+        assert!(d.observe(&Event::SecretOpen(failed)).is_none());
+        // Matched by inode: the kind comes from the file's access mode.
+        let Event::SecretOpen(mut by_inode) = ev(b"cat", 0) else {
+            unreachable!()
+        };
+        by_inode.via = VIA_INODE;
+        let f = d.observe(&Event::SecretOpen(by_inode)).unwrap();
+        assert_eq!((f.kind, f.via), ("secret_read", "inode"));
     }
 }
