@@ -1,5 +1,6 @@
 //! `cargo xtask`: the only build entry point of nodeward.
 
+mod bench;
 mod build;
 mod dashboards;
 mod setup;
@@ -49,6 +50,16 @@ enum Command {
     },
     /// rustfmt --check and clippy with warnings denied.
     Lint,
+    /// Measure the agent's cost (root): exec, open and packet workloads alternately
+    /// without and with the agent; writes BENCHMARKS.md with the machine and date.
+    Bench {
+        /// Seconds per run (each workload runs 3 times without and 3 with).
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
+    /// (internal) UDP sender of the bench, run inside a namespace.
+    #[command(hide = true)]
+    BenchUdpSend { dst: String, secs: f64 },
 }
 
 fn main() {
@@ -59,6 +70,8 @@ fn main() {
         Command::Run { release, args } => build::run_agent(release, args),
         Command::Test { unit_only, filter } => test::test(unit_only, filter),
         Command::Lint => build::lint(),
+        Command::Bench { secs } => bench::bench(secs),
+        Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

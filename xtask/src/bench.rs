@@ -1,0 +1,377 @@
+//! `cargo xtask bench`: the agent's cost, measured as ratios in one run — each
+//! workload alternately without and with the agent (default config, observe mode),
+//! on this machine, now. Writes BENCHMARKS.md. Nothing here asserts a time: the
+//! machines are shared and noisy; the numbers are for reading.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::UdpSocket,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    build,
+    util::{root, step},
+};
+
+const ROUNDS: usize = 3;
+
+/// One workload: runs for `secs` and returns operations done.
+struct Workload {
+    name: &'static str,
+    unit: &'static str,
+    what: &'static str,
+    run: fn(f64) -> Result<u64>,
+}
+
+fn exec_loop(secs: f64) -> Result<u64> {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        Command::new("/bin/true").status().context("/bin/true")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn open_loop(secs: f64) -> Result<u64> {
+    let dir = std::env::temp_dir().join(format!("nodeward-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("f");
+    std::fs::write(&file, b"x")?;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        for _ in 0..256 {
+            drop(std::fs::File::open(&file)?);
+        }
+        n += 256;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(n)
+}
+
+const NS_A: &str = "nwbench-a";
+const NS_B: &str = "nwbench-b";
+const BR: &str = "nwbenchbr";
+const IP_B: &str = "10.213.99.2";
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Two namespaces on a bridge (deleted by [`net_down`]).
+fn net_up() -> Result<()> {
+    net_down();
+    sh(&["ip", "link", "add", BR, "type", "bridge"])?;
+    sh(&["ip", "link", "set", BR, "up"])?;
+    for (ns, port, ip) in [
+        (NS_A, "nwbenchpa", "10.213.99.1"),
+        (NS_B, "nwbenchpb", IP_B),
+    ] {
+        sh(&["ip", "netns", "add", ns])?;
+        sh(&[
+            "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ])?;
+        sh(&["ip", "link", "set", port, "master", BR, "up"])?;
+        sh(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    }
+    Ok(())
+}
+
+fn net_down() {
+    for ns in [NS_A, NS_B] {
+        let _ = sh(&["ip", "netns", "del", ns]);
+    }
+    for l in ["nwbenchpa", "nwbenchpb", BR] {
+        let _ = sh(&["ip", "link", "del", l]);
+    }
+}
+
+/// UDP to the corosync port from namespace A to B, through the bridge (this xtask
+/// binary re-run inside the namespace).
+fn udp_loop(secs: f64) -> Result<u64> {
+    let me = std::env::current_exe()?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", NS_A])
+        .arg(me)
+        .args(["bench-udp-send", IP_B, &secs.to_string()])
+        .output()?;
+    if !out.status.success() {
+        bail!("udp sender: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// The sender itself (hidden subcommand): 80-byte datagrams to DST:5405 for SECS.
+pub fn udp_send(dst: &str, secs: f64) -> Result<()> {
+    let sock = UdpSocket::bind("0.0.0.0:0")?;
+    sock.connect((dst, 5405))?;
+    let payload = [0u8; 80];
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n: u64 = 0;
+    while Instant::now() < end {
+        for _ in 0..64 {
+            // Errors (ICMP port unreachable reported back) are part of the load.
+            let _ = sock.send(&payload);
+        }
+        n += 64;
+    }
+    println!("{n}");
+    Ok(())
+}
+
+struct Agent {
+    child: Child,
+    _dir: PathBuf,
+}
+
+fn start_agent(bin: &Path) -> Result<Agent> {
+    let dir = std::env::temp_dir().join(format!("nodeward-bench-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("nodeward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "agent.log_format = \"json\"\nagent.state_dir = \"{0}/state\"\nhttp.listen = \"127.0.0.1:0\"\ncontrol.socket = \"{0}/ctl.sock\"\n",
+            dir.display()
+        ),
+    )?;
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start nodeward")?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("\"nodeward ready\"") {
+                let _ = tx.send(line.clone());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(line) => {
+            let v: serde_json::Value = serde_json::from_str(&line)?;
+            let addr = v["listen"].as_str().unwrap_or_default().to_string();
+            METRICS_ADDR.with(|a| *a.borrow_mut() = addr);
+            Ok(Agent { child, _dir: dir })
+        }
+        Err(_) => {
+            let _ = child.kill();
+            bail!("nodeward not ready within 60 s")
+        }
+    }
+}
+
+thread_local! {
+    static METRICS_ADDR: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's PID.
+        unsafe { libc_kill(self.child.id() as i32, 15) };
+        let _ = self.child.wait();
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Kernel memory of the agent's eBPF maps (memlock of every map fd), in KiB.
+fn map_kib(pid: u32) -> u64 {
+    let mut total = 0;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    for fd in fds.flatten() {
+        let text = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        if text.contains("map_type:") {
+            total += text
+                .lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total / 1024
+}
+
+/// Sum of `nodeward_program_run_seconds_total` from the agent's /metrics.
+fn program_seconds() -> f64 {
+    let addr = METRICS_ADDR.with(|a| a.borrow().clone());
+    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+        return 0.0;
+    };
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("nodeward_program_run_seconds_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().to_string()))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpus} × {cpu}, {mem} RAM, kernel {}", kernel.trim())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn bench(secs: f64) -> Result<()> {
+    let bin = build::build(true)?;
+    let workloads = [
+        Workload {
+            name: "exec",
+            unit: "execs/s",
+            what: "fork + exec of /bin/true (sched_process_exec ×3, fork/exit, reboot and corosync exec watch)",
+            run: exec_loop,
+        },
+        Workload {
+            name: "open",
+            unit: "opens/s",
+            what: "open(2)+close of a non-secret file (sys_enter_openat ×2, sys_exit_openat inode lookup)",
+            run: open_loop,
+        },
+        Workload {
+            name: "udp",
+            unit: "packets/s",
+            what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist (corosync_tc per-source LRU update, arp_tc) — the worst case for the packet path",
+            run: udp_loop,
+        },
+    ];
+    step("setting up the bench network (2 namespaces on a bridge)");
+    net_up()?;
+    let result = (|| -> Result<String> {
+        let mut rows = Vec::new();
+        let mut agent_cpu = 0.0;
+        let mut agent_wall = 0.0;
+        let mut prog_s = 0.0;
+        let (mut rss, mut maps) = (0, 0);
+        for w in &workloads {
+            let (mut without, mut with) = (Vec::new(), Vec::new());
+            for round in 1..=ROUNDS {
+                step(&format!(
+                    "{} round {round}/{ROUNDS}: without the agent",
+                    w.name
+                ));
+                without.push((w.run)(secs)? as f64 / secs);
+                step(&format!(
+                    "{} round {round}/{ROUNDS}: with the agent",
+                    w.name
+                ));
+                let agent = start_agent(&bin)?;
+                std::thread::sleep(Duration::from_secs(2));
+                let pid = agent.child.id();
+                let (c0, p0, t0) = (cpu_seconds(pid), program_seconds(), Instant::now());
+                with.push((w.run)(secs)? as f64 / secs);
+                agent_cpu += cpu_seconds(pid) - c0;
+                prog_s += program_seconds() - p0;
+                agent_wall += t0.elapsed().as_secs_f64();
+                rss = rss.max(rss_kib(pid));
+                maps = maps.max(map_kib(pid));
+            }
+            let (a, b) = (median(without), median(with));
+            rows.push(format!(
+                "| {} | {:.0} {} | {:.0} {} | **{:.3}** | {} |",
+                w.name,
+                a,
+                w.unit,
+                b,
+                w.unit,
+                b / a,
+                w.what
+            ));
+        }
+        let date = String::from_utf8_lossy(
+            &Command::new("date")
+                .arg("-u")
+                .arg("+%Y-%m-%d %H:%M UTC")
+                .output()?
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        Ok(format!(
+            "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\nEach workload runs {ROUNDS} times without and {ROUNDS} times with the agent, alternating, {secs} s each;\nthe table shows medians and the ratio with/without (1.000 = no cost). Shared, noisy\nmachines: read ratios, not absolute numbers, and compare runs on one machine only.\n\n- machine: {}\n- date: {date}\n\n| workload | without agent | with agent | ratio | what it exercises |\n|---|---|---|---|---|\n{}\n\n| agent cost | value |\n|---|---|\n| agent CPU (userspace + its share of syscalls) while loaded | {:.1} % of one CPU |\n| eBPF programs CPU (kernel `bpf_stats`) while loaded | {:.1} % of one CPU |\n| agent resident memory (max) | {} KiB |\n| kernel memory of its eBPF maps | {} KiB |\n",
+            machine(),
+            rows.join("\n"),
+            100.0 * agent_cpu / agent_wall.max(1e-9),
+            100.0 * prog_s / agent_wall.max(1e-9),
+            rss,
+            maps
+        ))
+    })();
+    net_down();
+    let text = result?;
+    std::fs::write(root().join("BENCHMARKS.md"), &text)?;
+    println!("{text}");
+    Ok(())
+}
