@@ -12,6 +12,10 @@ use crate::{event::EventHeader, proc::ProcCtx};
 /// itself; a `dir/*` entry is keyed `dir/` without NUL, so it matches every path below.
 pub const SECRET_PATHS: &str = "SECRET_PATHS";
 pub const SECRET_PATHS_CAPACITY: u32 = 64;
+/// Hash: the first [`PREFIX_LEN`] bytes of every watched path -> 1. A cheap first
+/// filter: the full path is read only for opens whose path starts like a secret's.
+pub const SECRET_PREFIXES: &str = "SECRET_PREFIXES";
+pub const PREFIX_LEN: usize = 8;
 /// Hash: [`InodeKey`] -> [`InodeWatch`]: the secret files that exist now.
 pub const SECRET_INODES: &str = "SECRET_INODES";
 pub const SECRET_INODES_CAPACITY: u32 = 1024;

@@ -219,16 +219,6 @@ fn sysrq_open(ctx: &TracePointContext, syscall: u32) -> u32 {
     let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else {
         return 0;
     };
-    let mut name = [0u8; 20];
-    // SAFETY: user pointer read through the checked helper (fails cleanly on a bad pointer).
-    if unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(ptr as *const u8, &mut name) }
-        .is_err()
-    {
-        return 0;
-    }
-    if &name != SYSRQ_PATH {
-        return 0;
-    }
     let flags = if syscall == 1 {
         // SAFETY: as above.
         unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0)
@@ -241,6 +231,17 @@ fn sysrq_open(ctx: &TracePointContext, syscall: u32) -> u32 {
     };
     if flags & O_ACCMODE == 0 {
         return 0; // read-only: harmless
+    }
+    // Only writable opens get here: the path is read for those alone.
+    let mut name = [0u8; 20];
+    // SAFETY: user pointer read through the checked helper (fails cleanly on a bad pointer).
+    if unsafe { aya_ebpf::helpers::bpf_probe_read_user_str_bytes(ptr as *const u8, &mut name) }
+        .is_err()
+    {
+        return 0;
+    }
+    if &name != SYSRQ_PATH {
+        return 0;
     }
     let Some(mut entry) = EVENTS.reserve::<SysrqOpenEvent>(0) else {
         count(kind::SYSRQ_OPEN, stats::RINGBUF_FULL);

@@ -7,7 +7,7 @@
 use agent_common::{
     event::kind,
     secrets::{
-        InodeKey, InodeWatch, PATH_LEN, Pending, SECRET_INODES_CAPACITY, SECRET_PATHS_CAPACITY,
+        InodeKey, InodeWatch, PATH_LEN, PREFIX_LEN, Pending, SECRET_INODES_CAPACITY, SECRET_PATHS_CAPACITY,
         SECRET_PENDING_CAPACITY, SecretOpenEvent, VIA_INODE, VIA_PATH,
     },
     stats,
@@ -24,6 +24,9 @@ use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
 #[map(name = "SECRET_PATHS")]
 static SECRET_PATHS: LpmTrie<[u8; PATH_LEN], u32> =
     LpmTrie::with_max_entries(SECRET_PATHS_CAPACITY, 0);
+#[map(name = "SECRET_PREFIXES")]
+static SECRET_PREFIXES: HashMap<[u8; PREFIX_LEN], u32> =
+    HashMap::with_max_entries(SECRET_PATHS_CAPACITY, 0);
 #[map(name = "SECRET_INODES")]
 static SECRET_INODES: HashMap<InodeKey, InodeWatch> =
     HashMap::with_max_entries(SECRET_INODES_CAPACITY, 0);
@@ -40,6 +43,15 @@ fn enter(ctx: &TracePointContext, openat2: bool) -> u32 {
     let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else {
         return 0;
     };
+    // Most opens are of other files: 8 bytes decide that (a failed short read, e.g. at
+    // the end of a page, falls through to the full read).
+    // SAFETY: user pointer read through the checked helper.
+    if let Ok(head) = unsafe { bpf_probe_read_user(ptr as *const [u8; PREFIX_LEN]) }
+        // SAFETY: map lookup, presence only.
+        && unsafe { SECRET_PREFIXES.get(&head) }.is_none()
+    {
+        return 0;
+    }
     let Some(buf) = SECRET_SCRATCH.get_ptr_mut(0) else {
         return 0;
     };

@@ -623,13 +623,15 @@ impl Config {
             let text = p.to_string_lossy();
             let glob_ok = !text.contains('*')
                 || (text.ends_with("/*") && text.matches('*').count() == 1 && text.len() > 2);
+            let watched_len = text.trim_end_matches('*').len();
             if !p.is_absolute()
                 || p.as_os_str().len() >= agent_common::secrets::PATH_LEN
+                || watched_len < agent_common::secrets::PREFIX_LEN
                 || !glob_ok
             {
                 return Err(bad(
                     &format!("detectors.secrets.paths[{i}]"),
-                    "must be an absolute path of at most 63 bytes (a final `/*` watches every file below that directory)",
+                    "must be an absolute path of 8 to 63 bytes (a final `/*` watches every file below that directory)",
                 ));
             }
         }

@@ -34,6 +34,8 @@ pub enum LoadError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("{0}")]
+    Sync(String),
 }
 
 pub struct Kernel {
@@ -504,7 +506,7 @@ impl Kernel {
     /// Secret paths as trie keys -> index in the configuration: an exact file with its
     /// terminating NUL, a `dir/*` entry as the `dir/` prefix.
     fn sync_secret_paths(&mut self, config: &Config) -> Result<(), LoadError> {
-        use agent_common::secrets::{PATH_LEN, SECRET_PATHS};
+        use agent_common::secrets::{PATH_LEN, PREFIX_LEN, SECRET_PATHS, SECRET_PREFIXES};
         use aya::maps::lpm_trie::{Key, LpmTrie};
         let map = self
             .ebpf
@@ -514,6 +516,7 @@ impl Kernel {
             name: SECRET_PATHS,
             source,
         };
+        let mut prefixes: Vec<([u8; PREFIX_LEN], u32)> = Vec::new();
         let mut m: LpmTrie<_, [u8; PATH_LEN], u32> = LpmTrie::try_from(map).map_err(err)?;
         let old: Vec<Key<[u8; PATH_LEN]>> = m.keys().filter_map(Result::ok).collect();
         for k in old {
@@ -531,9 +534,14 @@ impl Kernel {
                 data[..n].copy_from_slice(&bytes[..n]);
                 m.insert(&Key::new(bits as u32, data), &(i as u32), 0)
                     .map_err(err)?;
+                let mut head = [0u8; PREFIX_LEN];
+                head.copy_from_slice(&data[..PREFIX_LEN]);
+                if !prefixes.iter().any(|(h, _)| *h == head) {
+                    prefixes.push((head, 1));
+                }
             }
         }
-        Ok(())
+        sync_hash(self, SECRET_PREFIXES, &prefixes).map_err(LoadError::Sync)
     }
 
     /// Read-only handles on the martian counters.
