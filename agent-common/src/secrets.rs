@@ -71,7 +71,31 @@ pub struct SecretOpenEvent {
     /// The syscall's result: a file descriptor, or a negative errno.
     pub ret: i64,
     pub path: [u8; PATH_LEN],
+    /// The process's argv, NUL-separated ([`ARGS_LEN`] bytes at most).
+    pub args_len: u32,
+    /// 1 when argv was longer than [`ARGS_LEN`].
+    pub args_truncated: u32,
+    pub args: [u8; ARGS_LEN],
 }
-const _: () = assert!(core::mem::size_of::<SecretOpenEvent>() == 16 + 96 + 24 + 64);
+const _: () = assert!(core::mem::size_of::<SecretOpenEvent>() == 16 + 96 + 24 + 64 + 8 + 256);
+
+/// Bytes of argv carried by a [`SecretOpenEvent`].
+pub const ARGS_LEN: usize = 256;
+
+impl SecretOpenEvent {
+    /// argv, split at the NULs (trailing NULs carry nothing).
+    #[cfg(feature = "user")]
+    pub fn argv(&self) -> std::vec::Vec<std::string::String> {
+        let block = &self.args[..(self.args_len as usize).min(ARGS_LEN)];
+        let end = block.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        if end == 0 {
+            return std::vec::Vec::new();
+        }
+        block[..end]
+            .split(|&b| b == 0)
+            .map(|a| std::string::String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}
 
 crate::user_pod!(InodeKey, InodeWatch, Pending, SecretOpenEvent);

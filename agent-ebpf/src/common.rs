@@ -119,6 +119,26 @@ pub fn arg_block() -> Option<(u64, u64)> {
     (end > start).then_some((start, end - start))
 }
 
+/// Copy the current task's argument block (NUL-separated argv) into `dst`; returns the
+/// bytes copied and whether argv was longer. `N` must be a power of two.
+#[inline(always)]
+pub fn read_args<const N: usize>(dst: &mut [u8; N]) -> Option<(u32, bool)> {
+    let (start, len) = arg_block()?;
+    let truncated = len > N as u64;
+    let n = (if truncated { N as u64 } else { len }) as u32 & (N as u32 * 2 - 1);
+    let n = if n > N as u32 { N as u32 } else { n };
+    // SAFETY: user memory read through the checked helper into a buffer of at least n
+    // bytes (n <= N, bounded for the verifier above).
+    let r = unsafe {
+        aya_ebpf::helpers::generated::bpf_probe_read_user(
+            dst.as_mut_ptr().cast(),
+            n,
+            start as *const aya_ebpf::cty::c_void,
+        )
+    };
+    (r == 0).then_some((n, truncated))
+}
+
 /// Add one to a per-CPU hash map counter, creating it at 1.
 macro_rules! percpu_inc {
     ($map:expr, $key:expr) => {

@@ -19,7 +19,7 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
+use crate::common::{EVENTS, count, fill_proc, header, offsets, read_args, read_at};
 
 #[map(name = "SECRET_PATHS")]
 static SECRET_PATHS: LpmTrie<[u8; PATH_LEN], u32> =
@@ -37,10 +37,28 @@ static SECRET_PENDING: LruHashMap<u32, Pending> =
 #[map(name = "SECRET_SCRATCH")]
 static SECRET_SCRATCH: PerCpuArray<Key<[u8; PATH_LEN]>> = PerCpuArray::with_max_entries(1, 0);
 
-fn enter(ctx: &TracePointContext, openat2: bool) -> u32 {
-    // openat/openat2(dfd, filename @24, flags @32 | how @32)
+/// Which syscall: where its filename and flags are in the tracepoint record.
+#[derive(Clone, Copy)]
+enum Call {
+    /// openat(dfd, filename @24, flags @32)
+    OpenAt,
+    /// openat2(dfd, filename @24, how @32 -> struct open_how { u64 flags; ... })
+    OpenAt2,
+    /// open(filename @16, flags @24)
+    Open,
+    /// creat(pathname @16, mode): O_CREAT | O_WRONLY | O_TRUNC
+    Creat,
+}
+
+const O_CREAT_WRONLY_TRUNC: u64 = 0o100 | 0o1 | 0o1000;
+
+fn enter(ctx: &TracePointContext, call: Call) -> u32 {
+    let at = match call {
+        Call::OpenAt | Call::OpenAt2 => 24,
+        Call::Open | Call::Creat => 16,
+    };
     // SAFETY: tracepoint context reads through the checked helper.
-    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(24) }) else {
+    let Ok(ptr) = (unsafe { ctx.read_at::<u64>(at) }) else {
         return 0;
     };
     // Most opens are of other files: 8 bytes decide that (a failed short read, e.g. at
@@ -71,14 +89,18 @@ fn enter(ctx: &TracePointContext, openat2: bool) -> u32 {
     let Some(path_id) = SECRET_PATHS.get(key).copied() else {
         return 0;
     };
-    let flags = if openat2 {
-        // SAFETY: as above; struct open_how { u64 flags; ... }.
-        let how = unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0);
+    let flags = match call {
+        Call::OpenAt2 => {
+            // SAFETY: as above; struct open_how { u64 flags; ... }.
+            let how = unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0);
+            // SAFETY: as above.
+            unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0)
+        }
         // SAFETY: as above.
-        unsafe { bpf_probe_read_user(how as *const u64) }.unwrap_or(0)
-    } else {
+        Call::OpenAt => unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0),
         // SAFETY: as above.
-        unsafe { ctx.read_at::<u64>(32) }.unwrap_or(0)
+        Call::Open => unsafe { ctx.read_at::<u64>(24) }.unwrap_or(0),
+        Call::Creat => O_CREAT_WRONLY_TRUNC,
     };
     let tid = bpf_get_current_pid_tgid() as u32;
     let pending = Pending {
@@ -133,6 +155,17 @@ fn emit(flags: u64, path_id: u32, via: u32, ret: i64, path: &[u8; PATH_LEN]) {
         (*ev).via = via;
         (*ev).ret = ret;
         (*ev).path = *path;
+        match read_args(&mut (*ev).args) {
+            Some((n, truncated)) => {
+                (*ev).args_len = n;
+                (*ev).args_truncated = truncated as u32;
+            }
+            None => {
+                (*ev).args_len = 0;
+                (*ev).args_truncated = 0;
+                count(kind::SECRET_OPEN, stats::READ_ERROR);
+            }
+        }
     }
     entry.submit(0);
     count(kind::SECRET_OPEN, stats::SUBMITTED);
@@ -168,12 +201,32 @@ fn exit(ctx: &TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat")]
 pub fn secrets_openat(ctx: TracePointContext) -> u32 {
-    enter(&ctx, false)
+    enter(&ctx, Call::OpenAt)
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_openat2")]
 pub fn secrets_openat2(ctx: TracePointContext) -> u32 {
-    enter(&ctx, true)
+    enter(&ctx, Call::OpenAt2)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_open")]
+pub fn secrets_open(ctx: TracePointContext) -> u32 {
+    enter(&ctx, Call::Open)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_enter_creat")]
+pub fn secrets_creat(ctx: TracePointContext) -> u32 {
+    enter(&ctx, Call::Creat)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_open")]
+pub fn secrets_open_exit(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_creat")]
+pub fn secrets_creat_exit(ctx: TracePointContext) -> u32 {
+    exit(&ctx)
 }
 
 #[tracepoint(category = "syscalls", name = "sys_exit_openat")]

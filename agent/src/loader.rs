@@ -660,9 +660,17 @@ impl Kernel {
 
     /// Kernel ids of the attached programs, by program name (for run statistics).
     pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
+        // TC programs are loaded once and attached per interface (the quarantine's on
+        // demand): counted once loaded.
+        let tc = PROGRAMS
+            .iter()
+            .filter(|p| p.hook == Hook::TcIngress)
+            .map(|p| &p.name)
+            .chain(std::iter::once(&crate::quarantine::kernel::TC_PROGRAM));
         self.links
             .keys()
             .chain(self.lsm_links.keys())
+            .chain(tc)
             .filter_map(|name| {
                 let info = self.ebpf.program(name)?.info().ok()?;
                 Some((*name, info.id()))

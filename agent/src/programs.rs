@@ -171,6 +171,35 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "sys_exit_openat2",
         false,
     ),
+    // open(2) and creat(2): absent on architectures that only have openat.
+    tp(
+        "secrets",
+        "secrets_open",
+        "syscalls",
+        "sys_enter_open",
+        false,
+    ),
+    tp(
+        "secrets",
+        "secrets_open_exit",
+        "syscalls",
+        "sys_exit_open",
+        false,
+    ),
+    tp(
+        "secrets",
+        "secrets_creat",
+        "syscalls",
+        "sys_enter_creat",
+        false,
+    ),
+    tp(
+        "secrets",
+        "secrets_creat_exit",
+        "syscalls",
+        "sys_exit_creat",
+        false,
+    ),
     tp("martian", "martian_drop", "skb", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
     tp(

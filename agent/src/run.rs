@@ -301,6 +301,8 @@ async fn daemon(
                 crate::secrets::sync_inodes(guard.backend_mut(), &current, &metrics);
             }
             _ = sweep.tick() => {
+                // Programs loaded since (e.g. the quarantine's TC program) get run stats.
+                *program_ids.lock().expect("program ids lock") = guard.backend().program_ids();
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");
                 }

@@ -296,6 +296,36 @@ fn opens_through_relative_paths_links_and_watched_directories_are_matched() {
         )
     });
     assert_eq!(created["path"], fresh.display().to_string());
+    let d: serde_json::Value = serde_json::from_str(created["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        d["argv"],
+        serde_json::json!(["cp", key.display().to_string(), fresh.display().to_string()])
+    );
+    // The legacy creat(2) and open(2) syscalls (x86_64 numbers 85 and 2), as a static
+    // or old binary would make them.
+    if cfg!(target_arch = "x86_64") {
+        let legacy = priv_dir.join("legacy.key");
+        let py = format!(
+            "import ctypes,os; l=ctypes.CDLL(None); fd=l.syscall(85, {p:?}.encode(), 0o600); os.close(fd); fd=l.syscall(2, {p:?}.encode(), 0); os.close(fd)",
+            p = legacy.display().to_string()
+        );
+        let child = Command::new("/usr/bin/python3")
+            .args(["-c", &py])
+            .spawn()
+            .unwrap();
+        let py_pid = child.id();
+        assert!(child.wait_with_output().unwrap().status.success());
+        for kind in ["secret_created", "secret_read"] {
+            wait_for(Duration::from_secs(5), || {
+                agent.logs().into_iter().find(|l| {
+                    l["finding"] == kind
+                        && l["pid"].as_u64() == Some(py_pid.into())
+                        && l["path"] == legacy.display().to_string()
+                })
+            })
+            .unwrap_or_else(|| panic!("{kind} by creat/open missed:\n{}", agent.raw_output()));
+        }
+    }
     // One open, one finding: the path match is not reported twice.
     std::thread::sleep(Duration::from_millis(500));
     let n = agent

@@ -244,19 +244,41 @@ fn map_kib(pid: u32) -> u64 {
     total / 1024
 }
 
-/// Sum of `nodeward_program_run_seconds_total` from the agent's /metrics.
-fn program_seconds() -> f64 {
+type ProgStats = std::collections::BTreeMap<String, (f64, f64)>;
+
+/// Per program: (`nodeward_program_run_seconds_total`, `nodeward_program_runs_total`).
+fn program_stats() -> ProgStats {
     let addr = METRICS_ADDR.with(|a| a.borrow().clone());
+    let mut out = ProgStats::new();
     let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
-        return 0.0;
+        return out;
     };
     let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| l.starts_with("nodeward_program_run_seconds_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    for l in body.lines() {
+        for (family, seconds) in [
+            ("nodeward_program_run_seconds_total{program=\"", true),
+            ("nodeward_program_runs_total{program=\"", false),
+        ] {
+            if let Some(rest) = l.strip_prefix(family)
+                && let Some((name, value)) = rest.split_once("\"} ")
+                && let Ok(v) = value.parse::<f64>()
+            {
+                let e = out.entry(name.to_string()).or_default();
+                if seconds {
+                    e.0 = v;
+                } else {
+                    e.1 = v;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn program_seconds(s: &ProgStats) -> f64 {
+    s.values().map(|v| v.0).sum()
 }
 
 fn machine() -> String {
@@ -314,6 +336,7 @@ pub fn bench(secs: f64) -> Result<()> {
         let mut agent_cpu = 0.0;
         let mut agent_wall = 0.0;
         let mut prog_s = 0.0;
+        let mut per_prog = ProgStats::new();
         let (mut rss, mut maps) = (0, 0);
         for w in &workloads {
             let (mut without, mut with) = (Vec::new(), Vec::new());
@@ -330,10 +353,17 @@ pub fn bench(secs: f64) -> Result<()> {
                 let agent = start_agent(&bin)?;
                 std::thread::sleep(Duration::from_secs(2));
                 let pid = agent.child.id();
-                let (c0, p0, t0) = (cpu_seconds(pid), program_seconds(), Instant::now());
+                let (c0, p0, t0) = (cpu_seconds(pid), program_stats(), Instant::now());
                 with.push((w.run)(secs)? as f64 / secs);
                 agent_cpu += cpu_seconds(pid) - c0;
-                prog_s += program_seconds() - p0;
+                let p1 = program_stats();
+                prog_s += program_seconds(&p1) - program_seconds(&p0);
+                for (name, (s1, r1)) in &p1 {
+                    let (s0, r0) = p0.get(name).copied().unwrap_or_default();
+                    let e = per_prog.entry(name.clone()).or_default();
+                    e.0 += s1 - s0;
+                    e.1 += r1 - r0;
+                }
                 agent_wall += t0.elapsed().as_secs_f64();
                 rss = rss.max(rss_kib(pid));
                 maps = maps.max(map_kib(pid));
@@ -350,6 +380,13 @@ pub fn bench(secs: f64) -> Result<()> {
                 w.what
             ));
         }
+        let mut progs: Vec<(&String, &(f64, f64))> =
+            per_prog.iter().filter(|(_, v)| v.1 > 0.0).collect();
+        progs.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
+        let prog_rows: Vec<String> = progs
+            .iter()
+            .map(|(n, (s, r))| format!("| `{n}` | {r:.0} | {:.0} |", 1e9 * s / r))
+            .collect();
         let date = String::from_utf8_lossy(
             &Command::new("date")
                 .arg("-u")
@@ -360,13 +397,14 @@ pub fn bench(secs: f64) -> Result<()> {
         .trim()
         .to_string();
         Ok(format!(
-            "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\nEach workload runs {ROUNDS} times without and {ROUNDS} times with the agent, alternating, {secs} s each;\nthe table shows medians and the ratio with/without (1.000 = no cost). Shared, noisy\nmachines: read ratios, not absolute numbers, and compare runs on one machine only.\n\n- machine: {}\n- date: {date}\n\n| workload | without agent | with agent | ratio | what it exercises |\n|---|---|---|---|---|\n{}\n\n| agent cost | value |\n|---|---|\n| agent CPU (userspace + its share of syscalls) while loaded | {:.1} % of one CPU |\n| eBPF programs CPU (kernel `bpf_stats`) while loaded | {:.1} % of one CPU |\n| agent resident memory (max) | {} KiB |\n| kernel memory of its eBPF maps | {} KiB |\n",
+            "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\nEach workload runs {ROUNDS} times without and {ROUNDS} times with the agent, alternating, {secs} s each;\nthe table shows medians and the ratio with/without (1.000 = no cost). Shared, noisy\nmachines: read ratios, not absolute numbers, and compare runs on one machine only.\n\n- machine: {}\n- date: {date}\n\n| workload | without agent | with agent | ratio | what it exercises |\n|---|---|---|---|---|\n{}\n\n| agent cost | value |\n|---|---|\n| agent CPU (userspace + its share of syscalls) while loaded | {:.1} % of one CPU |\n| eBPF programs CPU (kernel `bpf_stats`) while loaded | {:.1} % of one CPU |\n| agent resident memory (max) | {} KiB |\n| kernel memory of its eBPF maps | {} KiB |\n\nPer eBPF program, over all loaded runs (the agent enables the kernel's `bpf_stats` while it\nruns, which itself adds two clock reads per program run):\n\n| program | runs | ns per run |\n|---|---|---|\n{}\n",
             machine(),
             rows.join("\n"),
             100.0 * agent_cpu / agent_wall.max(1e-9),
             100.0 * prog_s / agent_wall.max(1e-9),
             rss,
-            maps
+            maps,
+            prog_rows.join("\n")
         ))
     })();
     net_down();

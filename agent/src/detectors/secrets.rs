@@ -27,6 +27,8 @@ pub struct SecretFinding {
     /// How the open was matched: `path` (as opened) or `inode` (the file itself, e.g.
     /// opened by a relative path, a symlink or a hard link).
     pub via: &'static str,
+    /// The process's command line (at most 256 bytes of it).
+    pub argv: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<String>,
 }
@@ -73,6 +75,7 @@ impl SecretsDetector {
             allowed,
             flags: e.flags,
             via: if e.via == VIA_INODE { "inode" } else { "path" },
+            argv: e.argv(),
             lineage: Vec::new(),
         }
     }
@@ -101,9 +104,13 @@ mod tests {
             via: agent_common::secrets::VIA_PATH,
             ret: 3,
             path: [0; PATH_LEN],
+            args_len: 14,
+            args_truncated: 0,
+            args: [0; agent_common::secrets::ARGS_LEN],
         };
         fill_cstr(&mut e.proc.comm, comm);
         fill_cstr(&mut e.path, b"/etc/corosync/authkey");
+        e.args[..14].copy_from_slice(b"scp\0-f\0/etc/x\0");
         Event::SecretOpen(Box::new(e))
     }
 
@@ -111,6 +118,7 @@ mod tests {
     fn reads_writes_creates_and_allowed_readers() {
         let mut d = SecretsDetector::new(&SecretsConfig::default());
         let f = d.observe(&ev(b"scp", 0)).unwrap();
+        assert_eq!(f.argv, ["scp", "-f", "/etc/x"]);
         assert_eq!(
             (f.kind, f.allowed, f.path.as_str()),
             ("secret_read", false, "/etc/corosync/authkey")
