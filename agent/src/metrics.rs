@@ -511,7 +511,7 @@ impl Metrics {
     pub fn set_martian_floods(
         &self,
         floods: &[((String, String), u64)],
-        tops: &[((String, String), Vec<(std::net::Ipv4Addr, u64)>)],
+        tops: &[detectors::martian::FloodTop],
         cap: usize,
     ) {
         self.martian_flood_series.reset();

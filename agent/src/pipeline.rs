@@ -516,7 +516,7 @@ pub async fn martian_sampler(
             let _ = findings.send(Finding::Martian(f)).await;
         }
         let active = detector.active();
-        let tops: Vec<((String, String), Vec<(std::net::Ipv4Addr, u64)>)> = active
+        let tops: Vec<crate::detectors::martian::FloodTop> = active
             .iter()
             .map(|(k, _)| (k.clone(), detector.top(k, &srcs)))
             .collect();

@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::config::MartianConfig;
 
+/// A flood (interface, reason) and its top sources with their drops.
+pub type FloodTop = ((String, String), Vec<(Ipv4Addr, u64)>);
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MartianFinding {
     /// `martian_flood` or `martian_flood_ended`.
@@ -73,7 +76,7 @@ impl MartianDetector {
             .filter(|(k, _, _)| k == key)
             .map(|(_, a, n)| (*a, *n))
             .collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
         top.truncate(self.config.top_sources);
         top
     }

@@ -731,8 +731,10 @@ mod tests {
             local_port: 22,
             sshd_pid: 1,
         };
-        let mut c = RebootConfig::default();
-        c.allowed_sources = vec!["10.42.0.0/24".parse().unwrap()];
+        let mut c = RebootConfig {
+            allowed_sources: vec!["10.42.0.0/24".parse().unwrap()],
+            ..Default::default()
+        };
         assert!(expectation(&c, None, 0, &ssh("10.42.0.7")).0);
         let (ok, why) = expectation(&c, None, 0, &ssh("100.64.0.18"));
         assert!(!ok && why.contains("100.64.0.18"), "{why}");

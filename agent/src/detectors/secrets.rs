@@ -67,7 +67,7 @@ impl SecretsDetector {
             "secret_read"
         };
         let process = Process::from(&e.proc);
-        let allowed = kind == "secret_read" && self.allowed.iter().any(|a| *a == process.comm);
+        let allowed = kind == "secret_read" && self.allowed.contains(&process.comm);
         SecretFinding {
             kind,
             path: String::from_utf8_lossy(cstr_bytes(&e.path)).into_owned(),

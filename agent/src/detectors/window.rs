@@ -98,7 +98,7 @@ impl<K: Ord + Clone> Windowed<K> {
     /// Active keys with their window count, largest first.
     pub fn active(&self) -> Vec<(K, u64)> {
         let mut v: Vec<(K, u64)> = self.active.iter().map(|(k, c)| (k.clone(), *c)).collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|t| std::cmp::Reverse(t.1));
         v
     }
 }
