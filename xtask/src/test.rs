@@ -124,6 +124,9 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
     ]);
     t.cargo_test("unit tests (agent-common, nodeward, xtask)", &mut unit)?;
 
+    // Style and lints are part of green: rustfmt --check and clippy -D warnings.
+    t.check("rustfmt and clippy (cargo xtask lint)", build::lint());
+
     let golden = root.join("agent/testdata/metrics.golden.prom");
     match promtool() {
         Some(promtool) => {
