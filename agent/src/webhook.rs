@@ -63,6 +63,7 @@ pub fn to_request(alert: &Alert) -> Result<Option<Request>, String> {
         .unwrap_or_default();
     let target = match action.as_str() {
         "drop_packets" => match (label("nodeward_source_ip"), label("nodeward_source_mac"), label("nodeward_claimed_ip")) {
+            (Some(ip), None, None) if label("nodeward_cluster_only") == Some("true") => Target::ClusterSource { addr: ip.parse().map_err(|e| format!("nodeward_source_ip: {e}"))?, interfaces },
             (Some(ip), None, None) => Target::SourceIp { addr: ip.parse().map_err(|e| format!("nodeward_source_ip: {e}"))?, interfaces },
             (None, Some(mac), None) => Target::SourceMac { mac: mac.parse()?, interfaces },
             (None, Some(mac), Some(ip)) => Target::ArpClaim {
@@ -156,6 +157,21 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(matches!(arp.target, Target::ArpClaim { .. }));
+        let cluster = to_request(&alert(&[
+            ("nodeward_action", "drop_packets"),
+            ("nodeward_source_ip", "10.9.0.3"),
+            ("nodeward_cluster_only", "true"),
+            ("nodeward_interfaces", "vmbr0"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            cluster.target,
+            Target::ClusterSource {
+                addr: "10.9.0.3".parse().unwrap(),
+                interfaces: vec!["vmbr0".into()]
+            }
+        );
     }
 
     #[test]
