@@ -280,7 +280,8 @@ pub struct SecretsConfig {
     pub allowed_readers: Vec<String>,
     /// Ask the quarantine engine to block (kill on exec) the binary of a process that
     /// opened a secret without being an allowed reader, scoped to its cgroup, and to
-    /// end that process (acts per `quarantine.block_exec` mode).
+    /// end that process (acts per `quarantine.block_exec` mode). Off by default: turn it
+    /// on once the allowed readers of this node are known.
     pub quarantine: bool,
 }
 
@@ -300,10 +301,25 @@ impl Default for SecretsConfig {
             ]
             .map(PathBuf::from)
             .to_vec(),
-            allowed_readers: ["corosync", "pmxcfs", "sshd", "sshd-session"]
-                .map(String::from)
-                .to_vec(),
-            quarantine: true,
+            allowed_readers: [
+                "corosync",
+                "pmxcfs",
+                "sshd",
+                "sshd-session",
+                // Proxmox VE daemons and their workers (comm, 15 bytes at most).
+                "pveproxy",
+                "pveproxy worker",
+                "pvedaemon",
+                "pvedaemon worke",
+                "pvescheduler",
+                "pvestatd",
+                "pve-ha-lrm",
+                "pve-ha-crm",
+                "spiceproxy",
+            ]
+            .map(String::from)
+            .to_vec(),
+            quarantine: false,
         }
     }
 }

@@ -164,7 +164,7 @@ fn enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
     let agent = Agent::start(
         &bin,
         &format!(
-            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\n",
+            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\nquarantine = true\n",
             key.display()
         ),
     );
