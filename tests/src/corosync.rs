@@ -378,3 +378,76 @@ fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
         "findings for another node's corosync: {others:?}"
     );
 }
+
+/// The packet path without corosync: IPv6 sources, and the port taken from
+/// corosync.conf (`mcastport`), not the default.
+#[test]
+fn ipv6_sources_on_the_configured_port_are_checked_against_the_nodelist() {
+    let name = "corosync::ipv6_sources_on_the_configured_port_are_checked_against_the_nodelist";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = nodeward_tests::Bridge::new(&["10.213.94.1", "10.213.94.2"]);
+    for (i, ip) in ["fd00:5405::1", "fd00:5405::2"].iter().enumerate() {
+        let out = lan.exec(
+            i,
+            &[
+                "ip",
+                "addr",
+                "add",
+                &format!("{ip}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("corosync.conf");
+    std::fs::write(
+        &conf,
+        "totem {\n  version: 2\n  interface {\n    linknumber: 0\n    mcastport: 5407\n  }\n}\nnodelist {\n  node {\n    ring0_addr: fd00:5405::1\n    nodeid: 1\n  }\n}\n",
+    )
+    .unwrap();
+    let ports = [lan.hosts[0].port.as_str(), lan.hosts[1].port.as_str()];
+    let agent = Agent::start(&bin, &member_side(&conf, &ports, ""));
+    let send = |from: usize, to: &str, port: u16| {
+        let py = format!(
+            "import socket,time\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\nfor i in range(30):\n  s.sendto(b'x'*80, ('{to}', {port}))\n  time.sleep(0.05)\n"
+        );
+        let out = lan.exec(from, &["/usr/bin/python3", "-c", &py]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    // The default port is not this cluster's: nothing counted.
+    send(1, "fd00:5405::1", 5405);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        metric(
+            &agent.metrics(),
+            "nodeward_corosync_packets_total{source=\"non_member\"}"
+        ),
+        Some(0.0)
+    );
+    // The member, then a non-member, on the configured port.
+    send(0, "fd00:5405::2", 5407);
+    send(1, "fd00:5405::1", 5407);
+    let f = find(&agent, "rogue_member", "fd00:5405::2", 10)
+        .unwrap_or_else(|| panic!("no IPv6 rogue:\n{}", agent.raw_output()));
+    assert_eq!(
+        detail(&f)["interfaces"],
+        serde_json::json!([lan.hosts[1].port])
+    );
+    // Totals are sampled once a second.
+    let counted = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        let member = metric(&m, "nodeward_corosync_packets_total{source=\"member\"}")?;
+        let other = metric(&m, "nodeward_corosync_packets_total{source=\"non_member\"}")?;
+        (member >= 30.0 && other >= 30.0).then_some(())
+    });
+    assert!(counted.is_some(), "{}", agent.metrics());
+    assert!(
+        !corosync_findings(&agent)
+            .iter()
+            .any(|l| l["address"] == "fd00:5405::1"),
+        "the member was reported"
+    );
+}
