@@ -204,6 +204,29 @@ impl Runtime {
         self.last_text = text;
     }
 
+    /// For `nodeward status`: configuration state, role, members, active rogues.
+    pub fn status(&self) -> serde_json::Value {
+        if !self.config.enabled {
+            return serde_json::json!({"enabled": false});
+        }
+        let (state, error) = match &self.state {
+            ConfState::Unknown => ("not read yet", None),
+            ConfState::Missing => ("absent (no cluster)", None),
+            ConfState::Loaded(_) => ("loaded", None),
+            ConfState::Broken(e) => ("broken", Some(e.clone())),
+        };
+        serde_json::json!({
+            "enabled": true,
+            "config": self.config.config,
+            "config_state": state,
+            "config_error": error,
+            "role": *self.role_tx.borrow(),
+            "members": self.applied.as_ref().map(|a| a.members.iter().map(|(ip, id)| serde_json::json!({"addr": ip, "node_id": id})).collect::<Vec<_>>()),
+            "ports": self.applied.as_ref().map(|a| a.ports.clone()),
+            "rogues": self.detector.active_rogues().iter().map(|r| serde_json::json!({"addr": r.addr, "packets_per_second": r.rate})).collect::<Vec<_>>(),
+        })
+    }
+
     /// Why the detector is down, if it is (besides its programs).
     pub fn down_reason(&self) -> Option<&str> {
         match &self.state {

@@ -273,6 +273,7 @@ async fn daemon(
                         v["last_reboot_story"] = history.last.as_ref().map(boot::story).into();
                         v["reboots"] = serde_json::to_value(&history.reboots).unwrap_or_default();
                         v["reboot_allowance"] = serde_json::to_value(allowance_tx.borrow().clone()).unwrap_or_default();
+                        v["cluster"] = cluster.status();
                         v
                     }
                     other => guard::handle(&mut guard, &current, &metrics, other, &cmd.by),

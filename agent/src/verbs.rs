@@ -73,6 +73,32 @@ pub fn status(config: &Config, json: bool) -> Result<(), String> {
                 v["reboot_allowance"]["reason"].as_str().unwrap_or("")
             );
         }
+        let c = &v["cluster"];
+        if c["enabled"] == true {
+            let role = match c["role"]["standalone"].as_bool() {
+                Some(true) => "standalone",
+                Some(false) => "member",
+                None => "undecided",
+            };
+            println!(
+                "cluster: {} {} — role {role} ({}); {} member address(es), ports {}",
+                c["config"].as_str().unwrap_or(""),
+                c["config_state"].as_str().unwrap_or(""),
+                c["role"]["reason"].as_str().unwrap_or(""),
+                c["members"].as_array().map_or(0, Vec::len),
+                c["ports"]
+            );
+            if let Some(e) = c["config_error"].as_str() {
+                println!("cluster configuration error: {e}");
+            }
+            for r in c["rogues"].as_array().into_iter().flatten() {
+                println!(
+                    "ROGUE cluster source {} at {} packets/s",
+                    r["addr"].as_str().unwrap_or(""),
+                    r["packets_per_second"]
+                );
+            }
+        }
         println!("audit journal: {}", v["journal"].as_str().unwrap_or(""));
     });
     Ok(())

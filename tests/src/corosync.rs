@@ -147,6 +147,14 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
         metric(&m, "nodeward_corosync_dropped_packets_total"),
         Some(0.0)
     );
+    // `nodeward status` tells the story too.
+    let status = String::from_utf8_lossy(&agent.cli(&["status"]).stdout).into_owned();
+    assert!(status.contains("role member"), "{status}");
+    assert!(status.contains("2 member address(es)"), "{status}");
+    assert!(
+        status.contains(&format!("ROGUE cluster source {rogue_ip}")),
+        "{status}"
+    );
 
     // Malformed corosync.conf: the detector is down, the agent keeps running.
     let good = std::fs::read_to_string(&view).unwrap();
@@ -163,6 +171,8 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
             && l["error"].as_str().is_some_and(|e| e.contains("line 2"))
     }));
     assert_eq!(agent.get("/healthz").0, 200);
+    let status = String::from_utf8_lossy(&agent.cli(&["status"]).stdout).into_owned();
+    assert!(status.contains("cluster configuration error"), "{status}");
     std::fs::write(&view, good).unwrap();
     let up = wait_for(Duration::from_secs(10), || {
         (metric(
