@@ -255,14 +255,24 @@ impl Runtime {
             conf.as_ref(),
             &local_addrs(),
         );
+        let mut changed = None;
         self.role_tx.send_if_modified(|r| {
             if r.as_ref() == Some(&role) {
                 return false;
             }
             info!(detector = "corosync", standalone = role.standalone, reason = %role.reason, "cluster role");
+            changed = crate::detectors::corosync::role_change(r.as_ref(), &role);
             *r = Some(role.clone());
             true
         });
+        if let Some(f) = changed
+            && self.findings.try_send(Finding::Corosync(f)).is_err()
+        {
+            error!(
+                detector = "corosync",
+                "finding dropped: the pipeline queue is full"
+            );
+        }
         let members = conf
             .as_ref()
             .map(ClusterConf::member_addrs)

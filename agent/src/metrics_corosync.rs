@@ -58,7 +58,7 @@ impl CorosyncMetrics {
             findings: counter_vec(
                 r,
                 "nodeward_corosync_findings_total",
-                "Corosync findings by kind: rogue_member, rogue_member_ended, flood, flood_ended, corosync_on_standalone.",
+                "Corosync findings by kind: rogue_member, rogue_member_ended, flood, flood_ended, corosync_on_standalone, role_changed.",
                 &["kind"],
             ),
             rogues: gauge(

@@ -237,6 +237,12 @@ pub fn report(finding: &Finding) {
         Finding::Corosync(f) => {
             let addr = f.addr.map(|a| a.to_string()).unwrap_or_default();
             let msg = match (f.kind, &f.process) {
+                ("role_changed", _) => format!(
+                    "role_changed: this node is now {} (was {}): {}",
+                    f.role_to.unwrap_or(""),
+                    f.role_from.unwrap_or(""),
+                    f.role_reason.as_deref().unwrap_or("")
+                ),
                 ("corosync_on_standalone", Some(p)) => format!(
                     "corosync_on_standalone: {} {}[{}] (uid {}, origin {}){} — {}",
                     f.what.unwrap_or(""),

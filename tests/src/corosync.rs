@@ -335,9 +335,10 @@ fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
     // The agent of the standalone node (host 2): its address is not in the nodelist,
     // so the role is inferred.
     let ns = lab.bridge.hosts[2].ns.clone();
+    let view = agent_copy(&cluster);
     let agent = Agent::start_in_netns(
         &bin,
-        &format!("[detectors.corosync]\nconfig = \"{}\"\n", cluster.display()),
+        &format!("[detectors.corosync]\nconfig = \"{}\"\n", view.display()),
         &ns,
     );
     let role = wait_for(Duration::from_secs(5), || {
@@ -386,6 +387,24 @@ fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
     assert!(
         others.is_empty(),
         "findings for another node's corosync: {others:?}"
+    );
+    // The automation also copies a corosync.conf that lists this node: the inferred
+    // role turns to member, and that change is itself reported.
+    std::fs::copy(&rogue_conf, &view).unwrap();
+    let f = wait_for(Duration::from_secs(10), || {
+        corosync_findings(&agent)
+            .into_iter()
+            .find(|l| l["finding"] == "role_changed")
+    })
+    .unwrap_or_else(|| panic!("no role_changed:\n{}", agent.raw_output()));
+    let d = detail(&f);
+    assert_eq!(
+        (d["role_from"].as_str(), d["role_to"].as_str()),
+        (Some("standalone"), Some("member"))
+    );
+    assert!(
+        d["role_reason"].as_str().unwrap().contains(lab.ip(2)),
+        "{d}"
     );
 }
 

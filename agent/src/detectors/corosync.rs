@@ -9,6 +9,8 @@
 //! - `corosync_on_standalone`: on a node whose role is standalone, a cluster daemon was
 //!   started or a socket was bound to a cluster port (with the process, its lineage
 //!   and its SSH origin).
+//! - `role_changed`: this node became a member or stopped being one (e.g. a
+//!   corosync.conf copied onto a standalone node that lists it).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -31,6 +33,7 @@ pub const KINDS: &[&str] = &[
     "flood",
     "flood_ended",
     "corosync_on_standalone",
+    "role_changed",
 ];
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -66,6 +69,11 @@ pub struct CorosyncFinding {
     pub lineage: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role_reason: Option<String>,
+    /// `role_changed`: the previous and the new role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_from: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_to: Option<&'static str>,
 }
 
 /// Counters of one source on one interface, as read from the kernel.
@@ -96,6 +104,28 @@ pub struct Role {
     pub standalone: bool,
     /// Why (e.g. "no local address in the nodelist of /etc/corosync/corosync.conf").
     pub reason: String,
+}
+
+impl Role {
+    pub fn name(&self) -> &'static str {
+        if self.standalone {
+            "standalone"
+        } else {
+            "member"
+        }
+    }
+}
+
+/// A change of this node's role (none for the first decision, or the same role).
+pub fn role_change(previous: Option<&Role>, now: &Role) -> Option<CorosyncFinding> {
+    let previous = previous?;
+    (previous.standalone != now.standalone).then(|| CorosyncFinding {
+        kind: "role_changed",
+        role_from: Some(previous.name()),
+        role_to: Some(now.name()),
+        role_reason: Some(now.reason.clone()),
+        ..Default::default()
+    })
 }
 
 /// An active rogue source, for metrics.
@@ -385,6 +415,26 @@ mod tests {
             _pad: 0,
             addr,
         }))
+    }
+
+    #[test]
+    fn a_role_change_is_a_finding_but_the_first_decision_is_not() {
+        let standalone = Role {
+            standalone: true,
+            reason: "no local address".into(),
+        };
+        let member = Role {
+            standalone: false,
+            reason: "10.0.0.3 is node 3".into(),
+        };
+        assert!(role_change(None, &standalone).is_none());
+        assert!(role_change(Some(&standalone), &standalone).is_none());
+        let f = role_change(Some(&standalone), &member).unwrap();
+        assert_eq!(
+            (f.kind, f.role_from, f.role_to),
+            ("role_changed", Some("standalone"), Some("member"))
+        );
+        assert_eq!(f.role_reason.as_deref(), Some("10.0.0.3 is node 3"));
     }
 
     #[test]
