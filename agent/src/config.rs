@@ -276,7 +276,8 @@ pub struct SecretsConfig {
     /// Secret files, by absolute path (at most 63 bytes); watched whether or not they
     /// exist yet (a key appearing at one is `secret_created`). Content is never read.
     pub paths: Vec<PathBuf>,
-    /// Process names (comm) whose reads are expected (e.g. corosync reading its key).
+    /// Processes whose reads are expected: `comm` (any secret) or `comm:/path/prefix`
+    /// (only secrets below that prefix), e.g. `sshd:/etc/ssh/`.
     pub allowed_readers: Vec<String>,
     /// Ask the quarantine engine to block (kill on exec) the binary of a process that
     /// opened a secret without being an allowed reader, scoped to its cgroup, and to
@@ -302,20 +303,22 @@ impl Default for SecretsConfig {
             .map(PathBuf::from)
             .to_vec(),
             allowed_readers: [
-                "corosync",
-                "pmxcfs",
-                "sshd",
-                "sshd-session",
-                // Proxmox VE daemons and their workers (comm, 15 bytes at most).
-                "pveproxy",
-                "pveproxy worker",
-                "pvedaemon",
-                "pvedaemon worke",
-                "pvescheduler",
-                "pvestatd",
-                "pve-ha-lrm",
-                "pve-ha-crm",
-                "spiceproxy",
+                "corosync:/etc/corosync/",
+                "pmxcfs:/etc/pve/",
+                "sshd:/etc/ssh/",
+                "sshd-session:/etc/ssh/",
+                // root's own SSH client (Proxmox nodes talk to each other over SSH)
+                "ssh:/root/.ssh/",
+                // Proxmox VE daemons and their workers (comm, 15 bytes at most)
+                "pveproxy:/etc/pve/",
+                "pveproxy worker:/etc/pve/",
+                "pvedaemon:/etc/pve/",
+                "pvedaemon worke:/etc/pve/",
+                "pvescheduler:/etc/pve/",
+                "pvestatd:/etc/pve/",
+                "pve-ha-lrm:/etc/pve/",
+                "pve-ha-crm:/etc/pve/",
+                "spiceproxy:/etc/pve/",
             ]
             .map(String::from)
             .to_vec(),
@@ -648,6 +651,15 @@ impl Config {
                 return Err(bad(
                     &format!("detectors.secrets.paths[{i}]"),
                     "must be an absolute path of 8 to 63 bytes (a final `/*` watches every file below that directory)",
+                ));
+            }
+        }
+        for (i, r) in self.detectors.secrets.allowed_readers.iter().enumerate() {
+            let (comm, _) = crate::detectors::secrets::parse_reader(r);
+            if comm.is_empty() || comm.len() > 15 || r.ends_with(':') {
+                return Err(bad(
+                    &format!("detectors.secrets.allowed_readers[{i}]"),
+                    "must be `comm` or `comm:/path/prefix` (comm: 1 to 15 bytes)",
                 ));
             }
         }

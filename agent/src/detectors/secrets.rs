@@ -37,13 +37,27 @@ const O_ACCMODE: u64 = 3;
 const O_CREAT: u64 = 0o100;
 
 pub struct SecretsDetector {
-    allowed: Vec<String>,
+    /// (comm, path prefix): the process may read secrets below the prefix (any secret
+    /// when there is none).
+    allowed: Vec<(String, Option<String>)>,
+}
+
+/// `comm` or `comm:/path/prefix` (an entry of `detectors.secrets.allowed_readers`).
+pub fn parse_reader(entry: &str) -> (String, Option<String>) {
+    match entry.split_once(":/") {
+        Some((comm, rest)) => (comm.to_string(), Some(format!("/{rest}"))),
+        None => (entry.to_string(), None),
+    }
 }
 
 impl SecretsDetector {
     pub fn new(config: &SecretsConfig) -> Self {
         SecretsDetector {
-            allowed: config.allowed_readers.clone(),
+            allowed: config
+                .allowed_readers
+                .iter()
+                .map(|e| parse_reader(e))
+                .collect(),
         }
     }
 
@@ -67,10 +81,14 @@ impl SecretsDetector {
             "secret_read"
         };
         let process = Process::from(&e.proc);
-        let allowed = kind == "secret_read" && self.allowed.contains(&process.comm);
+        let path = String::from_utf8_lossy(cstr_bytes(&e.path)).into_owned();
+        let allowed = kind == "secret_read"
+            && self.allowed.iter().any(|(comm, prefix)| {
+                *comm == process.comm && prefix.as_ref().is_none_or(|p| path.starts_with(p))
+            });
         SecretFinding {
             kind,
-            path: String::from_utf8_lossy(cstr_bytes(&e.path)).into_owned(),
+            path,
             process,
             allowed,
             flags: e.flags,
@@ -124,6 +142,15 @@ mod tests {
             ("secret_read", false, "/etc/corosync/authkey")
         );
         assert!(d.observe(&ev(b"corosync", 0)).unwrap().allowed);
+        // sshd is allowed its host keys, not the cluster key.
+        assert!(!d.observe(&ev(b"sshd", 0)).unwrap().allowed);
+        let only = SecretsConfig {
+            allowed_readers: vec!["scp:/etc/corosync/".into()],
+            ..Default::default()
+        };
+        let mut d2 = SecretsDetector::new(&only);
+        assert!(d2.observe(&ev(b"scp", 0)).unwrap().allowed);
+        assert!(!d2.observe(&ev(b"cat", 0)).unwrap().allowed);
         assert_eq!(
             d.observe(&ev(b"cp", 0o1 | 0o100 | 0o1000)).unwrap().kind,
             "secret_created"
