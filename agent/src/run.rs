@@ -196,7 +196,9 @@ async fn daemon(
     let mut cluster = crate::corosync::Runtime::new(&config, role_tx, sampled_tx.clone());
     sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
     cluster.tick(&mut guard, &config, &metrics);
-    crate::secrets::sync_inodes(guard.backend_mut(), &config, &metrics);
+    // The secret files present: listed off the run loop (see secrets::scan), first at once.
+    let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
+    let scan_task = tokio::spawn(crate::secrets::scan(config_rx.clone(), inodes_tx));
     let pipeline = tokio::spawn(pipeline::run(
         rx,
         config_rx,
@@ -282,6 +284,7 @@ async fn daemon(
             }
             Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
             Some(f) = secrets_rx.recv() => crate::secrets::quarantine(&mut guard, &current, &metrics, f),
+            Some(found) = inodes_rx.recv() => crate::secrets::sync_inodes(guard.backend_mut(), &found, &metrics),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
                 info!(outcome = %reply, "webhook alert handled");
@@ -299,7 +302,6 @@ async fn daemon(
             }
             _ = cluster_tick.tick() => {
                 cluster.tick(&mut guard, &current, &metrics);
-                crate::secrets::sync_inodes(guard.backend_mut(), &current, &metrics);
             }
             _ = sweep.tick() => {
                 // Programs loaded since (e.g. the quarantine's TC program) get run stats.
@@ -326,6 +328,7 @@ async fn daemon(
     reader.abort();
     pipeline.abort();
     control_task.abort();
+    scan_task.abort();
     for task in [&sampler, &martian_task].into_iter().flatten() {
         task.abort();
     }

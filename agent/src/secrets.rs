@@ -85,13 +85,39 @@ pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
     out
 }
 
-/// Keep the kernel's inode watch list equal to the secret files present now.
-pub fn sync_inodes(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
-    let wanted = present(config);
-    match crate::loader::sync_hash(kernel, SECRET_INODES, &wanted) {
+/// Keep the kernel's inode watch list equal to `wanted` (from [`present`]).
+pub fn sync_inodes(kernel: &mut Kernel, wanted: &[(InodeKey, InodeWatch)], metrics: &Metrics) {
+    match crate::loader::sync_hash(kernel, SECRET_INODES, wanted) {
         Ok(()) => metrics.set_secret_files(wanted.len()),
         Err(e) => {
             error!(detector = "secrets", error = %e, "cannot update the watched secret inodes")
+        }
+    }
+}
+
+/// Every second, the secret files present (stat and directory walks run on a blocking
+/// thread: /etc/pve is pmxcfs, a FUSE file system that hangs when the cluster does,
+/// and the run loop must not hang with it). A walk slower than 5 s is reported.
+pub async fn scan(
+    mut config: tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
+    out: tokio::sync::mpsc::Sender<Vec<(InodeKey, InodeWatch)>>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let c = config.borrow_and_update().clone();
+        let walk = tokio::task::spawn_blocking(move || present(&c));
+        tokio::pin!(walk);
+        let found = tokio::select! {
+            r = &mut walk => r,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
+                warn!(detector = "secrets", "listing the secret paths takes longer than 5 s (a hung file system such as pmxcfs?); the inode watch list is stale until it returns");
+                walk.await
+            }
+        };
+        let Ok(found) = found else { return };
+        if out.send(found).await.is_err() {
+            return;
         }
     }
 }
