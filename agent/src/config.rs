@@ -75,6 +75,10 @@ pub struct AgentConfig {
     /// Capacity of the queue between the ring-buffer reader and the detectors.
     /// When full, records are dropped and counted (`queue_full`), never blocking the reader.
     pub event_queue: usize,
+    /// Enable the kernel's eBPF run-time statistics (`nodeward_program_run*`) while the
+    /// agent runs. They cost two clock reads per program run, for every eBPF program
+    /// on the host (restart to change).
+    pub program_stats: bool,
 }
 
 impl Default for AgentConfig {
@@ -85,6 +89,7 @@ impl Default for AgentConfig {
             log_level: LogLevel::Info,
             state_dir: PathBuf::from("/var/lib/nodeward"),
             event_queue: 4096,
+            program_stats: true,
         }
     }
 }

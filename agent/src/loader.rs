@@ -749,6 +749,7 @@ impl Kernel {
     pub fn kernel_stats(
         &self,
         program_ids: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
+        program_stats: bool,
     ) -> Result<crate::metrics::KernelStats, LoadError> {
         use aya::maps::{Map, PerCpuArray};
         let err = |name| move |source| LoadError::Map { name, source };
@@ -760,9 +761,17 @@ impl Kernel {
             self.map_handle(agent_common::quarantine::QSTATS)?,
         ))
         .map_err(err(agent_common::quarantine::QSTATS))?;
-        let run_stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
+        let run_stats = match program_stats
+            .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        {
+            None => {
+                info!(
+                    "eBPF run-time statistics off (agent.program_stats = false); nodeward_program_run* read 0 unless something else enabled them"
+                );
+                None
+            }
+            Some(Ok(fd)) => Some(fd),
+            Some(Err(e)) => {
                 warn!(error = %e, "cannot enable eBPF run-time statistics; nodeward_program_run* stay at 0");
                 None
             }

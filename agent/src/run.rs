@@ -88,7 +88,7 @@ async fn daemon(
         info!(program_type = t.name, supported = t.supported, detail = %t.detail, "kernel program type");
     }
     let program_ids = Arc::new(Mutex::new(kernel.program_ids()));
-    match kernel.kernel_stats(program_ids.clone()) {
+    match kernel.kernel_stats(program_ids.clone(), config.agent.program_stats) {
         Ok(k) => metrics.set_kernel_stats(Some(k)),
         Err(e) => {
             warn!(error = %e, "kernel statistics unavailable; kernel-side loss counters will read 0")
