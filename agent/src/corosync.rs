@@ -54,6 +54,20 @@ pub struct Runtime {
     counters: Option<Counters>,
     role_tx: watch::Sender<Option<Role>>,
     findings: mpsc::Sender<Finding>,
+    /// The file is read on a blocking thread (it may live on pmxcfs, which hangs with
+    /// the cluster): the read in flight, and when it started.
+    read: Option<(
+        std::sync::mpsc::Receiver<std::io::Result<String>>,
+        std::time::Instant,
+    )>,
+    slow_read_reported: bool,
+}
+
+/// Outcome of polling the file.
+enum Polled {
+    /// No new read result (in flight, or nothing changed).
+    Nothing,
+    Read(std::io::Result<String>),
 }
 
 /// This node's addresses (in the agent's network namespace).
@@ -137,6 +151,47 @@ impl Runtime {
             counters: None,
             role_tx,
             findings,
+            read: None,
+            slow_read_reported: false,
+        }
+    }
+
+    /// The latest read of the file, waiting at most `wait` for one in flight.
+    fn read_file(&mut self, wait: std::time::Duration) -> Polled {
+        if self.read.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let path = self.path();
+            // A plain thread, not the runtime's blocking pool: a read stuck on a hung
+            // file system must not keep the agent from exiting.
+            let spawned = std::thread::Builder::new()
+                .name("corosync-conf".into())
+                .spawn(move || {
+                    let _ = tx.send(std::fs::read_to_string(path));
+                });
+            if let Err(e) = spawned {
+                return Polled::Read(Err(e));
+            }
+            self.read = Some((rx, std::time::Instant::now()));
+        }
+        let (rx, since) = self.read.as_ref().expect("set above");
+        let got = if wait.is_zero() {
+            rx.try_recv().ok()
+        } else {
+            rx.recv_timeout(wait).ok()
+        };
+        match got {
+            Some(r) => {
+                self.read = None;
+                self.slow_read_reported = false;
+                Polled::Read(r)
+            }
+            None => {
+                if since.elapsed() > std::time::Duration::from_secs(5) && !self.slow_read_reported {
+                    warn!(detector = "corosync", file = %self.path().display(), "reading the cluster configuration takes longer than 5 s (a hung file system such as pmxcfs?); keeping the last one");
+                    self.slow_read_reported = true;
+                }
+                Polled::Nothing
+            }
         }
     }
 
@@ -152,9 +207,13 @@ impl Runtime {
     }
 
     /// Re-read the cluster configuration if it changed.
-    fn poll_file(&mut self, metrics: &Metrics) {
+    fn poll_file(&mut self, metrics: &Metrics, wait: std::time::Duration) {
         let path = self.path();
-        let text = match std::fs::read_to_string(&path) {
+        let read = match self.read_file(wait) {
+            Polled::Nothing => return,
+            Polled::Read(r) => r,
+        };
+        let text = match read {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
@@ -236,15 +295,24 @@ impl Runtime {
     }
 
     /// Once a second: configuration, kernel maps, counters, findings, quarantines.
-    pub fn tick(&mut self, guard: &mut Guard, config: &Config, metrics: &Metrics) {
+    /// `wait`: how long to wait for the configuration file (at start only; the run loop
+    /// passes zero and takes the result at a later tick).
+    pub fn tick(
+        &mut self,
+        guard: &mut Guard,
+        config: &Config,
+        metrics: &Metrics,
+        wait: std::time::Duration,
+    ) {
         if !self.config.enabled {
             return;
         }
-        self.poll_file(metrics);
+        self.poll_file(metrics, wait);
         let conf = match &self.state {
             ConfState::Loaded(c) => Some(c.clone()),
             ConfState::Missing => None,
-            ConfState::Broken(_) | ConfState::Unknown => {
+            ConfState::Unknown => return,
+            ConfState::Broken(_) => {
                 metrics.set_corosync_state(false, 0, None);
                 return;
             }

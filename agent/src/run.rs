@@ -195,7 +195,12 @@ async fn daemon(
     let (role_tx, role_rx) = watch::channel(None);
     let mut cluster = crate::corosync::Runtime::new(&config, role_tx, sampled_tx.clone());
     sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
-    cluster.tick(&mut guard, &config, &metrics);
+    cluster.tick(
+        &mut guard,
+        &config,
+        &metrics,
+        std::time::Duration::from_secs(2),
+    );
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
     let scan_task = tokio::spawn(crate::secrets::scan(config_rx.clone(), inodes_tx));
@@ -301,7 +306,7 @@ async fn daemon(
                 sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
             }
             _ = cluster_tick.tick() => {
-                cluster.tick(&mut guard, &current, &metrics);
+                cluster.tick(&mut guard, &current, &metrics, std::time::Duration::ZERO);
             }
             _ = sweep.tick() => {
                 // Programs loaded since (e.g. the quarantine's TC program) get run stats.

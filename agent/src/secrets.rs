@@ -95,7 +95,7 @@ pub fn sync_inodes(kernel: &mut Kernel, wanted: &[(InodeKey, InodeWatch)], metri
     }
 }
 
-/// Every second, the secret files present (stat and directory walks run on a blocking
+/// Every second, the secret files present (stat and directory walks run on their own
 /// thread: /etc/pve is pmxcfs, a FUSE file system that hangs when the cluster does,
 /// and the run loop must not hang with it). A walk slower than 5 s is reported.
 pub async fn scan(
@@ -106,8 +106,18 @@ pub async fn scan(
     loop {
         tick.tick().await;
         let c = config.borrow_and_update().clone();
-        let walk = tokio::task::spawn_blocking(move || present(&c));
-        tokio::pin!(walk);
+        // A plain thread, not the runtime's blocking pool: a walk stuck on a hung file
+        // system must not keep the agent from exiting.
+        let (tx, mut walk) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("secrets-scan".into())
+            .spawn(move || {
+                let _ = tx.send(present(&c));
+            });
+        if let Err(e) = spawned {
+            error!(detector = "secrets", error = %e, "cannot start the secret file listing");
+            continue;
+        }
         let found = tokio::select! {
             r = &mut walk => r,
             _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {

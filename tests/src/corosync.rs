@@ -480,3 +480,44 @@ fn ipv6_sources_on_the_configured_port_are_checked_against_the_nodelist() {
         "the member was reported"
     );
 }
+
+/// A corosync.conf that never answers (a FIFO without a writer stands in for a hung
+/// pmxcfs): the agent starts, serves, reports the slow read, and still stops on SIGTERM.
+#[test]
+fn a_hung_cluster_configuration_file_never_stalls_the_agent() {
+    let name = "corosync::a_hung_cluster_configuration_file_never_stalls_the_agent";
+    let Some(bin) = agent_bin(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("corosync.conf");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.corosync]\nconfig = \"{}\"\ninterfaces = []\n",
+            fifo.display()
+        ),
+    );
+    let slow = wait_for(Duration::from_secs(15), || {
+        agent.logs().into_iter().find(|l| {
+            l["message"].as_str().is_some_and(|m| {
+                m.starts_with("reading the cluster configuration takes longer than 5 s")
+            })
+        })
+    });
+    assert!(
+        slow.is_some(),
+        "no slow-read report:\n{}",
+        agent.raw_output()
+    );
+    assert_eq!(agent.get("/healthz").0, 200);
+    let status = agent.cli(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    let status = agent.stop();
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        agent.raw_output()
+    );
+}
