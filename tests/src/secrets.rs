@@ -1,17 +1,19 @@
 //! End to end, `secrets` detector: a cluster key read, copied to another secret path
 //! (created there), and read over a real SSH session — each attributed.
 
-use std::{process::Command, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use nodeward_tests::{Agent, Lan, SshLab, agent_bin, metric, skip, wait_for};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
-#[test]
-fn key_read_copy_and_ssh_read_are_attributed() {
-    let name = "secrets::key_read_copy_and_ssh_read_are_attributed";
-    let Some(bin) = agent_bin(name) else { return };
-    // A "cluster" and a "standalone node" as two directories of this test.
+/// A "cluster" and a "standalone node" as two directories of the test: the cluster's
+/// key, the path a copy would take on the standalone node (both watched), and an agent.
+fn key_and_copy(bin: &Path) -> (tempfile::TempDir, PathBuf, PathBuf, Agent) {
     let dir = tempfile::tempdir().unwrap();
     let (member, standalone) = (dir.path().join("member"), dir.path().join("standalone"));
     std::fs::create_dir_all(&member).unwrap();
@@ -20,13 +22,21 @@ fn key_read_copy_and_ssh_read_are_attributed() {
     let copy = standalone.join("authkey");
     std::fs::write(&key, b"not a real key").unwrap();
     let agent = Agent::start(
-        &bin,
+        bin,
         &format!(
             "[detectors.secrets]\npaths = [\"{}\", \"{}\"]\nallowed_readers = [\"corosync\"]\n",
             key.display(),
             copy.display()
         ),
     );
+    (dir, key, copy, agent)
+}
+
+#[test]
+fn key_read_copy_and_ssh_read_are_attributed() {
+    let name = "secrets::key_read_copy_and_ssh_read_are_attributed";
+    let Some(bin) = agent_bin(name) else { return };
+    let (_dir, key, copy, agent) = key_and_copy(&bin);
     let find = |kind: &str, path: &std::path::Path, pid: Option<u32>| {
         wait_for(Duration::from_secs(5), || {
             agent.logs().into_iter().find(|l| {
@@ -97,21 +107,7 @@ fn key_read_copy_and_ssh_read_are_attributed() {
 fn key_copied_with_scp_over_ssh_is_read_by_the_session_and_created_at_the_destination() {
     let name = "secrets::key_copied_with_scp_over_ssh_is_read_by_the_session_and_created_at_the_destination";
     let Some(bin) = agent_bin(name) else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let (member, standalone) = (dir.path().join("member"), dir.path().join("standalone"));
-    std::fs::create_dir_all(&member).unwrap();
-    std::fs::create_dir_all(&standalone).unwrap();
-    let key = member.join("authkey");
-    let copy = standalone.join("authkey");
-    std::fs::write(&key, b"not a real key").unwrap();
-    let agent = Agent::start(
-        &bin,
-        &format!(
-            "[detectors.secrets]\npaths = [\"{}\", \"{}\"]\nallowed_readers = [\"corosync\"]\n",
-            key.display(),
-            copy.display()
-        ),
-    );
+    let (_dir, key, copy, agent) = key_and_copy(&bin);
     let lan = Lan::new();
     let lab = match SshLab::new(&lan, HELPER) {
         Ok(l) => l,

@@ -112,28 +112,29 @@ impl SshLab {
         Ok(lab)
     }
 
-    /// Run a command over SSH as root from the client namespace.
-    pub fn ssh(&self, command: &str) -> std::process::Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.client_ns, "ssh", "-F", "/dev/null"])
+    /// An OpenSSH client tool (`ssh`, `scp`) in the client namespace, with the lab's
+    /// key and non-interactive options; `port_flag` is `-p` for ssh, `-P` for scp.
+    fn client(&self, tool: &str, port_flag: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.client_ns, tool, "-F", "/dev/null"])
             .arg("-i")
             .arg(self.dir.path().join("clientkey"))
-            .args([
-                "-p",
-                &SSH_PORT.to_string(),
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=5",
-                "-o",
-                "LogLevel=ERROR",
-            ])
+            .args([port_flag, &SSH_PORT.to_string()]);
+        for opt in [
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "BatchMode=yes",
+            "ConnectTimeout=5",
+            "LogLevel=ERROR",
+        ] {
+            c.args(["-o", opt]);
+        }
+        c
+    }
+
+    /// Run a command over SSH as root from the client namespace.
+    pub fn ssh(&self, command: &str) -> std::process::Output {
+        self.client("ssh", "-p")
             .arg(format!("root@{}", self.host))
             .arg(command)
             .output()
@@ -143,33 +144,8 @@ impl SshLab {
     /// Copy `remote` (a path on the server) to `local` with scp, from the client
     /// namespace.
     pub fn scp_from(&self, remote: &Path, local: &Path) -> std::process::Output {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.client_ns,
-                "scp",
-                "-F",
-                "/dev/null",
-                "-q",
-            ])
-            .arg("-i")
-            .arg(self.dir.path().join("clientkey"))
-            .args(["-P", &SSH_PORT.to_string()])
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "ConnectTimeout=5",
-                "-o",
-                "LogLevel=ERROR",
-            ])
+        self.client("scp", "-P")
+            .arg("-q")
             .arg(format!("root@{}:{}", self.host, remote.display()))
             .arg(local)
             .output()
