@@ -86,6 +86,9 @@ pub fn run_agent(release: bool, args: Vec<String>) -> Result<()> {
 }
 
 pub fn lint() -> Result<()> {
+    // rustfmt and clippy are components of the pinned toolchain: a missing one is
+    // installed here, never reported as a lint failure.
+    setup::ensure_toolchain()?;
     step("rustfmt --check");
     run(Command::new("cargo")
         .args(["fmt", "--all", "--check"])

@@ -18,8 +18,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what the build needs (idempotent): rust-src for the pinned toolchain and
-    /// bpf-linker built against the toolchain's own libLLVM, into a cache directory.
+    /// Check for everything later steps use and install what is missing (idempotent,
+    /// says what it does): the pinned toolchain with the components rust-toolchain.toml
+    /// lists (rust-src, clippy, rustfmt), bpf-linker built against that toolchain's own
+    /// libLLVM into a cache directory, and with --test-deps the Debian packages.
     Setup {
         /// Also install the Debian packages the end-to-end tests use (apt-get).
         #[arg(long)]

@@ -34,6 +34,8 @@ pub struct Tools {
 }
 
 pub fn setup(test_deps: bool) -> Result<Tools> {
+    step("checking what the build needs (installing what is missing)");
+    ensure_toolchain()?;
     let sysroot = PathBuf::from(
         output(
             Command::new("rustc")
@@ -43,7 +45,6 @@ pub fn setup(test_deps: bool) -> Result<Tools> {
         )?
         .trim(),
     );
-    ensure_rust_src(&sysroot)?;
     let bpf_linker_bin = ensure_bpf_linker(&sysroot)?;
     if test_deps {
         ensure_packages(TEST_PACKAGES)?;
@@ -51,13 +52,92 @@ pub fn setup(test_deps: bool) -> Result<Tools> {
     Ok(Tools { bpf_linker_bin })
 }
 
-fn ensure_rust_src(sysroot: &Path) -> Result<()> {
-    if sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+/// The toolchain `rust-toolchain.toml` pins: its channel and components.
+pub struct Pinned {
+    pub channel: String,
+    pub components: Vec<String>,
+}
+
+pub fn pinned() -> Result<Pinned> {
+    let path = root().join("rust-toolchain.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let t = doc
+        .get("toolchain")
+        .and_then(|t| t.as_table())
+        .with_context(|| format!("{}: no [toolchain] table", path.display()))?;
+    let channel = t
+        .get("channel")
+        .and_then(|c| c.as_str())
+        .with_context(|| format!("{}: no toolchain.channel", path.display()))?
+        .to_string();
+    let components = t
+        .get("components")
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Pinned {
+        channel,
+        components,
+    })
+}
+
+/// The pinned toolchain with every component it lists. On these machines
+/// RUSTUP_AUTO_INSTALL=0, and `rustup toolchain install X` without the toml does not
+/// add the components, so both are checked here (idempotent, quick when present).
+pub fn ensure_toolchain() -> Result<()> {
+    let p = pinned()?;
+    let listed = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !listed.lines().any(|l| l.starts_with(&p.channel)) {
+        step(&format!(
+            "installing the pinned toolchain {} with {} (rustup toolchain install)",
+            p.channel,
+            p.components.join(", ")
+        ));
+        // With no argument, rustup reads rust-toolchain.toml: channel and components.
+        run(Command::new("rustup")
+            .args(["toolchain", "install"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .current_dir(root()))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        &p.channel,
+    ]))?;
+    let missing: Vec<&str> = p
+        .components
+        .iter()
+        .map(String::as_str)
+        .filter(|c| {
+            !installed
+                .lines()
+                .any(|l| l.starts_with(&format!("{c}-")) || l == *c)
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "    toolchain {} with {}: present",
+            p.channel,
+            p.components.join(", ")
+        );
         return Ok(());
     }
-    step("installing rust-src for the pinned toolchain (needed by -Z build-std=core)");
+    step(&format!(
+        "adding components to toolchain {}: {}",
+        p.channel,
+        missing.join(", ")
+    ));
     run(Command::new("rustup")
-        .args(["component", "add", "rust-src"])
+        .args(["component", "add", "--toolchain", &p.channel])
+        .args(&missing)
         .current_dir(root()))
 }
 
@@ -113,6 +193,10 @@ fn ensure_bpf_linker(sysroot: &Path) -> Result<PathBuf> {
             .output()
             .is_ok_and(|o| o.status.success())
     {
+        eprintln!(
+            "    bpf-linker {BPF_LINKER_VERSION} (LLVM {major}): present in {}",
+            bin.display()
+        );
         return Ok(bin);
     }
     step(&format!(
@@ -159,6 +243,10 @@ fn installed(pkg: &str) -> bool {
 pub fn ensure_packages(pkgs: &[&str]) -> Result<()> {
     let missing: Vec<&str> = pkgs.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
+        eprintln!(
+            "    Debian packages for the tests ({}): present",
+            pkgs.len()
+        );
         return Ok(());
     }
     if !is_root() {
