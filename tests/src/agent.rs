@@ -1,7 +1,7 @@
 //! End to end, agent lifecycle: `nodeward check`, health endpoints, SIGHUP reload
 //! (good and bad configs), clean shutdown with nothing left in the kernel.
 
-use std::{process::Command, time::Duration};
+use std::{path::Path, process::Command, time::Duration};
 
 use nodeward_tests::{Agent, agent_bin, metric, prog_exists, prog_ids_of, stand_in, wait_for};
 
@@ -59,11 +59,17 @@ fn health_endpoints_and_clean_shutdown_leave_nothing_behind() {
         "exit status {status}:\n{}",
         agent.raw_output()
     );
-    assert!(
+    // The agent has exited, but its last lines are read from the pipe by other threads.
+    let stopped = wait_for(Duration::from_secs(5), || {
         agent
             .logs()
-            .iter()
-            .any(|l| l["message"] == "nodeward stopped")
+            .into_iter()
+            .find(|l| l["message"] == "nodeward stopped")
+    });
+    assert!(
+        stopped.is_some(),
+        "no \"nodeward stopped\" line:\n{}",
+        agent.raw_output()
     );
     let left: Vec<u32> = wait_for(Duration::from_secs(5), || {
         let left: Vec<u32> = ids.iter().copied().filter(|&id| prog_exists(id)).collect();
@@ -82,7 +88,17 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
     else {
         return;
     };
-    let agent = Agent::start(&bin, "");
+    // A file watched by the secrets detector: reading it is a finding that goes through
+    // the same ring buffer and pipeline as the reboot detector's records, in order. It
+    // is the sentinel for "the disabled detector reported nothing" (kept in every config).
+    let sentinel_dir = tempfile::tempdir().unwrap();
+    let sentinel = sentinel_dir.path().join("sentinel-key");
+    std::fs::write(&sentinel, b"not a real key").unwrap();
+    let watched = format!(
+        "[detectors.secrets]\npaths = [\"{}\"]\n",
+        sentinel.display()
+    );
+    let agent = Agent::start(&bin, &watched);
     let (_dir, reboot) = stand_in(HELPER, "reboot");
     let run_standin = || {
         let mut c = Command::new(&reboot)
@@ -106,7 +122,7 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
     };
 
     // Disable the detector: its programs detach, it reports down, nothing is seen.
-    agent.rewrite_config("[detectors.reboot]\nenabled = false\n");
+    agent.rewrite_config(&format!("[detectors.reboot]\nenabled = false\n{watched}"));
     agent.signal(libc::SIGHUP);
     reloaded(1).unwrap_or_else(|| panic!("no reload:\n{}", agent.raw_output()));
     let m = agent.metrics();
@@ -126,10 +142,22 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
         Some(1.0)
     );
     let quiet = run_standin();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Sentinel: a secret read after the stand-in has exited. Once its finding is logged,
+    // whatever the stand-in's exec and reboot(2) produced has been processed too.
+    let sentinel_reader = read_with_cat(&sentinel);
+    wait_for(Duration::from_secs(5), || {
+        agent.findings_for(&[sentinel_reader]).into_iter().next()
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the sentinel read (pid {sentinel_reader}) was not reported:\n{}",
+            agent.raw_output()
+        )
+    });
+    let reported = agent.findings_for(&[quiet]);
     assert!(
-        agent.findings_for(&[quiet]).is_empty(),
-        "disabled detector still reported"
+        reported.is_empty(),
+        "disabled detector still reported: {reported:?}"
     );
 
     // A bad config is rejected with the field path; the agent keeps the old one.
@@ -149,17 +177,21 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
             .contains("detectors.reboot.enabeld"),
         "{rejected}"
     );
+    // The rejection is logged just before the failure counter moves: poll for it.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_config_reloads_total{result=\"failure\"}") == Some(1.0)).then_some(m)
+    })
+    .unwrap_or_else(|| agent.metrics());
     assert_eq!(
-        metric(
-            &agent.metrics(),
-            "nodeward_config_reloads_total{result=\"failure\"}"
-        ),
-        Some(1.0)
+        metric(&m, "nodeward_config_reloads_total{result=\"failure\"}"),
+        Some(1.0),
+        "{m}"
     );
     assert_eq!(agent.get("/readyz").0, 200);
 
     // Re-enable: detection resumes.
-    agent.rewrite_config("[detectors.reboot]\nenabled = true\n");
+    agent.rewrite_config(&format!("[detectors.reboot]\nenabled = true\n{watched}"));
     agent.signal(libc::SIGHUP);
     reloaded(2).unwrap_or_else(|| panic!("no second reload:\n{}", agent.raw_output()));
     assert_eq!(
@@ -174,4 +206,17 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
         agent.findings_for(&[seen]).into_iter().next()
     })
     .unwrap_or_else(|| panic!("re-enabled detector saw nothing:\n{}", agent.raw_output()));
+}
+
+/// Read `path` with `cat` (output discarded); returns cat's PID.
+fn read_with_cat(path: &Path) -> u32 {
+    let c = Command::new("cat")
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cat");
+    let pid = c.id();
+    let out = c.wait_with_output().expect("cat");
+    assert!(out.status.success(), "cat {}: {out:?}", path.display());
+    pid
 }

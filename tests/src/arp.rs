@@ -84,16 +84,23 @@ fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leave
     );
 
     // The bindings ground truth shows the conflict, with both owners and their ports.
-    let out = agent.cli(&["bindings", "--json"]);
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
-    let row = v["bindings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["address"] == "10.97.0.10")
-        .cloned()
-        .expect("binding listed");
+    // The agent publishes its conflicts just after logging the finding: poll for them.
+    let bindings = || {
+        let out = agent.cli(&["bindings", "--json"]);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{out:?}"));
+        v["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == "10.97.0.10")
+            .cloned()
+    };
+    let row = wait_for(Duration::from_secs(5), || {
+        bindings().filter(|b| b["conflict"] == true)
+    })
+    .or_else(bindings)
+    .expect("binding listed");
     assert_eq!(row["conflict"], true, "{row}");
     let owners: Vec<String> = row["conflict_macs"]
         .as_array()
@@ -109,12 +116,21 @@ fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leave
         owners.contains(&format!("{mac_b}@{}", br.hosts[1].port)),
         "{owners:?}"
     );
-    let m = agent.metrics();
-    assert_eq!(metric(&m, "nodeward_arp_conflicts_active"), Some(1.0));
+    // Set with the conflicts, just after the finding is logged: poll.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_arp_conflicts_active") == Some(1.0)).then_some(m)
+    })
+    .unwrap_or_else(|| agent.metrics());
+    assert_eq!(
+        metric(&m, "nodeward_arp_conflicts_active"),
+        Some(1.0),
+        "{m}"
+    );
     assert!(
         m.lines()
             .any(|l| l.starts_with("nodeward_arp_conflict_active{address=\"10.97.0.10\"")),
-        "capped series missing"
+        "capped series missing:\n{m}"
     );
     let (code, body) = agent.get(&format!("/bindings?interface={}", br.hosts[0].port));
     assert_eq!(code, 200, "{body}");
@@ -133,12 +149,25 @@ fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leave
             .find(|l| l["finding"] == "conflict_cleared" && l["address"] == "10.97.0.10")
     })
     .unwrap_or_else(|| panic!("conflict never cleared:\n{}", agent.raw_output()));
-    let m = agent.metrics();
-    assert_eq!(metric(&m, "nodeward_arp_conflicts_active"), Some(0.0));
+    // Set with the conflicts, just after the finding is logged: poll.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_arp_conflicts_active") == Some(0.0)
+            && !m
+                .lines()
+                .any(|l| l.starts_with("nodeward_arp_conflict_active{")))
+        .then_some(m)
+    })
+    .unwrap_or_else(|| agent.metrics());
+    assert_eq!(
+        metric(&m, "nodeward_arp_conflicts_active"),
+        Some(0.0),
+        "{m}"
+    );
     assert!(
         !m.lines()
             .any(|l| l.starts_with("nodeward_arp_conflict_active{")),
-        "series must vanish with the conflict"
+        "series must vanish with the conflict:\n{m}"
     );
 }
 
@@ -170,6 +199,9 @@ fn ordinary_arp_and_one_mac_change_raise_no_conflict() {
     };
     ping_all();
     // Host 3 changes its MAC once (a new NIC), then everyone talks again.
+    // Not a wait for a condition: time must pass. A new MAC claiming the address within
+    // `conflict_window` (500 ms by default) of the old MAC's last claim is by definition
+    // two live MACs, a conflict; the move must come well after the old MAC's last ARP.
     std::thread::sleep(Duration::from_millis(1500));
     for args in [
         &["ip", "link", "set", "eth0", "down"][..],
@@ -190,6 +222,27 @@ fn ordinary_arp_and_one_mac_change_raise_no_conflict() {
     })
     .unwrap_or_else(|| panic!("the MAC change was not reported:\n{}", agent.raw_output()));
     assert_eq!(change["mac"], "02:42:00:00:98:04");
+    // Sentinel for the checks below: an address claimed for the first time after all of
+    // the above (a second address of host 4, asked for by host 0). Kernel records are
+    // processed in order, so once its new_binding is logged, any conflict raised by the
+    // ARP traffic above has been logged too.
+    let out = br.exec(4, &["ip", "addr", "add", "10.98.0.6/24", "dev", "eth0"]);
+    assert!(out.status.success(), "ip addr add on host 4: {out:?}");
+    let out = br.exec(0, &["ping", "-c", "1", "-W", "1", "10.98.0.6"]);
+    assert!(out.status.success(), "ping 0->10.98.0.6 failed: {out:?}");
+    let sentinel = wait_for(Duration::from_secs(5), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "new_binding" && l["address"] == "10.98.0.6")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no new_binding for the sentinel address:\n{}",
+            agent.raw_output()
+        )
+    });
+    assert_eq!(sentinel["mac"], br.mac(4).as_str(), "{sentinel}");
     let news = agent
         .logs()
         .iter()
@@ -207,9 +260,11 @@ fn ordinary_arp_and_one_mac_change_raise_no_conflict() {
         })
         .collect();
     assert!(bad.is_empty(), "false conflicts: {bad:?}");
+    let m = agent.metrics();
     assert_eq!(
-        metric(&agent.metrics(), "nodeward_arp_conflicts_active"),
-        Some(0.0)
+        metric(&m, "nodeward_arp_conflicts_active"),
+        Some(0.0),
+        "{m}"
     );
 }
 
@@ -320,12 +375,17 @@ fn gratuitous_takeover_probe_conflict_and_ipam_drift() {
     })
     .unwrap_or_else(|| panic!("no IPAM drift:\n{}", agent.raw_output()));
     assert_eq!(drift["mac"], owner.as_str());
+    // The drift gauge is set just after the finding is logged: poll.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_arp_ipam_drift{kind=\"ipam_live_but_free\"}") == Some(1.0))
+            .then_some(m)
+    })
+    .unwrap_or_else(|| agent.metrics());
     assert_eq!(
-        metric(
-            &agent.metrics(),
-            "nodeward_arp_ipam_drift{kind=\"ipam_live_but_free\"}"
-        ),
-        Some(1.0)
+        metric(&m, "nodeward_arp_ipam_drift{kind=\"ipam_live_but_free\"}"),
+        Some(1.0),
+        "{m}"
     );
 
     // RFC 5227: the newcomer probes the address before using it: a probe conflict.
@@ -353,6 +413,9 @@ fn gratuitous_takeover_probe_conflict_and_ipam_drift() {
     assert_eq!(probe["mac"], newcomer.as_str());
 
     // Gratuitous takeover by the newcomer, then both answer: a conflict.
+    // Not a wait for a condition: time must pass. The probe just stamped the binding's
+    // last event, and the kernel rate-limits a binding's events (ARP_EVENT_INTERVAL_NS,
+    // 100 ms): a takeover sooner would be counted as rate-limited, with no event.
     std::thread::sleep(Duration::from_millis(700));
     let _ = br.exec(1, &["arping", "-U", "-c", "1", "-I", "eth0", "10.95.0.10"]);
     let takeover = wait_for(Duration::from_secs(5), || {

@@ -57,6 +57,20 @@ fn find(agent: &Agent, kind: &str, addr: &str, secs: u64) -> Option<Value> {
     })
 }
 
+/// Whether a UDP socket is bound to `port` in host `host`'s network namespace (its
+/// /proc/net/udp and udp6, read from inside it).
+fn udp_port_bound(lab: &CorosyncLab, host: usize, port: u16) -> bool {
+    let out = lab
+        .bridge
+        .exec(host, &["cat", "/proc/net/udp", "/proc/net/udp6"]);
+    let suffix = format!(":{port:04X}");
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+        l.split_whitespace()
+            .nth(1)
+            .is_some_and(|local| local.ends_with(&suffix))
+    })
+}
+
 fn detail(line: &Value) -> Value {
     serde_json::from_str(line["detail"].as_str().unwrap_or("{}")).unwrap()
 }
@@ -92,20 +106,50 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
     assert!(lab.wait_quorate(0, 30), "ring not quorate:\n{}", lab.log(0));
 
     // 1. Normal operation: member traffic counted, no finding.
+    // Positive control first: the detector counts the members' traffic and knows both
+    // members (totals are sampled once a second), so the quiet check below cannot pass
+    // just because the agent is blind or slow.
+    fn member_packets(m: &str) -> f64 {
+        metric(m, "nodeward_corosync_packets_total{source=\"member\"}").unwrap_or(0.0)
+    }
+    let control = wait_for(Duration::from_secs(15), || {
+        let m = agent.metrics();
+        (member_packets(&m) > 10.0
+            && metric(&m, "nodeward_corosync_members") == Some(2.0)
+            && metric(&m, "nodeward_detector_up{detector=\"corosync\"}") == Some(1.0))
+        .then_some(m)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "member traffic not counted (or members/detector_up wrong) within 15 s:\n{}",
+            agent.metrics()
+        )
+    });
+    // Not a wait for a condition: the quiet period under test. Five seconds of normal
+    // ring traffic (which the detector is counting, above) must pass without a finding.
     std::thread::sleep(Duration::from_secs(5));
     let m = agent.metrics();
     assert!(
         metric(&m, "nodeward_corosync_packets_total{source=\"member\"}").unwrap() > 10.0,
         "member traffic not counted:\n{m}"
     );
+    // The detector kept counting through the quiet period (a sample taken during it).
+    assert!(
+        member_packets(&m) > member_packets(&control),
+        "member traffic not counted during the quiet period: {} packets before it, {} after:\n{m}",
+        member_packets(&control),
+        member_packets(&m)
+    );
     assert_eq!(
         metric(&m, "nodeward_corosync_packets_total{source=\"non_member\"}"),
-        Some(0.0)
+        Some(0.0),
+        "non-member traffic counted during normal operation:\n{m}"
     );
-    assert_eq!(metric(&m, "nodeward_corosync_members"), Some(2.0));
+    assert_eq!(metric(&m, "nodeward_corosync_members"), Some(2.0), "{m}");
     assert_eq!(
         metric(&m, "nodeward_detector_up{detector=\"corosync\"}"),
-        Some(1.0)
+        Some(1.0),
+        "{m}"
     );
     let quiet = corosync_findings(&agent);
     assert!(
@@ -126,14 +170,36 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
         "rogue named {:.1} s after it started (want ≤ 5 s)",
         at - started
     );
+    // Sentinel for step 1: the detector's findings reach the log in the order it raised
+    // them, so a finding of normal operation would be logged before the rogue's.
+    let earlier: Vec<Value> = corosync_findings(&agent)
+        .into_iter()
+        .take_while(|l| !(l["finding"] == "rogue_member" && l["address"] == rogue_ip.as_str()))
+        .collect();
+    assert!(
+        earlier.is_empty(),
+        "findings logged before the rogue's (normal operation): {earlier:?}"
+    );
     let d = detail(&f);
     assert_eq!(d["member"], false);
     assert_eq!(d["interfaces"], serde_json::json!([lab.port(2)]));
     assert!(d["rate_pps"].as_u64().is_some());
     // The ring is still quorate, and the rogue is a live series.
     assert!(lab.quorate(0), "ring lost quorum:\n{}", lab.log(0));
-    let m = agent.metrics();
-    assert_eq!(metric(&m, "nodeward_corosync_rogue_sources"), Some(1.0));
+    // Positive control for "nothing dropped" below: a sample in which the rogue's
+    // traffic is counted (same totals, same sample as the drop count).
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_corosync_packets_total{source=\"non_member\"}")
+            .is_some_and(|v| v > 0.0))
+        .then_some(m)
+    })
+    .unwrap_or_else(|| panic!("the rogue's traffic is not counted:\n{}", agent.metrics()));
+    assert_eq!(
+        metric(&m, "nodeward_corosync_rogue_sources"),
+        Some(1.0),
+        "{m}"
+    );
     assert!(
         metric(
             &m,
@@ -145,7 +211,8 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
     // Observe mode: nothing dropped.
     assert_eq!(
         metric(&m, "nodeward_corosync_dropped_packets_total"),
-        Some(0.0)
+        Some(0.0),
+        "packets dropped in observe mode:\n{m}"
     );
     // `nodeward status` tells the story too.
     let status = String::from_utf8_lossy(&agent.cli(&["status"]).stdout).into_owned();
@@ -166,10 +233,19 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
         .then_some(())
     });
     assert!(down.is_some(), "detector not down:\n{}", agent.raw_output());
-    assert!(agent.logs().iter().any(|l| {
-        l["message"] == "cluster configuration malformed; detector down until it is fixed"
-            && l["error"].as_str().is_some_and(|e| e.contains("line 2"))
-    }));
+    // The line is logged before the metrics change, but read from the agent's output
+    // by another thread: poll for it.
+    let malformed = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| {
+            l["message"] == "cluster configuration malformed; detector down until it is fixed"
+                && l["error"].as_str().is_some_and(|e| e.contains("line 2"))
+        })
+    });
+    assert!(
+        malformed.is_some(),
+        "no malformed-configuration report naming line 2:\n{}",
+        agent.raw_output()
+    );
     assert_eq!(agent.get("/healthz").0, 200);
     let status = String::from_utf8_lossy(&agent.cli(&["status"]).stdout).into_owned();
     assert!(status.contains("cluster configuration error"), "{status}");
@@ -231,18 +307,60 @@ fn a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires() {
     assert_eq!(list["active"][0]["trigger"]["source"], "corosync");
 
     // 4. The flood: 600 replayed packets, every one dropped before the member.
-    std::thread::sleep(Duration::from_millis(300));
-    let before = lab.count_from(0);
+    // The kernel's count of dropped cluster packets (read at scrape time, no sampling).
+    let kernel_drops = || {
+        metric(
+            &agent.metrics(),
+            "nodeward_quarantine_kernel_total{counter=\"drop_corosync\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    // The baseline: rogue packets admitted before the drop was in force may still be on
+    // their way to the member. Poll until the member's counter stays flat across a drop
+    // of one of the rogue's own packets (it keeps sending) that happened after the
+    // counter was read: from then on nothing of the rogue's reaches the member.
+    let mut base = (lab.count_from(0), kernel_drops());
+    let settled = wait_for(Duration::from_secs(10), || {
+        let drops = kernel_drops();
+        let count = lab.count_from(0);
+        if count != base.0 {
+            base = (count, kernel_drops());
+            return None;
+        }
+        (drops > base.1).then_some((count, drops))
+    });
+    let (before, drops_before) = settled.unwrap_or_else(|| {
+        panic!(
+            "no settled baseline under the quarantine: the member counted {} packets from the rogue, the kernel dropped {} (10 s):\n{}",
+            lab.count_from(0),
+            kernel_drops(),
+            agent.raw_output()
+        )
+    });
     if let Err(why) = lab.flood(2, &member_ip, 600) {
         return skip(name, &format!("flood part: {why}"));
     }
     let flood = find(&agent, "flood", &rogue_ip, 5)
         .unwrap_or_else(|| panic!("no flood finding:\n{}", agent.raw_output()));
     assert!(detail(&flood)["dropped"].as_u64().unwrap() > 0, "{flood}");
+    // Positive control (and sentinel) for the check below: the kernel dropped all 600
+    // replayed packets, so none of them is still on its way to the member.
+    let dropped_flood = wait_for(Duration::from_secs(5), || {
+        let drops = kernel_drops();
+        (drops >= drops_before + 600.0).then_some(drops)
+    });
+    assert!(
+        dropped_flood.is_some(),
+        "the kernel dropped {} packets of the rogue's since the flood began (want ≥ 600); the member counted {} (was {before})",
+        kernel_drops() - drops_before,
+        lab.count_from(0)
+    );
+    let after = lab.count_from(0);
     assert_eq!(
-        lab.count_from(0),
+        after,
         before,
-        "packets reached the member during the quarantine"
+        "packets reached the member during the quarantine ({} s after it was applied)",
+        applied.elapsed().as_secs_f64()
     );
     // Totals are sampled once a second.
     let m = wait_for(Duration::from_secs(5), || {
@@ -270,9 +388,17 @@ fn a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires() {
     );
     let again = lab.count_from(0);
     lab.flood(2, &member_ip, 200).unwrap();
+    // The replayed packets cross two veth pairs and the bridge after scapy returns: poll
+    // the member's own counter until all of them have arrived.
+    let reached = wait_for(Duration::from_secs(10), || {
+        let now = lab.count_from(0);
+        (now >= again + 200).then_some(now)
+    });
     assert!(
-        lab.count_from(0) >= again + 200,
-        "a flood after expiry did not reach the member"
+        reached.is_some(),
+        "a flood after expiry did not reach the member: {} of 200 packets counted in 10 s ({} before the flood)",
+        lab.count_from(0).saturating_sub(again),
+        again
     );
 }
 
@@ -351,6 +477,17 @@ fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
     assert_eq!(role["standalone"], true, "{role}");
     // Corosync in another node's namespace is not this node's.
     lab.start(0, &cluster);
+    // Wait until it has exec'd and bound its cluster port, so its exec and bind records
+    // are in the kernel's queue before those of this node's corosync (started below):
+    // this node's findings are then a sentinel for the "nothing from host 0" check.
+    let bound = wait_for(Duration::from_secs(15), || {
+        udp_port_bound(&lab, 0, 5405).then_some(())
+    });
+    assert!(
+        bound.is_some(),
+        "host 0's corosync never bound UDP 5405:\n{}",
+        lab.log(0)
+    );
     // The automation's move: start corosync here with a config listing this node.
     let rogue_conf = lab.conf("rogue", &[(0, 1), (1, 2), (2, 3)], &key);
     let pid = lab.start(2, &rogue_conf);
@@ -379,7 +516,10 @@ fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
     }
     assert_eq!(seen[1]["port"], 5405);
     assert_eq!(seen[1]["addr"], lab.ip(2));
-    // Only this node's corosync: the one in host 0's namespace raised nothing.
+    // Only this node's corosync: the one in host 0's namespace raised nothing. Its exec
+    // and bind happened before this node's corosync started (waited for above), and the
+    // kernel's records are processed in order: this node's findings, seen above, are
+    // the positive control.
     let others: Vec<Value> = corosync_findings(&agent)
         .into_iter()
         .filter(|l| detail(l)["process"]["pid"].as_u64() != Some(pid.into()))
@@ -439,6 +579,8 @@ fn ipv6_sources_on_the_configured_port_are_checked_against_the_nodelist() {
     .unwrap();
     let ports = [lan.hosts[0].port.as_str(), lan.hosts[1].port.as_str()];
     let agent = Agent::start(&bin, &member_side(&conf, &ports, ""));
+    // 30 datagrams paced by `time.sleep(0.05)`: pacing of the generator (20 packets/s,
+    // under flood_rate = 100), not a wait for a condition.
     let send = |from: usize, to: &str, port: u16| {
         let py = format!(
             "import socket,time\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\nfor i in range(30):\n  s.sendto(b'x'*80, ('{to}', {port}))\n  time.sleep(0.05)\n"
@@ -448,16 +590,26 @@ fn ipv6_sources_on_the_configured_port_are_checked_against_the_nodelist() {
     };
     // The default port is not this cluster's: nothing counted.
     send(1, "fd00:5405::1", 5405);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        metric(
-            &agent.metrics(),
-            "nodeward_corosync_packets_total{source=\"non_member\"}"
-        ),
-        Some(0.0)
-    );
-    // The member, then a non-member, on the configured port.
+    // The member, then a non-member, on the configured port. The member's packets are
+    // sent after the non-member's on the default port, and counted in the same totals,
+    // sampled together: once a sample counts all of them (positive control and
+    // sentinel), the non-member's packets on 5405 were through the kernel already.
     send(0, "fd00:5405::2", 5407);
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (metric(&m, "nodeward_corosync_packets_total{source=\"member\"}")? >= 30.0).then_some(m)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the member's packets on 5407 not counted:\n{}",
+            agent.metrics()
+        )
+    });
+    assert_eq!(
+        metric(&m, "nodeward_corosync_packets_total{source=\"non_member\"}"),
+        Some(0.0),
+        "packets on the default port were counted:\n{m}"
+    );
     send(1, "fd00:5405::1", 5407);
     let f = find(&agent, "rogue_member", "fd00:5405::2", 10)
         .unwrap_or_else(|| panic!("no IPv6 rogue:\n{}", agent.raw_output()));

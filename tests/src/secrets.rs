@@ -187,11 +187,17 @@ fn enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
     assert_eq!(q["target"]["kind"], "exec", "{list}");
     assert_eq!(q["target"]["binary"], "tail");
     assert_eq!(q["trigger"]["source"], "secrets");
-    assert!(
+    // The agent journals the end of the process after the kill: poll for the record.
+    let ended = wait_for(Duration::from_secs(5), || {
         agent
             .journal()
-            .iter()
-            .any(|e| e["decision"] == "secrets_process_ended" && e["ended"] == true)
+            .into_iter()
+            .find(|e| e["decision"] == "secrets_process_ended" && e["ended"] == true)
+    });
+    assert!(
+        ended.is_some(),
+        "no secrets_process_ended record with ended = true; journal: {:?}",
+        agent.journal()
     );
     // The same binary in that cgroup is killed on exec; outside it runs.
     let inside = cg.command(&["tail", "-n0", "/dev/null"]).status().unwrap();
@@ -322,8 +328,20 @@ fn opens_through_relative_paths_links_and_watched_directories_are_matched() {
             .unwrap_or_else(|| panic!("{kind} by creat/open missed:\n{}", agent.raw_output()));
         }
     }
+    // A failed open (no such file in the watched dir) is no finding.
+    let missing = read_by(&["no-such-key"], &priv_dir);
+    // Sentinel for both checks below: a successful read of a watched file, made after
+    // the cp and the failed open, through the same detector. Kernel records are
+    // processed in order, so once its finding is logged, a second finding for the cp's
+    // open or one for the failed open would have been logged too.
+    let sentinel = read_by(&["authkey.key"], &priv_dir);
+    find(sentinel).unwrap_or_else(|| {
+        panic!(
+            "the sentinel read (pid {sentinel}) was not reported:\n{}",
+            agent.raw_output()
+        )
+    });
     // One open, one finding: the path match is not reported twice.
-    std::thread::sleep(Duration::from_millis(500));
     let n = agent
         .logs()
         .iter()
@@ -332,14 +350,13 @@ fn opens_through_relative_paths_links_and_watched_directories_are_matched() {
         })
         .count();
     assert_eq!(n, 1, "{}", agent.raw_output());
-    // A failed open (no such file in the watched dir) is no finding.
-    let missing = read_by(&["no-such-key"], &priv_dir);
-    std::thread::sleep(Duration::from_secs(1));
+    let reported: Vec<serde_json::Value> = agent
+        .logs()
+        .into_iter()
+        .filter(|l| l["pid"].as_u64() == Some(missing.into()))
+        .collect();
     assert!(
-        !agent
-            .logs()
-            .iter()
-            .any(|l| l["pid"].as_u64() == Some(missing.into())),
-        "a failed open was reported"
+        reported.is_empty(),
+        "a failed open was reported: {reported:?}"
     );
 }

@@ -45,8 +45,19 @@ fn resets_to_a_closed_port_are_counted_by_reason_and_become_a_storm_with_the_pee
         })
     })
     .unwrap_or_else(|| panic!("no reset storm:\n{}", agent.raw_output()));
-    assert!(storm["count"].as_u64().unwrap() >= 50);
-    let m = agent.metrics();
+    assert!(storm["count"].as_u64().unwrap() >= 50, "{storm}");
+    fn storm_series(m: &str) -> bool {
+        m.lines().any(|l| {
+            l.starts_with("nodeward_tcp_reset_storm_active{direction=\"sent\",peer=\"127.0.0.1\"}")
+        })
+    }
+    // The sampler sets the storm series just after handing the finding to the pipeline,
+    // which may log it first: poll for the series.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        storm_series(&m).then_some(m)
+    })
+    .unwrap_or_else(|| agent.metrics());
     let after = metric_sum(
         &m,
         "nodeward_tcp_resets_total",
@@ -57,12 +68,11 @@ fn resets_to_a_closed_port_are_counted_by_reason_and_become_a_storm_with_the_pee
         "no_socket resets counted: {}",
         after - before
     );
-    assert!(metric(&m, "nodeward_tcp_reset_storms_total{direction=\"sent\"}").unwrap() >= 1.0);
     assert!(
-        m.lines().any(|l| l
-            .starts_with("nodeward_tcp_reset_storm_active{direction=\"sent\",peer=\"127.0.0.1\"}")),
-        "storm series missing"
+        metric(&m, "nodeward_tcp_reset_storms_total{direction=\"sent\"}").unwrap() >= 1.0,
+        "{m}"
     );
+    assert!(storm_series(&m), "storm series missing:\n{m}");
     // Quiet again: the storm ends and its series goes away.
     wait_for(Duration::from_secs(10), || {
         agent
@@ -71,7 +81,14 @@ fn resets_to_a_closed_port_are_counted_by_reason_and_become_a_storm_with_the_pee
             .find(|l| l["finding"] == "reset_storm_ended" && l["peer"] == "127.0.0.1")
     })
     .unwrap_or_else(|| panic!("storm never ended:\n{}", agent.raw_output()));
-    assert!(!agent.metrics().lines().any(|l| {
-        l.starts_with("nodeward_tcp_reset_storm_active{direction=\"sent\",peer=\"127.0.0.1\"}")
-    }));
+    // Removed just after the end is handed to the pipeline: poll.
+    let m = wait_for(Duration::from_secs(5), || {
+        let m = agent.metrics();
+        (!storm_series(&m)).then_some(m)
+    })
+    .unwrap_or_else(|| agent.metrics());
+    assert!(
+        !storm_series(&m),
+        "storm series still exposed after the storm ended:\n{m}"
+    );
 }
