@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use crate::{
     detectors::arp::ActiveConflict,
-    pipeline::ifname,
-    quarantine::{Mac, Now, journal::rfc3339},
+    net::{Mac, ifname},
+    time::{Now, rfc3339_ms},
 };
 
 pub type Conflicts = Arc<Mutex<Vec<ActiveConflict>>>;
@@ -54,7 +54,7 @@ impl View {
             let ms = now
                 .wall_ms
                 .saturating_sub(now.boot_ns.saturating_sub(boot_ns) / 1_000_000);
-            rfc3339((ms / 1000) as i64, (ms % 1000) as u32)
+            rfc3339_ms(ms)
         };
         let conflicts = self.conflicts.lock().expect("conflicts lock").clone();
         let guard = self.map.lock().expect("bindings lock");

@@ -113,7 +113,7 @@ pub fn check(dir: &Path, keep: usize, current: &str) -> io::Result<(History, Opt
                     .unwrap_or_else(|| "unknown".into()),
                 source: field("source"),
                 intent: r.fields.get("intent").cloned(),
-                noticed: journal::now_rfc3339(),
+                noticed: crate::time::now_rfc3339(),
             },
             None => LastReboot {
                 previous_boot_id: h.boot_id.clone(),
@@ -121,7 +121,7 @@ pub fn check(dir: &Path, keep: usize, current: &str) -> io::Result<(History, Opt
                 expected: "unknown".into(),
                 source: String::new(),
                 intent: None,
-                noticed: journal::now_rfc3339(),
+                noticed: crate::time::now_rfc3339(),
             },
         };
         *h.reboots

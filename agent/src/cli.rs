@@ -115,7 +115,7 @@ pub enum QuarantineCommand {
         drop_ip: Option<std::net::IpAddr>,
         /// Drop all frames from this source MAC (with --arp-claim: only its ARP claims).
         #[arg(long, value_name = "MAC")]
-        drop_mac: Option<crate::quarantine::Mac>,
+        drop_mac: Option<crate::net::Mac>,
         /// With --drop-ip: drop only its cluster (corosync) traffic, on the interfaces
         /// the corosync detector watches (never a nodelist member's).
         #[arg(long, requires = "drop_ip")]

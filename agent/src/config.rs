@@ -11,6 +11,25 @@ use serde::{Deserialize, Serialize};
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/nodeward/nodeward.toml";
 
+/// Action kinds, each with its own policy (metric label `action`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    BlockExec,
+    DropPackets,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 2] = [ActionKind::BlockExec, ActionKind::DropPackets];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::BlockExec => "block_exec",
+            ActionKind::DropPackets => "drop_packets",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -148,50 +167,32 @@ impl Default for ControlConfig {
     }
 }
 
-/// Durations written as "90s", "15m", "24h".
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_duration(*d))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!("`{text}`: {e} (e.g. \"90s\", \"15m\", \"24h\")"))
-        })
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuarantineConfig {
     /// TTL of an action that does not name one.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub default_ttl: std::time::Duration,
     /// Longest TTL accepted. Nothing is ever infinite.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub max_ttl: std::time::Duration,
     /// How long a proposal waits for `nodeward approve` before it lapses.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub proposal_ttl: std::time::Duration,
     /// Rate limit: at most `max_actions` applied per `window`.
     pub max_actions: u32,
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub window: std::time::Duration,
     /// Cap on concurrently active quarantines.
     pub max_active: usize,
     /// How often expired quarantines and proposals are swept from state (the kernel
     /// ignores expired entries by itself; this only tidies and records `expired`).
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub sweep_interval: std::time::Duration,
     /// Addresses (CIDRs) never acted on.
     pub protected_addresses: Vec<ipnet::IpNet>,
     /// MAC addresses never acted on.
-    pub protected_macs: Vec<crate::quarantine::Mac>,
+    pub protected_macs: Vec<crate::net::Mac>,
     /// Audit journal rotation: size of one file, and how many rotated files to keep.
     pub journal_max_bytes: u64,
     pub journal_keep: usize,
@@ -291,6 +292,16 @@ pub struct SecretsConfig {
     pub quarantine: bool,
 }
 
+impl SecretsConfig {
+    /// `comm` or `comm:/path/prefix` (an entry of `detectors.secrets.allowed_readers`).
+    pub fn parse_reader(entry: &str) -> (String, Option<String>) {
+        match entry.split_once(":/") {
+            Some((comm, rest)) => (comm.to_string(), Some(format!("/{rest}"))),
+            None => (entry.to_string(), None),
+        }
+    }
+}
+
 impl Default for SecretsConfig {
     fn default() -> Self {
         Self {
@@ -340,7 +351,7 @@ pub struct MartianConfig {
     pub reasons: Vec<String>,
     /// A flood: at least this many drops per interface and reason within `window`.
     pub flood_threshold: u64,
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub window: std::time::Duration,
     /// Sources named in a flood finding and as series while it lasts.
     pub top_sources: usize,
@@ -395,7 +406,7 @@ pub struct CorosyncConfig {
     /// A source sending more packets per second than this (on one interface) floods.
     pub flood_rate: u64,
     /// A rogue or flood episode ends after this long without its traffic.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub quiet_period: std::time::Duration,
     /// Cluster daemons (comm): their start on a standalone node is a finding.
     pub daemons: Vec<String>,
@@ -429,7 +440,7 @@ pub struct TcpResetConfig {
     pub enabled: bool,
     /// A storm: at least this many resets with one peer (per direction) within `window`.
     pub storm_threshold: u64,
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub window: std::time::Duration,
     /// At most this many `nodeward_tcp_reset_storm_active` series.
     pub max_storm_series: usize,
@@ -453,13 +464,13 @@ pub struct ArpConfig {
     /// Interfaces to watch. Empty: every bridge port, re-discovered every
     /// `rescan_interval` as interfaces come and go.
     pub interfaces: Vec<String>,
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub rescan_interval: std::time::Duration,
     /// Two MACs claiming one address within this window are both live (a conflict).
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub conflict_window: std::time::Duration,
     /// A conflict ends when only one MAC has been seen for this long.
-    #[serde(with = "duration")]
+    #[serde(with = "crate::time::duration")]
     pub quiet_period: std::time::Duration,
     /// At most this many `nodeward_arp_conflict_active` series (the rest are counted
     /// in `nodeward_arp_conflicts_active` and logged).
@@ -660,7 +671,7 @@ impl Config {
             }
         }
         for (i, r) in self.detectors.secrets.allowed_readers.iter().enumerate() {
-            let (comm, _) = crate::detectors::secrets::parse_reader(r);
+            let (comm, _) = SecretsConfig::parse_reader(r);
             if comm.is_empty() || comm.len() > 15 || r.ends_with(':') {
                 return Err(bad(
                     &format!("detectors.secrets.allowed_readers[{i}]"),
@@ -741,8 +752,7 @@ impl Config {
 
     /// Ids of the enabled detectors.
     /// Effective mode of an action kind.
-    pub fn action_mode(&self, kind: crate::quarantine::ActionKind) -> Mode {
-        use crate::quarantine::ActionKind;
+    pub fn action_mode(&self, kind: ActionKind) -> Mode {
         match kind {
             ActionKind::BlockExec => self.quarantine.block_exec.mode,
             ActionKind::DropPackets => self.quarantine.drop_packets.mode,

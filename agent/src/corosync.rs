@@ -15,14 +15,15 @@ use tracing::{error, info, warn};
 use crate::{
     config::{ClusterRole, Config, CorosyncConfig, Mode},
     corosync_conf::{self, ClusterConf},
-    corosync_kernel::{Counters, key_addr},
+    corosync_kernel::Counters,
     detectors::{
         Finding,
         corosync::{CorosyncDetector, Role, Sample},
     },
-    guard::Guard,
     metrics::Metrics,
-    quarantine::{ActionKind, Now, Request, Target, Trigger},
+    quarantine::kernel::Guard,
+    quarantine::{ActionKind, Request, Target, Trigger},
+    time::{Now, now_ms},
 };
 
 /// What the kernel was last given.
@@ -127,13 +128,6 @@ pub fn decide_role(
             }
         },
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as u64
 }
 
 impl Runtime {
@@ -389,8 +383,8 @@ impl Runtime {
             .sources()
             .into_iter()
             .map(|r| Sample {
-                addr: key_addr(r.key.addr),
-                interface: crate::pipeline::ifname(r.key.ifindex),
+                addr: crate::net::key_addr(r.key.addr),
+                interface: crate::net::ifname(r.key.ifindex),
                 member: r.key.member == 1,
                 packets: r.count.packets,
                 dropped: r.count.dropped,
@@ -430,7 +424,7 @@ impl Runtime {
                         error!(detector = "corosync", address = %addr, error = %e, "quarantine request failed")
                     }
                 }
-                crate::guard::sync_metrics(guard, metrics);
+                metrics.sync_quarantine(guard);
             }
             if self.findings.try_send(Finding::Corosync(f)).is_err() {
                 error!(

@@ -5,6 +5,8 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
+use crate::net::canonical;
+
 /// Corosync's default knet/udp port.
 pub const DEFAULT_PORT: u16 = 5405;
 
@@ -39,17 +41,6 @@ impl ClusterConf {
             }
         }
         out
-    }
-}
-
-/// IPv4-mapped IPv6 as IPv4; everything else as is.
-pub fn canonical(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }
 

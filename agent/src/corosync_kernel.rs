@@ -3,6 +3,8 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
+use crate::net::addr_key;
+
 use agent_common::corosync::{
     COROSYNC_EXEC, COROSYNC_MEMBERS, COROSYNC_PORTS, COROSYNC_SOURCES, COROSYNC_TOTALS,
     SourceCount, SourceKey, TOTAL_SLOTS,
@@ -11,19 +13,6 @@ use agent_common::maps::ExecWatchKey;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
 use crate::loader::{Kernel, sync_hash};
-
-/// The 16-byte map key of an address (IPv4 mapped).
-pub fn addr_key(a: IpAddr) -> [u8; 16] {
-    match a {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-/// The address of a map key (IPv4-mapped keys as IPv4).
-pub fn key_addr(k: [u8; 16]) -> IpAddr {
-    crate::corosync_conf::canonical(IpAddr::from(k))
-}
 
 /// Counters of one source on one interface (summed over CPUs).
 pub struct SourceRow {
@@ -96,22 +85,5 @@ impl Kernel {
             totals: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(COROSYNC_TOTALS)?))
                 .map_err(|e| format!("map {COROSYNC_TOTALS}: {e}"))?,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip_both_families() {
-        for a in ["10.1.2.3", "fd00::7"] {
-            let ip: IpAddr = a.parse().unwrap();
-            assert_eq!(key_addr(addr_key(ip)), ip);
-        }
-        assert_eq!(
-            addr_key("10.1.2.3".parse().unwrap()),
-            agent_common::corosync::v4_key([10, 1, 2, 3])
-        );
     }
 }

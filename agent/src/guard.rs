@@ -8,10 +8,11 @@ use crate::{
     control::Request,
     loader::Kernel,
     metrics::Metrics,
-    quarantine::{ActionKind, Engine, Now, Outcome, Request as Action, Trigger},
+    quarantine::{ActionKind, Outcome, Request as Action, Trigger},
+    time::Now,
 };
 
-pub type Guard = Engine<Kernel>;
+pub use crate::quarantine::kernel::Guard;
 
 /// Backend that enforces an action kind here (metric `nodeward_enforcement_backend_info`).
 pub fn backend_name(kind: ActionKind, kernel: &Kernel, lsm_loads: bool) -> &'static str {
@@ -105,7 +106,7 @@ pub fn handle(
         },
         Request::AllowReboot { .. } | Request::Bindings { .. } => error("handled by the run loop"),
     };
-    sync_metrics(guard, metrics);
+    metrics.sync_quarantine(guard);
     reply
 }
 
@@ -115,22 +116,6 @@ pub fn handle_alert(guard: &mut Guard, metrics: &Metrics, action: Action) -> Val
         Ok(o) => outcome_json(&o),
         Err(e) => error(e),
     };
-    sync_metrics(guard, metrics);
+    metrics.sync_quarantine(guard);
     reply
-}
-
-pub fn sync_metrics(guard: &mut Guard, metrics: &Metrics) {
-    for (action, result) in guard.take_decisions() {
-        metrics.record_decision(action, result);
-    }
-    for k in ActionKind::ALL {
-        metrics.set_quarantine_active(
-            k,
-            guard
-                .active()
-                .iter()
-                .filter(|q| q.target.action() == k)
-                .count(),
-        );
-    }
 }

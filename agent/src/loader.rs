@@ -149,8 +149,7 @@ impl Kernel {
         self.sync_secret_paths(config)?;
         let mut enabled = config.enabled_detectors();
         // The kill-on-exec program runs whenever block_exec may enforce.
-        if config.action_mode(crate::quarantine::ActionKind::BlockExec)
-            == crate::config::Mode::Enforce
+        if config.action_mode(crate::config::ActionKind::BlockExec) == crate::config::Mode::Enforce
         {
             enabled.push("quarantine");
         }
@@ -408,7 +407,7 @@ impl Kernel {
         let mode = if !(r.enabled && r.protected_host) {
             GUARD_OFF
         } else {
-            match config.action_mode(crate::quarantine::ActionKind::BlockExec) {
+            match config.action_mode(crate::config::ActionKind::BlockExec) {
                 crate::config::Mode::Enforce => GUARD_ENFORCE,
                 crate::config::Mode::DryRun => GUARD_DRY_RUN,
                 crate::config::Mode::Observe => GUARD_OFF,
@@ -666,7 +665,7 @@ impl Kernel {
             .iter()
             .filter(|p| p.hook == Hook::TcIngress)
             .map(|p| &p.name)
-            .chain(std::iter::once(&crate::quarantine::kernel::TC_PROGRAM));
+            .chain(std::iter::once(&crate::programs::QUARANTINE_TC));
         self.links
             .keys()
             .chain(self.lsm_links.keys())
@@ -743,6 +742,16 @@ fn first_line(s: &str) -> String {
     line.chars().take(200).collect()
 }
 
+/// Read-only handles on kernel maps and programs, for scrape-time metrics.
+pub struct KernelStats {
+    pub stats: aya::maps::PerCpuArray<MapData, u64>,
+    pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
+    pub qstats: aya::maps::PerCpuArray<MapData, u64>,
+    pub resets: Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::ResetKey, u64>>,
+    pub program_ids: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
+    pub run_stats: Option<std::os::fd::OwnedFd>,
+}
+
 impl Kernel {
     /// Read-only handles for scrape-time metrics. Program run statistics are enabled
     /// for as long as the returned value lives (kernel.bpf_stats via BPF_ENABLE_STATS).
@@ -750,7 +759,7 @@ impl Kernel {
         &self,
         program_ids: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
         program_stats: bool,
-    ) -> Result<crate::metrics::KernelStats, LoadError> {
+    ) -> Result<KernelStats, LoadError> {
         use aya::maps::{Map, PerCpuArray};
         let err = |name| move |source| LoadError::Map { name, source };
         let stats = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(maps::STATS)?))
@@ -780,7 +789,7 @@ impl Kernel {
             .map_handle(agent_common::tcp_reset::RESET_COUNTS)
             .ok()
             .and_then(|d| aya::maps::PerCpuHashMap::try_from(Map::PerCpuHashMap(d)).ok());
-        Ok(crate::metrics::KernelStats {
+        Ok(KernelStats {
             stats,
             exec_watch,
             qstats,

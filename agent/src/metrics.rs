@@ -442,7 +442,7 @@ impl Metrics {
         for r in ["success", "failure"] {
             self.config_reloads.with_label_values(&[r]);
         }
-        for k in crate::quarantine::ActionKind::ALL {
+        for k in crate::config::ActionKind::ALL {
             self.quarantine_active
                 .with_label_values(&[k.as_str()])
                 .set(0);
@@ -614,20 +614,20 @@ impl Metrics {
         self.corosync.interfaces(n);
     }
 
-    pub fn record_decision(&self, action: crate::quarantine::ActionKind, result: &str) {
+    pub fn record_decision(&self, action: crate::config::ActionKind, result: &str) {
         self.quarantine_decisions
             .with_label_values(&[action.as_str(), result])
             .inc();
     }
 
-    pub fn set_quarantine_active(&self, action: crate::quarantine::ActionKind, n: usize) {
+    pub fn set_quarantine_active(&self, action: crate::config::ActionKind, n: usize) {
         self.quarantine_active
             .with_label_values(&[action.as_str()])
             .set(n as i64);
     }
 
     /// Replace the backend info series (one per action).
-    pub fn set_enforcement_backends(&self, backends: &[(crate::quarantine::ActionKind, &str)]) {
+    pub fn set_enforcement_backends(&self, backends: &[(crate::config::ActionKind, &str)]) {
         self.enforcement_backend.reset();
         for (action, backend) in backends {
             self.enforcement_backend
@@ -766,12 +766,34 @@ fn advance(c: &prometheus::IntCounter, total: u64) {
     }
 }
 
+impl Metrics {
+    /// Take the engine's new decisions into the counters and set the active gauges.
+    pub fn sync_quarantine<B: crate::quarantine::Backend>(
+        &self,
+        engine: &mut crate::quarantine::Engine<B>,
+    ) {
+        for (action, result) in engine.take_decisions() {
+            self.record_decision(action, result);
+        }
+        for k in crate::config::ActionKind::ALL {
+            self.set_quarantine_active(
+                k,
+                engine
+                    .active()
+                    .iter()
+                    .filter(|q| q.target.action() == k)
+                    .count(),
+            );
+        }
+    }
+}
+
 #[path = "metrics_corosync.rs"]
 mod corosync;
 
 #[path = "metrics_kernel.rs"]
 mod kernel;
-pub use kernel::KernelStats;
+pub use crate::loader::KernelStats;
 
 #[cfg(test)]
 #[path = "metrics_tests.rs"]

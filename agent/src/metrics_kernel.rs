@@ -2,22 +2,11 @@
 //! enforcement counters, reset counts, program run statistics, and the kernel's own
 //! martian counters. A child of `metrics`, so it updates the registered families.
 
-use std::sync::{Arc, Mutex};
-
 use agent_common::{event::kind, maps, stats};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray};
+use aya::maps::{HashMap as BpfHashMap, MapData};
 
 use super::{Metrics, QSTAT_NAMES, advance, kind_name};
-
-/// Read-only handles on kernel maps and programs, for scrape-time metrics.
-pub struct KernelStats {
-    pub stats: PerCpuArray<MapData, u64>,
-    pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
-    pub qstats: PerCpuArray<MapData, u64>,
-    pub resets: Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::ResetKey, u64>>,
-    pub program_ids: Arc<Mutex<Vec<(&'static str, u32)>>>,
-    pub run_stats: Option<std::os::fd::OwnedFd>,
-}
+use crate::loader::KernelStats;
 
 impl KernelStats {
     pub(super) fn refresh(&mut self, m: &Metrics) {

@@ -11,6 +11,8 @@ use crate::{
     config::Config,
     detectors::{DetectorSet, Finding},
     metrics::Metrics,
+    net::{iface_label, ifname, own_netns},
+    time::now_ms,
 };
 
 /// Channels from the pipeline to the task that owns the journal.
@@ -64,13 +66,6 @@ impl LeaseFile {
             }
         }
     }
-}
-
-/// Interface name of an index (or the number, if it is gone).
-pub fn ifname(ifindex: u32) -> String {
-    nix::net::if_::if_indextoname(ifindex)
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("if{ifindex}"))
 }
 
 /// Names of the ancestors of `pid`, nearest last ("sshd → bash → reboot" order),
@@ -127,7 +122,7 @@ pub async fn run(
                     let detail = serde_json::json!({"process": p, "signal_result": b.signal_result});
                     let _ = to_guard.enforced.try_send((b.rule_id, detail));
                 }
-                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                let now_ms = now_ms();
                 let found = detectors.observe(&event, now_ms);
                 let incidents: Vec<Finding> = found.iter().filter_map(|f| correlator.observe(f, now_ms)).map(Finding::Incident).collect();
                 for mut finding in found.into_iter().chain(incidents) {
@@ -176,7 +171,7 @@ pub async fn run(
                 detectors.set_corosync_role(cluster_role.borrow().clone());
             }
             _ = tick.tick() => {
-                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                let now_ms = now_ms();
                 let path = config.borrow().detectors.arp.leases.clone();
                 let mut found = Vec::new();
                 if let Some(update) = leases.poll(path.as_deref()) {
@@ -193,7 +188,7 @@ pub async fn run(
                 *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
             }
             Some(finding) = sampled.recv() => {
-                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                let now_ms = now_ms();
                 let incident = correlator.observe(&finding, now_ms).map(Finding::Incident);
                 for f in std::iter::once(finding).chain(incident) {
                     metrics.record_finding(&f);
@@ -433,37 +428,11 @@ pub async fn reset_sampler(
                 (peer, dir, v.iter().sum())
             })
             .collect();
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = now_ms();
         for f in detector.sample(now_ms, &totals) {
             let _ = findings.send(Finding::TcpReset(f)).await;
         }
         metrics.set_reset_storms(&detector.active(), config.max_storm_series);
-    }
-}
-
-/// Inode of this process's network namespace (to label foreign interfaces).
-pub fn own_netns() -> u32 {
-    std::fs::read_link("/proc/self/ns/net")
-        .ok()
-        .and_then(|p| {
-            p.to_string_lossy()
-                .trim_start_matches("net:[")
-                .trim_end_matches(']')
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
-}
-
-/// An interface label: its name in the agent's namespace, else `if<index>@netns<inode>`.
-pub fn iface_label(ifindex: u32, netns: u32, own: u32) -> String {
-    if netns == 0 || netns == own {
-        ifname(ifindex)
-    } else {
-        format!("if{ifindex}@netns{netns}")
     }
 }
 
@@ -514,10 +483,7 @@ pub async fn martian_sampler(
             })
             .collect();
         metrics.set_martian_totals(&totals);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
+        let now_ms = now_ms();
         for f in detector.sample(now_ms, &totals, &srcs) {
             let _ = findings.send(Finding::Martian(f)).await;
         }

@@ -23,7 +23,8 @@ use crate::{
     logging::{self, LogHandle},
     metrics::Metrics,
     pipeline, probe, programs,
-    quarantine::{ActionKind, Engine, Now},
+    quarantine::{ActionKind, Engine},
+    time::Now,
 };
 
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -123,7 +124,7 @@ async fn daemon(
     guard
         .reconcile(Now::system())
         .context("restoring active quarantines")?;
-    guard::sync_metrics(&mut guard, &metrics);
+    metrics.sync_quarantine(&mut guard);
     report_backends(&guard, &metrics);
     info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
 
@@ -299,7 +300,7 @@ async fn daemon(
                 if let Err(e) = guard.enforced(id, detail) {
                     error!(error = %e, "cannot journal an enforcement");
                 }
-                guard::sync_metrics(&mut guard, &metrics);
+                metrics.sync_quarantine(&mut guard);
             }
             _ = rescan.tick() => {
                 sync_arp(guard.backend_mut(), &current, &metrics);
@@ -314,7 +315,7 @@ async fn daemon(
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");
                 }
-                guard::sync_metrics(&mut guard, &metrics);
+                metrics.sync_quarantine(&mut guard);
             }
         }
         if reader.is_finished() {
@@ -392,7 +393,7 @@ fn journal_intent(
         if let Err(e) = guard.guard_event(g == "would_block", detail) {
             error!(error = %e, "cannot journal a reboot guard action");
         }
-        guard::sync_metrics(guard, metrics);
+        metrics.sync_quarantine(guard);
     }
 }
 
@@ -414,7 +415,7 @@ fn allow_reboot(
     if for_s == 0 || for_s > config.quarantine.max_ttl.as_secs() {
         return serde_json::json!({"ok": false, "error": format!("--for must be between 1s and quarantine.max_ttl ({}s)", config.quarantine.max_ttl.as_secs())});
     }
-    let now = crate::quarantine::Now::system();
+    let now = Now::system();
     let a = crate::detectors::reboot::Allowance {
         until_ms: now.wall_ms + for_s * 1000,
         reason,

@@ -12,10 +12,11 @@ use tracing::{error, info, warn};
 use crate::{
     config::{Config, Mode},
     detectors::secrets::SecretFinding,
-    guard::Guard,
     loader::Kernel,
     metrics::Metrics,
-    quarantine::{ActionKind, Now, Outcome, Request, Target, Trigger},
+    quarantine::kernel::Guard,
+    quarantine::{ActionKind, Outcome, Request, Target, Trigger},
+    time::Now,
 };
 
 /// The kernel's `dev_t` encoding (major << 20 | minor) of a userspace `st_dev`.
@@ -218,7 +219,7 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: Secr
         }
         Err(e) => error!(detector = "secrets", error = %e, "quarantine request failed"),
     }
-    crate::guard::sync_metrics(guard, metrics);
+    metrics.sync_quarantine(guard);
 }
 
 #[cfg(test)]

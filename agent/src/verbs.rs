@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::{
     config::Config,
     control::{self, Request},
-    quarantine::{Mac, Target, journal},
+    net::Mac,
+    quarantine::{Target, journal},
     webhook::cgroup_id,
 };
 
@@ -23,7 +24,7 @@ fn call(config: &Config, request: &Request) -> Result<Value, String> {
 
 fn when(ms: &Value) -> String {
     let ms = ms.as_u64().unwrap_or(0);
-    journal::rfc3339((ms / 1000) as i64, (ms % 1000) as u32)
+    crate::time::rfc3339_ms(ms)
 }
 
 fn print(v: &Value, json: bool, text: impl FnOnce(&Value)) {

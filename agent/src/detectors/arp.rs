@@ -22,7 +22,7 @@ use agent_common::{
 };
 use serde::Serialize;
 
-use crate::{config::ArpConfig, quarantine::Mac};
+use crate::{config::ArpConfig, net::Mac};
 
 /// Bounded `kind` label values.
 pub const KINDS: &[&str] = &[

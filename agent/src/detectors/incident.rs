@@ -102,7 +102,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::{detectors::tcp_reset::Direction, quarantine::Mac};
+    use crate::{detectors::tcp_reset::Direction, net::Mac};
 
     fn arp(addr: &str) -> Finding {
         Finding::Arp(ArpFinding {

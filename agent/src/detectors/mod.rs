@@ -199,7 +199,7 @@ impl DetectorSet {
                 .then(|| secrets::SecretsDetector::new(&config.detectors.secrets)),
             corosync_role: None,
             corosync_enabled: config.detectors.corosync.enabled,
-            own_netns: crate::pipeline::own_netns(),
+            own_netns: crate::net::own_netns(),
         }
     }
 

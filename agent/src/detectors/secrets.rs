@@ -42,21 +42,13 @@ pub struct SecretsDetector {
     allowed: Vec<(String, Option<String>)>,
 }
 
-/// `comm` or `comm:/path/prefix` (an entry of `detectors.secrets.allowed_readers`).
-pub fn parse_reader(entry: &str) -> (String, Option<String>) {
-    match entry.split_once(":/") {
-        Some((comm, rest)) => (comm.to_string(), Some(format!("/{rest}"))),
-        None => (entry.to_string(), None),
-    }
-}
-
 impl SecretsDetector {
     pub fn new(config: &SecretsConfig) -> Self {
         SecretsDetector {
             allowed: config
                 .allowed_readers
                 .iter()
-                .map(|e| parse_reader(e))
+                .map(|e| SecretsConfig::parse_reader(e))
                 .collect(),
         }
     }

@@ -12,35 +12,10 @@ use super::{
     state::State,
     types::*,
 };
-use crate::config::{Config, Mode};
-
-/// The two clocks a decision needs: wall time for people and persistence, boot time
-/// for kernel expiry (what the eBPF programs compare against).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Now {
-    pub wall_ms: u64,
-    pub boot_ns: u64,
-}
-
-impl Now {
-    pub fn system() -> Now {
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-            .unwrap_or(0);
-        Now {
-            wall_ms: wall.as_millis() as u64,
-            boot_ns: boot,
-        }
-    }
-
-    /// Boot-clock deadline for a wall-clock expiry.
-    pub fn boot_deadline(&self, expires_ms: u64) -> u64 {
-        self.boot_ns + expires_ms.saturating_sub(self.wall_ms) * 1_000_000
-    }
-}
+use crate::{
+    config::{Config, Mode},
+    time::Now,
+};
 
 /// Where quarantines take effect.
 pub trait Backend {

@@ -2,6 +2,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
+use crate::net::Mac;
 use crate::quarantine::journal::{FILE_NAME, read_records};
 
 #[derive(Default)]

@@ -139,7 +139,7 @@ impl Journal {
         }
         let record = Record {
             seq: self.seq + 1,
-            time: now_rfc3339(),
+            time: crate::time::now_rfc3339(),
             decision: decision.to_string(),
             fields,
         };
@@ -181,35 +181,6 @@ impl Journal {
     }
 }
 
-/// Current UTC time as RFC 3339 with milliseconds (no external time crate needed).
-pub fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339(now.as_secs() as i64, now.subsec_millis())
-}
-
-pub fn rfc3339(secs: i64, millis: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,13 +190,6 @@ mod tests {
         m.insert("action_id".into(), Value::from(i));
         m.insert("note".into(), Value::from("x".repeat((i % 7) as usize)));
         m
-    }
-
-    #[test]
-    fn timestamps_are_rfc3339() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_392_000, 5), "2026-11-23T00:00:00.005Z");
-        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

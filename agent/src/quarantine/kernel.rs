@@ -15,7 +15,10 @@ use super::{Backend, Quarantine, Target};
 use crate::loader::Kernel;
 
 /// Name of the TC program in the object.
-pub const TC_PROGRAM: &str = "quarantine_tc";
+pub use crate::programs::QUARANTINE_TC as TC_PROGRAM;
+
+/// The quarantine engine on the kernel backend.
+pub type Guard = super::Engine<Kernel>;
 
 fn comm_key(binary: &str) -> [u8; 16] {
     let mut comm = [0u8; 16];
@@ -96,7 +99,7 @@ impl Kernel {
                 map_op!(self, q::DROP_MAC, MacKey, |m| m.insert(&key, &rule, 0))
             }
             Target::ClusterSource { addr, .. } => {
-                let key = crate::corosync_kernel::addr_key(*addr);
+                let key = crate::net::addr_key(*addr);
                 map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.insert(&key, &rule, 0))
             }
             Target::ArpClaim { ip, mac, .. } => {
@@ -137,7 +140,7 @@ impl Kernel {
                 map_op!(self, q::DROP_MAC, MacKey, |m| m.remove(&key))
             }
             Target::ClusterSource { addr, .. } => {
-                let key = crate::corosync_kernel::addr_key(*addr);
+                let key = crate::net::addr_key(*addr);
                 map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.remove(&key))
             }
             Target::ArpClaim { ip, mac, .. } => {

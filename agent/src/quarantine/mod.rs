@@ -9,5 +9,5 @@ pub mod policy;
 pub mod state;
 pub mod types;
 
-pub use engine::{Backend, Engine, Now};
+pub use engine::{Backend, Engine};
 pub use types::*;

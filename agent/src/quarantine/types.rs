@@ -1,77 +1,11 @@
 //! Quarantine vocabulary: actions, targets, triggers, decisions.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{fmt, net::IpAddr};
+
+pub use crate::config::ActionKind;
+use crate::net::Mac;
 
 use serde::{Deserialize, Serialize};
-
-/// Action kinds, each with its own policy (metric label `action`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    BlockExec,
-    DropPackets,
-}
-
-impl ActionKind {
-    pub const ALL: [ActionKind; 2] = [ActionKind::BlockExec, ActionKind::DropPackets];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActionKind::BlockExec => "block_exec",
-            ActionKind::DropPackets => "drop_packets",
-        }
-    }
-}
-
-/// A MAC address (`aa:bb:cc:dd:ee:ff`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mac(pub [u8; 6]);
-
-impl FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.split([':', '-']).collect();
-        if parts.len() != 6 {
-            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
-        }
-        let mut mac = [0u8; 6];
-        for (b, p) in mac.iter_mut().zip(parts) {
-            *b = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
-        }
-        Ok(Mac(mac))
-    }
-}
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl fmt::Debug for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl Serialize for Mac {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Mac {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
 
 /// What an action applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,14 +243,6 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mac_parses_and_prints() {
-        let m: Mac = "02:AB:cd:00:11:ff".parse().unwrap();
-        assert_eq!(m.to_string(), "02:ab:cd:00:11:ff");
-        assert!("02:ab:cd:00:11".parse::<Mac>().is_err());
-        assert!("zz:ab:cd:00:11:22".parse::<Mac>().is_err());
-    }
 
     #[test]
     fn target_json_is_tagged_and_strict() {
