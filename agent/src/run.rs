@@ -194,7 +194,8 @@ async fn daemon(
     };
     let (sampled_tx, sampled_rx) = mpsc::channel(256);
     let (role_tx, role_rx) = watch::channel(None);
-    let mut cluster = crate::corosync::Runtime::new(&config, role_tx, sampled_tx.clone());
+    let mut cluster =
+        crate::detectors::corosync::runtime::Runtime::new(&config, role_tx, sampled_tx.clone());
     sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
     cluster.tick(
         &mut guard,

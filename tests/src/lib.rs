@@ -15,6 +15,8 @@ use serde_json::Value;
 
 /// Record a skip: loud on stderr and counted by `cargo xtask test`.
 pub fn skip(test: &str, why: &str) {
+    // One line per skip, whatever the reason holds (a tool's multi-line error).
+    let why = why.split_whitespace().collect::<Vec<_>>().join(" ");
     eprintln!("SKIP {test}: {why}");
     if let Some(log) = std::env::var_os("NODEWARD_SKIP_LOG")
         && let Ok(mut f) = std::fs::OpenOptions::new()

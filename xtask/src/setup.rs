@@ -22,6 +22,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "iputils-ping",   // traffic between test namespaces
     "iputils-arping", // ARP requests for the duplicate-address tests
     "python3-scapy",  // crafted martian-source packets (/usr/bin/python3)
+    "tcpdump",        // brings libpcap, which scapy's capture filters need (corosync flood replay)
     "openssh-server", // a real sshd for the reboot/session tests
     "openssh-client",
     "corosync", // a real corosync/knet ring and rogue members

@@ -12,6 +12,10 @@
 //! - `role_changed`: this node became a member or stopped being one (e.g. a
 //!   corosync.conf copied onto a standalone node that lists it).
 
+pub mod conf;
+pub mod kernel;
+pub mod runtime;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,

@@ -171,7 +171,7 @@ pub struct DetectorSet {
     arp: Option<arp::ArpDetector>,
     secrets: Option<secrets::SecretsDetector>,
     /// The `corosync` detector's local side: this node's role (once known) and network
-    /// namespace. Its wire side runs with the kernel counters (crate::corosync).
+    /// namespace. Its wire side runs with the kernel counters (detectors::corosync::runtime).
     corosync_role: Option<corosync::Role>,
     corosync_enabled: bool,
     own_netns: u32,

@@ -14,11 +14,13 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{ClusterRole, Config, CorosyncConfig, Mode},
-    corosync_conf::{self, ClusterConf},
-    corosync_kernel::Counters,
     detectors::{
         Finding,
-        corosync::{CorosyncDetector, Role, Sample},
+        corosync::{
+            CorosyncDetector, Role, Sample,
+            conf::{self, ClusterConf},
+            kernel::Counters,
+        },
     },
     metrics::Metrics,
     quarantine::kernel::Guard,
@@ -230,7 +232,7 @@ impl Runtime {
                 metrics.record_corosync_config(true);
                 ConfState::Missing
             }
-            Some(t) => match corosync_conf::parse(t) {
+            Some(t) => match conf::parse(t) {
                 Ok(c) => {
                     info!(
                         detector = "corosync",
@@ -344,7 +346,7 @@ impl Runtime {
         } else {
             conf.as_ref()
                 .map(|c| c.ports.clone())
-                .unwrap_or_else(|| vec![corosync_conf::DEFAULT_PORT])
+                .unwrap_or_else(|| vec![conf::DEFAULT_PORT])
         };
         let want = Applied {
             ports,
@@ -442,10 +444,8 @@ mod tests {
 
     #[test]
     fn role_is_inferred_from_local_addresses_unless_configured() {
-        let conf = corosync_conf::parse(
-            "nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n",
-        )
-        .unwrap();
+        let conf = conf::parse("nodelist {\n node {\n  ring0_addr: 10.0.0.1\n  nodeid: 1\n }\n}\n")
+            .unwrap();
         let p = Path::new("/etc/corosync/corosync.conf");
         let here: BTreeSet<IpAddr> = ["10.0.0.1".parse().unwrap()].into();
         let elsewhere: BTreeSet<IpAddr> = ["10.0.0.9".parse().unwrap()].into();

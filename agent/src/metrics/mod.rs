@@ -788,13 +788,10 @@ impl Metrics {
     }
 }
 
-#[path = "metrics_corosync.rs"]
 mod corosync;
 
-#[path = "metrics_kernel.rs"]
 mod kernel;
 pub use crate::loader::KernelStats;
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;

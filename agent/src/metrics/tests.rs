@@ -82,7 +82,7 @@ fn family_list_matches_golden() {
 
 #[test]
 fn every_exported_family_is_documented_in_the_readme() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     for name in families() {
         assert!(
             readme.contains(&format!("`{name}`")),
