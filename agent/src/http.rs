@@ -58,7 +58,7 @@ struct AppState {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     webhook: Option<Webhook>,
-    bindings: Arc<crate::bindings::View>,
+    bindings: Arc<crate::detectors::arp::bindings::View>,
 }
 
 #[derive(serde::Deserialize)]
@@ -179,7 +179,7 @@ pub fn router(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     webhook: Option<Webhook>,
-    bindings_view: Arc<crate::bindings::View>,
+    bindings_view: Arc<crate::detectors::arp::bindings::View>,
 ) -> Router {
     Router::new()
         .route("/bindings", get(bindings))
@@ -205,7 +205,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     webhook: Option<Webhook>,
-    bindings_view: Arc<crate::bindings::View>,
+    bindings_view: Arc<crate::detectors::arp::bindings::View>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(metrics, health, webhook, bindings_view))

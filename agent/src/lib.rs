@@ -1,8 +1,6 @@
 //! nodeward agent library: everything except argument parsing lives here so that it
 //! can be unit-tested.
 
-pub mod bindings;
-pub mod boot;
 pub mod btf;
 pub mod check;
 pub mod cli;
@@ -14,7 +12,6 @@ pub mod guard;
 pub mod http;
 pub mod loader;
 pub mod logging;
-pub mod martian_proc;
 pub mod metrics;
 pub mod net;
 pub mod object;
@@ -23,7 +20,6 @@ pub mod probe;
 pub mod programs;
 pub mod quarantine;
 pub mod run;
-pub mod secrets;
 pub mod time;
 pub mod verbs;
 pub mod webhook;

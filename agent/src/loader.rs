@@ -15,7 +15,6 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::Config,
-    detectors::reboot,
     object,
     probe::{self, KernelFacts, ProgramTypeSupport},
     programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Status},
@@ -39,20 +38,20 @@ pub enum LoadError {
 }
 
 pub struct Kernel {
-    ebpf: Ebpf,
+    pub(crate) ebpf: Ebpf,
     /// Interfaces the quarantine TC program is attached to.
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
     /// Interfaces each observer TC program is attached to.
-    tc_attached: HashMap<&'static str, std::collections::HashSet<String>>,
+    pub(crate) tc_attached: HashMap<&'static str, std::collections::HashSet<String>>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
-    drop_reasons: std::collections::HashMap<u32, String>,
+    pub(crate) drop_reasons: std::collections::HashMap<u32, String>,
     /// The martian reasons being counted (value -> name).
     pub martian_reasons: std::collections::HashMap<u32, String>,
-    reboot_guard: u32,
-    links: HashMap<&'static str, TracePointLinkId>,
-    lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
-    loaded: HashMap<&'static str, Result<(), String>>,
-    statuses: Vec<ProgramStatus>,
+    pub(crate) reboot_guard: u32,
+    pub(crate) links: HashMap<&'static str, TracePointLinkId>,
+    pub(crate) lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
+    pub(crate) loaded: HashMap<&'static str, Result<(), String>>,
+    pub(crate) statuses: Vec<ProgramStatus>,
 }
 
 impl Kernel {
@@ -240,40 +239,13 @@ impl Kernel {
         Status::Attached
     }
 
-    /// Attach the ARP observer to the configured interfaces, or to every bridge port
-    /// when none are configured. Returns the interfaces watched and the failures.
-    pub fn sync_arp_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
-        if !config.detectors.arp.enabled {
-            return (0, Vec::new());
-        }
-        let wanted: Vec<String> = if config.detectors.arp.interfaces.is_empty() {
-            bridge_ports()
-        } else {
-            config.detectors.arp.interfaces.clone()
-        };
-        self.sync_tc("arp_tc", wanted)
-    }
-
-    /// Attach the cluster-traffic counter to the configured interfaces, or to every
-    /// interface but loopback when none are configured.
-    pub fn sync_corosync_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
-        if !config.detectors.corosync.enabled {
-            return (0, Vec::new());
-        }
-        let wanted: Vec<String> = if config.detectors.corosync.interfaces.is_empty() {
-            present_interfaces()
-                .into_iter()
-                .filter(|i| i != "lo")
-                .collect()
-        } else {
-            config.detectors.corosync.interfaces.clone()
-        };
-        self.sync_tc("corosync_tc", wanted)
-    }
-
     /// Attach TC program `program` (ingress) to every interface of `wanted` it is not
     /// on yet. Returns how many interfaces it is on and the failures.
-    fn sync_tc(&mut self, program: &'static str, wanted: Vec<String>) -> (usize, Vec<String>) {
+    pub(crate) fn sync_tc(
+        &mut self,
+        program: &'static str,
+        wanted: Vec<String>,
+    ) -> (usize, Vec<String>) {
         // Interfaces that went away took their attachment with them.
         let present: std::collections::HashSet<String> = present_interfaces().into_iter().collect();
         let on = self.tc_attached.entry(program).or_default();
@@ -309,23 +281,6 @@ impl Kernel {
         (self.tc_attached.get(program).map_or(0, |s| s.len()), errors)
     }
 
-    /// A read-only handle on the per-peer reset counts.
-    pub fn reset_peers(
-        &self,
-    ) -> Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::PeerKey, u64>> {
-        let data = self.map_handle(agent_common::tcp_reset::RESET_PEERS).ok()?;
-        aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(data)).ok()
-    }
-
-    /// A read-only handle on the ARP bindings map.
-    pub fn arp_bindings(
-        &self,
-    ) -> Option<BpfHashMap<MapData, agent_common::arp::BindingKey, agent_common::arp::Binding>>
-    {
-        let data = self.map_handle(agent_common::arp::ARP_BINDINGS).ok()?;
-        BpfHashMap::try_from(aya::maps::Map::LruHashMap(data)).ok()
-    }
-
     fn attach_lsm(&mut self, spec: &ProgramSpec, hook: &'static str) -> Status {
         let fail = |reason: String| {
             if spec.required {
@@ -359,14 +314,6 @@ impl Kernel {
         }
     }
 
-    /// Whether the cluster-traffic counter (which also enforces cluster drops) is on
-    /// at least one interface.
-    pub fn corosync_tc_attached(&self) -> bool {
-        self.tc_attached
-            .get("corosync_tc")
-            .is_some_and(|s| !s.is_empty())
-    }
-
     /// Whether the BPF LSM exec backend is attached.
     pub fn lsm_exec_attached(&self) -> bool {
         self.lsm_links.contains_key("quarantine_lsm_exec")
@@ -392,256 +339,6 @@ impl Kernel {
             warn!(program = spec.name, error = %e, "detach failed");
         }
         Status::Disabled
-    }
-
-    /// Guard mode and allowed sources for the kernel-side reboot guard.
-    fn sync_reboot_guard(&mut self, config: &Config) -> Result<(), LoadError> {
-        use agent_common::reboot::{
-            GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, REBOOT_ALLOWED, REBOOT_GUARD,
-        };
-        use aya::maps::{
-            Array,
-            lpm_trie::{Key, LpmTrie},
-        };
-        let r = &config.detectors.reboot;
-        let mode = if !(r.enabled && r.protected_host) {
-            GUARD_OFF
-        } else {
-            match config.action_mode(crate::config::ActionKind::BlockExec) {
-                crate::config::Mode::Enforce => GUARD_ENFORCE,
-                crate::config::Mode::DryRun => GUARD_DRY_RUN,
-                crate::config::Mode::Observe => GUARD_OFF,
-            }
-        };
-        let map = self
-            .ebpf
-            .map_mut(REBOOT_ALLOWED)
-            .ok_or(LoadError::MissingMap(REBOOT_ALLOWED))?;
-        let mut allowed: LpmTrie<_, [u8; 16], u32> =
-            LpmTrie::try_from(map).map_err(|source| LoadError::Map {
-                name: REBOOT_ALLOWED,
-                source,
-            })?;
-        let old: Vec<Key<[u8; 16]>> = allowed.keys().filter_map(Result::ok).collect();
-        for k in old {
-            allowed.remove(&k).map_err(|source| LoadError::Map {
-                name: REBOOT_ALLOWED,
-                source,
-            })?;
-        }
-        for net in &r.allowed_sources {
-            let (addr, prefix) = match net {
-                ipnet::IpNet::V4(n) => (
-                    n.addr().to_ipv6_mapped().octets(),
-                    96 + u32::from(n.prefix_len()),
-                ),
-                ipnet::IpNet::V6(n) => (n.addr().octets(), u32::from(n.prefix_len())),
-            };
-            allowed
-                .insert(&Key::new(prefix, addr), &1, 0)
-                .map_err(|source| LoadError::Map {
-                    name: REBOOT_ALLOWED,
-                    source,
-                })?;
-        }
-        let map = self
-            .ebpf
-            .map_mut(REBOOT_GUARD)
-            .ok_or(LoadError::MissingMap(REBOOT_GUARD))?;
-        let mut guard: Array<_, u32> = Array::try_from(map).map_err(|source| LoadError::Map {
-            name: REBOOT_GUARD,
-            source,
-        })?;
-        guard.set(0, &mode, 0).map_err(|source| LoadError::Map {
-            name: REBOOT_GUARD,
-            source,
-        })?;
-        self.reboot_guard = mode;
-        Ok(())
-    }
-
-    /// Martian drop reasons by name -> this kernel's values (never hard-coded numbers).
-    fn sync_martian_reasons(&mut self, config: &Config) -> Result<(), LoadError> {
-        use agent_common::martian::MARTIAN_REASONS;
-        let mut wanted = std::collections::HashMap::new();
-        if config.detectors.martian.enabled {
-            for name in &config.detectors.martian.reasons {
-                match self.drop_reasons.iter().find(|(_, n)| *n == name) {
-                    Some((v, n)) => {
-                        wanted.insert(*v, n.clone());
-                    }
-                    None => {
-                        warn!(reason = %name, "skb drop reason not on this kernel; not counted (see /proc/net/stat/rt_cache and TcpExt IPReversePathFilter)")
-                    }
-                }
-            }
-        }
-        let map = self
-            .ebpf
-            .map_mut(MARTIAN_REASONS)
-            .ok_or(LoadError::MissingMap(MARTIAN_REASONS))?;
-        let mut m: BpfHashMap<_, u32, u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                name: MARTIAN_REASONS,
-                source,
-            })?;
-        let old: Vec<u32> = m.keys().filter_map(Result::ok).collect();
-        for k in old {
-            m.remove(&k).map_err(|source| LoadError::Map {
-                name: MARTIAN_REASONS,
-                source,
-            })?;
-        }
-        for v in wanted.keys() {
-            m.insert(v, &1, 0).map_err(|source| LoadError::Map {
-                name: MARTIAN_REASONS,
-                source,
-            })?;
-        }
-        self.martian_reasons = wanted;
-        Ok(())
-    }
-
-    /// Secret paths as trie keys -> index in the configuration: an exact file with its
-    /// terminating NUL, a `dir/*` entry as the `dir/` prefix.
-    fn sync_secret_paths(&mut self, config: &Config) -> Result<(), LoadError> {
-        use agent_common::secrets::{PATH_LEN, PREFIX_LEN, SECRET_PATHS, SECRET_PREFIXES};
-        use aya::maps::lpm_trie::{Key, LpmTrie};
-        let map = self
-            .ebpf
-            .map_mut(SECRET_PATHS)
-            .ok_or(LoadError::MissingMap(SECRET_PATHS))?;
-        let err = |source| LoadError::Map {
-            name: SECRET_PATHS,
-            source,
-        };
-        let mut prefixes: Vec<([u8; PREFIX_LEN], u32)> = Vec::new();
-        let mut m: LpmTrie<_, [u8; PATH_LEN], u32> = LpmTrie::try_from(map).map_err(err)?;
-        let old: Vec<Key<[u8; PATH_LEN]>> = m.keys().filter_map(Result::ok).collect();
-        for k in old {
-            m.remove(&k).map_err(err)?;
-        }
-        if config.detectors.secrets.enabled {
-            for (i, p) in config.detectors.secrets.paths.iter().enumerate() {
-                let text = p.to_string_lossy();
-                let (bytes, bits) = match text.strip_suffix('*') {
-                    Some(dir) => (dir.as_bytes(), dir.len() * 8),
-                    None => (text.as_bytes(), (text.len() + 1) * 8),
-                };
-                let mut data = [0u8; PATH_LEN];
-                let n = bytes.len().min(PATH_LEN - 2);
-                data[..n].copy_from_slice(&bytes[..n]);
-                m.insert(&Key::new(bits as u32, data), &(i as u32), 0)
-                    .map_err(err)?;
-                let mut head = [0u8; PREFIX_LEN];
-                head.copy_from_slice(&data[..PREFIX_LEN]);
-                if !prefixes.iter().any(|(h, _)| *h == head) {
-                    prefixes.push((head, 1));
-                }
-            }
-        }
-        sync_hash(self, SECRET_PREFIXES, &prefixes).map_err(LoadError::Sync)
-    }
-
-    /// Read-only handles on the martian counters.
-    #[allow(clippy::type_complexity)]
-    pub fn martian_maps(
-        &self,
-    ) -> Option<(
-        aya::maps::PerCpuHashMap<MapData, agent_common::martian::MartianKey, u64>,
-        aya::maps::PerCpuHashMap<MapData, agent_common::martian::MartianSource, u64>,
-    )> {
-        use agent_common::martian::{MARTIAN_COUNTS, MARTIAN_SOURCES};
-        let counts = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuHashMap(
-            self.map_handle(MARTIAN_COUNTS).ok()?,
-        ))
-        .ok()?;
-        let sources = aya::maps::PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(
-            self.map_handle(MARTIAN_SOURCES).ok()?,
-        ))
-        .ok()?;
-        Some((counts, sources))
-    }
-
-    /// Mode of the kernel-side reboot guard (agent_common::reboot::GUARD_*).
-    pub fn reboot_guard(&self) -> u32 {
-        self.reboot_guard
-    }
-
-    fn sync_sshd_comms(&mut self, config: &Config) -> Result<(), LoadError> {
-        let name = agent_common::session::SSHD_COMMS;
-        let map = self.ebpf.map_mut(name).ok_or(LoadError::MissingMap(name))?;
-        let mut comms: BpfHashMap<_, [u8; 16], u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map { name, source })?;
-        let wanted: Vec<[u8; 16]> = config
-            .detectors
-            .session
-            .sshd_comms
-            .iter()
-            .map(|c| {
-                let mut k = [0u8; 16];
-                k[..c.len().min(15)].copy_from_slice(&c.as_bytes()[..c.len().min(15)]);
-                k
-            })
-            .collect();
-        let stale: Vec<[u8; 16]> = comms
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.contains(k))
-            .collect();
-        for k in stale {
-            comms
-                .remove(&k)
-                .map_err(|source| LoadError::Map { name, source })?;
-        }
-        for k in wanted {
-            comms
-                .insert(&k, &1, 0)
-                .map_err(|source| LoadError::Map { name, source })?;
-        }
-        Ok(())
-    }
-
-    fn sync_exec_watch(&mut self, config: &Config) -> Result<(), LoadError> {
-        let map = self
-            .ebpf
-            .map_mut(maps::EXEC_WATCH)
-            .ok_or(LoadError::MissingMap(maps::EXEC_WATCH))?;
-        let mut watch: BpfHashMap<_, maps::ExecWatchKey, u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                name: maps::EXEC_WATCH,
-                source,
-            })?;
-        let wanted: Vec<(maps::ExecWatchKey, u32)> = if config.detectors.reboot.enabled {
-            reboot::watched_binaries(&config.detectors.reboot)
-                .into_iter()
-                .filter_map(|(name, class)| {
-                    maps::ExecWatchKey::new(name.as_bytes()).map(|k| (k, class))
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let stale: Vec<maps::ExecWatchKey> = watch
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.iter().any(|(w, _)| w == k))
-            .collect();
-        for key in stale {
-            watch.remove(&key).map_err(|source| LoadError::Map {
-                name: maps::EXEC_WATCH,
-                source,
-            })?;
-        }
-        for (key, class) in wanted {
-            watch
-                .insert(&key, &class, 0)
-                .map_err(|source| LoadError::Map {
-                    name: maps::EXEC_WATCH,
-                    source,
-                })?;
-        }
-        Ok(())
     }
 
     pub(crate) fn ebpf_mut(&mut self) -> &mut Ebpf {
@@ -732,7 +429,7 @@ fn support(name: &'static str, r: Result<(), String>) -> ProgramTypeSupport {
 }
 
 /// A one-line reason: the first line of the error, without an empty verifier log.
-fn first_line(s: &str) -> String {
+pub(crate) fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
     let line = line
         .trim_end()

@@ -106,7 +106,7 @@ pub async fn run(
 ) {
     let mut correlator =
         crate::detectors::incident::Correlator::new(std::time::Duration::from_secs(60));
-    let mut detectors = DetectorSet::new(&config.borrow_and_update());
+    let mut detectors = DetectorSet::new(&config.borrow_and_update().detectors);
     detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
     detectors.set_corosync_role(cluster_role.borrow_and_update().clone());
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -166,7 +166,7 @@ pub async fn run(
             }
             changed = config.changed() => {
                 if changed.is_err() { return; }
-                detectors = DetectorSet::new(&config.borrow_and_update());
+                detectors = DetectorSet::new(&config.borrow_and_update().detectors);
                 detectors.set_reboot_allowance(allowance.borrow().clone());
                 detectors.set_corosync_role(cluster_role.borrow().clone());
             }

@@ -14,9 +14,9 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use crate::{
-    boot,
     config::Config,
     control,
+    detectors::reboot::history as boot_history,
     guard::{self, Guard},
     http::{self, Health},
     loader::Kernel,
@@ -100,7 +100,7 @@ async fn daemon(
         .take_events()
         .context("opening the event ring buffer")?;
     sync_arp(&mut kernel, &config, &metrics);
-    let conflicts: crate::bindings::Conflicts = Default::default();
+    let conflicts: crate::detectors::arp::bindings::Conflicts = Default::default();
     let resets = if config.detectors.tcp_reset.enabled {
         kernel.reset_peers()
     } else {
@@ -113,7 +113,7 @@ async fn daemon(
     } else {
         None
     };
-    let view = Arc::new(crate::bindings::View::new(
+    let view = Arc::new(crate::detectors::arp::bindings::View::new(
         kernel.arp_bindings(),
         conflicts.clone(),
     ));
@@ -129,23 +129,23 @@ async fn daemon(
     info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
 
     // How did the previous boot end? (Compares the kernel boot id with the last one.)
-    let boot_id = match boot::boot_id() {
+    let boot_id = match boot_history::boot_id() {
         Ok(id) => id,
         Err(e) => {
             warn!(error = %e, "cannot read the kernel boot id; reboots across restarts are not tracked");
             String::new()
         }
     };
-    let mut history = boot::History::default();
+    let mut history = boot_history::History::default();
     if !boot_id.is_empty() {
-        match boot::check(
+        match boot_history::check(
             &config.agent.state_dir,
             config.quarantine.journal_keep,
             &boot_id,
         ) {
             Ok((h, last)) => {
                 if let Some(last) = last {
-                    let story = boot::story(&last);
+                    let story = boot_history::story(&last);
                     if last.expected == "true" {
                         info!(cause = %last.cause, expected = %last.expected, source = %last.source, "previous boot ended: {story}");
                     } else {
@@ -205,7 +205,10 @@ async fn daemon(
     );
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
-    let scan_task = tokio::spawn(crate::secrets::scan(config_rx.clone(), inodes_tx));
+    let scan_task = tokio::spawn(crate::detectors::secrets::runtime::scan(
+        config_rx.clone(),
+        inodes_tx,
+    ));
     let pipeline = tokio::spawn(pipeline::run(
         rx,
         config_rx,
@@ -279,7 +282,7 @@ async fn daemon(
                     control::Request::Status => {
                         let mut v = guard::handle(&mut guard, &current, &metrics, control::Request::Status, &cmd.by);
                         v["last_reboot"] = serde_json::to_value(&history.last).unwrap_or_default();
-                        v["last_reboot_story"] = history.last.as_ref().map(boot::story).into();
+                        v["last_reboot_story"] = history.last.as_ref().map(boot_history::story).into();
                         v["reboots"] = serde_json::to_value(&history.reboots).unwrap_or_default();
                         v["reboot_allowance"] = serde_json::to_value(allowance_tx.borrow().clone()).unwrap_or_default();
                         v["cluster"] = cluster.status();
@@ -290,8 +293,8 @@ async fn daemon(
                 let _ = cmd.reply.send(reply);
             }
             Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
-            Some(f) = secrets_rx.recv() => crate::secrets::quarantine(&mut guard, &current, &metrics, f),
-            Some(found) = inodes_rx.recv() => crate::secrets::sync_inodes(guard.backend_mut(), &found, &metrics),
+            Some(f) = secrets_rx.recv() => crate::detectors::secrets::runtime::quarantine(&mut guard, &current, &metrics, f),
+            Some(found) = inodes_rx.recv() => crate::detectors::secrets::runtime::sync_inodes(guard.backend_mut(), &found, &metrics),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
                 info!(outcome = %reply, "webhook alert handled");

@@ -11,6 +11,10 @@
 //!   someone holds;
 //! - `conflict_cleared`: only one MAC seen for `quiet_period`.
 
+pub mod bindings;
+pub mod config;
+pub mod kernel;
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, Ipv4Addr},
@@ -22,7 +26,8 @@ use agent_common::{
 };
 use serde::Serialize;
 
-use crate::{config::ArpConfig, net::Mac};
+use crate::net::Mac;
+use config::ArpConfig;
 
 /// Bounded `kind` label values.
 pub const KINDS: &[&str] = &[

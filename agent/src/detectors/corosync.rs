@@ -13,6 +13,7 @@
 //!   corosync.conf copied onto a standalone node that lists it).
 
 pub mod conf;
+pub mod config;
 pub mod kernel;
 pub mod runtime;
 
@@ -29,7 +30,7 @@ use agent_common::{
 use serde::Serialize;
 
 use super::Process;
-use crate::config::CorosyncConfig;
+use config::CorosyncConfig;
 
 pub const KINDS: &[&str] = &[
     "rogue_member",

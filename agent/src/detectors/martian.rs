@@ -2,11 +2,15 @@
 //! (rp_filter, invalid, local or loopback source), per interface and reason, with
 //! the top sources.
 
+pub mod config;
+pub mod kernel;
+pub mod proc;
+
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::config::MartianConfig;
+use config::MartianConfig;
 
 /// A flood (interface, reason) and its top sources with their drops.
 pub type FloodTop = ((String, String), Vec<(Ipv4Addr, u64)>);

@@ -2,6 +2,7 @@
 //! every detector is unit-tested on constructed records without root.
 
 pub mod arp;
+pub mod config;
 pub mod corosync;
 pub mod incident;
 pub mod martian;
@@ -18,7 +19,7 @@ use agent_common::{
 };
 use serde::Serialize;
 
-use crate::config::Config;
+use config::DetectorsConfig;
 
 /// Every detector id, in the order they are reported. One id names a detector's files
 /// in every crate, its config table, metric subsystem, dashboard row and alert group.
@@ -178,27 +179,24 @@ pub struct DetectorSet {
 }
 
 impl DetectorSet {
-    pub fn new(config: &Config) -> Self {
-        let r = &config.detectors.reboot;
+    pub fn new(config: &DetectorsConfig) -> Self {
+        let r = &config.reboot;
         DetectorSet {
             reboot: r.enabled.then(|| reboot::RebootDetector::new(r)),
             session: config
-                .detectors
                 .session
                 .enabled
                 .then(session::SessionDetector::default),
             arp: config
-                .detectors
                 .arp
                 .enabled
-                .then(|| arp::ArpDetector::new(&config.detectors.arp)),
+                .then(|| arp::ArpDetector::new(&config.arp)),
             secrets: config
-                .detectors
                 .secrets
                 .enabled
-                .then(|| secrets::SecretsDetector::new(&config.detectors.secrets)),
+                .then(|| secrets::SecretsDetector::new(&config.secrets)),
             corosync_role: None,
-            corosync_enabled: config.detectors.corosync.enabled,
+            corosync_enabled: config.corosync.enabled,
             own_netns: crate::net::own_netns(),
         }
     }

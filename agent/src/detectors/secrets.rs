@@ -3,6 +3,10 @@
 //! appearing at a secret path, e.g. a copied authkey), with the process, its origin
 //! and lineage. Reads by allowed processes are reported as allowed.
 
+pub mod config;
+pub mod kernel;
+pub mod runtime;
+
 use agent_common::{
     cstr_bytes,
     decode::Event,
@@ -11,7 +15,7 @@ use agent_common::{
 use serde::Serialize;
 
 use super::Process;
-use crate::config::SecretsConfig;
+use config::SecretsConfig;
 
 pub const KINDS: &[&str] = &["secret_read", "secret_written", "secret_created"];
 

@@ -2,6 +2,9 @@
 //! descendant with the connection's origin; other detectors read it from
 //! [`super::Process::origin`]. Here, each accepted connection is reported once.
 
+pub mod config;
+pub mod kernel;
+
 use agent_common::decode::Event;
 use serde::Serialize;
 

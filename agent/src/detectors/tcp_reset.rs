@@ -2,11 +2,14 @@
 //! per-peer totals; a storm is `storm_threshold` resets within `window` with one peer
 //! in one direction, and ends when the rate falls below it.
 
+pub mod config;
+pub mod kernel;
+
 use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::config::TcpResetConfig;
+use config::TcpResetConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -12,7 +12,7 @@ impl KernelStats {
     pub(super) fn refresh(&mut self, m: &Metrics) {
         // The kernel's own martian counters (read only by a running agent: the first
         // scrape of a fresh registry stays machine-independent).
-        let (rt, rp) = crate::martian_proc::counters();
+        let (rt, rp) = crate::detectors::martian::proc::counters();
         if let Some(v) = rt {
             advance(&m.martian_kernel.with_label_values(&["in_martian_src"]), v);
         }

@@ -480,7 +480,7 @@ impl Metrics {
                 }
             }
         }
-        for c in crate::boot::CAUSES {
+        for c in crate::detectors::reboot::history::CAUSES {
             for e in ["true", "false", "unknown"] {
                 self.reboots.with_label_values(&[c, e]);
             }
@@ -668,7 +668,7 @@ impl Metrics {
     }
 
     /// Reboot history from the state directory (counts and the last one).
-    pub fn set_reboot_history(&self, h: &crate::boot::History) {
+    pub fn set_reboot_history(&self, h: &crate::detectors::reboot::history::History) {
         for (key, n) in &h.reboots {
             if let Some((cause, expected)) = key.split_once('/') {
                 let c = self.reboots.with_label_values(&[cause, expected]);

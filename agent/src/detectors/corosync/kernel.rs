@@ -12,7 +12,10 @@ use agent_common::corosync::{
 use agent_common::maps::ExecWatchKey;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
-use crate::loader::{Kernel, sync_hash};
+use crate::{
+    config::Config,
+    loader::{Kernel, present_interfaces, sync_hash},
+};
 
 /// Counters of one source on one interface (summed over CPUs).
 pub struct SourceRow {
@@ -85,5 +88,32 @@ impl Kernel {
             totals: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(COROSYNC_TOTALS)?))
                 .map_err(|e| format!("map {COROSYNC_TOTALS}: {e}"))?,
         })
+    }
+}
+
+impl Kernel {
+    /// Attach the cluster-traffic counter to the configured interfaces, or to every
+    /// interface but loopback when none are configured.
+    pub fn sync_corosync_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
+        if !config.detectors.corosync.enabled {
+            return (0, Vec::new());
+        }
+        let wanted: Vec<String> = if config.detectors.corosync.interfaces.is_empty() {
+            present_interfaces()
+                .into_iter()
+                .filter(|i| i != "lo")
+                .collect()
+        } else {
+            config.detectors.corosync.interfaces.clone()
+        };
+        self.sync_tc("corosync_tc", wanted)
+    }
+
+    /// Whether the cluster-traffic counter (which also enforces cluster drops) is on
+    /// at least one interface.
+    pub fn corosync_tc_attached(&self) -> bool {
+        self.tc_attached
+            .get("corosync_tc")
+            .is_some_and(|s| !s.is_empty())
     }
 }
