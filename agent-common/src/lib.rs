@@ -28,6 +28,21 @@ pub mod tcp_reset;
 #[cfg(feature = "user")]
 pub mod decode;
 
+/// The detector ids. One id names that detector's files in every crate
+/// (`agent-common/src/<id>.rs`, `agent-ebpf/src/<id>.rs`, `agent/src/detectors/<id>.rs`
+/// and `agent/src/detectors/<id>/`, `tests/src/<id>.rs`), its config table
+/// `[detectors.<id>]`, its metric subsystem `nodeward_<id>_*`, its dashboard row and its
+/// alert group. `cargo xtask test` checks that shape.
+pub const DETECTORS: &[&str] = &[
+    "reboot",
+    "session",
+    "arp",
+    "tcp_reset",
+    "martian",
+    "secrets",
+    "corosync",
+];
+
 /// Copy the longest NUL-terminated prefix of `src` into a fixed buffer (truncating).
 /// For tests and userspace tooling that build records.
 pub fn fill_cstr<const N: usize>(dst: &mut [u8; N], src: &[u8]) {

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod dashboards;
 mod setup;
+mod shape;
 mod test;
 mod util;
 
@@ -52,6 +53,9 @@ enum Command {
     },
     /// rustfmt --check and clippy with warnings denied.
     Lint,
+    /// The tree's shape (part of `test`): each detector id's files in every crate, its
+    /// alert group and dashboard row, metric names, pure state machines, file sizes.
+    Shape,
     /// Measure the agent's cost (root): exec, open and packet workloads alternately
     /// without and with the agent; writes BENCHMARKS.md with the machine and date.
     Bench {
@@ -72,6 +76,7 @@ fn main() {
         Command::Run { release, args } => build::run_agent(release, args),
         Command::Test { unit_only, filter } => test::test(unit_only, filter),
         Command::Lint => build::lint(),
+        Command::Shape => shape::check(&util::root()),
         Command::Bench { secs } => bench::bench(secs),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
     };

@@ -163,6 +163,10 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         }
     }
     t.check(
+        "shape: one id per detector in every crate, rules and dashboard; metric names; pure state machines; files <= 800 lines",
+        crate::shape::check(&root),
+    );
+    t.check(
         "dashboards and rules reference only exported metrics",
         dashboards::check(&root, &golden),
     );

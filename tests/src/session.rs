@@ -1,0 +1,75 @@
+//! End to end, `session` detector: a real OpenSSH sshd in a network namespace. Each
+//! accepted connection is an `ssh_session` finding naming the peer (address and port,
+//! cross-checked against sshd's own log), the local port and the accepting sshd; the
+//! session's processes carry that origin in the other detectors' findings (see
+//! reboot.rs and secrets.rs).
+
+use std::time::Duration;
+
+use nodeward_tests::{Agent, Lan, SSH_PORT, SshLab, agent_bin, metric, skip, wait_for};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
+
+fn detail(l: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(l["detail"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports() {
+    let name = "session::an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let lab = match SshLab::new(&lan, HELPER) {
+        Ok(l) => l,
+        Err(why) => return skip(name, &why),
+    };
+    let agent = Agent::start(&bin, "");
+    let out = lab.ssh("true");
+    assert!(out.status.success(), "ssh: {out:?}");
+
+    let line = wait_for(Duration::from_secs(10), || {
+        agent.logs().into_iter().find(|l| {
+            l["finding"] == "ssh_session"
+                && l["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(lan.ip_a.as_str()))
+        })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no ssh_session finding from {}:\n{}",
+            lan.ip_a,
+            agent.raw_output()
+        )
+    });
+    assert_eq!(line["detector"], "session", "{line}");
+    let d = detail(&line);
+    let o = &d["origin"];
+    assert_eq!(o["kind"], "ssh", "{d}");
+    assert_eq!(o["peer"], lan.ip_a.as_str(), "{d}");
+    assert_eq!(o["local_port"], SSH_PORT, "{d}");
+    let peer_port = o["peer_port"].as_u64().unwrap_or(0) as u16;
+    let ports = lab.accepted_ports();
+    assert!(
+        ports.contains(&peer_port),
+        "peer port {peer_port} not in sshd's log {ports:?}"
+    );
+    assert!(
+        d["sshd"]["comm"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("sshd")),
+        "accepting process: {}",
+        d["sshd"]
+    );
+    assert_eq!(o["sshd_pid"], d["sshd"]["pid"], "{d}");
+
+    // The counter moves with the finding (set right after it is logged: polled).
+    let accepts = wait_for(Duration::from_secs(5), || {
+        metric(&agent.metrics(), "nodeward_session_ssh_accepts_total").filter(|v| *v >= 1.0)
+    });
+    assert!(
+        accepts.is_some(),
+        "nodeward_session_ssh_accepts_total stayed below 1: {:?}",
+        metric(&agent.metrics(), "nodeward_session_ssh_accepts_total")
+    );
+}

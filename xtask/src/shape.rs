@@ -1,0 +1,217 @@
+//! The shape of the tree, kept by cheap checks (ARCHITECTURE.md): one detector id names
+//! its files in every crate, its alert group and its dashboard row; metric families are
+//! `nodeward_<id>_*` or agent-wide; a detector's state machine imports no kernel,
+//! metrics, daemon or quarantine code; no source file is over 800 lines.
+
+use std::{fs, path::Path};
+
+use agent_common::DETECTORS;
+use anyhow::{Result, bail};
+
+/// Source files longer than this are split (ARCHITECTURE.md).
+const MAX_LINES: usize = 800;
+
+/// Families that belong to the agent as a whole, not to one detector.
+const AGENT_WIDE: &[&str] = &[
+    "nodeward_build_info",
+    "nodeward_config_reloads_total",
+    "nodeward_detector_up",
+    "nodeward_event_decode_errors_total",
+    "nodeward_events_lost_total",
+    "nodeward_events_total",
+    "nodeward_findings_total",
+    "nodeward_kernel_",
+    "nodeward_map_",
+    "nodeward_program_",
+    "nodeward_ringbuf_",
+    "nodeward_quarantine_",
+    "nodeward_enforcement_",
+    "nodeward_incident",
+    "nodeward_webhook_",
+    "nodeward_last_reboot",
+];
+
+/// Families named before the convention; renaming them would break users' queries.
+/// Each is listed with the detector it belongs to.
+const LEGACY: &[(&str, &str)] = &[
+    ("nodeward_reboots_total", "reboot"),
+    ("nodeward_tcp_resets_total", "tcp_reset"),
+];
+
+/// Detectors without an alert group of their own, and why.
+const NO_ALERT_GROUP: &[(&str, &str)] = &[(
+    "session",
+    "its findings are attribution (the SSH origin) carried by every other detector's alerts",
+)];
+
+/// Module paths a detector's pure state machine (`agent/src/detectors/<id>.rs`) must not
+/// import.
+const IMPURE: &[&str] = &[
+    "daemon",
+    "kernel",
+    "loader",
+    "metrics",
+    "quarantine",
+    "pipeline",
+    "run",
+    "guard",
+    "http",
+    "control",
+];
+
+pub fn check(root: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    let rules_dir = root.join("dashboards/rules");
+    let dashboard = fs::read_to_string(root.join("dashboards/grafana/nodeward.json"))?;
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard)?;
+    let rows: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["type"] == "row")
+        .filter_map(|p| p["title"].as_str())
+        .collect();
+    for id in DETECTORS {
+        for f in [
+            format!("agent-common/src/{id}.rs"),
+            format!("agent-ebpf/src/{id}.rs"),
+            format!("agent/src/detectors/{id}.rs"),
+            format!("agent/src/detectors/{id}/config.rs"),
+            format!("tests/src/{id}.rs"),
+        ] {
+            if !root.join(&f).is_file() {
+                problems.push(format!("detector {id}: {f} is missing"));
+            }
+        }
+        match NO_ALERT_GROUP.iter().find(|(d, _)| d == id) {
+            Some(_) => {}
+            None => {
+                let rules = rules_dir.join(format!("{id}.rules.yml"));
+                let text = fs::read_to_string(&rules).unwrap_or_default();
+                if !text.contains(&format!("- name: {id}\n")) {
+                    problems.push(format!(
+                        "detector {id}: no alert group `{id}` in {}",
+                        rules.display()
+                    ));
+                }
+            }
+        }
+        if !rows.contains(id) {
+            problems.push(format!("detector {id}: no dashboard row titled `{id}`"));
+        }
+        let pure = root.join(format!("agent/src/detectors/{id}.rs"));
+        if let Ok(text) = fs::read_to_string(&pure) {
+            for m in impure_imports(&text) {
+                problems.push(format!(
+                    "{}: the state machine imports crate::{m} (kernel, metrics, daemon and quarantine code belong in detectors/{id}/)",
+                    pure.display()
+                ));
+            }
+        }
+    }
+    let golden = fs::read_to_string(root.join("agent/testdata/metrics.golden.prom"))?;
+    for family in golden
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+    {
+        let own = DETECTORS
+            .iter()
+            .any(|id| family.starts_with(&format!("nodeward_{id}_")));
+        let wide = AGENT_WIDE.iter().any(|p| family.starts_with(p));
+        let legacy = LEGACY.iter().any(|(f, _)| *f == family);
+        if !(own || wide || legacy) {
+            problems.push(format!(
+                "metric family {family} is neither nodeward_<detector>_* nor agent-wide"
+            ));
+        }
+    }
+    for dir in ["agent", "agent-common", "agent-ebpf", "xtask", "tests"] {
+        long_files(&root.join(dir), &mut problems);
+    }
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+/// The forbidden modules a file names through `crate::` paths (in `use` lists too).
+fn impure_imports(text: &str) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rest = code.as_str();
+    while let Some(pos) = rest.find("crate::") {
+        rest = &rest[pos + "crate::".len()..];
+        // `crate::{a, b::c}` or `crate::a`
+        let names: Vec<&str> = if let Some(inner) = rest.strip_prefix('{') {
+            let end = inner.find('}').unwrap_or(inner.len());
+            inner[..end]
+                .split(',')
+                .map(|s| s.trim().split("::").next().unwrap_or(""))
+                .collect()
+        } else {
+            vec![
+                rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                    .next()
+                    .unwrap_or(""),
+            ]
+        };
+        for n in names {
+            if let Some(m) = IMPURE.iter().find(|m| **m == n)
+                && !found.contains(m)
+            {
+                found.push(*m);
+            }
+        }
+    }
+    found
+}
+
+fn long_files(dir: &Path, problems: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            long_files(&p, problems);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            let n = fs::read_to_string(&p)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            if n > MAX_LINES {
+                problems.push(format!(
+                    "{}: {n} lines (split it: at most {MAX_LINES})",
+                    p.display()
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::impure_imports;
+
+    #[test]
+    fn finds_forbidden_modules_in_paths_and_use_lists() {
+        assert_eq!(
+            impure_imports("use crate::{config::X, metrics::Metrics};\n"),
+            vec!["metrics"]
+        );
+        assert_eq!(
+            impure_imports("let q = crate::quarantine::Mac;"),
+            vec!["quarantine"]
+        );
+        assert!(
+            impure_imports("use crate::net::Mac;\n// crate::metrics in a comment\n").is_empty()
+        );
+    }
+}
