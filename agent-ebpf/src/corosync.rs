@@ -58,7 +58,7 @@ fn total(slot: u32) {
 #[classifier]
 pub fn corosync_tc(ctx: TcContext) -> i32 {
     match observe(&ctx) {
-        Some(true) => TC_ACT_SHOT as i32,
+        Some(true) => TC_ACT_SHOT,
         _ => TCX_NEXT,
     }
 }
@@ -109,7 +109,11 @@ fn observe(ctx: &TcContext) -> Option<bool> {
     let addr = parse(ctx)?;
     // SAFETY: map lookup, presence only.
     let member = unsafe { COROSYNC_MEMBERS.get(&addr) }.is_some();
-    total(if member { TOTAL_MEMBER } else { TOTAL_NON_MEMBER });
+    total(if member {
+        TOTAL_MEMBER
+    } else {
+        TOTAL_NON_MEMBER
+    });
     // A member's traffic is never dropped, whatever the drop list says.
     let drop = !member && dropped(&addr);
     if drop {

@@ -166,7 +166,7 @@ pub fn quarantine_tc(ctx: TcContext) -> i32 {
     match decide(&ctx) {
         Some(slot) => {
             qcount(slot);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
         // tcx: continue with the next program (e.g. the arp observer).
         None => -1,

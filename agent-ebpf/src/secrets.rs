@@ -7,13 +7,16 @@
 use agent_common::{
     event::kind,
     secrets::{
-        InodeKey, InodeWatch, PATH_LEN, PREFIX_LEN, Pending, SECRET_INODES_CAPACITY, SECRET_PATHS_CAPACITY,
-        SECRET_PENDING_CAPACITY, SecretOpenEvent, VIA_INODE, VIA_PATH,
+        InodeKey, InodeWatch, PATH_LEN, PREFIX_LEN, Pending, SECRET_INODES_CAPACITY,
+        SECRET_PATHS_CAPACITY, SECRET_PENDING_CAPACITY, SecretOpenEvent, VIA_INODE, VIA_PATH,
     },
     stats,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
     macros::{map, tracepoint},
     maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::TracePointContext,

@@ -66,10 +66,10 @@ fn accept_enter(ctx: &TracePointContext) -> u32 {
     }
     // accept/accept4(fd, upeer_sockaddr @24, upeer_addrlen, [flags])
     // SAFETY: tracepoint context read through the checked helper.
-    if let Ok(ptr) = unsafe { ctx.read_at::<u64>(24) } {
-        if ptr != 0 {
-            let _ = ACCEPT_ARGS.insert(&bpf_get_current_pid_tgid(), &ptr, 0);
-        }
+    if let Ok(ptr) = unsafe { ctx.read_at::<u64>(24) }
+        && ptr != 0
+    {
+        let _ = ACCEPT_ARGS.insert(&bpf_get_current_pid_tgid(), &ptr, 0);
     }
     0
 }

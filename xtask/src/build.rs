@@ -89,10 +89,13 @@ pub fn lint() -> Result<()> {
     // rustfmt and clippy are components of the pinned toolchain: a missing one is
     // installed here, never reported as a lint failure.
     setup::ensure_toolchain()?;
-    step("rustfmt --check");
+    step("rustfmt --check (workspace and agent-ebpf)");
     run(Command::new("cargo")
         .args(["fmt", "--all", "--check"])
         .current_dir(root()))?;
+    run(Command::new("cargo")
+        .args(["fmt", "--check"])
+        .current_dir(root().join("agent-ebpf")))?;
     step("clippy (warnings are errors)");
     run(Command::new("cargo")
         .args([
@@ -103,5 +106,25 @@ pub fn lint() -> Result<()> {
             "-D",
             "warnings",
         ])
-        .current_dir(root()))
+        .current_dir(root()))?;
+    // The eBPF crate is outside the workspace (it builds only for bpfel-unknown-none):
+    // linted with the same lints (its Cargo.toml repeats them), checked without
+    // bpf-linker (clippy does not link).
+    step("clippy on agent-ebpf (bpfel-unknown-none, warnings are errors)");
+    run(Command::new("cargo")
+        .args([
+            "clippy",
+            "--release",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+        ])
+        .arg("--target-dir")
+        .arg(root().join("target/ebpf-clippy"))
+        .args(["--", "-D", "warnings"])
+        .current_dir(root().join("agent-ebpf"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"))
 }
