@@ -113,7 +113,50 @@ pub async fn run(
     let cap = config.borrow().detectors.arp.max_conflict_series;
     let mut leases = LeaseFile::default();
     loop {
+        // Biased, the kernel's events last: a configuration, allowance or role change
+        // already signalled is taken before the next event is judged, and a busy queue
+        // never starves the tick or the samplers.
         tokio::select! {
+            biased;
+            changed = config.changed() => {
+                if changed.is_err() { return; }
+                detectors = DetectorSet::new(&config.borrow_and_update().detectors);
+                detectors.set_reboot_allowance(allowance.borrow().clone());
+                detectors.set_corosync_role(cluster_role.borrow().clone());
+            }
+            _ = tick.tick() => {
+                let now_ms = now_ms();
+                let path = config.borrow().detectors.arp.leases.clone();
+                let mut found = Vec::new();
+                if let Some(update) = leases.poll(path.as_deref()) {
+                    found.extend(detectors.set_arp_leases(update));
+                }
+                found.extend(detectors.tick(now_ms));
+                metrics.set_arp_drift(&detectors.arp_drift());
+                for finding in found {
+                    metrics.record_finding(&finding);
+                    report(&finding);
+                }
+                let conflicts = detectors.arp_conflicts();
+                metrics.set_arp_conflicts(&conflicts, cap, ifname);
+                *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
+            }
+            Some(finding) = sampled.recv() => {
+                let now_ms = now_ms();
+                let incident = correlator.observe(&finding, now_ms).map(Finding::Incident);
+                for f in std::iter::once(finding).chain(incident) {
+                    metrics.record_finding(&f);
+                    report(&f);
+                }
+            }
+            changed = cluster_role.changed() => {
+                if changed.is_err() { return; }
+                detectors.set_corosync_role(cluster_role.borrow_and_update().clone());
+            }
+            changed = allowance.changed() => {
+                if changed.is_err() { return; }
+                detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
+            }
             event = queue.recv() => {
                 let Some(event) = event else { return };
                 if let Event::ExecBlocked(b) = &event {
@@ -163,45 +206,6 @@ pub async fn run(
                     metrics.set_arp_conflicts(&conflicts, cap, ifname);
                     *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
                 }
-            }
-            changed = config.changed() => {
-                if changed.is_err() { return; }
-                detectors = DetectorSet::new(&config.borrow_and_update().detectors);
-                detectors.set_reboot_allowance(allowance.borrow().clone());
-                detectors.set_corosync_role(cluster_role.borrow().clone());
-            }
-            _ = tick.tick() => {
-                let now_ms = now_ms();
-                let path = config.borrow().detectors.arp.leases.clone();
-                let mut found = Vec::new();
-                if let Some(update) = leases.poll(path.as_deref()) {
-                    found.extend(detectors.set_arp_leases(update));
-                }
-                found.extend(detectors.tick(now_ms));
-                metrics.set_arp_drift(&detectors.arp_drift());
-                for finding in found {
-                    metrics.record_finding(&finding);
-                    report(&finding);
-                }
-                let conflicts = detectors.arp_conflicts();
-                metrics.set_arp_conflicts(&conflicts, cap, ifname);
-                *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
-            }
-            Some(finding) = sampled.recv() => {
-                let now_ms = now_ms();
-                let incident = correlator.observe(&finding, now_ms).map(Finding::Incident);
-                for f in std::iter::once(finding).chain(incident) {
-                    metrics.record_finding(&f);
-                    report(&f);
-                }
-            }
-            changed = cluster_role.changed() => {
-                if changed.is_err() { return; }
-                detectors.set_corosync_role(cluster_role.borrow_and_update().clone());
-            }
-            changed = allowance.changed() => {
-                if changed.is_err() { return; }
-                detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
             }
         }
     }
