@@ -14,7 +14,7 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
 use crate::{
     config::Config,
-    loader::{Kernel, present_interfaces, sync_hash},
+    loader::{Kernel, LoadError, present_interfaces, sync_hash},
 };
 
 /// Counters of one source on one interface (summed over CPUs).
@@ -65,7 +65,7 @@ impl Kernel {
         ports: &[u16],
         members: &BTreeMap<IpAddr, u32>,
         daemons: &[String],
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
         let members: Vec<([u8; 16], u32)> =
@@ -78,15 +78,21 @@ impl Kernel {
         sync_hash(self, COROSYNC_EXEC, &daemons)
     }
 
-    pub fn corosync_counters(&self) -> Result<Counters, String> {
-        let handle = |name| self.map_handle(name).map_err(|e| e.to_string());
+    pub fn corosync_counters(&self) -> Result<Counters, LoadError> {
+        let handle = |name| self.map_handle(name);
         Ok(Counters {
             sources: PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(handle(
                 COROSYNC_SOURCES,
             )?))
-            .map_err(|e| format!("map {COROSYNC_SOURCES}: {e}"))?,
+            .map_err(|source| LoadError::Map {
+                name: COROSYNC_SOURCES,
+                source,
+            })?,
             totals: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(COROSYNC_TOTALS)?))
-                .map_err(|e| format!("map {COROSYNC_TOTALS}: {e}"))?,
+                .map_err(|source| LoadError::Map {
+                    name: COROSYNC_TOTALS,
+                    source,
+                })?,
         })
     }
 }

@@ -1,11 +1,11 @@
 //! Kernel maps and attachments of the `martian` detector.
 
-use aya::maps::{HashMap as BpfHashMap, MapData};
+use aya::maps::MapData;
 use tracing::warn;
 
 use crate::{
     config::Config,
-    loader::{Kernel, LoadError},
+    loader::{Kernel, LoadError, sync_hash},
 };
 
 impl Kernel {
@@ -25,28 +25,8 @@ impl Kernel {
                 }
             }
         }
-        let map = self
-            .ebpf
-            .map_mut(MARTIAN_REASONS)
-            .ok_or(LoadError::MissingMap(MARTIAN_REASONS))?;
-        let mut m: BpfHashMap<_, u32, u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                name: MARTIAN_REASONS,
-                source,
-            })?;
-        let old: Vec<u32> = m.keys().filter_map(Result::ok).collect();
-        for k in old {
-            m.remove(&k).map_err(|source| LoadError::Map {
-                name: MARTIAN_REASONS,
-                source,
-            })?;
-        }
-        for v in wanted.keys() {
-            m.insert(v, &1, 0).map_err(|source| LoadError::Map {
-                name: MARTIAN_REASONS,
-                source,
-            })?;
-        }
+        let keys: Vec<(u32, u32)> = wanted.keys().map(|v| (*v, 1)).collect();
+        sync_hash(self, MARTIAN_REASONS, &keys)?;
         self.martian_reasons = wanted;
         Ok(())
     }

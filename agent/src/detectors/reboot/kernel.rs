@@ -1,11 +1,10 @@
 //! Kernel maps and attachments of the `reboot` detector.
 
 use agent_common::maps;
-use aya::maps::HashMap as BpfHashMap;
 
 use crate::{
     config::Config,
-    loader::{Kernel, LoadError},
+    loader::{Kernel, LoadError, sync_hash},
 };
 
 impl Kernel {
@@ -81,15 +80,6 @@ impl Kernel {
     }
 
     pub(crate) fn sync_exec_watch(&mut self, config: &Config) -> Result<(), LoadError> {
-        let map = self
-            .ebpf
-            .map_mut(maps::EXEC_WATCH)
-            .ok_or(LoadError::MissingMap(maps::EXEC_WATCH))?;
-        let mut watch: BpfHashMap<_, maps::ExecWatchKey, u32> =
-            BpfHashMap::try_from(map).map_err(|source| LoadError::Map {
-                name: maps::EXEC_WATCH,
-                source,
-            })?;
         let wanted: Vec<(maps::ExecWatchKey, u32)> = if config.detectors.reboot.enabled {
             super::watched_binaries(&config.detectors.reboot)
                 .into_iter()
@@ -100,25 +90,6 @@ impl Kernel {
         } else {
             Vec::new()
         };
-        let stale: Vec<maps::ExecWatchKey> = watch
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.iter().any(|(w, _)| w == k))
-            .collect();
-        for key in stale {
-            watch.remove(&key).map_err(|source| LoadError::Map {
-                name: maps::EXEC_WATCH,
-                source,
-            })?;
-        }
-        for (key, class) in wanted {
-            watch
-                .insert(&key, &class, 0)
-                .map_err(|source| LoadError::Map {
-                    name: maps::EXEC_WATCH,
-                    source,
-                })?;
-        }
-        Ok(())
+        sync_hash(self, maps::EXEC_WATCH, &wanted)
     }
 }

@@ -44,6 +44,6 @@ impl Kernel {
                 }
             }
         }
-        sync_hash(self, SECRET_PREFIXES, &prefixes).map_err(LoadError::Sync)
+        sync_hash(self, SECRET_PREFIXES, &prefixes)
     }
 }
