@@ -19,8 +19,11 @@ use crate::{
 
 /// Where quarantines take effect.
 pub trait Backend {
-    fn apply(&mut self, q: &Quarantine, expires_boot_ns: u64) -> Result<(), String>;
-    fn remove(&mut self, q: &Quarantine) -> Result<(), String>;
+    /// Why an action could not take effect (journaled with the decision).
+    type Error: std::error::Error;
+    fn apply(&mut self, q: &Quarantine, expires_boot_ns: u64) -> Result<(), Self::Error>;
+    /// Removing what is already gone is not an error.
+    fn remove(&mut self, q: &Quarantine) -> Result<(), Self::Error>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +279,7 @@ impl<B: Backend> Engine<B> {
             json!({"id": id, "target": target_json(&q.target), "ttl_s": ttl_s, "expires_ms": expires_ms, "trigger": q.trigger, "approved_by": q.approved_by}),
         )?;
         if let Err(error) = self.backend.apply(&q, now.boot_deadline(expires_ms)) {
+            let error = error.to_string();
             self.record(
                 action,
                 "failed",
@@ -342,7 +346,7 @@ impl<B: Backend> Engine<B> {
         }
         let mut ids = Vec::new();
         for q in gone {
-            let removed = self.backend.remove(&q);
+            let removed = self.backend.remove(&q).map_err(|e| e.to_string());
             self.record(
                 q.target.action(),
                 "released",
@@ -418,7 +422,7 @@ impl<B: Backend> Engine<B> {
                         action,
                         "failed",
                         "failed",
-                        json!({"id": q.id, "target": target_json(&q.target), "error": error}),
+                        json!({"id": q.id, "target": target_json(&q.target), "error": error.to_string()}),
                     )?;
                 }
             }

@@ -12,15 +12,20 @@ struct Recorder {
     fail: bool,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("kernel said no")]
+struct Refused;
+
 impl Backend for Recorder {
-    fn apply(&mut self, q: &Quarantine, deadline: u64) -> Result<(), String> {
+    type Error = Refused;
+    fn apply(&mut self, q: &Quarantine, deadline: u64) -> Result<(), Refused> {
         if self.fail {
-            return Err("kernel said no".into());
+            return Err(Refused);
         }
         self.applied.push((q.id, q.target.clone(), deadline));
         Ok(())
     }
-    fn remove(&mut self, q: &Quarantine) -> Result<(), String> {
+    fn remove(&mut self, q: &Quarantine) -> Result<(), Refused> {
         self.removed.push(q.id);
         Ok(())
     }

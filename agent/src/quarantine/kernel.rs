@@ -27,34 +27,78 @@ fn comm_key(binary: &str) -> [u8; 16] {
     comm
 }
 
+/// Why a quarantine could not take effect in the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelBackendError {
+    #[error("map {0} missing")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("bad interface name {0:?}")]
+    BadInterface(String),
+    #[error("TC program missing from the object")]
+    MissingTcProgram,
+    #[error("{what}: {source}")]
+    Program {
+        what: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("the {0} program is not attached")]
+    NotAttached(&'static str),
+}
+
+impl KernelBackendError {
+    /// The entry was not in the map (e.g. the agent restarted with fresh maps).
+    fn is_absent(&self) -> bool {
+        use aya::maps::MapError;
+        match self {
+            KernelBackendError::Map { source, .. } => match source {
+                MapError::KeyNotFound => true,
+                // bpf_map_delete_elem of a missing key: ENOENT.
+                MapError::SyscallError(e) => e.io_error.kind() == std::io::ErrorKind::NotFound,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 macro_rules! map_op {
     ($kernel:expr, $name:expr, $k:ty, |$m:ident| $body:expr) => {{
+        let name = $name;
         let map = $kernel
             .ebpf_mut()
-            .map_mut($name)
-            .ok_or_else(|| format!("map {} missing", $name))?;
+            .map_mut(name)
+            .ok_or(KernelBackendError::MissingMap(name))?;
         let mut $m: BpfHashMap<_, $k, Rule> =
-            BpfHashMap::try_from(map).map_err(|e| format!("map {}: {e}", $name))?;
-        $body.map_err(|e| format!("map {}: {e}", $name))
+            BpfHashMap::try_from(map).map_err(|source| KernelBackendError::Map { name, source })?;
+        $body.map_err(|source| KernelBackendError::Map { name, source })
     }};
 }
 
 impl Kernel {
-    fn ensure_tc(&mut self, iface: &str) -> Result<(), String> {
+    fn ensure_tc(&mut self, iface: &str) -> Result<(), KernelBackendError> {
         if self.tc_ifaces.contains(iface) {
             return Ok(());
         }
-        let name = CString::new(iface).map_err(|_| format!("bad interface name {iface:?}"))?;
+        let name =
+            CString::new(iface).map_err(|_| KernelBackendError::BadInterface(iface.to_string()))?;
+        let program = |what: String| move |source| KernelBackendError::Program { what, source };
         let prog = self
             .ebpf_mut()
             .program_mut(TC_PROGRAM)
-            .ok_or("TC program missing from the object")?;
-        let tc: &mut SchedClassifier = prog.try_into().map_err(|e| format!("{TC_PROGRAM}: {e}"))?;
+            .ok_or(KernelBackendError::MissingTcProgram)?;
+        let tc: &mut SchedClassifier = prog.try_into().map_err(program(TC_PROGRAM.to_string()))?;
         if tc.fd().is_err() {
-            tc.load().map_err(|e| format!("load {TC_PROGRAM}: {e}"))?;
+            tc.load().map_err(program(format!("load {TC_PROGRAM}")))?;
         }
         tc.attach(&name, TcAttachType::Ingress)
-            .map_err(|e| format!("attach TC ingress on {iface}: {e}"))?;
+            .map_err(program(format!("attach TC ingress on {iface}")))?;
         info!(
             interface = iface,
             "quarantine TC program attached (ingress)"
@@ -63,7 +107,7 @@ impl Kernel {
         Ok(())
     }
 
-    fn map_insert(&mut self, target: &Target, rule: Rule) -> Result<(), String> {
+    fn map_insert(&mut self, target: &Target, rule: Rule) -> Result<(), KernelBackendError> {
         match target {
             Target::Exec {
                 binary, cgroup_id, ..
@@ -113,7 +157,7 @@ impl Kernel {
         }
     }
 
-    fn map_remove(&mut self, target: &Target) -> Result<(), String> {
+    fn map_remove(&mut self, target: &Target) -> Result<(), KernelBackendError> {
         match target {
             Target::Exec {
                 binary, cgroup_id, ..
@@ -156,17 +200,27 @@ impl Kernel {
 }
 
 impl Backend for Kernel {
-    fn apply(&mut self, quarantine: &Quarantine, expires_boot_ns: u64) -> Result<(), String> {
+    type Error = KernelBackendError;
+
+    fn apply(
+        &mut self,
+        quarantine: &Quarantine,
+        expires_boot_ns: u64,
+    ) -> Result<(), KernelBackendError> {
         // The kill-on-exec program must be attached whatever the reboot detector does.
         if let Target::Exec { .. } = quarantine.target
             && !self.exec_guard_attached()
         {
-            return Err("the kill-on-exec program (quarantine_exec) is not attached".into());
+            return Err(KernelBackendError::NotAttached(
+                "kill-on-exec (quarantine_exec)",
+            ));
         }
         if let Target::ClusterSource { .. } = quarantine.target {
             // Enforced by the corosync counter itself, on the interfaces it watches.
             if !self.corosync_tc_attached() {
-                return Err("the cluster-traffic program (corosync_tc) is not attached".into());
+                return Err(KernelBackendError::NotAttached(
+                    "cluster-traffic (corosync_tc)",
+                ));
             }
         } else {
             for iface in quarantine.target.interfaces() {
@@ -182,11 +236,39 @@ impl Backend for Kernel {
         )
     }
 
-    fn remove(&mut self, quarantine: &Quarantine) -> Result<(), String> {
+    fn remove(&mut self, quarantine: &Quarantine) -> Result<(), KernelBackendError> {
         match self.map_remove(&quarantine.target) {
             // Already gone (e.g. the agent restarted with fresh maps): nothing to undo.
-            Err(e) if e.contains("not found") || e.contains("No such file") => Ok(()),
+            Err(e) if e.is_absent() => Ok(()),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aya::{maps::MapError, sys::SyscallError};
+
+    use super::KernelBackendError;
+
+    #[test]
+    fn a_missing_entry_is_absent_other_failures_are_not() {
+        let enoent = KernelBackendError::Map {
+            name: "x",
+            source: MapError::SyscallError(SyscallError {
+                call: "bpf_map_delete_elem",
+                io_error: std::io::Error::from_raw_os_error(2),
+            }),
+        };
+        assert!(enoent.is_absent(), "{enoent}");
+        let eperm = KernelBackendError::Map {
+            name: "x",
+            source: MapError::SyscallError(SyscallError {
+                call: "bpf_map_delete_elem",
+                io_error: std::io::Error::from_raw_os_error(1),
+            }),
+        };
+        assert!(!eperm.is_absent(), "{eperm}");
+        assert!(!KernelBackendError::MissingMap("x").is_absent());
     }
 }
