@@ -25,6 +25,8 @@ pub struct ToGuard {
     pub conflicts: std::sync::Arc<std::sync::Mutex<Vec<crate::detectors::arp::ActiveConflict>>>,
     /// Secret opens by processes that are not allowed readers (quarantine candidates).
     pub secrets: mpsc::Sender<crate::detectors::secrets::SecretFinding>,
+    /// Rogue cluster members (quarantine candidates).
+    pub corosync: mpsc::Sender<crate::detectors::corosync::CorosyncFinding>,
 }
 
 /// The IPAM lease file, re-read when its modification time or size changes.
@@ -134,8 +136,8 @@ pub async fn run(
                 found.extend(detectors.tick(now_ms));
                 metrics.set_arp_drift(&detectors.arp_drift());
                 for finding in found {
-                    metrics.record_finding(&finding);
                     report(&finding);
+                    metrics.record_finding(&finding);
                 }
                 let conflicts = detectors.arp_conflicts();
                 metrics.set_arp_conflicts(&conflicts, cap, ifname);
@@ -145,8 +147,14 @@ pub async fn run(
                 let now_ms = now_ms();
                 let incident = correlator.observe(&finding, now_ms).map(Finding::Incident);
                 for f in std::iter::once(finding).chain(incident) {
-                    metrics.record_finding(&f);
                     report(&f);
+                    metrics.record_finding(&f);
+                    if let Finding::Corosync(c) = &f
+                        && c.kind == "rogue_member"
+                        && to_guard.corosync.try_send(c.clone()).is_err()
+                    {
+                        tracing::error!("rogue member not passed to the quarantine engine: queue full");
+                    }
                 }
             }
             changed = cluster_role.changed() => {
@@ -187,8 +195,9 @@ pub async fn run(
                         chain.push(i.process.comm.clone());
                         i.lineage = chain;
                     }
-                    metrics.record_finding(&finding);
+                    // One order for every finding: log, metrics, journal, quarantine request.
                     report(&finding);
+                    metrics.record_finding(&finding);
                     if let Finding::Secret(f) = &finding
                         && !f.allowed
                         && to_guard.secrets.try_send(f.clone()).is_err()

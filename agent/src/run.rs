@@ -182,6 +182,7 @@ async fn daemon(
     let (enforced_tx, mut enforced_rx) = mpsc::channel(256);
     let (intents_tx, mut intents_rx) = mpsc::channel(1024);
     let (secrets_tx, mut secrets_rx) = mpsc::channel(256);
+    let (rogues_tx, mut rogues_rx) = mpsc::channel(256);
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
@@ -191,18 +192,14 @@ async fn daemon(
         intents: intents_tx,
         conflicts,
         secrets: secrets_tx,
+        corosync: rogues_tx,
     };
     let (sampled_tx, sampled_rx) = mpsc::channel(256);
     let (role_tx, role_rx) = watch::channel(None);
     let mut cluster =
         crate::detectors::corosync::runtime::Runtime::new(&config, role_tx, sampled_tx.clone());
     sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
-    cluster.tick(
-        &mut guard,
-        &config,
-        &metrics,
-        std::time::Duration::from_secs(2),
-    );
+    cluster.tick(&mut guard, &metrics, std::time::Duration::from_secs(2));
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
     let scan_task = tokio::spawn(crate::detectors::secrets::runtime::scan(
@@ -294,6 +291,7 @@ async fn daemon(
             }
             Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
             Some(f) = secrets_rx.recv() => crate::detectors::secrets::runtime::quarantine(&mut guard, &current, &metrics, f),
+            Some(f) = rogues_rx.recv() => crate::detectors::corosync::runtime::quarantine(&mut guard, &current, &metrics, &f),
             Some(found) = inodes_rx.recv() => crate::detectors::secrets::runtime::sync_inodes(guard.backend_mut(), &found, &metrics),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
@@ -311,7 +309,7 @@ async fn daemon(
                 sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
             }
             _ = cluster_tick.tick() => {
-                cluster.tick(&mut guard, &current, &metrics, std::time::Duration::ZERO);
+                cluster.tick(&mut guard, &metrics, std::time::Duration::ZERO);
             }
             _ = sweep.tick() => {
                 // Programs loaded since (e.g. the quarantine's TC program) get run stats.

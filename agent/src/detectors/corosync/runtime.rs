@@ -17,7 +17,7 @@ use crate::{
     detectors::{
         Finding,
         corosync::{
-            CorosyncDetector, Role, Sample,
+            CorosyncDetector, CorosyncFinding, Role, Sample,
             conf::{self, ClusterConf},
             kernel::Counters,
         },
@@ -293,13 +293,7 @@ impl Runtime {
     /// Once a second: configuration, kernel maps, counters, findings, quarantines.
     /// `wait`: how long to wait for the configuration file (at start only; the run loop
     /// passes zero and takes the result at a later tick).
-    pub fn tick(
-        &mut self,
-        guard: &mut Guard,
-        config: &Config,
-        metrics: &Metrics,
-        wait: std::time::Duration,
-    ) {
+    pub fn tick(&mut self, guard: &mut Guard, metrics: &Metrics, wait: std::time::Duration) {
         if !self.config.enabled {
             return;
         }
@@ -399,35 +393,6 @@ impl Runtime {
             self.config.max_rogue_series,
         );
         for f in found {
-            if f.kind == "rogue_member"
-                && self.config.quarantine_rogues
-                && config.action_mode(ActionKind::DropPackets) != Mode::Observe
-                && let Some(addr) = f.addr
-            {
-                let request = Request {
-                    target: Target::ClusterSource {
-                        addr,
-                        interfaces: f.interfaces.clone(),
-                    },
-                    ttl_s: None,
-                    trigger: Trigger {
-                        source: "corosync".into(),
-                        detail: format!(
-                            "rogue_member: {addr} sends cluster traffic ({} packets/s) and is not in the nodelist",
-                            f.rate_pps.unwrap_or(0)
-                        ),
-                    },
-                };
-                match guard.request(request, Now::system()) {
-                    Ok(outcome) => {
-                        info!(detector = "corosync", address = %addr, outcome = ?outcome, "quarantine requested for a rogue cluster source")
-                    }
-                    Err(e) => {
-                        error!(detector = "corosync", address = %addr, error = %e, "quarantine request failed")
-                    }
-                }
-                metrics.sync_quarantine(guard);
-            }
             if self.findings.try_send(Finding::Corosync(f)).is_err() {
                 error!(
                     detector = "corosync",
@@ -435,6 +400,42 @@ impl Runtime {
                 );
             }
         }
+    }
+}
+
+/// A `rogue_member` finding, after it was logged and counted: ask the engine to drop the
+/// rogue's cluster traffic (unless observe mode or `quarantine_rogues = false`). Called
+/// by the run loop, which owns the engine (the same order as every finding: log, metrics,
+/// journal, quarantine request).
+pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: &CorosyncFinding) {
+    if f.kind == "rogue_member"
+        && config.detectors.corosync.quarantine_rogues
+        && config.action_mode(ActionKind::DropPackets) != Mode::Observe
+        && let Some(addr) = f.addr
+    {
+        let request = Request {
+            target: Target::ClusterSource {
+                addr,
+                interfaces: f.interfaces.clone(),
+            },
+            ttl_s: None,
+            trigger: Trigger {
+                source: "corosync".into(),
+                detail: format!(
+                    "rogue_member: {addr} sends cluster traffic ({} packets/s) and is not in the nodelist",
+                    f.rate_pps.unwrap_or(0)
+                ),
+            },
+        };
+        match guard.request(request, Now::system()) {
+            Ok(outcome) => {
+                info!(detector = "corosync", address = %addr, outcome = ?outcome, "quarantine requested for a rogue cluster source")
+            }
+            Err(e) => {
+                error!(detector = "corosync", address = %addr, error = %e, "quarantine request failed")
+            }
+        }
+        metrics.sync_quarantine(guard);
     }
 }
 
