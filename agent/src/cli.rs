@@ -158,7 +158,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, i32> {
     })
 }
 
-fn verb(r: Result<(), String>) -> i32 {
+fn verb(r: Result<(), crate::verbs::VerbError>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {

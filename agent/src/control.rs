@@ -139,21 +139,36 @@ async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io:
     write.write_all(&answer(reply)).await
 }
 
+/// Why a control request got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("cannot reach the agent at {path} ({source}); is `nodeward run` running?")]
+    Unreachable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("talking to the agent: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("encoding the request: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("bad response from the agent: {0}")]
+    BadResponse(#[source] serde_json::Error),
+}
+
 /// Client side, for the CLI: send one request, return the response.
-pub fn call(path: &Path, request: &Request) -> Result<Value, String> {
+pub fn call(path: &Path, request: &Request) -> Result<Value, ControlError> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        format!(
-            "cannot reach the agent at {} ({e}); is `nodeward run` running?",
-            path.display()
-        )
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
+        ControlError::Unreachable {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
-    let mut line = serde_json::to_vec(request).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(request).map_err(ControlError::Encode)?;
     line.push(b'\n');
-    s.write_all(&line).map_err(|e| e.to_string())?;
+    s.write_all(&line)?;
     let mut resp = String::new();
-    std::io::BufReader::new(s)
-        .read_line(&mut resp)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&resp).map_err(|e| format!("bad response from the agent: {e}"))
+    std::io::BufReader::new(s).read_line(&mut resp)?;
+    serde_json::from_str(&resp).map_err(ControlError::BadResponse)
 }

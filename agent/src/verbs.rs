@@ -13,12 +13,39 @@ use crate::{
     webhook::cgroup_id,
 };
 
-fn call(config: &Config, request: &Request) -> Result<Value, String> {
+/// Why a verb failed (exit status 1, the message on stderr).
+#[derive(Debug, thiserror::Error)]
+pub enum VerbError {
+    #[error(transparent)]
+    Control(#[from] control::ControlError),
+    /// The agent answered, and said no.
+    #[error("{0}")]
+    Refused(String),
+    /// The action was answered but did not take effect (refused, failed, not found).
+    #[error("{0}")]
+    NotApplied(String),
+    #[error(
+        "give exactly one of --drop-ip, --drop-mac, --block-exec, or --arp-claim IP with --drop-mac MAC"
+    )]
+    Target,
+    #[error(transparent)]
+    Cgroup(#[from] crate::webhook::CgroupError),
+    #[error("{path}: {source}")]
+    Journal {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn call(config: &Config, request: &Request) -> Result<Value, VerbError> {
     let v = control::call(&config.control.socket, request)?;
     if v["ok"] == Value::Bool(true) {
         Ok(v)
     } else {
-        Err(v["error"].as_str().unwrap_or("request failed").to_string())
+        Err(VerbError::Refused(
+            v["error"].as_str().unwrap_or("request failed").to_string(),
+        ))
     }
 }
 
@@ -35,7 +62,7 @@ fn print(v: &Value, json: bool, text: impl FnOnce(&Value)) {
     }
 }
 
-pub fn status(config: &Config, json: bool) -> Result<(), String> {
+pub fn status(config: &Config, json: bool) -> Result<(), VerbError> {
     let v = call(config, &Request::Status)?;
     print(&v, json, |v| {
         println!(
@@ -105,7 +132,7 @@ pub fn status(config: &Config, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-pub fn list(config: &Config, json: bool) -> Result<(), String> {
+pub fn list(config: &Config, json: bool) -> Result<(), VerbError> {
     let v = call(config, &Request::List)?;
     print(&v, json, |v| {
         println!(
@@ -154,25 +181,42 @@ pub struct AddArgs {
     pub reason: String,
 }
 
-pub fn target(a: &AddArgs) -> Result<Target, String> {
+pub fn target(a: &AddArgs) -> Result<Target, VerbError> {
     let interfaces = a.interfaces.clone();
     match (&a.drop_ip, &a.drop_mac, &a.arp_claim, &a.block_exec) {
-        (Some(addr), None, None, None) if a.cluster_only => Ok(Target::ClusterSource { addr: *addr, interfaces }),
-        (Some(addr), None, None, None) => Ok(Target::SourceIp { addr: *addr, interfaces }),
-        (None, Some(mac), None, None) => Ok(Target::SourceMac { mac: *mac, interfaces }),
-        (None, Some(mac), Some(ip), None) => Ok(Target::ArpClaim { ip: *ip, mac: *mac, interfaces }),
+        (Some(addr), None, None, None) if a.cluster_only => Ok(Target::ClusterSource {
+            addr: *addr,
+            interfaces,
+        }),
+        (Some(addr), None, None, None) => Ok(Target::SourceIp {
+            addr: *addr,
+            interfaces,
+        }),
+        (None, Some(mac), None, None) => Ok(Target::SourceMac {
+            mac: *mac,
+            interfaces,
+        }),
+        (None, Some(mac), Some(ip), None) => Ok(Target::ArpClaim {
+            ip: *ip,
+            mac: *mac,
+            interfaces,
+        }),
         (None, None, None, Some(bin)) => {
             let (id, path) = match &a.cgroup {
                 Some(p) => (cgroup_id(p)?, Some(p.clone())),
                 None => (0, None),
             };
-            Ok(Target::Exec { binary: bin.clone(), cgroup_id: id, cgroup: path })
+            Ok(Target::Exec {
+                binary: bin.clone(),
+                cgroup_id: id,
+                cgroup: path,
+            })
         }
-        _ => Err("give exactly one of --drop-ip, --drop-mac, --block-exec, or --arp-claim IP with --drop-mac MAC".into()),
+        _ => Err(VerbError::Target),
     }
 }
 
-pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), String> {
+pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), VerbError> {
     let request = Request::Add {
         target: target(&a)?,
         ttl_s: a.ttl.map(|d| d.as_secs().max(1)),
@@ -202,11 +246,11 @@ pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), String> {
     });
     match v["result"].as_str() {
         Some("applied" | "proposed" | "dry_run") => Ok(()),
-        _ => Err("not applied".into()),
+        _ => Err(VerbError::NotApplied("not applied".into())),
     }
 }
 
-pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), String> {
+pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), VerbError> {
     let v = call(config, &Request::Approve { id })?;
     print(&v, json, |v| {
         println!("{}: {}", v["result"].as_str().unwrap_or("?"), v["id"])
@@ -214,20 +258,20 @@ pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), String> {
     if v["result"] == "applied" {
         Ok(())
     } else {
-        Err(format!(
+        Err(VerbError::NotApplied(format!(
             "not applied: {}",
             v["detail"].as_str().or(v["error"].as_str()).unwrap_or("")
-        ))
+        )))
     }
 }
 
-pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), String> {
+pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), VerbError> {
     let v = call(config, &Request::Release { id })?;
     print(&v, json, |v| println!("released: {}", v["released"]));
     Ok(())
 }
 
-pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Result<(), String> {
+pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Result<(), VerbError> {
     let v = call(config, &Request::Bindings { interface })?;
     print(&v, json, |v| {
         println!(
@@ -266,7 +310,7 @@ pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Resul
     Ok(())
 }
 
-pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(), String> {
+pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(), VerbError> {
     let v = call(
         config,
         &Request::AllowReboot {
@@ -279,12 +323,16 @@ pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(
 }
 
 /// Print the journal (all kept files, oldest first); with `follow`, keep printing.
-pub fn audit(config: &Config, follow: bool) -> Result<(), String> {
+pub fn audit(config: &Config, follow: bool) -> Result<(), VerbError> {
     let dir = &config.agent.state_dir;
     let mut last_seq = 0;
-    let mut print_new = |dir: &Path| -> Result<(), String> {
+    let mut print_new = |dir: &Path| -> Result<(), VerbError> {
         for f in journal::files(dir, config.quarantine.journal_keep) {
-            for r in journal::read_records(&f).map_err(|e| format!("{}: {e}", f.display()))? {
+            let records = journal::read_records(&f).map_err(|source| VerbError::Journal {
+                path: f.clone(),
+                source,
+            })?;
+            for r in records {
                 if r.seq > last_seq {
                     last_seq = r.seq;
                     println!("{}", serde_json::to_string(&r).unwrap_or_default());

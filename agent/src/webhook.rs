@@ -29,8 +29,17 @@ pub struct Alert {
     pub fingerprint: String,
 }
 
+/// A cgroup path that does not name a cgroup here.
+#[derive(Debug, thiserror::Error)]
+#[error("cgroup {path}: {source}")]
+pub struct CgroupError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// cgroup v2 id of a cgroup path (the inode number of its directory).
-pub fn cgroup_id(path: &str) -> Result<u64, String> {
+pub fn cgroup_id(path: &str) -> Result<u64, CgroupError> {
     // An existing absolute path is used as is (cgroup2 may be mounted elsewhere than
     // /sys/fs/cgroup on hybrid hosts); anything else is relative to /sys/fs/cgroup.
     let full = if path.starts_with('/') && std::path::Path::new(path).is_dir() {
@@ -40,11 +49,31 @@ pub fn cgroup_id(path: &str) -> Result<u64, String> {
     };
     std::fs::metadata(&full)
         .map(|m| m.ino())
-        .map_err(|e| format!("cgroup {full}: {e}"))
+        .map_err(|source| CgroupError { path: full, source })
+}
+
+/// Why an alert's labels do not make a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("{label}: {message}")]
+    Label {
+        label: &'static str,
+        message: String,
+    },
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error("unknown nodeward_action `{0}`")]
+    UnknownAction(String),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
+
+fn bad(label: &'static str) -> impl Fn(String) -> AlertError {
+    move |message| AlertError::Label { label, message }
 }
 
 /// The request an alert asks for; `Ok(None)` for alerts that ask for nothing.
-pub fn to_request(alert: &Alert) -> Result<Option<Request>, String> {
+pub fn to_request(alert: &Alert) -> Result<Option<Request>, AlertError> {
     if alert.status != "firing" {
         return Ok(None);
     }
@@ -62,31 +91,62 @@ pub fn to_request(alert: &Alert) -> Result<Option<Request>, String> {
         })
         .unwrap_or_default();
     let target = match action.as_str() {
-        "drop_packets" => match (label("nodeward_source_ip"), label("nodeward_source_mac"), label("nodeward_claimed_ip")) {
-            (Some(ip), None, None) if label("nodeward_cluster_only") == Some("true") => Target::ClusterSource { addr: ip.parse().map_err(|e| format!("nodeward_source_ip: {e}"))?, interfaces },
-            (Some(ip), None, None) => Target::SourceIp { addr: ip.parse().map_err(|e| format!("nodeward_source_ip: {e}"))?, interfaces },
-            (None, Some(mac), None) => Target::SourceMac { mac: mac.parse()?, interfaces },
-            (None, Some(mac), Some(ip)) => Target::ArpClaim {
-                ip: ip.parse().map_err(|e| format!("nodeward_claimed_ip: {e}"))?,
-                mac: mac.parse()?,
+        "drop_packets" => match (
+            label("nodeward_source_ip"),
+            label("nodeward_source_mac"),
+            label("nodeward_claimed_ip"),
+        ) {
+            (Some(ip), None, None) if label("nodeward_cluster_only") == Some("true") => {
+                Target::ClusterSource {
+                    addr: ip.parse().map_err(|e: std::net::AddrParseError| {
+                        bad("nodeward_source_ip")(e.to_string())
+                    })?,
+                    interfaces,
+                }
+            }
+            (Some(ip), None, None) => Target::SourceIp {
+                addr: ip.parse().map_err(|e: std::net::AddrParseError| {
+                    bad("nodeward_source_ip")(e.to_string())
+                })?,
                 interfaces,
             },
-            _ => return Err("drop_packets needs nodeward_source_ip, nodeward_source_mac, or nodeward_claimed_ip + nodeward_source_mac".into()),
+            (None, Some(mac), None) => Target::SourceMac {
+                mac: mac.parse().map_err(bad("nodeward_source_mac"))?,
+                interfaces,
+            },
+            (None, Some(mac), Some(ip)) => Target::ArpClaim {
+                ip: ip.parse().map_err(|e: std::net::AddrParseError| {
+                    bad("nodeward_claimed_ip")(e.to_string())
+                })?,
+                mac: mac.parse().map_err(bad("nodeward_source_mac"))?,
+                interfaces,
+            },
+            _ => {
+                return Err(AlertError::Missing(
+                    "drop_packets needs nodeward_source_ip, nodeward_source_mac, or nodeward_claimed_ip + nodeward_source_mac",
+                ));
+            }
         },
         "block_exec" => {
-            let binary = label("nodeward_binary").ok_or("block_exec needs nodeward_binary")?.to_string();
+            let binary = label("nodeward_binary")
+                .ok_or(AlertError::Missing("block_exec needs nodeward_binary"))?
+                .to_string();
             let (cgroup_id, cgroup) = match label("nodeward_cgroup") {
                 Some(p) => (cgroup_id(p)?, Some(p.to_string())),
                 None => (0, None),
             };
-            Target::Exec { binary, cgroup_id, cgroup }
+            Target::Exec {
+                binary,
+                cgroup_id,
+                cgroup,
+            }
         }
-        other => return Err(format!("unknown nodeward_action `{other}`")),
+        other => return Err(AlertError::UnknownAction(other.to_string())),
     };
     let ttl_s = match label("nodeward_ttl") {
         Some(t) => Some(
             humantime::parse_duration(t)
-                .map_err(|e| format!("nodeward_ttl: {e}"))?
+                .map_err(|e| bad("nodeward_ttl")(e.to_string()))?
                 .as_secs(),
         ),
         None => None,
