@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nodeward_tests::{Agent, CorosyncLab, agent_bin, metric, parse_rfc3339, skip, wait_for};
+use nodeward_tests::{
+    Agent, CorosyncLab, agent_bin, detail, metric, parse_rfc3339, skip, wait_for,
+};
 use serde_json::Value;
 
 fn lab(name: &str, ips: &[&str]) -> Option<CorosyncLab> {
@@ -69,10 +71,6 @@ fn udp_port_bound(lab: &CorosyncLab, host: usize, port: u16) -> bool {
             .nth(1)
             .is_some_and(|local| local.ends_with(&suffix))
     })
-}
-
-fn detail(line: &Value) -> Value {
-    serde_json::from_str(line["detail"].as_str().unwrap_or("{}")).unwrap()
 }
 
 fn now_s() -> f64 {

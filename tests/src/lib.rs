@@ -361,6 +361,11 @@ pub fn http_request(
     (code, body.to_string())
 }
 
+/// The whole finding of a `nodeward::finding` log line (its `detail` field, JSON).
+pub fn detail(line: &Value) -> Value {
+    serde_json::from_str(line["detail"].as_str().unwrap_or("{}")).unwrap()
+}
+
 /// Value of one series (exact name and labels as exposed) in a text exposition.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| {

@@ -198,7 +198,7 @@ fn failed_exec_attempts_are_not_reported() {
 
 // ---- Remote root reboots over a real sshd (issue: orchestrator rebooted the workstation)
 
-use nodeward_tests::{Lan, SshLab, skip};
+use nodeward_tests::{Lan, SshLab, detail, skip};
 
 fn lab(name: &str, lan: &Lan) -> Option<SshLab> {
     match SshLab::new(lan, HELPER) {
@@ -223,10 +223,6 @@ fn ssh_exec_intent(agent: &Agent, peer: &str, after: usize) -> serde_json::Value
             .find(|l| l["detail"].as_str().is_some_and(|d| d.contains(peer)))
     })
     .unwrap_or_else(|| panic!("no SSH reboot intent from {peer}:\n{}", agent.raw_output()))
-}
-
-fn detail(l: &serde_json::Value) -> serde_json::Value {
-    serde_json::from_str(l["detail"].as_str().unwrap()).unwrap()
 }
 
 #[test]

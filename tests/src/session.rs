@@ -6,13 +6,9 @@
 
 use std::time::Duration;
 
-use nodeward_tests::{Agent, Lan, SSH_PORT, SshLab, agent_bin, metric, skip, wait_for};
+use nodeward_tests::{Agent, Lan, SSH_PORT, SshLab, agent_bin, detail, metric, skip, wait_for};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
-
-fn detail(l: &serde_json::Value) -> serde_json::Value {
-    serde_json::from_str(l["detail"].as_str().unwrap()).unwrap()
-}
 
 #[test]
 fn an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports() {

@@ -22,27 +22,33 @@ pub fn build_ebpf() -> Result<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![tools.bpf_linker_bin];
     paths.extend(std::env::split_paths(&path));
-    run(Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-        ])
-        .arg("--target-dir")
-        .arg(root().join("target/ebpf"))
-        .current_dir(root().join("agent-ebpf"))
-        .env("PATH", std::env::join_paths(paths)?)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS"))?;
+    run(ebpf_cargo("build", "target/ebpf").env("PATH", std::env::join_paths(paths)?))?;
     let obj = ebpf_object();
     if !obj.is_file() {
         bail!("eBPF object missing after build: {}", obj.display());
     }
     Ok(obj)
+}
+
+/// `cargo <verb>` on the eBPF crate for bpfel-unknown-none (release, build-std=core on
+/// the pinned stable toolchain: RUSTC_BOOTSTRAP scoped to this one command).
+fn ebpf_cargo(verb: &str, target_dir: &str) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        verb,
+        "--release",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+    ])
+    .arg("--target-dir")
+    .arg(root().join(target_dir))
+    .current_dir(root().join("agent-ebpf"))
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env_remove("RUSTFLAGS")
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd
 }
 
 /// A cargo command that embeds the real eBPF object into the agent.
@@ -111,20 +117,5 @@ pub fn lint() -> Result<()> {
     // linted with the same lints (its Cargo.toml repeats them), checked without
     // bpf-linker (clippy does not link).
     step("clippy on agent-ebpf (bpfel-unknown-none, warnings are errors)");
-    run(Command::new("cargo")
-        .args([
-            "clippy",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-        ])
-        .arg("--target-dir")
-        .arg(root().join("target/ebpf-clippy"))
-        .args(["--", "-D", "warnings"])
-        .current_dir(root().join("agent-ebpf"))
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+    run(ebpf_cargo("clippy", "target/ebpf-clippy").args(["--", "-D", "warnings"]))
 }

@@ -29,12 +29,26 @@ pub const TEST_PACKAGES: &[&str] = &[
     "nftables", // the member-side packet counter (its own kernel view)
 ];
 
+#[derive(Clone)]
 pub struct Tools {
     /// Directory holding `bpf-linker`, to put first on PATH for the eBPF build.
     pub bpf_linker_bin: PathBuf,
 }
 
+/// What this xtask run has already checked (test builds, lints and runs in one process:
+/// each check once).
+static TOOLS: std::sync::OnceLock<Tools> = std::sync::OnceLock::new();
+static TOOLCHAIN: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+static PACKAGES: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
 pub fn setup(test_deps: bool) -> Result<Tools> {
+    if test_deps && PACKAGES.get().is_none() {
+        ensure_packages(TEST_PACKAGES)?;
+        let _ = PACKAGES.set(());
+    }
+    if let Some(t) = TOOLS.get() {
+        return Ok(t.clone());
+    }
     step("checking what the build needs (installing what is missing)");
     ensure_toolchain()?;
     let sysroot = PathBuf::from(
@@ -46,11 +60,10 @@ pub fn setup(test_deps: bool) -> Result<Tools> {
         )?
         .trim(),
     );
-    let bpf_linker_bin = ensure_bpf_linker(&sysroot)?;
-    if test_deps {
-        ensure_packages(TEST_PACKAGES)?;
-    }
-    Ok(Tools { bpf_linker_bin })
+    let tools = Tools {
+        bpf_linker_bin: ensure_bpf_linker(&sysroot)?,
+    };
+    Ok(TOOLS.get_or_init(|| tools).clone())
 }
 
 /// The toolchain `rust-toolchain.toml` pins: its channel and components.
@@ -92,6 +105,15 @@ pub fn pinned() -> Result<Pinned> {
 /// RUSTUP_AUTO_INSTALL=0, and `rustup toolchain install X` without the toml does not
 /// add the components, so both are checked here (idempotent, quick when present).
 pub fn ensure_toolchain() -> Result<()> {
+    if TOOLCHAIN.get().is_some() {
+        return Ok(());
+    }
+    check_toolchain()?;
+    let _ = TOOLCHAIN.set(());
+    Ok(())
+}
+
+fn check_toolchain() -> Result<()> {
     let p = pinned()?;
     let listed = output(Command::new("rustup").args(["toolchain", "list"]))?;
     if !listed.lines().any(|l| l.starts_with(&p.channel)) {

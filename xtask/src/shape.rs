@@ -31,12 +31,9 @@ const AGENT_WIDE: &[&str] = &[
     "nodeward_last_reboot",
 ];
 
-/// Families named before the convention; renaming them would break users' queries.
-/// Each is listed with the detector it belongs to.
-const LEGACY: &[(&str, &str)] = &[
-    ("nodeward_reboots_total", "reboot"),
-    ("nodeward_tcp_resets_total", "tcp_reset"),
-];
+/// Families named before the convention (of `reboot` and `tcp_reset`); renaming them
+/// would break users' queries.
+const LEGACY: &[&str] = &["nodeward_reboots_total", "nodeward_tcp_resets_total"];
 
 /// Detectors without an alert group of their own, and why.
 const NO_ALERT_GROUP: &[(&str, &str)] = &[(
@@ -83,17 +80,14 @@ pub fn check(root: &Path) -> Result<()> {
                 problems.push(format!("detector {id}: {f} is missing"));
             }
         }
-        match NO_ALERT_GROUP.iter().find(|(d, _)| d == id) {
-            Some(_) => {}
-            None => {
-                let rules = rules_dir.join(format!("{id}.rules.yml"));
-                let text = fs::read_to_string(&rules).unwrap_or_default();
-                if !text.contains(&format!("- name: {id}\n")) {
-                    problems.push(format!(
-                        "detector {id}: no alert group `{id}` in {}",
-                        rules.display()
-                    ));
-                }
+        if !NO_ALERT_GROUP.iter().any(|(d, _)| d == id) {
+            let rules = rules_dir.join(format!("{id}.rules.yml"));
+            let text = fs::read_to_string(&rules).unwrap_or_default();
+            if !text.contains(&format!("- name: {id}\n")) {
+                problems.push(format!(
+                    "detector {id}: no alert group `{id}` in {}",
+                    rules.display()
+                ));
             }
         }
         if !rows.contains(id) {
@@ -119,7 +113,7 @@ pub fn check(root: &Path) -> Result<()> {
             .iter()
             .any(|id| family.starts_with(&format!("nodeward_{id}_")));
         let wide = AGENT_WIDE.iter().any(|p| family.starts_with(p));
-        let legacy = LEGACY.iter().any(|(f, _)| *f == family);
+        let legacy = LEGACY.contains(&family);
         if !(own || wide || legacy) {
             problems.push(format!(
                 "metric family {family} is neither nodeward_<detector>_* nor agent-wide"

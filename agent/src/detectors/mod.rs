@@ -21,17 +21,8 @@ use serde::Serialize;
 
 use config::DetectorsConfig;
 
-/// Every detector id, in the order they are reported. One id names a detector's files
-/// in every crate, its config table, metric subsystem, dashboard row and alert group.
-pub const ALL: &[&str] = &[
-    "reboot",
-    "session",
-    "arp",
-    "tcp_reset",
-    "martian",
-    "secrets",
-    "corosync",
-];
+/// Every detector id, in the order they are reported (the one list, in agent-common).
+pub use agent_common::DETECTORS as ALL;
 
 /// A conclusion drawn by a detector.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -95,9 +95,7 @@ impl Kernel {
                 })?,
         })
     }
-}
 
-impl Kernel {
     /// Attach the cluster-traffic counter to the configured interfaces, or to every
     /// interface but loopback when none are configured.
     pub fn sync_corosync_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
