@@ -6,7 +6,7 @@ use agent_common::{event::kind, maps, stats};
 use aya::maps::{HashMap as BpfHashMap, MapData};
 
 use super::{Metrics, QSTAT_NAMES, advance, kind_name};
-use crate::loader::KernelStats;
+use crate::kernel::loader::KernelStats;
 
 impl KernelStats {
     pub(super) fn refresh(&mut self, m: &Metrics) {

@@ -14,8 +14,8 @@ use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registr
 
 use crate::{
     detectors::{self, Finding},
-    probe::KernelFacts,
-    programs::{self, PROGRAMS, ProgramStatus, Status},
+    kernel::probe::KernelFacts,
+    kernel::programs::{self, PROGRAMS, ProgramStatus, Status},
 };
 
 /// Names of record kinds, indexed by kind number (metric label `kind`).
@@ -421,10 +421,10 @@ impl Metrics {
             self.program_runs.with_label_values(&[p.name]);
             self.program_run_seconds.with_label_values(&[p.name]);
         }
-        for t in crate::probe::PROGRAM_TYPES {
+        for t in crate::kernel::probe::PROGRAM_TYPES {
             self.program_type_supported.with_label_values(&[t]).set(0);
         }
-        for f in crate::btf::FIELDS {
+        for f in crate::kernel::btf::FIELDS {
             self.kernel_offset_resolved.with_label_values(&[f]).set(0);
         }
         for k in 1..=kind::MAX {
@@ -554,7 +554,7 @@ impl Metrics {
                 .with_label_values(&[t.name])
                 .set(t.supported.into());
         }
-        for &f in crate::btf::FIELDS {
+        for &f in crate::kernel::btf::FIELDS {
             let ok = facts.btf_error.is_none() && !facts.offsets_missing.contains(&f);
             self.kernel_offset_resolved
                 .with_label_values(&[f])
@@ -791,7 +791,7 @@ impl Metrics {
 mod corosync;
 
 mod kernel;
-pub use crate::loader::KernelStats;
+pub use crate::kernel::loader::KernelStats;
 
 #[cfg(test)]
 mod tests;

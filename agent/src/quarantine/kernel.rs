@@ -12,10 +12,10 @@ use aya::{
 use tracing::info;
 
 use super::{Backend, Quarantine, Target};
-use crate::loader::Kernel;
+use crate::kernel::loader::Kernel;
 
 /// Name of the TC program in the object.
-pub use crate::programs::QUARANTINE_TC as TC_PROGRAM;
+pub use crate::kernel::programs::QUARANTINE_TC as TC_PROGRAM;
 
 /// The quarantine engine on the kernel backend.
 pub type Guard = super::Engine<Kernel>;

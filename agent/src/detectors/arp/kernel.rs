@@ -4,7 +4,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 
 use crate::{
     config::Config,
-    loader::{Kernel, bridge_ports},
+    kernel::loader::{Kernel, bridge_ports},
 };
 
 impl Kernel {

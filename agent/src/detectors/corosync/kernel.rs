@@ -14,7 +14,7 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
 use crate::{
     config::Config,
-    loader::{Kernel, LoadError, present_interfaces, sync_hash},
+    kernel::loader::{Kernel, LoadError, present_interfaces, sync_hash},
 };
 
 /// Counters of one source on one interface (summed over CPUs).

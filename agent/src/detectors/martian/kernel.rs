@@ -5,7 +5,7 @@ use tracing::warn;
 
 use crate::{
     config::Config,
-    loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError, sync_hash},
 };
 
 impl Kernel {

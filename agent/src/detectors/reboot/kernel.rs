@@ -4,7 +4,7 @@ use agent_common::maps;
 
 use crate::{
     config::Config,
-    loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError, sync_hash},
 };
 
 impl Kernel {

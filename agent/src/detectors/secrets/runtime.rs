@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use crate::{
     config::{Config, Mode},
     detectors::secrets::SecretFinding,
-    loader::Kernel,
+    kernel::loader::Kernel,
     metrics::Metrics,
     quarantine::kernel::Guard,
     quarantine::{ActionKind, Outcome, Request, Target, Trigger},
@@ -88,7 +88,7 @@ pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
 
 /// Keep the kernel's inode watch list equal to `wanted` (from [`present`]).
 pub fn sync_inodes(kernel: &mut Kernel, wanted: &[(InodeKey, InodeWatch)], metrics: &Metrics) {
-    match crate::loader::sync_hash(kernel, SECRET_INODES, wanted) {
+    match crate::kernel::loader::sync_hash(kernel, SECRET_INODES, wanted) {
         Ok(()) => metrics.set_secret_files(wanted.len()),
         Err(e) => {
             error!(detector = "secrets", error = %e, "cannot update the watched secret inodes")

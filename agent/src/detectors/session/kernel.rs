@@ -2,7 +2,7 @@
 
 use crate::{
     config::Config,
-    loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError, sync_hash},
 };
 
 impl Kernel {

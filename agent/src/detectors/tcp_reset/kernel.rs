@@ -2,7 +2,7 @@
 
 use aya::maps::MapData;
 
-use crate::loader::Kernel;
+use crate::kernel::loader::Kernel;
 
 impl Kernel {
     /// A read-only handle on the per-peer reset counts.

@@ -1,5 +1,8 @@
 //! Command line: parse and delegate.
 
+pub mod check;
+pub mod verbs;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -158,7 +161,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, i32> {
     })
 }
 
-fn verb(r: Result<(), crate::verbs::VerbError>) -> i32 {
+fn verb(r: Result<(), crate::cli::verbs::VerbError>) -> i32 {
     match r {
         Ok(()) => 0,
         Err(e) => {
@@ -188,10 +191,10 @@ pub fn main() -> i32 {
             println!("configuration ok");
             0
         }
-        Command::Status { json } => verb(crate::verbs::status(&config, json)),
+        Command::Status { json } => verb(crate::cli::verbs::status(&config, json)),
         Command::Quarantine {
             command: QuarantineCommand::List { json },
-        } => verb(crate::verbs::list(&config, json)),
+        } => verb(crate::cli::verbs::list(&config, json)),
         Command::Quarantine {
             command:
                 QuarantineCommand::Add {
@@ -206,9 +209,9 @@ pub fn main() -> i32 {
                     reason,
                     json,
                 },
-        } => verb(crate::verbs::add(
+        } => verb(crate::cli::verbs::add(
             &config,
-            crate::verbs::AddArgs {
+            crate::cli::verbs::AddArgs {
                 drop_ip,
                 drop_mac,
                 cluster_only,
@@ -221,28 +224,30 @@ pub fn main() -> i32 {
             },
             json,
         )),
-        Command::Approve { id, json } => verb(crate::verbs::approve(&config, id, json)),
-        Command::Release { id, all: _, json } => verb(crate::verbs::release(&config, id, json)),
-        Command::Audit { follow } => verb(crate::verbs::audit(&config, follow)),
+        Command::Approve { id, json } => verb(crate::cli::verbs::approve(&config, id, json)),
+        Command::Release { id, all: _, json } => {
+            verb(crate::cli::verbs::release(&config, id, json))
+        }
+        Command::Audit { follow } => verb(crate::cli::verbs::audit(&config, follow)),
         Command::Bindings { interface, json } => {
-            verb(crate::verbs::bindings(&config, interface, json))
+            verb(crate::cli::verbs::bindings(&config, interface, json))
         }
         Command::AllowReboot { for_, reason } => {
-            verb(crate::verbs::allow_reboot(&config, for_, reason))
+            verb(crate::cli::verbs::allow_reboot(&config, for_, reason))
         }
         Command::Check => {
-            if let Err(e) = crate::object::object() {
+            if let Err(e) = crate::kernel::object::object() {
                 eprintln!("nodeward: {e}");
                 return 1;
             }
-            crate::check::check(&config)
+            crate::cli::check::check(&config)
         }
         Command::Run => {
-            if let Err(e) = crate::object::object() {
+            if let Err(e) = crate::kernel::object::object() {
                 eprintln!("nodeward: {e}");
                 return 1;
             }
-            match crate::run::run(config, cli.config) {
+            match crate::daemon::run(config, cli.config) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("nodeward: {e:#}");

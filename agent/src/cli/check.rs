@@ -4,9 +4,9 @@
 use crate::{
     config::Config,
     detectors,
-    loader::Kernel,
-    probe,
-    programs::{self, Status},
+    kernel::loader::Kernel,
+    kernel::probe,
+    kernel::programs::{self, Status},
 };
 
 /// Returns the process exit code.

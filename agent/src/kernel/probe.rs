@@ -7,7 +7,7 @@ use agent_common::offsets::KernelOffsets;
 use aya::programs::ProgramType;
 use nix::mount::{MsFlags, mount};
 
-use crate::btf;
+use crate::kernel::btf;
 
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const BPFFS: &str = "/sys/fs/bpf";

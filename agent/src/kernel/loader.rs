@@ -15,9 +15,9 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::Config,
-    object,
-    probe::{self, KernelFacts, ProgramTypeSupport},
-    programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Status},
+    kernel::object,
+    kernel::probe::{self, KernelFacts, ProgramTypeSupport},
+    kernel::programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Status},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -360,7 +360,7 @@ impl Kernel {
             .iter()
             .filter(|p| p.hook == Hook::TcIngress)
             .map(|p| &p.name)
-            .chain(std::iter::once(&crate::programs::QUARANTINE_TC));
+            .chain(std::iter::once(&crate::kernel::programs::QUARANTINE_TC));
         self.links
             .keys()
             .chain(self.lsm_links.keys())

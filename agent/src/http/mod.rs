@@ -1,5 +1,7 @@
 //! Read-only HTTP: /metrics, /healthz, /readyz.
 
+pub mod webhook;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, Mutex},
@@ -98,14 +100,14 @@ async fn alertmanager(
     let auth = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !crate::webhook::token_ok(auth, &token) {
+    if !crate::http::webhook::token_ok(auth, &token) {
         warn!("webhook request refused: missing or wrong bearer token");
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"error": "missing or wrong bearer token"})),
         );
     }
-    let payload: crate::webhook::Payload = match serde_json::from_str(&body) {
+    let payload: crate::http::webhook::Payload = match serde_json::from_str(&body) {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "webhook request refused: malformed payload");
@@ -117,7 +119,7 @@ async fn alertmanager(
     };
     let mut requests = Vec::new();
     for (i, alert) in payload.alerts.iter().enumerate() {
-        match crate::webhook::to_request(alert) {
+        match crate::http::webhook::to_request(alert) {
             Ok(Some(r)) => requests.push(r),
             Ok(None) => {}
             Err(e) => {

@@ -1,6 +1,9 @@
 //! `nodeward run`: the daemon. Probe, load, attach, then read events, serve metrics
 //! and react to signals (SIGTERM/SIGINT: clean exit; SIGHUP: reload the config).
 
+pub mod guard;
+pub mod pipeline;
+
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -16,13 +19,13 @@ use tracing::{error, info, warn};
 use crate::{
     config::Config,
     control,
+    daemon::guard::Guard,
     detectors::reboot::history as boot_history,
-    guard::{self, Guard},
     http::{self, Health},
-    loader::Kernel,
+    kernel::loader::Kernel,
+    kernel::{probe, programs},
     logging::{self, LogHandle},
     metrics::Metrics,
-    pipeline, probe, programs,
     quarantine::{ActionKind, Engine},
     time::Now,
 };
@@ -186,7 +189,7 @@ async fn daemon(
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
-    let reader = tokio::spawn(crate::events::read(ring, tx, metrics.clone()));
+    let reader = tokio::spawn(crate::kernel::events::read(ring, tx, metrics.clone()));
     let to_guard = pipeline::ToGuard {
         enforced: enforced_tx,
         intents: intents_tx,

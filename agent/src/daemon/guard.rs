@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::{
     config::Config,
     control::Request,
-    loader::Kernel,
+    kernel::loader::Kernel,
     metrics::Metrics,
     quarantine::{ActionKind, Outcome, Request as Action, Trigger},
     time::Now,

@@ -8,9 +8,9 @@ use serde_json::Value;
 use crate::{
     config::Config,
     control::{self, Request},
+    http::webhook::cgroup_id,
     net::Mac,
     quarantine::{Target, journal},
-    webhook::cgroup_id,
 };
 
 /// Why a verb failed (exit status 1, the message on stderr).
@@ -29,7 +29,7 @@ pub enum VerbError {
     )]
     Target,
     #[error(transparent)]
-    Cgroup(#[from] crate::webhook::CgroupError),
+    Cgroup(#[from] crate::http::webhook::CgroupError),
     #[error("{path}: {source}")]
     Journal {
         path: std::path::PathBuf,

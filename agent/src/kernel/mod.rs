@@ -1,0 +1,9 @@
+//! The kernel side of the agent: probing what this kernel allows, loading and attaching
+//! the eBPF object, reading its ring buffer, and the task that owns the loaded object.
+
+pub mod btf;
+pub mod events;
+pub mod loader;
+pub mod object;
+pub mod probe;
+pub mod programs;
