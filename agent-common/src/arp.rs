@@ -68,3 +68,6 @@ pub struct ArpEvent {
 const _: () = assert!(core::mem::size_of::<ArpEvent>() == 72);
 
 crate::user_pod!(BindingKey, Binding, ArpEvent);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<BindingKey>() == 24);

@@ -81,3 +81,7 @@ pub const fn v4_key(a: [u8; 4]) -> [u8; 16] {
 }
 
 crate::user_pod!(SourceKey, SourceCount, CorosyncLocalEvent);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
+const _: () = assert!(core::mem::size_of::<SourceCount>() == 24);

@@ -5,42 +5,9 @@
 //! pattern is a valid value: no transmute into enums, no undefined behaviour on
 //! garbage.
 
-use std::boxed::Box;
+use crate::event::{ABI_VERSION, EventHeader, record_size};
 
-use crate::{
-    event::{ABI_VERSION, EventHeader, kind, record_size},
-    reboot::{ExecEvent, KexecEvent, RebootSyscallEvent},
-};
-
-/// A decoded record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    RebootSyscall(RebootSyscallEvent),
-    Kexec(KexecEvent),
-    Exec(Box<ExecEvent>),
-    ExecBlocked(crate::quarantine::ExecBlockedEvent),
-    SshAccept(crate::session::SshAcceptEvent),
-    SysrqOpen(crate::reboot::SysrqOpenEvent),
-    Arp(crate::arp::ArpEvent),
-    SecretOpen(Box<crate::secrets::SecretOpenEvent>),
-    CorosyncLocal(Box<crate::corosync::CorosyncLocalEvent>),
-}
-
-impl Event {
-    pub fn header(&self) -> &EventHeader {
-        match self {
-            Event::RebootSyscall(e) => &e.header,
-            Event::Kexec(e) => &e.header,
-            Event::Exec(e) => &e.header,
-            Event::ExecBlocked(e) => &e.header,
-            Event::SshAccept(e) => &e.header,
-            Event::SysrqOpen(e) => &e.header,
-            Event::Arp(e) => &e.header,
-            Event::SecretOpen(e) => &e.header,
-            Event::CorosyncLocal(e) => &e.header,
-        }
-    }
-}
+pub use crate::event::decoded::Event;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -77,7 +44,7 @@ impl DecodeError {
     }
 }
 
-fn read<T: aya::Pod>(buf: &[u8]) -> T {
+pub(crate) fn read<T: aya::Pod>(buf: &[u8]) -> T {
     assert!(buf.len() >= core::mem::size_of::<T>());
     // SAFETY: the length was checked above; T is Pod (any bit pattern is valid) and
     // read_unaligned imposes no alignment requirement on the source.
@@ -106,18 +73,7 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
             expected,
         });
     }
-    Ok(match header.kind {
-        kind::REBOOT_SYSCALL => Event::RebootSyscall(read(buf)),
-        kind::KEXEC => Event::Kexec(read(buf)),
-        kind::EXEC => Event::Exec(Box::new(read(buf))),
-        kind::EXEC_BLOCKED => Event::ExecBlocked(read(buf)),
-        kind::SSH_ACCEPT => Event::SshAccept(read(buf)),
-        kind::SYSRQ_OPEN => Event::SysrqOpen(read(buf)),
-        kind::ARP => Event::Arp(read(buf)),
-        kind::SECRET_OPEN => Event::SecretOpen(Box::new(read(buf))),
-        kind::COROSYNC_LOCAL => Event::CorosyncLocal(Box::new(read(buf))),
-        other => return Err(DecodeError::UnknownKind(other)),
-    })
+    Event::read(header.kind, buf).ok_or(DecodeError::UnknownKind(header.kind))
 }
 
 /// The raw bytes of a record, for encoding in tests and tools.
@@ -135,7 +91,12 @@ pub fn encode<T: aya::Pod>(record: &T) -> std::vec::Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fill_cstr, proc::ProcCtx, reboot};
+    use crate::{
+        event::{KINDS, kind, kind_name},
+        fill_cstr,
+        proc::ProcCtx,
+        reboot::{self, ExecEvent, KexecEvent, RebootSyscallEvent},
+    };
 
     fn proc() -> ProcCtx {
         let mut p = ProcCtx {
@@ -197,7 +158,7 @@ mod tests {
         fill_cstr(&mut ev.filename, b"/usr/bin/systemctl");
         ev.args[..17].copy_from_slice(b"systemctl\0reboot\0");
         let decoded = decode(&encode(&ev)).unwrap();
-        assert_eq!(decoded, Event::Exec(Box::new(ev)));
+        assert_eq!(decoded, Event::Exec(std::boxed::Box::new(ev)));
         let Event::Exec(e) = decoded else {
             unreachable!()
         };
@@ -254,6 +215,26 @@ mod tests {
             assert!(record_size(k).is_some(), "kind {k} has no size");
         }
         assert!(record_size(kind::MAX + 1).is_none());
+    }
+
+    #[test]
+    fn the_table_has_one_row_per_number_and_name() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(
+                k.number as usize,
+                i + 1,
+                "kinds are numbered 1.. without gaps"
+            );
+            assert_eq!(kind_name(k.number), k.name);
+            assert_eq!(record_size(k.number), Some(k.size));
+            assert!(
+                KINDS[..i].iter().all(|o| o.name != k.name),
+                "{} twice",
+                k.name
+            );
+        }
+        assert_eq!(KINDS.len(), kind::MAX as usize);
+        assert_eq!(kind_name(0), "unknown");
     }
 
     #[test]

@@ -29,46 +29,121 @@ impl EventHeader {
     }
 }
 
-/// Record kinds. Never reuse a number.
-pub mod kind {
-    /// [`crate::reboot::RebootSyscallEvent`]: reboot(2) entered.
-    pub const REBOOT_SYSCALL: u16 = 1;
-    /// [`crate::reboot::KexecEvent`]: kexec_load(2) / kexec_file_load(2) entered.
-    pub const KEXEC: u16 = 2;
-    /// [`crate::reboot::ExecEvent`]: a watched binary was executed.
-    pub const EXEC: u16 = 3;
-    /// [`crate::quarantine::ExecBlockedEvent`]: a quarantined binary was killed on exec.
-    pub const EXEC_BLOCKED: u16 = 4;
-    /// [`crate::session::SshAcceptEvent`]: an sshd accepted a connection.
-    pub const SSH_ACCEPT: u16 = 5;
-    /// [`crate::reboot::SysrqOpenEvent`]: /proc/sysrq-trigger opened for writing.
-    pub const SYSRQ_OPEN: u16 = 6;
-    /// [`crate::arp::ArpEvent`]: a new binding, a MAC change or a probe conflict.
-    pub const ARP: u16 = 7;
-    /// [`crate::secrets::SecretOpenEvent`]: a watched secret file was opened.
-    pub const SECRET_OPEN: u16 = 8;
-    /// [`crate::corosync::CorosyncLocalEvent`]: a cluster daemon started or bound a
-    /// cluster port.
-    pub const COROSYNC_LOCAL: u16 = 9;
-    /// Highest kind number in use; stats slots are sized from it.
-    pub const MAX: u16 = 9;
+/// The table of record kinds: number, metric/log name, layout, and the variant of the
+/// decoded [`crate::decode::Event`] (boxed when the record is large). Everything about a
+/// kind follows from its one row here: the [`kind`] constants, [`KINDS`],
+/// [`record_size`], [`kind_name`], a size assert per layout, and the decoder. Never
+/// reuse a number; bump [`ABI_VERSION`] when a layout changes.
+macro_rules! records {
+    ($( $(#[$doc:meta])* $konst:ident = $num:literal, $name:literal, $variant:ident($($path:ident)::+ $(, $boxed:ident)?); )*) => {
+        /// Record kinds (from the table in this module).
+        pub mod kind {
+            $( $(#[$doc])* pub const $konst: u16 = $num; )*
+            /// Highest kind number in use; stats slots are sized from it.
+            pub const MAX: u16 = {
+                let all = [$($num),*];
+                let mut max = 0;
+                let mut i = 0;
+                while i < all.len() {
+                    if all[i] > max {
+                        max = all[i];
+                    }
+                    i += 1;
+                }
+                max
+            };
+        }
+
+        /// One row of the record table.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub struct Kind {
+            pub number: u16,
+            /// The name in metrics (`kind` label) and logs.
+            pub name: &'static str,
+            /// The record's size in bytes, header included.
+            pub size: usize,
+        }
+
+        /// Every record kind, in number order.
+        pub const KINDS: &[Kind] = &[
+            $( Kind { number: $num, name: $name, size: core::mem::size_of::<crate::$($path)::+>() }, )*
+        ];
+
+        /// The record size for a kind, or `None` for an unknown kind.
+        pub const fn record_size(kind: u16) -> Option<usize> {
+            match kind {
+                $( $num => Some(core::mem::size_of::<crate::$($path)::+>()), )*
+                _ => None,
+            }
+        }
+
+        /// The name of a kind (`unknown` for a number not in the table).
+        pub const fn kind_name(kind: u16) -> &'static str {
+            match kind {
+                $( $num => $name, )*
+                _ => "unknown",
+            }
+        }
+
+        // Every record starts with the header and is a whole number of 8-byte words
+        // (the ring buffer's alignment).
+        $(
+            const _: () = assert!(core::mem::size_of::<crate::$($path)::+>() % 8 == 0);
+            const _: () = assert!(core::mem::size_of::<crate::$($path)::+>() >= core::mem::size_of::<EventHeader>());
+        )*
+
+        /// The decoded records (feature `user`).
+        #[cfg(feature = "user")]
+        pub mod decoded {
+            /// A decoded record.
+            #[derive(Clone, Debug, PartialEq, Eq)]
+            pub enum Event {
+                $( $variant(records!(@ty $($boxed)? crate::$($path)::+)), )*
+            }
+
+            impl Event {
+                pub fn header(&self) -> &super::EventHeader {
+                    match self {
+                        $( Event::$variant(e) => &e.header, )*
+                    }
+                }
+
+                /// Build the variant for `kind` from a checked buffer.
+                pub(crate) fn read(kind: u16, buf: &[u8]) -> Option<Event> {
+                    Some(match kind {
+                        $( $num => Event::$variant(records!(@new $($boxed)? crate::decode::read(buf))), )*
+                        _ => return None,
+                    })
+                }
+            }
+        }
+    };
+    (@ty Box $($t:tt)+) => { std::boxed::Box<$($t)+> };
+    (@ty $($t:tt)+) => { $($t)+ };
+    (@new Box $e:expr) => { std::boxed::Box::new($e) };
+    (@new $e:expr) => { $e };
 }
 
-/// The record size for a kind, or `None` for an unknown kind. Every kind is listed
-/// explicitly so that adding a kind without a size fails review here, in one place.
-pub const fn record_size(kind: u16) -> Option<usize> {
-    match kind {
-        kind::REBOOT_SYSCALL => Some(core::mem::size_of::<crate::reboot::RebootSyscallEvent>()),
-        kind::KEXEC => Some(core::mem::size_of::<crate::reboot::KexecEvent>()),
-        kind::EXEC => Some(core::mem::size_of::<crate::reboot::ExecEvent>()),
-        kind::EXEC_BLOCKED => Some(core::mem::size_of::<crate::quarantine::ExecBlockedEvent>()),
-        kind::SSH_ACCEPT => Some(core::mem::size_of::<crate::session::SshAcceptEvent>()),
-        kind::SYSRQ_OPEN => Some(core::mem::size_of::<crate::reboot::SysrqOpenEvent>()),
-        kind::ARP => Some(core::mem::size_of::<crate::arp::ArpEvent>()),
-        kind::SECRET_OPEN => Some(core::mem::size_of::<crate::secrets::SecretOpenEvent>()),
-        kind::COROSYNC_LOCAL => Some(core::mem::size_of::<crate::corosync::CorosyncLocalEvent>()),
-        _ => None,
-    }
+records! {
+    /// [`crate::reboot::RebootSyscallEvent`]: reboot(2) entered.
+    REBOOT_SYSCALL = 1, "reboot_syscall", RebootSyscall(reboot::RebootSyscallEvent);
+    /// [`crate::reboot::KexecEvent`]: kexec_load(2) / kexec_file_load(2) entered.
+    KEXEC = 2, "kexec", Kexec(reboot::KexecEvent);
+    /// [`crate::reboot::ExecEvent`]: a watched binary was executed.
+    EXEC = 3, "exec", Exec(reboot::ExecEvent, Box);
+    /// [`crate::quarantine::ExecBlockedEvent`]: a quarantined binary was killed on exec.
+    EXEC_BLOCKED = 4, "exec_blocked", ExecBlocked(quarantine::ExecBlockedEvent);
+    /// [`crate::session::SshAcceptEvent`]: an sshd accepted a connection.
+    SSH_ACCEPT = 5, "ssh_accept", SshAccept(session::SshAcceptEvent);
+    /// [`crate::reboot::SysrqOpenEvent`]: /proc/sysrq-trigger opened for writing.
+    SYSRQ_OPEN = 6, "sysrq_open", SysrqOpen(reboot::SysrqOpenEvent);
+    /// [`crate::arp::ArpEvent`]: a new binding, a MAC change or a probe conflict.
+    ARP = 7, "arp", Arp(arp::ArpEvent);
+    /// [`crate::secrets::SecretOpenEvent`]: a watched secret file was opened.
+    SECRET_OPEN = 8, "secret_open", SecretOpen(secrets::SecretOpenEvent, Box);
+    /// [`crate::corosync::CorosyncLocalEvent`]: a cluster daemon started or bound a
+    /// cluster port.
+    COROSYNC_LOCAL = 9, "corosync_local", CorosyncLocal(corosync::CorosyncLocalEvent, Box);
 }
 
 crate::user_pod!(EventHeader);

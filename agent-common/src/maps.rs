@@ -33,3 +33,6 @@ impl ExecWatchKey {
 }
 
 crate::user_pod!(ExecWatchKey);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<ExecWatchKey>() == BASENAME_LEN);

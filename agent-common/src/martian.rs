@@ -30,3 +30,7 @@ pub struct MartianSource {
 }
 
 crate::user_pod!(MartianKey, MartianSource);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<MartianKey>() == 16);
+const _: () = assert!(core::mem::size_of::<MartianSource>() == 24);

@@ -81,3 +81,9 @@ pub struct ExecBlockedEvent {
 const _: () = assert!(core::mem::size_of::<ExecBlockedEvent>() == 16 + 96 + 16);
 
 crate::user_pod!(Rule, BlockExecKey, MacKey, ArpClaimKey, ExecBlockedEvent);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<Rule>() == 16);
+const _: () = assert!(core::mem::size_of::<BlockExecKey>() == 24);
+const _: () = assert!(core::mem::size_of::<MacKey>() == 8);
+const _: () = assert!(core::mem::size_of::<ArpClaimKey>() == 12);

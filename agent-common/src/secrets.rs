@@ -99,3 +99,8 @@ impl SecretOpenEvent {
 }
 
 crate::user_pod!(InodeKey, InodeWatch, Pending, SecretOpenEvent);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<InodeKey>() == 16);
+const _: () = assert!(core::mem::size_of::<InodeWatch>() == 8 + PATH_LEN);
+const _: () = assert!(core::mem::size_of::<Pending>() == 16 + PATH_LEN);

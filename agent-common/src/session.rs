@@ -72,3 +72,6 @@ impl TracepointOffsets {
 pub const TP_OFFSETS_GLOBAL: &str = "TP_OFFSETS";
 
 crate::user_pod!(Origin, SshAcceptEvent, TracepointOffsets);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<TracepointOffsets>() == 8);

@@ -30,3 +30,7 @@ pub struct PeerKey {
 }
 
 crate::user_pod!(ResetKey, PeerKey);
+
+// Map keys and values: their sizes are part of the ABI.
+const _: () = assert!(core::mem::size_of::<ResetKey>() == 8);
+const _: () = assert!(core::mem::size_of::<PeerKey>() == 24);

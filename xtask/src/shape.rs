@@ -41,6 +41,26 @@ const NO_ALERT_GROUP: &[(&str, &str)] = &[(
     "its findings are attribution (the SSH origin) carried by every other detector's alerts",
 )];
 
+/// The agent's top-level modules from the bottom up: a module may import only modules
+/// before it (`cli → daemon → {http, control, detectors, quarantine, kernel, metrics} →
+/// {config, net, time, logging}`; inside the middle layer the order below is the one
+/// direction). A detector's configuration section (`detectors/<id>/config.rs`,
+/// `detectors/config.rs`) belongs to `config`.
+const LAYERS: &[&str] = &[
+    "time",
+    "net",
+    "config",
+    "logging",
+    "metrics",
+    "kernel",
+    "quarantine",
+    "detectors",
+    "control",
+    "http",
+    "daemon",
+    "cli",
+];
+
 /// Module paths a detector's pure state machine (`agent/src/detectors/<id>.rs`) must not
 /// import.
 const IMPURE: &[&str] = &[
@@ -120,6 +140,7 @@ pub fn check(root: &Path) -> Result<()> {
             ));
         }
     }
+    layering(&root.join("agent/src"), &mut problems);
     for dir in ["agent", "agent-common", "agent-ebpf", "xtask", "tests"] {
         long_files(&root.join(dir), &mut problems);
     }
@@ -165,6 +186,123 @@ fn impure_imports(text: &str) -> Vec<&'static str> {
     found
 }
 
+/// The layer unit of a module path (`["detectors", "arp", "config"]` is `config`).
+fn unit(path: &[&str]) -> Option<&'static str> {
+    let first = *path.first()?;
+    let is_section =
+        first == "detectors" && (path.get(1) == Some(&"config") || path.get(2) == Some(&"config"));
+    let name = if is_section { "config" } else { first };
+    LAYERS.iter().find(|l| **l == name).copied()
+}
+
+fn rank(unit: &str) -> usize {
+    LAYERS.iter().position(|l| *l == unit).unwrap_or(0)
+}
+
+/// Every `crate::…` path a file names, with `use` trees expanded
+/// (`crate::{a::{b, c}, d}` names `a::b`, `a::c` and `d`).
+fn crate_paths(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(pos) = rest.find("crate::") {
+        rest = &rest[pos + "crate::".len()..];
+        expand("", rest, &mut out);
+    }
+    out
+}
+
+/// Expand one use tree at the start of `text` under `prefix`; returns the bytes read.
+fn expand(prefix: &str, text: &str, out: &mut Vec<String>) -> usize {
+    let t = text.trim_start();
+    let skipped = text.len() - t.len();
+    if let Some(inner) = t.strip_prefix('{') {
+        let mut i = 0;
+        loop {
+            let rest = &inner[i..];
+            let trimmed = rest.trim_start();
+            i += rest.len() - trimmed.len();
+            if trimmed.starts_with('}') || trimmed.is_empty() {
+                return skipped + 1 + i + 1;
+            }
+            i += expand(prefix, &inner[i..], out);
+            let rest = &inner[i..];
+            let trimmed = rest.trim_start();
+            i += rest.len() - trimmed.len();
+            if trimmed.starts_with(',') {
+                i += 1;
+            }
+        }
+    }
+    let ident: String = t
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if ident.is_empty() {
+        return skipped + t.chars().next().map_or(0, char::len_utf8);
+    }
+    let path = if prefix.is_empty() {
+        ident.clone()
+    } else {
+        format!("{prefix}::{ident}")
+    };
+    let after = &t[ident.len()..];
+    if let Some(next) = after.strip_prefix("::") {
+        return skipped + ident.len() + 2 + expand(&path, next, out);
+    }
+    out.push(path);
+    skipped + ident.len()
+}
+
+/// Imports against the direction of `LAYERS`, one problem per (file, module).
+fn layering(src: &Path, problems: &mut Vec<String>) {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    for f in files {
+        let rel = f.strip_prefix(src).unwrap_or(&f);
+        let segs: Vec<String> = rel
+            .with_extension("")
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| s != "mod")
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let Some(from) = unit(&segs) else { continue };
+        let text = fs::read_to_string(&f).unwrap_or_default();
+        let mut seen = Vec::new();
+        for p in crate_paths(&text) {
+            let parts: Vec<&str> = p.split("::").collect();
+            if let Some(to) = unit(&parts)
+                && to != from
+                && rank(to) > rank(from)
+                && !seen.contains(&to)
+            {
+                seen.push(to);
+                problems.push(format!(
+                    "{}: `{from}` imports crate::{p} (`{to}` is above it: {})",
+                    f.display(),
+                    LAYERS.join(" < ")
+                ));
+            }
+        }
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
 fn long_files(dir: &Path, problems: &mut Vec<String>) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -192,7 +330,19 @@ fn long_files(dir: &Path, problems: &mut Vec<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::impure_imports;
+    use super::{crate_paths, impure_imports, unit};
+
+    #[test]
+    fn use_trees_expand_to_paths_and_units() {
+        assert_eq!(
+            crate_paths("use crate::{a::{b, c::D}, e};\nlet x = crate::f::g(1);"),
+            vec!["a::b", "a::c::D", "e", "f::g"]
+        );
+        assert_eq!(unit(&["detectors", "arp", "config"]), Some("config"));
+        assert_eq!(unit(&["detectors", "config"]), Some("config"));
+        assert_eq!(unit(&["detectors", "arp", "kernel"]), Some("detectors"));
+        assert_eq!(unit(&["lib"]), None);
+    }
 
     #[test]
     fn finds_forbidden_modules_in_paths_and_use_lists() {

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use crate::{
     config::Config,
     control::Request,
+    detectors::metrics::Metrics,
     kernel::loader::Kernel,
-    metrics::Metrics,
     quarantine::{ActionKind, Outcome, Request as Action, Trigger},
     time::Now,
 };
@@ -106,7 +106,7 @@ pub fn handle(
         },
         Request::AllowReboot { .. } | Request::Bindings { .. } => error("handled by the run loop"),
     };
-    metrics.sync_quarantine(guard);
+    metrics.quarantine.sync(guard);
     reply
 }
 
@@ -116,6 +116,6 @@ pub fn handle_alert(guard: &mut Guard, metrics: &Metrics, action: Action) -> Val
         Ok(o) => outcome_json(&o),
         Err(e) => error(e),
     };
-    metrics.sync_quarantine(guard);
+    metrics.quarantine.sync(guard);
     reply
 }

@@ -20,12 +20,12 @@ use crate::{
     config::Config,
     control,
     daemon::guard::Guard,
+    detectors::metrics::Metrics,
     detectors::reboot::history as boot_history,
     http::{self, Health},
     kernel::loader::Kernel,
     kernel::{probe, programs},
     logging::{self, LogHandle},
-    metrics::Metrics,
     quarantine::{ActionKind, Engine},
     time::Now,
 };
@@ -87,16 +87,21 @@ async fn daemon(
     }
 
     let mut kernel = Kernel::load(&mut facts, &config).context("loading the eBPF programs")?;
-    metrics.set_kernel_facts(&facts);
+    metrics.kernel.set_facts(&facts);
+    metrics.tcp_reset.set_reasons(&facts.rst_reasons);
     for t in &facts.program_types {
         info!(program_type = t.name, supported = t.supported, detail = %t.detail, "kernel program type");
     }
     let program_ids = Arc::new(Mutex::new(kernel.program_ids()));
     match kernel.kernel_stats(program_ids.clone(), config.agent.program_stats) {
-        Ok(k) => metrics.set_kernel_stats(Some(k)),
-        Err(e) => {
-            warn!(error = %e, "kernel statistics unavailable; kernel-side loss counters will read 0")
+        Ok(k) => {
+            metrics.kernel.set_kernel_stats(Some(k));
+            metrics.martian.read_proc();
         }
+        Err(e) => crate::kernel::metrics::ReadErrors::new(&metrics.agent).failed("stats", e),
+    }
+    if let Some(counts) = kernel.reset_counts() {
+        metrics.tcp_reset.set_counts(counts);
     }
     report_detectors(&kernel, &metrics);
     let ring = kernel
@@ -127,7 +132,7 @@ async fn daemon(
     guard
         .reconcile(Now::system())
         .context("restoring active quarantines")?;
-    metrics.sync_quarantine(&mut guard);
+    metrics.quarantine.sync(&mut guard);
     report_backends(&guard, &metrics);
     info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
 
@@ -166,7 +171,7 @@ async fn daemon(
             Err(e) => warn!(error = %e, "cannot read or write the boot record"),
         }
     }
-    metrics.set_reboot_history(&history);
+    metrics.reboot.set_history(&history);
     let (allowance_tx, allowance_rx) = watch::channel(load_allowance(&config));
 
     let control = control::bind(&config.control.socket).with_context(|| {
@@ -189,7 +194,7 @@ async fn daemon(
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
-    let reader = tokio::spawn(crate::kernel::events::read(ring, tx, metrics.clone()));
+    let reader = tokio::spawn(crate::kernel::events::read(ring, tx, metrics.agent.clone()));
     let to_guard = pipeline::ToGuard {
         enforced: enforced_tx,
         intents: intents_tx,
@@ -305,7 +310,7 @@ async fn daemon(
                 if let Err(e) = guard.enforced(id, detail) {
                     error!(error = %e, "cannot journal an enforcement");
                 }
-                metrics.sync_quarantine(&mut guard);
+                metrics.quarantine.sync(&mut guard);
             }
             _ = rescan.tick() => {
                 sync_arp(guard.backend_mut(), &current, &metrics);
@@ -320,7 +325,7 @@ async fn daemon(
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");
                 }
-                metrics.sync_quarantine(&mut guard);
+                metrics.quarantine.sync(&mut guard);
             }
         }
         if reader.is_finished() {
@@ -347,7 +352,7 @@ async fn daemon(
         warn!(error = %e, "http server ended with an error");
     }
     let _ = std::fs::remove_file(&current.control.socket);
-    metrics.set_kernel_stats(None);
+    metrics.kernel.set_kernel_stats(None);
     drop(guard); // detaches every program and closes every map
     info!("nodeward stopped");
     Ok(())
@@ -359,7 +364,7 @@ fn sync_arp(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
     for e in errors {
         warn!(error = %e, "ARP observer not attached");
     }
-    metrics.set_arp_interfaces(n);
+    metrics.arp.set_interfaces(n);
 }
 
 /// Attach the cluster-traffic counter to new interfaces.
@@ -368,7 +373,7 @@ fn sync_corosync_ifaces(kernel: &mut Kernel, config: &Config, metrics: &Metrics)
     for e in errors {
         warn!(error = %e, "cluster-traffic counter not attached");
     }
-    metrics.set_corosync_interfaces(n);
+    metrics.corosync.interfaces(n);
 }
 
 /// Journal a reboot intent (fsync) and, if the guard acted, the enforcement.
@@ -398,7 +403,7 @@ fn journal_intent(
         if let Err(e) = guard.guard_event(g == "would_block", detail) {
             error!(error = %e, "cannot journal a reboot guard action");
         }
-        metrics.sync_quarantine(guard);
+        metrics.quarantine.sync(guard);
     }
 }
 
@@ -464,7 +469,7 @@ fn report_backends(guard: &Guard, metrics: &Metrics) {
     for (k, backend) in &backends {
         info!(action = k.as_str(), backend, "enforcement backend");
     }
-    metrics.set_enforcement_backends(&backends);
+    metrics.quarantine.set_backends(&backends);
 }
 
 fn report_detectors(kernel: &Kernel, metrics: &Metrics) {
@@ -489,7 +494,7 @@ fn reload(
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "SIGHUP: configuration rejected, keeping the running one");
-            metrics.record_reload(false);
+            metrics.agent.record_reload(false);
             return;
         }
     };
@@ -503,7 +508,7 @@ fn reload(
     }
     if let Err(e) = guard.backend_mut().apply(&new) {
         error!(error = %e, "SIGHUP: applying the configuration to the kernel failed");
-        metrics.record_reload(false);
+        metrics.agent.record_reload(false);
         return;
     }
     log.set_level(new.agent.log_level);
@@ -512,6 +517,6 @@ fn reload(
     report_backends(guard, metrics);
     let _ = config_tx.send(Arc::new(new.clone()));
     *current = new;
-    metrics.record_reload(true);
+    metrics.agent.record_reload(true);
     info!("SIGHUP: configuration reloaded");
 }

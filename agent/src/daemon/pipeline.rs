@@ -9,8 +9,8 @@ use tracing::warn;
 
 use crate::{
     config::Config,
+    detectors::metrics::Metrics,
     detectors::{DetectorSet, Finding},
-    metrics::Metrics,
     net::{iface_label, ifname, own_netns},
     time::now_ms,
 };
@@ -134,13 +134,13 @@ pub async fn run(
                     found.extend(detectors.set_arp_leases(update));
                 }
                 found.extend(detectors.tick(now_ms));
-                metrics.set_arp_drift(&detectors.arp_drift());
+                metrics.arp.set_drift(&detectors.arp_drift());
                 for finding in found {
                     report(&finding);
                     metrics.record_finding(&finding);
                 }
                 let conflicts = detectors.arp_conflicts();
-                metrics.set_arp_conflicts(&conflicts, cap, ifname);
+                metrics.arp.set_conflicts(&conflicts, cap, ifname);
                 *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
             }
             Some(finding) = sampled.recv() => {
@@ -210,9 +210,9 @@ pub async fn run(
                         }
                 }
                 if matches!(event, Event::Arp(_)) {
-                    metrics.set_arp_drift(&detectors.arp_drift());
+                    metrics.arp.set_drift(&detectors.arp_drift());
                     let conflicts = detectors.arp_conflicts();
-                    metrics.set_arp_conflicts(&conflicts, cap, ifname);
+                    metrics.arp.set_conflicts(&conflicts, cap, ifname);
                     *to_guard.conflicts.lock().expect("conflicts lock") = conflicts;
                 }
             }
@@ -445,7 +445,9 @@ pub async fn reset_sampler(
         for f in detector.sample(now_ms, &totals) {
             let _ = findings.send(Finding::TcpReset(f)).await;
         }
-        metrics.set_reset_storms(&detector.active(), config.max_storm_series);
+        metrics
+            .tcp_reset
+            .set_storms(&detector.active(), config.max_storm_series);
     }
 }
 
@@ -475,7 +477,7 @@ pub async fn martian_sampler(
         )
     };
     let mut detector = MartianDetector::new(&config);
-    metrics.set_martian_reasons(&reasons);
+    metrics.martian.set_reasons(&reasons);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -495,7 +497,7 @@ pub async fn martian_sampler(
                 )
             })
             .collect();
-        metrics.set_martian_totals(&totals);
+        metrics.martian.set_totals(&totals);
         let now_ms = now_ms();
         for f in detector.sample(now_ms, &totals, &srcs) {
             let _ = findings.send(Finding::Martian(f)).await;
@@ -505,6 +507,8 @@ pub async fn martian_sampler(
             .iter()
             .map(|(k, _)| (k.clone(), detector.top(k, &srcs)))
             .collect();
-        metrics.set_martian_floods(&active, &tops, config.max_flood_series);
+        metrics
+            .martian
+            .set_floods(&active, &tops, config.max_flood_series);
     }
 }

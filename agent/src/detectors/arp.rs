@@ -14,6 +14,7 @@
 pub mod bindings;
 pub mod config;
 pub mod kernel;
+pub mod metrics;
 
 use std::{
     collections::BTreeMap,

@@ -15,6 +15,7 @@
 pub mod conf;
 pub mod config;
 pub mod kernel;
+pub mod metrics;
 pub mod runtime;
 
 use std::{

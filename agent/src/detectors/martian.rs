@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod kernel;
+pub mod metrics;
 pub mod proc;
 
 use std::net::Ipv4Addr;

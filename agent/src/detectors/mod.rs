@@ -6,6 +6,7 @@ pub mod config;
 pub mod corosync;
 pub mod incident;
 pub mod martian;
+pub mod metrics;
 pub mod reboot;
 pub mod secrets;
 pub mod session;

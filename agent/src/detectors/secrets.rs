@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod kernel;
+pub mod metrics;
 pub mod runtime;
 
 use agent_common::{

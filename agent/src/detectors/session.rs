@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod kernel;
+pub mod metrics;
 
 use agent_common::decode::Event;
 use serde::Serialize;

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod kernel;
+pub mod metrics;
 
 use std::net::IpAddr;
 

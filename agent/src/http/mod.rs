@@ -21,7 +21,7 @@ use tokio::{
 };
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::detectors::metrics::Metrics;
 
 /// Readiness: `None` when ready, else why not.
 #[derive(Default)]

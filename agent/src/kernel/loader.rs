@@ -442,7 +442,6 @@ pub struct KernelStats {
     pub stats: aya::maps::PerCpuArray<MapData, u64>,
     pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
     pub qstats: aya::maps::PerCpuArray<MapData, u64>,
-    pub resets: Option<aya::maps::PerCpuHashMap<MapData, agent_common::tcp_reset::ResetKey, u64>>,
     pub program_ids: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
     pub run_stats: Option<std::os::fd::OwnedFd>,
 }
@@ -480,15 +479,10 @@ impl Kernel {
                 None
             }
         };
-        let resets = self
-            .map_handle(agent_common::tcp_reset::RESET_COUNTS)
-            .ok()
-            .and_then(|d| aya::maps::PerCpuHashMap::try_from(Map::PerCpuHashMap(d)).ok());
         Ok(KernelStats {
             stats,
             exec_watch,
             qstats,
-            resets,
             program_ids,
             run_stats,
         })

@@ -4,6 +4,7 @@
 pub mod btf;
 pub mod events;
 pub mod loader;
+pub mod metrics;
 pub mod object;
 pub mod probe;
 pub mod programs;

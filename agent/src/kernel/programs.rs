@@ -320,14 +320,14 @@ pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detectors;
+    use agent_common::DETECTORS;
 
     #[test]
     fn every_program_belongs_to_a_known_detector_and_names_are_unique() {
         let mut names = std::collections::HashSet::new();
         for p in PROGRAMS {
             assert!(
-                detectors::ALL.contains(&p.detector) || COMPONENTS.contains(&p.detector),
+                DETECTORS.contains(&p.detector) || COMPONENTS.contains(&p.detector),
                 "{} has unknown owner {}",
                 p.name,
                 p.detector

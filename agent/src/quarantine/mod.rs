@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod journal;
 pub mod kernel;
+pub mod metrics;
 pub mod policy;
 pub mod state;
 pub mod types;

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{ClusterRole, Config, CorosyncConfig, Mode},
+    detectors::metrics::Metrics,
     detectors::{
         Finding,
         corosync::{
@@ -22,7 +23,6 @@ use crate::{
             kernel::Counters,
         },
     },
-    metrics::Metrics,
     quarantine::kernel::Guard,
     quarantine::{ActionKind, Request, Target, Trigger},
     time::{Now, now_ms},
@@ -216,7 +216,7 @@ impl Runtime {
                 let msg = format!("cannot read {}: {e}", path.display());
                 if !matches!(&self.state, ConfState::Broken(m) if *m == msg) {
                     error!(detector = "corosync", file = %path.display(), error = %e, "cluster configuration unreadable; detector down");
-                    metrics.record_corosync_config(false);
+                    metrics.corosync.config_loaded(false);
                 }
                 self.state = ConfState::Broken(msg);
                 self.last_text = None;
@@ -229,7 +229,7 @@ impl Runtime {
         self.state = match &text {
             None => {
                 info!(detector = "corosync", file = %path.display(), "no cluster configuration: no members, every cluster source is a rogue");
-                metrics.record_corosync_config(true);
+                metrics.corosync.config_loaded(true);
                 ConfState::Missing
             }
             Some(t) => match conf::parse(t) {
@@ -246,12 +246,12 @@ impl Runtime {
                     for u in &c.unresolved {
                         warn!(detector = "corosync", address = %u, "nodelist address does not resolve; not counted as a member");
                     }
-                    metrics.record_corosync_config(true);
+                    metrics.corosync.config_loaded(true);
                     ConfState::Loaded(c)
                 }
                 Err(e) => {
                     error!(detector = "corosync", file = %path.display(), error = %e, "cluster configuration malformed; detector down until it is fixed");
-                    metrics.record_corosync_config(false);
+                    metrics.corosync.config_loaded(false);
                     ConfState::Broken(format!("{}: {e}", path.display()))
                 }
             },
@@ -374,7 +374,7 @@ impl Runtime {
             }
         }
         let counters = self.counters.as_ref().expect("set above");
-        metrics.set_corosync_totals(&counters.totals());
+        metrics.corosync.totals(&counters.totals());
         let samples: Vec<Sample> = counters
             .sources()
             .into_iter()
@@ -387,7 +387,7 @@ impl Runtime {
             })
             .collect();
         let found = self.detector.sample(now_ms(), &samples);
-        metrics.set_corosync_rogues(
+        metrics.corosync.rogues(
             &self.detector.active_rogues(),
             self.detector.flooding(),
             self.config.max_rogue_series,
@@ -435,7 +435,7 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: &Cor
                 error!(detector = "corosync", address = %addr, error = %e, "quarantine request failed")
             }
         }
-        metrics.sync_quarantine(guard);
+        metrics.quarantine.sync(guard);
     }
 }
 

@@ -11,9 +11,9 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{Config, Mode},
+    detectors::metrics::Metrics,
     detectors::secrets::SecretFinding,
     kernel::loader::Kernel,
-    metrics::Metrics,
     quarantine::kernel::Guard,
     quarantine::{ActionKind, Outcome, Request, Target, Trigger},
     time::Now,
@@ -89,7 +89,7 @@ pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
 /// Keep the kernel's inode watch list equal to `wanted` (from [`present`]).
 pub fn sync_inodes(kernel: &mut Kernel, wanted: &[(InodeKey, InodeWatch)], metrics: &Metrics) {
     match crate::kernel::loader::sync_hash(kernel, SECRET_INODES, wanted) {
-        Ok(()) => metrics.set_secret_files(wanted.len()),
+        Ok(()) => metrics.secrets.set_files(wanted.len()),
         Err(e) => {
             error!(detector = "secrets", error = %e, "cannot update the watched secret inodes")
         }
@@ -219,7 +219,7 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: Secr
         }
         Err(e) => error!(detector = "secrets", error = %e, "quarantine request failed"),
     }
-    metrics.sync_quarantine(guard);
+    metrics.quarantine.sync(guard);
 }
 
 #[cfg(test)]

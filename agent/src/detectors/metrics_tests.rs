@@ -39,31 +39,7 @@ fn loss_and_reboot_series_exist_from_the_first_scrape() {
 /// Every registered family, including those with series only while a condition
 /// holds (e.g. the last reboot). `cargo xtask test` checks dashboards against it.
 fn families() -> Vec<String> {
-    let m = Metrics::new();
-    let mut names: Vec<String> = m
-        .registry
-        .gather()
-        .iter()
-        .map(|f| f.name().to_string())
-        .chain(
-            [
-                &m.last_reboot as &dyn prometheus::core::Collector,
-                &m.enforcement_backend,
-                &m.arp_conflict_series,
-                &m.tcp_storm_series,
-                &m.martian_drops,
-                &m.martian_flood_series,
-                &m.martian_top_sources,
-                m.corosync.rogue_series(),
-            ]
-            .iter()
-            .flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone()))
-            .collect::<Vec<_>>(),
-        )
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    Metrics::new().agent.registry.families()
 }
 
 #[test]
@@ -94,7 +70,9 @@ fn every_exported_family_is_documented_in_the_readme() {
 #[test]
 fn queue_drops_show_up_at_scrape() {
     let m = Metrics::new();
-    m.user.queue_full.fetch_add(3, Ordering::Relaxed);
+    for _ in 0..3 {
+        m.agent.record_queue_full();
+    }
     assert!(
         m.render()
             .lines()

@@ -2,27 +2,18 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+use std::sync::Arc;
 
-use super::{advance, counter_vec, gauge_vec};
-use crate::detectors::corosync::{ActiveRogue, CorosyncFinding, KINDS};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec};
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    r.register(Box::new(g.clone())).expect("unique metric");
-    g
-}
-
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
-}
+use super::{ActiveRogue, CorosyncFinding, KINDS};
+use crate::metrics::{Registry, Totals, counter_vec, gauge, gauge_vec};
 
 pub struct CorosyncMetrics {
-    packets: IntCounterVec,
-    dropped: IntCounter,
-    untracked: IntCounter,
+    /// The kernel's running totals (set by the runtime that reads them each second).
+    packets: Arc<Totals>,
+    dropped: Arc<Totals>,
+    untracked: Arc<Totals>,
     findings: IntCounterVec,
     rogues: IntGauge,
     rogue_series: IntGaugeVec,
@@ -33,27 +24,29 @@ pub struct CorosyncMetrics {
     config_loads: IntCounterVec,
     interfaces: IntGauge,
     /// The detector's programs are attached (set with the program statuses).
-    pub(super) programs_up: AtomicBool,
+    pub(crate) programs_up: AtomicBool,
 }
 
 impl CorosyncMetrics {
     pub fn new(r: &Registry) -> Self {
         let m = CorosyncMetrics {
-            packets: counter_vec(
+            packets: Totals::registered(
                 r,
                 "nodeward_corosync_packets_total",
                 "Cluster (corosync/knet) packets seen at TC ingress of the watched interfaces, by source: member (in the nodelist) or non_member.",
                 &["source"],
             ),
-            dropped: counter(
+            dropped: Totals::registered(
                 r,
                 "nodeward_corosync_dropped_packets_total",
                 "Cluster packets from quarantined non-member sources dropped in the kernel.",
+                &[],
             ),
-            untracked: counter(
+            untracked: Totals::registered(
                 r,
                 "nodeward_corosync_untracked_packets_total",
                 "Cluster packets counted in the totals but not per source (the per-source table refused an entry): per-source rates are blind to these.",
+                &[],
             ),
             findings: counter_vec(
                 r,
@@ -107,8 +100,10 @@ impl CorosyncMetrics {
             programs_up: AtomicBool::new(false),
         };
         for s in ["member", "non_member"] {
-            m.packets.with_label_values(&[s]);
+            m.packets.preset(&[s]);
         }
+        m.dropped.preset(&[]);
+        m.untracked.preset(&[]);
         for k in KINDS {
             m.findings.with_label_values(&[k]);
         }
@@ -147,16 +142,11 @@ impl CorosyncMetrics {
         use agent_common::corosync::{
             TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_UNTRACKED,
         };
-        advance(
-            &self.packets.with_label_values(&["member"]),
-            t[TOTAL_MEMBER as usize],
-        );
-        advance(
-            &self.packets.with_label_values(&["non_member"]),
-            t[TOTAL_NON_MEMBER as usize],
-        );
-        advance(&self.dropped, t[TOTAL_DROPPED as usize]);
-        advance(&self.untracked, t[TOTAL_UNTRACKED as usize]);
+        let t = |slot: u32| t[slot as usize] as f64;
+        self.packets.set(&["member"], t(TOTAL_MEMBER));
+        self.packets.set(&["non_member"], t(TOTAL_NON_MEMBER));
+        self.dropped.set(&[], t(TOTAL_DROPPED));
+        self.untracked.set(&[], t(TOTAL_UNTRACKED));
     }
 
     pub fn rogues(&self, active: &[ActiveRogue], flooding: usize, cap: usize) {

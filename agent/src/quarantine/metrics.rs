@@ -1,0 +1,75 @@
+//! Metrics of the quarantine engine: decisions, active quarantines, backends. (The
+//! kernel programs' enforcement counters are read at scrape time by `kernel::metrics`.)
+
+use prometheus::{IntCounterVec, IntGaugeVec};
+
+use super::{Backend, Engine, RESULTS};
+use crate::{
+    config::ActionKind,
+    metrics::{Registry, counter_vec, gauge_vec},
+};
+
+pub struct QuarantineMetrics {
+    active: IntGaugeVec,
+    decisions: IntCounterVec,
+    backend: IntGaugeVec,
+}
+
+impl QuarantineMetrics {
+    pub fn new(r: &Registry) -> QuarantineMetrics {
+        let m = QuarantineMetrics {
+            active: gauge_vec(
+                r,
+                "nodeward_quarantine_active",
+                "Quarantines currently in force, by action.",
+                &["action"],
+            ),
+            decisions: counter_vec(
+                r,
+                "nodeward_quarantine_decisions_total",
+                "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).",
+                &["action", "result"],
+            ),
+            backend: gauge_vec(
+                r,
+                "nodeward_enforcement_backend_info",
+                "Kernel backend enforcing each action here (always 1).",
+                &["action", "backend"],
+            ),
+        };
+        for k in ActionKind::ALL {
+            m.active.with_label_values(&[k.as_str()]).set(0);
+            for r in RESULTS {
+                m.decisions.with_label_values(&[k.as_str(), r]);
+            }
+        }
+        m
+    }
+
+    /// Take the engine's new decisions into the counters and set the active gauges.
+    pub fn sync<B: Backend>(&self, engine: &mut Engine<B>) {
+        for (action, result) in engine.take_decisions() {
+            self.decisions
+                .with_label_values(&[action.as_str(), result])
+                .inc();
+        }
+        for k in ActionKind::ALL {
+            let n = engine
+                .active()
+                .iter()
+                .filter(|q| q.target.action() == k)
+                .count();
+            self.active.with_label_values(&[k.as_str()]).set(n as i64);
+        }
+    }
+
+    /// Replace the backend info series (one per action).
+    pub fn set_backends(&self, backends: &[(ActionKind, &str)]) {
+        self.backend.reset();
+        for (action, backend) in backends {
+            self.backend
+                .with_label_values(&[action.as_str(), backend])
+                .set(1);
+        }
+    }
+}
