@@ -226,6 +226,16 @@ impl Scrape {
         s
     }
 
+    fn totals(&self) -> [&Totals; 5] {
+        [
+            &self.records,
+            &self.lost,
+            &self.enforcement,
+            &self.runs,
+            &self.run_seconds,
+        ]
+    }
+
     fn failed(&self, source: &'static str, error: impl std::fmt::Display) {
         self.errors.failed(source, error);
     }
@@ -299,13 +309,7 @@ impl Scrape {
 impl Collector for Scrape {
     fn desc(&self) -> Vec<&Desc> {
         let mut d = Vec::new();
-        for t in [
-            &self.records,
-            &self.lost,
-            &self.enforcement,
-            &self.runs,
-            &self.run_seconds,
-        ] {
+        for t in self.totals() {
             d.extend(t.desc());
         }
         d.extend(self.map_entries.desc());
@@ -326,13 +330,7 @@ impl Collector for Scrape {
             self.queue_full.load(Ordering::Relaxed) as f64,
         );
         let mut out = Vec::new();
-        for t in [
-            &self.records,
-            &self.lost,
-            &self.enforcement,
-            &self.runs,
-            &self.run_seconds,
-        ] {
+        for t in self.totals() {
             out.extend(t.collect());
         }
         out.extend(self.map_entries.collect());
