@@ -7,7 +7,7 @@ use crate::{
     config::Config,
     control::Request,
     detectors::metrics::Metrics,
-    kernel::loader::Kernel,
+    kernel::owner::Handle,
     quarantine::{ActionKind, Outcome, Request as Action, Trigger},
     time::Now,
 };
@@ -15,15 +15,16 @@ use crate::{
 pub use crate::quarantine::kernel::Guard;
 
 /// Backend that enforces an action kind here (metric `nodeward_enforcement_backend_info`).
-pub fn backend_name(kind: ActionKind, kernel: &Kernel, lsm_loads: bool) -> &'static str {
+pub fn backend_name(kind: ActionKind, kernel: &Handle, lsm_loads: bool) -> &'static str {
+    let (lsm, kill) = kernel.call(|k| (k.lsm_exec_attached(), k.exec_guard_attached()));
     match kind {
         // BPF LSM denies in bprm_check_security where the kernel loads it; the
         // sched_process_exec kill is the fallback.
-        ActionKind::BlockExec if kernel.lsm_exec_attached() => {
+        ActionKind::BlockExec if lsm => {
             let _ = lsm_loads;
             "lsm"
         }
-        ActionKind::BlockExec if kernel.exec_guard_attached() => "sched_exec_kill",
+        ActionKind::BlockExec if kill => "sched_exec_kill",
         ActionKind::BlockExec => "none",
         ActionKind::DropPackets => "tc",
     }
@@ -52,7 +53,7 @@ pub fn status(guard: &Guard, config: &Config) -> Value {
             "mode": config.action_mode(*k),
             "backend": backend_name(*k, kernel, false),
         })).collect::<Vec<_>>(),
-        "detectors": kernel.statuses().iter().map(|s| json!({
+        "detectors": kernel.call(|k| k.statuses().to_vec()).iter().map(|s| json!({
             "owner": s.spec.detector, "program": s.spec.name, "status": s.status.label(), "reason": s.status.reason(),
         })).collect::<Vec<_>>(),
         "quarantines_active": guard.active().len(),

@@ -23,7 +23,7 @@ use crate::{
     detectors::metrics::Metrics,
     detectors::reboot::history as boot_history,
     http::{self, Health},
-    kernel::loader::Kernel,
+    kernel::{loader::Kernel, owner::Handle},
     kernel::{probe, programs},
     logging::{self, LogHandle},
     quarantine::{ActionKind, Engine},
@@ -73,7 +73,7 @@ async fn daemon(
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
 
     raise_memlock();
-    let mut facts = probe::probe();
+    let facts = probe::probe();
     for m in &facts.mounted {
         info!(path = m, "mounted a missing pseudo-filesystem");
     }
@@ -86,47 +86,53 @@ async fn daemon(
         warn!(missing = ?facts.offsets_missing, "kernel BTF lacks some fields; their event fields stay unset");
     }
 
-    let mut kernel = Kernel::load(&mut facts, &config).context("loading the eBPF programs")?;
+    // From here on one thread owns the loaded object; everything reaches it through
+    // `kernel` (kernel::owner::Handle), the quarantine engine included.
+    let load_config = config.clone();
+    let (kernel, facts) = Handle::spawn(move || {
+        let mut facts = facts;
+        Kernel::load(&mut facts, &load_config).map(|k| (k, facts))
+    })
+    .context("loading the eBPF programs")?;
     metrics.kernel.set_facts(&facts);
     metrics.tcp_reset.set_reasons(&facts.rst_reasons);
     for t in &facts.program_types {
         info!(program_type = t.name, supported = t.supported, detail = %t.detail, "kernel program type");
     }
-    let program_ids = Arc::new(Mutex::new(kernel.program_ids()));
-    match kernel.kernel_stats(program_ids.clone(), config.agent.program_stats) {
+    let program_ids = Arc::new(Mutex::new(kernel.call(|k| k.program_ids())));
+    let (ids, run_stats) = (program_ids.clone(), config.agent.program_stats);
+    match kernel.call(move |k| k.kernel_stats(ids, run_stats)) {
         Ok(k) => {
             metrics.kernel.set_kernel_stats(Some(k));
             metrics.martian.read_proc();
         }
         Err(e) => crate::kernel::metrics::ReadErrors::new(&metrics.agent).failed("stats", e),
     }
-    if let Some(counts) = kernel.reset_counts() {
+    if let Some(counts) = kernel.call(|k| k.reset_counts()) {
         metrics.tcp_reset.set_counts(counts);
     }
     report_detectors(&kernel, &metrics);
     let ring = kernel
-        .take_events()
+        .call(|k| k.take_events())
         .context("opening the event ring buffer")?;
-    sync_arp(&mut kernel, &config, &metrics);
+    sync_arp(&kernel, &config, &metrics);
     let conflicts: crate::detectors::arp::bindings::Conflicts = Default::default();
     let resets = if config.detectors.tcp_reset.enabled {
-        kernel.reset_peers()
+        kernel.call(|k| k.reset_peers())
     } else {
         None
     };
     let martian = if config.detectors.martian.enabled {
-        kernel
-            .martian_maps()
-            .map(|m| (m, kernel.martian_reasons.clone()))
+        kernel.call(|k| k.martian_maps().map(|m| (m, k.martian_reasons.clone())))
     } else {
         None
     };
     let view = Arc::new(crate::detectors::arp::bindings::View::new(
-        kernel.arp_bindings(),
+        kernel.call(|k| k.arp_bindings()),
         conflicts.clone(),
     ));
 
-    // The guard owns the kernel from here on: every map write goes through it.
+    // The guard holds the kernel handle from here on.
     let mut guard: Guard =
         Engine::open(&config, kernel).context("opening the quarantine state and audit journal")?;
     guard
@@ -206,7 +212,7 @@ async fn daemon(
     let (role_tx, role_rx) = watch::channel(None);
     let mut cluster =
         crate::detectors::corosync::runtime::Runtime::new(&config, role_tx, sampled_tx.clone());
-    sync_corosync_ifaces(guard.backend_mut(), &config, &metrics);
+    sync_corosync_ifaces(guard.backend(), &config, &metrics);
     cluster.tick(&mut guard, &metrics, std::time::Duration::from_secs(2));
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
@@ -273,8 +279,8 @@ async fn daemon(
             _ = hup.recv() => {
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
-                sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
-                *program_ids.lock().expect("program ids lock") = guard.backend().program_ids();
+                sync_corosync_ifaces(guard.backend(), &current, &metrics);
+                *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
             }
@@ -300,7 +306,7 @@ async fn daemon(
             Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
             Some(f) = secrets_rx.recv() => crate::detectors::secrets::runtime::quarantine(&mut guard, &current, &metrics, f),
             Some(f) = rogues_rx.recv() => crate::detectors::corosync::runtime::quarantine(&mut guard, &current, &metrics, &f),
-            Some(found) = inodes_rx.recv() => crate::detectors::secrets::runtime::sync_inodes(guard.backend_mut(), &found, &metrics),
+            Some(found) = inodes_rx.recv() => crate::detectors::secrets::runtime::sync_inodes(guard.backend(), found, &metrics),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
                 info!(outcome = %reply, "webhook alert handled");
@@ -313,15 +319,15 @@ async fn daemon(
                 metrics.quarantine.sync(&mut guard);
             }
             _ = rescan.tick() => {
-                sync_arp(guard.backend_mut(), &current, &metrics);
-                sync_corosync_ifaces(guard.backend_mut(), &current, &metrics);
+                sync_arp(guard.backend(), &current, &metrics);
+                sync_corosync_ifaces(guard.backend(), &current, &metrics);
             }
             _ = cluster_tick.tick() => {
                 cluster.tick(&mut guard, &metrics, std::time::Duration::ZERO);
             }
             _ = sweep.tick() => {
                 // Programs loaded since (e.g. the quarantine's TC program) get run stats.
-                *program_ids.lock().expect("program ids lock") = guard.backend().program_ids();
+                *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 if let Err(e) = guard.sweep(Now::system()) {
                     error!(error = %e, "quarantine sweep failed");
                 }
@@ -359,8 +365,9 @@ async fn daemon(
 }
 
 /// Attach the ARP observer to new interfaces (bridge ports come and go).
-fn sync_arp(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
-    let (n, errors) = kernel.sync_arp_interfaces(config);
+fn sync_arp(kernel: &Handle, config: &Config, metrics: &Metrics) {
+    let config = config.clone();
+    let (n, errors) = kernel.call(move |k| k.sync_arp_interfaces(&config));
     for e in errors {
         warn!(error = %e, "ARP observer not attached");
     }
@@ -368,8 +375,9 @@ fn sync_arp(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
 }
 
 /// Attach the cluster-traffic counter to new interfaces.
-fn sync_corosync_ifaces(kernel: &mut Kernel, config: &Config, metrics: &Metrics) {
-    let (n, errors) = kernel.sync_corosync_interfaces(config);
+fn sync_corosync_ifaces(kernel: &Handle, config: &Config, metrics: &Metrics) {
+    let config = config.clone();
+    let (n, errors) = kernel.call(move |k| k.sync_corosync_interfaces(&config));
     for e in errors {
         warn!(error = %e, "cluster-traffic counter not attached");
     }
@@ -472,10 +480,11 @@ fn report_backends(guard: &Guard, metrics: &Metrics) {
     metrics.quarantine.set_backends(&backends);
 }
 
-fn report_detectors(kernel: &Kernel, metrics: &Metrics) {
-    metrics.set_program_statuses(kernel.statuses());
+fn report_detectors(kernel: &Handle, metrics: &Metrics) {
+    let statuses = kernel.call(|k| k.statuses().to_vec());
+    metrics.set_program_statuses(&statuses);
     for d in crate::detectors::ALL {
-        match programs::detector_state(d, kernel.statuses()) {
+        match programs::detector_state(d, &statuses) {
             Ok(()) => info!(detector = d, "detector up"),
             Err(reason) => warn!(detector = d, reason = %reason, "detector down"),
         }
@@ -506,7 +515,8 @@ fn reload(
     {
         warn!("agent.event_queue and agent.log_format changes take effect at restart");
     }
-    if let Err(e) = guard.backend_mut().apply(&new) {
+    let applied = new.clone();
+    if let Err(e) = guard.backend().call(move |k| k.apply(&applied)) {
         error!(error = %e, "SIGHUP: applying the configuration to the kernel failed");
         metrics.agent.record_reload(false);
         return;

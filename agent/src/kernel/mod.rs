@@ -6,5 +6,6 @@ pub mod events;
 pub mod loader;
 pub mod metrics;
 pub mod object;
+pub mod owner;
 pub mod probe;
 pub mod programs;

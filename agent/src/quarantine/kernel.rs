@@ -12,13 +12,13 @@ use aya::{
 use tracing::info;
 
 use super::{Backend, Quarantine, Target};
-use crate::kernel::loader::Kernel;
+use crate::kernel::{loader::Kernel, owner::Handle};
 
 /// Name of the TC program in the object.
 pub use crate::kernel::programs::QUARANTINE_TC as TC_PROGRAM;
 
-/// The quarantine engine on the kernel backend.
-pub type Guard = super::Engine<Kernel>;
+/// The quarantine engine on the kernel backend (the handle of the object's owner).
+pub type Guard = super::Engine<Handle>;
 
 fn comm_key(binary: &str) -> [u8; 16] {
     let mut comm = [0u8; 16];
@@ -199,10 +199,27 @@ impl Kernel {
     }
 }
 
-impl Backend for Kernel {
+impl Backend for Handle {
     type Error = KernelBackendError;
 
     fn apply(
+        &mut self,
+        quarantine: &Quarantine,
+        expires_boot_ns: u64,
+    ) -> Result<(), KernelBackendError> {
+        let q = quarantine.clone();
+        self.call(move |k| k.apply_quarantine(&q, expires_boot_ns))
+    }
+
+    fn remove(&mut self, quarantine: &Quarantine) -> Result<(), KernelBackendError> {
+        let q = quarantine.clone();
+        self.call(move |k| k.remove_quarantine(&q))
+    }
+}
+
+impl Kernel {
+    /// Enforce `quarantine` until `expires_boot_ns` (map entry, TC attach if needed).
+    pub fn apply_quarantine(
         &mut self,
         quarantine: &Quarantine,
         expires_boot_ns: u64,
@@ -236,7 +253,8 @@ impl Backend for Kernel {
         )
     }
 
-    fn remove(&mut self, quarantine: &Quarantine) -> Result<(), KernelBackendError> {
+    /// Stop enforcing `quarantine`; removing what is already gone is not an error.
+    pub fn remove_quarantine(&mut self, quarantine: &Quarantine) -> Result<(), KernelBackendError> {
         match self.map_remove(&quarantine.target) {
             // Already gone (e.g. the agent restarted with fresh maps): nothing to undo.
             Err(e) if e.is_absent() => Ok(()),

@@ -348,9 +348,14 @@ impl Runtime {
             daemons: self.config.daemons.clone(),
         };
         if self.applied.as_ref() != Some(&want) {
+            let (ports, members, daemons) = (
+                want.ports.clone(),
+                want.members.clone(),
+                want.daemons.clone(),
+            );
             match guard
-                .backend_mut()
-                .sync_corosync(&want.ports, &want.members, &want.daemons)
+                .backend()
+                .call(move |k| k.sync_corosync(&ports, &members, &daemons))
             {
                 Ok(()) => {
                     self.detector.set_members(want.members.clone());
@@ -365,7 +370,7 @@ impl Runtime {
         let n_members = self.applied.as_ref().map_or(0, |a| a.members.len());
         metrics.set_corosync_state(true, n_members, Some(role.standalone));
         if self.counters.is_none() {
-            match guard.backend().corosync_counters() {
+            match guard.backend().call(|k| k.corosync_counters()) {
                 Ok(c) => self.counters = Some(c),
                 Err(e) => {
                     error!(detector = "corosync", error = %e, "cluster traffic counters unreadable");

@@ -13,7 +13,7 @@ use crate::{
     config::{Config, Mode},
     detectors::metrics::Metrics,
     detectors::secrets::SecretFinding,
-    kernel::loader::Kernel,
+    kernel::owner::Handle,
     quarantine::kernel::Guard,
     quarantine::{ActionKind, Outcome, Request, Target, Trigger},
     time::Now,
@@ -87,9 +87,10 @@ pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
 }
 
 /// Keep the kernel's inode watch list equal to `wanted` (from [`present`]).
-pub fn sync_inodes(kernel: &mut Kernel, wanted: &[(InodeKey, InodeWatch)], metrics: &Metrics) {
-    match crate::kernel::loader::sync_hash(kernel, SECRET_INODES, wanted) {
-        Ok(()) => metrics.secrets.set_files(wanted.len()),
+pub fn sync_inodes(kernel: &Handle, wanted: Vec<(InodeKey, InodeWatch)>, metrics: &Metrics) {
+    let n = wanted.len();
+    match kernel.call(move |k| crate::kernel::loader::sync_hash(k, SECRET_INODES, &wanted)) {
+        Ok(()) => metrics.secrets.set_files(n),
         Err(e) => {
             error!(detector = "secrets", error = %e, "cannot update the watched secret inodes")
         }
