@@ -19,8 +19,12 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::TcContext,
 };
+use aya_log_ebpf::debug;
 
-use crate::common::{EVENTS, count, header};
+use crate::{
+    common::{EVENTS, count, header},
+    frame,
+};
 
 #[map(name = "ARP_BINDINGS")]
 static ARP_BINDINGS: LruHashMap<BindingKey, Binding> =
@@ -37,25 +41,25 @@ pub fn arp_tc(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn observe(ctx: &TcContext) -> Option<()> {
-    let mut l3 = 14usize;
-    let mut vlan = 0u16;
+    let eth = frame::ethernet(ctx)?;
+    let (l3, vlan) = (eth.l3, eth.vlan);
     let mut flags = 0u16;
-    let mut proto = u16::from_be(ctx.load::<u16>(12).ok()?);
-    if proto == 0x8100 || proto == 0x88a8 {
-        vlan = u16::from_be(ctx.load::<u16>(14).ok()?) & 0x0fff;
-        proto = u16::from_be(ctx.load::<u16>(16).ok()?);
-        l3 = 18;
+    if eth.tagged {
         flags |= ARP_F_VLAN;
     }
-    if proto == 0x86dd {
+    if eth.proto == frame::ETH_P_IPV6 {
         return ndp(ctx, l3, vlan, flags);
     }
-    if proto != 0x0806 {
+    if eth.proto != frame::ETH_P_ARP {
         return None;
     }
     // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
     let hdr: [u8; 8] = ctx.load(l3).ok()?;
     if hdr != [0, 1, 8, 0, 6, 4, 0, hdr[7]] || hdr[7] == 0 || hdr[7] > 2 {
+        debug!(
+            ctx,
+            "arp: not an Ethernet/IPv4 request or reply (op {}), ignored", hdr[7]
+        );
         return None;
     }
     if hdr[7] == 2 {
@@ -83,18 +87,18 @@ fn observe(ctx: &TcContext) -> Option<()> {
 /// frame's source MAC; a neighbour solicitation from :: is a DAD probe for its target.
 #[inline(always)]
 fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
-    // IPv6 header: next header @6 (ICMPv6 = 58, no extension headers), src @8, dst @24.
-    let next: u8 = ctx.load(l3 + 6).ok()?;
-    if next != 58 {
+    // ICMPv6 (58) right after the fixed header (no extension headers).
+    let ip = frame::ipv6(ctx, l3)?;
+    if ip.next != frame::IPPROTO_ICMPV6 {
         return None;
     }
-    let icmp = l3 + 40;
+    let icmp = ip.l4;
     let ty: u8 = ctx.load(icmp).ok()?;
     if ty != 135 && ty != 136 {
         return None;
     }
     let target: [u8; 16] = ctx.load(icmp + 8).ok()?;
-    let mac: [u8; 6] = ctx.load(6).ok()?;
+    let mac = frame::source_mac(ctx)?;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
@@ -105,8 +109,7 @@ fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
         _pad: [0; 6],
     };
     if ty == 135 {
-        let src: [u8; 16] = ctx.load(l3 + 8).ok()?;
-        if src == [0; 16] {
+        if ip.saddr == [0; 16] {
             return probe(key, mac, now, ifindex, flags, vlan);
         }
         return None;

@@ -24,8 +24,12 @@ use aya_ebpf::{
     maps::{HashMap, LruPerCpuHashMap, PerCpuArray},
     programs::{TcContext, TracePointContext},
 };
+use aya_log_ebpf::debug;
 
-use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
+use crate::{
+    common::{EVENTS, count, fill_proc, header, offsets, read_at},
+    frame,
+};
 
 #[map(name = "COROSYNC_PORTS")]
 static COROSYNC_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(COROSYNC_PORTS_CAPACITY, 0);
@@ -45,7 +49,6 @@ static COROSYNC_EXEC: HashMap<ExecWatchKey, u32> =
 
 /// tcx: continue with the next program, unless we drop.
 const TCX_NEXT: i32 = -1;
-const IPPROTO_UDP: u8 = 17;
 
 #[inline(always)]
 fn total(slot: u32) {
@@ -66,38 +69,27 @@ pub fn corosync_tc(ctx: TcContext) -> i32 {
 /// The source address and UDP destination port of a cluster packet, or `None`.
 #[inline(always)]
 fn parse(ctx: &TcContext) -> Option<[u8; 16]> {
-    let mut l3 = 14usize;
-    let mut proto = u16::from_be(ctx.load::<u16>(12).ok()?);
-    if proto == 0x8100 || proto == 0x88a8 {
-        proto = u16::from_be(ctx.load::<u16>(16).ok()?);
-        l3 = 18;
-    }
-    let (addr, l4) = match proto {
-        0x0800 => {
-            let vihl: u8 = ctx.load(l3).ok()?;
-            if ctx.load::<u8>(l3 + 9).ok()? != IPPROTO_UDP {
+    let eth = frame::ethernet(ctx)?;
+    let (addr, l4) = match eth.proto {
+        frame::ETH_P_IP => {
+            let ip = frame::ipv4(ctx, eth.l3)?;
+            if ip.proto != frame::IPPROTO_UDP {
                 return None;
             }
-            // Not a first fragment: no UDP header here.
-            if u16::from_be(ctx.load::<u16>(l3 + 6).ok()?) & 0x1fff != 0 {
-                return None;
-            }
-            let ihl = ((vihl & 0x0f) as usize) * 4;
-            if ihl < 20 {
-                return None;
-            }
-            (v4_key(ctx.load(l3 + 12).ok()?), l3 + ihl)
+            // Not a first fragment (no UDP header here) or a malformed header: skip.
+            (v4_key(ip.saddr), ip.l4?)
         }
-        0x86dd => {
+        frame::ETH_P_IPV6 => {
             // No extension headers: knet sends plain UDP.
-            if ctx.load::<u8>(l3 + 6).ok()? != IPPROTO_UDP {
+            let ip = frame::ipv6(ctx, eth.l3)?;
+            if ip.next != frame::IPPROTO_UDP {
                 return None;
             }
-            (ctx.load::<[u8; 16]>(l3 + 8).ok()?, l3 + 40)
+            (ip.saddr, ip.l4)
         }
         _ => return None,
     };
-    let dport = u16::from_be(ctx.load::<u16>(l4 + 2).ok()?);
+    let dport = frame::be16(ctx, l4 + 2)?;
     // SAFETY: map lookup, presence only.
     unsafe { COROSYNC_PORTS.get(&dport) }?;
     Some(addr)
@@ -144,6 +136,10 @@ fn observe(ctx: &TcContext) -> Option<bool> {
             };
             if COROSYNC_SOURCES.insert(&key, &first, 0).is_err() {
                 total(TOTAL_UNTRACKED);
+                debug!(
+                    ctx,
+                    "corosync: source table full, packet counted as untracked"
+                );
             }
         }
     }

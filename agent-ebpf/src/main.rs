@@ -6,6 +6,7 @@
 mod arp;
 mod common;
 mod corosync;
+mod frame;
 mod martian;
 mod probe;
 mod quarantine;

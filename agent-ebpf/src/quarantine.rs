@@ -22,7 +22,10 @@ use aya_ebpf::{
     programs::{LsmContext, TcContext, TracePointContext},
 };
 
-use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
+use crate::{
+    common::{EVENTS, count, fill_proc, header, offsets, read_at},
+    frame,
+};
 
 #[map(name = "BLOCK_EXEC")]
 static BLOCK_EXEC: HashMap<BlockExecKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
@@ -153,12 +156,6 @@ pub fn quarantine_lsm_exec(ctx: LsmContext) -> i32 {
     }
 }
 
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-
 /// Drop packets from quarantined sources (MAC, IPv4, IPv6, or an ARP claim of an IP by
 /// a MAC) at TC ingress of the interfaces a quarantine names.
 #[classifier]
@@ -175,7 +172,7 @@ pub fn quarantine_tc(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn decide(ctx: &TcContext) -> Option<u32> {
-    let src: [u8; 6] = ctx.load(6).ok()?;
+    let src = frame::source_mac(ctx)?;
     // SAFETY: map lookup, value used at once.
     if in_force(unsafe {
         DROP_MAC.get(&MacKey {
@@ -187,14 +184,10 @@ fn decide(ctx: &TcContext) -> Option<u32> {
     {
         return Some(QSTAT_DROP_MAC);
     }
-    let mut l3 = 14usize;
-    let mut proto = u16::from_be(ctx.load::<u16>(12).ok()?);
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        proto = u16::from_be(ctx.load::<u16>(16).ok()?);
-        l3 = 18;
-    }
-    match proto {
-        ETH_P_ARP => {
+    let eth = frame::ethernet(ctx)?;
+    let l3 = eth.l3;
+    match eth.proto {
+        frame::ETH_P_ARP => {
             // Ethernet/IPv4 ARP: sender hardware address at +8, sender protocol at +14.
             let mac: [u8; 6] = ctx.load(l3 + 8).ok()?;
             let ip: [u8; 4] = ctx.load(l3 + 14).ok()?;
@@ -213,13 +206,13 @@ fn decide(ctx: &TcContext) -> Option<u32> {
             // SAFETY: as above.
             in_force(unsafe { DROP_V4.get(&ip) }).map(|_| QSTAT_DROP_V4)
         }
-        ETH_P_IP => {
-            let saddr: [u8; 4] = ctx.load(l3 + 12).ok()?;
+        frame::ETH_P_IP => {
+            let saddr = frame::ipv4_saddr(ctx, l3)?;
             // SAFETY: as above.
             in_force(unsafe { DROP_V4.get(&saddr) }).map(|_| QSTAT_DROP_V4)
         }
-        ETH_P_IPV6 => {
-            let saddr: [u8; 16] = ctx.load(l3 + 8).ok()?;
+        frame::ETH_P_IPV6 => {
+            let saddr = frame::ipv6_saddr(ctx, l3)?;
             // SAFETY: as above.
             in_force(unsafe { DROP_V6.get(&saddr) }).map(|_| QSTAT_DROP_V6)
         }

@@ -21,6 +21,7 @@ use aya_ebpf::{
     maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
     programs::TracePointContext,
 };
+use aya_log_ebpf::debug;
 
 use crate::common::{EVENTS, count, fill_proc, header, offsets, read_args, read_at};
 
@@ -114,6 +115,10 @@ fn enter(ctx: &TracePointContext, call: Call) -> u32 {
     };
     if SECRET_PENDING.insert(&tid, &pending, 0).is_err() {
         count(kind::SECRET_OPEN, stats::MAP_FULL);
+        debug!(
+            ctx,
+            "secrets: pending-open table full (tid {}), open not reported", tid
+        );
     }
     0
 }

@@ -107,6 +107,10 @@ pub struct AgentConfig {
     /// agent runs. They cost two clock reads per program run, for every eBPF program
     /// on the host (restart to change).
     pub program_stats: bool,
+    /// The eBPF programs' own diagnostics (map errors, unexpected packet shapes),
+    /// forwarded to the agent's log at debug level. Off: the kernel prunes the
+    /// diagnostics from the programs at load (no cost per event). Restart to change.
+    pub ebpf_log: bool,
 }
 
 impl Default for AgentConfig {
@@ -118,6 +122,7 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from("/var/lib/nodeward"),
             event_queue: 4096,
             program_stats: true,
+            ebpf_log: false,
         }
     }
 }

@@ -589,3 +589,51 @@ fn ipv6_dad_probe_for_an_address_in_use_is_a_conflict() {
     let d: serde_json::Value = serde_json::from_str(probe["detail"].as_str().unwrap()).unwrap();
     assert_eq!(d["old_mac"], owner.as_str());
 }
+
+/// `agent.ebpf_log`: the programs' own diagnostics (aya-log) reach the agent's log. An
+/// ARP frame with an opcode the observer does not handle (3, RARP) is a diagnostic of
+/// `arp_tc`; a normal ARP request sent after it is the sentinel that the frames were
+/// seen at all.
+#[test]
+fn ebpf_diagnostics_reach_the_log_when_enabled() {
+    let name = "arp::ebpf_diagnostics_reach_the_log_when_enabled";
+    let Some(bin) = agent_bin(name) else { return };
+    if !nodeward_tests::scapy_available(name) {
+        return;
+    }
+    let br = Bridge::new(&["10.97.3.10", "10.97.3.20"]);
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "agent.ebpf_log = true\nagent.log_level = \"debug\"\n[detectors.arp]\ninterfaces = [\"{}\"]\n",
+            br.hosts[0].port
+        ),
+    );
+    let script = "from scapy.all import Ether, ARP, sendp\n\
+                  sendp(Ether(dst='ff:ff:ff:ff:ff:ff')/ARP(op=3, psrc='10.97.3.10', pdst='10.97.3.20'), iface='eth0', verbose=False)\n\
+                  sendp(Ether(dst='ff:ff:ff:ff:ff:ff')/ARP(op=1, psrc='10.97.3.10', pdst='10.97.3.20'), iface='eth0', verbose=False)\n";
+    let out = br.exec(0, &[nodeward_tests::PYTHON, "-c", script]);
+    assert!(out.status.success(), "scapy: {out:?}");
+    let sentinel = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| {
+            l["detector"] == "arp" && l["finding"] == "new_binding" && l["address"] == "10.97.3.10"
+        })
+    });
+    assert!(
+        sentinel.is_some(),
+        "the observer saw no frame from the sender:\n{}",
+        agent.raw_output()
+    );
+    let diagnostic = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("arp: not an Ethernet/IPv4 request or reply (op 3)"))
+        })
+    });
+    assert!(
+        diagnostic.is_some(),
+        "no eBPF diagnostic for the RARP frame:\n{}",
+        agent.raw_output()
+    );
+}

@@ -47,6 +47,24 @@ pub fn agent_bin(test: &str) -> Option<PathBuf> {
     }
 }
 
+/// Debian's Python, the one `cargo xtask setup --test-deps` gives scapy to.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Whether scapy can be imported (else the skip is reported for `test`).
+pub fn scapy_available(test: &str) -> bool {
+    let ok = std::process::Command::new(PYTHON)
+        .args(["-c", "import scapy.all"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        skip(
+            test,
+            "python3-scapy not installed (cargo xtask setup --test-deps installs it)",
+        );
+    }
+    ok
+}
+
 /// Poll `f` until it returns Some or the timeout passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();

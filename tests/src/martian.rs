@@ -4,7 +4,7 @@
 
 use std::{process::Command, time::Duration};
 
-use nodeward_tests::{Agent, Lan, agent_bin, metric_sum, skip, wait_for};
+use nodeward_tests::{Agent, Lan, agent_bin, metric_sum, wait_for};
 
 fn netstat_rpfilter(lan: &Lan) -> u64 {
     let out = Command::new("ip")
@@ -44,16 +44,8 @@ fn in_martian_src() -> u64 {
 fn martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_and_flood() {
     let name = "martian::martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_and_flood";
     let Some(bin) = agent_bin(name) else { return };
-    if Command::new("/usr/bin/python3")
-        .args(["-c", "import scapy.all"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        return skip(
-            name,
-            "python3-scapy not installed (cargo xtask setup --test-deps installs it)",
-        );
+    if !nodeward_tests::scapy_available(name) {
+        return;
     }
     let lan = Lan::new();
     for key in [

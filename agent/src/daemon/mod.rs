@@ -112,6 +112,9 @@ async fn daemon(
         metrics.tcp_reset.set_counts(counts);
     }
     report_detectors(&kernel, &metrics);
+    let ebpf_log = kernel
+        .call(|k| k.logger.take())
+        .map(|l| tokio::spawn(crate::kernel::ebpf_log::forward(l)));
     let ring = kernel
         .call(|k| k.take_events())
         .context("opening the event ring buffer")?;
@@ -351,7 +354,7 @@ async fn daemon(
     pipeline.abort();
     control_task.abort();
     scan_task.abort();
-    for task in [&sampler, &martian_task].into_iter().flatten() {
+    for task in [&sampler, &martian_task, &ebpf_log].into_iter().flatten() {
         task.abort();
     }
     if let Ok(Err(e)) = server.await {

@@ -50,6 +50,8 @@ pub struct Kernel {
     pub(crate) lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
     pub(crate) loaded: HashMap<&'static str, Result<(), String>>,
     pub(crate) statuses: Vec<ProgramStatus>,
+    /// The programs' diagnostics (agent.ebpf_log), until the daemon takes it.
+    pub logger: Option<super::ebpf_log::Logger>,
 }
 
 impl Kernel {
@@ -65,10 +67,13 @@ impl Kernel {
                 tp.fork_child_pid
             ),
         }
-        let ebpf = EbpfLoader::new()
+        let log_level = super::ebpf_log::level(config.agent.ebpf_log);
+        let mut ebpf = EbpfLoader::new()
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
+            .override_global(aya_log::LEVEL, &log_level, true)
             .load(bytes)?;
+        let logger = super::ebpf_log::init(&mut ebpf, config.agent.ebpf_log);
         let drop_reasons = facts.drop_reasons.clone();
         let mut kernel = Kernel {
             ebpf,
@@ -81,6 +86,7 @@ impl Kernel {
             links: HashMap::new(),
             loaded: HashMap::new(),
             statuses: Vec::new(),
+            logger,
         };
         facts.program_types.extend(kernel.probe_btf_program_types());
         kernel.apply(config)?;
