@@ -118,7 +118,7 @@ async fn daemon(
     let ring = kernel
         .call(|k| k.take_events())
         .context("opening the event ring buffer")?;
-    sync_arp(&kernel, &config, &metrics);
+    crate::detectors::arp::kernel::sync_interfaces(&kernel, &config, &metrics);
     let conflicts: crate::detectors::arp::bindings::Conflicts = Default::default();
     let resets = if config.detectors.tcp_reset.enabled {
         kernel.call(|k| k.reset_peers())
@@ -215,7 +215,7 @@ async fn daemon(
     let (role_tx, role_rx) = watch::channel(None);
     let mut cluster =
         crate::detectors::corosync::runtime::Runtime::new(&config, role_tx, sampled_tx.clone());
-    sync_corosync_ifaces(guard.backend(), &config, &metrics);
+    crate::detectors::corosync::kernel::sync_interfaces(guard.backend(), &config, &metrics);
     cluster.tick(&mut guard, &metrics, std::time::Duration::from_secs(2));
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
@@ -282,7 +282,7 @@ async fn daemon(
             _ = hup.recv() => {
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
-                sync_corosync_ifaces(guard.backend(), &current, &metrics);
+                crate::detectors::corosync::kernel::sync_interfaces(guard.backend(), &current, &metrics);
                 *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
@@ -322,8 +322,8 @@ async fn daemon(
                 metrics.quarantine.sync(&mut guard);
             }
             _ = rescan.tick() => {
-                sync_arp(guard.backend(), &current, &metrics);
-                sync_corosync_ifaces(guard.backend(), &current, &metrics);
+                crate::detectors::arp::kernel::sync_interfaces(guard.backend(), &current, &metrics);
+                crate::detectors::corosync::kernel::sync_interfaces(guard.backend(), &current, &metrics);
             }
             _ = cluster_tick.tick() => {
                 cluster.tick(&mut guard, &metrics, std::time::Duration::ZERO);
@@ -365,26 +365,6 @@ async fn daemon(
     drop(guard); // detaches every program and closes every map
     info!("nodeward stopped");
     Ok(())
-}
-
-/// Attach the ARP observer to new interfaces (bridge ports come and go).
-fn sync_arp(kernel: &Handle, config: &Config, metrics: &Metrics) {
-    let config = config.clone();
-    let (n, errors) = kernel.call(move |k| k.sync_arp_interfaces(&config));
-    for e in errors {
-        warn!(error = %e, "ARP observer not attached");
-    }
-    metrics.arp.set_interfaces(n);
-}
-
-/// Attach the cluster-traffic counter to new interfaces.
-fn sync_corosync_ifaces(kernel: &Handle, config: &Config, metrics: &Metrics) {
-    let config = config.clone();
-    let (n, errors) = kernel.call(move |k| k.sync_corosync_interfaces(&config));
-    for e in errors {
-        warn!(error = %e, "cluster-traffic counter not attached");
-    }
-    metrics.corosync.interfaces(n);
 }
 
 /// Journal a reboot intent (fsync) and, if the guard acted, the enforcement.

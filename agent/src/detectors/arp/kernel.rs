@@ -31,3 +31,17 @@ impl Kernel {
         BpfHashMap::try_from(aya::maps::Map::LruHashMap(data)).ok()
     }
 }
+
+/// Attach the ARP observer to new interfaces (bridge ports come and go), on the kernel owner thread; failures are logged, the count exported.
+pub fn sync_interfaces(
+    kernel: &crate::kernel::owner::Handle,
+    config: &Config,
+    metrics: &crate::detectors::metrics::Metrics,
+) {
+    let config = config.clone();
+    let (n, errors) = kernel.call(move |k| k.sync_arp_interfaces(&config));
+    for e in errors {
+        tracing::warn!(error = %e, "ARP observer not attached");
+    }
+    metrics.arp.set_interfaces(n);
+}

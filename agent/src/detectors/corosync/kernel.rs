@@ -121,3 +121,17 @@ impl Kernel {
             .is_some_and(|s| !s.is_empty())
     }
 }
+
+/// Attach the cluster-traffic counter to new interfaces, on the kernel owner thread; failures are logged, the count exported.
+pub fn sync_interfaces(
+    kernel: &crate::kernel::owner::Handle,
+    config: &Config,
+    metrics: &crate::detectors::metrics::Metrics,
+) {
+    let config = config.clone();
+    let (n, errors) = kernel.call(move |k| k.sync_corosync_interfaces(&config));
+    for e in errors {
+        tracing::warn!(error = %e, "cluster-traffic counter not attached");
+    }
+    metrics.corosync.interfaces(n);
+}
