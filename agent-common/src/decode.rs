@@ -1,7 +1,7 @@
 //! Checked decoding of ring-buffer records (userspace only).
 //!
-//! Every record is copied out with `read_unaligned` after its kind, ABI version and
-//! length were checked. All ABI types are plain integers and byte arrays, so any bit
+//! A record's kind, ABI version and length are checked before it is read in place
+//! ([`crate::record::Record`]). All ABI types are plain integers and byte arrays, so any bit
 //! pattern is a valid value: no transmute into enums, no undefined behaviour on
 //! garbage.
 
@@ -51,8 +51,10 @@ pub(crate) fn read<T: aya::Pod>(buf: &[u8]) -> T {
     unsafe { core::ptr::read_unaligned(buf.as_ptr().cast::<T>()) }
 }
 
-/// Decode one ring-buffer record.
-pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
+/// Decode one ring-buffer record held in shared bytes (a slice of the reader's
+/// [`crate::record::Batch`]): checked, then read in place, not copied.
+pub fn decode_shared(bytes: bytes::Bytes) -> Result<Event, DecodeError> {
+    let buf = &bytes[..];
     if buf.len() < core::mem::size_of::<EventHeader>() {
         return Err(DecodeError::Short(buf.len()));
     }
@@ -73,7 +75,14 @@ pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
             expected,
         });
     }
-    Event::read(header.kind, buf).ok_or(DecodeError::UnknownKind(header.kind))
+    Event::read(header.kind, bytes).ok_or(DecodeError::UnknownKind(header.kind))
+}
+
+/// Decode one record from a plain buffer (copied once into an aligned batch).
+pub fn decode(buf: &[u8]) -> Result<Event, DecodeError> {
+    let mut batch = crate::record::Batch::with_capacity(buf.len());
+    let range = batch.push(buf);
+    decode_shared(batch.freeze().slice(range))
 }
 
 /// The raw bytes of a record, for encoding in tests and tools.
@@ -140,7 +149,7 @@ mod tests {
             cmd: 0x0123_4567,
             _pad0: 0,
         };
-        assert_eq!(decode(&encode(&ev)), Ok(Event::RebootSyscall(ev)));
+        assert_eq!(decode(&encode(&ev)), Ok(Event::RebootSyscall(ev.into())));
     }
 
     #[test]
@@ -158,7 +167,7 @@ mod tests {
         fill_cstr(&mut ev.filename, b"/usr/bin/systemctl");
         ev.args[..17].copy_from_slice(b"systemctl\0reboot\0");
         let decoded = decode(&encode(&ev)).unwrap();
-        assert_eq!(decoded, Event::Exec(std::boxed::Box::new(ev)));
+        assert_eq!(decoded, Event::Exec(ev.into()));
         let Event::Exec(e) = decoded else {
             unreachable!()
         };

@@ -30,12 +30,13 @@ impl EventHeader {
 }
 
 /// The table of record kinds: number, metric/log name, layout, and the variant of the
-/// decoded [`crate::decode::Event`] (boxed when the record is large). Everything about a
+/// decoded [`crate::decode::Event`] (a [`crate::record::Record`] of the layout, read in
+/// place from the reader's batch). Everything about a
 /// kind follows from its one row here: the [`kind`] constants, [`KINDS`],
 /// [`record_size`], [`kind_name`], a size assert per layout, and the decoder. Never
 /// reuse a number; bump [`ABI_VERSION`] when a layout changes.
 macro_rules! records {
-    ($( $(#[$doc:meta])* $konst:ident = $num:literal, $name:literal, $variant:ident($($path:ident)::+ $(, $boxed:ident)?); )*) => {
+    ($( $(#[$doc:meta])* $konst:ident = $num:literal, $name:literal, $variant:ident($($path:ident)::+); )*) => {
         /// Record kinds (from the table in this module).
         pub mod kind {
             $( $(#[$doc])* pub const $konst: u16 = $num; )*
@@ -85,9 +86,10 @@ macro_rules! records {
             }
         }
 
-        // Every record starts with the header and is a whole number of 8-byte words
-        // (the ring buffer's alignment).
+        // Every record starts with the header, is a whole number of 8-byte words (the
+        // ring buffer's alignment) and needs no more alignment than that.
         $(
+            const _: () = assert!(core::mem::align_of::<crate::$($path)::+>() <= 8);
             const _: () = assert!(core::mem::size_of::<crate::$($path)::+>() % 8 == 0);
             const _: () = assert!(core::mem::size_of::<crate::$($path)::+>() >= core::mem::size_of::<EventHeader>());
         )*
@@ -98,7 +100,7 @@ macro_rules! records {
             /// A decoded record.
             #[derive(Clone, Debug, PartialEq, Eq)]
             pub enum Event {
-                $( $variant(records!(@ty $($boxed)? crate::$($path)::+)), )*
+                $( $variant(crate::record::Record<crate::$($path)::+>), )*
             }
 
             impl Event {
@@ -108,20 +110,16 @@ macro_rules! records {
                     }
                 }
 
-                /// Build the variant for `kind` from a checked buffer.
-                pub(crate) fn read(kind: u16, buf: &[u8]) -> Option<Event> {
+                /// Build the variant for `kind` over checked bytes (no copy when aligned).
+                pub(crate) fn read(kind: u16, bytes: bytes::Bytes) -> Option<Event> {
                     Some(match kind {
-                        $( $num => Event::$variant(records!(@new $($boxed)? crate::decode::read(buf))), )*
+                        $( $num => Event::$variant(crate::record::Record::from_bytes(bytes)), )*
                         _ => return None,
                     })
                 }
             }
         }
     };
-    (@ty Box $($t:tt)+) => { std::boxed::Box<$($t)+> };
-    (@ty $($t:tt)+) => { $($t)+ };
-    (@new Box $e:expr) => { std::boxed::Box::new($e) };
-    (@new $e:expr) => { $e };
 }
 
 records! {
@@ -130,7 +128,7 @@ records! {
     /// [`crate::reboot::KexecEvent`]: kexec_load(2) / kexec_file_load(2) entered.
     KEXEC = 2, "kexec", Kexec(reboot::KexecEvent);
     /// [`crate::reboot::ExecEvent`]: a watched binary was executed.
-    EXEC = 3, "exec", Exec(reboot::ExecEvent, Box);
+    EXEC = 3, "exec", Exec(reboot::ExecEvent);
     /// [`crate::quarantine::ExecBlockedEvent`]: a quarantined binary was killed on exec.
     EXEC_BLOCKED = 4, "exec_blocked", ExecBlocked(quarantine::ExecBlockedEvent);
     /// [`crate::session::SshAcceptEvent`]: an sshd accepted a connection.
@@ -140,10 +138,10 @@ records! {
     /// [`crate::arp::ArpEvent`]: a new binding, a MAC change or a probe conflict.
     ARP = 7, "arp", Arp(arp::ArpEvent);
     /// [`crate::secrets::SecretOpenEvent`]: a watched secret file was opened.
-    SECRET_OPEN = 8, "secret_open", SecretOpen(secrets::SecretOpenEvent, Box);
+    SECRET_OPEN = 8, "secret_open", SecretOpen(secrets::SecretOpenEvent);
     /// [`crate::corosync::CorosyncLocalEvent`]: a cluster daemon started or bound a
     /// cluster port.
-    COROSYNC_LOCAL = 9, "corosync_local", CorosyncLocal(corosync::CorosyncLocalEvent, Box);
+    COROSYNC_LOCAL = 9, "corosync_local", CorosyncLocal(corosync::CorosyncLocalEvent);
 }
 
 crate::user_pod!(EventHeader);

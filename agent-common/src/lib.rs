@@ -4,8 +4,9 @@
 //! (header first), map names, map value layouts and the kernel configuration globals.
 //! Rules (STYLE.md): `#[repr(C)]`, integers and byte arrays only (no bool, enum or
 //! Option), explicit padding fields, sizes asserted at compile time. Userspace never
-//! transmutes: it decodes with [`decode::decode`] (feature `user`), where an unknown
-//! kind or a wrong length is an error.
+//! transmutes: it checks each record with [`decode::decode_shared`] (feature `user`),
+//! where an unknown kind or a wrong length is an error, and reads it in place through
+//! [`record::Record`].
 #![no_std]
 
 #[cfg(feature = "user")]
@@ -27,6 +28,8 @@ pub mod tcp_reset;
 
 #[cfg(feature = "user")]
 pub mod decode;
+#[cfg(feature = "user")]
+pub mod record;
 
 /// The detector ids. One id names that detector's files in every crate
 /// (`agent-common/src/<id>.rs`, `agent-ebpf/src/<id>.rs`, `agent/src/detectors/<id>.rs`

@@ -439,24 +439,27 @@ mod tests {
     fn ev(k: u32, mac: [u8; 6], old: [u8; 6], t_ms: u64, old_ms: u64, flags: u16) -> Event {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[10, 8, 64, 2]);
-        Event::Arp(ArpEvent {
-            header: EventHeader::new(
-                kind::ARP,
-                core::mem::size_of::<ArpEvent>(),
-                t_ms * 1_000_000,
-            ),
-            kind: k,
-            ifindex: if mac == A { 11 } else { 12 },
-            flags,
-            vlan: 0,
-            family: 2,
-            _pad0: 0,
-            addr,
-            mac,
-            old_mac: old,
-            old_ifindex: if old == A { 11 } else { 12 },
-            old_last_seen_ns: old_ms * 1_000_000,
-        })
+        Event::Arp(
+            ArpEvent {
+                header: EventHeader::new(
+                    kind::ARP,
+                    core::mem::size_of::<ArpEvent>(),
+                    t_ms * 1_000_000,
+                ),
+                kind: k,
+                ifindex: if mac == A { 11 } else { 12 },
+                flags,
+                vlan: 0,
+                family: 2,
+                _pad0: 0,
+                addr,
+                mac,
+                old_mac: old,
+                old_ifindex: if old == A { 11 } else { 12 },
+                old_last_seen_ns: old_ms * 1_000_000,
+            }
+            .into(),
+        )
     }
 
     fn kinds(f: Vec<ArpFinding>) -> Vec<&'static str> {

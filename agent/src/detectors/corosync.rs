@@ -411,16 +411,19 @@ mod tests {
         fill_cstr(&mut p.comm, b"corosync");
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[10, 0, 0, 3]);
-        Event::CorosyncLocal(Box::new(CorosyncLocalEvent {
-            header: EventHeader::new(agent_common::event::kind::COROSYNC_LOCAL, 144, 0),
-            proc: p,
-            netns,
-            what,
-            family: AF_INET,
-            port: 5405,
-            _pad: 0,
-            addr,
-        }))
+        Event::CorosyncLocal(
+            CorosyncLocalEvent {
+                header: EventHeader::new(agent_common::event::kind::COROSYNC_LOCAL, 144, 0),
+                proc: p,
+                netns,
+                what,
+                family: AF_INET,
+                port: 5405,
+                _pad: 0,
+                addr,
+            }
+            .into(),
+        )
     }
 
     #[test]

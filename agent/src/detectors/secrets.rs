@@ -126,7 +126,7 @@ mod tests {
         fill_cstr(&mut e.proc.comm, comm);
         fill_cstr(&mut e.path, b"/etc/corosync/authkey");
         e.args[..14].copy_from_slice(b"scp\0-f\0/etc/x\0");
-        Event::SecretOpen(Box::new(e))
+        Event::SecretOpen(e.into())
     }
 
     #[test]
@@ -158,17 +158,19 @@ mod tests {
             "allowed to read, not to write"
         );
         // A failed open is no finding.
-        let Event::SecretOpen(mut failed) = ev(b"cat", 0) else {
+        let Event::SecretOpen(failed) = ev(b"cat", 0) else {
             unreachable!()
         };
+        let mut failed = failed.get();
         failed.ret = -13;
-        assert!(d.observe(&Event::SecretOpen(failed)).is_none());
+        assert!(d.observe(&Event::SecretOpen(failed.into())).is_none());
         // Matched by inode: the kind comes from the file's access mode.
-        let Event::SecretOpen(mut by_inode) = ev(b"cat", 0) else {
+        let Event::SecretOpen(by_inode) = ev(b"cat", 0) else {
             unreachable!()
         };
+        let mut by_inode = by_inode.get();
         by_inode.via = VIA_INODE;
-        let f = d.observe(&Event::SecretOpen(by_inode)).unwrap();
+        let f = d.observe(&Event::SecretOpen(by_inode.into())).unwrap();
         assert_eq!((f.kind, f.via), ("secret_read", "inode"));
     }
 }

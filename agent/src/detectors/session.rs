@@ -61,7 +61,7 @@ mod tests {
             },
         };
         e.proc.pid = 77;
-        Event::SshAccept(e)
+        Event::SshAccept(e.into())
     }
 
     #[test]

@@ -41,18 +41,21 @@ fn exec(filename: &str, class: u32, args: &[&str]) -> Event {
     let block: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
     e.args[..block.len()].copy_from_slice(&block);
     e.args_len = block.len() as u32;
-    Event::Exec(Box::new(e))
+    Event::Exec(e.into())
 }
 
 fn reboot_call(magic2: u32, cmd: u32) -> Event {
-    Event::RebootSyscall(RebootSyscallEvent {
-        header: EventHeader::new(kind::REBOOT_SYSCALL, 88, 2),
-        proc: proc(),
-        magic1: MAGIC1,
-        magic2,
-        cmd,
-        _pad0: 0,
-    })
+    Event::RebootSyscall(
+        RebootSyscallEvent {
+            header: EventHeader::new(kind::REBOOT_SYSCALL, 88, 2),
+            proc: proc(),
+            magic1: MAGIC1,
+            magic2,
+            cmd,
+            _pad0: 0,
+        }
+        .into(),
+    )
 }
 
 fn action_of(e: Event) -> Option<Action> {
@@ -190,13 +193,16 @@ fn kexec_tool_and_syscalls() {
         None
     );
     let k = |syscall, flags| {
-        Event::Kexec(KexecEvent {
-            header: EventHeader::new(kind::KEXEC, 88, 3),
-            proc: proc(),
-            syscall,
-            _pad0: 0,
-            flags,
-        })
+        Event::Kexec(
+            KexecEvent {
+                header: EventHeader::new(kind::KEXEC, 88, 3),
+                proc: proc(),
+                syscall,
+                _pad0: 0,
+                flags,
+            }
+            .into(),
+        )
     };
     assert_eq!(
         detector().observe(&k(KEXEC_LOAD, 0), 0).map(|i| i.path),
@@ -313,28 +319,32 @@ fn expected_or_not() {
 #[test]
 fn sysrq_open_for_write_is_an_intent() {
     use agent_common::reboot::SysrqOpenEvent;
-    let e = Event::SysrqOpen(SysrqOpenEvent {
-        header: EventHeader::new(kind::SYSRQ_OPEN, core::mem::size_of::<SysrqOpenEvent>(), 1),
-        proc: proc(),
-        flags: 1,
-        syscall: 1,
-        _pad0: 0,
-    });
+    let e = Event::SysrqOpen(
+        SysrqOpenEvent {
+            header: EventHeader::new(kind::SYSRQ_OPEN, core::mem::size_of::<SysrqOpenEvent>(), 1),
+            proc: proc(),
+            flags: 1,
+            syscall: 1,
+            _pad0: 0,
+        }
+        .into(),
+    );
     let i = detector().observe(&e, 0).unwrap();
     assert_eq!((i.path, i.action), ("sysrq", Action::Sysrq));
 }
 
 #[test]
 fn guard_flags_are_reported() {
-    let Event::Exec(mut e) = exec("/usr/sbin/reboot", class::POWER, &["reboot"]) else {
+    let Event::Exec(e) = exec("/usr/sbin/reboot", class::POWER, &["reboot"]) else {
         unreachable!()
     };
+    let mut e = e.get();
     e.flags = EXEC_GUARD_BLOCKED;
-    let i = detector().observe(&Event::Exec(e.clone()), 0).unwrap();
+    let i = detector().observe(&Event::Exec(e.into()), 0).unwrap();
     assert_eq!(i.guard, Some("blocked"));
     e.flags = EXEC_GUARD_WOULD_BLOCK;
     assert_eq!(
-        detector().observe(&Event::Exec(e), 0).unwrap().guard,
+        detector().observe(&Event::Exec(e.into()), 0).unwrap().guard,
         Some("would_block")
     );
 }
