@@ -234,7 +234,7 @@ async fn daemon(
     ));
 
     let martian_task = martian.map(|((counts, sources), reasons)| {
-        tokio::spawn(pipeline::martian_sampler(
+        tokio::spawn(crate::detectors::martian::sampler::run(
             counts,
             sources,
             reasons,
@@ -244,7 +244,7 @@ async fn daemon(
         ))
     });
     let sampler = resets.map(|map| {
-        tokio::spawn(pipeline::reset_sampler(
+        tokio::spawn(crate::detectors::tcp_reset::sampler::run(
             map,
             config.detectors.tcp_reset.clone(),
             metrics.clone(),

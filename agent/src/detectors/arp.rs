@@ -15,6 +15,7 @@ pub mod bindings;
 pub mod config;
 pub mod kernel;
 pub mod metrics;
+pub mod report;
 
 use std::{
     collections::BTreeMap,

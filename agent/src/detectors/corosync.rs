@@ -16,6 +16,7 @@ pub mod conf;
 pub mod config;
 pub mod kernel;
 pub mod metrics;
+pub mod report;
 pub mod runtime;
 
 use std::{

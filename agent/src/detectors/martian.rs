@@ -6,6 +6,8 @@ pub mod config;
 pub mod kernel;
 pub mod metrics;
 pub mod proc;
+pub mod report;
+pub mod sampler;
 
 use std::net::Ipv4Addr;
 

@@ -8,6 +8,7 @@ pub mod incident;
 pub mod martian;
 pub mod metrics;
 pub mod reboot;
+pub mod report;
 pub mod secrets;
 pub mod session;
 pub mod tcp_reset;

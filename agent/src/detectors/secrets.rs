@@ -6,6 +6,7 @@
 pub mod config;
 pub mod kernel;
 pub mod metrics;
+pub mod report;
 pub mod runtime;
 
 use agent_common::{

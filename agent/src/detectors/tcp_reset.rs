@@ -5,6 +5,8 @@
 pub mod config;
 pub mod kernel;
 pub mod metrics;
+pub mod report;
+pub mod sampler;
 
 use std::net::IpAddr;
 

@@ -54,7 +54,7 @@ impl ReadErrors {
 
     pub fn failed(&self, source: &'static str, error: impl std::fmt::Display) {
         self.0.with_label_values(&[source]).inc();
-        warn!(source, error = %error, "cannot read kernel statistics at scrape time; the family keeps its last value");
+        warn!(source, error = %error, "cannot read a kernel map; what it feeds keeps its last value");
     }
 }
 
