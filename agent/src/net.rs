@@ -9,17 +9,21 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mac(pub [u8; 6]);
 
+/// Text that is not a MAC address.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("`{0}` is not a MAC address (aa:bb:cc:dd:ee:ff)")]
+pub struct MacParseError(pub String);
+
 impl FromStr for Mac {
-    type Err = String;
+    type Err = MacParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
-            return Err(format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+            return Err(MacParseError(s.to_string()));
         }
         let mut mac = [0u8; 6];
         for (b, p) in mac.iter_mut().zip(parts) {
-            *b = u8::from_str_radix(p, 16)
-                .map_err(|_| format!("`{s}` is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+            *b = u8::from_str_radix(p, 16).map_err(|_| MacParseError(s.to_string()))?;
         }
         Ok(Mac(mac))
     }

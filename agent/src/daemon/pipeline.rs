@@ -55,7 +55,7 @@ impl LeaseFile {
         }
         self.seen = Some(stamp);
         match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
+            .map_err(crate::detectors::arp::LeaseError::from)
             .and_then(|t| crate::detectors::arp::Leases::parse(&t))
         {
             Ok(l) => {

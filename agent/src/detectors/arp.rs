@@ -43,6 +43,17 @@ pub const KINDS: &[&str] = &[
     "ipam_other_owner",
 ];
 
+/// Why a lease file cannot be used (IPAM comparison pauses until it is fixed).
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("cannot read the lease file: {0}")]
+    Read(#[from] std::io::Error),
+    #[error("lease file (JSON): {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("lease file line {line}: {reason}")]
+    Line { line: usize, reason: String },
+}
+
 /// Expected bindings from IPAM (the lease file): address -> (MAC if known, owner).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Leases {
@@ -52,7 +63,7 @@ pub struct Leases {
 impl Leases {
     /// JSON `{"leases": [{"ip": "10.8.64.2", "mac": "02:..", "owner": "sandbox-a"}]}`
     /// or CSV lines `ip,mac,owner` (mac may be empty; `#` comments).
-    pub fn parse(text: &str) -> Result<Leases, String> {
+    pub fn parse(text: &str) -> Result<Leases, LeaseError> {
         let mut by_addr = BTreeMap::new();
         if text.trim_start().starts_with('{') {
             #[derive(serde::Deserialize)]
@@ -69,8 +80,7 @@ impl Leases {
                 #[serde(default)]
                 owner: String,
             }
-            let f: File =
-                serde_json::from_str(text).map_err(|e| format!("lease file (JSON): {e}"))?;
+            let f: File = serde_json::from_str(text)?;
             for l in f.leases {
                 by_addr.insert(l.ip, (l.mac, l.owner));
             }
@@ -81,17 +91,22 @@ impl Leases {
                     continue;
                 }
                 let mut f = line.split(',').map(str::trim);
-                let ip: IpAddr = f
-                    .next()
-                    .unwrap_or("")
-                    .parse()
-                    .map_err(|e| format!("lease file line {}: {e}", n + 1))?;
+                let ip: IpAddr =
+                    f.next()
+                        .unwrap_or("")
+                        .parse()
+                        .map_err(|e: std::net::AddrParseError| LeaseError::Line {
+                            line: n + 1,
+                            reason: e.to_string(),
+                        })?;
                 let mac = match f.next().unwrap_or("") {
                     "" => None,
-                    m => Some(
-                        m.parse()
-                            .map_err(|e| format!("lease file line {}: {e}", n + 1))?,
-                    ),
+                    m => Some(m.parse().map_err(|e: crate::net::MacParseError| {
+                        LeaseError::Line {
+                            line: n + 1,
+                            reason: e.to_string(),
+                        }
+                    })?),
                 };
                 by_addr.insert(ip, (mac, f.next().unwrap_or("").to_string()));
             }

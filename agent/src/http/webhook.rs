@@ -13,7 +13,10 @@ use std::{collections::BTreeMap, os::unix::fs::MetadataExt};
 
 use serde::Deserialize;
 
-use crate::quarantine::{Request, Target, Trigger};
+use crate::{
+    net::MacParseError,
+    quarantine::{Request, Target, Trigger},
+};
 
 #[derive(Debug, Deserialize)]
 pub struct Payload {
@@ -111,14 +114,18 @@ pub fn to_request(alert: &Alert) -> Result<Option<Request>, AlertError> {
                 interfaces,
             },
             (None, Some(mac), None) => Target::SourceMac {
-                mac: mac.parse().map_err(bad("nodeward_source_mac"))?,
+                mac: mac
+                    .parse()
+                    .map_err(|e: MacParseError| bad("nodeward_source_mac")(e.to_string()))?,
                 interfaces,
             },
             (None, Some(mac), Some(ip)) => Target::ArpClaim {
                 ip: ip.parse().map_err(|e: std::net::AddrParseError| {
                     bad("nodeward_claimed_ip")(e.to_string())
                 })?,
-                mac: mac.parse().map_err(bad("nodeward_source_mac"))?,
+                mac: mac
+                    .parse()
+                    .map_err(|e: MacParseError| bad("nodeward_source_mac")(e.to_string()))?,
                 interfaces,
             },
             _ => {

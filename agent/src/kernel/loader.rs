@@ -35,6 +35,17 @@ pub enum LoadError {
     },
 }
 
+/// Why the kernel refused to load a program (its first line, kept for reports).
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+impl Refused {
+    fn from_error(e: impl std::fmt::Display) -> Refused {
+        Refused(first_line(&e.to_string()))
+    }
+}
+
 pub struct Kernel {
     pub(crate) ebpf: Ebpf,
     /// Interfaces the quarantine TC program is attached to.
@@ -48,7 +59,7 @@ pub struct Kernel {
     pub(crate) reboot_guard: u32,
     pub(crate) links: HashMap<&'static str, TracePointLinkId>,
     pub(crate) lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
-    pub(crate) loaded: HashMap<&'static str, Result<(), String>>,
+    pub(crate) loaded: HashMap<&'static str, Result<(), Refused>>,
     pub(crate) statuses: Vec<ProgramStatus>,
     /// The programs' diagnostics (agent.ebpf_log), until the daemon takes it.
     pub logger: Option<super::ebpf_log::Logger>,
@@ -122,9 +133,9 @@ impl Kernel {
         {
             Some(Ok(p)) => p
                 .load("do_sys_openat2", &btf)
-                .map_err(|e| e.to_string())
-                .and_then(|()| p.unload().map_err(|e| e.to_string())),
-            _ => Err("probe program missing from the object".into()),
+                .and_then(|()| p.unload())
+                .map_err(Refused::from_error),
+            _ => Err(Refused("probe program missing from the object".into())),
         };
         out.push(support("tracing", fentry));
         let lsm = match self
@@ -134,9 +145,9 @@ impl Kernel {
         {
             Some(Ok(p)) => p
                 .load("bprm_check_security", &btf)
-                .map_err(|e| e.to_string())
-                .and_then(|()| p.unload().map_err(|e| e.to_string())),
-            _ => Err("probe program missing from the object".into()),
+                .and_then(|()| p.unload())
+                .map_err(Refused::from_error),
+            _ => Err(Refused("probe program missing from the object".into())),
         };
         out.push(support("lsm", lsm));
         out
@@ -213,7 +224,7 @@ impl Kernel {
         let loaded = self
             .loaded
             .entry(spec.name)
-            .or_insert_with(|| tp.load().map_err(|e| first_line(&e.to_string())));
+            .or_insert_with(|| tp.load().map_err(Refused::from_error));
         if let Err(e) = loaded {
             return Status::Failed(format!("load: {e}"));
         }
@@ -417,7 +428,7 @@ fn map_id(map: &aya::maps::Map) -> Result<u32, aya::maps::MapError> {
     Ok(data.info()?.id())
 }
 
-fn support(name: &'static str, r: Result<(), String>) -> ProgramTypeSupport {
+fn support(name: &'static str, r: Result<(), Refused>) -> ProgramTypeSupport {
     match r {
         Ok(()) => ProgramTypeSupport {
             name,
@@ -427,7 +438,7 @@ fn support(name: &'static str, r: Result<(), String>) -> ProgramTypeSupport {
         Err(e) => ProgramTypeSupport {
             name,
             supported: false,
-            detail: first_line(&e),
+            detail: e.0,
         },
     }
 }

@@ -296,14 +296,24 @@ pub struct ProgramStatus {
     pub status: Status,
 }
 
+/// Why a detector is down.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Down {
+    #[error("disabled in configuration")]
+    Disabled,
+    /// Required programs that are not attached, each with its reason.
+    #[error("{}", .0.join("; "))]
+    Programs(Vec<String>),
+}
+
 /// Whether a detector is up given its programs' statuses, and if not, why.
-pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), String> {
+pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), Down> {
     let mine: Vec<_> = statuses
         .iter()
         .filter(|s| s.spec.detector == detector)
         .collect();
     if mine.iter().all(|s| s.status == Status::Disabled) {
-        return Err("disabled in configuration".into());
+        return Err(Down::Disabled);
     }
     let failed: Vec<String> = mine
         .iter()
@@ -313,7 +323,7 @@ pub fn detector_state(detector: &str, statuses: &[ProgramStatus]) -> Result<(), 
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("; "))
+        Err(Down::Programs(failed))
     }
 }
 
@@ -353,12 +363,11 @@ mod tests {
         ];
         assert_eq!(detector_state("reboot", &ok), Ok(()));
         let bad = vec![st("reboot_sys_enter", Status::Failed("EPERM".into()))];
-        assert!(
-            detector_state("reboot", &bad)
-                .unwrap_err()
-                .contains("EPERM")
-        );
+        let Err(Down::Programs(why)) = detector_state("reboot", &bad) else {
+            panic!("a failed required program must take the detector down")
+        };
+        assert!(why.iter().any(|w| w.contains("EPERM")), "{why:?}");
         let off = vec![st("reboot_sys_enter", Status::Disabled)];
-        assert!(detector_state("reboot", &off).is_err());
+        assert_eq!(detector_state("reboot", &off), Err(Down::Disabled));
     }
 }

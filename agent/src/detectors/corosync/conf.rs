@@ -67,7 +67,30 @@ impl Section {
     }
 }
 
-fn tree(text: &str) -> Result<Section, String> {
+/// Why a corosync.conf cannot be used (the agent keeps its last good configuration).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfError {
+    /// A line that is not `key: value`, `name {` or `}`.
+    #[error("line {line}: {what}")]
+    Syntax { line: usize, what: String },
+    #[error("section `{name}` opened at line {line} is never closed")]
+    Unclosed { name: String, line: usize },
+    /// A value of the wrong kind.
+    #[error("{field} `{value}` is not {expected}")]
+    Value {
+        field: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("nodelist.node without ring address or name")]
+    NodeWithoutAddress,
+}
+
+fn syntax(line: usize, what: String) -> ConfError {
+    ConfError::Syntax { line, what }
+}
+
+fn tree(text: &str) -> Result<Section, ConfError> {
     let mut stack: Vec<(String, Section, usize)> = vec![(String::new(), Section::default(), 0)];
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
@@ -80,14 +103,14 @@ fn tree(text: &str) -> Result<Section, String> {
         if let Some(name) = line.strip_suffix('{') {
             let name = name.trim();
             if name.is_empty() || name.contains([':', ' ', '{', '}']) {
-                return Err(format!("line {line_no}: bad section name `{name}`"));
+                return Err(syntax(line_no, format!("bad section name `{name}`")));
             }
             stack.push((name.to_string(), Section::default(), line_no));
             continue;
         }
         if line == "}" {
             if stack.len() == 1 {
-                return Err(format!("line {line_no}: `}}` without an open section"));
+                return Err(syntax(line_no, "`}` without an open section".into()));
             }
             let (name, section, _) = stack.pop().expect("checked");
             stack
@@ -99,13 +122,14 @@ fn tree(text: &str) -> Result<Section, String> {
             continue;
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(format!(
-                "line {line_no}: expected `key: value`, `name {{` or `}}`, got `{line}`"
+            return Err(syntax(
+                line_no,
+                format!("expected `key: value`, `name {{` or `}}`, got `{line}`"),
             ));
         };
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() || k.contains([' ', '{', '}']) || v.contains(['{', '}']) {
-            return Err(format!("line {line_no}: malformed entry `{line}`"));
+            return Err(syntax(line_no, format!("malformed entry `{line}`")));
         }
         stack
             .last_mut()
@@ -116,9 +140,7 @@ fn tree(text: &str) -> Result<Section, String> {
     }
     if stack.len() > 1 {
         let (name, _, at) = stack.pop().expect("checked");
-        return Err(format!(
-            "section `{name}` opened at line {at} is never closed"
-        ));
+        return Err(ConfError::Unclosed { name, line: at });
     }
     Ok(stack.pop().expect("root").1)
 }
@@ -132,7 +154,7 @@ fn resolve(addr: &str) -> Option<IpAddr> {
 }
 
 /// Parse the text of a corosync.conf.
-pub fn parse(text: &str) -> Result<ClusterConf, String> {
+pub fn parse(text: &str) -> Result<ClusterConf, ConfError> {
     let root = tree(text)?;
     let mut conf = ClusterConf::default();
     let totem = root.sections("totem").next();
@@ -142,14 +164,17 @@ pub fn parse(text: &str) -> Result<ClusterConf, String> {
         conf.crypto_cipher = t.get("crypto_cipher").map(str::to_string);
         conf.crypto_hash = t.get("crypto_hash").map(str::to_string);
         for i in t.sections("interface") {
-            let port = match i.get("mcastport") {
-                Some(p) => p
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|&p| p != 0)
-                    .ok_or_else(|| format!("totem.interface.mcastport `{p}` is not a port"))?,
-                None => DEFAULT_PORT,
-            };
+            let port =
+                match i.get("mcastport") {
+                    Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| {
+                        ConfError::Value {
+                            field: "totem.interface.mcastport",
+                            value: p.to_string(),
+                            expected: "a port",
+                        }
+                    })?,
+                    None => DEFAULT_PORT,
+                };
             if !conf.ports.contains(&port) {
                 conf.ports.push(port);
             }
@@ -161,10 +186,11 @@ pub fn parse(text: &str) -> Result<ClusterConf, String> {
     for list in root.sections("nodelist") {
         for node in list.sections("node") {
             let node_id = match node.get("nodeid") {
-                Some(v) => Some(
-                    v.parse::<u32>()
-                        .map_err(|_| format!("nodelist.node.nodeid `{v}` is not a number"))?,
-                ),
+                Some(v) => Some(v.parse::<u32>().map_err(|_| ConfError::Value {
+                    field: "nodelist.node.nodeid",
+                    value: v.to_string(),
+                    expected: "a number",
+                })?),
                 None => None,
             };
             let mut addrs = Vec::new();
@@ -181,7 +207,7 @@ pub fn parse(text: &str) -> Result<ClusterConf, String> {
                 }
             }
             if addrs.is_empty() && node.get("name").is_none() {
-                return Err("nodelist.node without ring address or name".into());
+                return Err(ConfError::NodeWithoutAddress);
             }
             conf.members.push(Member {
                 node_id,
@@ -290,7 +316,7 @@ totem {
                 "without ring address",
             ),
         ] {
-            let e = parse(text).unwrap_err();
+            let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }

@@ -142,21 +142,32 @@ fn cgroup_path(pid: u32) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Why the process that opened a secret was not ended.
+#[derive(Debug, thiserror::Error)]
+enum NotEnded {
+    #[error("already gone ({0})")]
+    Gone(std::io::Error),
+    #[error("pid {pid} is now {now} (not {comm}): left alone")]
+    Reused { pid: u32, now: String, comm: String },
+    #[error("kill: {0}")]
+    Signal(nix::errno::Errno),
+}
+
 /// SIGKILL `pid` if it is still the process that opened the secret (same comm).
-fn end_process(pid: u32, comm: &str) -> Result<(), String> {
-    let now = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map_err(|e| format!("already gone ({e})"))?;
+fn end_process(pid: u32, comm: &str) -> Result<(), NotEnded> {
+    let now = std::fs::read_to_string(format!("/proc/{pid}/comm")).map_err(NotEnded::Gone)?;
     if now.trim_end() != comm {
-        return Err(format!(
-            "pid {pid} is now {} (not {comm}): left alone",
-            now.trim_end()
-        ));
+        return Err(NotEnded::Reused {
+            pid,
+            now: now.trim_end().to_string(),
+            comm: comm.to_string(),
+        });
     }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
-    .map_err(|e| e.to_string())
+    .map_err(NotEnded::Signal)
 }
 
 /// A secret opened by a process that is not an allowed reader.
@@ -209,7 +220,7 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: Secr
             }
             let note = serde_json::json!({
                 "quarantine_id": id, "pid": p.pid, "comm": p.comm, "path": f.path,
-                "ended": ended.is_ok(), "why": ended.err(),
+                "ended": ended.is_ok(), "why": ended.err().map(|e| e.to_string()),
             });
             if let Err(e) = guard.note("secrets_process_ended", note) {
                 error!(error = %e, "cannot journal the end of a process");
