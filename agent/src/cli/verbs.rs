@@ -7,10 +7,13 @@ use serde_json::Value;
 
 use crate::{
     config::Config,
-    control::{self, Request},
+    control::{
+        self, Request,
+        reply::{Bindings, DecodeError, List, RebootAllowed, Released, Status},
+    },
     http::webhook::cgroup_id,
     net::Mac,
-    quarantine::{Target, journal},
+    quarantine::{Outcome, Target, journal},
 };
 
 /// Why a verb failed (exit status 1, the message on stderr).
@@ -38,129 +41,124 @@ pub enum VerbError {
     },
 }
 
-fn call(config: &Config, request: &Request) -> Result<Value, VerbError> {
-    let v = control::call(&config.control.socket, request)?;
-    if v["ok"] == Value::Bool(true) {
-        Ok(v)
-    } else {
-        Err(VerbError::Refused(
-            v["error"].as_str().unwrap_or("request failed").to_string(),
-        ))
-    }
+/// Send `request`; the verb's typed answer and the answer as JSON (for `--json`).
+fn call<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    request: &Request,
+) -> Result<(T, Value), VerbError> {
+    control::call(&config.control.socket, request).map_err(|e| match e {
+        control::ControlError::Answer(DecodeError::Refused(why)) => VerbError::Refused(why),
+        other => VerbError::Control(other),
+    })
 }
 
-fn when(ms: &Value) -> String {
-    let ms = ms.as_u64().unwrap_or(0);
+fn when(ms: u64) -> String {
     crate::time::rfc3339_ms(ms)
 }
 
-fn print(v: &Value, json: bool, text: impl FnOnce(&Value)) {
+/// The answer as JSON with `--json`, else in words.
+fn print<T>(answer: &(T, Value), json: bool, text: impl FnOnce(&T)) {
     if json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer.1).unwrap_or_default()
+        );
     } else {
-        text(v);
+        text(&answer.0);
     }
 }
 
 pub fn status(config: &Config, json: bool) -> Result<(), VerbError> {
-    let v = call(config, &Request::Status)?;
-    print(&v, json, |v| {
+    let answer: (Status, Value) = call(config, &Request::Status)?;
+    print(&answer, json, |s| {
+        let mode = |m: &crate::config::Mode| serde_json::to_value(m).unwrap_or_default();
         println!(
             "nodeward {}  mode {}",
-            v["version"].as_str().unwrap_or("?"),
-            v["mode"].as_str().unwrap_or("?")
+            s.version,
+            mode(&s.mode).as_str().unwrap_or("?")
         );
-        for a in v["actions"].as_array().into_iter().flatten() {
+        for a in &s.actions {
             println!(
                 "action {:<13} mode {:<8} backend {}",
-                a["action"].as_str().unwrap_or(""),
-                a["mode"].as_str().unwrap_or(""),
-                a["backend"].as_str().unwrap_or("")
+                a.action,
+                mode(&a.mode).as_str().unwrap_or(""),
+                a.backend
             );
         }
-        for d in v["detectors"].as_array().into_iter().flatten() {
-            println!(
-                "program {:<24} {:<11} {}",
-                d["program"].as_str().unwrap_or(""),
-                d["status"].as_str().unwrap_or(""),
-                d["reason"].as_str().unwrap_or("")
-            );
+        for d in &s.detectors {
+            println!("program {:<24} {:<11} {}", d.program, d.status, d.reason);
         }
         println!(
             "quarantines active: {}  proposals pending: {}",
-            v["quarantines_active"], v["proposals_pending"]
+            s.quarantines_active, s.proposals_pending
         );
-        match v["last_reboot_story"].as_str() {
+        match &s.last_reboot_story {
             Some(story) => println!("last reboot: {story}"),
             None => println!("last reboot: none recorded since nodeward was installed"),
         }
-        if let Some(until) = v["reboot_allowance"]["until_ms"].as_u64() {
-            println!(
-                "reboot allowance until {} ({})",
-                when(&until.into()),
-                v["reboot_allowance"]["reason"].as_str().unwrap_or("")
-            );
+        if let Some(a) = &s.reboot_allowance {
+            println!("reboot allowance until {} ({})", when(a.until_ms), a.reason);
         }
-        let c = &v["cluster"];
-        if c["enabled"] == true {
-            let role = match c["role"]["standalone"].as_bool() {
+        let c = &s.cluster;
+        if c.enabled {
+            let role = match c.role.as_ref().map(|r| r.standalone) {
                 Some(true) => "standalone",
                 Some(false) => "member",
                 None => "undecided",
             };
             println!(
                 "cluster: {} {} — role {role} ({}); {} member address(es), ports {}",
-                c["config"].as_str().unwrap_or(""),
-                c["config_state"].as_str().unwrap_or(""),
-                c["role"]["reason"].as_str().unwrap_or(""),
-                c["members"].as_array().map_or(0, Vec::len),
-                c["ports"]
+                c.config.as_deref().unwrap_or(Path::new("")).display(),
+                c.config_state.as_deref().unwrap_or(""),
+                c.role.as_ref().map_or("", |r| r.reason.as_str()),
+                c.members.as_ref().map_or(0, Vec::len),
+                serde_json::to_string(&c.ports).unwrap_or_default()
             );
-            if let Some(e) = c["config_error"].as_str() {
+            if let Some(e) = &c.config_error {
                 println!("cluster configuration error: {e}");
             }
-            for r in c["rogues"].as_array().into_iter().flatten() {
+            for r in &c.rogues {
                 println!(
                     "ROGUE cluster source {} at {} packets/s",
-                    r["addr"].as_str().unwrap_or(""),
-                    r["packets_per_second"]
+                    r.addr, r.packets_per_second
                 );
             }
         }
-        println!("audit journal: {}", v["journal"].as_str().unwrap_or(""));
+        println!("audit journal: {}", s.journal.display());
     });
     Ok(())
 }
 
 pub fn list(config: &Config, json: bool) -> Result<(), VerbError> {
-    let v = call(config, &Request::List)?;
-    print(&v, json, |v| {
+    let answer: (List, Value) = call(config, &Request::List)?;
+    let target = |t: &Target| serde_json::to_string(t).unwrap_or_default();
+    print(&answer, json, |l| {
         println!(
             "{:<6} {:<9} {:<26} {:<26} TARGET / TRIGGER",
             "ID", "STATE", "SINCE", "EXPIRES"
         );
-        for q in v["active"].as_array().into_iter().flatten() {
+        for q in &l.active {
             println!(
                 "{:<6} {:<9} {:<26} {:<26} {} / {} {}",
-                q["id"],
+                q.id,
                 "active",
-                when(&q["applied_ms"]),
-                when(&q["expires_ms"]),
-                q["target"],
-                q["trigger"]["source"].as_str().unwrap_or(""),
-                q["trigger"]["detail"].as_str().unwrap_or("")
+                when(q.applied_ms),
+                when(q.expires_ms),
+                target(&q.target),
+                q.trigger.source,
+                q.trigger.detail
             );
         }
-        for p in v["proposals"].as_array().into_iter().flatten() {
+        for p in &l.proposals {
             println!(
                 "{:<6} {:<9} {:<26} {:<26} {} / {} {}",
-                p["id"],
+                p.id,
                 "proposed",
-                when(&p["proposed_ms"]),
-                when(&p["expires_ms"]),
-                p["target"],
-                p["trigger"]["source"].as_str().unwrap_or(""),
-                p["trigger"]["detail"].as_str().unwrap_or("")
+                when(p.proposed_ms),
+                when(p.expires_ms),
+                target(&p.target),
+                p.trigger.source,
+                p.trigger.detail
             );
         }
     });
@@ -222,75 +220,75 @@ pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), VerbError> {
         ttl_s: a.ttl.map(|d| d.as_secs().max(1)),
         reason: a.reason,
     };
-    let v = call(config, &request)?;
-    print(&v, json, |v| match v["result"].as_str().unwrap_or("") {
-        "applied" => println!(
-            "applied: quarantine {} until {}",
-            v["id"],
-            when(&v["expires_ms"])
+    let answer: (Outcome, Value) = call(config, &request)?;
+    print(&answer, json, |o| match o {
+        Outcome::Applied { id, expires_ms } => {
+            println!("applied: quarantine {id} until {}", when(*expires_ms))
+        }
+        Outcome::Proposed { id, expires_ms } => println!(
+            "proposed: {id} (run `nodeward approve {id}` before {})",
+            when(*expires_ms)
         ),
-        "proposed" => println!(
-            "proposed: {} (run `nodeward approve {}` before {})",
-            v["id"],
-            v["id"],
-            when(&v["expires_ms"])
-        ),
-        "dry_run" => println!("dry run: {}", v["would"].as_str().unwrap_or("")),
-        "failed" => println!("failed: {}", v["error"].as_str().unwrap_or("")),
-        "refused" => println!(
-            "refused_{}: {}",
-            v["reason"].as_str().unwrap_or("?"),
-            v["detail"].as_str().unwrap_or("")
-        ),
-        other => println!("{other}: {}", v["detail"].as_str().unwrap_or("")),
+        Outcome::DryRun { would } => println!("dry run: {would}"),
+        Outcome::Failed { error, .. } => println!("failed: {error}"),
+        Outcome::Refused { reason, detail } => println!("{}: {detail}", reason.result()),
     });
-    match v["result"].as_str() {
-        Some("applied" | "proposed" | "dry_run") => Ok(()),
+    match answer.0 {
+        Outcome::Applied { .. } | Outcome::Proposed { .. } | Outcome::DryRun { .. } => Ok(()),
         _ => Err(VerbError::NotApplied("not applied".into())),
     }
 }
 
 pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), VerbError> {
-    let v = call(config, &Request::Approve { id })?;
-    print(&v, json, |v| {
-        println!("{}: {}", v["result"].as_str().unwrap_or("?"), v["id"])
+    let answer: (Outcome, Value) = call(config, &Request::Approve { id })?;
+    print(&answer, json, |o| {
+        println!(
+            "{}: {}",
+            answer.1["result"].as_str().unwrap_or("?"),
+            match o {
+                Outcome::Applied { id, .. }
+                | Outcome::Proposed { id, .. }
+                | Outcome::Failed { id, .. } => id.to_string(),
+                _ => "null".into(),
+            }
+        )
     });
-    if v["result"] == "applied" {
-        Ok(())
-    } else {
-        Err(VerbError::NotApplied(format!(
-            "not applied: {}",
-            v["detail"].as_str().or(v["error"].as_str()).unwrap_or("")
-        )))
+    match answer.0 {
+        Outcome::Applied { .. } => Ok(()),
+        Outcome::Refused { detail, .. } => {
+            Err(VerbError::NotApplied(format!("not applied: {detail}")))
+        }
+        Outcome::Failed { error, .. } => {
+            Err(VerbError::NotApplied(format!("not applied: {error}")))
+        }
+        _ => Err(VerbError::NotApplied("not applied: ".into())),
     }
 }
 
 pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), VerbError> {
-    let v = call(config, &Request::Release { id })?;
-    print(&v, json, |v| println!("released: {}", v["released"]));
+    let answer: (Released, Value) = call(config, &Request::Release { id })?;
+    print(&answer, json, |r| {
+        println!(
+            "released: {}",
+            serde_json::to_string(&r.released).unwrap_or_default()
+        )
+    });
     Ok(())
 }
 
 pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Result<(), VerbError> {
-    let v = call(config, &Request::Bindings { interface })?;
-    print(&v, json, |v| {
+    let answer: (Bindings, Value) = call(config, &Request::Bindings { interface })?;
+    print(&answer, json, |b| {
         println!(
             "{:<16} {:<18} {:<16} {:<26} {:<26} CONFLICT",
             "ADDRESS", "MAC", "INTERFACE", "FIRST SEEN", "LAST SEEN"
         );
-        for b in v["bindings"].as_array().into_iter().flatten() {
-            let conflict = if b["conflict"] == true {
-                let macs: Vec<String> = b["conflict_macs"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|m| {
-                        format!(
-                            "{}@{}",
-                            m[0].as_str().unwrap_or(""),
-                            m[1].as_str().unwrap_or("")
-                        )
-                    })
+        for row in &b.bindings {
+            let conflict = if row.conflict {
+                let macs: Vec<String> = row
+                    .conflict_macs
+                    .iter()
+                    .map(|(mac, port)| format!("{mac}@{port}"))
                     .collect();
                 format!("YES: {}", macs.join(" "))
             } else {
@@ -298,11 +296,11 @@ pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Resul
             };
             println!(
                 "{:<16} {:<18} {:<16} {:<26} {:<26} {}",
-                b["address"].as_str().unwrap_or(""),
-                b["mac"].as_str().unwrap_or(""),
-                b["interface"].as_str().unwrap_or(""),
-                b["first_seen"].as_str().unwrap_or(""),
-                b["last_seen"].as_str().unwrap_or(""),
+                row.address.to_string(),
+                row.mac.to_string(),
+                row.interface,
+                row.first_seen,
+                row.last_seen,
                 conflict
             );
         }
@@ -311,14 +309,14 @@ pub fn bindings(config: &Config, interface: Option<String>, json: bool) -> Resul
 }
 
 pub fn allow_reboot(config: &Config, for_: Duration, reason: String) -> Result<(), VerbError> {
-    let v = call(
+    let (allowed, _): (RebootAllowed, Value) = call(
         config,
         &Request::AllowReboot {
             for_s: for_.as_secs().max(1),
             reason,
         },
     )?;
-    println!("reboots are expected until {}", when(&v["until_ms"]));
+    println!("reboots are expected until {}", when(allowed.until_ms));
     Ok(())
 }
 

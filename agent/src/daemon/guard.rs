@@ -1,14 +1,15 @@
 //! The guard: control-socket and webhook requests, and kernel enforcement reports,
 //! handled by the one task that owns the quarantine engine (and through it the kernel).
 
-use serde_json::{Value, json};
-
 use crate::{
     config::Config,
-    control::Request,
-    detectors::metrics::Metrics,
+    control::{
+        QuarantineRequest,
+        reply::{ActionState, Answer, List, ProgramState, Released, Reply, Status},
+    },
+    detectors::{corosync::status::Cluster, metrics::Metrics},
     kernel::owner::Handle,
-    quarantine::{ActionKind, Outcome, Request as Action, Trigger},
+    quarantine::{ActionKind, Request as Action, Trigger},
     time::Now,
 };
 
@@ -30,53 +31,59 @@ pub fn backend_name(kind: ActionKind, kernel: &Handle, lsm_loads: bool) -> &'sta
     }
 }
 
-pub fn outcome_json(o: &Outcome) -> Value {
-    let mut v = serde_json::to_value(o).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("ok".into(), Value::Bool(true));
-    }
-    v
+fn error(e: impl std::fmt::Display) -> Answer {
+    Err(e.to_string())
 }
 
-fn error(e: impl std::fmt::Display) -> Value {
-    json!({"ok": false, "error": e.to_string()})
-}
-
-pub fn status(guard: &Guard, config: &Config) -> Value {
+/// The agent-side part of `status` (the run loop adds reboots and the cluster view).
+pub fn status(guard: &Guard, config: &Config) -> Status {
     let kernel = guard.backend();
-    json!({
-        "ok": true,
-        "version": env!("CARGO_PKG_VERSION"),
-        "mode": config.agent.mode,
-        "actions": ActionKind::ALL.iter().map(|k| json!({
-            "action": k.as_str(),
-            "mode": config.action_mode(*k),
-            "backend": backend_name(*k, kernel, false),
-        })).collect::<Vec<_>>(),
-        "detectors": kernel.call(|k| k.statuses().to_vec()).iter().map(|s| json!({
-            "owner": s.spec.detector, "program": s.spec.name, "status": s.status.label(), "reason": s.status.reason(),
-        })).collect::<Vec<_>>(),
-        "quarantines_active": guard.active().len(),
-        "proposals_pending": guard.proposals().len(),
-        "journal": guard.journal_path(),
-    })
+    Status {
+        version: env!("CARGO_PKG_VERSION").into(),
+        mode: config.agent.mode,
+        actions: ActionKind::ALL
+            .iter()
+            .map(|k| ActionState {
+                action: k.as_str().into(),
+                mode: config.action_mode(*k),
+                backend: backend_name(*k, kernel, false).into(),
+            })
+            .collect(),
+        detectors: kernel
+            .call(|k| k.statuses().to_vec())
+            .iter()
+            .map(|s| ProgramState {
+                owner: s.spec.detector.into(),
+                program: s.spec.name.into(),
+                status: s.status.label().into(),
+                reason: s.status.reason().to_string(),
+            })
+            .collect(),
+        quarantines_active: guard.active().len(),
+        proposals_pending: guard.proposals().len(),
+        journal: guard.journal_path(),
+        last_reboot: None,
+        last_reboot_story: None,
+        reboots: Default::default(),
+        reboot_allowance: None,
+        cluster: Cluster::default(),
+    }
 }
 
-/// Handle one request; update metrics from the decisions it produced.
+/// Handle one quarantine request; update metrics from the decisions it produced.
 pub fn handle(
     guard: &mut Guard,
-    config: &Config,
     metrics: &Metrics,
-    request: Request,
+    request: QuarantineRequest,
     by: &str,
-) -> Value {
+) -> Answer {
     let now = Now::system();
     let reply = match request {
-        Request::Status => status(guard, config),
-        Request::List => {
-            json!({"ok": true, "active": guard.active(), "proposals": guard.proposals()})
-        }
-        Request::Add {
+        QuarantineRequest::List => Ok(Reply::List(List {
+            active: guard.active().to_vec(),
+            proposals: guard.proposals().to_vec(),
+        })),
+        QuarantineRequest::Add {
             target,
             ttl_s,
             reason,
@@ -85,38 +92,37 @@ pub fn handle(
                 source: "manual".into(),
                 detail: format!("{by}: {reason}"),
             };
-            match guard.request(
-                Action {
-                    target,
-                    ttl_s,
-                    trigger,
-                },
-                now,
-            ) {
-                Ok(o) => outcome_json(&o),
-                Err(e) => error(e),
-            }
+            guard
+                .request(
+                    Action {
+                        target,
+                        ttl_s,
+                        trigger,
+                    },
+                    now,
+                )
+                .map(Reply::Outcome)
+                .or_else(error)
         }
-        Request::Approve { id } => match guard.approve(id, by, now) {
-            Ok(o) => outcome_json(&o),
-            Err(e) => error(e),
-        },
-        Request::Release { id } => match guard.release(id, by) {
-            Ok(ids) => json!({"ok": true, "released": ids}),
-            Err(e) => error(e),
-        },
-        Request::AllowReboot { .. } | Request::Bindings { .. } => error("handled by the run loop"),
+        QuarantineRequest::Approve { id } => guard
+            .approve(id, by, now)
+            .map(Reply::Outcome)
+            .or_else(error),
+        QuarantineRequest::Release { id } => guard
+            .release(id, by)
+            .map(|released| Reply::Released(Released { released }))
+            .or_else(error),
     };
     metrics.quarantine.sync(guard);
     reply
 }
 
 /// A webhook alert turned into a request.
-pub fn handle_alert(guard: &mut Guard, metrics: &Metrics, action: Action) -> Value {
-    let reply = match guard.request(action, Now::system()) {
-        Ok(o) => outcome_json(&o),
-        Err(e) => error(e),
-    };
+pub fn handle_alert(guard: &mut Guard, metrics: &Metrics, action: Action) -> Answer {
+    let reply = guard
+        .request(action, Now::system())
+        .map(Reply::Outcome)
+        .or_else(error);
     metrics.quarantine.sync(guard);
     reply
 }

@@ -18,7 +18,10 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
-    control,
+    control::{
+        self,
+        reply::{self, Answer, Reply},
+    },
     daemon::guard::Guard,
     detectors::metrics::Metrics,
     detectors::reboot::history as boot_history,
@@ -288,21 +291,21 @@ async fn daemon(
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
             }
             Some(cmd) = control_rx.recv() => {
-                let reply = match cmd.request {
-                    control::Request::Bindings { interface } => {
-                        serde_json::json!({"ok": true, "bindings": view.rows(interface.as_deref())})
+                let reply = match cmd.request.route() {
+                    control::Route::Bindings { interface } => {
+                        Ok(Reply::Bindings(reply::Bindings { bindings: view.rows(interface.as_deref()) }))
                     }
-                    control::Request::AllowReboot { for_s, reason } => allow_reboot(&mut guard, &current, &allowance_tx, for_s, reason, &cmd.by),
-                    control::Request::Status => {
-                        let mut v = guard::handle(&mut guard, &current, &metrics, control::Request::Status, &cmd.by);
-                        v["last_reboot"] = serde_json::to_value(&history.last).unwrap_or_default();
-                        v["last_reboot_story"] = history.last.as_ref().map(boot_history::story).into();
-                        v["reboots"] = serde_json::to_value(&history.reboots).unwrap_or_default();
-                        v["reboot_allowance"] = serde_json::to_value(allowance_tx.borrow().clone()).unwrap_or_default();
-                        v["cluster"] = cluster.status();
-                        v
+                    control::Route::AllowReboot { for_s, reason } => allow_reboot(&mut guard, &current, &allowance_tx, for_s, reason, &cmd.by),
+                    control::Route::Status => {
+                        let mut s = guard::status(&guard, &current);
+                        s.last_reboot = history.last.clone();
+                        s.last_reboot_story = history.last.as_ref().map(boot_history::story);
+                        s.reboots = history.reboots.clone();
+                        s.reboot_allowance = allowance_tx.borrow().clone();
+                        s.cluster = cluster.status();
+                        Ok(Reply::Status(Box::new(s)))
                     }
-                    other => guard::handle(&mut guard, &current, &metrics, other, &cmd.by),
+                    control::Route::Quarantine(request) => guard::handle(&mut guard, &metrics, request, &cmd.by),
                 };
                 let _ = cmd.reply.send(reply);
             }
@@ -312,7 +315,7 @@ async fn daemon(
             Some(found) = inodes_rx.recv() => crate::detectors::secrets::runtime::sync_inodes(guard.backend(), found, &metrics),
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
-                info!(outcome = %reply, "webhook alert handled");
+                info!(outcome = %reply::to_value(&reply), "webhook alert handled");
                 let _ = cmd.reply.send(reply);
             }
             Some((id, detail)) = enforced_rx.recv() => {
@@ -412,9 +415,12 @@ fn allow_reboot(
     for_s: u64,
     reason: String,
     by: &str,
-) -> serde_json::Value {
+) -> Answer {
     if for_s == 0 || for_s > config.quarantine.max_ttl.as_secs() {
-        return serde_json::json!({"ok": false, "error": format!("--for must be between 1s and quarantine.max_ttl ({}s)", config.quarantine.max_ttl.as_secs())});
+        return Err(format!(
+            "--for must be between 1s and quarantine.max_ttl ({}s)",
+            config.quarantine.max_ttl.as_secs()
+        ));
     }
     let now = Now::system();
     let a = crate::detectors::reboot::Allowance {
@@ -426,14 +432,16 @@ fn allow_reboot(
         "reboot_allowed",
         serde_json::json!({"until_ms": a.until_ms, "reason": a.reason, "by": a.by}),
     ) {
-        return serde_json::json!({"ok": false, "error": e.to_string()});
+        return Err(e.to_string());
     }
     let path = config.agent.state_dir.join(ALLOWANCE_FILE);
     if let Err(e) = std::fs::write(&path, serde_json::to_vec(&a).unwrap_or_default()) {
         warn!(error = %e, file = %path.display(), "reboot allowance not persisted (it holds until restart)");
     }
     info!(until_ms = a.until_ms, reason = %a.reason, by = %a.by, "reboot allowance recorded");
-    let reply = serde_json::json!({"ok": true, "until_ms": a.until_ms});
+    let reply = Ok(Reply::RebootAllowed(reply::RebootAllowed {
+        until_ms: a.until_ms,
+    }));
     let _ = tx.send(Some(a));
     reply
 }

@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod report;
 pub mod runtime;
+pub mod status;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -106,7 +107,7 @@ struct SourceState {
 }
 
 /// This node's role, as decided from the configuration and local addresses.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Role {
     pub standalone: bool,
     /// Why (e.g. "no local address in the nodelist of /etc/corosync/corosync.conf").

@@ -44,7 +44,7 @@ impl Health {
 /// A quarantine request from an alert, answered by the task that owns the engine.
 pub struct AlertCommand {
     pub request: crate::quarantine::Request,
-    pub reply: oneshot::Sender<Value>,
+    pub reply: oneshot::Sender<crate::control::reply::Answer>,
 }
 
 /// The webhook receiver's token and where it sends requests.
@@ -145,7 +145,8 @@ async fn alertmanager(
                 axum::Json(json!({"error": "agent shutting down"})),
             );
         }
-        outcomes.push(rx.await.unwrap_or(Value::Null));
+        let answer = rx.await.unwrap_or_else(|_| Err("no answer".into()));
+        outcomes.push(crate::control::reply::to_value(&answer));
     }
     (StatusCode::OK, axum::Json(json!({"outcomes": outcomes})))
 }

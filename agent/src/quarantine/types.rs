@@ -171,7 +171,7 @@ pub struct Proposal {
 }
 
 /// What the engine decided (metric label `result`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
     Applied { id: u64, expires_ms: u64 },
@@ -182,7 +182,7 @@ pub enum Outcome {
 }
 
 /// Why a request was refused (part of the `result` label: `refused_<reason>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Refusal {
     /// The target is a protected address, MAC or binary.

@@ -16,7 +16,7 @@ use crate::{
 
 pub type Conflicts = Arc<Mutex<Vec<ActiveConflict>>>;
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Row {
     pub address: std::net::IpAddr,
     pub mac: Mac,
@@ -27,7 +27,7 @@ pub struct Row {
     /// Another live MAC claims this address too.
     pub conflict: bool,
     /// Every MAC in the conflict, with its interface.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflict_macs: Vec<(Mac, String)>,
 }
 

@@ -12,6 +12,7 @@ use std::{
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
+use super::status::{Cluster, ClusterMember, Rogue};
 use crate::{
     config::{ClusterRole, Config, CorosyncConfig, Mode},
     detectors::metrics::Metrics,
@@ -260,9 +261,9 @@ impl Runtime {
     }
 
     /// For `nodeward status`: configuration state, role, members, active rogues.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self) -> Cluster {
         if !self.config.enabled {
-            return serde_json::json!({"enabled": false});
+            return Cluster::default();
         }
         let (state, error) = match &self.state {
             ConfState::Unknown => ("not read yet", None),
@@ -270,16 +271,32 @@ impl Runtime {
             ConfState::Loaded(_) => ("loaded", None),
             ConfState::Broken(e) => ("broken", Some(e.clone())),
         };
-        serde_json::json!({
-            "enabled": true,
-            "config": self.config.config,
-            "config_state": state,
-            "config_error": error,
-            "role": *self.role_tx.borrow(),
-            "members": self.applied.as_ref().map(|a| a.members.iter().map(|(ip, id)| serde_json::json!({"addr": ip, "node_id": id})).collect::<Vec<_>>()),
-            "ports": self.applied.as_ref().map(|a| a.ports.clone()),
-            "rogues": self.detector.active_rogues().iter().map(|r| serde_json::json!({"addr": r.addr, "packets_per_second": r.rate})).collect::<Vec<_>>(),
-        })
+        Cluster {
+            enabled: true,
+            config: Some(self.config.config.clone()),
+            config_state: Some(state.into()),
+            config_error: error,
+            role: self.role_tx.borrow().clone(),
+            members: self.applied.as_ref().map(|a| {
+                a.members
+                    .iter()
+                    .map(|(ip, id)| ClusterMember {
+                        addr: *ip,
+                        node_id: *id,
+                    })
+                    .collect()
+            }),
+            ports: self.applied.as_ref().map(|a| a.ports.clone()),
+            rogues: self
+                .detector
+                .active_rogues()
+                .iter()
+                .map(|r| Rogue {
+                    addr: r.addr,
+                    packets_per_second: r.rate,
+                })
+                .collect(),
+        }
     }
 
     /// Why the detector is down, if it is (besides its programs).

@@ -1,10 +1,12 @@
 //! Control socket: a unix socket for the CLI verbs, root only (peer credentials are
-//! checked on every connection). One JSON request line, one JSON response line.
+//! checked on every connection). One JSON request line, one JSON answer line; both are
+//! typed ([`Request`], [`reply::Reply`]).
+
+pub mod reply;
 
 use std::{os::unix::fs::PermissionsExt, path::Path};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::{UnixListener, UnixStream},
@@ -12,6 +14,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use self::reply::{Answer, DecodeError};
 use crate::quarantine::Target;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,12 +44,59 @@ pub enum Request {
     },
 }
 
+/// The requests the quarantine engine answers (the rest are the run loop's).
+#[derive(Clone, Debug, PartialEq)]
+pub enum QuarantineRequest {
+    List,
+    Add {
+        target: Target,
+        ttl_s: Option<u64>,
+        reason: String,
+    },
+    Approve {
+        id: u64,
+    },
+    Release {
+        id: Option<u64>,
+    },
+}
+
+/// Where a request is answered.
+pub enum Route {
+    Quarantine(QuarantineRequest),
+    Status,
+    Bindings { interface: Option<String> },
+    AllowReboot { for_s: u64, reason: String },
+}
+
+impl Request {
+    pub fn route(self) -> Route {
+        match self {
+            Request::Status => Route::Status,
+            Request::List => Route::Quarantine(QuarantineRequest::List),
+            Request::Add {
+                target,
+                ttl_s,
+                reason,
+            } => Route::Quarantine(QuarantineRequest::Add {
+                target,
+                ttl_s,
+                reason,
+            }),
+            Request::Approve { id } => Route::Quarantine(QuarantineRequest::Approve { id }),
+            Request::Release { id } => Route::Quarantine(QuarantineRequest::Release { id }),
+            Request::Bindings { interface } => Route::Bindings { interface },
+            Request::AllowReboot { for_s, reason } => Route::AllowReboot { for_s, reason },
+        }
+    }
+}
+
 /// A request with the identity of who sent it and where to answer.
 pub struct Command {
     pub request: Request,
     /// "uid=0 pid=1234" of the peer, recorded in the audit journal.
     pub by: String,
-    pub reply: oneshot::Sender<Value>,
+    pub reply: oneshot::Sender<Answer>,
 }
 
 /// Bind the socket: parent directory 0700, stale socket replaced, socket 0600.
@@ -85,17 +135,11 @@ pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>) {
 async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
-    let answer = |v: Value| {
-        let mut line = serde_json::to_vec(&v).unwrap_or_default();
-        line.push(b'\n');
-        line
-    };
+    let answer = |a: Answer| reply::encode(&a);
     if cred.uid() != 0 {
         warn!(uid = cred.uid(), pid = ?cred.pid(), "control request refused: not root");
         write
-            .write_all(&answer(
-                serde_json::json!({"ok": false, "error": "permission denied: root only"}),
-            ))
+            .write_all(&answer(Err("permission denied: root only".into())))
             .await?;
         return Ok(());
     }
@@ -108,9 +152,7 @@ async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io:
         Ok(r) => r,
         Err(e) => {
             write
-                .write_all(&answer(
-                    serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
-                ))
+                .write_all(&answer(Err(format!("bad request: {e}"))))
                 .await?;
             return Ok(());
         }
@@ -127,15 +169,11 @@ async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io:
         .is_err()
     {
         write
-            .write_all(&answer(
-                serde_json::json!({"ok": false, "error": "agent is shutting down"}),
-            ))
+            .write_all(&answer(Err("agent is shutting down".into())))
             .await?;
         return Ok(());
     }
-    let reply = rx
-        .await
-        .unwrap_or_else(|_| serde_json::json!({"ok": false, "error": "no answer"}));
+    let reply = rx.await.unwrap_or_else(|_| Err("no answer".into()));
     write.write_all(&answer(reply)).await
 }
 
@@ -152,12 +190,16 @@ pub enum ControlError {
     Io(#[from] std::io::Error),
     #[error("encoding the request: {0}")]
     Encode(#[source] serde_json::Error),
-    #[error("bad response from the agent: {0}")]
-    BadResponse(#[source] serde_json::Error),
+    #[error(transparent)]
+    Answer(#[from] DecodeError),
 }
 
-/// Client side, for the CLI: send one request, return the response.
-pub fn call(path: &Path, request: &Request) -> Result<Value, ControlError> {
+/// Client side, for the CLI: send one request; the answer's body of type `T` (the
+/// verb's reply), and the answer as JSON (for `--json`).
+pub fn call<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    request: &Request,
+) -> Result<(T, serde_json::Value), ControlError> {
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|source| {
         ControlError::Unreachable {
@@ -170,5 +212,5 @@ pub fn call(path: &Path, request: &Request) -> Result<Value, ControlError> {
     s.write_all(&line)?;
     let mut resp = String::new();
     std::io::BufReader::new(s).read_line(&mut resp)?;
-    serde_json::from_str(&resp).map_err(ControlError::BadResponse)
+    Ok(reply::decode(&resp)?)
 }
