@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::{
     config::Config,
     control::{
-        self, Request,
+        self, QuarantineRequest, Request,
         reply::{Bindings, DecodeError, List, RebootAllowed, Released, Status},
     },
     http::webhook::cgroup_id,
@@ -130,7 +130,7 @@ pub fn status(config: &Config, json: bool) -> Result<(), VerbError> {
 }
 
 pub fn list(config: &Config, json: bool) -> Result<(), VerbError> {
-    let answer: (List, Value) = call(config, &Request::List)?;
+    let answer: (List, Value) = call(config, &Request::Quarantine(QuarantineRequest::List))?;
     let target = |t: &Target| serde_json::to_string(t).unwrap_or_default();
     print(&answer, json, |l| {
         println!(
@@ -215,11 +215,11 @@ pub fn target(a: &AddArgs) -> Result<Target, VerbError> {
 }
 
 pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), VerbError> {
-    let request = Request::Add {
+    let request = Request::Quarantine(QuarantineRequest::Add {
         target: target(&a)?,
         ttl_s: a.ttl.map(|d| d.as_secs().max(1)),
         reason: a.reason,
-    };
+    });
     let answer: (Outcome, Value) = call(config, &request)?;
     print(&answer, json, |o| match o {
         Outcome::Applied { id, expires_ms } => {
@@ -240,7 +240,10 @@ pub fn add(config: &Config, a: AddArgs, json: bool) -> Result<(), VerbError> {
 }
 
 pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), VerbError> {
-    let answer: (Outcome, Value) = call(config, &Request::Approve { id })?;
+    let answer: (Outcome, Value) = call(
+        config,
+        &Request::Quarantine(QuarantineRequest::Approve { id }),
+    )?;
     print(&answer, json, |o| {
         println!(
             "{}: {}",
@@ -266,7 +269,10 @@ pub fn approve(config: &Config, id: u64, json: bool) -> Result<(), VerbError> {
 }
 
 pub fn release(config: &Config, id: Option<u64>, json: bool) -> Result<(), VerbError> {
-    let answer: (Released, Value) = call(config, &Request::Release { id })?;
+    let answer: (Released, Value) = call(
+        config,
+        &Request::Quarantine(QuarantineRequest::Release { id }),
+    )?;
     print(&answer, json, |r| {
         println!(
             "released: {}",

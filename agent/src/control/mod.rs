@@ -17,22 +17,12 @@ use tracing::{info, warn};
 use self::reply::{Answer, DecodeError};
 use crate::quarantine::Target;
 
+/// A control request: `{"verb": "...", ...}`. The quarantine engine's verbs are one
+/// nested type, so the run loop hands them on whole.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     Status,
-    List,
-    Add {
-        target: Target,
-        ttl_s: Option<u64>,
-        reason: String,
-    },
-    Approve {
-        id: u64,
-    },
-    Release {
-        id: Option<u64>,
-    },
     /// Live IP -> MAC bindings, optionally of one interface.
     Bindings {
         interface: Option<String>,
@@ -42,10 +32,13 @@ pub enum Request {
         for_s: u64,
         reason: String,
     },
+    #[serde(untagged)]
+    Quarantine(QuarantineRequest),
 }
 
-/// The requests the quarantine engine answers (the rest are the run loop's).
-#[derive(Clone, Debug, PartialEq)]
+/// The requests the quarantine engine answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
 pub enum QuarantineRequest {
     List,
     Add {
@@ -59,36 +52,6 @@ pub enum QuarantineRequest {
     Release {
         id: Option<u64>,
     },
-}
-
-/// Where a request is answered.
-pub enum Route {
-    Quarantine(QuarantineRequest),
-    Status,
-    Bindings { interface: Option<String> },
-    AllowReboot { for_s: u64, reason: String },
-}
-
-impl Request {
-    pub fn route(self) -> Route {
-        match self {
-            Request::Status => Route::Status,
-            Request::List => Route::Quarantine(QuarantineRequest::List),
-            Request::Add {
-                target,
-                ttl_s,
-                reason,
-            } => Route::Quarantine(QuarantineRequest::Add {
-                target,
-                ttl_s,
-                reason,
-            }),
-            Request::Approve { id } => Route::Quarantine(QuarantineRequest::Approve { id }),
-            Request::Release { id } => Route::Quarantine(QuarantineRequest::Release { id }),
-            Request::Bindings { interface } => Route::Bindings { interface },
-            Request::AllowReboot { for_s, reason } => Route::AllowReboot { for_s, reason },
-        }
-    }
 }
 
 /// A request with the identity of who sent it and where to answer.
@@ -213,4 +176,30 @@ pub fn call<T: serde::de::DeserializeOwned>(
     let mut resp = String::new();
     std::io::BufReader::new(s).read_line(&mut resp)?;
     Ok(reply::decode(&resp)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QuarantineRequest, Request};
+
+    #[test]
+    fn requests_keep_their_flat_wire_form() {
+        let list = Request::Quarantine(QuarantineRequest::List);
+        assert_eq!(serde_json::to_string(&list).unwrap(), r#"{"verb":"list"}"#);
+        let back: Request = serde_json::from_str(r#"{"verb":"release","id":4}"#).unwrap();
+        assert_eq!(
+            back,
+            Request::Quarantine(QuarantineRequest::Release { id: Some(4) })
+        );
+        let status: Request = serde_json::from_str(r#"{"verb":"status"}"#).unwrap();
+        assert_eq!(status, Request::Status);
+        for bad in [
+            r#"{"verb":"reboot"}"#,
+            r#"{"verb":"allow_reboot","for_s":1,"reason":"x","x":1}"#,
+            r#"{"verb":"approve","id":1,"x":1}"#,
+            r#"{"verb":"approve"}"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -291,12 +291,12 @@ async fn daemon(
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
             }
             Some(cmd) = control_rx.recv() => {
-                let reply = match cmd.request.route() {
-                    control::Route::Bindings { interface } => {
+                let reply = match cmd.request {
+                    control::Request::Bindings { interface } => {
                         Ok(Reply::Bindings(reply::Bindings { bindings: view.rows(interface.as_deref()) }))
                     }
-                    control::Route::AllowReboot { for_s, reason } => allow_reboot(&mut guard, &current, &allowance_tx, for_s, reason, &cmd.by),
-                    control::Route::Status => {
+                    control::Request::AllowReboot { for_s, reason } => allow_reboot(&mut guard, &current, &allowance_tx, for_s, reason, &cmd.by),
+                    control::Request::Status => {
                         let mut s = guard::status(&guard, &current);
                         s.last_reboot = history.last.clone();
                         s.last_reboot_story = history.last.as_ref().map(boot_history::story);
@@ -305,7 +305,7 @@ async fn daemon(
                         s.cluster = cluster.status();
                         Ok(Reply::Status(Box::new(s)))
                     }
-                    control::Route::Quarantine(request) => guard::handle(&mut guard, &metrics, request, &cmd.by),
+                    control::Request::Quarantine(request) => guard::handle(&mut guard, &metrics, request, &cmd.by),
                 };
                 let _ = cmd.reply.send(reply);
             }
