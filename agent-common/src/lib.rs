@@ -31,20 +31,60 @@ pub mod decode;
 #[cfg(feature = "user")]
 pub mod record;
 
-/// The detector ids. One id names that detector's files in every crate
-/// (`agent-common/src/<id>.rs`, `agent-ebpf/src/<id>.rs`, `agent/src/detectors/<id>.rs`
-/// and `agent/src/detectors/<id>/`, `tests/src/<id>.rs`), its config table
-/// `[detectors.<id>]`, its metric subsystem `nodeward_<id>_*`, its dashboard row and its
-/// alert group. `cargo xtask test` checks that shape.
-pub const DETECTORS: &[&str] = &[
-    "reboot",
-    "session",
-    "arp",
-    "tcp_reset",
-    "martian",
-    "secrets",
-    "corosync",
-];
+/// The one list of detectors: the [`Detector`] enum (matched exhaustively wherever a
+/// detector needs its own line: config sections, findings, reports) and the id strings
+/// [`DETECTORS`] follow from it.
+macro_rules! detectors {
+    ($( $(#[$doc:meta])* $variant:ident = $id:literal, )*) => {
+        /// A detector. Its id names its files in every crate (`agent-common/src/<id>.rs`,
+        /// `agent-ebpf/src/<id>.rs`, `agent/src/detectors/<id>.rs` and
+        /// `agent/src/detectors/<id>/`, `tests/src/<id>.rs`), its config table
+        /// `[detectors.<id>]`, its metric subsystem `nodeward_<id>_*`, its dashboard row
+        /// and its alert group. `cargo xtask test` checks that shape.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Detector {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Detector {
+            /// Every detector, in the order they are reported.
+            pub const ALL: &'static [Detector] = &[$(Detector::$variant),*];
+
+            pub const fn id(self) -> &'static str {
+                match self {
+                    $( Detector::$variant => $id, )*
+                }
+            }
+
+            pub fn from_id(id: &str) -> Option<Detector> {
+                match id {
+                    $( $id => Some(Detector::$variant), )*
+                    _ => None,
+                }
+            }
+        }
+
+        /// The detector ids, in [`Detector::ALL`] order.
+        pub const DETECTORS: &[&str] = &[$($id),*];
+    };
+}
+
+detectors! {
+    /// Reboot, halt and kexec intents, attributed to their session.
+    Reboot = "reboot",
+    /// SSH sessions: the origin of every other finding's process.
+    Session = "session",
+    /// IP -> MAC bindings on bridges: duplicates, takeovers, IPAM divergence.
+    Arp = "arp",
+    /// TCP reset storms per peer.
+    TcpReset = "tcp_reset",
+    /// Martian-source drops and floods.
+    Martian = "martian",
+    /// Opens of cluster secrets.
+    Secrets = "secrets",
+    /// Rogue corosync cluster members.
+    Corosync = "corosync",
+}
 
 /// Copy the longest NUL-terminated prefix of `src` into a fixed buffer (truncating).
 /// For tests and userspace tooling that build records.

@@ -493,29 +493,11 @@ impl Config {
     }
 
     pub fn enabled_detectors(&self) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.detectors.reboot.enabled {
-            out.push("reboot");
-        }
-        if self.detectors.session.enabled {
-            out.push("session");
-        }
-        if self.detectors.arp.enabled {
-            out.push("arp");
-        }
-        if self.detectors.tcp_reset.enabled {
-            out.push("tcp_reset");
-        }
-        if self.detectors.martian.enabled {
-            out.push("martian");
-        }
-        if self.detectors.secrets.enabled {
-            out.push("secrets");
-        }
-        if self.detectors.corosync.enabled {
-            out.push("corosync");
-        }
-        out
+        agent_common::Detector::ALL
+            .iter()
+            .filter(|d| self.detectors.enabled(**d))
+            .map(|d| d.id())
+            .collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `[detectors]` table: one section per detector, each defined in that detector's
 //! folder (`detectors/<id>/config.rs`).
 
+use agent_common::Detector;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -19,4 +20,50 @@ pub struct DetectorsConfig {
     pub martian: MartianConfig,
     pub secrets: SecretsConfig,
     pub corosync: CorosyncConfig,
+}
+
+impl DetectorsConfig {
+    /// Whether `detector` is enabled (`[detectors.<id>] enabled`).
+    pub fn enabled(&self, detector: Detector) -> bool {
+        match detector {
+            Detector::Reboot => self.reboot.enabled,
+            Detector::Session => self.session.enabled,
+            Detector::Arp => self.arp.enabled,
+            Detector::TcpReset => self.tcp_reset.enabled,
+            Detector::Martian => self.martian.enabled,
+            Detector::Secrets => self.secrets.enabled,
+            Detector::Corosync => self.corosync.enabled,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_section_per_detector_named_by_its_id() {
+        let table = toml::Value::try_from(DetectorsConfig::default()).unwrap();
+        let mut keys: Vec<&str> = table
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut ids = agent_common::DETECTORS.to_vec();
+        keys.sort_unstable();
+        ids.sort_unstable();
+        assert_eq!(keys, ids);
+        // `enabled` reads each detector's own section.
+        for d in Detector::ALL {
+            let mut c = DetectorsConfig::default();
+            let on = c.enabled(*d);
+            let section = toml::Value::try_from(&c).unwrap()[d.id()]["enabled"].clone();
+            assert_eq!(section.as_bool(), Some(on), "{}", d.id());
+            let mut v = toml::Value::try_from(&c).unwrap();
+            v[d.id()]["enabled"] = toml::Value::Boolean(!on);
+            c = v.try_into().unwrap();
+            assert_eq!(c.enabled(*d), !on, "{}", d.id());
+        }
+    }
 }

@@ -15,7 +15,7 @@ pub mod tcp_reset;
 pub mod window;
 
 use agent_common::{
-    cstr_bytes,
+    Detector, cstr_bytes,
     decode::Event,
     proc::{ProcCtx, UNSET_ID},
 };
@@ -43,14 +43,14 @@ pub enum Finding {
 impl Finding {
     pub fn detector(&self) -> &'static str {
         match self {
-            Finding::RebootIntent(_) => "reboot",
-            Finding::SshSession(_) => "session",
-            Finding::Arp(_) => "arp",
-            Finding::TcpReset(_) => "tcp_reset",
-            Finding::Martian(_) => "martian",
+            Finding::RebootIntent(_) => Detector::Reboot.id(),
+            Finding::SshSession(_) => Detector::Session.id(),
+            Finding::Arp(_) => Detector::Arp.id(),
+            Finding::TcpReset(_) => Detector::TcpReset.id(),
+            Finding::Martian(_) => Detector::Martian.id(),
             Finding::Incident(_) => "incident",
-            Finding::Secret(_) => "secrets",
-            Finding::Corosync(_) => "corosync",
+            Finding::Secret(_) => Detector::Secrets.id(),
+            Finding::Corosync(_) => Detector::Corosync.id(),
         }
     }
 }
