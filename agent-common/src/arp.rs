@@ -1,10 +1,31 @@
 //! `arp` detector ABI: IP -> MAC bindings seen on bridge ports, and claim events.
+//!
+//! A binding belongs to an L2 domain: the bridge a port is enslaved to (or the
+//! interface itself when it is in no bridge) and the frame's outer VLAN. The same
+//! address in two domains is two bindings, never a conflict.
 
 use crate::event::EventHeader;
 
 /// LRU hash: [`BindingKey`] -> [`Binding`], the kernel's view of who answers for an IP.
 pub const ARP_BINDINGS: &str = "ARP_BINDINGS";
 pub const ARP_BINDINGS_CAPACITY: u32 = 65536;
+
+/// Hash: ifindex -> [`ArpPort`], the L2 domain of each watched interface (written by
+/// the agent when it attaches the observer). An interface missing here is its own domain.
+pub const ARP_PORTS: &str = "ARP_PORTS";
+pub const ARP_PORTS_CAPACITY: u32 = 4096;
+
+/// Bit of [`ArpPort::flags`]: the interface is a bridge device (frames seen there were
+/// already seen on a port, or are for the host).
+pub const PORT_BRIDGE: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArpPort {
+    /// ifindex of the bridge (the interface's own for a bridge or a lone interface).
+    pub domain: u32,
+    pub flags: u32,
+}
 
 /// Event kinds in [`ArpEvent::kind`].
 pub const ARP_NEW: u32 = 1;
@@ -27,7 +48,10 @@ pub struct BindingKey {
     /// IPv4 in the first 4 bytes.
     pub addr: [u8; 16],
     pub family: u16,
-    pub _pad: [u8; 6],
+    /// Outer VLAN id (frame tag or skb metadata); 0 untagged.
+    pub vlan: u16,
+    /// [`ArpPort::domain`] of the interface the claim arrived on.
+    pub domain: u32,
 }
 
 #[repr(C)]
@@ -52,9 +76,11 @@ pub struct ArpEvent {
     /// Interface the claim arrived on (a bridge port).
     pub ifindex: u32,
     pub flags: u16,
+    /// Outer VLAN id (part of the domain); 0 untagged.
     pub vlan: u16,
     pub family: u16,
-    pub _pad0: u16,
+    /// Inner VLAN id of a QinQ frame (reported, not part of the domain); 0 if none.
+    pub inner_vlan: u16,
     /// The claimed address (IPv4 in the first 4 bytes).
     pub addr: [u8; 16],
     /// The claimer.
@@ -64,10 +90,14 @@ pub struct ArpEvent {
     pub old_ifindex: u32,
     /// When the previous holder was last seen claiming it.
     pub old_last_seen_ns: u64,
+    /// The L2 domain ([`ArpPort::domain`]).
+    pub domain: u32,
+    pub _pad1: u32,
 }
-const _: () = assert!(core::mem::size_of::<ArpEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<ArpEvent>() == 80);
 
-crate::user_pod!(BindingKey, Binding, ArpEvent);
+crate::user_pod!(BindingKey, Binding, ArpEvent, ArpPort);
 
 // Map keys and values: their sizes are part of the ABI.
 const _: () = assert!(core::mem::size_of::<BindingKey>() == 24);
+const _: () = assert!(core::mem::size_of::<ArpPort>() == 8);

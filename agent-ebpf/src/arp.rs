@@ -1,12 +1,14 @@
 //! `arp` detector, kernel side: ARP claims seen at TC ingress of bridge ports. The
-//! LRU map holds, per address, the MAC that last claimed it; a claim by another MAC is
-//! an event (rate-limited per address). Observe only: never drops (the ARP guard is
-//! the quarantine program's job).
+//! LRU map holds, per L2 domain (bridge, outer VLAN) and address, the MAC that last
+//! claimed it; a claim by another MAC is an event (rate-limited per address). A frame
+//! seen again at the bridge device never replaces the port it was seen on. Observe
+//! only: never drops (the ARP guard is the quarantine program's job).
 
 use agent_common::{
     arp::{
         ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_GRATUITOUS, ARP_F_REPLY,
-        ARP_F_VLAN, ARP_NEW, ARP_PROBE_CONFLICT, ArpEvent, Binding, BindingKey,
+        ARP_F_VLAN, ARP_NEW, ARP_PORTS_CAPACITY, ARP_PROBE_CONFLICT, ArpEvent, ArpPort, Binding,
+        BindingKey, PORT_BRIDGE,
     },
     event::kind,
     session::{AF_INET, AF_INET6},
@@ -16,7 +18,7 @@ use aya_ebpf::{
     EbpfContext,
     helpers::bpf_ktime_get_boot_ns,
     macros::{classifier, map},
-    maps::LruHashMap,
+    maps::{HashMap, LruHashMap},
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
@@ -30,6 +32,36 @@ use crate::{
 static ARP_BINDINGS: LruHashMap<BindingKey, Binding> =
     LruHashMap::with_max_entries(ARP_BINDINGS_CAPACITY, 0);
 
+#[map(name = "ARP_PORTS")]
+static ARP_PORTS: HashMap<u32, ArpPort> = HashMap::with_max_entries(ARP_PORTS_CAPACITY, 0);
+
+/// Where a claim was seen: the interface, its L2 domain, the frame's VLANs.
+#[derive(Clone, Copy)]
+struct Seen {
+    ifindex: u32,
+    port: ArpPort,
+    vlan: u16,
+    inner_vlan: u16,
+    flags: u16,
+}
+
+impl Seen {
+    #[inline(always)]
+    fn key(&self, addr: [u8; 16], family: u16) -> BindingKey {
+        BindingKey {
+            addr,
+            family,
+            vlan: self.vlan,
+            domain: self.port.domain,
+        }
+    }
+
+    #[inline(always)]
+    fn at_bridge(&self) -> bool {
+        self.port.flags & PORT_BRIDGE != 0
+    }
+}
+
 /// tcx: continue with the next program (e.g. the quarantine's), whatever we saw.
 const TCX_NEXT: i32 = -1;
 
@@ -42,13 +74,32 @@ pub fn arp_tc(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn observe(ctx: &TcContext) -> Option<()> {
     let eth = frame::ethernet(ctx)?;
-    let (l3, vlan) = (eth.l3, eth.vlan);
+    let l3 = eth.l3;
     let mut flags = 0u16;
     if eth.tagged {
         flags |= ARP_F_VLAN;
     }
+    if eth.proto != frame::ETH_P_IPV6 && eth.proto != frame::ETH_P_ARP {
+        return None;
+    }
+    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
+    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
+    // SAFETY: map lookup, value copied.
+    let port = unsafe { ARP_PORTS.get(&ifindex) }
+        .copied()
+        .unwrap_or(ArpPort {
+            domain: ifindex,
+            flags: 0,
+        });
+    let mut seen = Seen {
+        ifindex,
+        port,
+        vlan: eth.vlan,
+        inner_vlan: eth.inner_vlan,
+        flags,
+    };
     if eth.proto == frame::ETH_P_IPV6 {
-        return ndp(ctx, l3, vlan, flags);
+        return ndp(ctx, l3, seen);
     }
     if eth.proto != frame::ETH_P_ARP {
         return None;
@@ -63,30 +114,28 @@ fn observe(ctx: &TcContext) -> Option<()> {
         return None;
     }
     if hdr[7] == 2 {
-        flags |= ARP_F_REPLY;
+        seen.flags |= ARP_F_REPLY;
     }
     let sha: [u8; 6] = ctx.load(l3 + 8).ok()?;
     let spa: [u8; 4] = ctx.load(l3 + 14).ok()?;
     let tpa: [u8; 4] = ctx.load(l3 + 24).ok()?;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
-    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
 
     if spa == [0; 4] {
         // RFC 5227 probe for tpa: a conflict if someone else holds it.
-        return probe(key_of(tpa), sha, now, ifindex, flags, vlan);
+        return probe(seen.key(v4(tpa), AF_INET), sha, now, &seen);
     }
     if spa == tpa {
-        flags |= ARP_F_GRATUITOUS;
+        seen.flags |= ARP_F_GRATUITOUS;
     }
-    claim(key_of(spa), sha, now, ifindex, flags, vlan)
+    claim(seen.key(v4(spa), AF_INET), sha, now, &seen)
 }
 
 /// IPv6 neighbour discovery: a neighbour advertisement claims its target for the
 /// frame's source MAC; a neighbour solicitation from :: is a DAD probe for its target.
 #[inline(always)]
-fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
+fn ndp(ctx: &TcContext, l3: usize, mut seen: Seen) -> Option<()> {
     // ICMPv6 (58) right after the fixed header (no extension headers).
     let ip = frame::ipv6(ctx, l3)?;
     if ip.next != frame::IPPROTO_ICMPV6 {
@@ -101,39 +150,26 @@ fn ndp(ctx: &TcContext, l3: usize, vlan: u16, mut flags: u16) -> Option<()> {
     let mac = frame::source_mac(ctx)?;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
-    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
-    let key = BindingKey {
-        addr: target,
-        family: AF_INET6,
-        _pad: [0; 6],
-    };
+    let key = seen.key(target, AF_INET6);
     if ty == 135 {
         if ip.saddr == [0; 16] {
-            return probe(key, mac, now, ifindex, flags, vlan);
+            return probe(key, mac, now, &seen);
         }
         return None;
     }
     // NA flags @4: R (0x80), S (0x40), O (0x20); unsolicited (S clear) is an announcement.
     let na_flags: u8 = ctx.load(icmp + 4).ok()?;
     if na_flags & 0x40 == 0 {
-        flags |= ARP_F_GRATUITOUS;
+        seen.flags |= ARP_F_GRATUITOUS;
     } else {
-        flags |= ARP_F_REPLY;
+        seen.flags |= ARP_F_REPLY;
     }
-    claim(key, mac, now, ifindex, flags, vlan)
+    claim(key, mac, now, &seen)
 }
 
 /// A probe (RFC 5227 or IPv6 DAD) for an address: a conflict if someone else holds it.
 #[inline(always)]
-fn probe(
-    key: BindingKey,
-    sha: [u8; 6],
-    now: u64,
-    ifindex: u32,
-    flags: u16,
-    vlan: u16,
-) -> Option<()> {
+fn probe(key: BindingKey, sha: [u8; 6], now: u64, seen: &Seen) -> Option<()> {
     // SAFETY: map lookup, value copied.
     let held = unsafe { ARP_BINDINGS.get(&key) }.copied()?;
     if held.mac == sha || now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS {
@@ -142,20 +178,14 @@ fn probe(
     let mut b = held;
     b.last_event_ns = now;
     let _ = ARP_BINDINGS.insert(&key, &b, 0);
-    emit(ARP_PROBE_CONFLICT, ifindex, flags, vlan, &key, sha, &held);
+    emit(ARP_PROBE_CONFLICT, seen, &key, sha, &held);
     Some(())
 }
 
 /// A claim of an address by a MAC: new binding, refresh, or change (rate-limited).
 #[inline(always)]
-fn claim(
-    key: BindingKey,
-    sha: [u8; 6],
-    now: u64,
-    ifindex: u32,
-    flags: u16,
-    vlan: u16,
-) -> Option<()> {
+fn claim(key: BindingKey, sha: [u8; 6], now: u64, seen: &Seen) -> Option<()> {
+    let (ifindex, vlan) = (seen.ifindex, seen.vlan);
     // SAFETY: map lookup, value copied.
     match unsafe { ARP_BINDINGS.get(&key) }.copied() {
         None => {
@@ -172,20 +202,15 @@ fn claim(
             if ARP_BINDINGS.insert(&key, &b, 0).is_err() {
                 count(kind::ARP, stats::MAP_FULL);
             }
-            emit(
-                ARP_NEW,
-                ifindex,
-                flags,
-                vlan,
-                &key,
-                sha,
-                &Binding::default(),
-            );
+            emit(ARP_NEW, seen, &key, sha, &Binding::default());
         }
         Some(held) if held.mac == sha => {
             let mut b = held;
             b.last_seen_ns = now;
-            b.ifindex = ifindex;
+            // The same frame seen again at the bridge device keeps its port.
+            if !seen.at_bridge() {
+                b.ifindex = ifindex;
+            }
             let _ = ARP_BINDINGS.insert(&key, &b, 0);
         }
         Some(held) => {
@@ -208,36 +233,24 @@ fn claim(
                 count(kind::ARP, stats::RATE_LIMITED);
                 return None;
             }
-            emit(ARP_CHANGE, ifindex, flags, vlan, &key, sha, &held);
+            emit(ARP_CHANGE, seen, &key, sha, &held);
         }
     }
     Some(())
 }
 
 #[inline(always)]
-fn key_of(ip: [u8; 4]) -> BindingKey {
+fn v4(ip: [u8; 4]) -> [u8; 16] {
     let mut addr = [0u8; 16];
     addr[0] = ip[0];
     addr[1] = ip[1];
     addr[2] = ip[2];
     addr[3] = ip[3];
-    BindingKey {
-        addr,
-        family: AF_INET,
-        _pad: [0; 6],
-    }
+    addr
 }
 
 #[inline(always)]
-fn emit(
-    kind_: u32,
-    ifindex: u32,
-    flags: u16,
-    vlan: u16,
-    key: &BindingKey,
-    mac: [u8; 6],
-    old: &Binding,
-) {
+fn emit(kind_: u32, seen: &Seen, key: &BindingKey, mac: [u8; 6], old: &Binding) {
     let Some(mut entry) = EVENTS.reserve::<ArpEvent>(0) else {
         count(kind::ARP, stats::RINGBUF_FULL);
         return;
@@ -247,16 +260,18 @@ fn emit(
     unsafe {
         (*ev).header = header(kind::ARP, core::mem::size_of::<ArpEvent>());
         (*ev).kind = kind_;
-        (*ev).ifindex = ifindex;
-        (*ev).flags = flags;
-        (*ev).vlan = vlan;
+        (*ev).ifindex = seen.ifindex;
+        (*ev).flags = seen.flags;
+        (*ev).vlan = key.vlan;
         (*ev).family = key.family;
-        (*ev)._pad0 = 0;
+        (*ev).inner_vlan = seen.inner_vlan;
         (*ev).addr = key.addr;
         (*ev).mac = mac;
         (*ev).old_mac = old.mac;
         (*ev).old_ifindex = old.ifindex;
         (*ev).old_last_seen_ns = old.last_seen_ns;
+        (*ev).domain = key.domain;
+        (*ev)._pad1 = 0;
     }
     entry.submit(0);
     count(kind::ARP, stats::SUBMITTED);

@@ -2,7 +2,7 @@
 //! `quarantine_tc`). Offsets only: each program loads the fields it needs with
 //! `TcContext::load` at the offsets found here.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{EbpfContext, programs::TcContext};
 
 pub const ETH_P_8021Q: u16 = 0x8100;
 pub const ETH_P_8021AD: u16 = 0x88a8;
@@ -13,15 +13,18 @@ pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
 
-/// The Ethernet header, past one VLAN tag if there is one in the frame.
+/// The Ethernet header, past the frame's VLAN tags (at most two: QinQ).
 pub struct Ethernet {
     /// EtherType of the payload.
     pub proto: u16,
     /// Offset of the payload (the L3 header).
     pub l3: usize,
-    /// The frame's (outer) VLAN id; 0 when untagged.
+    /// The outer VLAN id: the skb's VLAN metadata when the driver took the tag out of
+    /// the frame (veth, most NICs), else the frame's first tag; 0 when untagged.
     pub vlan: u16,
-    /// The frame carried an 802.1Q / 802.1ad tag.
+    /// The inner VLAN id of a QinQ frame; 0 if none.
+    pub inner_vlan: u16,
+    /// The frame carried a tag (in the frame or in the skb's metadata).
     pub tagged: bool,
 }
 
@@ -31,21 +34,47 @@ pub fn be16(ctx: &TcContext, offset: usize) -> Option<u16> {
 }
 
 #[inline(always)]
+fn is_tag(proto: u16) -> bool {
+    proto == ETH_P_8021Q || proto == ETH_P_8021AD
+}
+
+#[inline(always)]
 pub fn ethernet(ctx: &TcContext) -> Option<Ethernet> {
-    let proto = be16(ctx, 12)?;
-    if proto == ETH_P_8021Q || proto == ETH_P_8021AD {
-        return Some(Ethernet {
-            vlan: be16(ctx, 14)? & 0x0fff,
-            proto: be16(ctx, 16)?,
-            l3: 18,
-            tagged: true,
-        });
+    // SAFETY: the program's context is the __sk_buff; vlan_present and vlan_tci are
+    // readable fields of it.
+    let (meta_present, meta_tci) = unsafe {
+        let skb = ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff;
+        ((*skb).vlan_present, (*skb).vlan_tci)
+    };
+    let mut tags = [0u16; 2];
+    let mut n = 0usize;
+    if meta_present != 0 {
+        tags[0] = (meta_tci & 0x0fff) as u16;
+        n = 1;
+    }
+    let mut proto = be16(ctx, 12)?;
+    let mut l3 = 14usize;
+    // At most two tags in the frame (bounded for the verifier).
+    if is_tag(proto) {
+        tags[n & 1] = be16(ctx, l3)? & 0x0fff;
+        n += 1;
+        proto = be16(ctx, l3 + 2)?;
+        l3 += 4;
+        if is_tag(proto) {
+            if n < 2 {
+                tags[1] = be16(ctx, l3)? & 0x0fff;
+            }
+            n += 1;
+            proto = be16(ctx, l3 + 2)?;
+            l3 += 4;
+        }
     }
     Some(Ethernet {
         proto,
-        l3: 14,
-        vlan: 0,
-        tagged: false,
+        l3,
+        vlan: tags[0],
+        inner_vlan: tags[1],
+        tagged: n > 0,
     })
 }
 

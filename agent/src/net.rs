@@ -90,6 +90,43 @@ pub fn ifname(ifindex: u32) -> String {
         .unwrap_or_else(|_| format!("if{ifindex}"))
 }
 
+/// Where an interface sits at layer 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L2Port {
+    pub ifindex: u32,
+    /// ifindex of the bridge the interface is enslaved to; its own when it is a bridge
+    /// or in none.
+    pub domain: u32,
+    pub is_bridge: bool,
+}
+
+/// The L2 domain of interface `name` (from /sys/class/net), `None` if it is gone.
+pub fn l2_port(name: &str) -> Option<L2Port> {
+    let dir = std::path::Path::new("/sys/class/net").join(name);
+    let ifindex: u32 = std::fs::read_to_string(dir.join("ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let is_bridge = dir.join("bridge").is_dir();
+    let domain = std::fs::read_link(dir.join("master"))
+        .ok()
+        .and_then(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|m| {
+            std::path::Path::new("/sys/class/net")
+                .join(m)
+                .join("bridge")
+                .is_dir()
+        })
+        .and_then(|m| nix::net::if_::if_nametoindex(m.as_str()).ok())
+        .unwrap_or(ifindex);
+    Some(L2Port {
+        ifindex,
+        domain,
+        is_bridge,
+    })
+}
+
 /// Inode of this process's network namespace (to label foreign interfaces).
 pub fn own_netns() -> u32 {
     std::fs::read_link("/proc/self/ns/net")

@@ -10,6 +10,9 @@
 //!   a gratuitous ARP; `probe_conflict` when an RFC 5227 probe asks for an address
 //!   someone holds;
 //! - `conflict_cleared`: only one MAC seen for `quiet_period`.
+//!
+//! Everything is per L2 domain ([`Slot`]: bridge, outer VLAN, address): the same address
+//! on two bridges, or on two VLANs of one bridge, is two bindings and never a conflict.
 
 pub mod bindings;
 pub mod config;
@@ -115,11 +118,33 @@ impl Leases {
     }
 }
 
+/// One address in one L2 domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Slot {
+    /// ifindex of the bridge (or of the interface, when it is in no bridge).
+    pub domain: u32,
+    /// Outer VLAN id; 0 untagged.
+    pub vlan: u16,
+    pub addr: IpAddr,
+}
+
+impl Slot {
+    fn of(e: &ArpEvent) -> Slot {
+        Slot {
+            domain: e.domain,
+            vlan: e.vlan,
+            addr: addr_of(e),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ArpFinding {
     /// One of [`KINDS`].
     pub kind: &'static str,
     pub addr: IpAddr,
+    /// The L2 domain: ifindex of the bridge (named in the log as `bridge`).
+    pub domain: u32,
     /// The claimer (or, for `conflict_cleared`, the MAC that remains).
     pub mac: Mac,
     pub ifindex: u32,
@@ -135,6 +160,9 @@ pub struct ArpFinding {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub macs: Vec<Mac>,
     pub vlan: u16,
+    /// Inner VLAN id of a QinQ frame.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub inner_vlan: u16,
     /// The claim was a gratuitous ARP (an announcement or takeover).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gratuitous: bool,
@@ -163,18 +191,20 @@ struct AddrState {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ActiveConflict {
     pub addr: IpAddr,
+    pub domain: u32,
+    pub vlan: u16,
     pub macs: Vec<(Mac, u32)>,
     pub since_ms: u64,
 }
 
 pub struct ArpDetector {
     config: ArpConfig,
-    addrs: BTreeMap<IpAddr, AddrState>,
+    addrs: BTreeMap<Slot, AddrState>,
     /// Who holds each address now (from NEW/CHANGE), for IPAM comparison.
-    live: BTreeMap<IpAddr, (Mac, u32)>,
+    live: BTreeMap<Slot, (Mac, u32)>,
     leases: Option<Leases>,
     /// Addresses currently diverging from IPAM, with the finding kind.
-    drift: BTreeMap<IpAddr, &'static str>,
+    drift: BTreeMap<Slot, &'static str>,
 }
 
 /// Most addresses kept for IPAM comparison (the kernel map is the full record).
@@ -187,6 +217,10 @@ fn addr_of(e: &ArpEvent) -> IpAddr {
     } else {
         IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
     }
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
 }
 
 fn mac_of(b: [u8; 6]) -> Mac {
@@ -211,11 +245,11 @@ impl ArpDetector {
         };
         let mut out = self.claim(e, now_ms);
         if matches!(e.kind, ARP_NEW | ARP_CHANGE) {
-            let addr = addr_of(e);
-            if self.live.len() < LIVE_CAP || self.live.contains_key(&addr) {
-                self.live.insert(addr, (mac_of(e.mac), e.ifindex));
+            let slot = Slot::of(e);
+            if self.live.len() < LIVE_CAP || self.live.contains_key(&slot) {
+                self.live.insert(slot, (mac_of(e.mac), e.ifindex));
             }
-            out.extend(self.compare(addr));
+            out.extend(self.compare(slot));
         }
         out
     }
@@ -224,8 +258,8 @@ impl ArpDetector {
     pub fn set_leases(&mut self, leases: Option<Leases>) -> Vec<ArpFinding> {
         self.leases = leases;
         self.drift.clear();
-        let addrs: Vec<IpAddr> = self.live.keys().copied().collect();
-        addrs.into_iter().flat_map(|a| self.compare(a)).collect()
+        let slots: Vec<Slot> = self.live.keys().copied().collect();
+        slots.into_iter().flat_map(|s| self.compare(s)).collect()
     }
 
     /// Addresses diverging from IPAM now, by kind.
@@ -237,11 +271,12 @@ impl ArpDetector {
         m
     }
 
-    /// IPAM comparison of one live address: reported once per divergence.
-    fn compare(&mut self, addr: IpAddr) -> Option<ArpFinding> {
+    /// IPAM comparison of one live address: reported once per divergence. The lease
+    /// file names addresses only: each domain's binding is compared with it.
+    fn compare(&mut self, slot: Slot) -> Option<ArpFinding> {
         let leases = self.leases.as_ref()?;
-        let &(mac, ifindex) = self.live.get(&addr)?;
-        let lease = leases.by_addr.get(&addr);
+        let &(mac, ifindex) = self.live.get(&slot)?;
+        let lease = leases.by_addr.get(&slot.addr);
         let kind = match lease {
             None => Some("ipam_live_but_free"),
             Some((Some(lm), _)) if *lm != mac => Some("ipam_other_owner"),
@@ -249,22 +284,24 @@ impl ArpDetector {
         };
         match kind {
             None => {
-                self.drift.remove(&addr);
+                self.drift.remove(&slot);
                 None
             }
-            Some(k) if self.drift.get(&addr) == Some(&k) => None,
+            Some(k) if self.drift.get(&slot) == Some(&k) => None,
             Some(k) => {
-                self.drift.insert(addr, k);
+                self.drift.insert(slot, k);
                 Some(ArpFinding {
                     kind: k,
-                    addr,
+                    addr: slot.addr,
+                    domain: slot.domain,
                     mac,
                     ifindex,
                     old_mac: None,
                     old_ifindex: None,
                     old_seen_ms_ago: None,
                     macs: Vec::new(),
-                    vlan: 0,
+                    vlan: slot.vlan,
+                    inner_vlan: 0,
                     gratuitous: false,
                     lease: lease.cloned(),
                 })
@@ -273,16 +310,17 @@ impl ArpDetector {
     }
 
     fn claim(&mut self, e: &ArpEvent, now_ms: u64) -> Vec<ArpFinding> {
-        let addr = addr_of(e);
+        let slot = Slot::of(e);
         let mac = mac_of(e.mac);
         let old = mac_of(e.old_mac);
         let ago_ms = e.header.ktime_ns.saturating_sub(e.old_last_seen_ns) / 1_000_000;
         let quiet = self.config.quiet_period.as_millis() as u64;
         let window = self.config.conflict_window.as_millis() as u64;
-        let state = self.addrs.entry(addr).or_default();
+        let state = self.addrs.entry(slot).or_default();
         let base = ArpFinding {
             kind: "",
-            addr,
+            addr: slot.addr,
+            domain: slot.domain,
             mac,
             ifindex: e.ifindex,
             old_mac: None,
@@ -290,6 +328,7 @@ impl ArpDetector {
             old_seen_ms_ago: None,
             macs: Vec::new(),
             vlan: e.vlan,
+            inner_vlan: e.inner_vlan,
             gratuitous: e.flags & ARP_F_GRATUITOUS != 0,
             lease: None,
         };
@@ -374,7 +413,7 @@ impl ArpDetector {
     pub fn tick(&mut self, now_ms: u64) -> Vec<ArpFinding> {
         let quiet = self.config.quiet_period.as_millis() as u64;
         let mut out = Vec::new();
-        for (addr, st) in &mut self.addrs {
+        for (slot, st) in &mut self.addrs {
             let Some(current) = st.current else { continue };
             if st.conflict_since_ms.is_none() {
                 continue;
@@ -392,14 +431,16 @@ impl ArpDetector {
                 let ifindex = st.macs.get(&current).map_or(0, |s| s.ifindex);
                 out.push(ArpFinding {
                     kind: "conflict_cleared",
-                    addr: *addr,
+                    addr: slot.addr,
+                    domain: slot.domain,
                     mac: current,
                     ifindex,
                     old_mac: None,
                     old_ifindex: None,
                     old_seen_ms_ago: None,
                     macs: vec![current],
-                    vlan: 0,
+                    vlan: slot.vlan,
+                    inner_vlan: 0,
                     gratuitous: false,
                     lease: None,
                 });
@@ -420,10 +461,12 @@ impl ArpDetector {
     pub fn active_conflicts(&self) -> Vec<ActiveConflict> {
         self.addrs
             .iter()
-            .filter_map(|(addr, st)| {
+            .filter_map(|(slot, st)| {
                 let since_ms = st.conflict_since_ms?;
                 Some(ActiveConflict {
-                    addr: *addr,
+                    addr: slot.addr,
+                    domain: slot.domain,
+                    vlan: slot.vlan,
                     macs: st.macs.iter().map(|(m, s)| (*m, s.ifindex)).collect(),
                     since_ms,
                 })
@@ -453,6 +496,21 @@ mod tests {
 
     /// An event at kernel time `t_ms`; the old holder last seen at `old_ms`.
     fn ev(k: u32, mac: [u8; 6], old: [u8; 6], t_ms: u64, old_ms: u64, flags: u16) -> Event {
+        ev_in(7, 0, k, mac, old, t_ms, old_ms, flags)
+    }
+
+    /// The same, in L2 domain (bridge ifindex `domain`, VLAN `vlan`).
+    #[allow(clippy::too_many_arguments)]
+    fn ev_in(
+        domain: u32,
+        vlan: u16,
+        k: u32,
+        mac: [u8; 6],
+        old: [u8; 6],
+        t_ms: u64,
+        old_ms: u64,
+        flags: u16,
+    ) -> Event {
         let mut addr = [0u8; 16];
         addr[..4].copy_from_slice(&[10, 8, 64, 2]);
         Event::Arp(
@@ -465,17 +523,38 @@ mod tests {
                 kind: k,
                 ifindex: if mac == A { 11 } else { 12 },
                 flags,
-                vlan: 0,
+                vlan,
                 family: 2,
-                _pad0: 0,
+                inner_vlan: 0,
                 addr,
                 mac,
                 old_mac: old,
                 old_ifindex: if old == A { 11 } else { 12 },
                 old_last_seen_ns: old_ms * 1_000_000,
+                domain,
+                _pad1: 0,
             }
             .into(),
         )
+    }
+
+    #[test]
+    fn one_address_in_two_domains_is_two_bindings_not_a_conflict() {
+        let mut d = ArpDetector::new(&cfg());
+        // Two bridges (ifindex 7 and 8), then two VLANs of bridge 7: each a new binding.
+        for (domain, vlan, mac) in [(7, 0, A), (8, 0, B), (7, 64, A), (7, 65, B)] {
+            let f = d.observe(&ev_in(domain, vlan, ARP_NEW, mac, [0; 6], 1, 0, 0), 1);
+            assert_eq!(kinds(f.clone()), ["new_binding"], "{domain}/{vlan}");
+            assert_eq!((f[0].domain, f[0].vlan), (domain, vlan));
+        }
+        assert!(d.active_conflicts().is_empty());
+        // Within one domain the second MAC is a conflict, named with its VLAN.
+        let f = d.observe(&ev_in(7, 64, ARP_CHANGE, B, A, 2, 2, 0), 2);
+        assert_eq!(kinds(f.clone()), ["conflict"]);
+        assert_eq!((f[0].domain, f[0].vlan), (7, 64));
+        let active = d.active_conflicts();
+        assert_eq!(active.len(), 1);
+        assert_eq!((active[0].domain, active[0].vlan), (7, 64));
     }
 
     fn kinds(f: Vec<ArpFinding>) -> Vec<&'static str> {

@@ -21,6 +21,9 @@ pub struct Row {
     pub address: std::net::IpAddr,
     pub mac: Mac,
     pub interface: String,
+    /// The L2 domain: the bridge (or the interface itself when it is in no bridge).
+    #[serde(default)]
+    pub bridge: String,
     pub vlan: u16,
     pub first_seen: String,
     pub last_seen: String,
@@ -70,12 +73,15 @@ impl View {
                 } else {
                     std::net::IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
                 };
-                let c = conflicts.iter().find(|c| c.addr == address);
+                let c = conflicts
+                    .iter()
+                    .find(|c| c.addr == address && c.domain == k.domain && c.vlan == k.vlan);
                 Row {
                     address,
                     mac: Mac(b.mac),
                     interface: ifname(b.ifindex),
-                    vlan: b.vlan,
+                    bridge: ifname(k.domain),
+                    vlan: k.vlan,
                     first_seen: wall(b.first_seen_ns),
                     last_seen: wall(b.last_seen_ns),
                     conflict: c.is_some(),
@@ -89,7 +95,7 @@ impl View {
                     .is_none_or(|i| r.interface == i || r.conflict_macs.iter().any(|(_, n)| n == i))
             })
             .collect();
-        rows.sort_by_key(|r| r.address);
+        rows.sort_by(|a, b| (a.address, &a.bridge, a.vlan).cmp(&(b.address, &b.bridge, b.vlan)));
         rows
     }
 }

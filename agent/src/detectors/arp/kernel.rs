@@ -2,9 +2,12 @@
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 
+use agent_common::arp::{ARP_PORTS, ArpPort, PORT_BRIDGE};
+
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, bridge_ports},
+    kernel::loader::{Kernel, LoadError, bridge_ports, sync_hash},
+    net::l2_port,
 };
 
 impl Kernel {
@@ -19,7 +22,34 @@ impl Kernel {
         } else {
             config.detectors.arp.interfaces.clone()
         };
-        self.sync_tc("arp_tc", wanted)
+        let (n, mut errors) = self.sync_tc("arp_tc", wanted);
+        if let Err(e) = self.sync_arp_ports() {
+            errors.push(format!("L2 domains of the watched interfaces not set: {e}"));
+        }
+        (n, errors)
+    }
+
+    /// The L2 domain of every interface the observer is attached to (bridge membership
+    /// changes with every rescan).
+    fn sync_arp_ports(&mut self) -> Result<(), LoadError> {
+        let mut ports: Vec<(u32, ArpPort)> = self
+            .tc_attached
+            .get("arp_tc")
+            .into_iter()
+            .flatten()
+            .filter_map(|name| l2_port(name))
+            .map(|p| {
+                (
+                    p.ifindex,
+                    ArpPort {
+                        domain: p.domain,
+                        flags: if p.is_bridge { PORT_BRIDGE } else { 0 },
+                    },
+                )
+            })
+            .collect();
+        ports.sort_by_key(|(i, _)| *i);
+        sync_hash(self, ARP_PORTS, &ports)
     }
 
     /// A read-only handle on the ARP bindings map.

@@ -34,7 +34,7 @@ impl ArpMetrics {
                 r,
                 "nodeward_arp_conflict_active",
                 "One series per active duplicate-address conflict (capped by detectors.arp.max_conflict_series; details in the log and `nodeward bindings`).",
-                &["address", "interfaces"],
+                &["address", "interfaces", "bridge", "vlan"],
             ),
             interfaces: gauge(
                 r,
@@ -75,7 +75,12 @@ impl ArpMetrics {
             ifs.sort();
             ifs.dedup();
             self.conflict_series
-                .with_label_values(&[&c.addr.to_string(), &ifs.join(",")])
+                .with_label_values(&[
+                    &c.addr.to_string(),
+                    &ifs.join(","),
+                    &ifname(c.domain),
+                    &c.vlan.to_string(),
+                ])
                 .set(1);
         }
     }

@@ -18,17 +18,23 @@ pub fn report(a: &ArpFinding, detail: &str) {
             )
         })
         .unwrap_or_default();
+    let bridge = ifname(a.domain);
+    let vlan = if a.vlan != 0 {
+        format!(" VLAN {}", a.vlan)
+    } else {
+        String::new()
+    };
     let msg = format!(
-        "{}: {} claimed by {} on {}{}",
+        "{}: {} claimed by {} on {} (bridge {bridge}{vlan}){}",
         a.kind, a.addr, a.mac, port, old
     );
     match a.kind {
         "conflict" | "garp_conflict" | "probe_conflict" | "ipam_live_but_free"
         | "ipam_other_owner" => {
-            warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}")
+            warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, bridge = %bridge, vlan = a.vlan, detail = %detail, "{msg}")
         }
         _ => {
-            tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, detail = %detail, "{msg}")
+            tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, bridge = %bridge, vlan = a.vlan, detail = %detail, "{msg}")
         }
     }
 }
