@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use nodeward_tests::{Agent, Bridge, agent_bin, metric, skip, wait_for};
 
+#[path = "arp/domains.rs"]
+mod domains;
+
 fn arping_available(name: &str) -> bool {
     if std::path::Path::new("/usr/bin/arping").exists() {
         true
@@ -15,6 +18,34 @@ fn arping_available(name: &str) -> bool {
         );
         false
     }
+}
+
+/// Every MAC of a conflict finding's detail.
+fn finding_macs(finding: &serde_json::Value) -> Vec<String> {
+    let detail: serde_json::Value =
+        serde_json::from_str(finding["detail"].as_str().unwrap_or("{}")).unwrap_or_default();
+    detail["macs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect()
+}
+
+/// `MAC@port` of every owner in a `nodeward bindings --json` row.
+fn conflict_owners(row: &serde_json::Value) -> Vec<String> {
+    row["conflict_macs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}@{}",
+                m[0].as_str().unwrap_or(""),
+                m[1].as_str().unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -53,15 +84,9 @@ fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leave
         })
     })
     .unwrap_or_else(|| panic!("no conflict:\n{}", agent.raw_output()));
-    let d: serde_json::Value = serde_json::from_str(conflict["detail"].as_str().unwrap()).unwrap();
-    let macs: Vec<&str> = d["macs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m.as_str())
-        .collect();
+    let macs = finding_macs(&conflict);
     assert!(
-        macs.contains(&mac_a.as_str()) && macs.contains(&mac_b.as_str()),
+        macs.contains(&mac_a) && macs.contains(&mac_b),
         "{macs:?} vs {mac_a} {mac_b}"
     );
     let port = conflict["interface"].as_str().unwrap();
@@ -102,12 +127,7 @@ fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leave
     .or_else(bindings)
     .expect("binding listed");
     assert_eq!(row["conflict"], true, "{row}");
-    let owners: Vec<String> = row["conflict_macs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| format!("{}@{}", m[0].as_str().unwrap(), m[1].as_str().unwrap()))
-        .collect();
+    let owners = conflict_owners(&row);
     assert!(
         owners.contains(&format!("{mac_a}@{}", br.hosts[0].port)),
         "{owners:?}"
