@@ -15,6 +15,9 @@ use serde::Serialize;
 
 use config::MartianConfig;
 
+/// A flood's key: (interface, reason).
+pub type FloodKey = (String, String);
+
 /// A flood (interface, reason) and its top sources with their drops.
 pub type FloodTop = ((String, String), Vec<(Ipv4Addr, u64)>);
 
@@ -27,13 +30,16 @@ pub struct MartianFinding {
     /// Drops within the window.
     pub count: u64,
     pub window_s: u64,
-    /// Top sources (address, drops so far), most first.
+    /// Top sources (address, drops within the window), most first: a source that
+    /// stopped before the window is not named.
     pub top_sources: Vec<(Ipv4Addr, u64)>,
 }
 
 pub struct MartianDetector {
     config: MartianConfig,
     floods: super::window::Windowed<(String, String)>,
+    /// Drops per (interface, reason, source) within the window.
+    sources: super::window::Deltas<(FloodKey, Ipv4Addr)>,
 }
 
 impl MartianDetector {
@@ -41,6 +47,7 @@ impl MartianDetector {
         MartianDetector {
             config: config.clone(),
             floods: super::window::Windowed::new(config.window, config.flood_threshold),
+            sources: super::window::Deltas::new(config.window),
         }
     }
 
@@ -52,11 +59,16 @@ impl MartianDetector {
         totals: &[((String, String), u64)],
         sources: &[((String, String), Ipv4Addr, u64)],
     ) -> Vec<MartianFinding> {
+        let per_source: Vec<((FloodKey, Ipv4Addr), u64)> = sources
+            .iter()
+            .map(|(k, a, n)| ((k.clone(), *a), *n))
+            .collect();
+        self.sources.sample(now_ms, &per_source);
         self.floods
             .sample(now_ms, totals)
             .into_iter()
             .map(|c| {
-                let top = self.top(&c.key, sources);
+                let top = self.top(&c.key);
                 MartianFinding {
                     kind: if c.started {
                         "martian_flood"
@@ -73,15 +85,14 @@ impl MartianDetector {
             .collect()
     }
 
-    pub fn top(
-        &self,
-        key: &(String, String),
-        sources: &[((String, String), Ipv4Addr, u64)],
-    ) -> Vec<(Ipv4Addr, u64)> {
-        let mut top: Vec<(Ipv4Addr, u64)> = sources
-            .iter()
-            .filter(|(k, _, _)| k == key)
-            .map(|(_, a, n)| (*a, *n))
+    /// The sources of a flood with the most drops within the window (none that was
+    /// quiet for the whole window).
+    pub fn top(&self, key: &(String, String)) -> Vec<(Ipv4Addr, u64)> {
+        let mut top: Vec<(Ipv4Addr, u64)> = self
+            .sources
+            .counts()
+            .filter(|((k, _), n)| k == key && *n > 0)
+            .map(|((_, a), n)| (*a, n))
             .collect();
         top.sort_by_key(|t| std::cmp::Reverse(t.1));
         top.truncate(self.config.top_sources);
@@ -98,6 +109,38 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_slow_flood_is_named_after_the_sources_inside_its_window() {
+        let cfg = MartianConfig {
+            flood_threshold: 100,
+            window: Duration::from_secs(10),
+            top_sources: 3,
+            ..Default::default()
+        };
+        let mut d = MartianDetector::new(&cfg);
+        let k = ("eth0".to_string(), "ip_rpfilter".to_string());
+        let (old, new) = (Ipv4Addr::new(192, 0, 2, 5), Ipv4Addr::new(192, 0, 2, 6));
+        // An old burst of 90 from `old` (below the threshold), then 20 s of silence.
+        let mut found = Vec::new();
+        for t in 0..=20u64 {
+            let src = [(k.clone(), old, 90)];
+            found.extend(d.sample(t * 1000, &[(k.clone(), 90)], &src));
+        }
+        assert!(found.is_empty(), "{found:?}");
+        // A slow flood from `new`: 12 packets/s for 10 s.
+        for s in 1..=10u64 {
+            let src = [(k.clone(), old, 90), (k.clone(), new, 12 * s)];
+            found.extend(d.sample((20 + s) * 1000, &[(k.clone(), 90 + 12 * s)], &src));
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].kind, "martian_flood");
+        assert_eq!(
+            found[0].top_sources,
+            [(new, 108)],
+            "the stopped source is not named"
+        );
+    }
 
     #[test]
     fn a_flood_names_its_top_sources() {

@@ -12,25 +12,22 @@ pub struct Crossing<K> {
     pub count: u64,
 }
 
-pub struct Windowed<K: Ord + Clone> {
+/// Running totals per key turned into counts within the last window.
+pub struct Deltas<K: Ord + Clone> {
     window_ms: u64,
-    threshold: u64,
     history: BTreeMap<K, VecDeque<(u64, u64)>>,
-    active: BTreeMap<K, u64>,
 }
 
-impl<K: Ord + Clone> Windowed<K> {
-    pub fn new(window: std::time::Duration, threshold: u64) -> Self {
-        Windowed {
+impl<K: Ord + Clone> Deltas<K> {
+    pub fn new(window: std::time::Duration) -> Self {
+        Deltas {
             window_ms: window.as_millis() as u64,
-            threshold,
             history: BTreeMap::new(),
-            active: BTreeMap::new(),
         }
     }
 
     /// Feed running totals (kernel counters, which start at zero with the agent).
-    pub fn sample(&mut self, now_ms: u64, totals: &[(K, u64)]) -> Vec<Crossing<K>> {
+    pub fn sample(&mut self, now_ms: u64, totals: &[(K, u64)]) {
         for (k, total) in totals {
             // A key seen for the first time had zero before: a burst between two
             // samples still counts.
@@ -52,12 +49,41 @@ impl<K: Ord + Clone> Windowed<K> {
                 || h.back()
                     .is_some_and(|(t, _)| now_ms.saturating_sub(*t) <= window)
         });
+    }
+
+    /// Every key still tracked, with its count within the window.
+    pub fn counts(&self) -> impl Iterator<Item = (&K, u64)> {
+        self.history.iter().filter_map(|(k, h)| {
+            let (first, last) = (h.front()?, h.back()?);
+            Some((k, last.1.saturating_sub(first.1)))
+        })
+    }
+
+    pub fn contains(&self, k: &K) -> bool {
+        self.history.contains_key(k)
+    }
+}
+
+pub struct Windowed<K: Ord + Clone> {
+    threshold: u64,
+    deltas: Deltas<K>,
+    active: BTreeMap<K, u64>,
+}
+
+impl<K: Ord + Clone> Windowed<K> {
+    pub fn new(window: std::time::Duration, threshold: u64) -> Self {
+        Windowed {
+            threshold,
+            deltas: Deltas::new(window),
+            active: BTreeMap::new(),
+        }
+    }
+
+    /// Feed running totals (kernel counters, which start at zero with the agent).
+    pub fn sample(&mut self, now_ms: u64, totals: &[(K, u64)]) -> Vec<Crossing<K>> {
+        self.deltas.sample(now_ms, totals);
         let mut out = Vec::new();
-        for (k, h) in &self.history {
-            let (Some(first), Some(last)) = (h.front(), h.back()) else {
-                continue;
-            };
-            let count = last.1.saturating_sub(first.1);
+        for (k, count) in self.deltas.counts() {
             let was = self.active.contains_key(k);
             if count >= self.threshold {
                 self.active.insert(k.clone(), count);
@@ -81,7 +107,7 @@ impl<K: Ord + Clone> Windowed<K> {
         let gone: Vec<K> = self
             .active
             .keys()
-            .filter(|k| !self.history.contains_key(*k))
+            .filter(|k| !self.deltas.contains(k))
             .cloned()
             .collect();
         for k in gone {

@@ -78,7 +78,7 @@ pub async fn run(
         let active = detector.active();
         let tops: Vec<FloodTop> = active
             .iter()
-            .map(|(k, _)| (k.clone(), detector.top(k, &srcs)))
+            .map(|(k, _)| (k.clone(), detector.top(k)))
             .collect();
         metrics
             .martian
