@@ -46,6 +46,29 @@ struct Seen {
 }
 
 impl Seen {
+    /// Where a frame of ARP/ND shape arrived: its interface's L2 domain (one map lookup,
+    /// taken only once the frame is known to matter).
+    #[inline(always)]
+    fn at(ctx: &TcContext, eth: &frame::Ethernet) -> Seen {
+        // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
+        let ifindex =
+            unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
+        // SAFETY: map lookup, value copied.
+        let port = unsafe { ARP_PORTS.get(&ifindex) }
+            .copied()
+            .unwrap_or(ArpPort {
+                domain: ifindex,
+                flags: 0,
+            });
+        Seen {
+            ifindex,
+            port,
+            vlan: eth.vlan,
+            inner_vlan: eth.inner_vlan,
+            flags: if eth.tagged { ARP_F_VLAN } else { 0 },
+        }
+    }
+
     #[inline(always)]
     fn key(&self, addr: [u8; 16], family: u16) -> BindingKey {
         BindingKey {
@@ -75,31 +98,8 @@ pub fn arp_tc(ctx: TcContext) -> i32 {
 fn observe(ctx: &TcContext) -> Option<()> {
     let eth = frame::ethernet(ctx)?;
     let l3 = eth.l3;
-    let mut flags = 0u16;
-    if eth.tagged {
-        flags |= ARP_F_VLAN;
-    }
-    if eth.proto != frame::ETH_P_IPV6 && eth.proto != frame::ETH_P_ARP {
-        return None;
-    }
-    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
-    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
-    // SAFETY: map lookup, value copied.
-    let port = unsafe { ARP_PORTS.get(&ifindex) }
-        .copied()
-        .unwrap_or(ArpPort {
-            domain: ifindex,
-            flags: 0,
-        });
-    let mut seen = Seen {
-        ifindex,
-        port,
-        vlan: eth.vlan,
-        inner_vlan: eth.inner_vlan,
-        flags,
-    };
     if eth.proto == frame::ETH_P_IPV6 {
-        return ndp(ctx, l3, seen);
+        return ndp(ctx, &eth);
     }
     if eth.proto != frame::ETH_P_ARP {
         return None;
@@ -113,6 +113,7 @@ fn observe(ctx: &TcContext) -> Option<()> {
         );
         return None;
     }
+    let mut seen = Seen::at(ctx, &eth);
     if hdr[7] == 2 {
         seen.flags |= ARP_F_REPLY;
     }
@@ -135,9 +136,9 @@ fn observe(ctx: &TcContext) -> Option<()> {
 /// IPv6 neighbour discovery: a neighbour advertisement claims its target for the
 /// frame's source MAC; a neighbour solicitation from :: is a DAD probe for its target.
 #[inline(always)]
-fn ndp(ctx: &TcContext, l3: usize, mut seen: Seen) -> Option<()> {
+fn ndp(ctx: &TcContext, eth: &frame::Ethernet) -> Option<()> {
     // ICMPv6 (58) right after the fixed header (no extension headers).
-    let ip = frame::ipv6(ctx, l3)?;
+    let ip = frame::ipv6(ctx, eth.l3)?;
     if ip.next != frame::IPPROTO_ICMPV6 {
         return None;
     }
@@ -148,6 +149,7 @@ fn ndp(ctx: &TcContext, l3: usize, mut seen: Seen) -> Option<()> {
     }
     let target: [u8; 16] = ctx.load(icmp + 8).ok()?;
     let mac = frame::source_mac(ctx)?;
+    let mut seen = Seen::at(ctx, eth);
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let key = seen.key(target, AF_INET6);

@@ -113,34 +113,8 @@ pub enum QuarantineCommand {
     ///   nodeward quarantine add --drop-ip 10.8.64.9 --cluster-only --interface vmbr0
     ///   nodeward quarantine add --block-exec reboot --cgroup /sys/fs/cgroup/machine.slice/x
     Add {
-        /// Drop all packets from this source address.
-        #[arg(long, value_name = "ADDR")]
-        drop_ip: Option<std::net::IpAddr>,
-        /// Drop all frames from this source MAC (with --arp-claim: only its ARP claims).
-        #[arg(long, value_name = "MAC")]
-        drop_mac: Option<crate::net::Mac>,
-        /// With --drop-ip: drop only its cluster (corosync) traffic, on the interfaces
-        /// the corosync detector watches (never a nodelist member's).
-        #[arg(long, requires = "drop_ip")]
-        cluster_only: bool,
-        /// Drop ARP packets claiming this IPv4 address from the --drop-mac MAC.
-        #[arg(long, value_name = "IP", requires = "drop_mac")]
-        arp_claim: Option<std::net::Ipv4Addr>,
-        /// Kill every exec of this binary (basename) ...
-        #[arg(long, value_name = "NAME")]
-        block_exec: Option<String>,
-        /// ... inside this cgroup (v2 path); unscoped blocks need policy permission.
-        #[arg(long, value_name = "PATH", requires = "block_exec")]
-        cgroup: Option<String>,
-        /// Interface(s) to enforce a packet drop on (repeatable).
-        #[arg(long = "interface", value_name = "IF")]
-        interfaces: Vec<String>,
-        /// How long (e.g. 90s, 10m, 2h); default quarantine.default_ttl.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        ttl: Option<std::time::Duration>,
-        /// Why, for the audit journal.
-        #[arg(long, default_value = "")]
-        reason: String,
+        #[command(flatten)]
+        args: crate::cli::verbs::AddArgs,
         #[arg(long)]
         json: bool,
     },
@@ -196,34 +170,8 @@ pub fn main() -> i32 {
             command: QuarantineCommand::List { json },
         } => verb(crate::cli::verbs::list(&config, json)),
         Command::Quarantine {
-            command:
-                QuarantineCommand::Add {
-                    drop_ip,
-                    drop_mac,
-                    cluster_only,
-                    arp_claim,
-                    block_exec,
-                    cgroup,
-                    interfaces,
-                    ttl,
-                    reason,
-                    json,
-                },
-        } => verb(crate::cli::verbs::add(
-            &config,
-            crate::cli::verbs::AddArgs {
-                drop_ip,
-                drop_mac,
-                cluster_only,
-                arp_claim,
-                block_exec,
-                cgroup,
-                interfaces,
-                ttl,
-                reason,
-            },
-            json,
-        )),
+            command: QuarantineCommand::Add { args, json },
+        } => verb(crate::cli::verbs::add(&config, args, json)),
         Command::Approve { id, json } => verb(crate::cli::verbs::approve(&config, id, json)),
         Command::Release { id, all: _, json } => {
             verb(crate::cli::verbs::release(&config, id, json))

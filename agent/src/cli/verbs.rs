@@ -165,17 +165,36 @@ pub fn list(config: &Config, json: bool) -> Result<(), VerbError> {
     Ok(())
 }
 
-/// What `quarantine add` was asked to do.
+/// What `quarantine add` was asked to do (its command-line options).
+#[derive(clap::Args, Debug)]
 pub struct AddArgs {
+    /// Drop all packets from this source address.
+    #[arg(long, value_name = "ADDR")]
     pub drop_ip: Option<std::net::IpAddr>,
+    /// Drop all frames from this source MAC (with --arp-claim: only its ARP claims).
+    #[arg(long, value_name = "MAC")]
     pub drop_mac: Option<Mac>,
-    /// With `drop_ip`: drop only its cluster (corosync) traffic.
+    /// With --drop-ip: drop only its cluster (corosync) traffic, on the interfaces
+    /// the corosync detector watches (never a nodelist member's).
+    #[arg(long, requires = "drop_ip")]
     pub cluster_only: bool,
+    /// Drop ARP packets claiming this IPv4 address from the --drop-mac MAC.
+    #[arg(long, value_name = "IP", requires = "drop_mac")]
     pub arp_claim: Option<std::net::Ipv4Addr>,
+    /// Kill every exec of this binary (basename) ...
+    #[arg(long, value_name = "NAME")]
     pub block_exec: Option<String>,
+    /// ... inside this cgroup (v2 path); unscoped blocks need policy permission.
+    #[arg(long, value_name = "PATH", requires = "block_exec")]
     pub cgroup: Option<String>,
+    /// Interface(s) to enforce a packet drop on (repeatable).
+    #[arg(long = "interface", value_name = "IF")]
     pub interfaces: Vec<String>,
+    /// How long (e.g. 90s, 10m, 2h); default quarantine.default_ttl.
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub ttl: Option<Duration>,
+    /// Why, for the audit journal.
+    #[arg(long, default_value = "")]
     pub reason: String,
 }
 
