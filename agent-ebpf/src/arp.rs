@@ -51,8 +51,7 @@ impl Seen {
     #[inline(always)]
     fn at(ctx: &TcContext, eth: &frame::Ethernet) -> Seen {
         // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
-        let ifindex =
-            unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
+        let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
         // SAFETY: map lookup, value copied.
         let port = unsafe { ARP_PORTS.get(&ifindex) }
             .copied()
