@@ -38,8 +38,14 @@ pub const ARP_PROBE_CONFLICT: u32 = 3;
 pub const ARP_F_GRATUITOUS: u16 = 1;
 pub const ARP_F_REPLY: u16 = 2;
 pub const ARP_F_VLAN: u16 = 4;
+/// The claim was seen at the bridge device (not on a member port): the agent attributes
+/// it to a port through the bridge's forwarding database.
+pub const ARP_F_AT_BRIDGE: u16 = 8;
+/// The previous holder's binding was recorded at the bridge device.
+pub const ARP_F_OLD_AT_BRIDGE: u16 = 16;
 
-/// Minimum time between two CHANGE/PROBE events for one address (kernel rate limit).
+/// Minimum time between two CHANGE/PROBE events for one address (kernel rate limit;
+/// see [`Binding::grace`] for the one exception).
 pub const ARP_EVENT_INTERVAL_NS: u64 = 100_000_000;
 
 #[repr(C)]
@@ -60,7 +66,11 @@ pub struct Binding {
     pub mac: [u8; 6],
     pub vlan: u16,
     pub ifindex: u32,
-    pub _pad0: u32,
+    /// 1 while one more change may be reported inside the rate-limit interval: the
+    /// previous holder answering right after a takeover (the agent's active check) is
+    /// the conflict itself and is never rate-limited away. Spent on use; set again by
+    /// each change reported outside the interval (at most two events per interval).
+    pub grace: u32,
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     pub last_event_ns: u64,

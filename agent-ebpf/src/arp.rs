@@ -6,9 +6,10 @@
 
 use agent_common::{
     arp::{
-        ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_GRATUITOUS, ARP_F_REPLY,
-        ARP_F_VLAN, ARP_NEW, ARP_PORTS_CAPACITY, ARP_PROBE_CONFLICT, ArpEvent, ArpPort, Binding,
-        BindingKey, PORT_BRIDGE,
+        ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_AT_BRIDGE,
+        ARP_F_GRATUITOUS, ARP_F_OLD_AT_BRIDGE, ARP_F_REPLY, ARP_F_VLAN, ARP_NEW,
+        ARP_PORTS_CAPACITY, ARP_PROBE_CONFLICT, ArpEvent, ArpPort, Binding, BindingKey,
+        PORT_BRIDGE,
     },
     event::kind,
     session::{AF_INET, AF_INET6},
@@ -59,12 +60,16 @@ impl Seen {
                 domain: ifindex,
                 flags: 0,
             });
+        let mut flags = if eth.tagged { ARP_F_VLAN } else { 0 };
+        if port.flags & PORT_BRIDGE != 0 {
+            flags |= ARP_F_AT_BRIDGE;
+        }
         Seen {
             ifindex,
             port,
             vlan: eth.vlan,
             inner_vlan: eth.inner_vlan,
-            flags: if eth.tagged { ARP_F_VLAN } else { 0 },
+            flags,
         }
     }
 
@@ -81,6 +86,18 @@ impl Seen {
     #[inline(always)]
     fn at_bridge(&self) -> bool {
         self.port.flags & PORT_BRIDGE != 0
+    }
+
+    /// Flags of an event about `old`: whether its binding was recorded at the bridge
+    /// device (the domain is a bridge and the binding's interface is the domain itself).
+    #[inline(always)]
+    fn flags_with(&self, old: &Binding) -> u16 {
+        let domain_is_bridge = self.at_bridge() || self.port.domain != self.ifindex;
+        if domain_is_bridge && old.ifindex == self.port.domain {
+            self.flags | ARP_F_OLD_AT_BRIDGE
+        } else {
+            self.flags
+        }
     }
 }
 
@@ -195,7 +212,7 @@ fn claim(key: BindingKey, sha: [u8; 6], now: u64, seen: &Seen) -> Option<()> {
                 mac: sha,
                 vlan,
                 ifindex,
-                _pad0: 0,
+                grace: 0,
                 first_seen_ns: now,
                 last_seen_ns: now,
                 last_event_ns: 0,
@@ -215,12 +232,14 @@ fn claim(key: BindingKey, sha: [u8; 6], now: u64, seen: &Seen) -> Option<()> {
             let _ = ARP_BINDINGS.insert(&key, &b, 0);
         }
         Some(held) => {
-            let rate_limited = now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS;
+            let within = now.saturating_sub(held.last_event_ns) < ARP_EVENT_INTERVAL_NS;
+            // Inside the interval, one change may still be reported (the grace).
+            let rate_limited = within && held.grace == 0;
             let b = Binding {
                 mac: sha,
                 vlan,
                 ifindex,
-                _pad0: 0,
+                grace: if within { 0 } else { 1 },
                 first_seen_ns: now,
                 last_seen_ns: now,
                 last_event_ns: if rate_limited {
@@ -262,7 +281,7 @@ fn emit(kind_: u32, seen: &Seen, key: &BindingKey, mac: [u8; 6], old: &Binding) 
         (*ev).header = header(kind::ARP, core::mem::size_of::<ArpEvent>());
         (*ev).kind = kind_;
         (*ev).ifindex = seen.ifindex;
-        (*ev).flags = seen.flags;
+        (*ev).flags = seen.flags_with(old);
         (*ev).vlan = key.vlan;
         (*ev).family = key.family;
         (*ev).inner_vlan = seen.inner_vlan;

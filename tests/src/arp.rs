@@ -5,8 +5,12 @@ use std::time::Duration;
 
 use nodeward_tests::{Agent, Bridge, agent_bin, metric, skip, wait_for};
 
+#[path = "arp/discovery.rs"]
+mod discovery;
 #[path = "arp/domains.rs"]
 mod domains;
+#[path = "arp/takeover.rs"]
+mod takeover;
 
 fn arping_available(name: &str) -> bool {
     if std::path::Path::new("/usr/bin/arping").exists() {

@@ -88,9 +88,18 @@ pub struct Agent {
     pub config_path: PathBuf,
     bin: PathBuf,
     env: Vec<(String, String)>,
-    /// Run inside this network namespace (`ip netns exec`): the agent of another node.
-    netns: Option<String>,
+    /// Run inside this network namespace: the agent of another node.
+    netns: Option<NetnsEntry>,
     _dir: tempfile::TempDir,
+}
+
+/// How the agent enters another network namespace.
+#[derive(Clone, Debug)]
+enum NetnsEntry {
+    /// `ip netns exec`: also a private mount namespace with that namespace's /sys.
+    IpNetnsExec(String),
+    /// `nsenter --net=/run/netns/<name>`: the network namespace only.
+    NsenterNet(String),
 }
 
 impl Agent {
@@ -108,10 +117,31 @@ impl Agent {
     /// Like [`Agent::start`], inside network namespace `ns` (its HTTP listener is then
     /// only reachable there: use the logs and the control socket).
     pub fn start_in_netns(bin: &Path, extra: &str, ns: &str) -> Agent {
-        Self::start_full(bin, extra, &[], Some(ns.to_string()))
+        Self::start_full(
+            bin,
+            extra,
+            &[],
+            Some(NetnsEntry::IpNetnsExec(ns.to_string())),
+        )
     }
 
-    fn start_full(bin: &Path, extra: &str, env: &[(&str, &str)], netns: Option<String>) -> Agent {
+    /// Like [`Agent::start_in_netns`], entered with `nsenter --net` only: /sys stays the
+    /// mount of the namespace the test runs in (what an operator's `nsenter` does).
+    pub fn start_nsenter_net(bin: &Path, extra: &str, ns: &str) -> Agent {
+        Self::start_full(
+            bin,
+            extra,
+            &[],
+            Some(NetnsEntry::NsenterNet(ns.to_string())),
+        )
+    }
+
+    fn start_full(
+        bin: &Path,
+        extra: &str,
+        env: &[(&str, &str)],
+        netns: Option<NetnsEntry>,
+    ) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("nodeward.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
@@ -119,7 +149,7 @@ impl Agent {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, pid, lines) = Self::spawn(bin, &config_path, &env, netns.as_deref());
+        let (child, pid, lines) = Self::spawn(bin, &config_path, &env, netns.as_ref());
         let mut agent = Agent {
             child,
             pid,
@@ -167,13 +197,18 @@ impl Agent {
         bin: &Path,
         config_path: &Path,
         env: &[(String, String)],
-        netns: Option<&str>,
+        netns: Option<&NetnsEntry>,
     ) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
-        // `ip netns exec` execs the agent in place: the PID is the agent's.
+        // `ip netns exec` and `nsenter` exec the agent in place: the PID is the agent's.
         let mut cmd = match netns {
-            Some(ns) => {
+            Some(NetnsEntry::IpNetnsExec(ns)) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(bin);
+                c
+            }
+            Some(NetnsEntry::NsenterNet(ns)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(bin);
                 c
             }
             None => Command::new(bin),
@@ -239,12 +274,7 @@ impl Agent {
     /// Stop (SIGTERM) and start again with the same config and state directory.
     pub fn restart(&mut self) -> ExitStatus {
         let status = self.stop();
-        let fresh = Self::spawn(
-            &self.bin,
-            &self.config_path,
-            &self.env,
-            self.netns.as_deref(),
-        );
+        let fresh = Self::spawn(&self.bin, &self.config_path, &self.env, self.netns.as_ref());
         self.child = fresh.0;
         self.pid = fresh.1;
         self.lines = fresh.2;

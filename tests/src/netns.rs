@@ -38,18 +38,35 @@ fn unique_tag() -> String {
     format!("{:04x}", (std::process::id() ^ nanos) & 0xffff)
 }
 
-fn add_bridge(name: &str) {
-    must(&["ip", "link", "add", name, "type", "bridge"]);
-    must(&["ip", "link", "set", name, "up"]);
+fn add_bridge(node: Option<&str>, name: &str) {
+    must(&in_node(node, &["link", "add", name, "type", "bridge"]));
+    must(&in_node(node, &["link", "set", name, "up"]));
 }
 
-/// A namespace `ns` with eth0 (address `ip`/24) whose peer `port` is on `bridge`.
-fn add_host(bridge: &str, ns: &str, port: &str, ip: &str) {
+/// `ip <args>`, run in namespace `node` when given (`ip -n node <args>`).
+fn in_node<'a>(node: Option<&'a str>, args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["ip"];
+    if let Some(n) = node {
+        v.extend(["-n", n]);
+    }
+    v.extend_from_slice(args);
+    v
+}
+
+/// A namespace `ns` with eth0 (address `ip`/24) whose peer `port` is on `bridge` (in
+/// namespace `node`, or the root namespace).
+fn add_host(node: Option<&str>, bridge: &str, ns: &str, port: &str, ip: &str) {
     must(&["ip", "netns", "add", ns]);
-    must(&[
-        "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-    ]);
-    must(&["ip", "link", "set", port, "master", bridge, "up"]);
+    must(&in_node(
+        node,
+        &[
+            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ],
+    ));
+    must(&in_node(
+        node,
+        &["link", "set", port, "master", bridge, "up"],
+    ));
     must(&[
         "ip",
         "-n",
@@ -96,12 +113,12 @@ impl Lan {
             ip_a: "10.213.77.1".into(),
             ip_b: "10.213.77.2".into(),
         };
-        add_bridge(&lan.bridge);
+        add_bridge(None, &lan.bridge);
         for (ns, port, ip) in [
             (&lan.ns_a, &lan.port_a, &lan.ip_a),
             (&lan.ns_b, &lan.port_b, &lan.ip_b),
         ] {
-            add_host(&lan.bridge, ns, port, ip);
+            add_host(None, &lan.bridge, ns, port, ip);
         }
         lan
     }
@@ -138,11 +155,14 @@ impl Drop for Lan {
 pub struct Bridge {
     pub name: String,
     pub hosts: Vec<Host>,
+    /// The namespace the bridge and its ports live in (`None`: the root namespace).
+    pub node: Option<String>,
+    tag: String,
 }
 
 pub struct Host {
     pub ns: String,
-    /// The root-side bridge port.
+    /// The bridge-side port (in the bridge's namespace).
     pub port: String,
     pub ip: String,
     pub alive: bool,
@@ -150,22 +170,46 @@ pub struct Host {
 
 impl Bridge {
     pub fn new(ips: &[&str]) -> Bridge {
+        Self::build(None, ips)
+    }
+
+    /// A bridge inside a new namespace (a lab "node" of its own), with its hosts.
+    pub fn new_in_node(ips: &[&str]) -> Bridge {
+        let node = format!("nw-node-{}", unique_tag());
+        must(&["ip", "netns", "add", &node]);
+        must(&["ip", "-n", &node, "link", "set", "lo", "up"]);
+        Self::build(Some(node), ips)
+    }
+
+    fn build(node: Option<String>, ips: &[&str]) -> Bridge {
         let tag = unique_tag();
         let name = format!("nwbr{tag}");
-        add_bridge(&name);
-        let mut hosts = Vec::new();
-        for (i, ip) in ips.iter().enumerate() {
-            let ns = format!("nw-{tag}-{i}");
-            let port = format!("nwp{tag}{i}");
-            add_host(&name, &ns, &port, ip);
-            hosts.push(Host {
-                ns,
-                port,
-                ip: ip.to_string(),
-                alive: true,
-            });
+        add_bridge(node.as_deref(), &name);
+        let mut br = Bridge {
+            name,
+            hosts: Vec::new(),
+            node,
+            tag,
+        };
+        for ip in ips {
+            br.add_host(ip);
         }
-        Bridge { name, hosts }
+        br
+    }
+
+    /// A new host (namespace and port) joins the bridge; returns its index.
+    pub fn add_host(&mut self, ip: &str) -> usize {
+        let i = self.hosts.len();
+        let ns = format!("nw-{}-{i}", self.tag);
+        let port = format!("nwp{}{i}", self.tag);
+        add_host(self.node.as_deref(), &self.name, &ns, &port, ip);
+        self.hosts.push(Host {
+            ns,
+            port,
+            ip: ip.to_string(),
+            alive: true,
+        });
+        i
     }
 
     /// MAC of host `i`'s eth0.
@@ -193,17 +237,24 @@ impl Bridge {
     /// Host `i` leaves (its namespace and port are deleted).
     pub fn remove(&mut self, i: usize) {
         let _ = sh(&["ip", "netns", "del", &self.hosts[i].ns]);
-        let _ = sh(&["ip", "link", "del", &self.hosts[i].port]);
+        let _ = sh(&in_node(
+            self.node.as_deref(),
+            &["link", "del", &self.hosts[i].port],
+        ));
         self.hosts[i].alive = false;
     }
 }
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        let node = self.node.as_deref();
         for h in &self.hosts {
             let _ = sh(&["ip", "netns", "del", &h.ns]);
-            let _ = sh(&["ip", "link", "del", &h.port]);
+            let _ = sh(&in_node(node, &["link", "del", &h.port]));
         }
-        let _ = sh(&["ip", "link", "del", &self.name]);
+        let _ = sh(&in_node(node, &["link", "del", &self.name]));
+        if let Some(n) = node {
+            let _ = sh(&["ip", "netns", "del", n]);
+        }
     }
 }

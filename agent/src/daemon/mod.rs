@@ -121,7 +121,11 @@ async fn daemon(
     let ring = kernel
         .call(|k| k.take_events())
         .context("opening the event ring buffer")?;
-    crate::detectors::arp::kernel::sync_interfaces(&kernel, &config, &metrics);
+    sync_interfaces(&kernel, &config, &metrics);
+    let (links_tx, mut links_rx) = mpsc::channel(1);
+    if let Err(e) = crate::net::watch::spawn(links_tx) {
+        warn!(error = %e, every = ?config.detectors.arp.rescan_interval, "no rtnetlink link events: new interfaces are found by the periodic rescan only");
+    }
     let conflicts: crate::detectors::arp::bindings::Conflicts = Default::default();
     let resets = if config.detectors.tcp_reset.enabled {
         kernel.call(|k| k.reset_peers())
@@ -218,7 +222,6 @@ async fn daemon(
     let (role_tx, role_rx) = watch::channel(None);
     let mut cluster =
         crate::detectors::corosync::runtime::Runtime::new(&config, role_tx, sampled_tx.clone());
-    crate::detectors::corosync::kernel::sync_interfaces(guard.backend(), &config, &metrics);
     cluster.tick(&mut guard, &metrics, std::time::Duration::from_secs(2));
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
@@ -285,7 +288,7 @@ async fn daemon(
             _ = hup.recv() => {
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
-                crate::detectors::corosync::kernel::sync_interfaces(guard.backend(), &current, &metrics);
+                sync_interfaces(guard.backend(), &current, &metrics);
                 *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
@@ -324,10 +327,8 @@ async fn daemon(
                 }
                 metrics.quarantine.sync(&mut guard);
             }
-            _ = rescan.tick() => {
-                crate::detectors::arp::kernel::sync_interfaces(guard.backend(), &current, &metrics);
-                crate::detectors::corosync::kernel::sync_interfaces(guard.backend(), &current, &metrics);
-            }
+            Some(()) = links_rx.recv() => sync_interfaces(guard.backend(), &current, &metrics),
+            _ = rescan.tick() => sync_interfaces(guard.backend(), &current, &metrics),
             _ = cluster_tick.tick() => {
                 cluster.tick(&mut guard, &metrics, std::time::Duration::ZERO);
             }
@@ -520,4 +521,22 @@ fn reload(
     *current = new;
     metrics.agent.record_reload(true);
     info!("SIGHUP: configuration reloaded");
+}
+
+/// Read this namespace's interfaces (rtnetlink) and attach the packet observers to the
+/// ones they should watch: at start, on every link event, on reload and on each rescan.
+fn sync_interfaces(
+    kernel: &crate::kernel::owner::Handle,
+    config: &Config,
+    metrics: &crate::detectors::metrics::Metrics,
+) {
+    let links = match crate::net::Links::dump() {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, "cannot list the network interfaces (rtnetlink); observers not updated");
+            return;
+        }
+    };
+    crate::detectors::arp::kernel::sync_interfaces(kernel, config, &links, metrics);
+    crate::detectors::corosync::kernel::sync_interfaces(kernel, config, &links, metrics);
 }

@@ -9,6 +9,7 @@ use tracing::warn;
 
 use crate::{
     config::Config,
+    detectors::arp::active::ActiveCheck,
     detectors::metrics::Metrics,
     detectors::{DetectorSet, Finding},
     net::ifname,
@@ -114,6 +115,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let cap = config.borrow().detectors.arp.max_conflict_series;
     let mut leases = LeaseFile::default();
+    let mut active = ActiveCheck::new(config.borrow().detectors.arp.active_check_rate);
     loop {
         // Biased, the kernel's events last: a configuration, allowance or role change
         // already signalled is taken before the next event is judged, and a busy queue
@@ -123,6 +125,7 @@ pub async fn run(
             changed = config.changed() => {
                 if changed.is_err() { return; }
                 detectors = DetectorSet::new(&config.borrow_and_update().detectors);
+                active = ActiveCheck::new(config.borrow().detectors.arp.active_check_rate);
                 detectors.set_reboot_allowance(allowance.borrow().clone());
                 detectors.set_corosync_role(cluster_role.borrow().clone());
             }
@@ -166,7 +169,12 @@ pub async fn run(
                 detectors.set_reboot_allowance(allowance.borrow_and_update().clone());
             }
             event = queue.recv() => {
-                let Some(event) = event else { return };
+                let Some(mut event) = event else { return };
+                if let Event::Arp(e) = &event
+                    && let Some(fixed) = crate::detectors::arp::fdb::attribute(e)
+                {
+                    event = Event::Arp(agent_common::record::Record::new(fixed));
+                }
                 if let Event::ExecBlocked(b) = &event {
                     let p = crate::detectors::Process::from(&b.proc);
                     warn!(target: "nodeward::enforced", action = "block_exec", id = b.rule_id, pid = p.pid, ppid = p.ppid, comm = %p.comm, signal_result = b.signal_result, "exec blocked: {}[{}] killed", p.comm, p.pid);
@@ -203,6 +211,12 @@ pub async fn run(
                         && to_guard.secrets.try_send(f.clone()).is_err()
                     {
                         tracing::error!("secret open not passed to the quarantine engine: queue full");
+                    }
+                    if let Finding::Arp(a) = &finding
+                        && ActiveCheck::wanted(a)
+                        && config.borrow().detectors.arp.active_check
+                    {
+                        metrics.arp.active_check(active.ask(a));
                     }
                     if let Finding::RebootIntent(i) = finding
                         && to_guard.intents.try_send(i).is_err() {

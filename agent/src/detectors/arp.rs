@@ -14,8 +14,10 @@
 //! Everything is per L2 domain ([`Slot`]: bridge, outer VLAN, address): the same address
 //! on two bridges, or on two VLANs of one bridge, is two bindings and never a conflict.
 
+pub mod active;
 pub mod bindings;
 pub mod config;
+pub mod fdb;
 pub mod kernel;
 pub mod metrics;
 pub mod report;

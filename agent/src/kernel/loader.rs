@@ -46,12 +46,26 @@ impl Refused {
     }
 }
 
+/// What one [`Kernel::sync_tc`] did.
+#[derive(Debug, Default)]
+pub struct TcSync {
+    /// Interfaces the program is on.
+    pub attached: usize,
+    /// Wanted interfaces it is not on (absent, or the attach failed).
+    pub failing: usize,
+    /// Failures not reported before (or whose reason changed).
+    pub new_errors: Vec<String>,
+}
+
 pub struct Kernel {
     pub(crate) ebpf: Ebpf,
     /// Interfaces the quarantine TC program is attached to.
     pub(crate) tc_ifaces: std::collections::HashSet<String>,
-    /// Interfaces each observer TC program is attached to.
-    pub(crate) tc_attached: HashMap<&'static str, std::collections::HashSet<String>>,
+    /// Interfaces each observer TC program is attached to (name -> ifindex: a name
+    /// reused by a new interface is a new attachment).
+    pub(crate) tc_attached: HashMap<&'static str, std::collections::BTreeMap<String, u32>>,
+    /// Attachments that failed, with the reason last reported (each reported once).
+    pub(crate) tc_failed: HashMap<(&'static str, String), String>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
     pub(crate) drop_reasons: std::collections::HashMap<u32, String>,
     /// The martian reasons being counted (value -> name).
@@ -92,6 +106,7 @@ impl Kernel {
             martian_reasons: Default::default(),
             tc_ifaces: Default::default(),
             tc_attached: Default::default(),
+            tc_failed: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
             links: HashMap::new(),
@@ -255,45 +270,71 @@ impl Kernel {
     }
 
     /// Attach TC program `program` (ingress) to every interface of `wanted` it is not
-    /// on yet. Returns how many interfaces it is on and the failures.
+    /// on yet (`links`: the interfaces present now). Failures are reported once each,
+    /// again only when the reason changes; a wanted interface that is absent is a failure.
     pub(crate) fn sync_tc(
         &mut self,
         program: &'static str,
         wanted: Vec<String>,
-    ) -> (usize, Vec<String>) {
-        // Interfaces that went away took their attachment with them.
-        let present: std::collections::HashSet<String> = present_interfaces().into_iter().collect();
+        links: &crate::net::Links,
+    ) -> TcSync {
+        // Interfaces that went away (or whose name now belongs to another interface)
+        // took their attachment with them.
         let on = self.tc_attached.entry(program).or_default();
-        on.retain(|i| present.contains(i));
-        let mut errors = Vec::new();
+        on.retain(|name, ifindex| links.by_name(name).is_some_and(|l| l.ifindex == *ifindex));
+        self.tc_failed
+            .retain(|(p, name), _| *p != program || wanted.contains(name));
+        let mut new_errors = Vec::new();
         for iface in wanted {
             if self
                 .tc_attached
                 .get(program)
-                .is_some_and(|on| on.contains(&iface))
+                .is_some_and(|on| on.contains_key(&iface))
             {
                 continue;
             }
-            let Ok(name) = std::ffi::CString::new(iface.clone()) else {
-                continue;
+            let result = match links.by_name(&iface) {
+                None => Err("no such interface in this network namespace".to_string()),
+                Some(link) => self.attach_tc(program, &iface).map(|()| link.ifindex),
             };
-            let Some(Ok(tc)) = self
-                .ebpf
-                .program_mut(program)
-                .map(TryInto::<&mut aya::programs::SchedClassifier>::try_into)
-            else {
-                errors.push(format!("{program} missing"));
-                break;
-            };
-            match tc.attach(&name, aya::programs::TcAttachType::Ingress) {
-                Ok(_) => {
+            match result {
+                Ok(ifindex) => {
                     info!(interface = %iface, program, "TC observer attached (ingress)");
-                    self.tc_attached.entry(program).or_default().insert(iface);
+                    self.tc_failed.remove(&(program, iface.clone()));
+                    self.tc_attached
+                        .entry(program)
+                        .or_default()
+                        .insert(iface, ifindex);
                 }
-                Err(e) => errors.push(format!("{iface}: {e}")),
+                Err(reason) => {
+                    let previous = self
+                        .tc_failed
+                        .insert((program, iface.clone()), reason.clone());
+                    if previous.as_ref() != Some(&reason) {
+                        new_errors.push(format!("{iface}: {reason}"));
+                    }
+                }
             }
         }
-        (self.tc_attached.get(program).map_or(0, |s| s.len()), errors)
+        TcSync {
+            attached: self.tc_attached.get(program).map_or(0, |s| s.len()),
+            failing: self.tc_failed.keys().filter(|(p, _)| *p == program).count(),
+            new_errors,
+        }
+    }
+
+    fn attach_tc(&mut self, program: &'static str, iface: &str) -> Result<(), String> {
+        let name = std::ffi::CString::new(iface).map_err(|e| e.to_string())?;
+        let Some(Ok(tc)) = self
+            .ebpf
+            .program_mut(program)
+            .map(TryInto::<&mut aya::programs::SchedClassifier>::try_into)
+        else {
+            return Err(format!("{program} missing from the eBPF object"));
+        };
+        tc.attach(&name, aya::programs::TcAttachType::Ingress)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn attach_lsm(&mut self, spec: &ProgramSpec, hook: &'static str) -> Status {
@@ -535,29 +576,4 @@ where
         m.insert(k, v, 0).map_err(err)?;
     }
     Ok(())
-}
-
-/// Every interface in this network namespace.
-pub fn present_interfaces() -> Vec<String> {
-    std::fs::read_dir("/sys/class/net")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every bridge and bridge port on this host (interfaces with a `bridge` or `brport`
-/// directory): ports see what each guest claims, the bridge what reaches the host.
-pub fn bridge_ports() -> Vec<String> {
-    let mut ports: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("brport").is_dir() || e.path().join("bridge").is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    ports.sort();
-    ports
 }

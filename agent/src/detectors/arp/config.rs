@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct ArpConfig {
     pub enabled: bool,
-    /// Interfaces to watch. Empty: every bridge port, re-discovered every
-    /// `rescan_interval` as interfaces come and go.
+    /// Interfaces to watch. Empty: every bridge and bridge port, re-discovered on each
+    /// rtnetlink link event (and every `rescan_interval`, a backstop).
     pub interfaces: Vec<String>,
     #[serde(with = "crate::time::duration")]
     pub rescan_interval: std::time::Duration,
@@ -25,6 +25,12 @@ pub struct ArpConfig {
     /// IPAM lease file (JSON or CSV, see README), re-read when it changes: live
     /// addresses free in IPAM or held by another MAC than the lease's are findings.
     pub leases: Option<PathBuf>,
+    /// When an address changes hands by a gratuitous ARP or unsolicited NA, ask the
+    /// previous owner whether it still holds it (one unicast ARP probe or DAD neighbour
+    /// solicitation; it changes no cache): an answer is a conflict at once.
+    pub active_check: bool,
+    /// At most this many active-check frames a second (and in a burst).
+    pub active_check_rate: u32,
 }
 
 impl Default for ArpConfig {
@@ -33,11 +39,13 @@ impl Default for ArpConfig {
         Self {
             enabled: true,
             interfaces: Vec::new(),
-            rescan_interval: Duration::from_secs(5),
+            rescan_interval: Duration::from_secs(30),
             conflict_window: Duration::from_millis(500),
             quiet_period: Duration::from_secs(60),
             max_conflict_series: 10,
             leases: None,
+            active_check: true,
+            active_check_rate: 5,
         }
     }
 }

@@ -6,38 +6,39 @@ use agent_common::arp::{ARP_PORTS, ArpPort, PORT_BRIDGE};
 
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, LoadError, bridge_ports, sync_hash},
-    net::l2_port,
+    kernel::loader::{Kernel, LoadError, TcSync, sync_hash},
+    net::Links,
 };
 
 impl Kernel {
-    /// Attach the ARP observer to the configured interfaces, or to every bridge port
-    /// when none are configured. Returns the interfaces watched and the failures.
-    pub fn sync_arp_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
+    /// Attach the ARP observer to the configured interfaces, or to every bridge and
+    /// bridge port when none are configured, and write each one's L2 domain.
+    pub fn sync_arp_interfaces(&mut self, config: &Config, links: &Links) -> TcSync {
         if !config.detectors.arp.enabled {
-            return (0, Vec::new());
+            return TcSync::default();
         }
         let wanted: Vec<String> = if config.detectors.arp.interfaces.is_empty() {
-            bridge_ports()
+            links.bridges_and_ports()
         } else {
             config.detectors.arp.interfaces.clone()
         };
-        let (n, mut errors) = self.sync_tc("arp_tc", wanted);
-        if let Err(e) = self.sync_arp_ports() {
-            errors.push(format!("L2 domains of the watched interfaces not set: {e}"));
+        let mut sync = self.sync_tc("arp_tc", wanted, links);
+        if let Err(e) = self.sync_arp_ports(links) {
+            sync.new_errors
+                .push(format!("L2 domains of the watched interfaces not set: {e}"));
         }
-        (n, errors)
+        sync
     }
 
     /// The L2 domain of every interface the observer is attached to (bridge membership
-    /// changes with every rescan).
-    fn sync_arp_ports(&mut self) -> Result<(), LoadError> {
+    /// changes with every link event).
+    fn sync_arp_ports(&mut self, links: &Links) -> Result<(), LoadError> {
         let mut ports: Vec<(u32, ArpPort)> = self
             .tc_attached
             .get("arp_tc")
             .into_iter()
             .flatten()
-            .filter_map(|name| l2_port(name))
+            .filter_map(|(name, _)| links.l2_port(name))
             .map(|p| {
                 (
                     p.ifindex,
@@ -62,16 +63,18 @@ impl Kernel {
     }
 }
 
-/// Attach the ARP observer to new interfaces (bridge ports come and go), on the kernel owner thread; failures are logged, the count exported.
+/// Attach the ARP observer to new interfaces (bridge ports come and go), on the kernel
+/// owner thread; each failure is logged once, the counts exported.
 pub fn sync_interfaces(
     kernel: &crate::kernel::owner::Handle,
     config: &Config,
+    links: &Links,
     metrics: &crate::detectors::metrics::Metrics,
 ) {
-    let config = config.clone();
-    let (n, errors) = kernel.call(move |k| k.sync_arp_interfaces(&config));
-    for e in errors {
+    let (config, links) = (config.clone(), links.clone());
+    let sync = kernel.call(move |k| k.sync_arp_interfaces(&config, &links));
+    for e in sync.new_errors {
         tracing::warn!(error = %e, "ARP observer not attached");
     }
-    metrics.arp.set_interfaces(n);
+    metrics.arp.set_interfaces(sync.attached, sync.failing);
 }

@@ -13,6 +13,8 @@ pub struct ArpMetrics {
     conflicts: IntGauge,
     conflict_series: IntGaugeVec,
     interfaces: IntGauge,
+    interfaces_failed: IntGauge,
+    active_checks: IntCounterVec,
     drift: IntGaugeVec,
 }
 
@@ -41,6 +43,17 @@ impl ArpMetrics {
                 "nodeward_arp_interfaces",
                 "Interfaces the ARP observer is attached to.",
             ),
+            interfaces_failed: gauge(
+                r,
+                "nodeward_arp_interfaces_failed",
+                "Interfaces the ARP observer should watch but is not attached to (absent from this network namespace, or the attach failed; the reason is logged once).",
+            ),
+            active_checks: counter_vec(
+                r,
+                "nodeward_arp_active_checks_total",
+                "Active checks of a takeover (one unicast ARP probe or DAD solicitation to the previous owner), by result: sent, rate_limited, failed.",
+                &["result"],
+            ),
             drift: gauge_vec(
                 r,
                 "nodeward_arp_ipam_drift",
@@ -50,6 +63,9 @@ impl ArpMetrics {
         };
         for k in KINDS {
             m.findings.with_label_values(&[k]);
+        }
+        for o in super::active::Outcome::ALL {
+            m.active_checks.with_label_values(&[o.label()]);
         }
         for k in DRIFT {
             m.drift.with_label_values(&[k]).set(0);
@@ -93,7 +109,12 @@ impl ArpMetrics {
         }
     }
 
-    pub fn set_interfaces(&self, n: usize) {
+    pub fn active_check(&self, o: super::active::Outcome) {
+        self.active_checks.with_label_values(&[o.label()]).inc();
+    }
+
+    pub fn set_interfaces(&self, n: usize, failed: usize) {
         self.interfaces.set(n as i64);
+        self.interfaces_failed.set(failed as i64);
     }
 }

@@ -9,14 +9,10 @@ use super::ArpFinding;
 /// One structured log line; `detail` is the whole finding as JSON.
 pub fn report(a: &ArpFinding, detail: &str) {
     let port = ifname(a.ifindex);
+    let old_port = a.old_ifindex.map(ifname).unwrap_or_default();
     let old = a
         .old_mac
-        .map(|m| {
-            format!(
-                " (was {m} on {})",
-                a.old_ifindex.map(ifname).unwrap_or_default()
-            )
-        })
+        .map(|m| format!(" (was {m} on {old_port})"))
         .unwrap_or_default();
     let bridge = ifname(a.domain);
     let vlan = if a.vlan != 0 {
@@ -31,10 +27,10 @@ pub fn report(a: &ArpFinding, detail: &str) {
     match a.kind {
         "conflict" | "garp_conflict" | "probe_conflict" | "ipam_live_but_free"
         | "ipam_other_owner" => {
-            warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, bridge = %bridge, vlan = a.vlan, detail = %detail, "{msg}")
+            warn!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, old_interface = %old_port, bridge = %bridge, vlan = a.vlan, detail = %detail, "{msg}")
         }
         _ => {
-            tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, bridge = %bridge, vlan = a.vlan, detail = %detail, "{msg}")
+            tracing::info!(target: "nodeward::finding", detector = "arp", finding = a.kind, address = %a.addr, mac = %a.mac, interface = %port, old_interface = %old_port, bridge = %bridge, vlan = a.vlan, detail = %detail, "{msg}")
         }
     }
 }

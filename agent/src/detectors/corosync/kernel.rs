@@ -14,7 +14,8 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, LoadError, present_interfaces, sync_hash},
+    kernel::loader::{Kernel, LoadError, TcSync, sync_hash},
+    net::Links,
 };
 
 /// Counters of one source on one interface (summed over CPUs).
@@ -98,19 +99,21 @@ impl Kernel {
 
     /// Attach the cluster-traffic counter to the configured interfaces, or to every
     /// interface but loopback when none are configured.
-    pub fn sync_corosync_interfaces(&mut self, config: &Config) -> (usize, Vec<String>) {
+    pub fn sync_corosync_interfaces(&mut self, config: &Config, links: &Links) -> TcSync {
         if !config.detectors.corosync.enabled {
-            return (0, Vec::new());
+            return TcSync::default();
         }
         let wanted: Vec<String> = if config.detectors.corosync.interfaces.is_empty() {
-            present_interfaces()
-                .into_iter()
+            links
+                .0
+                .iter()
+                .map(|l| l.name.clone())
                 .filter(|i| i != "lo")
                 .collect()
         } else {
             config.detectors.corosync.interfaces.clone()
         };
-        self.sync_tc("corosync_tc", wanted)
+        self.sync_tc("corosync_tc", wanted, links)
     }
 
     /// Whether the cluster-traffic counter (which also enforces cluster drops) is on
@@ -122,16 +125,18 @@ impl Kernel {
     }
 }
 
-/// Attach the cluster-traffic counter to new interfaces, on the kernel owner thread; failures are logged, the count exported.
+/// Attach the cluster-traffic counter to new interfaces, on the kernel owner thread;
+/// each failure is logged once, the counts exported.
 pub fn sync_interfaces(
     kernel: &crate::kernel::owner::Handle,
     config: &Config,
+    links: &Links,
     metrics: &crate::detectors::metrics::Metrics,
 ) {
-    let config = config.clone();
-    let (n, errors) = kernel.call(move |k| k.sync_corosync_interfaces(&config));
-    for e in errors {
+    let (config, links) = (config.clone(), links.clone());
+    let sync = kernel.call(move |k| k.sync_corosync_interfaces(&config, &links));
+    for e in sync.new_errors {
         tracing::warn!(error = %e, "cluster-traffic counter not attached");
     }
-    metrics.corosync.interfaces(n);
+    metrics.corosync.interfaces(sync.attached, sync.failing);
 }

@@ -23,6 +23,7 @@ pub struct CorosyncMetrics {
     config_ok: IntGauge,
     config_loads: IntCounterVec,
     interfaces: IntGauge,
+    interfaces_failed: IntGauge,
     /// The detector's programs are attached (set with the program statuses).
     pub(crate) programs_up: AtomicBool,
 }
@@ -97,6 +98,11 @@ impl CorosyncMetrics {
                 "nodeward_corosync_interfaces",
                 "Interfaces the cluster-traffic counter is attached to.",
             ),
+            interfaces_failed: gauge(
+                r,
+                "nodeward_corosync_interfaces_failed",
+                "Interfaces the cluster-traffic counter should watch but is not attached to (absent from this network namespace, or the attach failed; the reason is logged once).",
+            ),
             programs_up: AtomicBool::new(false),
         };
         for s in ["member", "non_member"] {
@@ -165,7 +171,8 @@ impl CorosyncMetrics {
         &self.rogue_series
     }
 
-    pub fn interfaces(&self, n: usize) {
+    pub fn interfaces(&self, n: usize, failed: usize) {
         self.interfaces.set(n as i64);
+        self.interfaces_failed.set(failed as i64);
     }
 }

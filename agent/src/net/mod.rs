@@ -1,9 +1,16 @@
 //! Network vocabulary shared by every layer: MAC addresses, the 16-byte address keys of
-//! the kernel maps, interface names and labels. A leaf: it imports nothing of the crate.
+//! the kernel maps, interface names and labels; the namespace's interfaces, bridges and
+//! forwarding databases over rtnetlink (`links`) and their changes (`watch`). A leaf: it
+//! imports nothing of the crate.
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
 use serde::{Deserialize, Serialize};
+
+pub mod links;
+pub mod watch;
+
+pub use links::{L2Port, Learned, Links};
 
 /// A MAC address (`aa:bb:cc:dd:ee:ff`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,43 +95,6 @@ pub fn ifname(ifindex: u32) -> String {
     nix::net::if_::if_indextoname(ifindex)
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|_| format!("if{ifindex}"))
-}
-
-/// Where an interface sits at layer 2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct L2Port {
-    pub ifindex: u32,
-    /// ifindex of the bridge the interface is enslaved to; its own when it is a bridge
-    /// or in none.
-    pub domain: u32,
-    pub is_bridge: bool,
-}
-
-/// The L2 domain of interface `name` (from /sys/class/net), `None` if it is gone.
-pub fn l2_port(name: &str) -> Option<L2Port> {
-    let dir = std::path::Path::new("/sys/class/net").join(name);
-    let ifindex: u32 = std::fs::read_to_string(dir.join("ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let is_bridge = dir.join("bridge").is_dir();
-    let domain = std::fs::read_link(dir.join("master"))
-        .ok()
-        .and_then(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|m| {
-            std::path::Path::new("/sys/class/net")
-                .join(m)
-                .join("bridge")
-                .is_dir()
-        })
-        .and_then(|m| nix::net::if_::if_nametoindex(m.as_str()).ok())
-        .unwrap_or(ifindex);
-    Some(L2Port {
-        ifindex,
-        domain,
-        is_bridge,
-    })
 }
 
 /// Inode of this process's network namespace (to label foreign interfaces).
