@@ -10,23 +10,6 @@ use crate::event::EventHeader;
 pub const ARP_BINDINGS: &str = "ARP_BINDINGS";
 pub const ARP_BINDINGS_CAPACITY: u32 = 65536;
 
-/// Hash: ifindex -> [`ArpPort`], the L2 domain of each watched interface (written by
-/// the agent when it attaches the observer). An interface missing here is its own domain.
-pub const ARP_PORTS: &str = "ARP_PORTS";
-pub const ARP_PORTS_CAPACITY: u32 = 4096;
-
-/// Bit of [`ArpPort::flags`]: the interface is a bridge device (frames seen there were
-/// already seen on a port, or are for the host).
-pub const PORT_BRIDGE: u32 = 1;
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ArpPort {
-    /// ifindex of the bridge (the interface's own for a bridge or a lone interface).
-    pub domain: u32,
-    pub flags: u32,
-}
-
 /// Event kinds in [`ArpEvent::kind`].
 pub const ARP_NEW: u32 = 1;
 /// A known address claimed by another MAC (the binding now points to the new MAC).
@@ -56,7 +39,7 @@ pub struct BindingKey {
     pub family: u16,
     /// Outer VLAN id (frame tag or skb metadata); 0 untagged.
     pub vlan: u16,
-    /// [`ArpPort::domain`] of the interface the claim arrived on.
+    /// [`crate::packet::NetPort::domain`] of the interface the claim arrived on.
     pub domain: u32,
 }
 
@@ -100,14 +83,13 @@ pub struct ArpEvent {
     pub old_ifindex: u32,
     /// When the previous holder was last seen claiming it.
     pub old_last_seen_ns: u64,
-    /// The L2 domain ([`ArpPort::domain`]).
+    /// The L2 domain ([`crate::packet::NetPort::domain`]).
     pub domain: u32,
     pub _pad1: u32,
 }
 const _: () = assert!(core::mem::size_of::<ArpEvent>() == 80);
 
-crate::user_pod!(BindingKey, Binding, ArpEvent, ArpPort);
+crate::user_pod!(BindingKey, Binding, ArpEvent);
 
 // Map keys and values: their sizes are part of the ABI.
 const _: () = assert!(core::mem::size_of::<BindingKey>() == 24);
-const _: () = assert!(core::mem::size_of::<ArpPort>() == 8);

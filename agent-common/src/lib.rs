@@ -18,6 +18,7 @@ pub mod event;
 pub mod maps;
 pub mod martian;
 pub mod offsets;
+pub mod packet;
 pub mod proc;
 pub mod quarantine;
 pub mod reboot;

@@ -1,65 +1,48 @@
-//! `arp` detector, kernel side: ARP claims seen at TC ingress of bridge ports. The
-//! LRU map holds, per L2 domain (bridge, outer VLAN) and address, the MAC that last
-//! claimed it; a claim by another MAC is an event (rate-limited per address). A frame
-//! seen again at the bridge device never replaces the port it was seen on. Observe
-//! only: never drops (the ARP guard is the quarantine program's job).
+//! `arp` detector, kernel side: ARP claims and neighbour discovery seen by the packet
+//! program (`net::net_tc`) on the interfaces that watch ARP. The LRU map holds, per L2
+//! domain (bridge, outer VLAN) and address, the MAC that last claimed it; a claim by
+//! another MAC is an event (rate-limited per address). A frame seen again at the bridge
+//! device never replaces the port it was seen on. Observe only: never drops (the ARP
+//! guard is the quarantine program's job).
 
 use agent_common::{
     arp::{
         ARP_BINDINGS_CAPACITY, ARP_CHANGE, ARP_EVENT_INTERVAL_NS, ARP_F_AT_BRIDGE,
         ARP_F_GRATUITOUS, ARP_F_OLD_AT_BRIDGE, ARP_F_REPLY, ARP_F_VLAN, ARP_NEW,
-        ARP_PORTS_CAPACITY, ARP_PROBE_CONFLICT, ArpEvent, ArpPort, Binding, BindingKey,
-        PORT_BRIDGE,
+        ARP_PROBE_CONFLICT, ArpEvent, Binding, BindingKey,
     },
     event::kind,
+    packet::{NetPort, PORT_BRIDGE},
     session::{AF_INET, AF_INET6},
     stats,
 };
 use aya_ebpf::{
-    EbpfContext,
-    helpers::bpf_ktime_get_boot_ns,
-    macros::{classifier, map},
-    maps::{HashMap, LruHashMap},
-    programs::TcContext,
+    helpers::bpf_ktime_get_boot_ns, macros::map, maps::LruHashMap, programs::TcContext,
 };
 use aya_log_ebpf::debug;
 
 use crate::{
     common::{EVENTS, count, header},
-    frame,
+    frame::{self, Packet},
 };
 
 #[map(name = "ARP_BINDINGS")]
 static ARP_BINDINGS: LruHashMap<BindingKey, Binding> =
     LruHashMap::with_max_entries(ARP_BINDINGS_CAPACITY, 0);
 
-#[map(name = "ARP_PORTS")]
-static ARP_PORTS: HashMap<u32, ArpPort> = HashMap::with_max_entries(ARP_PORTS_CAPACITY, 0);
-
 /// Where a claim was seen: the interface, its L2 domain, the frame's VLANs.
 #[derive(Clone, Copy)]
 struct Seen {
     ifindex: u32,
-    port: ArpPort,
+    port: NetPort,
     vlan: u16,
     inner_vlan: u16,
     flags: u16,
 }
 
 impl Seen {
-    /// Where a frame of ARP/ND shape arrived: its interface's L2 domain (one map lookup,
-    /// taken only once the frame is known to matter).
     #[inline(always)]
-    fn at(ctx: &TcContext, eth: &frame::Ethernet) -> Seen {
-        // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
-        let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
-        // SAFETY: map lookup, value copied.
-        let port = unsafe { ARP_PORTS.get(&ifindex) }
-            .copied()
-            .unwrap_or(ArpPort {
-                domain: ifindex,
-                flags: 0,
-            });
+    fn at(ifindex: u32, port: NetPort, eth: &frame::Ethernet) -> Seen {
         let mut flags = if eth.tagged { ARP_F_VLAN } else { 0 };
         if port.flags & PORT_BRIDGE != 0 {
             flags |= ARP_F_AT_BRIDGE;
@@ -101,27 +84,18 @@ impl Seen {
     }
 }
 
-/// tcx: continue with the next program (e.g. the quarantine's), whatever we saw.
-const TCX_NEXT: i32 = -1;
-
-#[classifier]
-pub fn arp_tc(ctx: TcContext) -> i32 {
-    let _ = observe(&ctx);
-    TCX_NEXT
-}
-
+/// An ARP frame (`eth.proto` is ARP) on interface `ifindex` of L2 domain `port`.
 #[inline(always)]
-fn observe(ctx: &TcContext) -> Option<()> {
-    let eth = frame::ethernet(ctx)?;
+pub fn arp(
+    ctx: &TcContext,
+    pkt: &Packet,
+    eth: &frame::Ethernet,
+    ifindex: u32,
+    port: NetPort,
+) -> Option<()> {
     let l3 = eth.l3;
-    if eth.proto == frame::ETH_P_IPV6 {
-        return ndp(ctx, &eth);
-    }
-    if eth.proto != frame::ETH_P_ARP {
-        return None;
-    }
-    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4.
-    let hdr: [u8; 8] = ctx.load(l3).ok()?;
+    // Ethernet/IPv4 ARP only: htype 1, ptype 0x0800, hlen 6, plen 4, op 1 or 2.
+    let hdr: [u8; 8] = pkt.read(l3)?;
     if hdr != [0, 1, 8, 0, 6, 4, 0, hdr[7]] || hdr[7] == 0 || hdr[7] > 2 {
         debug!(
             ctx,
@@ -129,13 +103,13 @@ fn observe(ctx: &TcContext) -> Option<()> {
         );
         return None;
     }
-    let mut seen = Seen::at(ctx, &eth);
+    let mut seen = Seen::at(ifindex, port, eth);
     if hdr[7] == 2 {
         seen.flags |= ARP_F_REPLY;
     }
-    let sha: [u8; 6] = ctx.load(l3 + 8).ok()?;
-    let spa: [u8; 4] = ctx.load(l3 + 14).ok()?;
-    let tpa: [u8; 4] = ctx.load(l3 + 24).ok()?;
+    let sha: [u8; 6] = pkt.read(l3 + 8)?;
+    let spa: [u8; 4] = pkt.read(l3 + 14)?;
+    let tpa: [u8; 4] = pkt.read(l3 + 24)?;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
 
@@ -149,40 +123,47 @@ fn observe(ctx: &TcContext) -> Option<()> {
     claim(seen.key(v4(spa), AF_INET), sha, now, &seen)
 }
 
-/// IPv6 neighbour discovery: a neighbour advertisement claims its target for the
-/// frame's source MAC; a neighbour solicitation from :: is a DAD probe for its target.
+/// IPv6 neighbour discovery (ICMPv6 at `icmp`, right after the fixed header): a
+/// neighbour advertisement claims its target for the frame's source MAC; a neighbour
+/// solicitation from :: is a DAD probe for its target.
 #[inline(always)]
-fn ndp(ctx: &TcContext, eth: &frame::Ethernet) -> Option<()> {
-    // ICMPv6 (58) right after the fixed header (no extension headers).
-    let ip = frame::ipv6(ctx, eth.l3)?;
-    if ip.next != frame::IPPROTO_ICMPV6 {
-        return None;
-    }
-    let icmp = ip.l4;
-    let ty: u8 = ctx.load(icmp).ok()?;
+pub fn ndp(
+    pkt: &Packet,
+    eth: &frame::Ethernet,
+    icmp: usize,
+    ifindex: u32,
+    port: NetPort,
+) -> Option<()> {
+    let ty: u8 = pkt.read(icmp)?;
     if ty != 135 && ty != 136 {
         return None;
     }
-    let target: [u8; 16] = ctx.load(icmp + 8).ok()?;
-    let mac = frame::source_mac(ctx)?;
-    let mut seen = Seen::at(ctx, eth);
+    let target: [u8; 16] = pkt.read(icmp + 8)?;
+    let mac = frame::source_mac(pkt)?;
+    let mut seen = Seen::at(ifindex, port, eth);
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let key = seen.key(target, AF_INET6);
     if ty == 135 {
-        if ip.saddr == [0; 16] {
+        if frame::ipv6_saddr(pkt, eth.l3)? == [0; 16] {
             return probe(key, mac, now, &seen);
         }
         return None;
     }
     // NA flags @4: R (0x80), S (0x40), O (0x20); unsolicited (S clear) is an announcement.
-    let na_flags: u8 = ctx.load(icmp + 4).ok()?;
+    let na_flags: u8 = pkt.read(icmp + 4)?;
     if na_flags & 0x40 == 0 {
         seen.flags |= ARP_F_GRATUITOUS;
     } else {
         seen.flags |= ARP_F_REPLY;
     }
     claim(key, mac, now, &seen)
+}
+
+/// Whether an IPv6 packet's L4 is neighbour discovery worth a port lookup.
+#[inline(always)]
+pub fn is_ndp(pkt: &Packet, icmp: usize) -> bool {
+    matches!(pkt.read::<u8>(icmp), Some(135 | 136))
 }
 
 /// A probe (RFC 5227 or IPv6 DAD) for an address: a conflict if someone else holds it.

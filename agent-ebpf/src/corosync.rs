@@ -1,6 +1,6 @@
-//! `corosync` detector, kernel side. At TC ingress: UDP to a cluster port, counted per
-//! source address and interface (member or not), and dropped when a quarantine names a
-//! non-member source. On the host: exec of a cluster daemon and bind(2) to a cluster
+//! `corosync` detector, kernel side. In the packet program (`net::net_tc`): UDP to a
+//! cluster port, counted per source address and interface (member or not), and dropped
+//! when a quarantine names a non-member source. On the host: exec of a cluster daemon and bind(2) to a cluster
 //! port, reported with the process and its network namespace.
 
 use agent_common::{
@@ -8,28 +8,23 @@ use agent_common::{
         COROSYNC_EXEC_CAPACITY, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY,
         COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, LOCAL_BIND, LOCAL_EXEC, SourceCount,
         SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED,
-        v4_key,
     },
     event::kind,
     maps::ExecWatchKey,
+    packet::PortBits,
     quarantine::{QSTAT_DROP_COROSYNC, RULES_CAPACITY, Rule},
     session::{AF_INET, AF_INET6},
     stats,
 };
 use aya_ebpf::{
-    EbpfContext,
-    bindings::TC_ACT_SHOT,
     helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user},
-    macros::{classifier, map, tracepoint},
-    maps::{HashMap, LruPerCpuHashMap, PerCpuArray},
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
     programs::{TcContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
 
-use crate::{
-    common::{EVENTS, count, fill_proc, header, offsets, read_at},
-    frame,
-};
+use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
 
 #[map(name = "COROSYNC_PORTS")]
 static COROSYNC_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(COROSYNC_PORTS_CAPACITY, 0);
@@ -47,8 +42,10 @@ static COROSYNC_DROP: HashMap<[u8; 16], Rule> = HashMap::with_max_entries(RULES_
 static COROSYNC_EXEC: HashMap<ExecWatchKey, u32> =
     HashMap::with_max_entries(COROSYNC_EXEC_CAPACITY, 0);
 
-/// tcx: continue with the next program, unless we drop.
-const TCX_NEXT: i32 = -1;
+#[map(name = "COROSYNC_PORT_BITS")]
+static COROSYNC_PORT_BITS: Array<PortBits> = Array::with_max_entries(1, 0);
+#[map(name = "COROSYNC_DROPS")]
+static COROSYNC_DROPS: Array<u32> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 fn total(slot: u32) {
@@ -58,47 +55,18 @@ fn total(slot: u32) {
     }
 }
 
-#[classifier]
-pub fn corosync_tc(ctx: TcContext) -> i32 {
-    match observe(&ctx) {
-        Some(true) => TC_ACT_SHOT,
-        _ => TCX_NEXT,
-    }
+/// Whether UDP port `port` carries cluster traffic (one array lookup, a bit test).
+#[inline(always)]
+pub fn is_cluster_port(port: u16) -> bool {
+    COROSYNC_PORT_BITS
+        .get(0)
+        .is_some_and(|b| b.bits[usize::from(port >> 6) & 1023] & (1 << (port & 63)) != 0)
 }
 
-/// The source address and UDP destination port of a cluster packet, or `None`.
+/// Count a cluster packet from `addr` (IPv4 mapped) seen on `ifindex`; `true` when a
+/// quarantine drops it.
 #[inline(always)]
-fn parse(ctx: &TcContext) -> Option<[u8; 16]> {
-    let eth = frame::ethernet(ctx)?;
-    let (addr, l4) = match eth.proto {
-        frame::ETH_P_IP => {
-            let ip = frame::ipv4(ctx, eth.l3)?;
-            if ip.proto != frame::IPPROTO_UDP {
-                return None;
-            }
-            // Not a first fragment (no UDP header here) or a malformed header: skip.
-            (v4_key(ip.saddr), ip.l4?)
-        }
-        frame::ETH_P_IPV6 => {
-            // No extension headers: knet sends plain UDP.
-            let ip = frame::ipv6(ctx, eth.l3)?;
-            if ip.next != frame::IPPROTO_UDP {
-                return None;
-            }
-            (ip.saddr, ip.l4)
-        }
-        _ => return None,
-    };
-    let dport = frame::be16(ctx, l4 + 2)?;
-    // SAFETY: map lookup, presence only.
-    unsafe { COROSYNC_PORTS.get(&dport) }?;
-    Some(addr)
-}
-
-/// Count the packet; `Some(true)` when a quarantine drops it.
-#[inline(always)]
-fn observe(ctx: &TcContext) -> Option<bool> {
-    let addr = parse(ctx)?;
+pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
     // SAFETY: map lookup, presence only.
     let member = unsafe { COROSYNC_MEMBERS.get(&addr) }.is_some();
     total(if member {
@@ -106,14 +74,13 @@ fn observe(ctx: &TcContext) -> Option<bool> {
     } else {
         TOTAL_NON_MEMBER
     });
-    // A member's traffic is never dropped, whatever the drop list says.
-    let drop = !member && dropped(&addr);
+    // A member's traffic is never dropped, whatever the drop list says; the drop list
+    // is looked up only when it holds a rule.
+    let drop = !member && COROSYNC_DROPS.get(0).is_some_and(|n| *n > 0) && dropped(&addr);
     if drop {
         total(TOTAL_DROPPED);
         crate::quarantine::qcount(QSTAT_DROP_COROSYNC);
     }
-    // SAFETY: the program's context is the __sk_buff; ifindex is a readable field.
-    let ifindex = unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex };
     let key = SourceKey {
         addr,
         ifindex,
@@ -143,7 +110,7 @@ fn observe(ctx: &TcContext) -> Option<bool> {
             }
         }
     }
-    Some(drop)
+    drop
 }
 
 #[inline(always)]

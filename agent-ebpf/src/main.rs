@@ -8,6 +8,7 @@ mod common;
 mod corosync;
 mod frame;
 mod martian;
+mod net;
 mod probe;
 mod quarantine;
 mod reboot;

@@ -172,7 +172,8 @@ pub fn quarantine_tc(ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn decide(ctx: &TcContext) -> Option<u32> {
-    let src = frame::source_mac(ctx)?;
+    let pkt = frame::Packet::of(ctx);
+    let src = frame::source_mac(&pkt)?;
     // SAFETY: map lookup, value used at once.
     if in_force(unsafe {
         DROP_MAC.get(&MacKey {
@@ -184,13 +185,13 @@ fn decide(ctx: &TcContext) -> Option<u32> {
     {
         return Some(QSTAT_DROP_MAC);
     }
-    let eth = frame::ethernet(ctx)?;
+    let eth = frame::ethernet(ctx, &pkt)?;
     let l3 = eth.l3;
     match eth.proto {
         frame::ETH_P_ARP => {
             // Ethernet/IPv4 ARP: sender hardware address at +8, sender protocol at +14.
-            let mac: [u8; 6] = ctx.load(l3 + 8).ok()?;
-            let ip: [u8; 4] = ctx.load(l3 + 14).ok()?;
+            let mac: [u8; 6] = pkt.read(l3 + 8)?;
+            let ip: [u8; 4] = pkt.read(l3 + 14)?;
             // SAFETY: as above.
             if in_force(unsafe {
                 DROP_ARP.get(&ArpClaimKey {
@@ -207,12 +208,12 @@ fn decide(ctx: &TcContext) -> Option<u32> {
             in_force(unsafe { DROP_V4.get(&ip) }).map(|_| QSTAT_DROP_V4)
         }
         frame::ETH_P_IP => {
-            let saddr = frame::ipv4_saddr(ctx, l3)?;
+            let saddr = frame::ipv4_saddr(&pkt, l3)?;
             // SAFETY: as above.
             in_force(unsafe { DROP_V4.get(&saddr) }).map(|_| QSTAT_DROP_V4)
         }
         frame::ETH_P_IPV6 => {
-            let saddr = frame::ipv6_saddr(ctx, l3)?;
+            let saddr = frame::ipv6_saddr(&pkt, l3)?;
             // SAFETY: as above.
             in_force(unsafe { DROP_V6.get(&saddr) }).map(|_| QSTAT_DROP_V6)
         }

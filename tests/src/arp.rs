@@ -616,7 +616,7 @@ fn ipv6_dad_probe_for_an_address_in_use_is_a_conflict() {
 
 /// `agent.ebpf_log`: the programs' own diagnostics (aya-log) reach the agent's log. An
 /// ARP frame with an opcode the observer does not handle (3, RARP) is a diagnostic of
-/// `arp_tc`; a normal ARP request sent after it is the sentinel that the frames were
+/// `net_tc`; a normal ARP request sent after it is the sentinel that the frames were
 /// seen at all.
 #[test]
 fn ebpf_diagnostics_reach_the_log_when_enabled() {

@@ -325,7 +325,7 @@ pub fn bench(secs: f64) -> Result<()> {
         Workload {
             name: "udp",
             unit: "packets/s",
-            what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist (corosync_tc per-source LRU update, arp_tc) — the worst case for the packet path",
+            what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist (net_tc: port bitmap, member lookup, per-source LRU update) — the worst case for the packet path",
             run: udp_loop,
         },
     ];

@@ -537,6 +537,15 @@ fn sync_interfaces(
             return;
         }
     };
-    crate::detectors::arp::kernel::sync_interfaces(kernel, config, &links, metrics);
-    crate::detectors::corosync::kernel::sync_interfaces(kernel, config, &links, metrics);
+    let config = config.clone();
+    let sync = kernel.call(move |k| k.sync_packet_interfaces(&config, &links));
+    for e in sync.new_errors {
+        warn!(error = %e, "packet program not attached");
+    }
+    metrics
+        .arp
+        .set_interfaces(sync.arp.attached, sync.arp.failing);
+    metrics
+        .corosync
+        .interfaces(sync.corosync.attached, sync.corosync.failing);
 }

@@ -64,6 +64,8 @@ pub struct Kernel {
     /// Interfaces each observer TC program is attached to (name -> ifindex: a name
     /// reused by a new interface is a new attachment).
     pub(crate) tc_attached: HashMap<&'static str, std::collections::BTreeMap<String, u32>>,
+    /// What the packet program does on each interface it is on (ifindex ->).
+    pub(crate) packet_ports: std::collections::BTreeMap<u32, agent_common::packet::NetPort>,
     /// Attachments that failed, with the reason last reported (each reported once).
     pub(crate) tc_failed: HashMap<(&'static str, String), String>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
@@ -107,6 +109,7 @@ impl Kernel {
             tc_ifaces: Default::default(),
             tc_attached: Default::default(),
             tc_failed: Default::default(),
+            packet_ports: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
             links: HashMap::new(),
@@ -418,7 +421,8 @@ impl Kernel {
             .iter()
             .filter(|p| p.hook == Hook::TcIngress)
             .map(|p| &p.name)
-            .chain(std::iter::once(&crate::kernel::programs::QUARANTINE_TC));
+            .chain(std::iter::once(&crate::kernel::programs::QUARANTINE_TC))
+            .collect::<std::collections::BTreeSet<_>>();
         self.links
             .keys()
             .chain(self.lsm_links.keys())

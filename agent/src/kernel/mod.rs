@@ -8,5 +8,6 @@ pub mod loader;
 pub mod metrics;
 pub mod object;
 pub mod owner;
+pub mod packet;
 pub mod probe;
 pub mod programs;

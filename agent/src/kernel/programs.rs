@@ -221,15 +221,17 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ),
     // Preferred block_exec backend where BPF LSM loads; optional (the tracepoint
     // kill-on-exec above is the fallback and always attached with it).
+    // The packet program, shared: ARP/ND observation and cluster counting in one TC
+    // program per interface (kernel::packet). Listed under both detectors.
     ProgramSpec {
         detector: "arp",
-        name: "arp_tc",
+        name: crate::kernel::packet::NET_TC,
         hook: Hook::TcIngress,
         required: true,
     },
     ProgramSpec {
         detector: "corosync",
-        name: "corosync_tc",
+        name: crate::kernel::packet::NET_TC,
         hook: Hook::TcIngress,
         required: true,
     },
@@ -342,12 +344,19 @@ mod tests {
                 p.name,
                 p.detector
             );
+            // The packet program is shared (kernel::packet): once per packet detector.
+            let shared = p.name == crate::kernel::packet::NET_TC;
             assert!(
-                p.name.starts_with(p.detector),
+                shared || p.name.starts_with(p.detector),
                 "{} should be prefixed by its detector id",
                 p.name
             );
-            assert!(names.insert(p.name), "duplicate program {}", p.name);
+            assert!(
+                names.insert((p.name, p.detector))
+                    && (shared || !names.iter().any(|(n, d)| *n == p.name && *d != p.detector)),
+                "duplicate program {}",
+                p.name
+            );
         }
     }
 

@@ -82,6 +82,31 @@ macro_rules! map_op {
 }
 
 impl Kernel {
+    /// Tell the packet program how many cluster-drop rules exist (it looks the drop
+    /// map up only when there is one).
+    fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
+        let n = {
+            let map = self
+                .ebpf_mut()
+                .map_mut(COROSYNC_DROP)
+                .ok_or(KernelBackendError::MissingMap(COROSYNC_DROP))?;
+            let m: BpfHashMap<_, [u8; 16], Rule> =
+                BpfHashMap::try_from(map).map_err(|source| KernelBackendError::Map {
+                    name: COROSYNC_DROP,
+                    source,
+                })?;
+            m.keys().filter(Result::is_ok).count()
+        };
+        let name = agent_common::packet::COROSYNC_DROPS;
+        let map = self
+            .ebpf_mut()
+            .map_mut(name)
+            .ok_or(KernelBackendError::MissingMap(name))?;
+        let err = |source| KernelBackendError::Map { name, source };
+        let mut a: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
+        a.set(0, &(n as u32), 0).map_err(err)
+    }
+
     fn ensure_tc(&mut self, iface: &str) -> Result<(), KernelBackendError> {
         if self.tc_ifaces.contains(iface) {
             return Ok(());
@@ -144,7 +169,8 @@ impl Kernel {
             }
             Target::ClusterSource { addr, .. } => {
                 let key = crate::net::addr_key(*addr);
-                map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.insert(&key, &rule, 0))
+                map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.insert(&key, &rule, 0))?;
+                self.count_cluster_drops()
             }
             Target::ArpClaim { ip, mac, .. } => {
                 let key = ArpClaimKey {
@@ -185,7 +211,8 @@ impl Kernel {
             }
             Target::ClusterSource { addr, .. } => {
                 let key = crate::net::addr_key(*addr);
-                map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.remove(&key))
+                map_op!(self, COROSYNC_DROP, [u8; 16], |m| m.remove(&key))?;
+                self.count_cluster_drops()
             }
             Target::ArpClaim { ip, mac, .. } => {
                 let key = ArpClaimKey {
@@ -234,10 +261,8 @@ impl Kernel {
         }
         if let Target::ClusterSource { .. } = quarantine.target {
             // Enforced by the corosync counter itself, on the interfaces it watches.
-            if !self.corosync_tc_attached() {
-                return Err(KernelBackendError::NotAttached(
-                    "cluster-traffic (corosync_tc)",
-                ));
+            if !self.cluster_counter_attached() {
+                return Err(KernelBackendError::NotAttached("cluster-traffic (net_tc)"));
             }
         } else {
             for iface in quarantine.target.interfaces() {

@@ -13,7 +13,7 @@ fn attached(agent: &Agent) -> Vec<String> {
     agent
         .logs()
         .into_iter()
-        .filter(|l| l["message"] == "TC observer attached (ingress)" && l["program"] == "arp_tc")
+        .filter(|l| l["message"] == "TC observer attached (ingress)" && l["program"] == "net_tc")
         .filter_map(|l| l["interface"].as_str().map(str::to_string))
         .collect()
 }

@@ -12,11 +12,7 @@ use agent_common::corosync::{
 use agent_common::maps::ExecWatchKey;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 
-use crate::{
-    config::Config,
-    kernel::loader::{Kernel, LoadError, TcSync, sync_hash},
-    net::Links,
-};
+use crate::kernel::loader::{Kernel, LoadError, sync_hash};
 
 /// Counters of one source on one interface (summed over CPUs).
 pub struct SourceRow {
@@ -67,6 +63,20 @@ impl Kernel {
         members: &BTreeMap<IpAddr, u32>,
         daemons: &[String],
     ) -> Result<(), LoadError> {
+        let mut bits = agent_common::packet::PortBits::default();
+        for &p in ports {
+            bits.set(p);
+        }
+        let name = agent_common::packet::COROSYNC_PORT_BITS;
+        let map = self
+            .ebpf_mut()
+            .map_mut(name)
+            .ok_or(LoadError::MissingMap(name))?;
+        let err = |source| LoadError::Map { name, source };
+        aya::maps::Array::<_, agent_common::packet::PortBits>::try_from(map)
+            .map_err(err)?
+            .set(0, &bits, 0)
+            .map_err(err)?;
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
         let members: Vec<([u8; 16], u32)> =
@@ -97,46 +107,11 @@ impl Kernel {
         })
     }
 
-    /// Attach the cluster-traffic counter to the configured interfaces, or to every
-    /// interface but loopback when none are configured.
-    pub fn sync_corosync_interfaces(&mut self, config: &Config, links: &Links) -> TcSync {
-        if !config.detectors.corosync.enabled {
-            return TcSync::default();
-        }
-        let wanted: Vec<String> = if config.detectors.corosync.interfaces.is_empty() {
-            links
-                .0
-                .iter()
-                .map(|l| l.name.clone())
-                .filter(|i| i != "lo")
-                .collect()
-        } else {
-            config.detectors.corosync.interfaces.clone()
-        };
-        self.sync_tc("corosync_tc", wanted, links)
-    }
-
     /// Whether the cluster-traffic counter (which also enforces cluster drops) is on
     /// at least one interface.
-    pub fn corosync_tc_attached(&self) -> bool {
-        self.tc_attached
-            .get("corosync_tc")
-            .is_some_and(|s| !s.is_empty())
+    pub fn cluster_counter_attached(&self) -> bool {
+        self.packet_ports
+            .values()
+            .any(|p| p.flags & agent_common::packet::PORT_WATCH_COROSYNC != 0)
     }
-}
-
-/// Attach the cluster-traffic counter to new interfaces, on the kernel owner thread;
-/// each failure is logged once, the counts exported.
-pub fn sync_interfaces(
-    kernel: &crate::kernel::owner::Handle,
-    config: &Config,
-    links: &Links,
-    metrics: &crate::detectors::metrics::Metrics,
-) {
-    let (config, links) = (config.clone(), links.clone());
-    let sync = kernel.call(move |k| k.sync_corosync_interfaces(&config, &links));
-    for e in sync.new_errors {
-        tracing::warn!(error = %e, "cluster-traffic counter not attached");
-    }
-    metrics.corosync.interfaces(sync.attached, sync.failing);
 }
