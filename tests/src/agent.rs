@@ -8,6 +8,31 @@ use nodeward_tests::{Agent, agent_bin, metric, prog_exists, prog_ids_of, stand_i
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
 #[test]
+fn check_packet_cost_runs_the_packet_program_on_crafted_frames() {
+    let Some(bin) = agent_bin("agent::check_packet_cost_runs_the_packet_program_on_crafted_frames")
+    else {
+        return;
+    };
+    let out = Command::new(&bin)
+        .args(["check", "--packet-cost", "--json"])
+        .output()
+        .expect("nodeward check --packet-cost");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON rows");
+    let frames: Vec<&str> = rows.iter().filter_map(|r| r["frame"].as_str()).collect();
+    assert_eq!(frames, ["unrelated", "udp_other", "cluster", "arp"]);
+    for r in &rows {
+        assert!(r["ns_median"].as_u64().is_some_and(|n| n > 0), "{r}");
+        // Observe mode: every frame passes on to the next program (tcx "next" = -1).
+        assert_eq!(r["verdict"], -1, "{r}");
+    }
+}
+
+#[test]
 fn check_loads_and_attaches_every_enabled_program() {
     let Some(bin) = agent_bin("agent::check_loads_and_attaches_every_enabled_program") else {
         return;

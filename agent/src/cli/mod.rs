@@ -1,6 +1,7 @@
 //! Command line: parse and delegate.
 
 pub mod check;
+pub mod cost;
 pub mod verbs;
 
 use std::path::PathBuf;
@@ -44,7 +45,15 @@ pub enum Command {
     Run,
     /// Probe the kernel, then load, verify and attach every enabled program and print a
     /// table of what works here. Exits 1 if an enabled detector cannot run.
-    Check,
+    Check {
+        /// Instead: measure what the packet program costs per frame on this kernel
+        /// (BPF_PROG_TEST_RUN on crafted frames; no traffic, nothing attached).
+        #[arg(long)]
+        packet_cost: bool,
+        /// With --packet-cost: print JSON.
+        #[arg(long, requires = "packet_cost")]
+        json: bool,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -183,12 +192,16 @@ pub fn main() -> i32 {
         Command::AllowReboot { for_, reason } => {
             verb(crate::cli::verbs::allow_reboot(&config, for_, reason))
         }
-        Command::Check => {
+        Command::Check { packet_cost, json } => {
             if let Err(e) = crate::kernel::object::object() {
                 eprintln!("nodeward: {e}");
                 return 1;
             }
-            crate::cli::check::check(&config)
+            if packet_cost {
+                crate::cli::cost::run(&config, json)
+            } else {
+                crate::cli::check::check(&config)
+            }
         }
         Command::Run => {
             if let Err(e) = crate::kernel::object::object() {

@@ -98,7 +98,7 @@ impl Kernel {
     }
 
     /// Make `NET_PORTS` (and `NET_PORTS_HIGH`) hold exactly `ports`.
-    fn write_ports(&mut self, ports: BTreeMap<u32, NetPort>) -> Result<(), LoadError> {
+    pub(crate) fn write_ports(&mut self, ports: BTreeMap<u32, NetPort>) -> Result<(), LoadError> {
         let stale: Vec<u32> = self
             .packet_ports
             .keys()

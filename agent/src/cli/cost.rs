@@ -1,0 +1,177 @@
+//! `nodeward check --packet-cost`: what the packet program (`net_tc`) costs per frame on
+//! this kernel, measured with BPF_PROG_TEST_RUN on crafted frames (the kernel runs the
+//! program N times on one skb and reports the mean time per run; no interface, no
+//! traffic). The program is loaded on its own with the ARP observer and the cluster
+//! counter enabled on the test run's device (loopback), cluster port 5405.
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
+
+use agent_common::packet::{NetPort, PORT_WATCH_ARP, PORT_WATCH_COROSYNC};
+
+use crate::{
+    config::Config,
+    kernel::{loader::Kernel, packet::NET_TC},
+};
+
+/// Runs per measurement and measurements per frame (the median is reported).
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 5;
+
+/// One crafted frame and what it stands for.
+struct Frame {
+    name: &'static str,
+    what: &'static str,
+    bytes: Vec<u8>,
+}
+
+fn frames() -> Vec<Frame> {
+    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let build = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut v = Vec::new();
+        f(&mut v);
+        v
+    };
+    vec![
+        Frame {
+            name: "unrelated",
+            what: "IPv4 TCP to port 443 (concerns no detector)",
+            bytes: build(&|v| {
+                PacketBuilder::ethernet2(a, b)
+                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                    .tcp(40000, 443, 1, 65535)
+                    .write(v, &[0; 26])
+                    .expect("tcp frame")
+            }),
+        },
+        Frame {
+            name: "udp_other",
+            what: "IPv4 UDP to port 53 (a UDP port that is not the cluster's)",
+            bytes: build(&|v| {
+                PacketBuilder::ethernet2(a, b)
+                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                    .udp(40000, 53)
+                    .write(v, &[0; 38])
+                    .expect("udp frame")
+            }),
+        },
+        Frame {
+            name: "cluster",
+            what: "80-byte IPv4 UDP to port 5405 from a non-member (counted per source)",
+            bytes: build(&|v| {
+                PacketBuilder::ethernet2(a, b)
+                    .ipv4([10, 9, 9, 9], [10, 0, 0, 2], 64)
+                    .udp(5405, 5405)
+                    .write(v, &[0; 38])
+                    .expect("cluster frame")
+            }),
+        },
+        Frame {
+            name: "arp",
+            what: "ARP request from a known owner (binding refreshed)",
+            bytes: build(&|v| {
+                let arp = ArpPacket::new(
+                    ArpHardwareId::ETHERNET,
+                    EtherType::IPV4,
+                    ArpOperation::REQUEST,
+                    &a,
+                    &[10, 0, 0, 1],
+                    &[0; 6],
+                    &[10, 0, 0, 2],
+                )
+                .expect("arp packet");
+                PacketBuilder::ethernet2(a, [0xff; 6])
+                    .arp(arp)
+                    .write(v)
+                    .expect("arp frame")
+            }),
+        },
+    ]
+}
+
+/// Measure and print; the exit code (0, or 1 when the program cannot be measured).
+pub fn run(config: &Config, json: bool) -> i32 {
+    let mut config = config.clone();
+    // Only the packet program: every other detector off, observe mode.
+    config.detectors.session.enabled = false;
+    config.detectors.reboot.enabled = false;
+    config.detectors.secrets.enabled = false;
+    config.detectors.martian.enabled = false;
+    config.detectors.tcp_reset.enabled = false;
+    config.detectors.arp.enabled = true;
+    config.detectors.corosync.enabled = true;
+    config.detectors.arp.interfaces = vec!["lo".into()];
+    config.detectors.corosync.interfaces = vec!["lo".into()];
+    config.detectors.corosync.ports = vec![5405];
+    let mut facts = crate::kernel::probe::probe();
+    let mut kernel = match Kernel::load(&mut facts, &config) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("nodeward check --packet-cost: {e}");
+            return 1;
+        }
+    };
+    // The test run's skb is on loopback (ifindex 1): watch ARP and cluster traffic
+    // there, in the program's maps only (nothing is attached).
+    let lo = NetPort {
+        domain: 1,
+        flags: PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
+    };
+    let settings = kernel
+        .sync_corosync(&[5405], &Default::default(), &[])
+        .and_then(|()| kernel.write_ports([(1, lo)].into()));
+    if let Err(e) = settings {
+        eprintln!("nodeward check --packet-cost: {e}");
+        return 1;
+    }
+    let Some(Ok(prog)) = kernel
+        .ebpf_mut()
+        .program_mut(NET_TC)
+        .map(TryInto::<&mut SchedClassifier>::try_into)
+    else {
+        eprintln!("nodeward check --packet-cost: {NET_TC} missing from the eBPF object");
+        return 1;
+    };
+    let mut rows = Vec::new();
+    for f in frames() {
+        let mut ns = Vec::with_capacity(ROUNDS);
+        let mut verdict = 0;
+        for _ in 0..ROUNDS {
+            let opts = TestRunOptions {
+                data_in: Some(&f.bytes),
+                repeat: REPEAT,
+                ..TestRunOptions::new()
+            };
+            match prog.test_run(opts) {
+                Ok(r) => {
+                    ns.push(r.duration.as_nanos() as u64);
+                    verdict = r.return_value as i32;
+                }
+                Err(e) => {
+                    eprintln!(
+                        "nodeward check --packet-cost: BPF_PROG_TEST_RUN on {}: {e}",
+                        f.name
+                    );
+                    return 1;
+                }
+            }
+        }
+        ns.sort_unstable();
+        rows.push((f, ns[ROUNDS / 2], ns[0], verdict));
+    }
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(f, median, min, verdict)| {
+                serde_json::json!({"frame": f.name, "what": f.what, "ns_median": median, "ns_min": min, "verdict": verdict})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        println!("{NET_TC}: mean ns per run over {REPEAT} runs, median (min) of {ROUNDS}");
+        for (f, median, min, _) in rows {
+            println!("{:<10} {median:>5} ({min:>5})  {}", f.name, f.what);
+        }
+    }
+    0
+}
