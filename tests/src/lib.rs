@@ -368,11 +368,27 @@ impl Drop for Agent {
 /// The test's config: dotted keys only, so `extra` may add dotted keys (e.g.
 /// `agent.mode = "enforce"`) and then tables of its own.
 fn config_text(dir: &Path, extra: &str) -> String {
+    let extra = without_active_check(extra);
     format!(
         "agent.log_format = \"json\"\nagent.state_dir = \"{}\"\nhttp.listen = \"127.0.0.1:0\"\ncontrol.socket = \"{}\"\n{extra}\n",
         dir.join("state").display(),
         dir.join("control.sock").display()
     )
+}
+
+/// `extra` with the ARP active check off unless the test sets it: the check sends a
+/// frame on the interface a previous owner was seen on, and an agent that discovers
+/// every bridge could send it on one the test did not create (SAFETY: traffic only
+/// inside the test's own namespaces). Tests of the check turn it on for their ports.
+fn without_active_check(extra: &str) -> String {
+    const HEADER: &str = "[detectors.arp]\n";
+    if extra.contains("active_check") {
+        extra.to_string()
+    } else if extra.contains(HEADER) {
+        extra.replacen(HEADER, &format!("{HEADER}active_check = false\n"), 1)
+    } else {
+        format!("{extra}\n{HEADER}active_check = false\n")
+    }
 }
 
 /// Minimal HTTP/1.0 GET on loopback: (status, body).

@@ -25,66 +25,58 @@ struct Frame {
     bytes: Vec<u8>,
 }
 
-fn frames() -> Vec<Frame> {
-    let (a, b) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let build = |f: &dyn Fn(&mut Vec<u8>)| {
-        let mut v = Vec::new();
-        f(&mut v);
-        v
+const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+/// An IPv4 frame from `src` to 10.0.0.2: TCP (`tcp`) or UDP to `dport`, 80 bytes.
+fn ipv4(src: [u8; 4], tcp: bool, dport: u16) -> Vec<u8> {
+    let ip = PacketBuilder::ethernet2(A, B).ipv4(src, [10, 0, 0, 2], 64);
+    let mut v = Vec::new();
+    let written = if tcp {
+        ip.tcp(40000, dport, 1, 65535).write(&mut v, &[0; 26])
+    } else {
+        ip.udp(dport, dport).write(&mut v, &[0; 38])
     };
+    written.expect("IPv4 frame");
+    v
+}
+
+fn frames() -> Vec<Frame> {
+    let arp = ArpPacket::new(
+        ArpHardwareId::ETHERNET,
+        EtherType::IPV4,
+        ArpOperation::REQUEST,
+        &A,
+        &[10, 0, 0, 1],
+        &[0; 6],
+        &[10, 0, 0, 2],
+    )
+    .expect("arp packet");
+    let mut arp_frame = Vec::new();
+    PacketBuilder::ethernet2(A, [0xff; 6])
+        .arp(arp)
+        .write(&mut arp_frame)
+        .expect("arp frame");
     vec![
         Frame {
             name: "unrelated",
             what: "IPv4 TCP to port 443 (concerns no detector)",
-            bytes: build(&|v| {
-                PacketBuilder::ethernet2(a, b)
-                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-                    .tcp(40000, 443, 1, 65535)
-                    .write(v, &[0; 26])
-                    .expect("tcp frame")
-            }),
+            bytes: ipv4([10, 0, 0, 1], true, 443),
         },
         Frame {
             name: "udp_other",
             what: "IPv4 UDP to port 53 (a UDP port that is not the cluster's)",
-            bytes: build(&|v| {
-                PacketBuilder::ethernet2(a, b)
-                    .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-                    .udp(40000, 53)
-                    .write(v, &[0; 38])
-                    .expect("udp frame")
-            }),
+            bytes: ipv4([10, 0, 0, 1], false, 53),
         },
         Frame {
             name: "cluster",
             what: "80-byte IPv4 UDP to port 5405 from a non-member (counted per source)",
-            bytes: build(&|v| {
-                PacketBuilder::ethernet2(a, b)
-                    .ipv4([10, 9, 9, 9], [10, 0, 0, 2], 64)
-                    .udp(5405, 5405)
-                    .write(v, &[0; 38])
-                    .expect("cluster frame")
-            }),
+            bytes: ipv4([10, 9, 9, 9], false, 5405),
         },
         Frame {
             name: "arp",
             what: "ARP request from a known owner (binding refreshed)",
-            bytes: build(&|v| {
-                let arp = ArpPacket::new(
-                    ArpHardwareId::ETHERNET,
-                    EtherType::IPV4,
-                    ArpOperation::REQUEST,
-                    &a,
-                    &[10, 0, 0, 1],
-                    &[0; 6],
-                    &[10, 0, 0, 2],
-                )
-                .expect("arp packet");
-                PacketBuilder::ethernet2(a, [0xff; 6])
-                    .arp(arp)
-                    .write(v)
-                    .expect("arp frame")
-            }),
+            bytes: arp_frame,
         },
     ]
 }

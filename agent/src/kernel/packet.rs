@@ -36,25 +36,12 @@ pub struct PacketSync {
 }
 
 impl Kernel {
-    /// Attach the packet program to every interface the ARP observer (the configured
-    /// ones, or every bridge and bridge port) or the cluster counter (the configured
-    /// ones, or every interface but `lo`) should watch, and write each one's settings.
+    /// Attach the packet program to every interface the ARP observer or the cluster
+    /// counter should watch (their config sections say which), and write each one's
+    /// settings.
     pub fn sync_packet_interfaces(&mut self, config: &Config, links: &Links) -> PacketSync {
-        let arp: Vec<String> = match &config.detectors.arp {
-            c if !c.enabled => Vec::new(),
-            c if c.interfaces.is_empty() => links.bridges_and_ports(),
-            c => c.interfaces.clone(),
-        };
-        let corosync: Vec<String> = match &config.detectors.corosync {
-            c if !c.enabled => Vec::new(),
-            c if c.interfaces.is_empty() => links
-                .0
-                .iter()
-                .map(|l| l.name.clone())
-                .filter(|n| n != "lo")
-                .collect(),
-            c => c.interfaces.clone(),
-        };
+        let arp = config.detectors.arp.watched(links);
+        let corosync = config.detectors.corosync.watched(links);
         let mut wanted: Vec<String> = arp.iter().chain(&corosync).cloned().collect();
         wanted.sort();
         wanted.dedup();

@@ -9,7 +9,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -25,7 +25,6 @@ pub struct Link {
     pub master: Option<u32>,
     pub is_bridge: bool,
     pub mac: Option<Mac>,
-    pub up: bool,
 }
 
 /// Every interface of this network namespace, sorted by name.
@@ -56,6 +55,20 @@ impl Links {
             .collect();
         links.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Links(links))
+    }
+
+    /// One interface by index (one RTM_GETLINK, not a dump), `None` if it is gone.
+    pub fn get(ifindex: u32) -> io::Result<Option<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        match request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST) {
+            Ok(answers) => Ok(answers.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(link_of(&l)),
+                _ => None,
+            })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Link> {
@@ -99,7 +112,6 @@ fn link_of(l: &LinkMessage) -> Link {
         master: None,
         is_bridge: false,
         mac: None,
-        up: l.header.flags.contains(LinkFlags::Up),
     };
     for a in &l.attributes {
         match a {
@@ -265,7 +277,6 @@ mod tests {
             master,
             is_bridge,
             mac: None,
-            up: true,
         };
         let links = Links(vec![
             link(2, "bond0", None, false),

@@ -103,8 +103,7 @@ impl ActiveCheck {
     }
 
     fn send(&mut self, addr: IpAddr, to: Mac, ifindex: u32, vlan: u16) -> std::io::Result<()> {
-        let links = Links::dump()?;
-        let from = links.by_index(ifindex).and_then(|l| l.mac).ok_or_else(|| {
+        let from = Links::get(ifindex)?.and_then(|l| l.mac).ok_or_else(|| {
             std::io::Error::other(format!("interface {ifindex} gone or without a MAC address"))
         })?;
         let frame = match addr {

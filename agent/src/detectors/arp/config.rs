@@ -49,3 +49,15 @@ impl Default for ArpConfig {
         }
     }
 }
+
+impl ArpConfig {
+    /// The interfaces the observer should watch: the configured ones, or every bridge
+    /// and bridge port of `links`; none when disabled.
+    pub fn watched(&self, links: &crate::net::Links) -> Vec<String> {
+        match self {
+            c if !c.enabled => Vec::new(),
+            c if c.interfaces.is_empty() => links.bridges_and_ports(),
+            c => c.interfaces.clone(),
+        }
+    }
+}

@@ -57,3 +57,20 @@ impl Default for CorosyncConfig {
         }
     }
 }
+
+impl CorosyncConfig {
+    /// The interfaces cluster traffic is counted on: the configured ones, or every
+    /// interface of `links` but `lo`; none when disabled.
+    pub fn watched(&self, links: &crate::net::Links) -> Vec<String> {
+        match self {
+            c if !c.enabled => Vec::new(),
+            c if c.interfaces.is_empty() => links
+                .0
+                .iter()
+                .map(|l| l.name.clone())
+                .filter(|n| n != "lo")
+                .collect(),
+            c => c.interfaces.clone(),
+        }
+    }
+}
