@@ -10,9 +10,14 @@ use crate::{event::EventHeader, proc::ProcCtx};
 /// Hash: UDP destination port (host byte order) -> 1. The cluster's ports.
 pub const COROSYNC_PORTS: &str = "COROSYNC_PORTS";
 pub const COROSYNC_PORTS_CAPACITY: u32 = 16;
-/// Hash: member address (16 bytes) -> node id.
+/// Hash: member address (16 bytes) -> the member's slot in
+/// [`COROSYNC_MEMBER_COUNTS`] (below [`COROSYNC_MEMBERS_CAPACITY`]), chosen by the agent.
 pub const COROSYNC_MEMBERS: &str = "COROSYNC_MEMBERS";
 pub const COROSYNC_MEMBERS_CAPACITY: u32 = 1024;
+/// Per-CPU array of [`MemberCount`], indexed by member slot: a member's packets cost
+/// one array slot, not a per-source hash (members are the cluster's normal traffic). A
+/// member seen on a second interface (per CPU) is counted in [`COROSYNC_SOURCES`].
+pub const COROSYNC_MEMBER_COUNTS: &str = "COROSYNC_MEMBER_COUNTS";
 /// LRU per-CPU hash: [`SourceKey`] -> [`SourceCount`].
 pub const COROSYNC_SOURCES: &str = "COROSYNC_SOURCES";
 pub const COROSYNC_SOURCES_CAPACITY: u32 = 4096;
@@ -50,6 +55,16 @@ pub struct SourceCount {
     pub dropped: u64,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberCount {
+    /// The interface these packets entered (0: none yet).
+    pub ifindex: u32,
+    pub _pad: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 /// A cluster daemon was executed.
 pub const LOCAL_EXEC: u32 = 1;
 /// A socket was bound to a cluster port.
@@ -80,8 +95,9 @@ pub const fn v4_key(a: [u8; 4]) -> [u8; 16] {
     ]
 }
 
-crate::user_pod!(SourceKey, SourceCount, CorosyncLocalEvent);
+crate::user_pod!(SourceKey, SourceCount, MemberCount, CorosyncLocalEvent);
 
 // Map keys and values: their sizes are part of the ABI.
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
 const _: () = assert!(core::mem::size_of::<SourceCount>() == 24);
+const _: () = assert!(core::mem::size_of::<MemberCount>() == 24);

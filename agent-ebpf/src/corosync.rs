@@ -6,8 +6,9 @@
 use agent_common::{
     corosync::{
         COROSYNC_EXEC_CAPACITY, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY,
-        COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, LOCAL_BIND, LOCAL_EXEC, SourceCount,
-        SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED,
+        COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, LOCAL_BIND, LOCAL_EXEC, MemberCount,
+        SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS,
+        TOTAL_UNTRACKED,
     },
     event::kind,
     maps::ExecWatchKey,
@@ -44,6 +45,9 @@ static COROSYNC_EXEC: HashMap<ExecWatchKey, u32> =
 
 #[map(name = "COROSYNC_PORT_BITS")]
 static COROSYNC_PORT_BITS: Array<PortBits> = Array::with_max_entries(1, 0);
+#[map(name = "COROSYNC_MEMBER_COUNTS")]
+static COROSYNC_MEMBER_COUNTS: PerCpuArray<MemberCount> =
+    PerCpuArray::with_max_entries(COROSYNC_MEMBERS_CAPACITY, 0);
 #[map(name = "COROSYNC_DROPS")]
 static COROSYNC_DROPS: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -64,29 +68,47 @@ pub fn is_cluster_port(port: u16) -> bool {
 }
 
 /// Count a cluster packet from `addr` (IPv4 mapped) seen on `ifindex`; `true` when a
-/// quarantine drops it.
+/// quarantine drops it. A member's packet costs the member lookup and its slot in a
+/// per-CPU array; anything else is counted per source in an LRU hash.
 #[inline(always)]
 pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
-    // SAFETY: map lookup, presence only.
-    let member = unsafe { COROSYNC_MEMBERS.get(&addr) }.is_some();
-    total(if member {
-        TOTAL_MEMBER
-    } else {
-        TOTAL_NON_MEMBER
-    });
-    // A member's traffic is never dropped, whatever the drop list says; the drop list
-    // is looked up only when it holds a rule.
-    let drop = !member && COROSYNC_DROPS.get(0).is_some_and(|n| *n > 0) && dropped(&addr);
+    let len = ctx.len() as u64;
+    // SAFETY: map lookup, value copied.
+    if let Some(slot) = unsafe { COROSYNC_MEMBERS.get(&addr) }.copied() {
+        total(TOTAL_MEMBER);
+        if let Some(c) = COROSYNC_MEMBER_COUNTS.get_ptr_mut(slot) {
+            // SAFETY: a per-CPU value: no other writer on this CPU while we run.
+            unsafe {
+                if (*c).ifindex == ifindex || (*c).ifindex == 0 {
+                    (*c).ifindex = ifindex;
+                    (*c).packets += 1;
+                    (*c).bytes += len;
+                    return false;
+                }
+            }
+        }
+        // A member on a second interface (or a slot out of range): per source.
+        count_source(ctx, addr, ifindex, true, len, false);
+        return false;
+    }
+    total(TOTAL_NON_MEMBER);
+    // The drop list is looked up only when it holds a rule.
+    let drop = COROSYNC_DROPS.get(0).is_some_and(|n| *n > 0) && dropped(&addr);
     if drop {
         total(TOTAL_DROPPED);
         crate::quarantine::qcount(QSTAT_DROP_COROSYNC);
     }
+    count_source(ctx, addr, ifindex, false, len, drop);
+    drop
+}
+
+#[inline(always)]
+fn count_source(ctx: &TcContext, addr: [u8; 16], ifindex: u32, member: bool, len: u64, drop: bool) {
     let key = SourceKey {
         addr,
         ifindex,
         member: member as u32,
     };
-    let len = ctx.len() as u64;
     let d = drop as u64;
     match COROSYNC_SOURCES.get_ptr_mut(&key) {
         // SAFETY: a per-CPU value: no other writer on this CPU while we run.
@@ -110,7 +132,6 @@ pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
             }
         }
     }
-    drop
 }
 
 #[inline(always)]

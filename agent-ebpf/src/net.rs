@@ -65,8 +65,13 @@ pub fn net_tc(ctx: TcContext) -> i32 {
             let Some(l4) = frame::ipv4_l4(&pkt, eth.l3) else {
                 return TCX_NEXT;
             };
-            match frame::ipv4_saddr(&pkt, eth.l3) {
-                Some(saddr) => cluster(&ctx, &pkt, v4_key(saddr), l4),
+            // The source is read before the map lookups: the verifier forgets a packet
+            // bound across a helper call.
+            let Some(saddr) = frame::ipv4_saddr(&pkt, eth.l3) else {
+                return TCX_NEXT;
+            };
+            match cluster_port(&ctx, &pkt, l4) {
+                Some(i) => cluster(&ctx, v4_key(saddr), i),
                 None => TCX_NEXT,
             }
         }
@@ -80,10 +85,15 @@ pub fn net_tc(ctx: TcContext) -> i32 {
         frame::ETH_P_IPV6 => {
             let l4 = eth.l3 + 40;
             match frame::ipv6_next(&pkt, eth.l3) {
-                Some(frame::IPPROTO_UDP) => match frame::ipv6_saddr(&pkt, eth.l3) {
-                    Some(saddr) => cluster(&ctx, &pkt, saddr, l4),
-                    None => TCX_NEXT,
-                },
+                Some(frame::IPPROTO_UDP) => {
+                    let Some(saddr) = frame::ipv6_saddr(&pkt, eth.l3) else {
+                        return TCX_NEXT;
+                    };
+                    match cluster_port(&ctx, &pkt, l4) {
+                        Some(i) => cluster(&ctx, saddr, i),
+                        None => TCX_NEXT,
+                    }
+                }
                 Some(frame::IPPROTO_ICMPV6) if arp::is_ndp(&pkt, l4) => {
                     let i = ifindex(&ctx);
                     if let Some(p) = port(i, PORT_WATCH_ARP) {
@@ -98,20 +108,23 @@ pub fn net_tc(ctx: TcContext) -> i32 {
     }
 }
 
-/// UDP from `addr` with its header at `l4`: counted (and maybe dropped) when it goes to
-/// a cluster port on an interface that counts cluster traffic.
+/// The ingress interface when the UDP datagram with its header at `l4` goes to a
+/// cluster port on an interface that counts cluster traffic: the port bitmap is tested
+/// before anything else is read.
 #[inline(always)]
-fn cluster(ctx: &TcContext, pkt: &Packet, addr: [u8; 16], l4: usize) -> i32 {
-    let Some(dport) = pkt.be16(l4 + 2) else {
-        return TCX_NEXT;
-    };
+fn cluster_port(ctx: &TcContext, pkt: &Packet, l4: usize) -> Option<u32> {
+    let dport = pkt.be16(l4 + 2)?;
     if !corosync::is_cluster_port(dport) {
-        return TCX_NEXT;
+        return None;
     }
     let i = ifindex(ctx);
-    if port(i, PORT_WATCH_COROSYNC).is_none() {
-        return TCX_NEXT;
-    }
+    port(i, PORT_WATCH_COROSYNC).map(|_| i)
+}
+
+/// A cluster packet from `addr` on interface `i`: counted, and dropped when a
+/// quarantine names its source.
+#[inline(always)]
+fn cluster(ctx: &TcContext, addr: [u8; 16], i: u32) -> i32 {
     if corosync::count_packet(ctx, addr, i) {
         TC_ACT_SHOT
     } else {

@@ -24,7 +24,10 @@ fn check_packet_cost_runs_the_packet_program_on_crafted_frames() {
     );
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON rows");
     let frames: Vec<&str> = rows.iter().filter_map(|r| r["frame"].as_str()).collect();
-    assert_eq!(frames, ["unrelated", "udp_other", "cluster", "arp"]);
+    assert_eq!(
+        frames,
+        ["unrelated", "udp_other", "cluster", "rogue", "arp"]
+    );
     for r in &rows {
         assert!(r["ns_median"].as_u64().is_some_and(|n| n > 0), "{r}");
         // Observe mode: every frame passes on to the next program (tcx "next" = -1).

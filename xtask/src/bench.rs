@@ -431,7 +431,7 @@ fn packet_cost(bin: &Path) -> Result<String> {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
     let target = |frame: &str| match frame {
         "unrelated" => "≤ 30",
-        "cluster" => "≤ 80",
+        "cluster" | "rogue" => "≤ 80",
         _ => "—",
     };
     let lines: Vec<String> = rows

@@ -2,7 +2,7 @@
 //! this kernel, measured with BPF_PROG_TEST_RUN on crafted frames (the kernel runs the
 //! program N times on one skb and reports the mean time per run; no interface, no
 //! traffic). The program is loaded on its own with the ARP observer and the cluster
-//! counter enabled on the test run's device (loopback), cluster port 5405.
+//! counter enabled on the test run's device (loopback), cluster port 5405, one member.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
@@ -27,6 +27,8 @@ struct Frame {
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+/// The cluster member the `cluster` frame comes from.
+const MEMBER: [u8; 4] = [10, 0, 0, 7];
 
 /// An IPv4 frame from `src` to 10.0.0.2: TCP (`tcp`) or UDP to `dport`, 80 bytes.
 fn ipv4(src: [u8; 4], tcp: bool, dport: u16) -> Vec<u8> {
@@ -70,6 +72,11 @@ fn frames() -> Vec<Frame> {
         },
         Frame {
             name: "cluster",
+            what: "80-byte IPv4 UDP to port 5405 from a member (counted in its slot)",
+            bytes: ipv4(MEMBER, false, 5405),
+        },
+        Frame {
+            name: "rogue",
             what: "80-byte IPv4 UDP to port 5405 from a non-member (counted per source)",
             bytes: ipv4([10, 9, 9, 9], false, 5405),
         },
@@ -110,7 +117,7 @@ pub fn run(config: &Config, json: bool) -> i32 {
         flags: PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
     };
     let settings = kernel
-        .sync_corosync(&[5405], &Default::default(), &[])
+        .sync_corosync(&[5405], &[(MEMBER.into(), 7)].into(), &[])
         .and_then(|()| kernel.write_ports([(1, lo)].into()));
     if let Err(e) = settings {
         eprintln!("nodeward check --packet-cost: {e}");

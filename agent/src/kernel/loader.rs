@@ -33,6 +33,8 @@ pub enum LoadError {
         name: &'static str,
         source: aya::maps::MapError,
     },
+    #[error("eBPF map {name}: more than its {capacity} entries wanted")]
+    Capacity { name: &'static str, capacity: u32 },
 }
 
 /// Why the kernel refused to load a program (its first line, kept for reports).
@@ -66,6 +68,9 @@ pub struct Kernel {
     pub(crate) tc_attached: HashMap<&'static str, std::collections::BTreeMap<String, u32>>,
     /// What the packet program does on each interface it is on (ifindex ->).
     pub(crate) packet_ports: std::collections::BTreeMap<u32, agent_common::packet::NetPort>,
+    /// The cluster members' counter slots (shared with the corosync counters' reader).
+    pub(crate) member_slots:
+        std::sync::Arc<std::sync::Mutex<crate::detectors::corosync::kernel::MemberSlots>>,
     /// Attachments that failed, with the reason last reported (each reported once).
     pub(crate) tc_failed: HashMap<(&'static str, String), String>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
@@ -110,6 +115,7 @@ impl Kernel {
             tc_attached: Default::default(),
             tc_failed: Default::default(),
             packet_ports: Default::default(),
+            member_slots: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
             links: HashMap::new(),
@@ -267,6 +273,8 @@ impl Kernel {
         if tc.fd().is_err()
             && let Err(e) = tc.load()
         {
+            // The verifier's whole log, for whoever debugs a kernel that refuses it.
+            debug!(program = name, error = %e, "load failed");
             return Status::Failed(format!("load: {}", first_line(&e.to_string())));
         }
         Status::Attached

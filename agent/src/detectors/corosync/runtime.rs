@@ -401,11 +401,11 @@ impl Runtime {
             .sources()
             .into_iter()
             .map(|r| Sample {
-                addr: crate::net::key_addr(r.key.addr),
-                interface: crate::net::ifname(r.key.ifindex),
-                member: r.key.member == 1,
-                packets: r.count.packets,
-                dropped: r.count.dropped,
+                addr: crate::net::key_addr(r.addr),
+                interface: crate::net::ifname(r.ifindex),
+                member: r.member,
+                packets: r.packets,
+                dropped: r.dropped,
             })
             .collect();
         let found = self.detector.sample(now_ms(), &samples);
