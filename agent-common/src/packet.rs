@@ -19,6 +19,9 @@ pub const PORT_BRIDGE: u32 = 1;
 pub const PORT_WATCH_ARP: u32 = 2;
 /// Count (and drop quarantined) cluster traffic on this interface (`corosync`).
 pub const PORT_WATCH_COROSYNC: u32 = 4;
+/// A quarantine names this interface: frames from quarantined sources (MAC, IP, ARP
+/// claim) are dropped here before anything else looks at them.
+pub const PORT_QUARANTINE: u32 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +60,10 @@ impl PortBits {
 /// Array of one u32: how many cluster-drop rules exist (the drop map is looked up only
 /// when there is one).
 pub const COROSYNC_DROPS: &str = "COROSYNC_DROPS";
+
+/// Array of one u32: how many interfaces carry [`PORT_QUARANTINE`] (a frame's
+/// interface settings are looked up for the quarantine only when one does).
+pub const QUARANTINE_PORTS: &str = "QUARANTINE_PORTS";
 
 crate::user_pod!(NetPort, PortBits);
 

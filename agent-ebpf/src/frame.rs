@@ -1,5 +1,5 @@
-//! The one Ethernet / VLAN / IP parser of the packet programs (`net_tc`,
-//! `quarantine_tc`), on direct packet access: every field is a bounds-checked load from
+//! The one Ethernet / VLAN / IP parser of the packet program (`net_tc`: observation
+//! and the quarantine's drops), on direct packet access: every field is a bounds-checked load from
 //! the skb's linear data, no helper call. Offsets are bounded constants or masked
 //! lengths, so the verifier can follow them.
 

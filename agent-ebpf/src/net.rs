@@ -1,13 +1,15 @@
 //! The packet program: one TC ingress classifier per interface (`net_tc`) that does
 //! everything the detectors need of a frame — ARP/ND observation (`arp`), cluster
-//! counting and drops (`corosync`). Direct packet access; protocol and port tests come
+//! counting and drops (`corosync`), and the quarantine's drops on the interfaces it
+//! names. Direct packet access; protocol and port tests come
 //! before any map, and the interface's settings are an inlined array lookup taken only
 //! for a frame that matters. A frame that concerns no detector costs a few loads.
 
 use agent_common::{
     corosync::v4_key,
     packet::{
-        NET_PORTS_CAPACITY, NET_PORTS_HIGH_CAPACITY, NetPort, PORT_WATCH_ARP, PORT_WATCH_COROSYNC,
+        NET_PORTS_CAPACITY, NET_PORTS_HIGH_CAPACITY, NetPort, PORT_QUARANTINE, PORT_WATCH_ARP,
+        PORT_WATCH_COROSYNC,
     },
 };
 use aya_ebpf::{
@@ -21,6 +23,7 @@ use aya_ebpf::{
 use crate::{
     arp, corosync,
     frame::{self, Packet},
+    quarantine,
 };
 
 #[map(name = "NET_PORTS")]
@@ -29,7 +32,7 @@ static NET_PORTS: Array<NetPort> = Array::with_max_entries(NET_PORTS_CAPACITY, 0
 static NET_PORTS_HIGH: HashMap<u32, NetPort> =
     HashMap::with_max_entries(NET_PORTS_HIGH_CAPACITY, 0);
 
-/// tcx: continue with the next program (e.g. the quarantine's).
+/// tcx: continue with the next program (another tool's, or the kernel's default).
 const TCX_NEXT: i32 = -1;
 
 /// The interface the frame arrived on.
@@ -53,6 +56,13 @@ fn port(ifindex: u32, flag: u32) -> Option<NetPort> {
 
 #[classifier]
 pub fn net_tc(ctx: TcContext) -> i32 {
+    // A quarantine's drops first: a dropped frame is not observed.
+    if quarantine::any_port()
+        && port(ifindex(&ctx), PORT_QUARANTINE).is_some()
+        && quarantine::drop_slot(&ctx).is_some()
+    {
+        return TC_ACT_SHOT;
+    }
     let pkt = Packet::of(&ctx);
     let Some(eth) = frame::ethernet(&ctx, &pkt) else {
         return TCX_NEXT;

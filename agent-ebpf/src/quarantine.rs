@@ -1,4 +1,5 @@
-//! Quarantine enforcement: packet drops at TC ingress and kill-on-exec. Only entries
+//! Quarantine enforcement: packet drops at TC ingress (in the packet program,
+//! `net::net_tc`, on the interfaces a quarantine names) and kill-on-exec. Only entries
 //! the agent's engine inserted (after its safeguards) are acted on, and every entry
 //! expires on its own (checked here, on the boot clock).
 
@@ -12,13 +13,12 @@ use agent_common::{
     stats,
 };
 use aya_ebpf::{
-    bindings::TC_ACT_SHOT,
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
         generated::bpf_send_signal,
     },
-    macros::{classifier, lsm, map, tracepoint},
-    maps::{HashMap, PerCpuArray},
+    macros::{lsm, map, tracepoint},
+    maps::{Array, HashMap, PerCpuArray},
     programs::{LsmContext, TcContext, TracePointContext},
 };
 
@@ -37,6 +37,8 @@ static DROP_V6: HashMap<[u8; 16], Rule> = HashMap::with_max_entries(RULES_CAPACI
 static DROP_MAC: HashMap<MacKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
 #[map(name = "DROP_ARP")]
 static DROP_ARP: HashMap<ArpClaimKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+#[map(name = "QUARANTINE_PORTS")]
+static QUARANTINE_PORTS: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "QSTATS")]
 static QSTATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(QSTAT_SLOTS, 0);
 
@@ -156,18 +158,20 @@ pub fn quarantine_lsm_exec(ctx: LsmContext) -> i32 {
     }
 }
 
-/// Drop packets from quarantined sources (MAC, IPv4, IPv6, or an ARP claim of an IP by
-/// a MAC) at TC ingress of the interfaces a quarantine names.
-#[classifier]
-pub fn quarantine_tc(ctx: TcContext) -> i32 {
-    match decide(&ctx) {
-        Some(slot) => {
-            qcount(slot);
-            TC_ACT_SHOT
-        }
-        // tcx: continue with the next program (e.g. the arp observer).
-        None => -1,
-    }
+/// Whether any interface carries a quarantine (one inlined array load).
+#[inline(always)]
+pub fn any_port() -> bool {
+    QUARANTINE_PORTS.get(0).is_some_and(|n| *n > 0)
+}
+
+/// A frame on an interface a quarantine names: the slot to count when it comes from a
+/// quarantined source (MAC, IPv4, IPv6, or an ARP claim of an IP by a MAC) and must be
+/// dropped. Called by the packet program (`net::net_tc`) before anything else.
+#[inline(always)]
+pub fn drop_slot(ctx: &TcContext) -> Option<u32> {
+    let slot = decide(ctx)?;
+    qcount(slot);
+    Some(slot)
 }
 
 #[inline(always)]

@@ -117,7 +117,12 @@ pub fn run(config: &Config, json: bool) -> i32 {
         flags: PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
     };
     let settings = kernel
-        .sync_corosync(&[5405], &[(MEMBER.into(), 7)].into(), &[])
+        .sync_corosync(
+            &[5405],
+            &Default::default(),
+            &[(MEMBER.into(), 7)].into(),
+            &[],
+        )
         .and_then(|()| kernel.write_ports([(1, lo)].into()));
     if let Err(e) = settings {
         eprintln!("nodeward check --packet-cost: {e}");

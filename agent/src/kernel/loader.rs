@@ -61,16 +61,16 @@ pub struct TcSync {
 
 pub struct Kernel {
     pub(crate) ebpf: Ebpf,
-    /// Interfaces the quarantine TC program is attached to.
-    pub(crate) tc_ifaces: std::collections::HashSet<String>,
+    /// Interfaces a quarantine named (the packet program drops there; kept while the
+    /// agent runs).
+    pub(crate) quarantine_ifaces: std::collections::BTreeSet<String>,
+    /// Interfaces the ARP observer and the cluster counter watch (from the config).
+    pub(crate) packet_watch: (Vec<String>, Vec<String>),
     /// Interfaces each observer TC program is attached to (name -> ifindex: a name
     /// reused by a new interface is a new attachment).
     pub(crate) tc_attached: HashMap<&'static str, std::collections::BTreeMap<String, u32>>,
     /// What the packet program does on each interface it is on (ifindex ->).
     pub(crate) packet_ports: std::collections::BTreeMap<u32, agent_common::packet::NetPort>,
-    /// The cluster members' counter slots (shared with the corosync counters' reader).
-    pub(crate) member_slots:
-        std::sync::Arc<std::sync::Mutex<crate::detectors::corosync::kernel::MemberSlots>>,
     /// Attachments that failed, with the reason last reported (each reported once).
     pub(crate) tc_failed: HashMap<(&'static str, String), String>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
@@ -111,11 +111,11 @@ impl Kernel {
             ebpf,
             drop_reasons,
             martian_reasons: Default::default(),
-            tc_ifaces: Default::default(),
+            quarantine_ifaces: Default::default(),
+            packet_watch: Default::default(),
             tc_attached: Default::default(),
             tc_failed: Default::default(),
             packet_ports: Default::default(),
-            member_slots: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
             links: HashMap::new(),
@@ -423,13 +423,11 @@ impl Kernel {
 
     /// Kernel ids of the attached programs, by program name (for run statistics).
     pub fn program_ids(&self) -> Vec<(&'static str, u32)> {
-        // TC programs are loaded once and attached per interface (the quarantine's on
-        // demand): counted once loaded.
+        // TC programs are loaded once and attached per interface: counted once loaded.
         let tc = PROGRAMS
             .iter()
             .filter(|p| p.hook == Hook::TcIngress)
             .map(|p| &p.name)
-            .chain(std::iter::once(&crate::kernel::programs::QUARANTINE_TC))
             .collect::<std::collections::BTreeSet<_>>();
         self.links
             .keys()

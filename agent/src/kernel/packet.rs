@@ -1,12 +1,13 @@
 //! The packet program (`net_tc`): one TC ingress program per interface, attached to
-//! every interface a packet detector watches, told per interface what to do by the
-//! `NET_PORTS` array (L2 domain, bridge or not, ARP and/or cluster traffic).
+//! every interface a packet detector watches or a quarantine names, told per interface
+//! what to do by the `NET_PORTS` array (L2 domain, bridge or not, ARP and/or cluster
+//! traffic, quarantine drops).
 
 use std::collections::BTreeMap;
 
 use agent_common::packet::{
-    NET_PORTS, NET_PORTS_CAPACITY, NET_PORTS_HIGH, NetPort, PORT_BRIDGE, PORT_WATCH_ARP,
-    PORT_WATCH_COROSYNC,
+    NET_PORTS, NET_PORTS_CAPACITY, NET_PORTS_HIGH, NetPort, PORT_BRIDGE, PORT_QUARANTINE,
+    PORT_WATCH_ARP, PORT_WATCH_COROSYNC, QUARANTINE_PORTS,
 };
 
 use crate::{
@@ -40,9 +41,53 @@ impl Kernel {
     /// counter should watch (their config sections say which), and write each one's
     /// settings.
     pub fn sync_packet_interfaces(&mut self, config: &Config, links: &Links) -> PacketSync {
-        let arp = config.detectors.arp.watched(links);
-        let corosync = config.detectors.corosync.watched(links);
-        let mut wanted: Vec<String> = arp.iter().chain(&corosync).cloned().collect();
+        self.packet_watch = (
+            config.detectors.arp.watched(links),
+            config.detectors.corosync.watched(links),
+        );
+        self.sync_packet(links)
+    }
+
+    /// Attach the packet program to `iface` for a quarantine's drops too (it stays for
+    /// as long as the agent runs); the reason when it cannot be.
+    pub fn quarantine_interface(&mut self, iface: &str) -> Result<(), String> {
+        if let Some(Ok(tc)) = self
+            .ebpf_mut()
+            .program_mut(NET_TC)
+            .map(TryInto::<&mut aya::programs::SchedClassifier>::try_into)
+            && tc.fd().is_err()
+        {
+            tc.load().map_err(|e| format!("load {NET_TC}: {e}"))?;
+        }
+        if self.quarantine_ifaces.insert(iface.to_string()) {
+            let links = Links::dump().map_err(|e| format!("interfaces: {e}"))?;
+            for e in self.sync_packet(&links).new_errors {
+                tracing::warn!(error = %e, "packet program");
+            }
+        }
+        let on = self
+            .tc_attached
+            .get(NET_TC)
+            .and_then(|on| on.get(iface))
+            .and_then(|i| self.packet_ports.get(i));
+        match on {
+            Some(p) if p.flags & PORT_QUARANTINE != 0 => Ok(()),
+            _ => Err(self
+                .tc_failed
+                .get(&(NET_TC, iface.to_string()))
+                .cloned()
+                .unwrap_or_else(|| "not attached".to_string())),
+        }
+    }
+
+    fn sync_packet(&mut self, links: &Links) -> PacketSync {
+        let (arp, corosync) = self.packet_watch.clone();
+        let mut wanted: Vec<String> = arp
+            .iter()
+            .chain(&corosync)
+            .chain(&self.quarantine_ifaces)
+            .cloned()
+            .collect();
         wanted.sort();
         wanted.dedup();
         let sync = self.sync_tc(NET_TC, wanted, links);
@@ -59,6 +104,9 @@ impl Kernel {
             }
             if corosync.contains(name) {
                 flags |= PORT_WATCH_COROSYNC;
+            }
+            if self.quarantine_ifaces.contains(name) {
+                flags |= PORT_QUARANTINE;
             }
             ports.insert(
                 *ifindex,
@@ -115,6 +163,22 @@ impl Kernel {
             .map(|(i, p)| (*i, *p))
             .collect();
         sync_hash(self, NET_PORTS_HIGH, &high)?;
+        let quarantined = ports
+            .values()
+            .filter(|p| p.flags & PORT_QUARANTINE != 0)
+            .count() as u32;
+        let map = self
+            .ebpf_mut()
+            .map_mut(QUARANTINE_PORTS)
+            .ok_or(LoadError::MissingMap(QUARANTINE_PORTS))?;
+        let err = |source| LoadError::Map {
+            name: QUARANTINE_PORTS,
+            source,
+        };
+        aya::maps::Array::<_, u32>::try_from(map)
+            .map_err(err)?
+            .set(0, &quarantined, 0)
+            .map_err(err)?;
         self.packet_ports = ports;
         Ok(())
     }

@@ -51,9 +51,6 @@ const fn tp(
     }
 }
 
-/// The quarantine's TC program: loaded once, attached per interface on demand.
-pub const QUARANTINE_TC: &str = "quarantine_tc";
-
 pub const PROGRAMS: &[ProgramSpec] = &[
     tp(
         "reboot",

@@ -1,21 +1,14 @@
 //! The kernel backend: quarantines as entries of the enforcement maps (each carrying its
-//! boot-clock expiry) and the TC program attached to the interfaces they name.
+//! boot-clock expiry) and the packet program on the interfaces they name.
 
-use std::{ffi::CString, net::IpAddr};
+use std::net::IpAddr;
 
 use agent_common::corosync::COROSYNC_DROP;
 use agent_common::quarantine::{self as q, ArpClaimKey, BlockExecKey, MacKey, Rule};
-use aya::{
-    maps::HashMap as BpfHashMap,
-    programs::{SchedClassifier, TcAttachType},
-};
-use tracing::info;
+use aya::maps::HashMap as BpfHashMap;
 
 use super::{Backend, Quarantine, Target};
 use crate::kernel::{loader::Kernel, owner::Handle};
-
-/// Name of the TC program in the object.
-pub use crate::kernel::programs::QUARANTINE_TC as TC_PROGRAM;
 
 /// The quarantine engine on the kernel backend (the handle of the object's owner).
 pub type Guard = super::Engine<Handle>;
@@ -38,16 +31,8 @@ pub enum KernelBackendError {
         #[source]
         source: aya::maps::MapError,
     },
-    #[error("bad interface name {0:?}")]
-    BadInterface(String),
-    #[error("TC program missing from the object")]
-    MissingTcProgram,
-    #[error("{what}: {source}")]
-    Program {
-        what: String,
-        #[source]
-        source: aya::programs::ProgramError,
-    },
+    #[error("packet program on {iface}: {reason}")]
+    Interface { iface: String, reason: String },
     #[error("the {0} program is not attached")]
     NotAttached(&'static str),
 }
@@ -107,29 +92,13 @@ impl Kernel {
         a.set(0, &(n as u32), 0).map_err(err)
     }
 
+    /// The packet program on `iface`, dropping what the quarantine maps name there.
     fn ensure_tc(&mut self, iface: &str) -> Result<(), KernelBackendError> {
-        if self.tc_ifaces.contains(iface) {
-            return Ok(());
-        }
-        let name =
-            CString::new(iface).map_err(|_| KernelBackendError::BadInterface(iface.to_string()))?;
-        let program = |what: String| move |source| KernelBackendError::Program { what, source };
-        let prog = self
-            .ebpf_mut()
-            .program_mut(TC_PROGRAM)
-            .ok_or(KernelBackendError::MissingTcProgram)?;
-        let tc: &mut SchedClassifier = prog.try_into().map_err(program(TC_PROGRAM.to_string()))?;
-        if tc.fd().is_err() {
-            tc.load().map_err(program(format!("load {TC_PROGRAM}")))?;
-        }
-        tc.attach(&name, TcAttachType::Ingress)
-            .map_err(program(format!("attach TC ingress on {iface}")))?;
-        info!(
-            interface = iface,
-            "quarantine TC program attached (ingress)"
-        );
-        self.tc_ifaces.insert(iface.to_string());
-        Ok(())
+        self.quarantine_interface(iface)
+            .map_err(|reason| KernelBackendError::Interface {
+                iface: iface.to_string(),
+                reason,
+            })
     }
 
     fn map_insert(&mut self, target: &Target, rule: Rule) -> Result<(), KernelBackendError> {

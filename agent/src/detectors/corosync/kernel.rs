@@ -88,6 +88,7 @@ impl Kernel {
     pub fn sync_corosync(
         &mut self,
         ports: &[u16],
+        slots: &Mutex<MemberSlots>,
         members: &BTreeMap<IpAddr, u32>,
         daemons: &[String],
     ) -> Result<(), LoadError> {
@@ -107,7 +108,7 @@ impl Kernel {
             .map_err(err)?;
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
-        self.sync_members(members)?;
+        self.sync_members(slots, members)?;
         let daemons: Vec<(ExecWatchKey, u32)> = daemons
             .iter()
             .filter_map(|d| ExecWatchKey::new(d.as_bytes()).map(|k| (k, 1)))
@@ -118,17 +119,21 @@ impl Kernel {
     /// The member list, each member in its counter slot: a member keeps its slot while
     /// it stays; a slot is zeroed before a new member takes it and after one leaves,
     /// and a freed slot is reused last.
-    fn sync_members(&mut self, members: &BTreeMap<IpAddr, u32>) -> Result<(), LoadError> {
+    fn sync_members(
+        &mut self,
+        slots: &Mutex<MemberSlots>,
+        members: &BTreeMap<IpAddr, u32>,
+    ) -> Result<(), LoadError> {
         let wanted: Vec<[u8; 16]> = members.keys().map(|a| addr_key(*a)).collect();
-        let change = self
-            .member_slots
-            .lock()
-            .expect("member slots")
-            .assign(&wanted)
-            .ok_or(LoadError::Capacity {
-                name: COROSYNC_MEMBERS,
-                capacity: COROSYNC_MEMBERS_CAPACITY,
-            })?;
+        let change =
+            slots
+                .lock()
+                .expect("member slots")
+                .assign(&wanted)
+                .ok_or(LoadError::Capacity {
+                    name: COROSYNC_MEMBERS,
+                    capacity: COROSYNC_MEMBERS_CAPACITY,
+                })?;
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
@@ -154,7 +159,8 @@ impl Kernel {
         counts.set(slot, zeros, 0).map_err(err)
     }
 
-    pub fn corosync_counters(&self) -> Result<Counters, LoadError> {
+    /// `slots`: the member slots [`Kernel::sync_corosync`] keeps.
+    pub fn corosync_counters(&self, slots: Arc<Mutex<MemberSlots>>) -> Result<Counters, LoadError> {
         let handle = |name| self.map_handle(name);
         Ok(Counters {
             members: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(
@@ -164,7 +170,7 @@ impl Kernel {
                 name: COROSYNC_MEMBER_COUNTS,
                 source,
             })?,
-            slots: self.member_slots.clone(),
+            slots,
             sources: PerCpuHashMap::try_from(aya::maps::Map::PerCpuLruHashMap(handle(
                 COROSYNC_SOURCES,
             )?))

@@ -56,6 +56,8 @@ pub struct Runtime {
     applied: Option<Applied>,
     detector: CorosyncDetector,
     counters: Option<Counters>,
+    /// Which counter slot each member has in the kernel.
+    slots: std::sync::Arc<std::sync::Mutex<super::kernel::MemberSlots>>,
     role_tx: watch::Sender<Option<Role>>,
     findings: mpsc::Sender<Finding>,
     /// The file is read on a blocking thread (it may live on pmxcfs, which hangs with
@@ -146,6 +148,7 @@ impl Runtime {
             applied: None,
             detector: CorosyncDetector::new(&config.detectors.corosync),
             counters: None,
+            slots: Default::default(),
             role_tx,
             findings,
             read: None,
@@ -365,14 +368,15 @@ impl Runtime {
             daemons: self.config.daemons.clone(),
         };
         if self.applied.as_ref() != Some(&want) {
-            let (ports, members, daemons) = (
+            let (ports, members, daemons, slots) = (
                 want.ports.clone(),
                 want.members.clone(),
                 want.daemons.clone(),
+                self.slots.clone(),
             );
             match guard
                 .backend()
-                .call(move |k| k.sync_corosync(&ports, &members, &daemons))
+                .call(move |k| k.sync_corosync(&ports, &slots, &members, &daemons))
             {
                 Ok(()) => {
                     self.detector.set_members(want.members.clone());
@@ -387,7 +391,8 @@ impl Runtime {
         let n_members = self.applied.as_ref().map_or(0, |a| a.members.len());
         metrics.set_corosync_state(true, n_members, Some(role.standalone));
         if self.counters.is_none() {
-            match guard.backend().call(|k| k.corosync_counters()) {
+            let slots = self.slots.clone();
+            match guard.backend().call(move |k| k.corosync_counters(slots)) {
                 Ok(c) => self.counters = Some(c),
                 Err(e) => {
                     error!(detector = "corosync", error = %e, "cluster traffic counters unreadable");
