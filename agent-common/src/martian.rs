@@ -1,8 +1,10 @@
 //! `martian` detector ABI: kernel drops of packets with impossible source addresses
 //! (skb:kfree_skb with martian drop reasons), per interface and reason, and per source.
 
-/// Hash: drop reason value -> 1, for the reasons counted (filled from BTF names).
+/// Array indexed by drop reason value: 1 for the reasons counted (filled from BTF
+/// names; a reason at or above the capacity, e.g. a subsystem's, is never counted).
 pub const MARTIAN_REASONS: &str = "MARTIAN_REASONS";
+pub const MARTIAN_REASONS_CAPACITY: u32 = 1024;
 /// Per-CPU hash: [`MartianKey`] -> drops.
 pub const MARTIAN_COUNTS: &str = "MARTIAN_COUNTS";
 /// LRU per-CPU hash: [`MartianSource`] -> drops (bounded top-sources table).

@@ -2,17 +2,20 @@
 //! (resolved by name from BTF by userspace), counted per interface, netns and reason,
 //! and per source address.
 
-use agent_common::martian::{MARTIAN_SOURCES_CAPACITY, MartianKey, MartianSource};
+use agent_common::martian::{
+    MARTIAN_REASONS_CAPACITY, MARTIAN_SOURCES_CAPACITY, MartianKey, MartianSource,
+};
 use aya_ebpf::{
+    EbpfContext,
     macros::{map, tracepoint},
-    maps::{HashMap, LruPerCpuHashMap, PerCpuHashMap},
+    maps::{Array, LruPerCpuHashMap, PerCpuHashMap},
     programs::TracePointContext,
 };
 
 use crate::common::{offsets, percpu_inc, read_at};
 
 #[map(name = "MARTIAN_REASONS")]
-static MARTIAN_REASONS: HashMap<u32, u32> = HashMap::with_max_entries(32, 0);
+static MARTIAN_REASONS: Array<u32> = Array::with_max_entries(MARTIAN_REASONS_CAPACITY, 0);
 #[map(name = "MARTIAN_COUNTS")]
 static MARTIAN_COUNTS: PerCpuHashMap<MartianKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
 #[map(name = "MARTIAN_SOURCES")]
@@ -21,17 +24,18 @@ static MARTIAN_SOURCES: LruPerCpuHashMap<MartianSource, u64> =
 
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn martian_drop(ctx: TracePointContext) -> u32 {
+    // Every freed skb on the host passes here: the reason and protocol are read from
+    // the record directly (no helper call), the reason tested in an inlined array.
     // skbaddr @8, protocol @32 (host order), reason @36.
-    // SAFETY: tracepoint context reads through the checked helper.
-    let Ok(reason) = (unsafe { ctx.read_at::<u32>(36) }) else {
-        return 0;
+    let record = ctx.as_ptr() as *const u8;
+    // SAFETY: the tracepoint's record is readable in full and these fields are aligned.
+    let (protocol, reason) = unsafe {
+        (
+            core::ptr::read(record.add(32).cast::<u16>()),
+            core::ptr::read(record.add(36).cast::<u32>()),
+        )
     };
-    // SAFETY: map lookup.
-    if unsafe { MARTIAN_REASONS.get(&reason) }.is_none() {
-        return 0;
-    }
-    // SAFETY: as above.
-    if unsafe { ctx.read_at::<u16>(32) }.unwrap_or(0) != 0x0800 {
+    if MARTIAN_REASONS.get(reason).is_none_or(|on| *on == 0) || protocol != 0x0800 {
         return 0;
     }
     // SAFETY: as above.

@@ -40,13 +40,9 @@ fn in_martian_src() -> u64 {
         .sum()
 }
 
-#[test]
-fn martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_and_flood() {
-    let name = "martian::martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_and_flood";
-    let Some(bin) = agent_bin(name) else { return };
-    if !nodeward_tests::scapy_available(name) {
-        return;
-    }
+/// Two test namespaces, the receiver with rp_filter=1: (lan, the receiver's netns
+/// inode, the receiver's MAC).
+fn rp_filter_lan() -> (Lan, String, String) {
     let lan = Lan::new();
     for key in [
         "net.ipv4.conf.all.rp_filter=1",
@@ -83,10 +79,30 @@ fn martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_an
             .unwrap()
             .to_string()
     };
+    (lan, inum, b_mac)
+}
+
+/// The lab and an agent counting floods of 30 drops within `window`; `None` (the skip
+/// said out loud) without the agent binary or scapy.
+fn start(name: &str, window: &str) -> Option<(Lan, String, String, Agent)> {
+    let bin = agent_bin(name)?;
+    if !nodeward_tests::scapy_available(name) {
+        return None;
+    }
+    let (lan, inum, b_mac) = rp_filter_lan();
     let agent = Agent::start(
         &bin,
-        "[detectors.martian]\nflood_threshold = 30\nwindow = \"5s\"\n",
+        &format!("[detectors.martian]\nflood_threshold = 30\nwindow = \"{window}\"\n"),
     );
+    Some((lan, inum, b_mac, agent))
+}
+
+#[test]
+fn martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_and_flood() {
+    let name = "martian::martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_and_flood";
+    let Some((lan, inum, b_mac, agent)) = start(name, "5s") else {
+        return;
+    };
     let ours = |reason: &str| {
         agent
             .metrics()
@@ -101,28 +117,17 @@ fn martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_an
     };
     let (rp0, ms0) = (netstat_rpfilter(&lan), in_martian_src());
     // Sources: loopback, zero, the receiver's own address, and an unrouted one.
-    let script = format!(
-        "from scapy.all import Ether, IP, UDP, sendp\n\
-         for src, n in [('127.0.0.1', 10), ('0.0.0.0', 10), ('{b}', 10), ('192.168.77.7', 40)]:\n\
-         \x20   sendp([Ether(dst='{mac}')/IP(src=src, dst='{b}')/UDP(sport=1234, dport=9)/b'x'] * n, iface='eth0', verbose=False)\n",
-        b = lan.ip_b,
-        mac = b_mac
-    );
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lan.ns_a,
-            "/usr/bin/python3",
-            "-c",
-            &script,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "scapy: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let b = lan.ip_b.clone();
+    send_from(
+        &lan,
+        &b_mac,
+        &[
+            ("127.0.0.1", 10),
+            ("0.0.0.0", 10),
+            (&b, 10),
+            ("192.168.77.7", 40),
+        ],
+        1000,
     );
 
     let expected = [
@@ -183,5 +188,83 @@ fn martian_sources_are_counted_by_kernel_reason_equal_to_the_kernels_counters_an
         top(&m) >= 40.0,
         "top source 192.168.77.7 at {}, want ≥ 40:\n{m}",
         top(&m)
+    );
+}
+
+/// Send `n` packets from each `src` to the receiver's discard port, `pps` a second.
+fn send_from(lan: &Lan, b_mac: &str, sources: &[(&str, u32)], pps: u32) {
+    let list: Vec<String> = sources
+        .iter()
+        .map(|(a, n)| format!("('{a}', {n})"))
+        .collect();
+    let script = format!(
+        "from scapy.all import Ether, IP, UDP, sendp\n\
+         for src, n in [{list}]:\n\
+         \x20   sendp([Ether(dst='{b_mac}')/IP(src=src, dst='{b}')/UDP(sport=1234, dport=9)/b'x'] * n, iface='eth0', inter={inter}, verbose=False)\n",
+        list = list.join(", "),
+        b = lan.ip_b,
+        inter = 1.0 / f64::from(pps),
+    );
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lan.ns_a,
+            "/usr/bin/python3",
+            "-c",
+            &script,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_slow_flood_is_named_after_the_sources_inside_its_window() {
+    let name = "martian::a_slow_flood_is_named_after_the_sources_inside_its_window";
+    let Some((lan, inum, b_mac, agent)) = start(name, "4s") else {
+        return;
+    };
+    let drops = || {
+        metric_sum(
+            &agent.metrics(),
+            "nodeward_martian_drops_total",
+            &[("reason", "ip_rpfilter")],
+        )
+    };
+    let ours = |l: &serde_json::Value| {
+        l["finding"] == "martian_flood"
+            && l["interface"].as_str().is_some_and(|i| i.contains(&inum))
+    };
+    // An old burst below the threshold from .5 ...
+    let before = drops();
+    send_from(&lan, &b_mac, &[("192.168.77.5", 25)], 1000);
+    assert!(
+        wait_for(Duration::from_secs(5), || (drops() >= before + 25.0)
+            .then_some(()))
+        .is_some(),
+        "the old burst was not counted"
+    );
+    // ... that ages out of the 4 s window (the window is time itself: nothing to poll).
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !agent.logs().iter().any(ours),
+        "the burst alone is no flood"
+    );
+    // Then a slow flood from .6: 12 packets/s for 4 s.
+    send_from(&lan, &b_mac, &[("192.168.77.6", 48)], 12);
+    let flood = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| ours(l))
+    })
+    .unwrap_or_else(|| panic!("no flood:\n{}", agent.raw_output()));
+    let message = flood["message"].as_str().unwrap();
+    assert!(message.contains("192.168.77.6"), "{flood}");
+    assert!(
+        !message.contains("192.168.77.5"),
+        "a source that stopped before the window is named: {flood}"
     );
 }

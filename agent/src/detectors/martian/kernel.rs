@@ -5,13 +5,13 @@ use tracing::warn;
 
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError},
 };
 
 impl Kernel {
     /// Martian drop reasons by name -> this kernel's values (never hard-coded numbers).
     pub(crate) fn sync_martian_reasons(&mut self, config: &Config) -> Result<(), LoadError> {
-        use agent_common::martian::MARTIAN_REASONS;
+        use agent_common::martian::{MARTIAN_REASONS, MARTIAN_REASONS_CAPACITY};
         let mut wanted = std::collections::HashMap::new();
         if config.detectors.martian.enabled {
             for name in &config.detectors.martian.reasons {
@@ -25,8 +25,26 @@ impl Kernel {
                 }
             }
         }
-        let keys: Vec<(u32, u32)> = wanted.keys().map(|v| (*v, 1)).collect();
-        sync_hash(self, MARTIAN_REASONS, &keys)?;
+        let name = MARTIAN_REASONS;
+        let map = self
+            .ebpf_mut()
+            .map_mut(name)
+            .ok_or(LoadError::MissingMap(name))?;
+        let err = |source| LoadError::Map { name, source };
+        let mut on = aya::maps::Array::<_, u32>::try_from(map).map_err(err)?;
+        for reason in 0..MARTIAN_REASONS_CAPACITY {
+            let want = u32::from(wanted.contains_key(&reason));
+            if on.get(&reason, 0).map_err(err)? != want {
+                on.set(reason, &want, 0).map_err(err)?;
+            }
+        }
+        wanted.retain(|reason, name| {
+            let fits = *reason < MARTIAN_REASONS_CAPACITY;
+            if !fits {
+                warn!(reason = %name, value = reason, "skb drop reason value beyond the table; not counted");
+            }
+            fits
+        });
         self.martian_reasons = wanted;
         Ok(())
     }
