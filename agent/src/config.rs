@@ -8,6 +8,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+mod alerting;
+
 pub use crate::detectors::arp::config::ArpConfig;
 pub use crate::detectors::config::DetectorsConfig;
 pub use crate::detectors::corosync::config::{ClusterRole, CorosyncConfig};
@@ -16,6 +18,7 @@ pub use crate::detectors::reboot::config::RebootConfig;
 pub use crate::detectors::secrets::config::SecretsConfig;
 pub use crate::detectors::session::config::SessionConfig;
 pub use crate::detectors::tcp_reset::config::TcpResetConfig;
+pub use alerting::{AlertingConfig, BasicAuth, PUSHABLE, TlsConfig};
 
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/nodeward/nodeward.toml";
@@ -46,6 +49,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub control: ControlConfig,
     pub quarantine: QuarantineConfig,
+    pub alerting: AlertingConfig,
     pub detectors: DetectorsConfig,
 }
 
@@ -355,6 +359,9 @@ impl Config {
         }
         if !self.control.socket.is_absolute() {
             return Err(bad("control.socket", "must be an absolute path"));
+        }
+        if let Some((field, message)) = self.alerting.problem() {
+            return Err(bad(&field, &message));
         }
         let q = &self.quarantine;
         if q.default_ttl.is_zero() {

@@ -514,11 +514,13 @@ pub fn stand_in(helper: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+mod amlab;
 mod cgroup;
 mod corolab;
 mod netns;
 mod sshlab;
 
+pub use amlab::Alertmanager;
 pub use cgroup::TestCgroup;
 pub use corolab::CorosyncLab;
 pub use netns::{Bridge, Host, Lan, sh};

@@ -598,3 +598,112 @@ fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
         "a read-only open was reported"
     );
 }
+
+/// The first incident's shape with the alert that beats the reboot: an unexpected root
+/// reboot over SSH is pushed to a real Alertmanager at once (no scrape involved), with
+/// the rule's labels and the SSH peer, command and lineage in annotations.
+#[test]
+fn an_unexpected_ssh_reboot_reaches_alertmanager_without_a_scrape() {
+    let name = "reboot::an_unexpected_ssh_reboot_reaches_alertmanager_without_a_scrape";
+    let Some(bin) = agent_bin(name) else { return };
+    let am = match nodeward_tests::Alertmanager::start() {
+        Ok(am) => am,
+        Err(why) => return skip(name, &why),
+    };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "[alerting]\nalertmanagers = [\"{}\"]\nlabels = {{ instance = \"node-under-test\" }}\n",
+            am.url
+        ),
+    );
+    let pushed = |m: &str| metric_sum(m, "nodeward_alert_pushes_total", &[("result", "sent")]);
+    assert_eq!(pushed(&agent.metrics()), 0.0, "nothing pushed before");
+    let out = lab.ssh("reboot");
+    assert!(out.status.success(), "{out:?}");
+    let alert = wait_for(Duration::from_secs(10), || {
+        // The exec of the stand-in (its own reboot(2) is a second alert, path=syscall).
+        am.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == "NodewardUnexpectedRebootIntent"
+                && a["labels"]["path"] == "exec"
+        })
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no alert in Alertmanager: {:?}\n{}",
+            am.alerts(),
+            agent.raw_output()
+        )
+    });
+    let labels = &alert["labels"];
+    assert_eq!(labels["severity"], "critical", "{alert}");
+    assert_eq!(labels["origin"], "ssh", "{alert}");
+    assert_eq!(labels["path"], "exec", "{alert}");
+    assert_eq!(labels["instance"], "node-under-test", "{alert}");
+    let notes = &alert["annotations"];
+    assert!(
+        notes["ssh_peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("{}:", lan.ip_a))),
+        "{alert}"
+    );
+    assert_eq!(notes["command"], "reboot", "{alert}");
+    assert!(
+        notes["lineage"]
+            .as_str()
+            .is_some_and(|l| l.contains("sshd")),
+        "{alert}"
+    );
+    let m = agent.metrics();
+    assert!(pushed(&m) >= 1.0, "push not counted");
+    // How long the push took, from the finding to Alertmanager's acceptance (reported,
+    // not asserted: the machines are shared).
+    let line = agent
+        .logs()
+        .into_iter()
+        .find(|l| l["message"] == "alert pushed to Alertmanager");
+    eprintln!(
+        "push latency: {} ms",
+        line.map(|l| l["ms"].to_string()).unwrap_or_default()
+    );
+}
+
+/// An Alertmanager that cannot be reached: the push is retried, counted as failed, and
+/// the pipeline waits no longer than its bound (the finding is still logged).
+#[test]
+fn a_push_to_an_unreachable_alertmanager_is_counted_as_failed() {
+    let name = "reboot::a_push_to_an_unreachable_alertmanager_is_counted_as_failed";
+    let Some(bin) = agent_bin(name) else { return };
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let agent = Agent::start(
+        &bin,
+        "[alerting]\nalertmanagers = [\"http://127.0.0.1:1\"]\ntimeout = \"1s\"\nretries = 1\n\
+         [detectors.reboot]\nlocal_expected = false\nservice_expected = false\n",
+    );
+    let failed = |m: &str| metric_sum(m, "nodeward_alert_pushes_total", &[("result", "failed")]);
+    assert_eq!(failed(&agent.metrics()), 0.0);
+    let out = Command::new(HELPER)
+        .arg("bad-reboot")
+        .output()
+        .expect("run helper");
+    assert!(out.status.success(), "helper: {out:?}");
+    let m = wait_for(Duration::from_secs(10), || {
+        let m = agent.metrics();
+        (failed(&m) >= 1.0).then_some(m)
+    })
+    .unwrap_or_else(|| panic!("no failed push counted:\n{}", agent.raw_output()));
+    assert_eq!(
+        metric_sum(&m, "nodeward_alert_pushes_total", &[("result", "sent")]),
+        0.0
+    );
+    assert!(
+        agent
+            .logs()
+            .iter()
+            .any(|l| l["finding"] == "reboot_intent" && l["expected"] == false),
+        "the intent is still reported:\n{}",
+        agent.raw_output()
+    );
+}

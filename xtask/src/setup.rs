@@ -15,9 +15,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages the end-to-end tests and rule checks use.
 pub const TEST_PACKAGES: &[&str] = &[
-    "prometheus", // promtool: check metrics, check/test rules
-    "iproute2",   // ip netns, veth
-    "util-linux", // unshare, nsenter
+    "prometheus",              // promtool: check metrics, check/test rules
+    "prometheus-alertmanager", // a real Alertmanager for the last-gasp push
+    "iproute2",                // ip netns, veth
+    "util-linux",              // unshare, nsenter
     "procps",
     "iputils-ping",   // traffic between test namespaces
     "iputils-arping", // ARP requests for the duplicate-address tests

@@ -13,6 +13,7 @@ const MAX_LINES: usize = 800;
 
 /// Families that belong to the agent as a whole, not to one detector.
 const AGENT_WIDE: &[&str] = &[
+    "nodeward_alert_push",
     "nodeward_build_info",
     "nodeward_config_reloads_total",
     "nodeward_detector_up",

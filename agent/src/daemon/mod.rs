@@ -3,6 +3,7 @@
 
 pub mod guard;
 pub mod pipeline;
+pub mod push;
 
 use std::{
     path::PathBuf,

@@ -116,6 +116,8 @@ pub async fn run(
     let cap = config.borrow().detectors.arp.max_conflict_series;
     let mut leases = LeaseFile::default();
     let mut active = ActiveCheck::new(config.borrow().detectors.arp.active_check_rate);
+    let mut alerting = config.borrow().alerting.clone();
+    let mut pusher = super::push::Pusher::start(alerting.clone(), metrics.clone());
     loop {
         // Biased, the kernel's events last: a configuration, allowance or role change
         // already signalled is taken before the next event is judged, and a busy queue
@@ -126,6 +128,11 @@ pub async fn run(
                 if changed.is_err() { return; }
                 detectors = DetectorSet::new(&config.borrow_and_update().detectors);
                 active = ActiveCheck::new(config.borrow().detectors.arp.active_check_rate);
+                if config.borrow().alerting != alerting {
+                    // The old task sends what it has queued, then ends.
+                    alerting = config.borrow().alerting.clone();
+                    pusher = super::push::Pusher::start(alerting.clone(), metrics.clone());
+                }
                 detectors.set_reboot_allowance(allowance.borrow().clone());
                 detectors.set_corosync_role(cluster_role.borrow().clone());
             }
@@ -141,6 +148,7 @@ pub async fn run(
                 for finding in found {
                     crate::detectors::report::report(&finding);
                     metrics.record_finding(&finding);
+                    pusher.finding(&finding).await;
                 }
                 let conflicts = detectors.arp_conflicts();
                 metrics.arp.set_conflicts(&conflicts, cap, ifname);
@@ -152,6 +160,7 @@ pub async fn run(
                 for f in std::iter::once(finding).chain(incident) {
                     crate::detectors::report::report(&f);
                     metrics.record_finding(&f);
+                    pusher.finding(&f).await;
                     if let Finding::Corosync(c) = &f
                         && c.kind == "rogue_member"
                         && to_guard.corosync.try_send(c.clone()).is_err()
@@ -203,9 +212,19 @@ pub async fn run(
                         chain.push(i.process.comm.clone());
                         i.lineage = chain;
                     }
-                    // One order for every finding: log, metrics, journal, quarantine request.
+                    // A reboot intent is pushed first, and waited for: the host may be
+                    // gone before the next step, let alone the next scrape.
+                    let urgent = matches!(finding, Finding::RebootIntent(_));
+                    if urgent {
+                        pusher.finding(&finding).await;
+                    }
+                    // One order for every finding: log, metrics, push, journal,
+                    // quarantine request.
                     crate::detectors::report::report(&finding);
                     metrics.record_finding(&finding);
+                    if !urgent {
+                        pusher.finding(&finding).await;
+                    }
                     if let Finding::Secret(f) = &finding
                         && !f.allowed
                         && to_guard.secrets.try_send(f.clone()).is_err()

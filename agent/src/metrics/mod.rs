@@ -173,9 +173,14 @@ pub struct Agent {
     config_reloads: IntCounterVec,
     findings: IntCounterVec,
     read_errors: IntCounterVec,
+    alert_pushes: IntCounterVec,
+    alert_push_seconds: prometheus::Histogram,
     /// Records the reader could not queue for the detectors (userspace loss).
     pub queue_full: std::sync::Arc<AtomicU64>,
 }
+
+/// Outcomes of a pushed alert.
+pub const PUSH_RESULTS: &[&str] = &["sent", "failed", "dropped"];
 
 /// Reasons a record can fail to decode.
 pub const DECODE_REASONS: &[&str] = &["short", "unknown_kind", "abi", "length"];
@@ -197,7 +202,24 @@ impl Agent {
                 &agent_common::event::ABI_VERSION.to_string(),
             ])
             .set(1);
+        let alert_push_seconds = prometheus::Histogram::with_opts(
+            prometheus::HistogramOpts::new(
+                "nodeward_alert_push_seconds",
+                "Time from a finding to every configured Alertmanager's acceptance of its pushed alert (retries included).",
+            )
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+        )
+        .expect("valid histogram");
+        r.register(Box::new(alert_push_seconds.clone()))
+            .expect("unique family");
         let a = Agent {
+            alert_pushes: counter_vec(
+                &r,
+                "nodeward_alert_pushes_total",
+                "Alerts pushed to Alertmanager (alerting.alertmanagers), by result: sent (every Alertmanager accepted it), failed (one refused it or timed out after the retries), dropped (the push queue was full).",
+                &["result"],
+            ),
+            alert_push_seconds,
             detector_up: gauge_vec(
                 &r,
                 "nodeward_detector_up",
@@ -252,7 +274,19 @@ impl Agent {
         for r in ["success", "failure"] {
             a.config_reloads.with_label_values(&[r]);
         }
+        for r in PUSH_RESULTS {
+            a.alert_pushes.with_label_values(&[r]);
+        }
         a
+    }
+
+    /// One pushed alert's outcome (one of [`PUSH_RESULTS`]) and, when sent, how long
+    /// it took from the finding.
+    pub fn record_push(&self, result: &str, seconds: Option<f64>) {
+        self.alert_pushes.with_label_values(&[result]).inc();
+        if let Some(s) = seconds {
+            self.alert_push_seconds.observe(s);
+        }
     }
 
     /// The counter of failed kernel reads (`kernel::metrics::ReadErrors` counts and logs).
