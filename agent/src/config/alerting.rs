@@ -38,7 +38,8 @@ pub struct AlertingConfig {
     /// node's scrape target, so that pushed and rule-fired alerts group together.
     /// `instance` defaults to the host name.
     pub labels: BTreeMap<String, String>,
-    /// A file holding a bearer token (`Authorization: Bearer`), re-read at reload.
+    /// A file holding a bearer token (`Authorization: Bearer`), read at each push (a
+    /// rotated token needs no reload).
     pub bearer_token_file: Option<PathBuf>,
     pub basic_auth: Option<BasicAuth>,
     pub tls: TlsConfig,

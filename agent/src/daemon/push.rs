@@ -49,7 +49,12 @@ pub struct Pusher {
 
 impl Pusher {
     /// Start the push task (nothing is sent while no Alertmanager is configured).
-    pub fn start(config: AlertingConfig, metrics: Arc<Metrics>) -> Pusher {
+    pub fn start(mut config: AlertingConfig, metrics: Arc<Metrics>) -> Pusher {
+        // The host name once, not per alert.
+        config
+            .labels
+            .entry("instance".into())
+            .or_insert_with(host_name);
         let (tx, rx) = mpsc::channel(config.queue);
         let config = Arc::new(config);
         tokio::spawn(run(rx, config.clone(), metrics.clone()));
@@ -63,6 +68,10 @@ impl Pusher {
     /// Push `finding` if the configuration says so. A reboot intent is waited for (at
     /// most timeout × attempts); anything else is queued.
     pub async fn finding(&self, finding: &Finding) {
+        // Every finding passes here: nothing is built unless something is pushed.
+        if self.config.alertmanagers.is_empty() {
+            return;
+        }
         let Some((what, alert)) = alert_for(finding, &self.config) else {
             return;
         };
@@ -202,7 +211,8 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The alert a finding stands for, with the `[alerting].push` name that selects it.
+/// The alert a finding stands for, with the `[alerting].push` name that selects it
+/// (`config.labels` carries `instance`, set by [`Pusher::start`]).
 pub fn alert_for(finding: &Finding, config: &AlertingConfig) -> Option<(&'static str, Alert)> {
     let mut labels = BTreeMap::new();
     let mut notes = BTreeMap::new();
@@ -244,7 +254,6 @@ pub fn alert_for(finding: &Finding, config: &AlertingConfig) -> Option<(&'static
     labels.insert("alertname".into(), name.into());
     labels.insert("severity".into(), severity.into());
     labels.insert("source".into(), "nodeward_push".into());
-    labels.insert("instance".into(), host_name());
     for (k, v) in &config.labels {
         labels.insert(k.clone(), v.clone());
     }

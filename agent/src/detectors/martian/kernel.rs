@@ -26,17 +26,22 @@ impl Kernel {
             }
         }
         let name = MARTIAN_REASONS;
+        let old = self.martian_reasons.clone();
         let map = self
             .ebpf_mut()
             .map_mut(name)
             .ok_or(LoadError::MissingMap(name))?;
         let err = |source| LoadError::Map { name, source };
         let mut on = aya::maps::Array::<_, u32>::try_from(map).map_err(err)?;
-        for reason in 0..MARTIAN_REASONS_CAPACITY {
+        // Only the entries that change (the array starts all zero; `martian_reasons`
+        // is what it holds since).
+        let changed = wanted
+            .keys()
+            .filter(|r| !old.contains_key(r))
+            .chain(old.keys().filter(|r| !wanted.contains_key(r)));
+        for &reason in changed.filter(|r| **r < MARTIAN_REASONS_CAPACITY) {
             let want = u32::from(wanted.contains_key(&reason));
-            if on.get(&reason, 0).map_err(err)? != want {
-                on.set(reason, &want, 0).map_err(err)?;
-            }
+            on.set(reason, &want, 0).map_err(err)?;
         }
         wanted.retain(|reason, name| {
             let fits = *reason < MARTIAN_REASONS_CAPACITY;
