@@ -91,6 +91,25 @@ pub fn run_agent(release: bool, args: Vec<String>) -> Result<()> {
     std::process::exit(status.code().unwrap_or(1));
 }
 
+/// README's metrics reference from the agent's metric definitions (the unit test that
+/// checks it rewrites it with UPDATE_DOCS=1).
+pub fn docs() -> Result<()> {
+    setup::ensure_toolchain()?;
+    step("generating the README metrics reference from the agent's metric definitions");
+    run(Command::new("cargo")
+        .args([
+            "test",
+            "-p",
+            "nodeward",
+            "--lib",
+            "readme_metrics_reference_is_generated_from_the_code",
+        ])
+        .env("UPDATE_DOCS", "1")
+        .current_dir(root()))?;
+    step("README.md metrics reference is up to date");
+    Ok(())
+}
+
 pub fn lint() -> Result<()> {
     // rustfmt and clippy are components of the pinned toolchain: a missing one is
     // installed here, never reported as a lint failure.

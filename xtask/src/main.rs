@@ -3,6 +3,8 @@
 mod bench;
 mod build;
 mod dashboards;
+mod grafana;
+mod runbooks;
 mod setup;
 mod shape;
 mod test;
@@ -53,6 +55,9 @@ enum Command {
     },
     /// rustfmt --check and clippy with warnings denied.
     Lint,
+    /// Regenerate the README's metrics reference from the agent's metric definitions
+    /// (the unit tests fail when it drifts).
+    Docs,
     /// The tree's shape (part of `test`): each detector id's files in every crate, its
     /// alert group and dashboard row, metric names, pure state machines, file sizes.
     Shape,
@@ -76,6 +81,7 @@ fn main() {
         Command::Run { release, args } => build::run_agent(release, args),
         Command::Test { unit_only, filter } => test::test(unit_only, filter),
         Command::Lint => build::lint(),
+        Command::Docs => build::docs(),
         Command::Shape => shape::check(&util::root()),
         Command::Bench { secs } => bench::bench(secs),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),

@@ -170,6 +170,14 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         "dashboards and rules reference only exported metrics",
         dashboards::check(&root, &golden),
     );
+    t.check(
+        "Grafana dashboards match Grafana's schema (@grafana/schema, TypeScript)",
+        crate::grafana::check(&root),
+    );
+    t.check(
+        "every alert links a runbook section in docs/runbooks",
+        crate::runbooks::check(&root),
+    );
 
     if privileged {
         let obj = object.expect("built above");

@@ -56,7 +56,7 @@ impl Metrics {
             incidents: counter_vec(
                 r,
                 "nodeward_incidents_total",
-                "Correlated incidents: ip_conflict (an ARP conflict plus martian drops or TCP resets involving the same address).",
+                "Correlated incidents: ip_conflict (an ARP conflict plus martian drops from, or a reset storm with, the same address within a minute), logged once with all the evidence.",
                 &["kind"],
             ),
             agent: Arc::new(agent),

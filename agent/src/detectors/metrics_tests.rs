@@ -56,14 +56,40 @@ fn family_list_matches_golden() {
     );
 }
 
+/// The README's metrics reference is generated from the registered families;
+/// `cargo xtask docs` (UPDATE_DOCS=1) rewrites it.
 #[test]
-fn every_exported_family_is_documented_in_the_readme() {
-    let readme = include_str!("../../../README.md");
+fn readme_metrics_reference_is_generated_from_the_code() {
+    use crate::metrics::reference;
+    let m = Metrics::new();
+    let table = reference::markdown(&m.agent.registry);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let fresh = reference::splice(&readme, &table).expect("metrics-reference markers in README.md");
+    if std::env::var_os("UPDATE_DOCS").is_some() && fresh != readme {
+        std::fs::write(&path, &fresh).unwrap();
+        return;
+    }
+    assert!(
+        fresh == readme,
+        "README metrics reference drifted from the code: run `cargo xtask docs`"
+    );
     for name in families() {
         assert!(
-            readme.contains(&format!("`{name}`")),
-            "README metrics reference lacks {name}"
+            table.contains(&format!("`{name}`")),
+            "{name} not in the reference"
         );
+    }
+}
+
+#[test]
+fn families_with_series_follow_the_type_naming_convention() {
+    use crate::metrics::reference;
+    let m = Metrics::new();
+    for (name, kind) in reference::types(&m.agent.registry) {
+        if kind != "histogram" {
+            assert_eq!(kind, reference::conventional_type(&name), "{name}");
+        }
     }
 }
 

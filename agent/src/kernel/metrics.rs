@@ -187,12 +187,12 @@ impl Scrape {
             ),
             enforcement: Totals::new(
                 "nodeward_quarantine_kernel_total",
-                "Enforcement done by the kernel programs: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, expired_seen, signal_error, drop_corosync.",
+                "What the kernel programs enforced: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, drop_corosync, expired_seen (an expired entry ignored), signal_error.",
                 &["counter"],
             ),
             runs: Totals::new(
                 "nodeward_program_runs_total",
-                "Times the eBPF program ran (kernel bpf_stats).",
+                "Runs of each eBPF program (kernel bpf_stats; only with agent.program_stats = true).",
                 &["program"],
             ),
             run_seconds: Totals::new(

@@ -25,12 +25,35 @@ use prometheus::{
 pub struct Registry {
     inner: prometheus::Registry,
     names: Mutex<std::collections::BTreeSet<String>>,
+    /// Every family's name, help and labels, in registration order (the metrics
+    /// reference of the README is generated from these: `cargo xtask docs`).
+    descs: Mutex<Vec<FamilyDesc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FamilyDesc {
+    pub name: String,
+    pub help: String,
+    pub labels: Vec<String>,
 }
 
 impl Registry {
     pub fn register(&self, c: Box<dyn Collector>) -> prometheus::Result<()> {
         let names: Vec<String> = c.desc().iter().map(|d| d.fq_name.clone()).collect();
+        let descs: Vec<FamilyDesc> = c
+            .desc()
+            .iter()
+            .map(|d| FamilyDesc {
+                name: d.fq_name.clone(),
+                help: d.help.clone(),
+                labels: d.variable_labels.clone(),
+            })
+            .collect();
         self.inner.register(c)?;
+        self.descs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(descs);
         self.names
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -42,12 +65,19 @@ impl Registry {
         self.inner.gather()
     }
 
+    /// Every registered family, in registration order.
+    pub fn descriptions(&self) -> Vec<FamilyDesc> {
+        self.descs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Every registered family name, sorted.
     pub fn families(&self) -> Vec<String> {
         let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
         names.iter().cloned().collect()
     }
 }
+
+pub mod reference;
 
 pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let v = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -235,7 +265,7 @@ impl Agent {
             decode_errors: counter_vec(
                 &r,
                 "nodeward_event_decode_errors_total",
-                "Records that could not be decoded.",
+                "Records that could not be decoded (short, unknown_kind, abi, length).",
                 &["reason"],
             ),
             config_reloads: counter_vec(
@@ -253,7 +283,7 @@ impl Agent {
             read_errors: counter_vec(
                 &r,
                 "nodeward_kernel_read_errors_total",
-                "Failed reads of kernel maps and program statistics at scrape time, by source (the affected families keep their last value; the error is logged).",
+                "Failed reads of kernel maps and program statistics at scrape time (stats, qstats, exec_watch, program_info, reset_counts, and the samplers' reset_peers, martian_counts, martian_sources); the affected families keep their last value and the error is logged — never a silent 0.",
                 &["source"],
             ),
             registry: r,

@@ -27,13 +27,13 @@ impl QuarantineMetrics {
             decisions: counter_vec(
                 r,
                 "nodeward_quarantine_decisions_total",
-                "Quarantine engine decisions, by action and result (applied, proposed, approved, dry_run, refused_*, failed, expired, released, enforced).",
+                "Every engine decision: applied, proposed, approved, dry_run, refused_protected, refused_rate_limit, refused_cap, refused_observe, refused_invalid, refused_duplicate, failed, expired, released, enforced.",
                 &["action", "result"],
             ),
             backend: gauge_vec(
                 r,
                 "nodeward_enforcement_backend_info",
-                "Kernel backend enforcing each action here (always 1).",
+                "The backend enforcing each action here (sched_exec_kill, tc, or none).",
                 &["action", "backend"],
             ),
         };

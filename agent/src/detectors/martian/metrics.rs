@@ -53,7 +53,7 @@ impl MartianMetrics {
             drops: Totals::registered(
                 r,
                 "nodeward_martian_drops_total",
-                "Packets the kernel dropped for a martian source, by interface and skb drop reason (names from the kernel's BTF). Interfaces of other network namespaces read if<index>@netns<inode>.",
+                "Packets the kernel dropped for a martian source, by skb drop reason (names from BTF: ip_rpfilter, ip_invalid_source, ip_local_source, ip_localnet, ip_invalid_dest); interfaces of other namespaces read if<index>@netns<inode>.",
                 &["interface", "reason"],
             ),
             floods: counter_vec(

@@ -34,6 +34,9 @@ pub struct LastReboot {
     /// The journaled intent (the whole finding), if there was one.
     #[serde(default)]
     pub intent: Option<Value>,
+    /// When the intent was journaled (RFC 3339), empty without one.
+    #[serde(default)]
+    pub intent_time: String,
     /// When the agent noticed (RFC 3339).
     pub noticed: String,
 }
@@ -113,6 +116,7 @@ pub fn check(dir: &Path, keep: usize, current: &str) -> io::Result<(History, Opt
                     .unwrap_or_else(|| "unknown".into()),
                 source: field("source"),
                 intent: r.fields.get("intent").cloned(),
+                intent_time: r.time.clone(),
                 noticed: crate::time::now_rfc3339(),
             },
             None => LastReboot {
@@ -121,6 +125,7 @@ pub fn check(dir: &Path, keep: usize, current: &str) -> io::Result<(History, Opt
                 expected: "unknown".into(),
                 source: String::new(),
                 intent: None,
+                intent_time: String::new(),
                 noticed: crate::time::now_rfc3339(),
             },
         };
