@@ -90,6 +90,8 @@ pub struct Agent {
     env: Vec<(String, String)>,
     /// Run inside this network namespace: the agent of another node.
     netns: Option<NetnsEntry>,
+    /// `http.listen` of the config (a fixed address keeps a scrape target across restarts).
+    listen: String,
     _dir: tempfile::TempDir,
 }
 
@@ -111,7 +113,26 @@ impl Agent {
 
     /// Like [`Agent::start`], with extra environment (kept across restarts).
     pub fn start_env(bin: &Path, extra: &str, env: &[(&str, &str)]) -> Agent {
-        Self::start_full(bin, extra, env, None)
+        Self::start_full(bin, extra, env, None, "127.0.0.1:0")
+    }
+
+    /// The agent of a lab node: inside network namespace `ns` (`ip netns exec`),
+    /// listening on `listen` (fixed, so that Prometheus keeps scraping it across
+    /// restarts), with extra environment.
+    pub fn start_node(
+        bin: &Path,
+        extra: &str,
+        env: &[(&str, &str)],
+        ns: &str,
+        listen: &str,
+    ) -> Agent {
+        Self::start_full(
+            bin,
+            extra,
+            env,
+            Some(NetnsEntry::IpNetnsExec(ns.to_string())),
+            listen,
+        )
     }
 
     /// Like [`Agent::start`], inside network namespace `ns` (its HTTP listener is then
@@ -122,6 +143,7 @@ impl Agent {
             extra,
             &[],
             Some(NetnsEntry::IpNetnsExec(ns.to_string())),
+            "127.0.0.1:0",
         )
     }
 
@@ -133,6 +155,7 @@ impl Agent {
             extra,
             &[],
             Some(NetnsEntry::NsenterNet(ns.to_string())),
+            "127.0.0.1:0",
         )
     }
 
@@ -141,10 +164,11 @@ impl Agent {
         extra: &str,
         env: &[(&str, &str)],
         netns: Option<NetnsEntry>,
+        listen: &str,
     ) -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("nodeward.toml");
-        std::fs::write(&config_path, config_text(dir.path(), extra)).expect("write config");
+        std::fs::write(&config_path, config_text(dir.path(), extra, listen)).expect("write config");
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -159,6 +183,7 @@ impl Agent {
             bin: bin.to_path_buf(),
             env,
             netns,
+            listen: listen.to_string(),
             _dir: dir,
         };
         agent.wait_ready();
@@ -285,7 +310,8 @@ impl Agent {
     /// Replace the config file (keeping the test's logging and listen settings).
     pub fn rewrite_config(&self, extra: &str) {
         let dir = self.config_path.parent().expect("config dir");
-        std::fs::write(&self.config_path, config_text(dir, extra)).expect("write config");
+        std::fs::write(&self.config_path, config_text(dir, extra, &self.listen))
+            .expect("write config");
     }
 
     pub fn signal(&self, sig: libc::c_int) {
@@ -367,10 +393,10 @@ impl Drop for Agent {
 
 /// The test's config: dotted keys only, so `extra` may add dotted keys (e.g.
 /// `agent.mode = "enforce"`) and then tables of its own.
-fn config_text(dir: &Path, extra: &str) -> String {
+fn config_text(dir: &Path, extra: &str, listen: &str) -> String {
     let extra = without_active_check(extra);
     format!(
-        "agent.log_format = \"json\"\nagent.state_dir = \"{}\"\nhttp.listen = \"127.0.0.1:0\"\ncontrol.socket = \"{}\"\n{extra}\n",
+        "agent.log_format = \"json\"\nagent.state_dir = \"{}\"\nhttp.listen = \"{listen}\"\ncontrol.socket = \"{}\"\n{extra}\n",
         dir.join("state").display(),
         dir.join("control.sock").display()
     )
@@ -514,16 +540,43 @@ pub fn stand_in(helper: &str, name: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// Allowed sources covering every address except the test's client, so the guard
+/// can only ever act on the SSH session this test opens (LAB.md rule 2). IPv4 lives in
+/// the guard's trie as ::ffff:a.b.c.d, so the complement is taken over IPv6 space.
+pub fn everyone_but(ip: &str) -> String {
+    let a = u128::from(ip.parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
+    let nets: Vec<String> = (0..128u32)
+        .map(|i| {
+            let prefix = i + 1;
+            let flipped = a ^ (1u128 << (127 - i));
+            let mask = if prefix == 128 {
+                u128::MAX
+            } else {
+                !(u128::MAX >> prefix)
+            };
+            let net = std::net::Ipv6Addr::from(flipped & mask);
+            // Networks inside ::ffff:0:0/96 are written as IPv4 CIDRs.
+            match net.to_ipv4_mapped() {
+                Some(v4) if prefix > 96 => format!("\"{v4}/{}\"", prefix - 96),
+                _ => format!("\"{net}/{prefix}\""),
+            }
+        })
+        .collect();
+    format!("[{}]", nets.join(", "))
+}
+
 mod amlab;
 mod cgroup;
 mod corolab;
 mod netns;
+pub mod promlab;
 mod sshlab;
 
 pub use amlab::Alertmanager;
 pub use cgroup::TestCgroup;
 pub use corolab::CorosyncLab;
 pub use netns::{Bridge, Host, Lan, sh};
+pub use promlab::Monitor;
 pub use sshlab::{SSH_PORT, SshLab};
 
 /// Seconds since the epoch of an RFC 3339 UTC timestamp such as tracing writes

@@ -30,7 +30,7 @@ pub(crate) fn must(args: &[&str]) {
 }
 
 /// A short tag making this run's interface and namespace names unique.
-fn unique_tag() -> String {
+pub(crate) fn unique_tag() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

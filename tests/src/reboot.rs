@@ -198,7 +198,7 @@ fn failed_exec_attempts_are_not_reported() {
 
 // ---- Remote root reboots over a real sshd (issue: orchestrator rebooted the workstation)
 
-use nodeward_tests::{Lan, SshLab, detail, skip};
+use nodeward_tests::{Lan, SshLab, detail, everyone_but, skip};
 
 fn lab(name: &str, lan: &Lan) -> Option<SshLab> {
     match SshLab::new(lan, HELPER) {
@@ -338,31 +338,6 @@ fn allowance_window_and_allowed_sources_make_it_expected() {
         "{}",
         d["because"]
     );
-}
-
-/// Allowed sources covering every address except the test's client, so the guard
-/// can only ever act on the SSH session this test opens (LAB.md rule 2). IPv4 lives in
-/// the guard's trie as ::ffff:a.b.c.d, so the complement is taken over IPv6 space.
-fn everyone_but(ip: &str) -> String {
-    let a = u128::from(ip.parse::<std::net::Ipv4Addr>().unwrap().to_ipv6_mapped());
-    let nets: Vec<String> = (0..128u32)
-        .map(|i| {
-            let prefix = i + 1;
-            let flipped = a ^ (1u128 << (127 - i));
-            let mask = if prefix == 128 {
-                u128::MAX
-            } else {
-                !(u128::MAX >> prefix)
-            };
-            let net = std::net::Ipv6Addr::from(flipped & mask);
-            // Networks inside ::ffff:0:0/96 are written as IPv4 CIDRs.
-            match net.to_ipv4_mapped() {
-                Some(v4) if prefix > 96 => format!("\"{v4}/{}\"", prefix - 96),
-                _ => format!("\"{net}/{prefix}\""),
-            }
-        })
-        .collect();
-    format!("[{}]", nets.join(", "))
 }
 
 #[test]
