@@ -246,7 +246,7 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
              [alerting]\nalertmanagers = [\"{}\"]\nlabels = {{ instance = \"node{i}\" }}\n\
              [detectors.arp]\ninterfaces = [{}]\nquiet_period = \"120s\"\n\
              [detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\n\
-             [detectors.tcp_reset]\nstorm_threshold = 50\nwindow = \"20s\"\n",
+             [detectors.tcp_reset]\nstorm_threshold = 50\nwindow = \"60s\"\n",
             token.display(),
             mon.alertmanager_url(i),
             ports.join(", "),

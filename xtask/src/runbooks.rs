@@ -21,27 +21,25 @@ pub struct Alert {
 /// The alerts of one rules file, read line by line (our files keep one key per line).
 pub fn alerts_in(detector: &str, text: &str) -> Vec<Alert> {
     let mut out: Vec<Alert> = Vec::new();
+    // Whether the block being read is an alert's (a recording rule ends it).
+    let mut in_alert = false;
     for line in text.lines().map(str::trim) {
         if let Some(name) = line.strip_prefix("- alert:") {
+            in_alert = true;
             out.push(Alert {
                 detector: detector.to_string(),
                 name: name.trim().to_string(),
                 runbook_url: None,
             });
         } else if line.starts_with("- record:") {
-            // A recording rule ends the previous alert's block.
-            out.push(Alert {
-                detector: String::new(),
-                name: String::new(),
-                runbook_url: None,
-            });
+            in_alert = false;
         } else if let Some(url) = line.strip_prefix("runbook_url:")
+            && in_alert
             && let Some(a) = out.last_mut()
         {
             a.runbook_url = Some(url.trim().trim_matches('"').to_string());
         }
     }
-    out.retain(|a| !a.name.is_empty());
     out
 }
 

@@ -19,12 +19,11 @@ use prometheus::{
     proto::MetricFamily,
 };
 
-/// A prometheus registry that also remembers the name of every family registered,
-/// including those with no series yet (for the family list and the README check).
+/// A prometheus registry that also remembers every family registered, including those
+/// with no series yet (for the family list and the README's metrics reference).
 #[derive(Default)]
 pub struct Registry {
     inner: prometheus::Registry,
-    names: Mutex<std::collections::BTreeSet<String>>,
     /// Every family's name, help and labels, in registration order (the metrics
     /// reference of the README is generated from these: `cargo xtask docs`).
     descs: Mutex<Vec<FamilyDesc>>,
@@ -39,7 +38,6 @@ pub struct FamilyDesc {
 
 impl Registry {
     pub fn register(&self, c: Box<dyn Collector>) -> prometheus::Result<()> {
-        let names: Vec<String> = c.desc().iter().map(|d| d.fq_name.clone()).collect();
         let descs: Vec<FamilyDesc> = c
             .desc()
             .iter()
@@ -54,10 +52,6 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(descs);
-        self.names
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(names);
         Ok(())
     }
 
@@ -72,8 +66,9 @@ impl Registry {
 
     /// Every registered family name, sorted.
     pub fn families(&self) -> Vec<String> {
-        let names = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        names.iter().cloned().collect()
+        let names: std::collections::BTreeSet<String> =
+            self.descriptions().into_iter().map(|d| d.name).collect();
+        names.into_iter().collect()
     }
 }
 
