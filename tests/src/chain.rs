@@ -31,22 +31,6 @@ const EXEMPT_RULES: &[(&str, &str)] = &[
         "needs a malformed kernel record, which a correct kernel side never writes",
     ),
     (
-        "NodewardDuplicateIpConflictsUncapped",
-        "needs more conflicts than detectors.arp.max_conflict_series",
-    ),
-    (
-        "NodewardIpamDrift",
-        "needs an IPAM lease file; arp::gratuitous_takeover_probe_conflict_and_ipam_drift",
-    ),
-    (
-        "NodewardMartianFlood",
-        "a martian flood on a lab node; martian::* drive it",
-    ),
-    (
-        "NodewardQuarantineFailed",
-        "needs an enforcement backend failing; quarantine::* cover failures",
-    ),
-    (
         "NodewardCorosyncRogueMember",
         "needs a corosync ring per node; corosync::* drive it with real corosync",
     ),
@@ -73,14 +57,6 @@ const EXEMPT_PANELS: &[(&str, &str)] = &[
     (
         "eBPF program CPU time",
         "agent.program_stats is off by default (bpf_stats costs every eBPF program on the host)",
-    ),
-    (
-        "Martian drops by interface and reason",
-        "no martian-source packet in this chain",
-    ),
-    (
-        "Top sources of active floods",
-        "no martian flood in this chain",
     ),
     (
         "Rogue cluster sources now",
@@ -188,12 +164,18 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
             "arping not installed (apt-get install iputils-arping)",
         );
     }
+    if !nodeward_tests::scapy_available(name) {
+        return;
+    }
     // Nodes 0 and 1: two sandboxes on one bridge were handed 10.77.0.5 (incident 002,
-    // on two nodes at once); a third sandbox asks for it. Node 2: no sandboxes.
-    let nodes = [
+    // on two nodes at once); a third sandbox asks for it. Node 2: the same on
+    // 10.77.0.7, with no conflict series allowed (max_conflict_series = 0).
+    // Node 0 also has a fourth sandbox, which leaves while a quarantine naming its port
+    // waits for approval.
+    let mut nodes = [
+        Bridge::new_in_node(&["10.77.0.5", "10.77.0.5", "10.77.0.30", "10.77.0.40"]),
         Bridge::new_in_node(&["10.77.0.5", "10.77.0.5", "10.77.0.30"]),
-        Bridge::new_in_node(&["10.77.0.5", "10.77.0.5", "10.77.0.30"]),
-        Bridge::new_in_node(&[]),
+        Bridge::new_in_node(&["10.77.0.7", "10.77.0.7", "10.77.0.31"]),
     ];
     let node_ns: Vec<&str> = nodes.iter().map(|b| b.node.as_deref().unwrap()).collect();
     let mut mon = match Monitor::new(&node_ns) {
@@ -211,6 +193,9 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
     let key = work.path().join("authkey");
     let broken_corosync = work.path().join("corosync.conf");
     std::fs::write(&broken_corosync, "totem {\n  version: 2\n  interface {\n").unwrap();
+    // Node 0's IPAM released 10.77.0.5 (incident 002): only the third sandbox has a lease.
+    let leases = work.path().join("leases.csv");
+    std::fs::write(&leases, "# ip,mac,owner\n10.77.0.30,,sandbox-c\n").unwrap();
     let webhook = format!("http://{}:{PORT}/alertmanager", Monitor::node_ip(0));
     if let Err(why) = mon.start_alertmanager(&webhook, &token) {
         panic!("{why}");
@@ -241,10 +226,15 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
         } else {
             String::new()
         };
+        let arp = match i {
+            0 => format!("leases = \"{}\"\n", leases.display()),
+            2 => "max_conflict_series = 0\n".to_string(),
+            _ => String::new(),
+        };
         format!(
             "agent.mode = \"enforce\"\nhttp.webhook.enabled = true\nhttp.webhook.token_file = \"{}\"\nquarantine.drop_packets.require_approval = true\n{guard}\
              [alerting]\nalertmanagers = [\"{}\"]\nlabels = {{ instance = \"node{i}\" }}\n\
-             [detectors.arp]\ninterfaces = [{}]\nquiet_period = \"120s\"\n\
+             [detectors.arp]\ninterfaces = [{}]\nquiet_period = \"120s\"\n{arp}\
              [detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\n\
              [detectors.tcp_reset]\nstorm_threshold = 50\nwindow = \"60s\"\n",
             token.display(),
@@ -266,17 +256,32 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
         })
         .collect();
 
-    // An operator's own action rule on top of the shipped ones: quarantine the newcomer
-    // of a duplicate address on node 0 (through the webhook, with approval).
+    // An operator's own action rules on top of the shipped ones: quarantine the newcomer
+    // of a duplicate address on node 0 (through the webhook, with approval), and the
+    // fourth sandbox on its port (which will be gone when approved).
     let rules_dir = work.path().join("rules");
     std::fs::create_dir(&rules_dir).unwrap();
     let mut rules = fast_rules(&rules_dir);
     let action = rules_dir.join("lab_actions.yml");
+    let action_rule = |alert: &str, source: &str, port: &str| {
+        format!(
+            "      - alert: {alert}\n        expr: max by (instance, address) (nodeward_arp_conflict_active{{instance=\"node0\"}}) > 0\n        labels:\n          nodeward_action: drop_packets\n          nodeward_source_ip: \"{source}\"\n          nodeward_interfaces: \"{port}\"\n          nodeward_ttl: \"2m\"\n"
+        )
+    };
     std::fs::write(
         &action,
         format!(
-            "groups:\n  - name: lab_actions\n    rules:\n      - alert: LabQuarantineDuplicateNewcomer\n        expr: max by (instance, address) (nodeward_arp_conflict_active{{instance=\"node0\"}}) > 0\n        labels:\n          nodeward_action: drop_packets\n          nodeward_source_ip: \"{{{{ $labels.address }}}}\"\n          nodeward_interfaces: \"{}\"\n          nodeward_ttl: \"2m\"\n",
-            nodes[0].hosts[1].port
+            "groups:\n  - name: lab_actions\n    rules:\n{}{}",
+            action_rule(
+                "LabQuarantineDuplicateNewcomer",
+                "{{ $labels.address }}",
+                &nodes[0].hosts[1].port
+            ),
+            action_rule(
+                "LabQuarantineOnDepartedPort",
+                "10.77.0.40",
+                &nodes[0].hosts[3].port
+            )
         ),
     )
     .unwrap();
@@ -342,33 +347,49 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
         .unwrap();
     assert!(read.status.success());
 
-    // Incident 002 on nodes 0 and 1: the third sandbox asks who has 10.77.0.5.
-    for b in &nodes[..2] {
-        let _ = b.exec(
-            2,
-            &["arping", "-c", "2", "-w", "3", "-I", "eth0", "10.77.0.5"],
-        );
+    // Incident 002 on nodes 0 and 1: the third sandbox asks who has 10.77.0.5 (and on
+    // node 2 who has 10.77.0.7).
+    for (b, addr) in nodes.iter().zip(["10.77.0.5", "10.77.0.5", "10.77.0.7"]) {
+        let _ = b.exec(2, &["arping", "-c", "2", "-w", "3", "-I", "eth0", addr]);
     }
-    // The action rule fires, Alertmanager calls node 0's webhook: a proposal.
-    let proposal = wait_for(Duration::from_secs(60), || {
-        agents[0]
-            .journal()
-            .into_iter()
-            .find(|r| r["decision"] == "proposed")
-    })
-    .unwrap_or_else(|| panic!("no proposal from the webhook:\n{}", agents[0].raw_output()));
-    assert!(
-        proposal
-            .to_string()
-            .contains("LabQuarantineDuplicateNewcomer"),
-        "{proposal}"
+    // A martian-source flood on node 2's bridge: 150 frames claiming a loopback source,
+    // sent to a sandbox whose kernel drops each one (ip_localnet).
+    let flood = format!(
+        "from scapy.all import Ether, IP, UDP, sendp\n\
+         sendp([Ether(dst='{}')/IP(src='127.0.0.1', dst='10.77.0.7')/UDP(sport=1234, dport=9)/b'x'] * 150, iface='eth0', inter=0.001, verbose=False)\n",
+        nodes[2].mac(0)
     );
-    let id = proposal["id"].as_u64().expect("proposal id").to_string();
+    let sent = nodes[2].exec(2, &["/usr/bin/python3", "-c", &flood]);
+    assert!(sent.status.success(), "scapy: {sent:?}");
+    // The action rule fires, Alertmanager calls node 0's webhook: a proposal.
+    let proposal = |alert: &str| {
+        wait_for(Duration::from_secs(60), || {
+            agents[0]
+                .journal()
+                .into_iter()
+                .find(|r| r["decision"] == "proposed" && r.to_string().contains(alert))
+        })
+        .unwrap_or_else(|| panic!("no {alert} proposal:\n{}", agents[0].raw_output()))["id"]
+            .as_u64()
+            .expect("proposal id")
+            .to_string()
+    };
+    let id = proposal("LabQuarantineDuplicateNewcomer");
     let approved = agents[0].cli(&["approve", &id]);
     assert!(approved.status.success(), "{approved:?}");
     assert!(
         String::from_utf8_lossy(&approved.stdout).contains("applied"),
         "{approved:?}"
+    );
+    // The fourth sandbox leaves before its proposal is approved: applying it fails
+    // (no such interface), and says so.
+    let id = proposal("LabQuarantineOnDepartedPort");
+    nodes[0].remove(3);
+    let failed = agents[0].cli(&["approve", &id]);
+    assert!(
+        String::from_utf8_lossy(&failed.stdout).contains("failed")
+            || String::from_utf8_lossy(&failed.stderr).contains("failed"),
+        "{failed:?}"
     );
 
     // On node 1, one of the two holders of 10.77.0.5 keeps opening connections to the

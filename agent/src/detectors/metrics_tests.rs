@@ -105,3 +105,33 @@ fn queue_drops_show_up_at_scrape() {
             .any(|l| l == "nodeward_events_lost_total{reason=\"queue_full\"} 3")
     );
 }
+
+/// A detector switched off is `enabled` 0 (so `NodewardDetectorDown` stays quiet); one
+/// whose required program failed is enabled and down.
+#[test]
+fn a_disabled_detector_is_down_by_choice_a_failed_one_is_enabled_and_down() {
+    use crate::kernel::programs::{PROGRAMS, ProgramStatus, Status};
+    let m = Metrics::new();
+    let statuses: Vec<ProgramStatus> = PROGRAMS
+        .iter()
+        .filter(|p| p.detector == "reboot" || p.detector == "martian")
+        .map(|p| ProgramStatus {
+            spec: *p,
+            status: if p.detector == "martian" {
+                Status::Disabled
+            } else {
+                Status::Unavailable("absent".into())
+            },
+        })
+        .collect();
+    m.set_program_statuses(&statuses);
+    let text = m.render();
+    for line in [
+        "nodeward_detector_enabled{detector=\"martian\"} 0",
+        "nodeward_detector_up{detector=\"martian\"} 0",
+        "nodeward_detector_enabled{detector=\"reboot\"} 1",
+        "nodeward_detector_up{detector=\"reboot\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+    }
+}

@@ -146,7 +146,9 @@ impl KernelMetrics {
                 .set((s.status == Status::Attached).into());
         }
         for d in agent_common::DETECTORS {
-            agent.set_detector_up(d, programs::detector_state(d, statuses).is_ok());
+            let state = programs::detector_state(d, statuses);
+            agent.set_detector_enabled(d, state != Err(programs::Down::Disabled));
+            agent.set_detector_up(d, state.is_ok());
         }
     }
 

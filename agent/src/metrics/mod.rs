@@ -193,6 +193,7 @@ impl<C: Collector> Collector for Shared<C> {
 pub struct Agent {
     pub registry: Registry,
     detector_up: IntGaugeVec,
+    detector_enabled: IntGaugeVec,
     events: IntCounterVec,
     decode_errors: IntCounterVec,
     config_reloads: IntCounterVec,
@@ -251,6 +252,12 @@ impl Agent {
                 "1 when the detector runs with all its required programs attached, else 0 (reason in the log and `nodeward check`).",
                 &["detector"],
             ),
+            detector_enabled: gauge_vec(
+                &r,
+                "nodeward_detector_enabled",
+                "1 when the detector is enabled in the configuration, 0 when it is switched off (then its `nodeward_detector_up` is 0 by choice, not by failure).",
+                &["detector"],
+            ),
             events: counter_vec(
                 &r,
                 "nodeward_events_total",
@@ -286,6 +293,7 @@ impl Agent {
         };
         for d in detectors {
             a.detector_up.with_label_values(&[d]).set(0);
+            a.detector_enabled.with_label_values(&[d]).set(1);
         }
         for d in findings {
             a.findings.with_label_values(&[d]);
@@ -324,6 +332,12 @@ impl Agent {
         for s in sources {
             self.read_errors.with_label_values(&[s]);
         }
+    }
+
+    pub fn set_detector_enabled(&self, detector: &str, enabled: bool) {
+        self.detector_enabled
+            .with_label_values(&[detector])
+            .set(enabled.into());
     }
 
     pub fn set_detector_up(&self, detector: &str, up: bool) {
