@@ -61,7 +61,7 @@ fn duplicate_ip_is_a_conflict_with_both_macs_and_ports_and_clears_when_one_leave
         return;
     }
     // Two sandboxes handed the same address, and a third that asks for it.
-    let mut br = Bridge::new(&["10.97.0.10", "10.97.0.10", "10.97.0.30"]);
+    let br = Bridge::new(&["10.97.0.10", "10.97.0.10", "10.97.0.30"]);
     let ports = format!(
         "[\"{}\", \"{}\", \"{}\"]",
         br.hosts[0].port, br.hosts[1].port, br.hosts[2].port

@@ -12,7 +12,8 @@
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
 
 use nodeward_tests::{
-    Agent, Bridge, Lan, Monitor, SshLab, agent_bin, everyone_but, promlab::Target, skip, wait_for,
+    Agent, Bridge, CorosyncLab, Lan, Monitor, SshLab, agent_bin, everyone_but, promlab::Target,
+    skip, wait_for,
 };
 use serde_json::Value;
 
@@ -31,38 +32,16 @@ const EXEMPT_RULES: &[(&str, &str)] = &[
         "needs a malformed kernel record, which a correct kernel side never writes",
     ),
     (
-        "NodewardCorosyncRogueMember",
-        "needs a corosync ring per node; corosync::* drive it with real corosync",
-    ),
-    (
         "NodewardFleetCorosyncRogueSource",
-        "needs a corosync ring seen by two nodes; promtool tests it with several instances",
-    ),
-    (
-        "NodewardCorosyncFlood",
-        "needs a corosync ring; corosync::*",
-    ),
-    (
-        "NodewardCorosyncOnStandalone",
-        "needs corosync started; corosync::*",
-    ),
-    (
-        "NodewardCorosyncRoleChanged",
-        "needs corosync.conf changing; corosync::*",
+        "needs one rogue seen by the rings of two nodes (one ring here, on node 1); promtool tests it with several instances",
     ),
 ];
 
 /// Panels that legitimately show nothing after these scenarios, and why.
-const EXEMPT_PANELS: &[(&str, &str)] = &[
-    (
-        "eBPF program CPU time",
-        "agent.program_stats is off by default (bpf_stats costs every eBPF program on the host)",
-    ),
-    (
-        "Rogue cluster sources now",
-        "no corosync ring in this chain",
-    ),
-];
+const EXEMPT_PANELS: &[(&str, &str)] = &[(
+    "eBPF program CPU time",
+    "agent.program_stats is off by default (bpf_stats costs every eBPF program on the host)",
+)];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -171,12 +150,22 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
     // on two nodes at once); a third sandbox asks for it. Node 2: the same on
     // 10.77.0.7, with no conflict series allowed (max_conflict_series = 0).
     // Node 0 also has a fourth sandbox, which leaves while a quarantine naming its port
-    // waits for approval.
-    let mut nodes = [
-        Bridge::new_in_node(&["10.77.0.5", "10.77.0.5", "10.77.0.30", "10.77.0.40"]),
-        Bridge::new_in_node(&["10.77.0.5", "10.77.0.5", "10.77.0.30"]),
-        Bridge::new_in_node(&["10.77.0.7", "10.77.0.7", "10.77.0.31"]),
-    ];
+    // waits for approval. Node 1 also has a corosync ring on its bridge (incident 001):
+    // two members (hosts 3 and 4) and, later, a rogue with the copied key (host 5).
+    let coro = match CorosyncLab::new_in_node(&[
+        "10.77.0.5",
+        "10.77.0.5",
+        "10.77.0.30",
+        "10.77.1.1",
+        "10.77.1.2",
+        "10.77.1.3",
+    ]) {
+        Ok(l) => l,
+        Err(why) => return skip(name, &why),
+    };
+    let n0 = Bridge::new_in_node(&["10.77.0.5", "10.77.0.5", "10.77.0.30", "10.77.0.40"]);
+    let n2 = Bridge::new_in_node(&["10.77.0.7", "10.77.0.7", "10.77.0.31"]);
+    let nodes = [&n0, &coro.bridge, &n2];
     let node_ns: Vec<&str> = nodes.iter().map(|b| b.node.as_deref().unwrap()).collect();
     let mut mon = match Monitor::new(&node_ns) {
         Ok(m) => m,
@@ -196,6 +185,26 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
     // Node 0's IPAM released 10.77.0.5 (incident 002): only the third sandbox has a lease.
     let leases = work.path().join("leases.csv");
     std::fs::write(&leases, "# ip,mac,owner\n10.77.0.30,,sandbox-c\n").unwrap();
+    // The cluster's corosync.conf: node 1's agent is a member's; node 0's agent has a
+    // copy that does not list node 0 (a standalone node, until the automation's copy).
+    let cluster = coro.conf("cluster", &[(3, 1), (4, 2)], &coro.key);
+    let rogue_conf = coro.conf("rogue", &[(3, 1), (4, 2), (5, 3)], &coro.key);
+    let node0_conf = coro.conf_addrs(
+        "node0",
+        &[
+            (coro.ip(3), 1),
+            (coro.ip(4), 2),
+            (&Monitor::node_ip(0).to_string(), 3),
+        ],
+        &coro.key,
+    );
+    let views: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let v = work.path().join(format!("corosync-view-{i}.conf"));
+            std::fs::copy(&cluster, &v).unwrap();
+            v
+        })
+        .collect();
     let webhook = format!("http://{}:{PORT}/alertmanager", Monitor::node_ip(0));
     if let Err(why) = mon.start_alertmanager(&webhook, &token) {
         panic!("{why}");
@@ -217,14 +226,24 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
             .map(|h| format!("\"{}\"", h.port))
             .collect();
         // Node 2 also has a corosync.conf its detector cannot parse (a truncated copy).
-        let guard = if i == 2 {
-            format!(
+        let guard = match i {
+            2 => format!(
                 "quarantine.block_exec.mode = \"enforce\"\n[detectors.reboot]\nprotected_host = true\nallowed_sources = {}\n[detectors.corosync]\nconfig = \"{}\"\n",
                 everyone_but(&lan.ip_a),
                 broken_corosync.display()
-            )
-        } else {
-            String::new()
+            ),
+            1 => format!(
+                "[detectors.corosync]\nconfig = \"{}\"\nrole = \"member\"\ninterfaces = [{}]\nflood_rate = 100\n",
+                views[1].display(),
+                (3..6)
+                    .map(|h| format!("\"{}\"", coro.port(h)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => format!(
+                "[detectors.corosync]\nconfig = \"{}\"\n",
+                views[0].display()
+            ),
         };
         let arp = match i {
             0 => format!("leases = \"{}\"\n", leases.display()),
@@ -346,6 +365,35 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
         .output()
         .unwrap();
     assert!(read.status.success());
+
+    // Incident 001 on node 1: a quorate ring, then a rogue started with the copied key
+    // and a nodelist naming itself, then a flood of its replayed packets.
+    let finding = |agent: &Agent, kind: &str| {
+        wait_for(Duration::from_secs(15), || {
+            agent
+                .logs()
+                .into_iter()
+                .find(|l| l["detector"] == "corosync" && l["finding"] == kind)
+        })
+        .unwrap_or_else(|| panic!("no {kind}:\n{}", agent.raw_output()))
+    };
+    coro.start(3, &cluster);
+    coro.start(4, &cluster);
+    assert!(
+        coro.wait_quorate(3, 30),
+        "ring not quorate:\n{}",
+        coro.log(3)
+    );
+    coro.start(5, &rogue_conf);
+    finding(&agents[1], "rogue_member");
+    if let Err(why) = coro.flood(5, coro.ip(3), 600) {
+        panic!("the flood could not be sent: {why}");
+    }
+    // On node 0, a standalone node, the automation starts corosync with a configuration
+    // that lists this node, then copies that configuration into place.
+    coro.start_in(6, node_ns[0], &node0_conf);
+    finding(&agents[0], "corosync_on_standalone");
+    std::fs::copy(&node0_conf, &views[0]).unwrap();
 
     // Incident 002 on nodes 0 and 1: the third sandbox asks who has 10.77.0.5 (and on
     // node 2 who has 10.77.0.7).

@@ -34,12 +34,23 @@ pub struct CorosyncLab {
     pub dir: tempfile::TempDir,
     /// The cluster's key (what the incident's automation copied).
     pub key: PathBuf,
-    running: Vec<(usize, Child)>,
+    /// Started instances (host, child); behind a lock so a lab shared with other
+    /// borrowers (its bridge) can still start and stop corosync.
+    running: std::sync::Mutex<Vec<(usize, Child)>>,
 }
 
 impl CorosyncLab {
     /// `Err` (a reason to skip) when corosync is not installed.
     pub fn new(ips: &[&str]) -> Result<CorosyncLab, String> {
+        Self::with(ips, Bridge::new)
+    }
+
+    /// The same on a bridge inside a lab node of its own ([`Bridge::new_in_node`]).
+    pub fn new_in_node(ips: &[&str]) -> Result<CorosyncLab, String> {
+        Self::with(ips, Bridge::new_in_node)
+    }
+
+    fn with(ips: &[&str], bridge: fn(&[&str]) -> Bridge) -> Result<CorosyncLab, String> {
         for tool in [
             COROSYNC,
             "/usr/sbin/corosync-keygen",
@@ -53,10 +64,10 @@ impl CorosyncLab {
         let key = dir.path().join("authkey");
         keygen(&key)?;
         Ok(CorosyncLab {
-            bridge: Bridge::new(ips),
+            bridge: bridge(ips),
             dir,
             key,
-            running: Vec::new(),
+            running: Default::default(),
         })
     }
 
@@ -70,16 +81,21 @@ impl CorosyncLab {
 
     /// Write a corosync.conf named `name` whose nodelist is `nodes` (host, node id).
     pub fn conf(&self, name: &str, nodes: &[(usize, u32)], key: &Path) -> PathBuf {
+        let nodes: Vec<(&str, u32)> = nodes.iter().map(|(h, id)| (self.ip(*h), *id)).collect();
+        self.conf_addrs(name, &nodes, key)
+    }
+
+    /// The same with the nodelist's addresses given (address, node id).
+    pub fn conf_addrs(&self, name: &str, nodes: &[(&str, u32)], key: &Path) -> PathBuf {
         let state = self.dir.path().join(format!("state-{name}"));
         std::fs::create_dir_all(&state).expect("state dir");
         let mut text = format!(
             "totem {{\n  version: 2\n  cluster_name: nwtest\n  transport: knet\n  crypto_cipher: aes256\n  crypto_hash: sha256\n  keyfile: {}\n}}\nnodelist {{\n",
             key.display()
         );
-        for (host, id) in nodes {
+        for (addr, id) in nodes {
             text += &format!(
-                "  node {{\n    ring0_addr: {}\n    nodeid: {id}\n    name: n{id}\n  }}\n",
-                self.ip(*host)
+                "  node {{\n    ring0_addr: {addr}\n    nodeid: {id}\n    name: n{id}\n  }}\n"
             );
         }
         text += &format!(
@@ -99,10 +115,17 @@ impl CorosyncLab {
     }
 
     /// Start corosync in host `host`'s namespace with `conf`; returns its PID.
-    pub fn start(&mut self, host: usize, conf: &Path) -> u32 {
+    pub fn start(&self, host: usize, conf: &Path) -> u32 {
+        let ns = self.bridge.hosts[host].ns.clone();
+        self.start_in(host, &ns, conf)
+    }
+
+    /// Start corosync in network namespace `ns` (e.g. a lab node's own), logged and
+    /// stopped as host `host`'s; returns its PID.
+    pub fn start_in(&self, host: usize, ns: &str, conf: &Path) -> u32 {
         let log = std::fs::File::create(self.log_path(host)).expect("log file");
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.bridge.hosts[host].ns])
+            .args(["netns", "exec", ns])
             .args(["unshare", "-m", "--propagation", "private", "sh", "-c"])
             .arg(format!(
                 "mount -t tmpfs tmpfs /run && mkdir -p /run/corosync && exec {COROSYNC} -f -c {}",
@@ -114,17 +137,25 @@ impl CorosyncLab {
             .spawn()
             .expect("start corosync");
         let pid = child.id();
-        self.running.push((host, child));
+        self.running().push((host, child));
         pid
     }
 
     /// Stop the corosync of `host` (by PID).
-    pub fn stop(&mut self, host: usize) {
-        let (mine, rest): (Vec<_>, Vec<_>) = self.running.drain(..).partition(|(h, _)| *h == host);
-        self.running = rest;
+    pub fn stop(&self, host: usize) {
+        let mine: Vec<_> = {
+            let mut running = self.running();
+            let (mine, rest) = running.drain(..).partition(|(h, _)| *h == host);
+            *running = rest;
+            mine
+        };
         for (_, child) in mine {
             end(child);
         }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Child)>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn log_path(&self, host: usize) -> PathBuf {
@@ -239,7 +270,8 @@ fn end(mut child: Child) {
 
 impl Drop for CorosyncLab {
     fn drop(&mut self) {
-        for (_, child) in self.running.drain(..) {
+        let all: Vec<_> = self.running().drain(..).collect();
+        for (_, child) in all {
             end(child);
         }
     }

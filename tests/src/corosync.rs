@@ -84,7 +84,7 @@ fn now_s() -> f64 {
 fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_quorate() {
     let name = "corosync::a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_quorate";
     let Some(bin) = agent_bin(name) else { return };
-    let Some(mut lab) = lab(name, &["10.213.90.1", "10.213.90.2", "10.213.90.3"]) else {
+    let Some(lab) = lab(name, &["10.213.90.1", "10.213.90.2", "10.213.90.3"]) else {
         return;
     };
     let key = lab.key.clone();
@@ -266,7 +266,7 @@ fn a_quiet_ring_then_a_rogue_with_the_copied_key_is_named_while_the_ring_stays_q
 fn a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires() {
     let name = "corosync::a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires";
     let Some(bin) = agent_bin(name) else { return };
-    let Some(mut lab) = lab(name, &["10.213.91.1", "10.213.91.2", "10.213.91.3"]) else {
+    let Some(lab) = lab(name, &["10.213.91.1", "10.213.91.2", "10.213.91.3"]) else {
         return;
     };
     let key = lab.key.clone();
@@ -406,7 +406,7 @@ fn a_flood_from_the_rogue_is_dropped_in_enforce_mode_until_the_ttl_expires() {
 fn rogues_with_another_key_or_a_members_node_id_are_both_named() {
     let name = "corosync::rogues_with_another_key_or_a_members_node_id_are_both_named";
     let Some(bin) = agent_bin(name) else { return };
-    let Some(mut lab) = lab(
+    let Some(lab) = lab(
         name,
         &["10.213.92.1", "10.213.92.2", "10.213.92.3", "10.213.92.4"],
     ) else {
@@ -453,7 +453,7 @@ fn rogues_with_another_key_or_a_members_node_id_are_both_named() {
 fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
     let name = "corosync::corosync_started_on_a_standalone_node_is_named_with_its_process";
     let Some(bin) = agent_bin(name) else { return };
-    let Some(mut lab) = lab(name, &["10.213.93.1", "10.213.93.2", "10.213.93.3"]) else {
+    let Some(lab) = lab(name, &["10.213.93.1", "10.213.93.2", "10.213.93.3"]) else {
         return;
     };
     let key = lab.key.clone();

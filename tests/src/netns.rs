@@ -165,7 +165,6 @@ pub struct Host {
     /// The bridge-side port (in the bridge's namespace).
     pub port: String,
     pub ip: String,
-    pub alive: bool,
 }
 
 impl Bridge {
@@ -207,7 +206,6 @@ impl Bridge {
             ns,
             port,
             ip: ip.to_string(),
-            alive: true,
         });
         i
     }
@@ -235,13 +233,12 @@ impl Bridge {
     }
 
     /// Host `i` leaves (its namespace and port are deleted).
-    pub fn remove(&mut self, i: usize) {
+    pub fn remove(&self, i: usize) {
         let _ = sh(&["ip", "netns", "del", &self.hosts[i].ns]);
         let _ = sh(&in_node(
             self.node.as_deref(),
             &["link", "del", &self.hosts[i].port],
         ));
-        self.hosts[i].alive = false;
     }
 }
 
