@@ -142,13 +142,14 @@ fn key_copied_with_scp_over_ssh_is_read_by_the_session_and_created_at_the_destin
     assert_eq!(created["comm"], "scp");
 }
 
-/// Enforce mode: a process of the test's cgroup that opens a protected secret without
-/// being an allowed reader is ended, and its binary is blocked (kill on exec) in that
+/// Enforce mode on the tracepoint route (the fallback where fanotify is missing): a
+/// process of the test's cgroup that opens a protected secret without being an allowed
+/// reader is ended after its open, and its binary is blocked (kill on exec) in that
 /// cgroup only, through the quarantine engine.
 #[test]
-fn enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
+fn enforce_on_the_tracepoint_route_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
     use std::os::unix::process::ExitStatusExt;
-    let name = "secrets::enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only";
+    let name = "secrets::enforce_on_the_tracepoint_route_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only";
     let Some(bin) = agent_bin(name) else { return };
     let cg = match nodeward_tests::TestCgroup::new() {
         Ok(c) => c,
@@ -160,7 +161,7 @@ fn enforce_ends_a_secret_reader_and_blocks_its_binary_in_its_cgroup_only() {
     let agent = Agent::start(
         &bin,
         &format!(
-            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\nquarantine = true\n",
+            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\nquarantine = true\nroute = \"tracepoint\"\n",
             key.display()
         ),
     );
@@ -359,4 +360,156 @@ fn opens_through_relative_paths_links_and_watched_directories_are_matched() {
         reported.is_empty(),
         "a failed open was reported: {reported:?}"
     );
+}
+
+/// The fanotify route in enforce mode: a reader that is not allowed gets EPERM from its
+/// open (nothing read), the decision is journaled and reported; an allowed reader
+/// reads, and so does anything else in the same directory. In dry_run the read goes
+/// through and the denial it would have made is journaled. The deny matches only the
+/// test's own file.
+#[test]
+fn fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals() {
+    use std::os::unix::process::ExitStatusExt;
+    let name = "secrets::fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals";
+    let Some(bin) = agent_bin(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let key_s = key.display().to_string();
+    let config = |mode: &str| {
+        format!(
+            "agent.mode = \"{mode}\"\n[detectors.secrets]\npaths = [\"{key_s}\"]\nallowed_readers = [\"corosync\"]\nroute = \"fanotify\"\n"
+        )
+    };
+    let agent = Agent::start(&bin, &config("dry_run"));
+    let route = wait_for(Duration::from_secs(10), || {
+        (metric(
+            &agent.metrics(),
+            "nodeward_secrets_route{route=\"fanotify\"}",
+        ) == Some(1.0))
+        .then_some(())
+    });
+    assert!(route.is_some(), "{}", agent.metrics());
+    // The mark is placed by the first scan: read until a read is seen.
+    let seen = wait_for(Duration::from_secs(10), || {
+        let out = Command::new("cat").arg(&key).output().unwrap();
+        assert!(out.status.success(), "dry_run must not deny: {out:?}");
+        assert_eq!(out.stdout, b"not a real key");
+        agent
+            .journal()
+            .into_iter()
+            .find(|e| e["decision"] == "secrets_open_would_deny" && e["path"] == key_s.as_str())
+    });
+    let note = seen.unwrap_or_else(|| panic!("no would_deny record:\n{}", agent.raw_output()));
+    assert_eq!(note["comm"], "cat", "{note}");
+
+    // Enforce: refused before a byte is read.
+    agent.rewrite_config(&config("enforce"));
+    agent.signal(libc::SIGHUP);
+    let denied = wait_for(Duration::from_secs(10), || {
+        let out = Command::new("cat").arg(&key).output().unwrap();
+        (!out.status.success()).then_some(out)
+    })
+    .unwrap_or_else(|| panic!("the read was never denied:\n{}", agent.raw_output()));
+    assert!(denied.stdout.is_empty(), "{denied:?}");
+    assert!(denied.status.signal().is_none(), "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Operation not permitted"),
+        "{denied:?}"
+    );
+    let refused = wait_for(Duration::from_secs(5), || {
+        agent
+            .journal()
+            .into_iter()
+            .find(|e| e["decision"] == "secrets_open_denied" && e["path"] == key_s.as_str())
+    })
+    .unwrap_or_else(|| panic!("no secrets_open_denied record: {:?}", agent.journal()));
+    assert_eq!(refused["comm"], "cat", "{refused}");
+    let finding = wait_for(Duration::from_secs(5), || {
+        agent.logs().into_iter().find(|l| {
+            l["finding"] == "secret_read"
+                && l["path"] == key_s.as_str()
+                && l["decision"] == "denied"
+        })
+    })
+    .unwrap_or_else(|| panic!("no denied finding:\n{}", agent.raw_output()));
+    assert_eq!(finding["allowed"], false);
+    assert!(
+        metric(
+            &agent.metrics(),
+            "nodeward_secrets_decisions_total{decision=\"denied\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{}",
+        agent.metrics()
+    );
+    // An allowed reader (by name) still reads.
+    let corosync = dir.path().join("corosync");
+    std::fs::copy("/bin/cat", &corosync).unwrap();
+    let out = Command::new(&corosync).arg(&key).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"not a real key");
+    // Only the test's file is refused: a neighbour in the same directory reads.
+    let neighbour = dir.path().join("corosync.conf");
+    std::fs::write(&neighbour, b"totem {}").unwrap();
+    let out = Command::new("cat").arg(&neighbour).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Routes that syscall tracepoints on open(2) never saw: io_uring's openat and
+/// open_by_handle_at(2), each reported with the process, then denied in enforce mode.
+#[test]
+fn reads_through_io_uring_and_file_handles_are_seen_then_denied() {
+    let name = "secrets::reads_through_io_uring_and_file_handles_are_seen_then_denied";
+    let Some(bin) = agent_bin(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let key_s = key.display().to_string();
+    let config = |mode: &str| {
+        format!(
+            "agent.mode = \"{mode}\"\n[detectors.secrets]\npaths = [\"{key_s}\"]\nroute = \"fanotify\"\n"
+        )
+    };
+    let agent = Agent::start(&bin, &config("observe"));
+    let helper = |how: &str| {
+        let child = Command::new(HELPER)
+            .args([how, &key_s])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        (pid, child.wait_with_output().unwrap())
+    };
+    for how in ["uring-read", "handle-read"] {
+        // The mark is placed by the first scan: repeat until one read is seen.
+        let found = wait_for(Duration::from_secs(10), || {
+            let (pid, out) = helper(how);
+            assert!(out.status.success(), "{how}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "14", "{how}");
+            agent.logs().into_iter().find(|l| {
+                l["finding"] == "secret_read"
+                    && l["path"] == key_s.as_str()
+                    && l["pid"].as_u64() == Some(pid.into())
+            })
+        })
+        .unwrap_or_else(|| panic!("{how}: no finding:\n{}", agent.raw_output()));
+        assert_eq!(found["comm"], "nodeward-test-h", "{how}: {found}");
+    }
+    agent.rewrite_config(&config("enforce"));
+    agent.signal(libc::SIGHUP);
+    for how in ["uring-read", "handle-read"] {
+        let refused = wait_for(Duration::from_secs(10), || {
+            let (_, out) = helper(how);
+            (!out.status.success()).then_some(out)
+        })
+        .unwrap_or_else(|| panic!("{how}: never denied:\n{}", agent.raw_output()));
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("Operation not permitted"),
+            "{how}: {refused:?}"
+        );
+        assert!(refused.stdout.is_empty(), "{how}: {refused:?}");
+    }
 }

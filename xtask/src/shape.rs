@@ -17,6 +17,7 @@ const AGENT_WIDE: &[&str] = &[
     "nodeward_build_info",
     "nodeward_config_reloads_total",
     "nodeward_detector_up",
+    "nodeward_detector_enabled",
     "nodeward_event_decode_errors_total",
     "nodeward_events_lost_total",
     "nodeward_events_total",

@@ -1,6 +1,7 @@
 //! `nodeward check`: probe the kernel, load, verify and attach every enabled program,
 //! print a table, exit non-zero if an enabled detector cannot run.
 
+use crate::detectors::secrets::config::Route;
 use crate::{
     config::Config,
     detectors,
@@ -71,6 +72,24 @@ pub fn check(config: &Config) -> i32 {
                     code = 1;
                 }
             }
+        }
+    }
+    println!();
+    let s = &config.detectors.secrets;
+    match (s.route, crate::detectors::secrets::fanotify::available()) {
+        (_, _) if !s.enabled => {}
+        (Route::Tracepoint, _) => println!(
+            "secrets route: tracepoint (configured; the openat syscall tracepoints put every syscall on this node on the slow path)"
+        ),
+        (_, Ok(())) => println!(
+            "secrets route: fanotify (permission events on the secret files and their directories; no syscall tracepoint)"
+        ),
+        (Route::Auto, Err(why)) => println!(
+            "secrets route: tracepoint (fallback: {why}; every syscall on this node takes the slow path)"
+        ),
+        (Route::Fanotify, Err(why)) => {
+            println!("secrets route: fanotify configured but unavailable: {why}");
+            code = 1;
         }
     }
     let failed = kernel

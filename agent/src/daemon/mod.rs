@@ -226,6 +226,9 @@ async fn daemon(
     cluster.tick(&mut guard, &metrics, std::time::Duration::from_secs(2));
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
+    // The secrets detector's fanotify route (when it is the route in use).
+    let mut secrets_route = crate::detectors::secrets::runtime::FanotifyRoute::new(guard.backend());
+    secrets_route.configure(&config, &config_tx.subscribe(), &sampled_tx, &metrics);
     let scan_task = tokio::spawn(crate::detectors::secrets::runtime::scan(
         config_rx.clone(),
         inodes_tx,
@@ -289,6 +292,7 @@ async fn daemon(
             _ = hup.recv() => {
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
+                secrets_route.configure(&current, &config_tx.subscribe(), &sampled_tx, &metrics);
                 sync_interfaces(guard.backend(), &current, &metrics);
                 *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
@@ -316,7 +320,10 @@ async fn daemon(
             Some(intent) = intents_rx.recv() => journal_intent(&mut guard, &metrics, &boot_id, intent),
             Some(f) = secrets_rx.recv() => crate::detectors::secrets::runtime::quarantine(&mut guard, &current, &metrics, f),
             Some(f) = rogues_rx.recv() => crate::detectors::corosync::runtime::quarantine(&mut guard, &current, &metrics, &f),
-            Some(found) = inodes_rx.recv() => crate::detectors::secrets::runtime::sync_inodes(guard.backend(), found, &metrics),
+            Some(found) = inodes_rx.recv() => {
+                secrets_route.set_present(&found);
+                crate::detectors::secrets::runtime::sync_inodes(guard.backend(), found, &metrics);
+            }
             Some(cmd) = alert_rx.recv() => {
                 let reply = guard::handle_alert(&mut guard, &metrics, cmd.request);
                 info!(outcome = %reply::to_value(&reply), "webhook alert handled");

@@ -71,32 +71,7 @@ impl LeaseFile {
     }
 }
 
-/// Names of the ancestors of `pid`, nearest last ("sshd → bash → reboot" order),
-/// read from /proc while they still exist (best effort, at most 8 levels).
-pub fn lineage(pid: u32) -> Vec<String> {
-    let mut chain = Vec::new();
-    let mut cur = pid;
-    for _ in 0..8 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{cur}/stat")) else {
-            break;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            break;
-        };
-        chain.push(stat[open + 1..close].to_string());
-        let ppid: u32 = stat[close + 1..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
-        if ppid <= 1 {
-            break;
-        }
-        cur = ppid;
-    }
-    chain.reverse();
-    chain
-}
+pub use crate::detectors::secrets::procfs::lineage;
 
 pub async fn run(
     mut queue: mpsc::Receiver<Event>,
@@ -166,6 +141,13 @@ pub async fn run(
                         && to_guard.corosync.try_send(c.clone()).is_err()
                     {
                         tracing::error!("rogue member not passed to the quarantine engine: queue full");
+                    }
+                    // Secret opens seen by fanotify (the decision is already made).
+                    if let Finding::Secret(s) = &f
+                        && !s.allowed
+                        && to_guard.secrets.try_send(s.clone()).is_err()
+                    {
+                        tracing::error!("secret open not passed to the quarantine engine: queue full");
                     }
                 }
             }

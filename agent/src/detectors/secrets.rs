@@ -4,8 +4,10 @@
 //! and lineage. Reads by allowed processes are reported as allowed.
 
 pub mod config;
+pub mod fanotify;
 pub mod kernel;
 pub mod metrics;
+pub mod procfs;
 pub mod report;
 pub mod runtime;
 
@@ -37,6 +39,11 @@ pub struct SecretFinding {
     pub argv: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<String>,
+    /// fanotify route, a process that is not an allowed reader: `denied` (the open
+    /// failed with EPERM) or `would_deny` (dry run, or a FUSE file whose opens are only
+    /// notified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
 }
 
 const O_ACCMODE: u64 = 3;
@@ -71,15 +78,34 @@ impl SecretsDetector {
     }
 
     fn classify(&self, e: &SecretOpenEvent) -> SecretFinding {
-        let kind = if e.flags & O_CREAT != 0 {
+        let mut f = self.classify_open(
+            e.flags,
+            String::from_utf8_lossy(cstr_bytes(&e.path)).into_owned(),
+            Process::from(&e.proc),
+            if e.via == VIA_INODE { "inode" } else { "path" },
+            e.argv(),
+        );
+        f.flags = e.flags;
+        f
+    }
+
+    /// One open of a watched file by `process`, with the open's flags: its kind, and
+    /// whether the process is an allowed reader of that path.
+    pub fn classify_open(
+        &self,
+        flags: u64,
+        path: String,
+        process: Process,
+        via: &'static str,
+        argv: Vec<String>,
+    ) -> SecretFinding {
+        let kind = if flags & O_CREAT != 0 {
             "secret_created"
-        } else if e.flags & O_ACCMODE != 0 {
+        } else if flags & O_ACCMODE != 0 {
             "secret_written"
         } else {
             "secret_read"
         };
-        let process = Process::from(&e.proc);
-        let path = String::from_utf8_lossy(cstr_bytes(&e.path)).into_owned();
         let allowed = kind == "secret_read"
             && self.allowed.iter().any(|(comm, prefix)| {
                 *comm == process.comm && prefix.as_ref().is_none_or(|p| path.starts_with(p))
@@ -89,10 +115,11 @@ impl SecretsDetector {
             path,
             process,
             allowed,
-            flags: e.flags,
-            via: if e.via == VIA_INODE { "inode" } else { "path" },
-            argv: e.argv(),
+            flags,
+            via,
+            argv,
             lineage: Vec::new(),
+            decision: None,
         }
     }
 }

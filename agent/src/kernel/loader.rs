@@ -193,7 +193,13 @@ impl Kernel {
         }
         let mut statuses = Vec::with_capacity(PROGRAMS.len());
         for spec in PROGRAMS {
-            let status = if enabled.contains(&spec.detector) {
+            let status = if spec.detector == "secrets"
+                && enabled.contains(&spec.detector)
+                && config.detectors.secrets.uses_fanotify()
+            {
+                self.detach(spec);
+                Status::Replaced("route fanotify (detectors.secrets.route)")
+            } else if enabled.contains(&spec.detector) {
                 self.attach(spec)
             } else {
                 self.detach(spec)

@@ -38,7 +38,12 @@ pub const QSTAT_NAMES: [&str; 8] = [
 ];
 
 /// Reasons a record can be lost (metric label `reason`).
-pub const LOSS_REASONS: &[&str] = &["ringbuf_full", "map_full", "queue_full"];
+pub const LOSS_REASONS: &[&str] = &[
+    "ringbuf_full",
+    "map_full",
+    "queue_full",
+    "fanotify_overflow",
+];
 
 /// Kernel sources read at scrape time (label `source` of the read-error counter).
 pub const READ_SOURCES: &[&str] = &["stats", "qstats", "exec_watch", "program_info"];
@@ -87,7 +92,7 @@ impl KernelMetrics {
                 &["field"],
             ),
             scrape: Arc::new(Scrape::new(
-                agent.queue_full.clone(),
+                [agent.queue_full.clone(), agent.fanotify_lost.clone()],
                 ReadErrors::new(agent),
             )),
         };
@@ -162,7 +167,8 @@ impl KernelMetrics {
 /// The scrape-time collector (cloudflare/ebpf_exporter's model).
 struct Scrape {
     source: Mutex<Option<KernelStats>>,
-    queue_full: Arc<AtomicU64>,
+    /// Userspace losses: queue_full, fanotify_overflow.
+    userspace: [Arc<AtomicU64>; 2],
     records: Totals,
     lost: Totals,
     enforcement: Totals,
@@ -173,10 +179,10 @@ struct Scrape {
 }
 
 impl Scrape {
-    fn new(queue_full: Arc<AtomicU64>, errors: ReadErrors) -> Scrape {
+    fn new(userspace: [Arc<AtomicU64>; 2], errors: ReadErrors) -> Scrape {
         let s = Scrape {
             source: Mutex::new(None),
-            queue_full,
+            userspace,
             records: Totals::new(
                 "nodeward_kernel_records_total",
                 "Kernel-side accounting per record kind: submitted, ringbuf_full, read_error, map_full.",
@@ -184,7 +190,7 @@ impl Scrape {
             ),
             lost: Totals::new(
                 "nodeward_events_lost_total",
-                "Records lost before a detector saw them, by reason (ringbuf_full and map_full counted in the kernel, queue_full in userspace).",
+                "Records lost before a detector saw them, by reason (ringbuf_full and map_full counted in the kernel, queue_full in userspace, fanotify_overflow when the kernel's fanotify queue of the secrets detector overflowed).",
                 &["reason"],
             ),
             enforcement: Totals::new(
@@ -327,10 +333,12 @@ impl Collector for Scrape {
         {
             self.refresh(k);
         }
-        self.lost.set(
-            &["queue_full"],
-            self.queue_full.load(Ordering::Relaxed) as f64,
-        );
+        for (reason, n) in ["queue_full", "fanotify_overflow"]
+            .iter()
+            .zip(&self.userspace)
+        {
+            self.lost.set(&[reason], n.load(Ordering::Relaxed) as f64);
+        }
         let mut out = Vec::new();
         for t in self.totals() {
             out.extend(t.collect());

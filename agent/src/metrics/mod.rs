@@ -203,6 +203,8 @@ pub struct Agent {
     alert_push_seconds: prometheus::Histogram,
     /// Records the reader could not queue for the detectors (userspace loss).
     pub queue_full: std::sync::Arc<AtomicU64>,
+    /// fanotify events the kernel dropped (the secrets detector's queue overflowed).
+    pub fanotify_lost: std::sync::Arc<AtomicU64>,
 }
 
 /// Outcomes of a pushed alert.
@@ -290,6 +292,7 @@ impl Agent {
             ),
             registry: r,
             queue_full: Default::default(),
+            fanotify_lost: Default::default(),
         };
         for d in detectors {
             a.detector_up.with_label_values(&[d]).set(0);

@@ -84,12 +84,100 @@ fn main() {
                     .open("/proc/sysrq-trigger");
                 drop(f);
             }
+            // Read a file by other routes than open(2)/openat(2): prints the bytes read,
+            // or exits 1 with the error (EPERM when a watcher denied the open).
+            Some("uring-read") => exit_with(uring_read(&args[2])),
+            Some("handle-read") => exit_with(handle_read(&args[2])),
             _ => {
                 eprintln!(
-                    "usage: nodeward-test-helper bad-reboot  (or run it under a reboot-family name)"
+                    "usage: nodeward-test-helper bad-reboot | uring-read PATH | handle-read PATH  (or run it under a reboot-family name)"
                 );
                 std::process::exit(2);
             }
         },
     }
+}
+
+fn exit_with(r: std::io::Result<usize>) {
+    match r {
+        Ok(n) => println!("{n}"),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Open and read `path` through io_uring (IORING_OP_OPENAT, then IORING_OP_READ).
+fn uring_read(path: &str) -> std::io::Result<usize> {
+    use io_uring::{IoUring, opcode, types};
+    let mut ring = IoUring::new(4)?;
+    let name = std::ffi::CString::new(path).expect("path without NUL");
+    let mut run = |entry: io_uring::squeue::Entry| -> std::io::Result<i32> {
+        // SAFETY: the entry's buffers (name, buf) outlive the submission, which is
+        // waited for before this returns.
+        unsafe { ring.submission().push(&entry) }.expect("room in the queue");
+        ring.submit_and_wait(1)?;
+        let cqe = ring.completion().next().expect("a completion");
+        if cqe.result() < 0 {
+            return Err(std::io::Error::from_raw_os_error(-cqe.result()));
+        }
+        Ok(cqe.result())
+    };
+    let fd = run(
+        opcode::OpenAt::new(types::Fd(libc::AT_FDCWD), name.as_ptr())
+            .flags(libc::O_RDONLY)
+            .build(),
+    )?;
+    let mut buf = [0u8; 256];
+    let n = run(opcode::Read::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32).build())?;
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    Ok(n as usize)
+}
+
+/// Open `path` by file handle (name_to_handle_at, then open_by_handle_at on its
+/// directory's mount) and read it.
+fn handle_read(path: &str) -> std::io::Result<usize> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const MAX_HANDLE: usize = 128;
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        data: [u8; MAX_HANDLE],
+    }
+    let mut h = Handle {
+        bytes: MAX_HANDLE as u32,
+        kind: 0,
+        data: [0; MAX_HANDLE],
+    };
+    let name = std::ffi::CString::new(path).expect("path without NUL");
+    let mut mount_id = 0;
+    // SAFETY: `h` is a file_handle with room for MAX_HANDLE bytes, as declared.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            name.as_ptr(),
+            (&raw mut h).cast(),
+            &mut mount_id,
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let dir = Path::new(path).parent().unwrap_or(Path::new("/"));
+    let mount = std::fs::File::open(dir)?;
+    // SAFETY: as above; the returned descriptor is owned by the File below.
+    let fd =
+        unsafe { libc::open_by_handle_at(mount.as_raw_fd(), (&raw mut h).cast(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor we just opened and own.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf)
 }

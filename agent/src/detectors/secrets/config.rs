@@ -19,9 +19,38 @@ pub struct SecretsConfig {
     /// end that process (acts per `quarantine.block_exec` mode). Off by default: turn it
     /// on once the allowed readers of this node are known.
     pub quarantine: bool,
+    /// How opens are seen: `fanotify` (permission events on the secret files and their
+    /// directories: io_uring, handles and links included, and an open can be denied),
+    /// `tracepoint` (the openat syscall tracepoints: every syscall on the node pays for
+    /// them), or `auto` (fanotify where this kernel allows it).
+    pub route: Route,
+    /// What the fanotify route does with an open by a process that is not an allowed
+    /// reader: `enforce` denies it (the opener gets EPERM before a byte is read),
+    /// `dry_run` lets it through and journals the denial it would have made, `observe`
+    /// only reports. Unset: `agent.mode`.
+    pub mode: Option<crate::config::Mode>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    #[default]
+    Auto,
+    Fanotify,
+    Tracepoint,
 }
 
 impl SecretsConfig {
+    /// Whether opens are watched with fanotify (`auto`: when this kernel allows a
+    /// permission group, probed once).
+    pub fn uses_fanotify(&self) -> bool {
+        match self.route {
+            Route::Fanotify => true,
+            Route::Tracepoint => false,
+            Route::Auto => super::fanotify::available().is_ok(),
+        }
+    }
+
     /// `comm` or `comm:/path/prefix` (an entry of `detectors.secrets.allowed_readers`).
     pub fn parse_reader(entry: &str) -> (String, Option<String>) {
         match entry.split_once(":/") {
@@ -68,6 +97,8 @@ impl Default for SecretsConfig {
             .map(String::from)
             .to_vec(),
             quarantine: false,
+            route: Route::Auto,
+            mode: None,
         }
     }
 }

@@ -172,6 +172,22 @@ fn end_process(pid: u32, comm: &str) -> Result<(), NotEnded> {
 
 /// A secret opened by a process that is not an allowed reader.
 pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: SecretFinding) {
+    // The fanotify route's decision, journaled whatever the quarantine does next.
+    if let Some(decision) = f.decision {
+        let p = &f.process;
+        let note = serde_json::json!({
+            "path": f.path, "kind": f.kind, "pid": p.pid, "comm": p.comm, "uid": p.uid,
+            "origin": p.origin, "argv": f.argv, "lineage": f.lineage,
+        });
+        let what = if decision == "denied" {
+            "secrets_open_denied"
+        } else {
+            "secrets_open_would_deny"
+        };
+        if let Err(e) = guard.note(what, note) {
+            error!(error = %e, "cannot journal a secret open decision");
+        }
+    }
     if !config.detectors.secrets.quarantine
         || config.action_mode(ActionKind::BlockExec) == Mode::Observe
     {
@@ -232,6 +248,96 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: Secr
         Err(e) => error!(detector = "secrets", error = %e, "quarantine request failed"),
     }
     metrics.quarantine.sync(guard);
+}
+
+/// The session detector's record of a process (pid → origin), looked up by the
+/// fanotify route.
+pub type OriginLookup =
+    std::sync::Arc<dyn Fn(u32) -> Option<agent_common::session::Origin> + Send + Sync>;
+
+/// The fanotify route of the detector: started when the configuration asks for it
+/// (and this kernel allows it), stopped when it no longer does.
+pub struct FanotifyRoute {
+    watcher: Option<super::fanotify::Watcher>,
+    origin: OriginLookup,
+    /// The files present at the last scan (path, device, inode).
+    present: Vec<(std::path::PathBuf, u64, u64)>,
+}
+
+impl FanotifyRoute {
+    pub fn new(kernel: &Handle) -> FanotifyRoute {
+        use agent_common::session::{Origin, TASK_ORIGIN};
+        let map = kernel.call(|k| k.map_handle(TASK_ORIGIN)).and_then(|data| {
+            aya::maps::HashMap::<_, u32, Origin>::try_from(aya::maps::Map::LruHashMap(data))
+                .map_err(|source| crate::kernel::loader::LoadError::Map {
+                    name: TASK_ORIGIN,
+                    source,
+                })
+        });
+        let origin: OriginLookup = match map {
+            Ok(m) => std::sync::Arc::new(move |pid| m.get(&pid, 0).ok()),
+            Err(e) => {
+                warn!(detector = "secrets", error = %e, "the session table cannot be read: secret opens seen by fanotify carry no SSH origin");
+                std::sync::Arc::new(|_| None)
+            }
+        };
+        FanotifyRoute {
+            watcher: None,
+            origin,
+            present: Vec::new(),
+        }
+    }
+
+    /// Start or stop the watcher for `config` (at start-up and on each reload).
+    pub fn configure(
+        &mut self,
+        config: &Config,
+        updates: &tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
+        findings: &tokio::sync::mpsc::Sender<crate::detectors::Finding>,
+        metrics: &std::sync::Arc<Metrics>,
+    ) {
+        let s = &config.detectors.secrets;
+        let fanotify = s.uses_fanotify();
+        metrics.secrets.set_route(fanotify);
+        let want = s.enabled && fanotify;
+        if !want {
+            self.watcher = None;
+            return;
+        }
+        if self.watcher.is_none() {
+            match super::fanotify::Watcher::start(
+                updates.clone(),
+                findings.clone(),
+                metrics.clone(),
+                self.origin.clone(),
+            ) {
+                Ok(w) => {
+                    w.set_present(self.present.clone());
+                    self.watcher = Some(w);
+                }
+                Err(e) => {
+                    error!(detector = "secrets", error = %e, "the fanotify route cannot start: secret opens are not watched (set detectors.secrets.route = \"tracepoint\")");
+                    metrics.agent.set_detector_up("secrets", false);
+                }
+            }
+        }
+    }
+
+    /// The secret files present now (from [`scan`]).
+    pub fn set_present(&mut self, found: &[(InodeKey, InodeWatch)]) {
+        self.present = found
+            .iter()
+            .map(|(k, w)| {
+                let path = String::from_utf8_lossy(agent_common::cstr_bytes(&w.path)).into_owned();
+                // The kernel's dev_t back to userspace's encoding.
+                let dev = libc::makedev(k.dev >> 20, k.dev & 0xf_ffff);
+                (std::path::PathBuf::from(path), dev, k.ino)
+            })
+            .collect();
+        if let Some(w) = &self.watcher {
+            w.set_present(self.present.clone());
+        }
+    }
 }
 
 #[cfg(test)]
