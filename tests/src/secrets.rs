@@ -362,6 +362,21 @@ fn opens_through_relative_paths_links_and_watched_directories_are_matched() {
     );
 }
 
+/// A key in a directory of the test, and the agent configuration watching it on the
+/// fanotify route in a given mode (`extra` goes into `[detectors.secrets]`).
+fn fanotify_key(extra: &str) -> (tempfile::TempDir, PathBuf, impl Fn(&str) -> String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let (key_s, extra) = (key.display().to_string(), extra.to_string());
+    let config = move |mode: &str| {
+        format!(
+            "agent.mode = \"{mode}\"\n[detectors.secrets]\npaths = [\"{key_s}\"]\nroute = \"fanotify\"\n{extra}"
+        )
+    };
+    (dir, key, config)
+}
+
 /// The fanotify route in enforce mode: a reader that is not allowed gets EPERM from its
 /// open (nothing read), the decision is journaled and reported; an allowed reader
 /// reads, and so does anything else in the same directory. In dry_run the read goes
@@ -372,15 +387,8 @@ fn fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals() {
     use std::os::unix::process::ExitStatusExt;
     let name = "secrets::fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals";
     let Some(bin) = agent_bin(name) else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("authkey");
-    std::fs::write(&key, b"not a real key").unwrap();
+    let (dir, key, config) = fanotify_key("allowed_readers = [\"corosync\"]\n");
     let key_s = key.display().to_string();
-    let config = |mode: &str| {
-        format!(
-            "agent.mode = \"{mode}\"\n[detectors.secrets]\npaths = [\"{key_s}\"]\nallowed_readers = [\"corosync\"]\nroute = \"fanotify\"\n"
-        )
-    };
     let agent = Agent::start(&bin, &config("dry_run"));
     let route = wait_for(Duration::from_secs(10), || {
         (metric(
@@ -463,15 +471,8 @@ fn fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals() {
 fn reads_through_io_uring_and_file_handles_are_seen_then_denied() {
     let name = "secrets::reads_through_io_uring_and_file_handles_are_seen_then_denied";
     let Some(bin) = agent_bin(name) else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("authkey");
-    std::fs::write(&key, b"not a real key").unwrap();
+    let (_dir, key, config) = fanotify_key("");
     let key_s = key.display().to_string();
-    let config = |mode: &str| {
-        format!(
-            "agent.mode = \"{mode}\"\n[detectors.secrets]\npaths = [\"{key_s}\"]\nroute = \"fanotify\"\n"
-        )
-    };
     let agent = Agent::start(&bin, &config("observe"));
     let helper = |how: &str| {
         let child = Command::new(HELPER)
