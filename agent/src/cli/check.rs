@@ -85,10 +85,12 @@ pub fn check(config: &Config) -> i32 {
             "secrets route: fanotify (permission events on the secret files and their directories; no syscall tracepoint)"
         ),
         (Route::Auto, Err(why)) => println!(
-            "secrets route: tracepoint (fallback: {why}; every syscall on this node takes the slow path)"
+            "secrets route: tracepoint (fallback: no fanotify permission group: {why}; every syscall on this node takes the slow path)"
         ),
         (Route::Fanotify, Err(why)) => {
-            println!("secrets route: fanotify configured but unavailable: {why}");
+            println!(
+                "secrets route: fanotify configured but unavailable (no permission group: {why})"
+            );
             code = 1;
         }
     }

@@ -47,16 +47,19 @@ fn cwd() -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) }
 }
 
+/// Why the fanotify route cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum FanotifyError {
+    #[error("fanotify_init of a {0} group: {1}")]
+    Init(&'static str, nix::errno::Errno),
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+}
+
 /// Whether this kernel gives this process a fanotify permission group (probed once).
-pub fn available() -> Result<(), String> {
-    static PROBE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            perm_group()
-                .map(drop)
-                .map_err(|e| format!("fanotify permission group: {e}"))
-        })
-        .clone()
+pub fn available() -> Result<(), nix::errno::Errno> {
+    static PROBE: std::sync::OnceLock<Result<(), nix::errno::Errno>> = std::sync::OnceLock::new();
+    *PROBE.get_or_init(|| perm_group().map(drop))
 }
 
 fn perm_group() -> nix::Result<Fanotify> {
@@ -146,10 +149,9 @@ impl Watcher {
         findings: mpsc::Sender<Finding>,
         metrics: Arc<crate::detectors::metrics::Metrics>,
         origin: Arc<dyn Fn(u32) -> Option<agent_common::session::Origin> + Send + Sync>,
-    ) -> Result<Watcher, String> {
-        let perm = Arc::new(perm_group().map_err(|e| format!("fanotify_init (permission): {e}"))?);
-        let notify =
-            Arc::new(notify_group().map_err(|e| format!("fanotify_init (notification): {e}"))?);
+    ) -> Result<Watcher, FanotifyError> {
+        let perm = Arc::new(perm_group().map_err(|e| FanotifyError::Init("permission", e))?);
+        let notify = Arc::new(notify_group().map_err(|e| FanotifyError::Init("notification", e))?);
         let targets = Arc::new(RwLock::new(Targets::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (present_tx, present_rx) = std::sync::mpsc::channel();
@@ -172,7 +174,7 @@ impl Watcher {
                 std::thread::Builder::new()
                     .name(name.into())
                     .spawn(move || reader.run(&stop))
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| FanotifyError::Thread(name, e))?,
             );
         }
         let marker = Marker {
@@ -188,7 +190,7 @@ impl Watcher {
             std::thread::Builder::new()
                 .name("secrets-marks".into())
                 .spawn(move || marker.run(present_rx, &stop2))
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| FanotifyError::Thread("secrets-marks", e))?,
         );
         info!(
             detector = "secrets",
