@@ -358,13 +358,13 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
     assert!(push_at < rule_at, "push {pushed}\nrule {scraped}");
 
     // Incident 001's first step: a cluster key appears, then a process that is not
-    // corosync reads it.
+    // corosync tries to read it. The agents enforce: the open is refused (fanotify).
     std::fs::write(&key, "not a real key\n").unwrap();
     let read = std::process::Command::new("cat")
         .arg(&key)
         .output()
         .unwrap();
-    assert!(read.status.success());
+    assert!(!read.status.success() && read.stdout.is_empty(), "{read:?}");
 
     // Incident 001 on node 1: a quorate ring, then a rogue started with the copied key
     // and a nodelist naming itself, then a flood of its replayed packets.

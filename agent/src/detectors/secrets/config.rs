@@ -24,8 +24,8 @@ pub struct SecretsConfig {
     /// `tracepoint` (the openat syscall tracepoints: every syscall on the node pays for
     /// them), or `auto` (fanotify where this kernel allows it).
     pub route: Route,
-    /// What the fanotify route does with an open by a process that is not an allowed
-    /// reader: `enforce` denies it (the opener gets EPERM before a byte is read),
+    /// What the fanotify route does with an open for reading by a process that is not
+    /// an allowed reader (writes and creations are reported, never denied): `enforce` denies it (the opener gets EPERM before a byte is read),
     /// `dry_run` lets it through and journals the denial it would have made, `observe`
     /// only reports. Unset: `agent.mode`.
     pub mode: Option<crate::config::Mode>,

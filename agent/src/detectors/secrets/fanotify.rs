@@ -402,7 +402,9 @@ impl Reader {
         let mut chain = procfs::lineage(f.process.ppid);
         chain.push(f.process.comm.clone());
         f.lineage = chain;
-        if !f.allowed && ctx.pid != std::process::id() {
+        // Only reads are refused: a write or a creation (a key rotation by the cluster's
+        // own tools, which are not readers) is reported, never denied.
+        if f.kind == "secret_read" && !f.allowed && ctx.pid != std::process::id() {
             f.decision = match config.detectors.secrets.mode.unwrap_or(config.agent.mode) {
                 Mode::Enforce if self.permission => Some("denied"),
                 Mode::Enforce | Mode::DryRun => Some("would_deny"),

@@ -33,7 +33,7 @@ impl SecretsMetrics {
             decisions: counter_vec(
                 r,
                 "nodeward_secrets_decisions_total",
-                "fanotify route, opens by processes that are not allowed readers: denied (the opener got EPERM; mode enforce) or would_deny (mode dry_run, or a FUSE file, whose opens are only notified).",
+                "fanotify route, opens for reading by processes that are not allowed readers: denied (the opener got EPERM; mode enforce) or would_deny (mode dry_run, or a FUSE file, whose opens are only notified).",
                 &["decision"],
             ),
             mark_errors: crate::metrics::counter(
