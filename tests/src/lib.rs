@@ -394,7 +394,23 @@ impl Drop for Agent {
 /// The test's config: dotted keys only, so `extra` may add dotted keys (e.g.
 /// `agent.mode = "enforce"`) and then tables of its own.
 fn config_text(dir: &Path, extra: &str, listen: &str) -> String {
-    let extra = without_active_check(extra);
+    // SAFETY (LAB.md): the ARP active check sends a frame on the interface a previous
+    // owner was seen on, and an agent that discovers every bridge could send it on one
+    // the test did not create; the secrets detector in enforce mode denies reads of the
+    // files it watches, which by default are this machine's real keys. Both stay off
+    // unless the test sets them (the check for its own ports, secrets for its own files).
+    let extra = section_default(
+        extra,
+        "[detectors.arp]\n",
+        "active_check",
+        "active_check = false\n",
+    );
+    let extra = section_default(
+        &extra,
+        "[detectors.secrets]\n",
+        "[detectors.secrets]\npaths",
+        "mode = \"observe\"\n",
+    );
     format!(
         "agent.log_format = \"json\"\nagent.state_dir = \"{}\"\nhttp.listen = \"{listen}\"\ncontrol.socket = \"{}\"\n{extra}\n",
         dir.join("state").display(),
@@ -402,18 +418,14 @@ fn config_text(dir: &Path, extra: &str, listen: &str) -> String {
     )
 }
 
-/// `extra` with the ARP active check off unless the test sets it: the check sends a
-/// frame on the interface a previous owner was seen on, and an agent that discovers
-/// every bridge could send it on one the test did not create (SAFETY: traffic only
-/// inside the test's own namespaces). Tests of the check turn it on for their ports.
-fn without_active_check(extra: &str) -> String {
-    const HEADER: &str = "[detectors.arp]\n";
-    if extra.contains("active_check") {
+/// `extra` with `line` added to the `header` section, unless `extra` mentions `key`.
+fn section_default(extra: &str, header: &str, key: &str, line: &str) -> String {
+    if extra.contains(key) {
         extra.to_string()
-    } else if extra.contains(HEADER) {
-        extra.replacen(HEADER, &format!("{HEADER}active_check = false\n"), 1)
+    } else if extra.contains(header) {
+        extra.replacen(header, &format!("{header}{line}"), 1)
     } else {
-        format!("{extra}\n{HEADER}active_check = false\n")
+        format!("{extra}\n{header}{line}")
     }
 }
 
