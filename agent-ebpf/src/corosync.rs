@@ -1,7 +1,9 @@
 //! `corosync` detector, kernel side. In the packet program (`net::net_tc`): UDP to a
 //! cluster port, counted per source address and interface (member or not), and dropped
-//! when a quarantine names a non-member source. On the host: exec of a cluster daemon and bind(2) to a cluster
-//! port, reported with the process and its network namespace.
+//! when a quarantine names a non-member source. On the host: exec of a cluster daemon
+//! and a bind to a cluster port, reported with the process and its network namespace.
+//! The bind is seen by cgroup `post_bind4/6` programs on the cgroup v2 root (default:
+//! no syscall tracepoint) or, as the fallback route, by the `sys_enter_bind` tracepoint.
 
 use agent_common::{
     corosync::{
@@ -19,9 +21,9 @@ use agent_common::{
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user},
-    macros::{map, tracepoint},
+    macros::{cgroup_sock, map, tracepoint},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
-    programs::{TcContext, TracePointContext},
+    programs::{SockContext, TcContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
 
@@ -230,4 +232,43 @@ pub fn corosync_bind(ctx: TracePointContext) -> u32 {
     }
     emit(LOCAL_BIND, family, port, addr);
     0
+}
+
+/// A socket bound to a cluster port (cgroup route: after the bind succeeded, in the
+/// binder's context). Never refuses a bind.
+#[inline(always)]
+fn post_bind(ctx: &SockContext, family: u16) {
+    let sk = ctx.sock;
+    // SAFETY: context fields read with 4-byte loads at their own offsets.
+    let port = unsafe { core::ptr::read_volatile(&(*sk).src_port) } as u16;
+    // SAFETY: map lookup, presence only.
+    if unsafe { COROSYNC_PORTS.get(&port) }.is_none() {
+        return;
+    }
+    let mut addr = [0u8; 16];
+    // SAFETY: as above.
+    unsafe {
+        if family == AF_INET {
+            let a = core::ptr::read_volatile(&(*sk).src_ip4);
+            addr[..4].copy_from_slice(&a.to_ne_bytes());
+        } else {
+            for i in 0..4 {
+                let w = core::ptr::read_volatile(&(*sk).src_ip6[i]);
+                addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+    }
+    emit(LOCAL_BIND, family, port, addr);
+}
+
+#[cgroup_sock(post_bind4)]
+pub fn corosync_post_bind4(ctx: SockContext) -> i32 {
+    post_bind(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock(post_bind6)]
+pub fn corosync_post_bind6(ctx: SockContext) -> i32 {
+    post_bind(&ctx, AF_INET6);
+    1
 }

@@ -1,5 +1,6 @@
-//! `reboot` detector, kernel side: reboot(2), kexec_load(2), kexec_file_load(2) and
-//! exec of watched binaries (the reboot family, systemctl, telinit, kexec, D-Bus tools).
+//! `reboot` detector, kernel side: reboot(2), kexec_load(2), kexec_file_load(2) (from
+//! the CAP_SYS_BOOT check, or the syscall tracepoints as the fallback route) and exec of
+//! watched binaries (the reboot family, systemctl, telinit, kexec, D-Bus tools).
 
 use agent_common::{
     event::kind,
@@ -16,7 +17,10 @@ use agent_common::{
 use aya_ebpf::{
     EbpfContext,
     cty::c_void,
-    helpers::{bpf_get_current_comm, bpf_probe_read_kernel_str_bytes, generated as raw},
+    helpers::{
+        bpf_get_current_comm, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        generated as raw,
+    },
     macros::{map, tracepoint},
     maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
     programs::TracePointContext,
@@ -72,22 +76,30 @@ const ARG4: usize = 48;
 
 #[tracepoint(category = "syscalls", name = "sys_enter_reboot")]
 pub fn reboot_sys_enter(ctx: TracePointContext) -> u32 {
+    // SAFETY: tracepoint context reads through the checked helper.
+    let arg = |at: usize| unsafe { ctx.read_at::<u64>(at) }.unwrap_or(0);
+    reboot_event(arg(ARG0), arg(ARG1), arg(ARG2))
+}
+
+/// reboot(2) entered, with its arguments (magic1, magic2, cmd).
+#[inline(always)]
+fn reboot_event(magic1: u64, magic2: u64, cmd: u64) -> u32 {
     let Some(mut entry) = EVENTS.reserve::<RebootSyscallEvent>(0) else {
         count(kind::REBOOT_SYSCALL, stats::RINGBUF_FULL);
         return 0;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: ev points into a reserved ring-buffer slot of exactly this type; every
-    // field is written before submit. Tracepoint reads go through bpf_probe_read_kernel.
+    // field is written before submit.
     unsafe {
         (*ev).header = header(
             kind::REBOOT_SYSCALL,
             core::mem::size_of::<RebootSyscallEvent>(),
         );
         fill_proc(&mut (*ev).proc, kind::REBOOT_SYSCALL);
-        (*ev).magic1 = ctx.read_at::<u64>(ARG0).unwrap_or(0) as u32;
-        (*ev).magic2 = ctx.read_at::<u64>(ARG1).unwrap_or(0) as u32;
-        (*ev).cmd = ctx.read_at::<u64>(ARG2).unwrap_or(0) as u32;
+        (*ev).magic1 = magic1 as u32;
+        (*ev).magic2 = magic2 as u32;
+        (*ev).cmd = cmd as u32;
         (*ev)._pad0 = 0;
     }
     entry.submit(0);
@@ -95,23 +107,31 @@ pub fn reboot_sys_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-fn kexec(ctx: &TracePointContext, syscall: u32, flags_at: usize) -> u32 {
+fn kexec_event(syscall: u32, flags: u64) -> u32 {
     let Some(mut entry) = EVENTS.reserve::<KexecEvent>(0) else {
         count(kind::KEXEC, stats::RINGBUF_FULL);
         return 0;
     };
     let ev = entry.as_mut_ptr();
-    // SAFETY: as in reboot_sys_enter.
+    // SAFETY: a reserved slot of exactly this type; every field written before submit.
     unsafe {
         (*ev).header = header(kind::KEXEC, core::mem::size_of::<KexecEvent>());
         fill_proc(&mut (*ev).proc, kind::KEXEC);
         (*ev).syscall = syscall;
         (*ev)._pad0 = 0;
-        (*ev).flags = ctx.read_at::<u64>(flags_at).unwrap_or(0);
+        (*ev).flags = flags;
     }
     entry.submit(0);
     count(kind::KEXEC, stats::SUBMITTED);
     0
+}
+
+fn kexec(ctx: &TracePointContext, syscall: u32, flags_at: usize) -> u32 {
+    // SAFETY: tracepoint context read through the checked helper.
+    kexec_event(
+        syscall,
+        unsafe { ctx.read_at::<u64>(flags_at) }.unwrap_or(0),
+    )
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_kexec_load")]
@@ -124,6 +144,55 @@ pub fn reboot_kexec_load(ctx: TracePointContext) -> u32 {
 pub fn reboot_kexec_file_load(ctx: TracePointContext) -> u32 {
     // kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)
     kexec(&ctx, KEXEC_FILE_LOAD, ARG4)
+}
+
+// The capability route: reboot(2) and kexec check CAP_SYS_BOOT before anything else
+// (before the magic numbers), in the caller's context. The syscall and its arguments
+// are read from the task's saved registers, so no syscall tracepoint is needed.
+const CAP_SYS_BOOT: i32 = 22;
+// capability:cap_capable: cap @32, ret @36 (checked against tracefs by `nodeward check`).
+const CAP_AT: usize = 32;
+
+/// x86_64 `struct pt_regs`: offsets of the syscall number and the first five
+/// arguments, and the syscall numbers (userspace offers this route on x86_64 only).
+mod regs {
+    pub const NR: usize = 120; // orig_ax
+    pub const ARGS: [usize; 5] = [112, 104, 96, 56, 72]; // di, si, dx, r10, r8
+    pub const REBOOT: u64 = 169;
+    pub const KEXEC_LOAD: u64 = 246;
+    pub const KEXEC_FILE_LOAD: u64 = 320;
+}
+
+#[inline(always)]
+fn reg(regs: *const u8, off: usize) -> u64 {
+    // SAFETY: kernel memory read through the checked helper (fails cleanly).
+    unsafe { bpf_probe_read_kernel(regs.wrapping_add(off).cast::<u64>()) }.unwrap_or(0)
+}
+
+#[tracepoint(category = "capability", name = "cap_capable")]
+pub fn reboot_capable(ctx: TracePointContext) -> u32 {
+    // SAFETY: tracepoint context read through the checked helper.
+    if unsafe { ctx.read_at::<i32>(CAP_AT) } != Ok(CAP_SYS_BOOT) {
+        return 0;
+    }
+    // SAFETY: helpers without preconditions; the registers are only read through
+    // bpf_probe_read_kernel.
+    let regs = unsafe { raw::bpf_task_pt_regs(raw::bpf_get_current_task_btf()) } as *const u8;
+    let nr = reg(regs, regs::NR);
+    if nr == regs::REBOOT {
+        reboot_event(
+            reg(regs, regs::ARGS[0]),
+            reg(regs, regs::ARGS[1]),
+            reg(regs, regs::ARGS[2]),
+        );
+    } else if nr == regs::KEXEC_LOAD {
+        // kexec_load(entry, nr_segments, segments, flags)
+        kexec_event(KEXEC_LOAD, reg(regs, regs::ARGS[3]));
+    } else if nr == regs::KEXEC_FILE_LOAD {
+        // kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags)
+        kexec_event(KEXEC_FILE_LOAD, reg(regs, regs::ARGS[4]));
+    }
+    0
 }
 
 #[tracepoint(category = "sched", name = "sched_process_exec")]

@@ -1,10 +1,19 @@
 //! `session` detector, kernel side: which tasks descend from an SSH connection.
 //!
-//! An sshd (by comm, from `SSHD_COMMS`) returns from accept(2) with the peer address
-//! in its user buffer; that origin is parked for the sshd's next fork, and every
-//! descendant inherits it through sched_process_fork. The server-side ESTABLISHED
-//! transition (softirq: the current task is meaningless) is keyed by the socket's
-//! addresses, never by comm, and only supplies the local port.
+//! Two routes, chosen by userspace:
+//!
+//! - cgroup (default): OpenSSH's per-connection sshd asks for its peer's address with
+//!   getpeername(2) as soon as it starts. A cgroup `getpeername4/6` program on the
+//!   cgroup v2 root sees that call in the sshd's own context: the origin is recorded
+//!   for that sshd at once (the peer from the call, the local port from its socket).
+//!   No syscall tracepoint, so no slow path for every syscall on the node.
+//! - tracepoint (fallback): an sshd (by comm, from `SSHD_COMMS`) returns from accept(2)
+//!   with the peer address in its user buffer; that origin is parked for the sshd's
+//!   next fork. The server-side ESTABLISHED transition (softirq: the current task is
+//!   meaningless) is keyed by the socket's addresses, never by comm, and only supplies
+//!   the local port.
+//!
+//! On both, every descendant inherits the origin through sched_process_fork.
 
 use agent_common::{
     event::kind,
@@ -18,9 +27,9 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
     },
-    macros::{map, tracepoint},
+    macros::{cgroup_sock_addr, map, tracepoint},
     maps::{HashMap, LruHashMap},
-    programs::TracePointContext,
+    programs::{SockAddrContext, TracePointContext},
 };
 
 use crate::common::{EVENTS, count, fill_proc, header};
@@ -134,6 +143,12 @@ fn accept_exit(ctx: &TracePointContext) -> u32 {
     if PENDING_ACCEPT.insert(&tgid, &origin, 0).is_err() {
         count(kind::SSH_ACCEPT, stats::MAP_FULL);
     }
+    report(origin)
+}
+
+/// Send the session's start (the sshd that holds it and its peer) to userspace.
+#[inline(always)]
+fn report(origin: Origin) -> u32 {
     let Some(mut entry) = EVENTS.reserve::<SshAcceptEvent>(0) else {
         count(kind::SSH_ACCEPT, stats::RINGBUF_FULL);
         return 0;
@@ -168,6 +183,76 @@ pub fn session_accept4_exit(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_exit_accept")]
 pub fn session_accept_exit(ctx: TracePointContext) -> u32 {
     accept_exit(&ctx)
+}
+
+/// getpeername(2) by an sshd (cgroup route): this sshd serves the connection whose peer
+/// the kernel is about to return; it and its descendants get that origin. Always
+/// lets the call through unchanged.
+#[inline(always)]
+fn getpeername(ctx: &SockAddrContext, family: u16) {
+    if !is_sshd() {
+        return;
+    }
+    let sa = ctx.sock_addr;
+    let mut origin = Origin {
+        kind: ORIGIN_SSH,
+        family,
+        peer_port: 0,
+        local_port: 0,
+        _pad0: 0,
+        sshd_pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        peer_addr: [0; 16],
+        // SAFETY: helper without preconditions.
+        since_ns: unsafe { bpf_ktime_get_boot_ns() },
+    };
+    // SAFETY: context fields read with 4-byte loads at their own offsets (the only
+    // access the verifier allows on bpf_sock_addr); the socket pointer is never null
+    // in this hook.
+    unsafe {
+        // user_port: the peer's port, network order, in the low 16 bits.
+        origin.peer_port = u16::from_be(core::ptr::read_volatile(&(*sa).user_port) as u16);
+        if family == AF_INET {
+            let a = core::ptr::read_volatile(&(*sa).user_ip4);
+            origin.peer_addr[..4].copy_from_slice(&a.to_ne_bytes());
+        } else {
+            for i in 0..4 {
+                let w = core::ptr::read_volatile(&(*sa).user_ip6[i]);
+                origin.peer_addr[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+        }
+        let sk = (*sa).__bindgen_anon_1.sk;
+        if !sk.is_null() {
+            origin.local_port = core::ptr::read_volatile(&(*sk).src_port) as u16;
+        }
+    }
+    let tgid = origin.sshd_pid;
+    // sshd asks more than once per connection (and its children inherit the entry):
+    // one session, one record.
+    // SAFETY: map lookup, fields compared at once.
+    if let Some(known) = unsafe { TASK_ORIGIN.get(&tgid) }
+        && known.peer_port == origin.peer_port
+        && known.family == origin.family
+        && known.peer_addr == origin.peer_addr
+    {
+        return;
+    }
+    // The sshd's own entry: it forks the session's processes, which inherit it.
+    if TASK_ORIGIN.insert(&tgid, &origin, 0).is_err() {
+        count(kind::SSH_ACCEPT, stats::MAP_FULL);
+    }
+    report(origin);
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn session_getpeername4(ctx: SockAddrContext) -> i32 {
+    getpeername(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn session_getpeername6(ctx: SockAddrContext) -> i32 {
+    getpeername(&ctx, AF_INET6);
+    1
 }
 
 /// Server side of a TCP handshake completing: remember the local port by peer.

@@ -449,9 +449,25 @@ fn rogues_with_another_key_or_a_members_node_id_are_both_named() {
     );
 }
 
+/// Default route: the bind seen by a cgroup post_bind program.
 #[test]
 fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
-    let name = "corosync::corosync_started_on_a_standalone_node_is_named_with_its_process";
+    standalone(
+        "corosync::corosync_started_on_a_standalone_node_is_named_with_its_process",
+        "",
+    );
+}
+
+/// The fallback route, forced: the bind(2) syscall tracepoint.
+#[test]
+fn corosync_on_a_standalone_node_is_named_on_the_forced_tracepoint_route() {
+    standalone(
+        "corosync::corosync_on_a_standalone_node_is_named_on_the_forced_tracepoint_route",
+        "route = \"tracepoint\"\n",
+    );
+}
+
+fn standalone(name: &str, route: &str) {
     let Some(bin) = agent_bin(name) else { return };
     let Some(lab) = lab(name, &["10.213.93.1", "10.213.93.2", "10.213.93.3"]) else {
         return;
@@ -462,10 +478,28 @@ fn corosync_started_on_a_standalone_node_is_named_with_its_process() {
     // so the role is inferred.
     let ns = lab.bridge.hosts[2].ns.clone();
     let view = agent_copy(&cluster);
-    let agent = Agent::start_in_netns(
+    // Entered with `nsenter --net`: the agent sees the host's /sys/fs/cgroup (what a
+    // node agent sees), so the cgroup route is available.
+    let agent = Agent::start_nsenter_net(
         &bin,
-        &format!("[detectors.corosync]\nconfig = \"{}\"\n", view.display()),
+        &format!(
+            "[detectors.corosync]\nconfig = \"{}\"\n{route}",
+            view.display()
+        ),
         &ns,
+    );
+    // The route asked for is the one the agent took (its start-up log).
+    let fallback = agent.logs().into_iter().find_map(|l| {
+        let route_line = l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("hook route"));
+        (route_line && l["group"] == "corosync.cgroup").then(|| l["route"] == "fallback")
+    });
+    assert_eq!(
+        fallback,
+        Some(!route.is_empty()),
+        "corosync bind route:\n{}",
+        agent.raw_output()
     );
     let role = wait_for(Duration::from_secs(5), || {
         agent

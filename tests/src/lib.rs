@@ -307,6 +307,18 @@ impl Agent {
         status
     }
 
+    /// `nodeward check` on this agent's configuration: its standard output (the
+    /// programs, the detectors and the route of each hook group).
+    pub fn check(&self) -> String {
+        let out = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("check")
+            .output()
+            .expect("run nodeward check");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Replace the config file (keeping the test's logging and listen settings).
     pub fn rewrite_config(&self, extra: &str) {
         let dir = self.config_path.parent().expect("config dir");

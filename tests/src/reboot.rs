@@ -8,14 +8,37 @@ use nodeward_tests::{Agent, agent_bin, metric, metric_sum, stand_in, wait_for};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
+/// Default route: reboot(2) seen at its CAP_SYS_BOOT check (no syscall tracepoint).
 #[test]
 fn reboot_syscall_and_stand_in_exec_are_reported_with_attribution() {
-    let Some(bin) =
-        agent_bin("reboot::reboot_syscall_and_stand_in_exec_are_reported_with_attribution")
-    else {
+    syscall_and_exec(
+        "reboot::reboot_syscall_and_stand_in_exec_are_reported_with_attribution",
+        "",
+    );
+}
+
+/// The fallback route, forced: the same through the reboot syscall tracepoint.
+#[test]
+fn reboot_syscall_and_exec_are_reported_on_the_forced_tracepoint_route() {
+    syscall_and_exec(
+        "reboot::reboot_syscall_and_exec_are_reported_on_the_forced_tracepoint_route",
+        "[detectors.reboot]\nroute = \"tracepoint\"\n",
+    );
+}
+
+fn syscall_and_exec(name: &str, config: &str) {
+    let Some(bin) = agent_bin(name) else {
         return;
     };
-    let agent = Agent::start(&bin, "");
+    let agent = Agent::start(&bin, config);
+    // The route asked for is the route in use.
+    let text = agent.check();
+    let forced = config.contains("tracepoint");
+    assert_eq!(
+        text.contains("route reboot.capability: FALLBACK"),
+        forced,
+        "route in use:\n{text}"
+    );
     let before = agent.metrics();
     assert_eq!(
         metric(&before, "nodeward_detector_up{detector=\"reboot\"}"),
@@ -544,6 +567,8 @@ fn local_reboot_syscall_is_attributed_local_not_ssh() {
     );
 }
 
+/// The fallback route (forced): the openat syscall tracepoints see the attempt even on
+/// a kernel without magic SysRq (the open fails with ENOENT here, after the hook).
 #[test]
 fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
     let Some(bin) =
@@ -551,7 +576,7 @@ fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
     else {
         return;
     };
-    let agent = Agent::start(&bin, "");
+    let agent = Agent::start(&bin, "[detectors.reboot]\nroute = \"tracepoint\"\n");
     let spawn = |args: &[&str]| {
         let mut c = Command::new(HELPER).args(args).spawn().unwrap();
         let pid = c.id();
@@ -571,6 +596,95 @@ fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
     assert!(
         agent.findings_for(&[ro]).is_empty(),
         "a read-only open was reported"
+    );
+}
+
+/// The default route: a fanotify mark on the trigger. Needs a kernel with magic SysRq
+/// (the mark is on the file itself); the watcher's logic is also tested on a file of
+/// its own in the agent's unit tests.
+#[test]
+fn sysrq_trigger_opened_for_writing_is_seen_by_fanotify() {
+    let name = "reboot::sysrq_trigger_opened_for_writing_is_seen_by_fanotify";
+    let Some(bin) = agent_bin(name) else { return };
+    if !std::path::Path::new("/proc/sysrq-trigger").exists() {
+        return skip(
+            name,
+            "this kernel has no /proc/sysrq-trigger (CONFIG_MAGIC_SYSRQ unset): nothing to mark",
+        );
+    }
+    let agent = Agent::start(&bin, "");
+    // Held open until stdin closes, so the agent reads the mode from the descriptor.
+    let mut wo = Command::new(HELPER)
+        .args(["open-sysrq", "--write-mode", "--hold"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = wo.id();
+    let line = wait_for(Duration::from_secs(5), || {
+        agent
+            .findings_for(&[pid])
+            .into_iter()
+            .find(|l| l["path"] == "sysrq")
+    });
+    drop(wo.stdin.take());
+    let _ = wo.wait();
+    let line = line.unwrap_or_else(|| panic!("no sysrq intent:\n{}", agent.raw_output()));
+    assert_eq!(line["action"], "sysrq");
+}
+
+/// An SSH session opened before the agent started: its origin is found at start-up
+/// (sshd's socket in /proc), and a reboot(2) from it — seen at the CAP_SYS_BOOT check —
+/// carries the session's peer.
+#[test]
+fn reboot_from_a_session_older_than_the_agent_is_attributed_to_it() {
+    let name = "reboot::reboot_from_a_session_older_than_the_agent_is_attributed_to_it";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+    // The session waits for a line before it calls reboot(2) (invalid magic: EINVAL).
+    let mut session = lab.ssh_spawn(&format!("read go; {HELPER} bad-reboot"));
+    let mut stdout = session.stdout.take().expect("ssh stdout");
+    // The session is up when its shell is reading: sshd logged the login.
+    wait_for(Duration::from_secs(15), || {
+        (!lab.accepted_ports().is_empty()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the SSH session did not start:\n{}", lab.sshd_log()));
+    let agent = Agent::start(&bin, "");
+    {
+        use std::io::Write;
+        let mut stdin = session.stdin.take().expect("ssh stdin");
+        stdin.write_all(b"go\n").expect("write to the session");
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).expect("session output");
+    assert!(session.wait().unwrap().success(), "the session: {out}");
+    assert_eq!(
+        out.trim(),
+        libc::EINVAL.to_string(),
+        "reboot(2) must fail with EINVAL"
+    );
+    let line = wait_for(Duration::from_secs(8), || {
+        agent.logs().into_iter().find(|l| {
+            l["finding"] == "reboot_intent"
+                && l["path"] == "syscall"
+                && l["origin"] == "ssh"
+                && l["detail"].as_str().is_some_and(|d| d.contains(&lan.ip_a))
+        })
+    })
+    .unwrap_or_else(|| panic!("no SSH-attributed reboot(2):\n{}", agent.raw_output()));
+    let d = detail(&line);
+    let o = &d["process"]["origin"];
+    assert_eq!(o["peer"], lan.ip_a.as_str());
+    assert_eq!(o["local_port"], nodeward_tests::SSH_PORT);
+    let ports = lab.accepted_ports();
+    assert!(
+        ports.contains(&(o["peer_port"].as_u64().unwrap_or(0) as u16)),
+        "peer port {} not in sshd's log {ports:?}",
+        o["peer_port"]
+    );
+    assert_eq!(
+        line["expected"], false,
+        "a remote root reboot is unexpected"
     );
 }
 

@@ -10,16 +10,38 @@ use nodeward_tests::{Agent, Lan, SSH_PORT, SshLab, agent_bin, detail, metric, sk
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
+/// Default route: sshd's getpeername(2), seen by a cgroup program.
 #[test]
 fn an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports() {
-    let name = "session::an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports";
+    accepted(
+        "session::an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports",
+        "",
+    );
+}
+
+/// The fallback route, forced: accept(2) syscall tracepoints.
+#[test]
+fn an_accepted_ssh_connection_is_a_session_on_the_forced_tracepoint_route() {
+    accepted(
+        "session::an_accepted_ssh_connection_is_a_session_on_the_forced_tracepoint_route",
+        "[detectors.session]\nroute = \"tracepoint\"\n",
+    );
+}
+
+fn accepted(name: &str, config: &str) {
     let Some(bin) = agent_bin(name) else { return };
     let lan = Lan::new();
     let lab = match SshLab::new(&lan, HELPER) {
         Ok(l) => l,
         Err(why) => return skip(name, &why),
     };
-    let agent = Agent::start(&bin, "");
+    let agent = Agent::start(&bin, config);
+    let text = agent.check();
+    assert_eq!(
+        text.contains("route session.cgroup: FALLBACK"),
+        !config.is_empty(),
+        "route in use:\n{text}"
+    );
     let out = lab.ssh("true");
     assert!(out.status.success(), "ssh: {out:?}");
 

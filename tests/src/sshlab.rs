@@ -141,6 +141,18 @@ impl SshLab {
             .expect("run ssh")
     }
 
+    /// Start a command over SSH and leave it running: its stdin is piped through the
+    /// connection (the test decides when it goes on by writing or closing it).
+    pub fn ssh_spawn(&self, command: &str) -> std::process::Child {
+        self.client("ssh", "-p")
+            .arg(format!("root@{}", self.host))
+            .arg(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn ssh")
+    }
+
     /// Copy `remote` (a path on the server) to `local` with scp, from the client
     /// namespace.
     pub fn scp_from(&self, remote: &Path, local: &Path) -> std::process::Output {

@@ -75,25 +75,39 @@ pub fn check(config: &Config) -> i32 {
         }
     }
     println!();
-    let s = &config.detectors.secrets;
-    match (s.route, crate::detectors::secrets::fanotify::available()) {
-        (_, _) if !s.enabled => {}
-        (Route::Tracepoint, _) => println!(
-            "secrets route: tracepoint (configured; the openat syscall tracepoints put every syscall on this node on the slow path)"
-        ),
-        (_, Ok(())) => println!(
-            "secrets route: fanotify (permission events on the secret files and their directories; no syscall tracepoint)"
-        ),
-        (Route::Auto, Err(why)) => println!(
-            "secrets route: tracepoint (fallback: no fanotify permission group: {why}; every syscall on this node takes the slow path)"
-        ),
-        (Route::Fanotify, Err(why)) => {
-            println!(
-                "secrets route: fanotify configured but unavailable (no permission group: {why})"
-            );
-            code = 1;
-        }
+    for line in route_lines(config, kernel.statuses()) {
+        println!("{line}");
     }
+    let s = &config.detectors.secrets;
+    if s.enabled
+        && s.route == Route::Fanotify
+        && let Err(why) = crate::detectors::secrets::fanotify::available()
+    {
+        println!("secrets route: fanotify configured but unavailable (no permission group: {why})");
+        code = 1;
+    }
+    let syscall_tps = kernel
+        .statuses()
+        .iter()
+        .filter(|s| {
+            s.status == Status::Attached
+                && matches!(
+                    s.spec.hook,
+                    programs::Hook::TracePoint {
+                        category: "syscalls",
+                        ..
+                    }
+                )
+        })
+        .count();
+    println!(
+        "syscall tracepoints attached: {syscall_tps}{}",
+        if syscall_tps > 0 {
+            " (any one puts every syscall of every process on this node on the kernel's slow path)"
+        } else {
+            ""
+        }
+    );
     let failed = kernel
         .statuses()
         .iter()
@@ -104,4 +118,49 @@ pub fn check(config: &Config) -> i32 {
         code = 1;
     }
     code
+}
+
+/// One line per route group of an enabled detector: the route in use, and for a
+/// fallback why and what it costs.
+fn route_lines(config: &Config, statuses: &[programs::ProgramStatus]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (group, preferred, fallback) in programs::ROUTE_GROUPS {
+        let detector = group.split('.').next().unwrap_or(group);
+        if !config.enabled_detectors().contains(&detector) {
+            continue;
+        }
+        let of = |want: fn(&programs::Route) -> bool| {
+            statuses
+                .iter()
+                .filter(move |s| want(&s.spec.route))
+                .filter(move |s| matches!(s.spec.route, programs::Route::Preferred(g) | programs::Route::Fallback(g) if g == *group))
+        };
+        let fallback_on =
+            of(|r| matches!(r, programs::Route::Fallback(_))).any(|s| s.status == Status::Attached);
+        if !fallback_on {
+            let note = if *group == "reboot.sysrq"
+                && !std::path::Path::new(crate::detectors::reboot::sysrq::TRIGGER).exists()
+            {
+                "; this kernel has no /proc/sysrq-trigger (CONFIG_MAGIC_SYSRQ unset): nothing to watch"
+            } else {
+                ""
+            };
+            out.push(format!(
+                "route {group}: {preferred} (no syscall tracepoint{note})"
+            ));
+            continue;
+        }
+        let why = of(|r| matches!(r, programs::Route::Preferred(_)))
+            .find(|s| s.status != Status::Attached)
+            .map(|s| s.status.reason().to_string())
+            .unwrap_or_else(|| {
+                if config.detectors.forced_fallback(detector) {
+                    format!("forced (detectors.{detector}.route = \"tracepoint\")")
+                } else {
+                    "the preferred route is unavailable on this machine".into()
+                }
+            });
+        out.push(format!("route {group}: FALLBACK {fallback} (why: {why})"));
+    }
+    out
 }

@@ -211,6 +211,10 @@ async fn daemon(
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
+    let mut sysrq_route =
+        crate::detectors::reboot::sysrq::SysrqRoute::new(guard.backend(), tx.clone());
+    sysrq_route.configure(&config, &metrics.agent);
+    crate::detectors::session::preexisting::seed(guard.backend(), &config);
     let reader = tokio::spawn(crate::kernel::events::read(ring, tx, metrics.agent.clone()));
     let to_guard = pipeline::ToGuard {
         enforced: enforced_tx,
@@ -293,6 +297,7 @@ async fn daemon(
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
                 secrets_route.configure(&current, &config_tx.subscribe(), &sampled_tx, &metrics);
+                sysrq_route.configure(&current, &metrics.agent);
                 sync_interfaces(guard.backend(), &current, &metrics);
                 *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);

@@ -71,7 +71,7 @@ impl LeaseFile {
     }
 }
 
-pub use crate::detectors::secrets::procfs::lineage;
+pub use crate::detectors::procfs::lineage;
 
 pub async fn run(
     mut queue: mpsc::Receiver<Event>,

@@ -22,7 +22,30 @@ pub struct DetectorsConfig {
     pub corosync: CorosyncConfig,
 }
 
+/// How a detector's kernel hooks are chosen (`[detectors.<id>] route`): `auto` takes
+/// the route that costs the rest of the node nothing (no syscall tracepoint) wherever
+/// this kernel allows it, and falls back on its own; `tracepoint` forces the syscall
+/// tracepoints (every syscall on the node then takes the kernel's slow path).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookRoute {
+    #[default]
+    Auto,
+    Tracepoint,
+}
+
 impl DetectorsConfig {
+    /// Whether `detector`'s hooks are forced to their syscall-tracepoint fallback.
+    pub fn forced_fallback(&self, detector: &str) -> bool {
+        match detector {
+            "reboot" => self.reboot.route == HookRoute::Tracepoint,
+            "session" => self.session.route == HookRoute::Tracepoint,
+            "corosync" => self.corosync.route == HookRoute::Tracepoint,
+            "secrets" => self.secrets.route == super::secrets::config::Route::Tracepoint,
+            _ => false,
+        }
+    }
+
     /// Whether `detector` is enabled (`[detectors.<id>] enabled`).
     pub fn enabled(&self, detector: Detector) -> bool {
         match detector {

@@ -4,9 +4,11 @@
 pub mod arp;
 pub mod config;
 pub mod corosync;
+pub mod fanotify_loop;
 pub mod incident;
 pub mod martian;
 pub mod metrics;
+pub mod procfs;
 pub mod reboot;
 pub mod report;
 pub mod secrets;

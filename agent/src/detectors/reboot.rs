@@ -6,6 +6,7 @@ pub mod history;
 pub mod kernel;
 pub mod metrics;
 pub mod report;
+pub mod sysrq;
 
 use agent_common::{
     decode::Event,

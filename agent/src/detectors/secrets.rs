@@ -7,7 +7,6 @@ pub mod config;
 pub mod fanotify;
 pub mod kernel;
 pub mod metrics;
-pub mod procfs;
 pub mod report;
 pub mod runtime;
 

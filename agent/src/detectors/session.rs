@@ -5,6 +5,7 @@
 pub mod config;
 pub mod kernel;
 pub mod metrics;
+pub mod preexisting;
 pub mod report;
 
 use agent_common::decode::Event;

@@ -17,7 +17,7 @@ use crate::{
     config::Config,
     kernel::object,
     kernel::probe::{self, KernelFacts, ProgramTypeSupport},
-    kernel::programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Status},
+    kernel::programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Route, Status},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,37 @@ pub enum LoadError {
     },
     #[error("eBPF map {name}: more than its {capacity} entries wanted")]
     Capacity { name: &'static str, capacity: u32 },
+}
+
+/// Each route group of an enabled detector, and whether its fallback is in use.
+pub fn route_in_use(statuses: &[ProgramStatus]) -> Vec<(&'static str, bool)> {
+    let mut out: Vec<(&'static str, bool)> = Vec::new();
+    for s in statuses {
+        let (Route::Preferred(g) | Route::Fallback(g)) = s.spec.route else {
+            continue;
+        };
+        if s.status == Status::Disabled {
+            continue;
+        }
+        let on = matches!(s.spec.route, Route::Fallback(_)) && s.status == Status::Attached;
+        match out.iter_mut().find(|(x, _)| *x == g) {
+            Some((_, f)) => *f |= on,
+            None => out.push((g, on)),
+        }
+    }
+    out
+}
+
+/// Route groups whose preferred route is in userspace (fanotify): whether it is in use.
+fn userspace_routes(config: &Config) -> HashMap<&'static str, bool> {
+    let d = &config.detectors;
+    HashMap::from([
+        ("secrets.fanotify", d.secrets.uses_fanotify()),
+        (
+            "reboot.sysrq",
+            !d.forced_fallback("reboot") && super::probe::sysrq_fanotify().is_ok(),
+        ),
+    ])
 }
 
 /// Why the kernel refused to load a program (its first line, kept for reports).
@@ -80,6 +111,9 @@ pub struct Kernel {
     pub(crate) reboot_guard: u32,
     pub(crate) links: HashMap<&'static str, TracePointLinkId>,
     pub(crate) lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
+    pub(crate) cgroup_links: HashMap<&'static str, super::cgroup::CgroupLink>,
+    /// Route groups in use (`true`: the fallback), as last logged.
+    pub(crate) routes: HashMap<&'static str, bool>,
     pub(crate) loaded: HashMap<&'static str, Result<(), Refused>>,
     pub(crate) statuses: Vec<ProgramStatus>,
     /// The programs' diagnostics (agent.ebpf_log), until the daemon takes it.
@@ -118,6 +152,8 @@ impl Kernel {
             packet_ports: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
+            cgroup_links: HashMap::new(),
+            routes: HashMap::new(),
             links: HashMap::new(),
             loaded: HashMap::new(),
             statuses: Vec::new(),
@@ -191,19 +227,59 @@ impl Kernel {
         {
             enabled.push("quarantine");
         }
-        let mut statuses = Vec::with_capacity(PROGRAMS.len());
-        for spec in PROGRAMS {
-            let status = if spec.detector == "secrets"
-                && enabled.contains(&spec.detector)
-                && config.detectors.secrets.uses_fanotify()
-            {
-                self.detach(spec);
-                Status::Replaced("route fanotify (detectors.secrets.route)")
-            } else if enabled.contains(&spec.detector) {
-                self.attach(spec)
-            } else {
-                self.detach(spec)
+        // Preferred routes first: a group's fallback is attached only where its
+        // preferred route is not in use.
+        let mut in_use: HashMap<&'static str, bool> = userspace_routes(config);
+        let mut slots: Vec<Option<Status>> = vec![None; PROGRAMS.len()];
+        for (i, spec) in PROGRAMS.iter().enumerate() {
+            if !enabled.contains(&spec.detector) {
+                slots[i] = Some(self.detach(spec));
+                continue;
+            }
+            match spec.route {
+                Route::Always => slots[i] = Some(self.attach(spec)),
+                Route::Preferred(group) => {
+                    let status = if config.detectors.forced_fallback(spec.detector) {
+                        self.detach(spec);
+                        Status::Replaced(format!(
+                            "fallback forced (detectors.{}.route = \"tracepoint\")",
+                            spec.detector
+                        ))
+                    } else if spec.name == "reboot_capable" && !cfg!(target_arch = "x86_64") {
+                        Status::Unavailable("the register layout is known for x86_64 only".into())
+                    } else {
+                        match self.attach(spec) {
+                            Status::Failed(why) => {
+                                Status::Unavailable(format!("{why}; the fallback route is in use"))
+                            }
+                            other => other,
+                        }
+                    };
+                    let ok = status == Status::Attached;
+                    let entry = in_use.entry(group).or_insert(true);
+                    *entry &= ok;
+                    slots[i] = Some(status);
+                }
+                Route::Fallback(_) => {}
+            }
+        }
+        for (i, spec) in PROGRAMS.iter().enumerate() {
+            let Route::Fallback(group) = spec.route else {
+                continue;
             };
+            if slots[i].is_some() {
+                continue; // detector disabled
+            }
+            slots[i] = Some(if in_use.get(group).copied().unwrap_or(false) {
+                self.detach(spec);
+                Status::Replaced(format!("route {group}"))
+            } else {
+                self.attach(spec)
+            });
+        }
+        let mut statuses = Vec::with_capacity(PROGRAMS.len());
+        for (spec, status) in PROGRAMS.iter().zip(slots) {
+            let status = status.unwrap_or(Status::Disabled);
             match &status {
                 Status::Failed(r) => {
                     warn!(detector = spec.detector, program = spec.name, hook = %spec.hook, reason = %r, "program failed")
@@ -223,18 +299,44 @@ impl Kernel {
                 status,
             });
         }
+        for (group, fallback) in route_in_use(&statuses) {
+            let route = if fallback { "fallback" } else { "preferred" };
+            if self.routes.insert(group, fallback) != Some(fallback) {
+                if fallback {
+                    warn!(
+                        group,
+                        route,
+                        "hook route: the syscall-tracepoint fallback is in use (every syscall on this node takes the slow path)"
+                    );
+                } else {
+                    info!(group, route, "hook route");
+                }
+            }
+        }
         self.statuses = statuses;
         Ok(())
     }
 
     fn attach(&mut self, spec: &ProgramSpec) -> Status {
-        if self.links.contains_key(spec.name) || self.lsm_links.contains_key(spec.name) {
+        if self.links.contains_key(spec.name)
+            || self.lsm_links.contains_key(spec.name)
+            || self.cgroup_links.contains_key(spec.name)
+        {
             return Status::Attached;
         }
         let (category, name) = match spec.hook {
             Hook::TracePoint { category, name } => (category, name),
             Hook::Lsm { hook } => return self.attach_lsm(spec, hook),
             Hook::TcIngress => return self.load_tc(spec.name),
+            Hook::Cgroup { .. } => {
+                return match super::cgroup::attach(&mut self.ebpf, spec.name) {
+                    Ok(link) => {
+                        self.cgroup_links.insert(spec.name, link);
+                        Status::Attached
+                    }
+                    Err(why) => Status::Failed(why.to_string()),
+                };
+            }
         };
         if !probe::tracepoint_exists(category, name) {
             let reason = format!("tracepoint {category}/{name} does not exist on this kernel");
@@ -393,6 +495,11 @@ impl Kernel {
     }
 
     fn detach(&mut self, spec: &ProgramSpec) -> Status {
+        if let Some(link) = self.cgroup_links.remove(spec.name)
+            && let Err(e) = super::cgroup::detach(&mut self.ebpf, spec.name, link)
+        {
+            warn!(program = spec.name, error = %e, "detach failed");
+        }
         if let Some(link) = self.lsm_links.remove(spec.name)
             && let Some(Ok(lsm)) = self
                 .ebpf
@@ -438,6 +545,7 @@ impl Kernel {
         self.links
             .keys()
             .chain(self.lsm_links.keys())
+            .chain(self.cgroup_links.keys())
             .chain(tc)
             .filter_map(|name| {
                 let info = self.ebpf.program(name)?.info().ok()?;

@@ -65,6 +65,7 @@ impl ReadErrors {
 
 pub struct KernelMetrics {
     program_attached: IntGaugeVec,
+    route_fallback: IntGaugeVec,
     program_type_supported: IntGaugeVec,
     kernel_offset_resolved: IntGaugeVec,
     scrape: Arc<Scrape>,
@@ -78,6 +79,12 @@ impl KernelMetrics {
                 "nodeward_program_attached",
                 "1 when the eBPF program is attached, else 0.",
                 &["detector", "program"],
+            ),
+            route_fallback: gauge_vec(
+                r,
+                "nodeward_kernel_route_fallback",
+                "1 when a hook group runs on its syscall-tracepoint fallback (every syscall on the node then takes the kernel's slow path), 0 on its preferred route.",
+                &["group"],
             ),
             program_type_supported: gauge_vec(
                 r,
@@ -149,6 +156,12 @@ impl KernelMetrics {
             self.program_attached
                 .with_label_values(&[s.spec.detector, s.spec.name])
                 .set((s.status == Status::Attached).into());
+        }
+        self.route_fallback.reset();
+        for (group, fallback) in crate::kernel::loader::route_in_use(statuses) {
+            self.route_fallback
+                .with_label_values(&[group])
+                .set(fallback.into());
         }
         for d in agent_common::DETECTORS {
             let state = programs::detector_state(d, statuses);

@@ -2,6 +2,7 @@
 //! the eBPF object, reading its ring buffer, and the task that owns the loaded object.
 
 pub mod btf;
+pub mod cgroup;
 pub mod ebpf_log;
 pub mod events;
 pub mod loader;

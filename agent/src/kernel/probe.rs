@@ -174,6 +174,47 @@ fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
     })
 }
 
+/// Why a fanotify notification mark cannot be placed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum FanotifyProbeError {
+    #[error("fanotify_init of a notification group: {0}")]
+    Init(nix::errno::Errno),
+    #[error("fanotify mark on {0}: {1}")]
+    Mark(String, nix::errno::Errno),
+}
+
+/// Whether a fanotify notification group can mark `path`. A missing path has nothing
+/// to mark: that is not a failure.
+pub fn fanotify_notify_mark(path: &std::path::Path) -> Result<(), FanotifyProbeError> {
+    use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+    let group = Fanotify::init(
+        InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC | InitFlags::FAN_REPORT_TID,
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+    )
+    .map_err(FanotifyProbeError::Init)?;
+    if !path.exists() {
+        return Ok(());
+    }
+    group
+        .mark(
+            MarkFlags::FAN_MARK_ADD,
+            MaskFlags::FAN_OPEN,
+            // SAFETY: AT_FDCWD is a constant the kernel reads as "the working directory"
+            // (ignored for an absolute path), never a closable descriptor.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) },
+            Some(path),
+        )
+        .map_err(|e| FanotifyProbeError::Mark(path.display().to_string(), e))
+}
+
+/// Whether the sysrq trigger can be watched by fanotify (probed once).
+pub fn sysrq_fanotify() -> Result<(), FanotifyProbeError> {
+    static PROBE: std::sync::OnceLock<Result<(), FanotifyProbeError>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| fanotify_notify_mark(std::path::Path::new("/proc/sysrq-trigger")))
+        .clone()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -12,6 +12,9 @@ pub enum Hook {
     Lsm { hook: &'static str },
     /// TC ingress on interfaces chosen at run time (loaded here, attached per interface).
     TcIngress,
+    /// A cgroup socket hook (`getpeername4`, `post_bind6`...) on the root of the cgroup
+    /// v2 hierarchy: every socket of every process in it.
+    Cgroup { hook: &'static str },
 }
 
 impl std::fmt::Display for Hook {
@@ -20,6 +23,7 @@ impl std::fmt::Display for Hook {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
             Hook::Lsm { hook } => write!(f, "lsm/{hook}"),
             Hook::TcIngress => write!(f, "tc/ingress (per interface)"),
+            Hook::Cgroup { hook } => write!(f, "cgroup/{hook} (cgroup v2 root)"),
         }
     }
 }
@@ -34,7 +38,76 @@ pub struct ProgramSpec {
     /// program whose hook does not exist on this kernel is `unavailable`, not failed:
     /// e.g. no kexec tracepoints on a kernel built without kexec (nothing to watch).
     pub required: bool,
+    pub route: Route,
 }
+
+/// How a program takes part in its detector's choice of hooks (issue: no syscall
+/// tracepoint by default). A route group is named `<detector>.<route>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Attached whenever its detector is enabled.
+    Always,
+    /// The group's default route: attached unless the detector's `route` setting
+    /// forces the fallback; when it cannot attach, the group's fallback is used.
+    Preferred(&'static str),
+    /// Attached only when the group's preferred route is not in use (forced by the
+    /// configuration, or unavailable on this kernel). Some groups' preferred route is
+    /// in userspace (fanotify), with no program of its own.
+    Fallback(&'static str),
+}
+
+impl ProgramSpec {
+    const fn preferred(mut self, group: &'static str) -> ProgramSpec {
+        self.route = Route::Preferred(group);
+        self.required = false;
+        self
+    }
+
+    const fn fallback(mut self, group: &'static str) -> ProgramSpec {
+        self.route = Route::Fallback(group);
+        self
+    }
+}
+
+const fn cgroup(detector: &'static str, name: &'static str, hook: &'static str) -> ProgramSpec {
+    ProgramSpec {
+        detector,
+        name,
+        hook: Hook::Cgroup { hook },
+        required: false,
+        route: Route::Always,
+    }
+}
+
+/// Route groups, with what their preferred route is and what the fallback costs (for
+/// `nodeward check`).
+pub const ROUTE_GROUPS: &[(&str, &str, &str)] = &[
+    (
+        "reboot.capability",
+        "capability:cap_capable filtered on CAP_SYS_BOOT (syscall and arguments from the task's registers)",
+        "syscalls:sys_enter_reboot/kexec_load/kexec_file_load: every syscall on the node takes the slow path",
+    ),
+    (
+        "reboot.sysrq",
+        "fanotify notification mark on /proc/sysrq-trigger (any path spelling)",
+        "syscalls:sys_enter_openat/openat2: every syscall on the node takes the slow path",
+    ),
+    (
+        "session.cgroup",
+        "cgroup getpeername4/6 on the cgroup v2 root (sshd asks for its peer)",
+        "syscalls:sys_enter/exit_accept(4) and sock:inet_sock_set_state: every syscall on the node takes the slow path",
+    ),
+    (
+        "corosync.cgroup",
+        "cgroup post_bind4/6 on the cgroup v2 root",
+        "syscalls:sys_enter_bind: every syscall on the node takes the slow path",
+    ),
+    (
+        "secrets.fanotify",
+        "fanotify permission events on the secret files and their directories",
+        "syscalls:sys_enter/exit_open(at,at2), creat: every syscall on the node takes the slow path; reads are killed after they happen",
+    ),
+];
 
 const fn tp(
     detector: &'static str,
@@ -48,31 +121,43 @@ const fn tp(
         name,
         hook: Hook::TracePoint { category, name: tp },
         required,
+        route: Route::Always,
     }
 }
 
 pub const PROGRAMS: &[ProgramSpec] = &[
     tp(
         "reboot",
+        "reboot_capable",
+        "capability",
+        "cap_capable",
+        true,
+    )
+    .preferred("reboot.capability"),
+    tp(
+        "reboot",
         "reboot_sys_enter",
         "syscalls",
         "sys_enter_reboot",
         true,
-    ),
+    )
+    .fallback("reboot.capability"),
     tp(
         "reboot",
         "reboot_kexec_load",
         "syscalls",
         "sys_enter_kexec_load",
         false,
-    ),
+    )
+    .fallback("reboot.capability"),
     tp(
         "reboot",
         "reboot_kexec_file_load",
         "syscalls",
         "sys_enter_kexec_file_load",
         false,
-    ),
+    )
+    .fallback("reboot.capability"),
     tp(
         "reboot",
         "reboot_sched_exec",
@@ -86,49 +171,58 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "syscalls",
         "sys_enter_openat",
         true,
-    ),
+    )
+    .fallback("reboot.sysrq"),
     tp(
         "reboot",
         "reboot_sysrq_openat2",
         "syscalls",
         "sys_enter_openat2",
         false,
-    ),
+    )
+    .fallback("reboot.sysrq"),
+    cgroup("session", "session_getpeername4", "getpeername4").preferred("session.cgroup"),
+    cgroup("session", "session_getpeername6", "getpeername6").preferred("session.cgroup"),
     tp(
         "session",
         "session_accept",
         "syscalls",
         "sys_enter_accept",
         true,
-    ),
+    )
+    .fallback("session.cgroup"),
     tp(
         "session",
         "session_accept4",
         "syscalls",
         "sys_enter_accept4",
         true,
-    ),
+    )
+    .fallback("session.cgroup"),
     tp(
         "session",
         "session_accept_exit",
         "syscalls",
         "sys_exit_accept",
         true,
-    ),
+    )
+    .fallback("session.cgroup"),
     tp(
         "session",
         "session_accept4_exit",
         "syscalls",
         "sys_exit_accept4",
         true,
-    ),
+    )
+    .fallback("session.cgroup"),
     tp(
         "session",
         "session_sock_state",
         "sock",
         "inet_sock_set_state",
         true,
-    ),
+    )
+    .fallback("session.cgroup"),
     tp(
         "session",
         "session_fork",
@@ -149,28 +243,32 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "syscalls",
         "sys_enter_openat",
         true,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp(
         "secrets",
         "secrets_openat2",
         "syscalls",
         "sys_enter_openat2",
         false,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp(
         "secrets",
         "secrets_openat_exit",
         "syscalls",
         "sys_exit_openat",
         true,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp(
         "secrets",
         "secrets_openat2_exit",
         "syscalls",
         "sys_exit_openat2",
         false,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     // open(2) and creat(2): absent on architectures that only have openat.
     tp(
         "secrets",
@@ -178,28 +276,32 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "syscalls",
         "sys_enter_open",
         false,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp(
         "secrets",
         "secrets_open_exit",
         "syscalls",
         "sys_exit_open",
         false,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp(
         "secrets",
         "secrets_creat",
         "syscalls",
         "sys_enter_creat",
         false,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp(
         "secrets",
         "secrets_creat_exit",
         "syscalls",
         "sys_exit_creat",
         false,
-    ),
+    )
+    .fallback("secrets.fanotify"),
     tp("martian", "martian_drop", "skb", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
     tp(
@@ -216,8 +318,6 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "sched_process_exec",
         true,
     ),
-    // Preferred block_exec backend where BPF LSM loads; optional (the tracepoint
-    // kill-on-exec above is the fallback and always attached with it).
     // The packet program, shared: ARP/ND observation and cluster counting in one TC
     // program per interface (kernel::packet). Listed under both detectors.
     ProgramSpec {
@@ -225,12 +325,14 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         name: crate::kernel::packet::NET_TC,
         hook: Hook::TcIngress,
         required: true,
+        route: Route::Always,
     },
     ProgramSpec {
         detector: "corosync",
         name: crate::kernel::packet::NET_TC,
         hook: Hook::TcIngress,
         required: true,
+        route: Route::Always,
     },
     tp(
         "corosync",
@@ -239,13 +341,18 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "sched_process_exec",
         true,
     ),
+    cgroup("corosync", "corosync_post_bind4", "post_bind4").preferred("corosync.cgroup"),
+    cgroup("corosync", "corosync_post_bind6", "post_bind6").preferred("corosync.cgroup"),
     tp(
         "corosync",
         "corosync_bind",
         "syscalls",
         "sys_enter_bind",
         true,
-    ),
+    )
+    .fallback("corosync.cgroup"),
+    // Preferred block_exec backend where BPF LSM loads; optional (the tracepoint
+    // kill-on-exec above is the fallback and always attached with it).
     ProgramSpec {
         detector: "quarantine",
         name: "quarantine_lsm_exec",
@@ -253,6 +360,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
             hook: "bprm_check_security",
         },
         required: false,
+        route: Route::Always,
     },
 ];
 
@@ -271,7 +379,7 @@ pub enum Status {
     Failed(String),
     /// Not loaded: the detector watches this through another route (named), e.g. the
     /// secrets detector through fanotify instead of syscall tracepoints.
-    Replaced(&'static str),
+    Replaced(String),
 }
 
 impl Status {
@@ -369,16 +477,16 @@ mod tests {
             status,
         };
         let ok = vec![
-            st("reboot_sys_enter", Status::Attached),
-            st("reboot_kexec_load", Status::Unavailable("absent".into())),
+            st("reboot_sched_exec", Status::Attached),
+            st("reboot_capable", Status::Unavailable("absent".into())),
         ];
         assert_eq!(detector_state("reboot", &ok), Ok(()));
-        let bad = vec![st("reboot_sys_enter", Status::Failed("EPERM".into()))];
+        let bad = vec![st("reboot_sched_exec", Status::Failed("EPERM".into()))];
         let Err(Down::Programs(why)) = detector_state("reboot", &bad) else {
             panic!("a failed required program must take the detector down")
         };
         assert!(why.iter().any(|w| w.contains("EPERM")), "{why:?}");
-        let off = vec![st("reboot_sys_enter", Status::Disabled)];
+        let off = vec![st("reboot_sched_exec", Status::Disabled)];
         assert_eq!(detector_state("reboot", &off), Err(Down::Disabled));
     }
 }

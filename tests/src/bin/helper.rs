@@ -82,6 +82,10 @@ fn main() {
                     .read(!write)
                     .write(write)
                     .open("/proc/sysrq-trigger");
+                if args.iter().any(|a| a == "--hold") {
+                    // Held until stdin closes (the test decides when).
+                    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+                }
                 drop(f);
             }
             // Read a file by other routes than open(2)/openat(2): prints the bytes read,

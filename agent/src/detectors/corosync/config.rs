@@ -39,6 +39,9 @@ pub struct CorosyncConfig {
     pub quarantine_rogues: bool,
     /// At most this many `nodeward_corosync_rogue_packets_per_second` series.
     pub max_rogue_series: usize,
+    /// Kernel hooks: `auto` (no syscall tracepoint where this kernel allows it) or
+    /// `tracepoint` (the syscall-tracepoint fallback; every syscall on the node pays).
+    pub route: crate::detectors::config::HookRoute,
 }
 
 impl Default for CorosyncConfig {
@@ -54,6 +57,7 @@ impl Default for CorosyncConfig {
             daemons: vec!["corosync".into()],
             quarantine_rogues: true,
             max_rogue_series: 10,
+            route: Default::default(),
         }
     }
 }

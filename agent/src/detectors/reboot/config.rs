@@ -20,6 +20,9 @@ pub struct RebootConfig {
     /// poweroff/halt exec from an SSH session whose peer is not in `allowed_sources`
     /// is killed before it runs (dry_run: recorded only).
     pub protected_host: bool,
+    /// Kernel hooks: `auto` (no syscall tracepoint where this kernel allows it) or
+    /// `tracepoint` (the syscall-tracepoint fallback; every syscall on the node pays).
+    pub route: crate::detectors::config::HookRoute,
 }
 
 impl Default for RebootConfig {
@@ -31,6 +34,7 @@ impl Default for RebootConfig {
             local_expected: true,
             service_expected: true,
             protected_host: false,
+            route: Default::default(),
         }
     }
 }

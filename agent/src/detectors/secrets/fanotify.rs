@@ -14,7 +14,7 @@
 
 use std::{
     collections::HashMap,
-    os::fd::{AsFd, AsRawFd},
+    os::fd::AsRawFd,
     path::{Path, PathBuf},
     sync::{
         Arc, RwLock,
@@ -31,7 +31,8 @@ use nix::sys::fanotify::{
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::{SecretFinding, SecretsDetector, procfs};
+use super::{SecretFinding, SecretsDetector};
+use crate::detectors::procfs;
 use crate::{
     config::{Config, Mode},
     detectors::{Finding, Process},
@@ -320,29 +321,13 @@ struct Reader {
 
 impl Reader {
     fn run(self, stop: &AtomicBool) {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        while !stop.load(Ordering::Relaxed) {
-            let mut fds = [PollFd::new(self.group.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(200u16)) {
-                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    error!(detector = "secrets", error = %e, "fanotify poll failed; secret opens are no longer watched");
-                    return;
-                }
-            }
-            let events = match self.group.read_events() {
-                Ok(ev) => ev,
-                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    error!(detector = "secrets", error = %e, "fanotify read failed; secret opens are no longer watched");
-                    return;
-                }
-            };
-            for event in events {
-                self.handle(&event);
-            }
-        }
+        crate::detectors::fanotify_loop::run(
+            &self.group,
+            stop,
+            "secrets",
+            "secret opens are",
+            |event| self.handle(event),
+        );
     }
 
     fn handle(&self, event: &FanotifyEvent) {

@@ -252,8 +252,7 @@ pub fn quarantine(guard: &mut Guard, config: &Config, metrics: &Metrics, f: Secr
 
 /// The session detector's record of a process (pid → origin), looked up by the
 /// fanotify route.
-pub type OriginLookup =
-    std::sync::Arc<dyn Fn(u32) -> Option<agent_common::session::Origin> + Send + Sync>;
+use crate::detectors::procfs::OriginLookup;
 
 /// The fanotify route of the detector: started when the configuration asks for it
 /// (and this kernel allows it), stopped when it no longer does.
@@ -266,21 +265,7 @@ pub struct FanotifyRoute {
 
 impl FanotifyRoute {
     pub fn new(kernel: &Handle) -> FanotifyRoute {
-        use agent_common::session::{Origin, TASK_ORIGIN};
-        let map = kernel.call(|k| k.map_handle(TASK_ORIGIN)).and_then(|data| {
-            aya::maps::HashMap::<_, u32, Origin>::try_from(aya::maps::Map::LruHashMap(data))
-                .map_err(|source| crate::kernel::loader::LoadError::Map {
-                    name: TASK_ORIGIN,
-                    source,
-                })
-        });
-        let origin: OriginLookup = match map {
-            Ok(m) => std::sync::Arc::new(move |pid| m.get(&pid, 0).ok()),
-            Err(e) => {
-                warn!(detector = "secrets", error = %e, "the session table cannot be read: secret opens seen by fanotify carry no SSH origin");
-                std::sync::Arc::new(|_| None)
-            }
-        };
+        let origin = crate::detectors::procfs::origin_lookup(kernel, "secrets");
         FanotifyRoute {
             watcher: None,
             origin,

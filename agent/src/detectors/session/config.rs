@@ -8,6 +8,9 @@ pub struct SessionConfig {
     pub enabled: bool,
     /// Process names (comm) of SSH daemons whose accepted connections start a session.
     pub sshd_comms: Vec<String>,
+    /// Kernel hooks: `auto` (no syscall tracepoint where this kernel allows it) or
+    /// `tracepoint` (the syscall-tracepoint fallback; every syscall on the node pays).
+    pub route: crate::detectors::config::HookRoute,
 }
 
 impl Default for SessionConfig {
@@ -15,6 +18,7 @@ impl Default for SessionConfig {
         Self {
             enabled: true,
             sshd_comms: vec!["sshd".into(), "sshd-session".into()],
+            route: Default::default(),
         }
     }
 }

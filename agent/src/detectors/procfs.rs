@@ -1,6 +1,8 @@
-//! The opener of a secret, read from /proc while it waits for the fanotify answer
-//! (it cannot exit meanwhile, so nothing here races with its end): its identity in the
-//! kernel record's form, its command line, and the flags of the open it is making.
+//! A process seen from userspace (fanotify routes), read from /proc: its identity in
+//! the kernel record's form, its command line and lineage, and the flags of the open it
+//! is making. The opener of a secret waits for the permission answer meanwhile, so
+//! nothing here races with its end; a process seen by a notification (sysrq) may have
+//! gone, and then less is known.
 
 use agent_common::proc::{COMM_LEN, ProcCtx, UNSET_ID};
 
@@ -115,24 +117,9 @@ fn cgroup_id(pid: u32) -> Option<u64> {
     use std::os::unix::fs::MetadataExt;
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let root = cgroup2_root()?;
+    let root = crate::kernel::cgroup::v2_root()?;
     let meta = std::fs::metadata(format!("{}{path}", root.display())).ok()?;
     Some(meta.ino())
-}
-
-/// Where the unified (v2) cgroup hierarchy is mounted: /sys/fs/cgroup, or
-/// /sys/fs/cgroup/unified on hybrid machines.
-fn cgroup2_root() -> Option<&'static std::path::Path> {
-    static ROOT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        mounts.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
-        })
-    })
-    .as_deref()
 }
 
 /// The command line of `pid` (at most 256 bytes of it, as the kernel side records).
@@ -170,6 +157,35 @@ pub fn lineage(pid: u32) -> Vec<String> {
     }
     chain.reverse();
     chain
+}
+
+/// The SSH origin of a process by pid (the session detector's kernel table).
+pub type OriginLookup =
+    std::sync::Arc<dyn Fn(u32) -> Option<agent_common::session::Origin> + Send + Sync>;
+
+/// A lookup in the session detector's kernel table (`TASK_ORIGIN`), opened by map id,
+/// for userspace routes that see a process outside the kernel (fanotify). Without the
+/// table, processes carry no origin (said once, for `detector`).
+pub fn origin_lookup(
+    kernel: &crate::kernel::owner::Handle,
+    detector: &'static str,
+) -> OriginLookup {
+    use agent_common::session::{Origin, TASK_ORIGIN};
+    let map = kernel.call(|k| k.map_handle(TASK_ORIGIN)).and_then(|data| {
+        aya::maps::HashMap::<_, u32, Origin>::try_from(aya::maps::Map::LruHashMap(data)).map_err(
+            |source| crate::kernel::loader::LoadError::Map {
+                name: TASK_ORIGIN,
+                source,
+            },
+        )
+    });
+    match map {
+        Ok(m) => std::sync::Arc::new(move |pid| m.get(&pid, 0).ok()),
+        Err(e) => {
+            tracing::warn!(detector, error = %e, "the session table cannot be read: processes seen through fanotify carry no SSH origin");
+            std::sync::Arc::new(|_| None)
+        }
+    }
 }
 
 #[cfg(test)]
