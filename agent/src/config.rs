@@ -410,11 +410,10 @@ impl Config {
             }
         }
         for (i, r) in self.detectors.secrets.allowed_readers.iter().enumerate() {
-            let (comm, _) = SecretsConfig::parse_reader(r);
-            if comm.is_empty() || comm.len() > 15 || r.ends_with(':') {
+            if let Err(e) = SecretsConfig::parse_reader(r) {
                 return Err(bad(
                     &format!("detectors.secrets.allowed_readers[{i}]"),
-                    "must be `comm` or `comm:/path/prefix` (comm: 1 to 15 bytes)",
+                    &e.to_string(),
                 ));
             }
         }

@@ -254,7 +254,7 @@ fn prometheus_and_alertmanager_fire_the_rules_from_three_real_agents() {
             "agent.mode = \"enforce\"\nhttp.webhook.enabled = true\nhttp.webhook.token_file = \"{}\"\nquarantine.drop_packets.require_approval = true\n{guard}\
              [alerting]\nalertmanagers = [\"{}\"]\nlabels = {{ instance = \"node{i}\" }}\n\
              [detectors.arp]\ninterfaces = [{}]\nquiet_period = \"120s\"\n{arp}\
-             [detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\n\
+             [detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"/usr/sbin/corosync\"]\n\
              [detectors.tcp_reset]\nstorm_threshold = 50\nwindow = \"60s\"\n",
             token.display(),
             mon.alertmanager_url(i),

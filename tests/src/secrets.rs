@@ -24,7 +24,7 @@ fn key_and_copy(bin: &Path) -> (tempfile::TempDir, PathBuf, PathBuf, Agent) {
     let agent = Agent::start(
         bin,
         &format!(
-            "[detectors.secrets]\npaths = [\"{}\", \"{}\"]\nallowed_readers = [\"corosync\"]\n",
+            "[detectors.secrets]\npaths = [\"{}\", \"{}\"]\nallowed_readers = [\"/usr/sbin/corosync\"]\n",
             key.display(),
             copy.display()
         ),
@@ -161,7 +161,7 @@ fn enforce_on_the_tracepoint_route_ends_a_secret_reader_and_blocks_its_binary_in
     let agent = Agent::start(
         &bin,
         &format!(
-            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"corosync\"]\nquarantine = true\nroute = \"tracepoint\"\n",
+            "agent.mode = \"enforce\"\n[detectors.secrets]\npaths = [\"{}\"]\nallowed_readers = [\"/usr/sbin/corosync\"]\nquarantine = true\nroute = \"tracepoint\"\n",
             key.display()
         ),
     );
@@ -387,7 +387,17 @@ fn fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals() {
     use std::os::unix::process::ExitStatusExt;
     let name = "secrets::fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals";
     let Some(bin) = agent_bin(name) else { return };
-    let (dir, key, config) = fanotify_key("allowed_readers = [\"corosync\"]\n");
+    let (dir, key, config) = fanotify_key("");
+    // The allowed reader is one executable (a copy of cat named corosync); another copy
+    // with the same name, so the same comm, is not it.
+    let (allowed_dir, spoof_dir) = (dir.path().join("allowed"), dir.path().join("spoof"));
+    std::fs::create_dir_all(&allowed_dir).unwrap();
+    std::fs::create_dir_all(&spoof_dir).unwrap();
+    let (corosync, spoof) = (allowed_dir.join("corosync"), spoof_dir.join("corosync"));
+    std::fs::copy("/bin/cat", &corosync).unwrap();
+    std::fs::copy("/bin/cat", &spoof).unwrap();
+    let allowed = format!("allowed_readers = [\"{}\"]\n", corosync.display());
+    let config = move |mode: &str| format!("{}{allowed}", config(mode));
     let key_s = key.display().to_string();
     let agent = Agent::start(&bin, &config("dry_run"));
     let route = wait_for(Duration::from_secs(10), || {
@@ -452,12 +462,14 @@ fn fanotify_denies_a_reader_before_it_reads_and_dry_run_only_journals() {
         "{}",
         agent.metrics()
     );
-    // An allowed reader (by name) still reads.
-    let corosync = dir.path().join("corosync");
-    std::fs::copy("/bin/cat", &corosync).unwrap();
+    // The allowed reader (by executable) still reads; a process of the same name
+    // running another file is refused.
     let out = Command::new(&corosync).arg(&key).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"not a real key");
+    let out = Command::new(&spoof).arg(&key).output().unwrap();
+    assert!(!out.status.success(), "a copy named corosync read: {out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
     // Only the test's file is refused: a neighbour in the same directory reads.
     let neighbour = dir.path().join("corosync.conf");
     std::fs::write(&neighbour, b"totem {}").unwrap();

@@ -61,12 +61,21 @@ enum Command {
     /// The tree's shape (part of `test`): each detector id's files in every crate, its
     /// alert group and dashboard row, metric names, pure state machines, file sizes.
     Shape,
-    /// Measure the agent's cost (root): exec, open and packet workloads alternately
-    /// without and with the agent; writes BENCHMARKS.md with the machine and date.
+    /// Measure the agent's cost (root): getpid, open, fork+exec, a parallel C build,
+    /// a tarball unpack and packets across a bridge, each in interleaved pairs without
+    /// and with the agent (median and IQR of the ratios), auditd side by side, one
+    /// detector off at a time; writes BENCHMARKS.md with the machine and date. Takes
+    /// about 15 minutes with the defaults.
     Bench {
-        /// Seconds per run (each workload runs 3 times without and 3 with).
-        #[arg(long, default_value_t = 5.0)]
+        /// Seconds per run.
+        #[arg(long, default_value_t = 3.0)]
         secs: f64,
+        /// Interleaved without/with pairs per workload (at least 7 for the report).
+        #[arg(long, default_value_t = 7)]
+        pairs: usize,
+        /// Skip the auditd columns.
+        #[arg(long)]
+        no_auditd: bool,
     },
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
@@ -83,7 +92,11 @@ fn main() {
         Command::Lint => build::lint(),
         Command::Docs => build::docs(),
         Command::Shape => shape::check(&util::root()),
-        Command::Bench { secs } => bench::bench(secs),
+        Command::Bench {
+            secs,
+            pairs,
+            no_auditd,
+        } => bench::bench(secs, pairs.max(1), !no_auditd),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
     };
     if let Err(e) = result {

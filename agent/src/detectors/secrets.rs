@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod fanotify;
+pub mod identity;
 pub mod kernel;
 pub mod metrics;
 pub mod report;
@@ -49,9 +50,8 @@ const O_ACCMODE: u64 = 3;
 const O_CREAT: u64 = 0o100;
 
 pub struct SecretsDetector {
-    /// (comm, path prefix): the process may read secrets below the prefix (any secret
-    /// when there is none).
-    allowed: Vec<(String, Option<String>)>,
+    /// Who may read secrets, and below which prefix (any secret when there is none).
+    allowed: Vec<config::AllowedReader>,
 }
 
 impl SecretsDetector {
@@ -60,7 +60,7 @@ impl SecretsDetector {
             allowed: config
                 .allowed_readers
                 .iter()
-                .map(|e| SecretsConfig::parse_reader(e))
+                .filter_map(|e| SecretsConfig::parse_reader(e).ok())
                 .collect(),
         }
     }
@@ -105,10 +105,14 @@ impl SecretsDetector {
         } else {
             "secret_read"
         };
-        let allowed = kind == "secret_read"
-            && self.allowed.iter().any(|(comm, prefix)| {
-                *comm == process.comm && prefix.as_ref().is_none_or(|p| path.starts_with(p))
-            });
+        let allowed = kind == "secret_read" && {
+            let mine: Vec<&config::AllowedReader> = self
+                .allowed
+                .iter()
+                .filter(|r| r.prefix.as_ref().is_none_or(|p| path.starts_with(p)))
+                .collect();
+            !mine.is_empty() && identity::is_one_of(process.pid, &mine)
+        };
         SecretFinding {
             kind,
             path,
@@ -151,6 +155,7 @@ mod tests {
             args: [0; agent_common::secrets::ARGS_LEN],
         };
         fill_cstr(&mut e.proc.comm, comm);
+        e.proc.pid = std::process::id();
         fill_cstr(&mut e.path, b"/etc/corosync/authkey");
         e.args[..14].copy_from_slice(b"scp\0-f\0/etc/x\0");
         Event::SecretOpen(e.into())
@@ -165,25 +170,36 @@ mod tests {
             (f.kind, f.allowed, f.path.as_str()),
             ("secret_read", false, "/etc/corosync/authkey")
         );
-        assert!(d.observe(&ev(b"corosync", 0)).unwrap().allowed);
-        // sshd is allowed its host keys, not the cluster key.
-        assert!(!d.observe(&ev(b"sshd", 0)).unwrap().allowed);
+        // A process named corosync is not corosync: the events carry this test's pid,
+        // whose executable is the test binary.
+        assert!(!d.observe(&ev(b"corosync", 0)).unwrap().allowed);
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
         let only = SecretsConfig {
-            allowed_readers: vec!["scp:/etc/corosync/".into()],
+            allowed_readers: vec![format!("{}:/etc/corosync/", me.display())],
             ..Default::default()
         };
         let mut d2 = SecretsDetector::new(&only);
-        assert!(d2.observe(&ev(b"scp", 0)).unwrap().allowed);
-        assert!(!d2.observe(&ev(b"cat", 0)).unwrap().allowed);
+        assert!(d2.observe(&ev(b"anything", 0)).unwrap().allowed);
+        let elsewhere = SecretsConfig {
+            allowed_readers: vec![format!("{}:/etc/ssh/", me.display())],
+            ..Default::default()
+        };
+        assert!(
+            !SecretsDetector::new(&elsewhere)
+                .observe(&ev(b"anything", 0))
+                .unwrap()
+                .allowed,
+            "allowed below another prefix only"
+        );
+        assert!(
+            !d2.observe(&ev(b"anything", 0o2)).unwrap().allowed,
+            "allowed to read, not to write"
+        );
         assert_eq!(
             d.observe(&ev(b"cp", 0o1 | 0o100 | 0o1000)).unwrap().kind,
             "secret_created"
         );
         assert_eq!(d.observe(&ev(b"vi", 0o2)).unwrap().kind, "secret_written");
-        assert!(
-            !d.observe(&ev(b"corosync", 0o2)).unwrap().allowed,
-            "allowed to read, not to write"
-        );
         // A failed open is no finding.
         let Event::SecretOpen(failed) = ev(b"cat", 0) else {
             unreachable!()

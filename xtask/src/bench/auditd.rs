@@ -1,0 +1,121 @@
+//! auditd with coverage comparable to the agent's, for the side-by-side columns: an
+//! execve rule, reboot/kexec syscall rules and read/write watches on the secret files
+//! that exist here. Started for one run and torn down after it (rules deleted, audit
+//! disabled, the daemon ended by its PID).
+
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+/// The default secret paths of nodeward that are plain files here.
+fn secret_files() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "/etc/corosync/authkey",
+        "/root/.ssh/id_rsa",
+        "/root/.ssh/id_ed25519",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Ok(d) = std::fs::read_dir("/etc/ssh") {
+        v.extend(
+            d.flatten()
+                .map(|e| e.path().to_string_lossy().into_owned())
+                .filter(|p| p.contains("ssh_host_") && p.ends_with("_key")),
+        );
+    }
+    v.into_iter()
+        .filter(|p| std::path::Path::new(p).is_file())
+        .collect()
+}
+
+fn auditctl(args: &[&str]) -> Result<()> {
+    let out = Command::new("auditctl")
+        .args(args)
+        .output()
+        .context("auditctl")?;
+    if !out.status.success() {
+        bail!(
+            "auditctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Install auditd from Debian's packages if it is missing.
+pub fn ensure_installed() -> Result<()> {
+    if Command::new("auditctl").arg("-v").output().is_ok() {
+        return Ok(());
+    }
+    crate::util::step("installing auditd (Debian package) for the side-by-side runs");
+    let out = Command::new("apt-get")
+        .args(["install", "-y", "-q", "auditd"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "apt-get install auditd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+pub struct Auditd {
+    child: Child,
+}
+
+impl Auditd {
+    pub fn start() -> Result<Auditd> {
+        let _ = std::fs::create_dir_all("/var/log/audit");
+        let child = Command::new("auditd")
+            .arg("-n")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start auditd -n")?;
+        let a = Auditd { child };
+        // auditd registers itself as the audit daemon; rules can go in at once.
+        auditctl(&["-D"])?;
+        auditctl(&[
+            "-a",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "execve",
+            "-k",
+            "nw_exec",
+        ])?;
+        auditctl(&[
+            "-a",
+            "always,exit",
+            "-F",
+            "arch=b64",
+            "-S",
+            "reboot",
+            "-S",
+            "kexec_load",
+            "-S",
+            "kexec_file_load",
+            "-k",
+            "nw_reboot",
+        ])?;
+        for f in secret_files() {
+            auditctl(&["-w", &f, "-p", "rwa", "-k", "nw_secret"])?;
+        }
+        auditctl(&["-e", "1"])?;
+        Ok(a)
+    }
+}
+
+impl Drop for Auditd {
+    fn drop(&mut self) {
+        let _ = auditctl(&["-D"]);
+        let _ = auditctl(&["-e", "0"]);
+        // SAFETY: kill(2) on the PID of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,259 @@
+//! The bench's workloads: each runs for `secs` and returns the operations done.
+
+use std::{
+    net::UdpSocket,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+pub fn exec_loop(secs: f64) -> Result<u64> {
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        Command::new("/bin/true").status().context("/bin/true")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+pub fn open_loop(secs: f64) -> Result<u64> {
+    let dir = std::env::temp_dir().join(format!("nodeward-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("f");
+    std::fs::write(&file, b"x")?;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        for _ in 0..256 {
+            drop(std::fs::File::open(&file)?);
+        }
+        n += 256;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(n)
+}
+
+const NS_A: &str = "nwbench-a";
+const NS_B: &str = "nwbench-b";
+const BR: &str = "nwbenchbr";
+const IP_B: &str = "10.213.99.2";
+
+pub fn sh(args: &[&str]) -> Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Two namespaces on a bridge (deleted by [`net_down`]).
+pub fn net_up() -> Result<()> {
+    net_down();
+    sh(&["ip", "link", "add", BR, "type", "bridge"])?;
+    sh(&["ip", "link", "set", BR, "up"])?;
+    for (ns, port, ip) in [
+        (NS_A, "nwbenchpa", "10.213.99.1"),
+        (NS_B, "nwbenchpb", IP_B),
+    ] {
+        sh(&["ip", "netns", "add", ns])?;
+        sh(&[
+            "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ])?;
+        sh(&["ip", "link", "set", port, "master", BR, "up"])?;
+        sh(&[
+            "ip",
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+    }
+    Ok(())
+}
+
+pub fn net_down() {
+    for ns in [NS_A, NS_B] {
+        let _ = sh(&["ip", "netns", "del", ns]);
+    }
+    for l in ["nwbenchpa", "nwbenchpb", BR] {
+        let _ = sh(&["ip", "link", "del", l]);
+    }
+}
+
+/// UDP to the corosync port from namespace A to B, through the bridge (this xtask
+/// binary re-run inside the namespace).
+pub fn udp_loop(secs: f64) -> Result<u64> {
+    let me = std::env::current_exe()?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", NS_A])
+        .arg(me)
+        .args(["bench-udp-send", IP_B, &secs.to_string()])
+        .output()?;
+    if !out.status.success() {
+        bail!("udp sender: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// The sender itself (hidden subcommand): 80-byte datagrams to DST:5405 for SECS.
+pub fn udp_send(dst: &str, secs: f64) -> Result<()> {
+    let sock = UdpSocket::bind("0.0.0.0:0")?;
+    sock.connect((dst, 5405))?;
+    let payload = [0u8; 80];
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n: u64 = 0;
+    while Instant::now() < end {
+        for _ in 0..64 {
+            // Errors (ICMP port unreachable reported back) are part of the load.
+            let _ = sock.send(&payload);
+        }
+        n += 64;
+    }
+    println!("{n}");
+    Ok(())
+}
+
+/// getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint or audit
+/// rule puts every syscall of every task on the kernel's slow path).
+pub fn getpid_loop(secs: f64) -> Result<u64> {
+    unsafe extern "C" {
+        fn syscall(nr: i64, ...) -> i64;
+    }
+    const SYS_GETPID: i64 = 39;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        for _ in 0..4096 {
+            // SAFETY: getpid takes no arguments and cannot fail.
+            unsafe { syscall(SYS_GETPID) };
+        }
+        n += 4096;
+    }
+    Ok(n)
+}
+
+/// A real source tree that Debian ships (zlib, from Debian's source packages),
+/// fetched once into target/bench-src.
+pub fn source_tarball() -> Result<PathBuf> {
+    let dir = crate::util::root().join("target/bench-src");
+    std::fs::create_dir_all(dir.join("lists/partial"))?;
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".orig.tar.bz2"))
+    };
+    if let Some(t) = find() {
+        return Ok(t);
+    }
+    let sources = dir.join("src.sources");
+    std::fs::write(
+        &sources,
+        "Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
+    )?;
+    let apt = |args: &[&str]| -> Result<()> {
+        let out = Command::new("apt-get")
+            .arg("-o")
+            .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+            .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o"])
+            .arg(format!("Dir::State::Lists={}", dir.join("lists").display()))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .context("apt-get")?;
+        if !out.status.success() {
+            bail!("apt-get {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    apt(&["update"])?;
+    apt(&["source", "--download-only", "zlib"])?;
+    find().context("zlib's source tarball missing after apt-get source")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("nodeward-bench-{name}-{}", std::process::id()))
+}
+
+/// Unpack the source tarball (bzip2 + the file system), again and again.
+pub fn tar_loop(secs: f64) -> Result<u64> {
+    let tarball = source_tarball()?;
+    let dir = scratch("tar");
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        sh(&[
+            "tar",
+            "-xjf",
+            &tarball.to_string_lossy(),
+            "-C",
+            &dir.to_string_lossy(),
+        ])?;
+        n += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(n)
+}
+
+/// `make -j2` of zlib (configured once; each round cleans and builds again): compiler
+/// processes, many opens and execs, real work.
+pub fn build_loop(secs: f64) -> Result<u64> {
+    let tarball = source_tarball()?;
+    let dir = scratch("build");
+    let tree = || -> Result<PathBuf> {
+        std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir())
+            .context("unpacked tree")
+    };
+    if tree().is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        sh(&[
+            "tar",
+            "-xjf",
+            &tarball.to_string_lossy(),
+            "-C",
+            &dir.to_string_lossy(),
+        ])?;
+        let out = Command::new("./configure").current_dir(tree()?).output()?;
+        if !out.status.success() {
+            bail!("zlib configure: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let src = tree()?;
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut n = 0;
+    while Instant::now() < end {
+        let make = |args: &[&str]| -> Result<()> {
+            let out = Command::new("make").args(args).current_dir(&src).output()?;
+            if !out.status.success() {
+                bail!("make {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        make(&["clean"])?;
+        make(&["-j2", "libz.a"])?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Remove what the build and tar workloads left in the temp directory.
+pub fn clean_scratch() {
+    for name in ["tar", "build"] {
+        let _ = std::fs::remove_dir_all(scratch(name));
+    }
+}
