@@ -180,6 +180,16 @@ pub fn source_tarball() -> Result<PathBuf> {
     find().context("zlib's source tarball missing after apt-get source")
 }
 
+fn unpack(tarball: &std::path::Path, into: &std::path::Path) -> Result<()> {
+    sh(&[
+        "tar",
+        "-xjf",
+        &tarball.to_string_lossy(),
+        "-C",
+        &into.to_string_lossy(),
+    ])
+}
+
 fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("nodeward-bench-{name}-{}", std::process::id()))
 }
@@ -193,13 +203,7 @@ pub fn tar_loop(secs: f64) -> Result<u64> {
     while Instant::now() < end {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        sh(&[
-            "tar",
-            "-xjf",
-            &tarball.to_string_lossy(),
-            "-C",
-            &dir.to_string_lossy(),
-        ])?;
+        unpack(&tarball, &dir)?;
         n += 1;
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -221,13 +225,7 @@ pub fn build_loop(secs: f64) -> Result<u64> {
     if tree().is_err() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        sh(&[
-            "tar",
-            "-xjf",
-            &tarball.to_string_lossy(),
-            "-C",
-            &dir.to_string_lossy(),
-        ])?;
+        unpack(&tarball, &dir)?;
         let out = Command::new("./configure").current_dir(tree()?).output()?;
         if !out.status.success() {
             bail!("zlib configure: {}", String::from_utf8_lossy(&out.stderr));
