@@ -166,7 +166,9 @@ pub fn source_tarball() -> Result<PathBuf> {
             .arg(format!("Dir::Etc::SourceList={}", sources.display()))
             .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o"])
             .arg(format!("Dir::State::Lists={}", dir.join("lists").display()))
+            .args(["-o", "APT::Sandbox::User=root"])
             .args(args)
+            .env("TMPDIR", "/tmp")
             .current_dir(&dir)
             .output()
             .context("apt-get")?;
