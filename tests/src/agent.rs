@@ -51,13 +51,25 @@ fn check_loads_and_attaches_every_enabled_program() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("detector reboot: up"), "{stdout}");
-    for prog in ["reboot_sys_enter", "reboot_sched_exec"] {
+    let attached = |prog: &str| {
         let line = stdout
             .lines()
-            .find(|l| l.contains(prog))
+            .find(|l| l.split_whitespace().nth(1) == Some(prog))
             .unwrap_or_else(|| panic!("{prog} missing:\n{stdout}"));
-        assert!(line.contains("attached"), "{line}");
-    }
+        line.contains(" attached")
+    };
+    assert!(attached("reboot_sched_exec"), "{stdout}");
+    // One route for reboot(2): the capability check, or the syscall tracepoint as its
+    // fallback; never both, never neither.
+    assert!(
+        attached("reboot_capable") != attached("reboot_sys_enter"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("route reboot.capability: ")
+            && stdout.contains("syscall tracepoints attached: "),
+        "{stdout}"
+    );
     // Program types are probed by loading: the table says which load here.
     assert!(
         stdout
