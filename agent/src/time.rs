@@ -8,6 +8,13 @@ pub fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Nanoseconds of the boot clock (CLOCK_BOOTTIME: what the kernel stamps records with).
+pub fn boot_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
 /// The two clocks a decision needs: wall time for people and persistence, boot time
 /// for kernel expiry (what the eBPF programs compare against).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,12 +28,9 @@ impl Now {
         let wall = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        let boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-            .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-            .unwrap_or(0);
         Now {
             wall_ms: wall.as_millis() as u64,
-            boot_ns: boot,
+            boot_ns: boot_ns(),
         }
     }
 

@@ -129,14 +129,8 @@ fn route_lines(config: &Config, statuses: &[programs::ProgramStatus]) -> Vec<Str
         if !config.enabled_detectors().contains(&detector) {
             continue;
         }
-        let of = |want: fn(&programs::Route) -> bool| {
-            statuses
-                .iter()
-                .filter(move |s| want(&s.spec.route))
-                .filter(move |s| matches!(s.spec.route, programs::Route::Preferred(g) | programs::Route::Fallback(g) if g == *group))
-        };
-        let fallback_on =
-            of(|r| matches!(r, programs::Route::Fallback(_))).any(|s| s.status == Status::Attached);
+        let in_use = crate::kernel::loader::route_in_use(statuses);
+        let fallback_on = in_use.iter().any(|(g, fallback)| g == group && *fallback);
         if !fallback_on {
             let note = if *group == "reboot.sysrq"
                 && !std::path::Path::new(crate::detectors::reboot::sysrq::TRIGGER).exists()
@@ -150,7 +144,9 @@ fn route_lines(config: &Config, statuses: &[programs::ProgramStatus]) -> Vec<Str
             ));
             continue;
         }
-        let why = of(|r| matches!(r, programs::Route::Preferred(_)))
+        let why = statuses
+            .iter()
+            .filter(|s| s.spec.route == programs::Route::Preferred(group))
             .find(|s| s.status != Status::Attached)
             .map(|s| s.status.reason().to_string())
             .unwrap_or_else(|| {

@@ -183,35 +183,48 @@ pub enum FanotifyProbeError {
     Mark(String, nix::errno::Errno),
 }
 
-/// Whether a fanotify notification group can mark `path`. A missing path has nothing
-/// to mark: that is not a failure.
-pub fn fanotify_notify_mark(path: &std::path::Path) -> Result<(), FanotifyProbeError> {
-    use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+/// A fanotify notification group (thread ids reported, non-blocking) with an inode
+/// mark for `mask` on `path`; a missing path gets no mark (nothing to watch is not a
+/// failure).
+pub fn fanotify_notify_group(
+    path: &std::path::Path,
+    mask: nix::sys::fanotify::MaskFlags,
+) -> Result<nix::sys::fanotify::Fanotify, FanotifyProbeError> {
+    use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags};
     let group = Fanotify::init(
-        InitFlags::FAN_CLASS_NOTIF | InitFlags::FAN_CLOEXEC | InitFlags::FAN_REPORT_TID,
-        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC,
+        InitFlags::FAN_CLASS_NOTIF
+            | InitFlags::FAN_CLOEXEC
+            | InitFlags::FAN_NONBLOCK
+            | InitFlags::FAN_REPORT_TID,
+        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
     )
     .map_err(FanotifyProbeError::Init)?;
-    if !path.exists() {
-        return Ok(());
+    if path.exists() {
+        group
+            .mark(
+                MarkFlags::FAN_MARK_ADD,
+                mask,
+                // SAFETY: AT_FDCWD is a constant the kernel reads as "the working
+                // directory" (ignored for an absolute path), never a closable descriptor.
+                unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) },
+                Some(path),
+            )
+            .map_err(|e| FanotifyProbeError::Mark(path.display().to_string(), e))?;
     }
-    group
-        .mark(
-            MarkFlags::FAN_MARK_ADD,
-            MaskFlags::FAN_OPEN,
-            // SAFETY: AT_FDCWD is a constant the kernel reads as "the working directory"
-            // (ignored for an absolute path), never a closable descriptor.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) },
-            Some(path),
-        )
-        .map_err(|e| FanotifyProbeError::Mark(path.display().to_string(), e))
+    Ok(group)
 }
 
 /// Whether the sysrq trigger can be watched by fanotify (probed once).
 pub fn sysrq_fanotify() -> Result<(), FanotifyProbeError> {
     static PROBE: std::sync::OnceLock<Result<(), FanotifyProbeError>> = std::sync::OnceLock::new();
     PROBE
-        .get_or_init(|| fanotify_notify_mark(std::path::Path::new("/proc/sysrq-trigger")))
+        .get_or_init(|| {
+            fanotify_notify_group(
+                std::path::Path::new("/proc/sysrq-trigger"),
+                nix::sys::fanotify::MaskFlags::FAN_OPEN,
+            )
+            .map(drop)
+        })
         .clone()
 }
 

@@ -22,7 +22,7 @@ use agent_common::{
     proc::ProcCtx,
     reboot::SysrqOpenEvent,
 };
-use nix::sys::fanotify::{EventFFlags, Fanotify, FanotifyEvent, InitFlags, MarkFlags, MaskFlags};
+use nix::sys::fanotify::{Fanotify, FanotifyEvent, MaskFlags};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -37,36 +37,17 @@ const PENDING_MAX: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SysrqError {
-    #[error("fanotify_init of a notification group: {0}")]
-    Init(nix::errno::Errno),
-    #[error("fanotify mark on {TRIGGER}: {0}")]
-    Mark(nix::errno::Errno),
+    #[error(transparent)]
+    Group(#[from] crate::kernel::probe::FanotifyProbeError),
     #[error("cannot start the sysrq thread: {0}")]
     Thread(std::io::Error),
 }
 
-fn group(path: &Path) -> Result<Fanotify, SysrqError> {
-    let group = Fanotify::init(
-        InitFlags::FAN_CLASS_NOTIF
-            | InitFlags::FAN_CLOEXEC
-            | InitFlags::FAN_NONBLOCK
-            | InitFlags::FAN_REPORT_TID,
-        EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC | EventFFlags::O_LARGEFILE,
+fn group(path: &Path) -> Result<Fanotify, crate::kernel::probe::FanotifyProbeError> {
+    crate::kernel::probe::fanotify_notify_group(
+        path,
+        MaskFlags::FAN_OPEN | MaskFlags::FAN_CLOSE_WRITE | MaskFlags::FAN_CLOSE_NOWRITE,
     )
-    .map_err(SysrqError::Init)?;
-    if path.exists() {
-        group
-            .mark(
-                MarkFlags::FAN_MARK_ADD,
-                MaskFlags::FAN_OPEN | MaskFlags::FAN_CLOSE_WRITE | MaskFlags::FAN_CLOSE_NOWRITE,
-                // SAFETY: AT_FDCWD is a constant the kernel reads as "the working
-                // directory" (ignored for an absolute path), never a closable descriptor.
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) },
-                Some(path),
-            )
-            .map_err(SysrqError::Mark)?;
-    }
-    Ok(group)
 }
 
 /// Whether this kernel lets the agent watch /proc/sysrq-trigger with fanotify (probed
@@ -165,7 +146,7 @@ impl Reader {
         }
         let tid = event.pid().max(0) as u32;
         if mask.contains(MaskFlags::FAN_OPEN) {
-            let ktime = boottime_ns();
+            let ktime = crate::time::boot_ns();
             let ctx = procfs::proc_ctx(tid, |pid| (self.origin)(pid)).unwrap_or(ProcCtx {
                 pid: tid,
                 tid,
@@ -245,12 +226,6 @@ fn parse_fdinfo_flags(info: &str) -> Option<u64> {
     info.lines()
         .find_map(|l| l.strip_prefix("flags:"))
         .and_then(|v| u64::from_str_radix(v.trim(), 8).ok())
-}
-
-fn boottime_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 /// The route in the run loop: the watcher runs while the reboot detector is enabled and

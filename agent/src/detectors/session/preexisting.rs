@@ -165,10 +165,7 @@ pub fn seed(kernel: &crate::kernel::owner::Handle, config: &crate::config::Confi
     if !s.enabled {
         return 0;
     }
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0);
-    let found = find(&s.sshd_comms, now);
+    let found = find(&s.sshd_comms, crate::time::boot_ns());
     let written = kernel.call(move |k| {
         let data = k.map_handle(TASK_ORIGIN)?;
         let mut map =
