@@ -3,6 +3,8 @@
 //! quarantine ends on time even when no agent is there to remove it.
 
 pub const BLOCK_EXEC: &str = "BLOCK_EXEC";
+/// Array, one slot: how many `BLOCK_EXEC` entries exist (exec skips the lookups at 0).
+pub const EXEC_BLOCKS: &str = "EXEC_BLOCKS";
 pub const DROP_V4: &str = "DROP_V4";
 pub const DROP_V6: &str = "DROP_V6";
 pub const DROP_MAC: &str = "DROP_MAC";

@@ -1,5 +1,7 @@
 //! Records of the `reboot` detector.
 
+pub mod argv;
+
 use crate::{event::EventHeader, proc::ProcCtx};
 
 /// reboot(2) entered. Emitted for every call: the detector decides what it means.

@@ -20,7 +20,7 @@ use agent_common::{
     stats,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user},
+    helpers::{bpf_get_current_task, bpf_probe_read_user},
     macros::{cgroup_sock, map, tracepoint},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
     programs::{SockContext, TcContext, TracePointContext},
@@ -182,17 +182,15 @@ fn emit(what: u32, family: u16, port: u16, addr: [u8; 16]) {
     count(kind::COROSYNC_LOCAL, stats::SUBMITTED);
 }
 
-/// A cluster daemon (by the new image's comm) was executed.
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub fn corosync_exec(_ctx: TracePointContext) -> u32 {
-    let key = ExecWatchKey {
-        name: bpf_get_current_comm().unwrap_or([0; 16]),
-    };
+/// A cluster daemon (by the new image's comm) was executed (part of the one
+/// sched_process_exec program, `exec::exec_sched`).
+#[inline(always)]
+pub(crate) fn on_exec(comm: [u8; 16]) {
+    let key = ExecWatchKey { name: comm };
     // SAFETY: map lookup, presence only.
     if unsafe { COROSYNC_EXEC.get(&key) }.is_some() {
         emit(LOCAL_EXEC, 0, 0, [0; 16]);
     }
-    0
 }
 
 /// bind(2) to a cluster port (any socket type, any address).

@@ -6,6 +6,7 @@
 mod arp;
 mod common;
 mod corosync;
+mod exec;
 mod frame;
 mod martian;
 mod net;

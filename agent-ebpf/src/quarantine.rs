@@ -13,13 +13,10 @@ use agent_common::{
     stats,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_boot_ns,
-        generated::bpf_send_signal,
-    },
-    macros::{lsm, map, tracepoint},
+    helpers::{bpf_get_current_cgroup_id, bpf_ktime_get_boot_ns, generated::bpf_send_signal},
+    macros::{lsm, map},
     maps::{Array, HashMap, PerCpuArray},
-    programs::{LsmContext, TcContext, TracePointContext},
+    programs::{LsmContext, TcContext},
 };
 
 use crate::{
@@ -37,6 +34,10 @@ static DROP_V6: HashMap<[u8; 16], Rule> = HashMap::with_max_entries(RULES_CAPACI
 static DROP_MAC: HashMap<MacKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
 #[map(name = "DROP_ARP")]
 static DROP_ARP: HashMap<ArpClaimKey, Rule> = HashMap::with_max_entries(RULES_CAPACITY, 0);
+/// How many `BLOCK_EXEC` entries exist (set by userspace): exec looks rules up only
+/// when there is one.
+#[map(name = "EXEC_BLOCKS")]
+static EXEC_BLOCKS: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "QUARANTINE_PORTS")]
 static QUARANTINE_PORTS: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "QSTATS")]
@@ -65,16 +66,18 @@ pub(crate) fn in_force(rule: Option<&Rule>) -> Option<u64> {
     }
 }
 
-/// Kill-on-exec fallback backend: at sched_process_exec the new image is loaded but
-/// has not run a single instruction; SIGKILL is delivered before the return to user
-/// space. The comm is the new image's basename; the rule may be scoped to a cgroup.
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub fn quarantine_exec(_ctx: TracePointContext) -> u32 {
-    let Ok(comm) = bpf_get_current_comm() else {
-        return 0;
-    };
+/// Kill-on-exec fallback backend (part of the one sched_process_exec program,
+/// `exec::exec_sched`): at sched_process_exec the new image is loaded but has not run
+/// a single instruction; SIGKILL is delivered before the return to user space. The
+/// comm is the new image's basename; the rule may be scoped to a cgroup. No lookup
+/// while no block rule exists. Returns whether the task was killed.
+#[inline(always)]
+pub(crate) fn on_exec(comm: [u8; 16]) -> bool {
+    if EXEC_BLOCKS.get(0).copied().unwrap_or(0) == 0 {
+        return false;
+    }
     let Some(id) = blocked(comm) else {
-        return 0;
+        return false;
     };
     // SAFETY: sends SIGKILL to the current task, which is the one that matched.
     let sent = unsafe { bpf_send_signal(SIGKILL) };
@@ -84,7 +87,7 @@ pub fn quarantine_exec(_ctx: TracePointContext) -> u32 {
         QSTAT_SIGNAL_ERROR
     });
     report(id, sent);
-    0
+    sent == 0
 }
 
 /// The rule in force for an exec of `name` (a basename, NUL-padded) in the current

@@ -6,10 +6,13 @@ use agent_common::{
     event::kind,
     maps::{self, ExecWatchKey},
     reboot::{
-        ARGS_LEN, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED,
-        EXEC_GUARD_WOULD_BLOCK, ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF,
-        KEXEC_FILE_LOAD, KEXEC_LOAD, KexecEvent, REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent,
-        SYSRQ_PATH, SysrqOpenEvent, class,
+        EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK,
+        ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, KEXEC_FILE_LOAD, KEXEC_LOAD,
+        KexecEvent, REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent, SYSRQ_PATH, SysrqOpenEvent,
+        argv::{
+            ARGV_ARG_LEN, ARGV_MAX_ARGS, ARGV_RULES_CAPACITY, ARGV_WORD_LEN, ArgvScan, ArgvWordKey,
+            class_rule,
+        },
     },
     session::{AF_INET, ORIGIN_SSH, Origin},
     stats,
@@ -17,12 +20,9 @@ use agent_common::{
 use aya_ebpf::{
     EbpfContext,
     cty::c_void,
-    helpers::{
-        bpf_get_current_comm, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
-        generated as raw,
-    },
+    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated as raw},
     macros::{map, tracepoint},
-    maps::{Array, HashMap, LpmTrie, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::TracePointContext,
 };
 
@@ -39,12 +39,156 @@ static REBOOT_GUARD: Array<u32> = Array::with_max_entries(1, 0);
 static REBOOT_ALLOWED: LpmTrie<[u8; 16], u32> =
     LpmTrie::with_max_entries(REBOOT_ALLOWED_CAPACITY, 0);
 
-/// Guard decision for a reboot-family exec by a task of this origin: 0 (let it run),
+#[map(name = "ARGV_RULES")]
+static ARGV_RULES: HashMap<ArgvWordKey, u32> = HashMap::with_max_entries(ARGV_RULES_CAPACITY, 0);
+
+/// One argument at a time, for the guard's reading of argv.
+#[map(name = "ARGV_SCRATCH")]
+static ARGV_SCRATCH: PerCpuArray<[u8; ARGV_ARG_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+/// The guard's walk over argv, one `bpf_loop` step per argument (the verifier checks
+/// a step once instead of every path through sixteen arguments).
+#[repr(C)]
+struct ArgvWalk {
+    /// The argument block in user memory, its length, and the next argument's offset.
+    start: u64,
+    len: u64,
+    off: u64,
+    class: u32,
+    /// The class's words are member names (the part after the last dot).
+    member: u32,
+    scan: ArgvScan,
+}
+
+/// Whether the current task's argv asks for a reboot, read with the word table
+/// userspace put in `ARGV_RULES`. The reading is the one of
+/// `agent_common::reboot::argv::word_key` and [`ArgvScan`], which userspace applies to
+/// the reported argv: every index is computed on user addresses or bounded constants,
+/// so the verifier never needs a per-byte path. An unreadable argv is counted and lets
+/// the command run.
+#[inline(always)]
+fn argv_reboots(class: u32) -> bool {
+    let class_key = ArgvWordKey {
+        class,
+        word: [0; ARGV_WORD_LEN],
+    };
+    // SAFETY: map lookup, value copied.
+    let class_bits = unsafe { ARGV_RULES.get(&class_key) }.copied().unwrap_or(0);
+    let Some((start, len)) = arg_block() else {
+        count(kind::EXEC, stats::READ_ERROR);
+        return false;
+    };
+    let mut walk = ArgvWalk {
+        start,
+        len,
+        off: 0,
+        class,
+        member: class_bits & class_rule::MEMBER_WORDS,
+        scan: ArgvScan::default(),
+    };
+    // SAFETY: bpf_loop calls `argv_step` with a pointer to `walk`, which outlives it.
+    unsafe {
+        raw::bpf_loop(
+            ARGV_MAX_ARGS as u32 + 1,
+            argv_step as *mut c_void,
+            (&mut walk as *mut ArgvWalk).cast(),
+            0,
+        )
+    };
+    walk.scan.reboots(class_bits)
+}
+
+/// One argument: read it, derive its word key, feed the word's bits. Returns 1 to stop.
+extern "C" fn argv_step(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: bpf_loop passes the `ArgvWalk` given by `argv_reboots`.
+    let w = unsafe { &mut *ctx.cast::<ArgvWalk>() };
+    if w.off >= w.len {
+        return 1;
+    }
+    let Some(buf) = ARGV_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    let addr = w.start + w.off;
+    // SAFETY: user memory read through the checked helper into the per-CPU buffer of
+    // exactly ARGV_ARG_LEN bytes.
+    let n = unsafe {
+        raw::bpf_probe_read_user_str(buf.cast(), ARGV_ARG_LEN as u32, addr as *const c_void)
+    };
+    if n <= 0 || n as usize >= ARGV_ARG_LEN {
+        return 1;
+    }
+    w.off += n as u64;
+    if index == 0 {
+        return 0; // argv[0]
+    }
+    // SAFETY: the per-CPU buffer, ours alone while this program runs.
+    let b = unsafe { &*buf };
+    let arg_len = (n - 1) as usize;
+    let mut key = ArgvWordKey {
+        class: w.class,
+        word: [0; ARGV_WORD_LEN],
+    };
+    if w.member != 0 {
+        // After the last dot: found here, read again from user memory at that offset.
+        let mut from = 0u64;
+        let mut j = 0usize;
+        while j < ARGV_ARG_LEN - 1 {
+            if j >= arg_len {
+                break;
+            }
+            if b[j] == b'.' {
+                from = j as u64 + 1;
+            }
+            j += 1;
+        }
+        let mut tmp = [0u8; ARGV_WORD_LEN + 8];
+        // SAFETY: user memory read through the checked helper into a local buffer
+        // larger than the size given.
+        unsafe {
+            raw::bpf_probe_read_user_str(
+                tmp.as_mut_ptr().cast(),
+                ARGV_WORD_LEN as u32 + 1,
+                (addr + from) as *const c_void,
+            )
+        };
+        key.word.copy_from_slice(&tmp[..ARGV_WORD_LEN]);
+    } else {
+        // An option is cut after its first `=` (`--host=x` → `--host=`).
+        let mut end = ARGV_WORD_LEN;
+        if b[0] == b'-' {
+            let mut j = 0usize;
+            while j < ARGV_WORD_LEN {
+                if b[j] == b'=' {
+                    end = j + 1;
+                    break;
+                }
+                j += 1;
+            }
+        }
+        let mut k = 0usize;
+        while k < ARGV_WORD_LEN {
+            if k < end && k < arg_len {
+                key.word[k] = b[k];
+            }
+            k += 1;
+        }
+    }
+    // SAFETY: map lookup, value copied.
+    let bits = unsafe { ARGV_RULES.get(&key) }.copied().unwrap_or(0);
+    w.scan.feed(
+        bits,
+        b[0] == b'-',
+        arg_len == 2 && b[0] == b'-' && b[1] == b'-',
+    );
+    0
+}
+
+/// Guard decision for an exec of a watched command by a task of this origin: 0 (let it run),
 /// or the flag to set on the record.
 #[inline(always)]
 fn guard_verdict(class: u32, origin: &Origin) -> u32 {
     let mode = REBOOT_GUARD.get(0).copied().unwrap_or(GUARD_OFF);
-    if mode == GUARD_OFF || class != class::POWER || origin.kind != ORIGIN_SSH {
+    if mode == GUARD_OFF || origin.kind != ORIGIN_SSH {
         return 0;
     }
     let mut addr = origin.peer_addr;
@@ -55,6 +199,10 @@ fn guard_verdict(class: u32, origin: &Origin) -> u32 {
         ];
     }
     if REBOOT_ALLOWED.get(&Key::new(128, addr)).is_some() {
+        return 0;
+    }
+    // Only a command line that reboots (`systemctl reboot`, not `systemctl status`).
+    if !argv_reboots(class) {
         return 0;
     }
     if mode == GUARD_ENFORCE {
@@ -195,17 +343,15 @@ pub fn reboot_capable(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint(category = "sched", name = "sched_process_exec")]
-pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
-    // The kernel has just set comm to the basename of the executed path: that is the
-    // watch key, so no path parsing is needed here.
-    let Ok(comm) = bpf_get_current_comm() else {
-        return 0;
-    };
+/// A watched binary was executed (part of the one sched_process_exec program,
+/// `exec::exec_sched`). The kernel has just set comm to the basename of the executed
+/// path: that is the watch key, so no path parsing is needed here.
+#[inline(always)]
+pub(crate) fn on_exec(ctx: &TracePointContext, comm: [u8; 16]) {
     let key = ExecWatchKey { name: comm };
     // SAFETY: plain map lookup; the value is copied out immediately.
     let Some(class) = (unsafe { EXEC_WATCH.get(&key) }).copied() else {
-        return 0;
+        return;
     };
     // The guard decides before anything else: the kill must not depend on the ring
     // buffer having room.
@@ -224,9 +370,14 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
     }
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count(kind::EXEC, stats::RINGBUF_FULL);
-        return 0;
+        return;
     };
     let ev = entry.as_mut_ptr();
+    // sched_process_exec: `__data_loc char[] filename` at offset 8 (u32: length << 16
+    // | offset), read directly from the context.
+    // SAFETY: tracepoint contexts are readable directly within the record; 8 is inside
+    // sched_process_exec's (checked against tracefs by `nodeward check`).
+    let loc = unsafe { core::ptr::read((ctx.as_ptr() as *const u8).add(8).cast::<u32>()) };
     // SAFETY: ev points into a reserved ring-buffer slot of exactly this type; every
     // field is written before submit (the byte arrays by the read helpers, which
     // zero-fill on failure, or explicitly).
@@ -236,36 +387,17 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
         (*ev).class = class;
         (*ev)._pad0 = 0;
         (*ev).flags = verdict;
-        // sched_process_exec: `__data_loc char[] filename` at offset 8 (u32: length << 16 | offset).
-        let loc: u32 = ctx.read_at::<u32>(8).unwrap_or(0);
         let src = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
         if bpf_probe_read_kernel_str_bytes(src, &mut (*ev).filename).is_err() {
             (*ev).filename[0] = 0;
             count(kind::EXEC, stats::READ_ERROR);
         }
         (*ev).args_len = 0;
-        match arg_block() {
-            Some((start, len)) => {
-                let n = if len > ARGS_LEN as u64 {
-                    ARGS_LEN as u64
-                } else {
-                    len
-                };
-                if len > ARGS_LEN as u64 {
+        match crate::common::read_args(&mut (*ev).args) {
+            Some((n, truncated)) => {
+                (*ev).args_len = n;
+                if truncated {
                     (*ev).flags |= EXEC_ARGS_TRUNCATED;
-                }
-                let n = n as u32 & (ARGS_LEN as u32 * 2 - 1);
-                let n = if n > ARGS_LEN as u32 {
-                    ARGS_LEN as u32
-                } else {
-                    n
-                };
-                let dst = (*ev).args.as_mut_ptr();
-                if raw::bpf_probe_read_user(dst.cast(), n, start as *const c_void) == 0 {
-                    (*ev).args_len = n;
-                } else {
-                    (*ev).flags |= EXEC_ARGS_UNREADABLE;
-                    count(kind::EXEC, stats::READ_ERROR);
                 }
             }
             None => {
@@ -276,7 +408,6 @@ pub fn reboot_sched_exec(ctx: TracePointContext) -> u32 {
     }
     entry.submit(0);
     count(kind::EXEC, stats::SUBMITTED);
-    0
 }
 
 const O_ACCMODE: u64 = 3;

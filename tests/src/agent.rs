@@ -58,7 +58,7 @@ fn check_loads_and_attaches_every_enabled_program() {
             .unwrap_or_else(|| panic!("{prog} missing:\n{stdout}"));
         line.contains(" attached")
     };
-    assert!(attached("reboot_sched_exec"), "{stdout}");
+    assert!(attached("exec_sched"), "{stdout}");
     // One route for reboot(2): the capability check, or the syscall tracepoint as its
     // fallback; never both, never neither.
     assert!(
@@ -173,7 +173,7 @@ fn sighup_reloads_the_config_and_keeps_running_on_a_bad_one() {
     assert_eq!(
         metric(
             &m,
-            "nodeward_program_attached{detector=\"reboot\",program=\"reboot_sched_exec\"}"
+            "nodeward_program_attached{detector=\"reboot\",program=\"exec_sched\"}"
         ),
         Some(0.0)
     );

@@ -47,7 +47,8 @@ fn ebpf_cargo(verb: &str, target_dir: &str) -> Command {
     .current_dir(root().join("agent-ebpf"))
     .env("RUSTC_BOOTSTRAP", "1")
     .env_remove("RUSTFLAGS")
-    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    // BTF in the object: the kernel wants function info for bpf_loop's callbacks.
+    .env("CARGO_ENCODED_RUSTFLAGS", "-Clink-arg=--btf");
     cmd
 }
 

@@ -1,6 +1,7 @@
 //! `reboot` detector: which records are an intent to reboot, halt, power off or kexec
 //! the machine, and by which path.
 
+pub mod argv;
 pub mod config;
 pub mod history;
 pub mod kernel;
@@ -186,6 +187,8 @@ pub fn watched_binaries(config: &RebootConfig) -> Vec<(&'static str, u32)> {
 pub struct RebootDetector {
     config: RebootConfig,
     allowance: Option<Allowance>,
+    /// The word table of the watched commands (the kernel guard's, [`argv`]).
+    argv_rules: std::collections::HashMap<agent_common::reboot::argv::ArgvWordKey, u32>,
 }
 
 impl RebootDetector {
@@ -193,6 +196,7 @@ impl RebootDetector {
         RebootDetector {
             config: config.clone(),
             allowance: None,
+            argv_rules: argv::table(),
         }
     }
 
@@ -229,25 +233,34 @@ impl RebootDetector {
     fn exec(&self, e: &ExecEvent) -> Option<RebootIntent> {
         let argv = e.argv();
         let filename = lossy(&e.filename);
+        let guard = if e.flags & EXEC_GUARD_BLOCKED != 0 {
+            Some("blocked")
+        } else if e.flags & EXEC_GUARD_WOULD_BLOCK != 0 {
+            Some("would_block")
+        } else {
+            None
+        };
+        if e.class == class::DBUS && !self.config.watch_dbus_tools {
+            return None;
+        }
+        // The kernel's guard reads argv the same way; a command it stopped is always
+        // reported, even where the record's copy of argv was cut short.
+        if guard.is_none() && !argv::reboots(&self.argv_rules, e.class, &argv) {
+            return None;
+        }
         let (path, action) = match e.class {
-            class::POWER => ("exec", power_binary(basename(&filename), &argv)?),
-            class::SYSTEMCTL => ("exec", systemctl(&argv)?),
-            class::TELINIT => ("exec", telinit(&argv)?),
-            class::KEXEC_TOOL => ("exec", kexec_tool(&argv)?),
-            class::DBUS if self.config.watch_dbus_tools => ("dbus", dbus(&argv)?),
+            class::POWER => ("exec", power_action(basename(&filename), &argv)),
+            class::SYSTEMCTL => ("exec", systemctl_action(&argv)),
+            class::TELINIT => ("exec", telinit_action(&argv)),
+            class::KEXEC_TOOL => ("exec", Action::Kexec),
+            class::DBUS => ("dbus", dbus_action(&argv)),
             _ => return None,
         };
         Some(RebootIntent {
             filename: Some(filename),
             argv,
             argv_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
-            guard: if e.flags & EXEC_GUARD_BLOCKED != 0 {
-                Some("blocked")
-            } else if e.flags & EXEC_GUARD_WOULD_BLOCK != 0 {
-                Some("would_block")
-            } else {
-                None
-            },
+            guard,
             ..RebootIntent::new(path, action, &e.proc, e.header.ktime_ns)
         })
     }
@@ -290,81 +303,17 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-fn asks_for_help(argv: &[String]) -> bool {
-    argv.iter()
-        .skip(1)
-        .any(|a| a == "--help" || a == "-h" || a == "--version")
-}
-
-/// reboot / shutdown / poweroff / halt.
-fn power_binary(name: &str, argv: &[String]) -> Option<Action> {
-    if asks_for_help(argv) {
-        return None;
-    }
+/// reboot / shutdown / poweroff / halt (whether it reboots at all: [`argv`]).
+fn power_action(name: &str, argv: &[String]) -> Action {
     let has = |flags: &[&str]| argv.iter().skip(1).any(|a| flags.contains(&a.as_str()));
     match name {
-        "reboot" => Some(Action::Restart),
-        "poweroff" => Some(Action::PowerOff),
-        "halt" if has(&["-p", "--poweroff"]) => Some(Action::PowerOff),
-        "halt" => Some(Action::Halt),
-        "shutdown" => {
-            // -c cancels a pending shutdown; -k only sends the warning.
-            if has(&["-c", "-k"]) {
-                None
-            } else if has(&["-r", "--reboot"]) {
-                Some(Action::Restart)
-            } else if has(&["-H", "--halt"]) {
-                Some(Action::Halt)
-            } else {
-                Some(Action::PowerOff)
-            }
-        }
-        _ => None,
+        "reboot" => Action::Restart,
+        "halt" if has(&["-p", "--poweroff"]) => Action::PowerOff,
+        "halt" => Action::Halt,
+        "shutdown" if has(&["-r", "--reboot"]) => Action::Restart,
+        "shutdown" if has(&["-H", "--halt"]) => Action::Halt,
+        _ => Action::PowerOff,
     }
-}
-
-/// systemctl options that take their value as the next argument.
-const SYSTEMCTL_VALUE_OPTS: &[&str] = &[
-    "-H",
-    "--host",
-    "-M",
-    "--machine",
-    "-t",
-    "--type",
-    "-p",
-    "--property",
-    "-s",
-    "--signal",
-    "--root",
-    "-n",
-    "--lines",
-    "-o",
-    "--output",
-    "--message",
-    "--when",
-    "--job-mode",
-    "--kill-whom",
-    "--boot-loader-entry",
-    "--boot-loader-menu",
-    "--reboot-argument",
-];
-
-/// Positional arguments of a command line, skipping options and their values.
-fn positionals<'a>(argv: &'a [String], value_opts: &[&str]) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    let mut skip_next = false;
-    for a in argv.iter().skip(1) {
-        if skip_next {
-            skip_next = false;
-        } else if a == "--" {
-            continue;
-        } else if a.starts_with('-') {
-            skip_next = value_opts.contains(&a.as_str());
-        } else {
-            out.push(a.as_str());
-        }
-    }
-    out
 }
 
 fn target_action(unit: &str) -> Option<Action> {
@@ -377,79 +326,40 @@ fn target_action(unit: &str) -> Option<Action> {
     }
 }
 
-fn systemctl(argv: &[String]) -> Option<Action> {
-    if asks_for_help(argv) {
-        return None;
-    }
-    // `systemctl -H host reboot` reboots another machine, not this one.
-    if argv
-        .iter()
-        .any(|a| a == "-H" || a == "--host" || a.starts_with("--host="))
-    {
-        return None;
-    }
-    let pos = positionals(argv, SYSTEMCTL_VALUE_OPTS);
-    let (verb, rest) = pos.split_first()?;
-    match *verb {
-        "reboot" | "soft-reboot" => Some(Action::Restart),
-        "poweroff" => Some(Action::PowerOff),
-        "halt" => Some(Action::Halt),
-        "kexec" => Some(Action::Kexec),
-        "isolate" | "start" | "restart" => rest.iter().find_map(|u| target_action(u)),
-        _ => None,
+/// What a systemctl command line that reboots does: its verb, or the target it starts.
+fn systemctl_action(argv: &[String]) -> Action {
+    argv.iter()
+        .skip(1)
+        .find_map(|a| match a.as_str() {
+            "reboot" | "soft-reboot" => Some(Action::Restart),
+            "poweroff" => Some(Action::PowerOff),
+            "halt" => Some(Action::Halt),
+            "kexec" => Some(Action::Kexec),
+            other => target_action(other),
+        })
+        .unwrap_or(Action::Restart)
+}
+
+fn telinit_action(argv: &[String]) -> Action {
+    if argv.iter().skip(1).any(|a| a == "0") {
+        Action::PowerOff
+    } else {
+        Action::Restart
     }
 }
 
-fn telinit(argv: &[String]) -> Option<Action> {
-    match positionals(argv, &[]).first().copied()? {
-        "0" => Some(Action::PowerOff),
-        "6" => Some(Action::Restart),
-        _ => None,
-    }
-}
-
-fn kexec_tool(argv: &[String]) -> Option<Action> {
-    if asks_for_help(argv) {
-        return None;
-    }
-    let has = |flags: &[&str]| argv.iter().skip(1).any(|a| flags.contains(&a.as_str()));
-    if has(&["-e", "--exec"]) {
-        return Some(Action::Kexec);
-    }
-    // Loading, unloading or loading a crash kernel does not reboot by itself.
-    if has(&[
-        "-l",
-        "--load",
-        "-p",
-        "--load-panic",
-        "-u",
-        "--unload",
-        "-S",
-        "--status",
-    ]) {
-        return None;
-    }
-    Some(Action::Kexec)
-}
-
-/// logind / systemd manager methods that reboot or power off.
-fn dbus(argv: &[String]) -> Option<Action> {
-    let service = argv
-        .iter()
-        .any(|a| a.contains("login1") || a.contains("systemd1"));
-    if !service {
-        return None;
-    }
-    argv.iter().skip(1).find_map(|a| {
-        let member = a.rsplit('.').next().unwrap_or(a);
-        match member {
-            "Reboot" | "RebootWithFlags" | "SoftReboot" => Some(Action::Restart),
+/// The logind / systemd manager method called.
+fn dbus_action(argv: &[String]) -> Action {
+    argv.iter()
+        .skip(1)
+        .find_map(|a| match a.rsplit('.').next().unwrap_or(a) {
             "PowerOff" | "PowerOffWithFlags" => Some(Action::PowerOff),
             "Halt" | "HaltWithFlags" => Some(Action::Halt),
             "KExec" | "KExecWithFlags" => Some(Action::Kexec),
+            "Reboot" | "RebootWithFlags" | "SoftReboot" => Some(Action::Restart),
             _ => None,
-        }
-    })
+        })
+        .unwrap_or(Action::Restart)
 }
 
 #[cfg(test)]

@@ -75,7 +75,10 @@ pub struct Refused(pub String);
 
 impl Refused {
     fn from_error(e: impl std::fmt::Display) -> Refused {
-        Refused(first_line(&e.to_string()))
+        let text = e.to_string();
+        // The verifier's whole log, for whoever debugs a kernel that refuses a program.
+        debug!(error = %text, "program load refused");
+        Refused(first_line(&text))
     }
 }
 
@@ -233,7 +236,15 @@ impl Kernel {
         let mut slots: Vec<Option<Status>> = vec![None; PROGRAMS.len()];
         for (i, spec) in PROGRAMS.iter().enumerate() {
             if !enabled.contains(&spec.detector) {
-                slots[i] = Some(self.detach(spec));
+                // A shared program stays while another detector that uses it is on.
+                let used = PROGRAMS
+                    .iter()
+                    .any(|p| p.name == spec.name && enabled.contains(&p.detector));
+                slots[i] = Some(if used {
+                    Status::Disabled
+                } else {
+                    self.detach(spec)
+                });
                 continue;
             }
             match spec.route {
@@ -527,7 +538,7 @@ impl Kernel {
 
     /// Whether the kill-on-exec program is attached.
     pub fn exec_guard_attached(&self) -> bool {
-        self.links.contains_key("quarantine_exec")
+        self.links.contains_key(crate::kernel::programs::EXEC_SCHED)
     }
 
     pub fn statuses(&self) -> &[ProgramStatus] {

@@ -125,7 +125,18 @@ const fn tp(
     }
 }
 
+/// The one sched_process_exec program (quarantine's kill-on-exec, reboot's watched
+/// commands, corosync's daemons), listed under each; attached while any of them is on.
+pub const EXEC_SCHED: &str = "exec_sched";
+
+const fn exec_sched(detector: &'static str) -> ProgramSpec {
+    tp(detector, EXEC_SCHED, "sched", "sched_process_exec", true)
+}
+
 pub const PROGRAMS: &[ProgramSpec] = &[
+    exec_sched("reboot"),
+    exec_sched("corosync"),
+    exec_sched("quarantine"),
     tp(
         "reboot",
         "reboot_capable",
@@ -158,13 +169,6 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         false,
     )
     .fallback("reboot.capability"),
-    tp(
-        "reboot",
-        "reboot_sched_exec",
-        "sched",
-        "sched_process_exec",
-        true,
-    ),
     tp(
         "reboot",
         "reboot_sysrq_openat",
@@ -311,13 +315,6 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         "tcp_receive_reset",
         true,
     ),
-    tp(
-        "quarantine",
-        "quarantine_exec",
-        "sched",
-        "sched_process_exec",
-        true,
-    ),
     // The packet program, shared: ARP/ND observation and cluster counting in one TC
     // program per interface (kernel::packet). Listed under both detectors.
     ProgramSpec {
@@ -334,13 +331,6 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         required: true,
         route: Route::Always,
     },
-    tp(
-        "corosync",
-        "corosync_exec",
-        "sched",
-        "sched_process_exec",
-        true,
-    ),
     cgroup("corosync", "corosync_post_bind4", "post_bind4").preferred("corosync.cgroup"),
     cgroup("corosync", "corosync_post_bind6", "post_bind6").preferred("corosync.cgroup"),
     tp(
@@ -454,8 +444,8 @@ mod tests {
                 p.name,
                 p.detector
             );
-            // The packet program is shared (kernel::packet): once per packet detector.
-            let shared = p.name == crate::kernel::packet::NET_TC;
+            // The packet and exec programs are shared: once per detector that uses them.
+            let shared = p.name == crate::kernel::packet::NET_TC || p.name == EXEC_SCHED;
             assert!(
                 shared || p.name.starts_with(p.detector),
                 "{} should be prefixed by its detector id",
@@ -477,16 +467,16 @@ mod tests {
             status,
         };
         let ok = vec![
-            st("reboot_sched_exec", Status::Attached),
+            st("exec_sched", Status::Attached),
             st("reboot_capable", Status::Unavailable("absent".into())),
         ];
         assert_eq!(detector_state("reboot", &ok), Ok(()));
-        let bad = vec![st("reboot_sched_exec", Status::Failed("EPERM".into()))];
+        let bad = vec![st("exec_sched", Status::Failed("EPERM".into()))];
         let Err(Down::Programs(why)) = detector_state("reboot", &bad) else {
             panic!("a failed required program must take the detector down")
         };
         assert!(why.iter().any(|w| w.contains("EPERM")), "{why:?}");
-        let off = vec![st("reboot_sched_exec", Status::Disabled)];
+        let off = vec![st("exec_sched", Status::Disabled)];
         assert_eq!(detector_state("reboot", &off), Err(Down::Disabled));
     }
 }

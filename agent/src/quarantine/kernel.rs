@@ -67,29 +67,44 @@ macro_rules! map_op {
 }
 
 impl Kernel {
-    /// Tell the packet program how many cluster-drop rules exist (it looks the drop
-    /// map up only when there is one).
-    fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
+    /// Tell the kernel how many entries the rule map `rules` holds, in the one-slot
+    /// array `counter` (the packet program looks cluster drops up, and exec looks block
+    /// rules up, only when there is one).
+    fn count_rules<K: aya::Pod>(
+        &mut self,
+        rules: &'static str,
+        counter: &'static str,
+    ) -> Result<(), KernelBackendError> {
         let n = {
             let map = self
                 .ebpf_mut()
-                .map_mut(COROSYNC_DROP)
-                .ok_or(KernelBackendError::MissingMap(COROSYNC_DROP))?;
-            let m: BpfHashMap<_, [u8; 16], Rule> =
+                .map_mut(rules)
+                .ok_or(KernelBackendError::MissingMap(rules))?;
+            let m: BpfHashMap<_, K, Rule> =
                 BpfHashMap::try_from(map).map_err(|source| KernelBackendError::Map {
-                    name: COROSYNC_DROP,
+                    name: rules,
                     source,
                 })?;
             m.keys().filter(Result::is_ok).count()
         };
-        let name = agent_common::packet::COROSYNC_DROPS;
         let map = self
             .ebpf_mut()
-            .map_mut(name)
-            .ok_or(KernelBackendError::MissingMap(name))?;
-        let err = |source| KernelBackendError::Map { name, source };
+            .map_mut(counter)
+            .ok_or(KernelBackendError::MissingMap(counter))?;
+        let err = |source| KernelBackendError::Map {
+            name: counter,
+            source,
+        };
         let mut a: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
         a.set(0, &(n as u32), 0).map_err(err)
+    }
+
+    fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
+        self.count_rules::<[u8; 16]>(COROSYNC_DROP, agent_common::packet::COROSYNC_DROPS)
+    }
+
+    fn count_exec_blocks(&mut self) -> Result<(), KernelBackendError> {
+        self.count_rules::<BlockExecKey>(q::BLOCK_EXEC, q::EXEC_BLOCKS)
     }
 
     /// The packet program on `iface`, dropping what the quarantine maps name there.
@@ -111,7 +126,8 @@ impl Kernel {
                     cgroup_id: *cgroup_id,
                 };
                 map_op!(self, q::BLOCK_EXEC, BlockExecKey, |m| m
-                    .insert(&key, &rule, 0))
+                    .insert(&key, &rule, 0))?;
+                self.count_exec_blocks()
             }
             Target::SourceIp {
                 addr: IpAddr::V4(a),
@@ -161,7 +177,9 @@ impl Kernel {
                     comm: comm_key(binary),
                     cgroup_id: *cgroup_id,
                 };
-                map_op!(self, q::BLOCK_EXEC, BlockExecKey, |m| m.remove(&key))
+                let removed = map_op!(self, q::BLOCK_EXEC, BlockExecKey, |m| m.remove(&key));
+                self.count_exec_blocks()?;
+                removed
             }
             Target::SourceIp {
                 addr: IpAddr::V4(a),
@@ -224,9 +242,7 @@ impl Kernel {
         if let Target::Exec { .. } = quarantine.target
             && !self.exec_guard_attached()
         {
-            return Err(KernelBackendError::NotAttached(
-                "kill-on-exec (quarantine_exec)",
-            ));
+            return Err(KernelBackendError::NotAttached("kill-on-exec (exec_sched)"));
         }
         if let Target::ClusterSource { .. } = quarantine.target {
             // Enforced by the corosync counter itself, on the interfaces it watches.

@@ -48,7 +48,7 @@ fn main() {
         .and_then(|n| n.to_str())
         .unwrap_or("");
     match name {
-        "reboot" | "shutdown" | "poweroff" | "halt" | "telinit" | "systemctl" => {
+        "reboot" | "shutdown" | "poweroff" | "halt" | "telinit" | "systemctl" | "busctl" => {
             if let Some(marker) = std::env::var_os("NODEWARD_TEST_MARKER") {
                 std::fs::write(marker, args.join(" ")).expect("write marker");
             }

@@ -90,6 +90,13 @@ impl Kernel {
         } else {
             Vec::new()
         };
-        sync_hash(self, maps::EXEC_WATCH, &wanted)
+        sync_hash(self, maps::EXEC_WATCH, &wanted)?;
+        // The guard's reading of the watched commands' argv (the detector's own).
+        let rules = if config.detectors.reboot.enabled {
+            super::argv::rules()
+        } else {
+            Vec::new()
+        };
+        sync_hash(self, agent_common::reboot::argv::ARGV_RULES, &rules)
     }
 }

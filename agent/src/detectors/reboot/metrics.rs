@@ -37,7 +37,7 @@ impl RebootMetrics {
             blocked: counter(
                 r,
                 "nodeward_reboot_blocked_total",
-                "Reboot-family execs the reboot guard killed before they ran (protected host, enforce).",
+                "Reboot command lines (reboot family, systemctl, telinit/init, kexec, D-Bus tools) the reboot guard killed before they ran (protected host, enforce).",
             ),
             reboots: Totals::registered(
                 r,
