@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use nodeward_tests::{Agent, Lan, SshLab, agent_bin, metric, skip, wait_for};
+use nodeward_tests::{Agent, Lan, SshLab, agent_bin, detail, metric, skip, wait_for};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
@@ -525,4 +525,71 @@ fn reads_through_io_uring_and_file_handles_are_seen_then_denied() {
         );
         assert!(refused.stdout.is_empty(), "{how}: {refused:?}");
     }
+}
+
+/// The fanotify route: a key renamed into a watched path (`mv`) and a key hard-linked
+/// into a watched directory (`ln`) are reported when the directory entry appears,
+/// before anything opens them, with the process that made it.
+#[test]
+fn keys_renamed_or_linked_into_watched_paths_are_reported() {
+    let name = "secrets::keys_renamed_or_linked_into_watched_paths_are_reported";
+    let Some(bin) = agent_bin(name) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let priv_dir = dir.path().join("priv");
+    std::fs::create_dir_all(&priv_dir).unwrap();
+    let key = dir.path().join("authkey");
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.secrets]\npaths = [\"{}\", \"{}/*\"]\nroute = \"fanotify\"\n",
+            key.display(),
+            priv_dir.display()
+        ),
+    );
+    // Repeat each arrival until the agent's marks are in place; the finding must name
+    // the pid of the `mv` or `ln` that made it.
+    let arrive = |kind: &str, tool: &str, src: &std::path::Path, dst: &std::path::Path| {
+        std::fs::write(src, b"not a real key").unwrap();
+        wait_for(Duration::from_secs(15), || {
+            let _ = std::fs::remove_file(dst);
+            let mut child = Command::new(tool).arg(src).arg(dst).spawn().unwrap();
+            let pid = child.id();
+            assert!(child.wait().unwrap().success(), "{tool} failed");
+            let found = wait_for(Duration::from_millis(800), || {
+                agent.logs().into_iter().find(|l| {
+                    l["finding"] == kind
+                        && l["pid"].as_u64() == Some(pid.into())
+                        && l["path"] == dst.display().to_string()
+                })
+            });
+            if found.is_none() && tool == "mv" {
+                std::fs::rename(dst, src).unwrap();
+            }
+            found
+        })
+        .unwrap_or_else(|| panic!("no {kind} for {tool}:\n{}", agent.raw_output()))
+    };
+    let moved = arrive("secret_moved_in", "mv", &elsewhere.path().join("k1"), &key);
+    // The comm is read from /proc: empty when `mv` exited before its event was read.
+    assert!(matches!(moved["comm"].as_str(), Some("mv" | "")), "{moved}");
+    assert_eq!(detail(&moved)["via"], "directory");
+    let linked = arrive(
+        "secret_linked",
+        "ln",
+        &elsewhere.path().join("k2"),
+        &priv_dir.join("new.key"),
+    );
+    assert!(
+        matches!(linked["comm"].as_str(), Some("ln" | "")),
+        "{linked}"
+    );
+    assert!(
+        metric(
+            &agent.metrics(),
+            "nodeward_secrets_opens_total{allowed=\"false\",kind=\"secret_linked\"}"
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    );
 }

@@ -19,9 +19,46 @@ pub fn run(
     what: &'static str,
     mut handle: impl FnMut(&FanotifyEvent),
 ) {
+    poll_loop(group.as_fd(), stop, detector, what, || {
+        match group.read_events() {
+            Ok(events) => {
+                for event in events {
+                    handle(&event);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    });
+}
+
+/// As [`run`], for groups whose events carry information records (FID groups): each
+/// read's raw bytes are handed on whole.
+pub fn run_raw(
+    group: &Fanotify,
+    stop: &AtomicBool,
+    detector: &'static str,
+    what: &'static str,
+    mut handle: impl FnMut(&[u8]),
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    poll_loop(group.as_fd(), stop, detector, what, || {
+        let n = nix::unistd::read(group.as_fd(), &mut buf)?;
+        handle(&buf[..n]);
+        Ok(())
+    });
+}
+
+fn poll_loop(
+    fd: std::os::fd::BorrowedFd<'_>,
+    stop: &AtomicBool,
+    detector: &'static str,
+    what: &'static str,
+    mut read: impl FnMut() -> nix::Result<()>,
+) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     while !stop.load(Ordering::Relaxed) {
-        let mut fds = [PollFd::new(group.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(200u16)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
@@ -30,16 +67,12 @@ pub fn run(
                 return;
             }
         }
-        let events = match group.read_events() {
-            Ok(ev) => ev,
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+        match read() {
+            Ok(()) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
             Err(e) => {
                 error!(detector, error = %e, "fanotify read failed; {what} no longer watched");
                 return;
             }
-        };
-        for event in events {
-            handle(&event);
         }
     }
 }

@@ -1,8 +1,10 @@
 //! `secrets` detector: opens of secret files (cluster keys, SSH host and root keys):
 //! `secret_read`, `secret_written`, `secret_created` (opened with O_CREAT: a key
-//! appearing at a secret path, e.g. a copied authkey), with the process, its origin
-//! and lineage. Reads by allowed processes are reported as allowed.
+//! appearing at a secret path, e.g. a copied authkey), `secret_moved_in` and
+//! `secret_linked` (a key renamed or hard-linked into a watched path; fanotify route),
+//! with the process, its origin and lineage. Reads by allowed processes are reported as allowed.
 
+pub mod arrivals;
 pub mod config;
 pub mod fanotify;
 pub mod identity;
@@ -21,7 +23,13 @@ use serde::Serialize;
 use super::Process;
 use config::SecretsConfig;
 
-pub const KINDS: &[&str] = &["secret_read", "secret_written", "secret_created"];
+pub const KINDS: &[&str] = &[
+    "secret_read",
+    "secret_written",
+    "secret_created",
+    "secret_moved_in",
+    "secret_linked",
+];
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SecretFinding {
@@ -33,7 +41,8 @@ pub struct SecretFinding {
     pub allowed: bool,
     pub flags: u64,
     /// How the open was matched: `path` (as opened) or `inode` (the file itself, e.g.
-    /// opened by a relative path, a symlink or a hard link).
+    /// opened by a relative path, a symlink or a hard link); `directory` for a key
+    /// renamed or linked into a watched path.
     pub via: &'static str,
     /// The process's command line (at most 256 bytes of it).
     pub argv: Vec<String>,

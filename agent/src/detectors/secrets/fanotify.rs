@@ -14,7 +14,7 @@
 
 use std::{
     collections::HashMap,
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::{Path, PathBuf},
     sync::{
         Arc, RwLock,
@@ -114,9 +114,13 @@ impl Targets {
         if let Some(p) = self.by_inode.get(&(dev, ino)) {
             return Some((p.clone(), "inode"));
         }
-        let watched = self.paths.iter().any(|p| p == opened)
-            || self.prefixes.iter().any(|d| opened.starts_with(d.as_str()));
-        watched.then(|| (opened.to_string(), "path"))
+        self.watched(opened).then(|| (opened.to_string(), "path"))
+    }
+
+    /// Whether `path` is a watched path or in a watched directory.
+    fn watched(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| p == path)
+            || self.prefixes.iter().any(|d| path.starts_with(d.as_str()))
     }
 
     /// Directories to mark (events on children): the parents of watched files and
@@ -153,17 +157,31 @@ impl Watcher {
     ) -> Result<Watcher, FanotifyError> {
         let perm = Arc::new(perm_group().map_err(|e| FanotifyError::Init("permission", e))?);
         let notify = Arc::new(notify_group().map_err(|e| FanotifyError::Init("notification", e))?);
+        // Renames and links into watched directories: optional (a kernel without FID
+        // reporting still has the open routes).
+        let fid = match super::arrivals::group() {
+            Ok(g) => Some((Arc::new(g), super::arrivals::Dirs::default())),
+            Err(e) => {
+                warn!(detector = "secrets", error = %e, "no fanotify FID group: keys renamed or linked into a watched path are seen only when opened");
+                None
+            }
+        };
         let targets = Arc::new(RwLock::new(Targets::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (present_tx, present_rx) = std::sync::mpsc::channel();
         let mut threads = Vec::new();
-        for (name, group, permission) in [
-            ("secrets-perm", perm.clone(), true),
-            ("secrets-fuse", notify.clone(), false),
-        ] {
+        let mut readers = vec![
+            ("secrets-perm", perm.clone(), true, None),
+            ("secrets-fuse", notify.clone(), false, None),
+        ];
+        if let Some((g, dirs)) = &fid {
+            readers.push(("secrets-arrivals", g.clone(), false, Some(dirs.clone())));
+        }
+        for (name, group, permission, arrivals) in readers {
             let reader = Reader {
                 group,
                 permission,
+                arrivals,
                 targets: targets.clone(),
                 config: config.clone(),
                 findings: findings.clone(),
@@ -181,6 +199,7 @@ impl Watcher {
         let marker = Marker {
             perm,
             notify,
+            fid,
             targets,
             config,
             metrics,
@@ -231,6 +250,8 @@ impl Drop for Watcher {
 struct Marker {
     perm: Arc<Fanotify>,
     notify: Arc<Fanotify>,
+    /// The group that sees entries renamed or linked into the watched directories.
+    fid: Option<(Arc<Fanotify>, super::arrivals::Dirs)>,
     targets: Arc<RwLock<Targets>>,
     config: watch::Receiver<Arc<Config>>,
     metrics: Arc<crate::detectors::metrics::Metrics>,
@@ -265,13 +286,17 @@ impl Marker {
             // Something left (a key deleted or renamed away): start over; else add.
             let gone = self.placed.iter().any(|p| !wanted.contains(p));
             if gone {
-                for g in [&self.perm, &self.notify] {
+                let fid = self.fid.as_ref().map(|(g, _)| g);
+                for g in [&self.perm, &self.notify].into_iter().chain(fid) {
                     let _ = g.mark::<_, Path>(
                         MarkFlags::FAN_MARK_FLUSH,
                         MaskFlags::empty(),
                         cwd(),
                         None,
                     );
+                }
+                if let Some((_, dirs)) = &self.fid {
+                    dirs.write().unwrap_or_else(|e| e.into_inner()).clear();
                 }
                 self.placed.clear();
             }
@@ -286,6 +311,13 @@ impl Marker {
                         warn!(detector = "secrets", path = %p.display(), error = %e, "cannot watch this path with fanotify");
                     }
                     continue;
+                }
+                if is_dir
+                    && let Some((g, dirs)) = &self.fid
+                    && let Err(e) = super::arrivals::mark(g, dirs, p)
+                {
+                    self.metrics.secrets.mark_error();
+                    warn!(detector = "secrets", path = %p.display(), error = %e, "cannot watch this directory for keys renamed or linked into it");
                 }
                 self.placed.push(p.clone());
             }
@@ -312,6 +344,8 @@ impl Marker {
 struct Reader {
     group: Arc<Fanotify>,
     permission: bool,
+    /// The FID group's reader: entries renamed or linked into marked directories.
+    arrivals: Option<super::arrivals::Dirs>,
     targets: Arc<RwLock<Targets>>,
     config: watch::Receiver<Arc<Config>>,
     findings: mpsc::Sender<Finding>,
@@ -321,6 +355,16 @@ struct Reader {
 
 impl Reader {
     fn run(self, stop: &AtomicBool) {
+        if let Some(dirs) = &self.arrivals {
+            crate::detectors::fanotify_loop::run_raw(
+                &self.group,
+                stop,
+                "secrets",
+                "keys renamed or linked into watched paths are",
+                |buf| self.arrived(dirs, buf),
+            );
+            return;
+        }
         crate::detectors::fanotify_loop::run(
             &self.group,
             stop,
@@ -357,6 +401,67 @@ impl Reader {
         let Some(f) = finding else { return };
         if self.findings.try_send(Finding::Secret(f)).is_err() {
             self.metrics.agent.record_queue_full();
+        }
+    }
+
+    /// Entries renamed or linked into a marked directory: a finding for each that lands
+    /// on a watched path.
+    fn arrived(&self, dirs: &super::arrivals::Dirs, buf: &[u8]) {
+        let (events, overflows) = super::arrivals::parse(buf);
+        if overflows > 0 {
+            self.metrics
+                .agent
+                .fanotify_lost
+                .fetch_add(overflows, Ordering::Relaxed);
+        }
+        for a in events {
+            let Some(dir) = dirs
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&a.dir)
+                .cloned()
+            else {
+                continue;
+            };
+            let path = dir.join(std::ffi::OsStr::from_bytes(&a.name));
+            let text = path.to_string_lossy().into_owned();
+            if !self
+                .targets
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .watched(&text)
+            {
+                continue;
+            }
+            let Some(kind) = super::arrivals::kind(a.mask, &path) else {
+                continue;
+            };
+            let tid = a.tid.max(0) as u32;
+            // `mv` and `ln` are often gone before their event is read: the pid stays.
+            let ctx = procfs::proc_ctx(tid, |pid| (self.origin)(pid)).unwrap_or_else(|| {
+                agent_common::proc::ProcCtx {
+                    pid: tid,
+                    tid,
+                    ..Default::default()
+                }
+            });
+            let mut lineage = procfs::lineage(ctx.ppid);
+            let process = Process::from(&ctx);
+            lineage.push(process.comm.clone());
+            let f = SecretFinding {
+                kind,
+                path: text,
+                process,
+                allowed: false,
+                flags: 0,
+                via: "directory",
+                argv: procfs::argv(ctx.pid),
+                lineage,
+                decision: None,
+            };
+            if self.findings.try_send(Finding::Secret(f)).is_err() {
+                self.metrics.agent.record_queue_full();
+            }
         }
     }
 

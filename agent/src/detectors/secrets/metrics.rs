@@ -22,7 +22,7 @@ impl SecretsMetrics {
             opens: counter_vec(
                 r,
                 "nodeward_secrets_opens_total",
-                "Opens of watched secret files: secret_read, secret_written, secret_created; allowed=true for reads by detectors.secrets.allowed_readers.",
+                "Opens of watched secret files (secret_read, secret_written, secret_created) and keys renamed or hard-linked into a watched path (secret_moved_in, secret_linked; fanotify route); allowed=true for reads by detectors.secrets.allowed_readers.",
                 &["kind", "allowed"],
             ),
             files: gauge(
