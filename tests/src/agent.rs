@@ -35,6 +35,44 @@ fn check_packet_cost_runs_the_packet_program_on_crafted_frames() {
     }
 }
 
+/// Per-program cost on demand: the running agent's programs sampled for a window with
+/// the kernel's run-time statistics on for that window only (off again after).
+#[test]
+fn check_program_cost_samples_the_running_agents_programs_on_demand() {
+    let name = "agent::check_program_cost_samples_the_running_agents_programs_on_demand";
+    let Some(bin) = agent_bin(name) else { return };
+    let stats = || std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap();
+    let stats_before = stats();
+    let agent = Agent::start(&bin, "");
+    let mut sampler = Command::new(&bin)
+        .args(["check", "--program-cost", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Execs during the window (it opens when the sampler says so), each one run of the
+    // exec program.
+    let mut stderr = std::io::BufReader::new(sampler.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.starts_with("sampling"), "{line}");
+    for _ in 0..20 {
+        assert!(Command::new("true").status().unwrap().success());
+    }
+    let out = sampler.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let runs: u64 = stdout
+        .lines()
+        .find(|l| l.starts_with("exec_sched "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no exec_sched row:\n{stdout}"));
+    assert!(runs >= 20, "{runs} runs for 20 execs:\n{stdout}");
+    assert_eq!(stats(), stats_before, "bpf_stats left changed");
+    drop(agent);
+}
+
 #[test]
 fn check_loads_and_attaches_every_enabled_program() {
     let Some(bin) = agent_bin("agent::check_loads_and_attaches_every_enabled_program") else {

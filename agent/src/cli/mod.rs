@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cost;
+pub mod program_cost;
 pub mod verbs;
 
 use std::path::PathBuf;
@@ -53,6 +54,11 @@ pub enum Command {
         /// With --packet-cost: print JSON.
         #[arg(long, requires = "packet_cost")]
         json: bool,
+        /// Instead: sample the running agent's programs for SECS seconds and print runs
+        /// and nanoseconds per run of each (the kernel's run-time statistics are on for
+        /// that window only).
+        #[arg(long, value_name = "SECS", conflicts_with = "packet_cost", value_parser = clap::value_parser!(u64).range(1..=3600))]
+        program_cost: Option<u64>,
     },
     /// Configuration helpers.
     Config {
@@ -192,7 +198,14 @@ pub fn main() -> i32 {
         Command::AllowReboot { for_, reason } => {
             verb(crate::cli::verbs::allow_reboot(&config, for_, reason))
         }
-        Command::Check { packet_cost, json } => {
+        Command::Check {
+            packet_cost,
+            json,
+            program_cost,
+        } => {
+            if let Some(secs) = program_cost {
+                return crate::cli::program_cost::run(secs);
+            }
             if let Err(e) = crate::kernel::object::object() {
                 eprintln!("nodeward: {e}");
                 return 1;
