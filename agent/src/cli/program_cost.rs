@@ -78,11 +78,9 @@ pub fn run(secs: u64) -> i32 {
         };
         let (runs, ns) = (runs.saturating_sub(*runs0), ns.saturating_sub(*ns0));
         total_ns += ns;
-        let per = if runs > 0 {
-            format!("{}", ns / runs)
-        } else {
-            "-".into()
-        };
+        let per = ns
+            .checked_div(runs)
+            .map_or_else(|| "-".to_string(), |n| n.to_string());
         println!("{name:<24} {id:>8} {runs:>12} {per:>10}");
     }
     println!(
