@@ -593,3 +593,112 @@ fn keys_renamed_or_linked_into_watched_paths_are_reported() {
             >= 1.0
     );
 }
+
+/// A FUSE file system that never answers (the kernel's INIT request is never read), as
+/// pmxcfs is when the cluster hangs: every lookup below its mount point waits. Dropped,
+/// the connection is closed (waiting lookups fail with ENOTCONN) and the mount detached.
+struct HungFuse {
+    dev: Option<std::fs::File>,
+    dir: tempfile::TempDir,
+}
+
+impl HungFuse {
+    fn mount() -> Result<HungFuse, String> {
+        use std::os::fd::AsRawFd;
+        let dev = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .map_err(|e| format!("/dev/fuse: {e}"))?;
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let opts = format!("fd={},rootmode=40000,user_id=0,group_id=0", dev.as_raw_fd());
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let target = c(&dir.path().display().to_string());
+        // SAFETY: NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::mount(
+                c("nodeward-hung").as_ptr(),
+                target.as_ptr(),
+                c("fuse.nodeward-hung").as_ptr(),
+                0,
+                c(&opts).as_ptr().cast(),
+            )
+        };
+        if r != 0 {
+            return Err(format!("mount fuse: {}", std::io::Error::last_os_error()));
+        }
+        Ok(HungFuse {
+            dev: Some(dev),
+            dir,
+        })
+    }
+}
+
+impl Drop for HungFuse {
+    fn drop(&mut self) {
+        drop(self.dev.take());
+        let target = std::ffi::CString::new(self.dir.path().display().to_string()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// A watched path on a FUSE file system that hangs (pmxcfs when the cluster hangs)
+/// never stalls the agent: it answers /metrics, the other secret paths are watched and
+/// their reads reported, an unrelated open is not held, and SIGTERM ends it.
+#[test]
+fn a_hung_fuse_file_system_never_stalls_the_agent() {
+    let name = "secrets::a_hung_fuse_file_system_never_stalls_the_agent";
+    let Some(bin) = agent_bin(name) else { return };
+    let fuse = match HungFuse::mount() {
+        Ok(f) => f,
+        Err(why) => {
+            skip(name, &why);
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("authkey");
+    std::fs::write(&key, b"not a real key").unwrap();
+    let hung = fuse.dir.path().join("priv");
+    let mut agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.secrets]\npaths = [\"{}/*\", \"{}\"]\nroute = \"fanotify\"\n",
+            hung.display(),
+            key.display()
+        ),
+    );
+    let key_s = key.display().to_string();
+    let seen = wait_for(Duration::from_secs(15), || {
+        let out = Command::new("cat").arg(&key).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "secret_read" && l["path"] == key_s.as_str())
+    });
+    assert!(
+        seen.is_some(),
+        "the key beside a hung FUSE path is not watched:\n{}",
+        agent.raw_output()
+    );
+    // The agent keeps answering while its walk of the hung path waits.
+    for _ in 0..3 {
+        assert!(agent.metrics().contains("nodeward_secrets_route"));
+    }
+    assert!(
+        std::fs::read(dir.path().join("authkey")).is_ok(),
+        "an open next to the key was held"
+    );
+    let hung_reported = wait_for(Duration::from_secs(15), || {
+        agent
+            .raw_output()
+            .contains("takes longer than 5 s")
+            .then_some(())
+    });
+    assert!(hung_reported.is_some(), "{}", agent.raw_output());
+    let status = agent.stop();
+    assert!(status.success(), "exit status {status:?}");
+    drop(fuse);
+}

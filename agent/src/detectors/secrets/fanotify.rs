@@ -38,8 +38,32 @@ use crate::{
     detectors::{Finding, Process},
 };
 
-/// FUSE's `f_type` (statfs).
-const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+/// Whether `path` lies on a FUSE file system, from the mount table alone: nothing on
+/// that file system is touched (a lookup on a hung pmxcfs would never return).
+fn on_fuse(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    // Fields: id parent major:minor root mountpoint options... - fstype source ...
+    let mut best: Option<(usize, bool)> = None;
+    for line in table.lines() {
+        let mut fields = line.split(' ');
+        let Some(mount_point) = fields.nth(4) else {
+            continue;
+        };
+        let mount_point = mount_point.replace("\\040", " ");
+        let Some(fstype) = line.split(" - ").nth(1).and_then(|r| r.split(' ').next()) else {
+            continue;
+        };
+        if path.starts_with(&mount_point) && best.is_none_or(|(len, _)| mount_point.len() >= len) {
+            best = Some((
+                mount_point.len(),
+                fstype == "fuse" || fstype.starts_with("fuse."),
+            ));
+        }
+    }
+    best.is_some_and(|(_, fuse)| fuse)
+}
 
 /// The `dirfd` of a mark by absolute path (ignored by the kernel).
 fn cwd() -> std::os::fd::BorrowedFd<'static> {
@@ -204,6 +228,8 @@ impl Watcher {
             config,
             metrics,
             placed: Vec::new(),
+            fuse_busy: Arc::new(AtomicBool::new(false)),
+            fuse_done: std::sync::mpsc::channel(),
         };
         let stop2 = stop.clone();
         threads.push(
@@ -257,6 +283,13 @@ struct Marker {
     metrics: Arc<crate::detectors::metrics::Metrics>,
     /// What is marked now (files and directories), to mark only what changed.
     placed: Vec<PathBuf>,
+    /// FUSE paths are marked by a helper thread, one at a time: a lookup on a hung
+    /// FUSE file system blocks that helper only. It sends back what it marked.
+    fuse_busy: Arc<AtomicBool>,
+    fuse_done: (
+        std::sync::mpsc::Sender<PathBuf>,
+        std::sync::mpsc::Receiver<PathBuf>,
+    ),
 }
 
 impl Marker {
@@ -300,8 +333,14 @@ impl Marker {
                 }
                 self.placed.clear();
             }
+            self.placed.extend(self.fuse_done.1.try_iter());
+            let mut fuse = Vec::new();
             for p in &wanted {
                 if self.placed.contains(p) {
+                    continue;
+                }
+                if on_fuse(p) {
+                    fuse.push((p.clone(), dirs.contains(p)));
                     continue;
                 }
                 let is_dir = dirs.contains(p);
@@ -321,22 +360,57 @@ impl Marker {
                 }
                 self.placed.push(p.clone());
             }
+            if !fuse.is_empty() && !self.fuse_busy.swap(true, Ordering::AcqRel) {
+                self.mark_fuse(fuse);
+            }
         }
     }
 
+    /// Notification marks on FUSE paths, on a helper thread (left behind if the file
+    /// system hangs; no second helper starts until it returns).
+    fn mark_fuse(&self, paths: Vec<(PathBuf, bool)>) {
+        let (notify, busy, done) = (
+            self.notify.clone(),
+            self.fuse_busy.clone(),
+            self.fuse_done.0.clone(),
+        );
+        let metrics = self.metrics.clone();
+        let spawned = std::thread::Builder::new()
+            .name("secrets-fuse-marks".into())
+            .spawn(move || {
+                for (p, dir) in paths {
+                    let mut mask = MaskFlags::FAN_OPEN;
+                    if dir {
+                        mask |= MaskFlags::FAN_EVENT_ON_CHILD;
+                    }
+                    match notify.mark(MarkFlags::FAN_MARK_ADD, mask, cwd(), Some(&p)) {
+                        Ok(()) => {
+                            let _ = done.send(p);
+                        }
+                        Err(e) => {
+                            metrics.secrets.mark_error();
+                            if e != nix::errno::Errno::ENOENT {
+                                warn!(detector = "secrets", path = %p.display(), error = %e, "cannot watch this FUSE path with fanotify");
+                            }
+                        }
+                    }
+                }
+                busy.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.fuse_busy.store(false, Ordering::Release);
+            error!(detector = "secrets", error = %e, "cannot start the FUSE mark helper");
+        }
+    }
+
+    /// A permission mark (the path is on an ordinary file system: [`on_fuse`]).
     fn mark(&self, path: &Path, dir: bool) -> nix::Result<()> {
-        let fuse = nix::sys::statfs::statfs(path)
-            .map(|s| s.filesystem_type().0 == FUSE_SUPER_MAGIC)
-            .unwrap_or(false);
-        let (group, mut mask) = if fuse {
-            (&self.notify, MaskFlags::FAN_OPEN)
-        } else {
-            (&self.perm, MaskFlags::FAN_OPEN_PERM)
-        };
+        let mut mask = MaskFlags::FAN_OPEN_PERM;
         if dir {
             mask |= MaskFlags::FAN_EVENT_ON_CHILD;
         }
-        group.mark(MarkFlags::FAN_MARK_ADD, mask, cwd(), Some(path))
+        self.perm
+            .mark(MarkFlags::FAN_MARK_ADD, mask, cwd(), Some(path))
     }
 }
 

@@ -67,6 +67,19 @@ fn walk(dir: &Path, path_id: u32, depth: usize, out: &mut Vec<(InodeKey, InodeWa
     }
 }
 
+/// The secret files of one configured entry (`i`: its index): the file itself, or the
+/// files in a `dir/*` directory.
+fn present_entry(i: usize, p: &Path) -> Vec<(InodeKey, InodeWatch)> {
+    let mut out = Vec::new();
+    let text = p.to_string_lossy();
+    if let Some(dir) = text.strip_suffix("/*") {
+        walk(Path::new(dir), i as u32, 0, &mut out);
+    } else {
+        out.extend(watch_entry(p, i as u32));
+    }
+    out
+}
+
 /// The secret files that exist now, by (device, inode): configured files, and the
 /// files directly in `dir/*` directories.
 pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
@@ -75,12 +88,7 @@ pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
         return out;
     }
     for (i, p) in config.detectors.secrets.paths.iter().enumerate() {
-        let text = p.to_string_lossy();
-        if let Some(dir) = text.strip_suffix("/*") {
-            walk(Path::new(dir), i as u32, 0, &mut out);
-        } else {
-            out.extend(watch_entry(p, i as u32));
-        }
+        out.extend(present_entry(i, p));
     }
     out.truncate(SECRET_INODES_CAPACITY as usize);
     out
@@ -97,37 +105,98 @@ pub fn sync_inodes(kernel: &Handle, wanted: Vec<(InodeKey, InodeWatch)>, metrics
     }
 }
 
-/// Every second, the secret files present (stat and directory walks run on their own
-/// thread: /etc/pve is pmxcfs, a FUSE file system that hangs when the cluster does,
-/// and the run loop must not hang with it). A walk slower than 5 s is reported.
+/// The walk of one configured entry, on its own thread.
+struct EntryWalk {
+    result: Option<std::sync::mpsc::Receiver<Vec<(InodeKey, InodeWatch)>>>,
+    started: std::time::Instant,
+    warned: bool,
+    /// What the last finished walk found (kept while a new one hangs).
+    last: Vec<(InodeKey, InodeWatch)>,
+}
+
+/// Every second, the secret files present. Each configured entry is walked on its own
+/// plain thread (not the runtime's blocking pool, so a thread stuck on a hung file
+/// system never keeps the agent from exiting): /etc/pve is pmxcfs, a FUSE file system
+/// that hangs when the cluster does, and neither the run loop nor the other entries
+/// may hang with it. An entry whose walk has not returned gets no second walk, keeps
+/// its last result, and is reported once after 5 s.
 pub async fn scan(
     mut config: tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
     out: tokio::sync::mpsc::Sender<Vec<(InodeKey, InodeWatch)>>,
 ) {
+    use std::sync::mpsc::TryRecvError;
+    let mut walks: std::collections::HashMap<(usize, std::path::PathBuf), EntryWalk> =
+        Default::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
         let c = config.borrow_and_update().clone();
-        // A plain thread, not the runtime's blocking pool: a walk stuck on a hung file
-        // system must not keep the agent from exiting.
-        let (tx, mut walk) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("secrets-scan".into())
-            .spawn(move || {
-                let _ = tx.send(present(&c));
-            });
-        if let Err(e) = spawned {
-            error!(detector = "secrets", error = %e, "cannot start the secret file listing");
-            continue;
-        }
-        let found = tokio::select! {
-            r = &mut walk => r,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {
-                warn!(detector = "secrets", "listing the secret paths takes longer than 5 s (a hung file system such as pmxcfs?); the inode watch list is stale until it returns");
-                walk.await
-            }
+        let entries: Vec<(usize, std::path::PathBuf)> = if c.detectors.secrets.enabled {
+            c.detectors
+                .secrets
+                .paths
+                .iter()
+                .cloned()
+                .enumerate()
+                .collect()
+        } else {
+            Vec::new()
         };
-        let Ok(found) = found else { return };
+        walks.retain(|k, _| entries.contains(k));
+        for (i, path) in entries {
+            let w = walks.entry((i, path.clone())).or_insert_with(|| EntryWalk {
+                result: None,
+                started: std::time::Instant::now(),
+                warned: false,
+                last: Vec::new(),
+            });
+            if w.result.is_some() {
+                continue;
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("secrets-scan".into())
+                .spawn(move || {
+                    let _ = tx.send(present_entry(i, &path));
+                });
+            match spawned {
+                Ok(_) => {
+                    w.result = Some(rx);
+                    w.started = std::time::Instant::now();
+                }
+                Err(e) => {
+                    error!(detector = "secrets", error = %e, "cannot start the secret file listing")
+                }
+            }
+        }
+        // Most walks take microseconds: collect what finished within a short grace.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for ((_, path), w) in walks.iter_mut() {
+            let Some(rx) = &w.result else { continue };
+            match rx.try_recv() {
+                Ok(found) => {
+                    if w.warned {
+                        info!(detector = "secrets", path = %path.display(), "secret path answers again");
+                    }
+                    w.last = found;
+                    w.result = None;
+                    w.warned = false;
+                }
+                Err(TryRecvError::Empty) => {
+                    if !w.warned && w.started.elapsed() > std::time::Duration::from_secs(5) {
+                        warn!(detector = "secrets", path = %path.display(), "listing this secret path takes longer than 5 s (a hung file system such as pmxcfs?); its files keep their last known inodes, the other paths are watched as usual");
+                        w.warned = true;
+                    }
+                }
+                Err(TryRecvError::Disconnected) => w.result = None,
+            }
+        }
+        let mut found: Vec<(InodeKey, InodeWatch)> = walks
+            .values()
+            .flat_map(|w| w.last.iter().copied())
+            .collect();
+        found.sort_by_key(|(_, w)| w.path_id);
+        found.truncate(SECRET_INODES_CAPACITY as usize);
         if out.send(found).await.is_err() {
             return;
         }
