@@ -14,12 +14,9 @@ use aya::programs::{
 pub fn v2_root() -> Option<&'static Path> {
     static ROOT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        mounts.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split_whitespace().next()? == "cgroup2")
-                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
-        })
+        super::probe::mounts()
+            .into_iter()
+            .find_map(|(point, fstype)| (fstype == "cgroup2").then_some(point))
     })
     .as_deref()
 }

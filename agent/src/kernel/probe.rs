@@ -201,14 +201,7 @@ pub fn fanotify_notify_group(
     .map_err(FanotifyProbeError::Init)?;
     if path.exists() {
         group
-            .mark(
-                MarkFlags::FAN_MARK_ADD,
-                mask,
-                // SAFETY: AT_FDCWD is a constant the kernel reads as "the working
-                // directory" (ignored for an absolute path), never a closable descriptor.
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) },
-                Some(path),
-            )
+            .mark(MarkFlags::FAN_MARK_ADD, mask, at_cwd(), Some(path))
             .map_err(|e| FanotifyProbeError::Mark(path.display().to_string(), e))?;
     }
     Ok(group)
@@ -226,6 +219,31 @@ pub fn sysrq_fanotify() -> Result<(), FanotifyProbeError> {
             .map(drop)
         })
         .clone()
+}
+
+/// The `dirfd` of a call by absolute path (AT_FDCWD; ignored by the kernel then).
+pub fn at_cwd() -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a constant the kernel reads as "the working directory", never
+    // a descriptor that could be closed.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+/// The mount table of this process's mount namespace: (mount point, file system type)
+/// per mount, in mount order (read from /proc/self/mountinfo; nothing mounted is
+/// touched).
+pub fn mounts() -> Vec<(std::path::PathBuf, String)> {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    // Fields: id parent major:minor root mountpoint options... - fstype source ...
+    table
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?.replace("\\040", " ");
+            Some((point.into(), right.split(' ').next()?.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

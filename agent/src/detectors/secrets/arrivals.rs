@@ -47,9 +47,12 @@ pub fn group() -> nix::Result<Fanotify> {
 pub fn mark(group: &Fanotify, dirs: &Dirs, dir: &Path) -> nix::Result<()> {
     let key = dir_key(dir)?;
     let mask = MaskFlags::FAN_CREATE | MaskFlags::FAN_MOVED_TO;
-    // SAFETY: AT_FDCWD is a constant the kernel reads as "the working directory".
-    let cwd = unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) };
-    group.mark(MarkFlags::FAN_MARK_ADD, mask, cwd, Some(dir))?;
+    group.mark(
+        MarkFlags::FAN_MARK_ADD,
+        mask,
+        crate::kernel::probe::at_cwd(),
+        Some(dir),
+    )?;
     dirs.write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, dir.to_path_buf());

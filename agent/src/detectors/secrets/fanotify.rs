@@ -41,36 +41,17 @@ use crate::{
 /// Whether `path` lies on a FUSE file system, from the mount table alone: nothing on
 /// that file system is touched (a lookup on a hung pmxcfs would never return).
 fn on_fuse(path: &Path) -> bool {
-    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    // Fields: id parent major:minor root mountpoint options... - fstype source ...
     let mut best: Option<(usize, bool)> = None;
-    for line in table.lines() {
-        let mut fields = line.split(' ');
-        let Some(mount_point) = fields.nth(4) else {
-            continue;
-        };
-        let mount_point = mount_point.replace("\\040", " ");
-        let Some(fstype) = line.split(" - ").nth(1).and_then(|r| r.split(' ').next()) else {
-            continue;
-        };
-        if path.starts_with(&mount_point) && best.is_none_or(|(len, _)| mount_point.len() >= len) {
-            best = Some((
-                mount_point.len(),
-                fstype == "fuse" || fstype.starts_with("fuse."),
-            ));
+    for (point, fstype) in crate::kernel::probe::mounts() {
+        let len = point.as_os_str().len();
+        if path.starts_with(&point) && best.is_none_or(|(l, _)| len >= l) {
+            best = Some((len, fstype == "fuse" || fstype.starts_with("fuse.")));
         }
     }
     best.is_some_and(|(_, fuse)| fuse)
 }
 
-/// The `dirfd` of a mark by absolute path (ignored by the kernel).
-fn cwd() -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is a constant the kernel reads as "the working directory", never
-    // a descriptor that could be closed.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::AT_FDCWD) }
-}
+use crate::kernel::probe::at_cwd as cwd;
 
 /// Why the fanotify route cannot run.
 #[derive(Debug, thiserror::Error)]

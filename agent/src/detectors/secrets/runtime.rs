@@ -80,21 +80,7 @@ fn present_entry(i: usize, p: &Path) -> Vec<(InodeKey, InodeWatch)> {
     out
 }
 
-/// The secret files that exist now, by (device, inode): configured files, and the
-/// files directly in `dir/*` directories.
-pub fn present(config: &Config) -> Vec<(InodeKey, InodeWatch)> {
-    let mut out = Vec::new();
-    if !config.detectors.secrets.enabled {
-        return out;
-    }
-    for (i, p) in config.detectors.secrets.paths.iter().enumerate() {
-        out.extend(present_entry(i, p));
-    }
-    out.truncate(SECRET_INODES_CAPACITY as usize);
-    out
-}
-
-/// Keep the kernel's inode watch list equal to `wanted` (from [`present`]).
+/// Keep the kernel's inode watch list equal to `wanted` (from [`scan`]).
 pub fn sync_inodes(kernel: &Handle, wanted: Vec<(InodeKey, InodeWatch)>, metrics: &Metrics) {
     let n = wanted.len();
     match kernel.call(move |k| crate::kernel::loader::sync_hash(k, SECRET_INODES, &wanted)) {
@@ -414,7 +400,14 @@ mod tests {
             priv_dir.join("*"),
             dir.path().join("not-there"),
         ];
-        let found = present(&config);
+        let found: Vec<_> = config
+            .detectors
+            .secrets
+            .paths
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| present_entry(i, p))
+            .collect();
         let mut paths: Vec<(u32, String)> = found
             .iter()
             .map(|(_, w)| {
