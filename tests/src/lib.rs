@@ -224,20 +224,40 @@ impl Agent {
         env: &[(String, String)],
         netns: Option<&NetnsEntry>,
     ) -> (Option<Child>, u32, Arc<Mutex<Vec<String>>>) {
-        // `ip netns exec` and `nsenter` exec the agent in place: the PID is the agent's.
-        let mut cmd = match netns {
+        // `ip netns exec`, `nsenter` and `setpriv` exec the agent in place: the PID is
+        // the agent's.
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        match netns {
             Some(NetnsEntry::IpNetnsExec(ns)) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bin);
-                c
+                argv.extend(["ip", "netns", "exec", ns].map(Into::into))
             }
             Some(NetnsEntry::NsenterNet(ns)) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg(bin);
-                c
+                argv.extend(["nsenter".into(), format!("--net=/run/netns/{ns}").into()])
             }
-            None => Command::new(bin),
-        };
+            None => {}
+        }
+        // NODEWARD_TEST_CAPS=net_raw,kill,...: start the agent with only these
+        // capabilities (measuring which ones the agent needs; docs/least-privilege.md).
+        if let Ok(caps) = std::env::var("NODEWARD_TEST_CAPS") {
+            let plus: Vec<String> = caps
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(|c| format!("+{c}"))
+                .collect();
+            let set = std::iter::once("-all".to_string())
+                .chain(plus)
+                .collect::<Vec<_>>()
+                .join(",");
+            argv.extend([
+                "setpriv".into(),
+                format!("--bounding-set={set}").into(),
+                "--inh-caps=-all".into(),
+                "--".into(),
+            ]);
+        }
+        argv.push(bin.into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         let mut child = cmd
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("--config")

@@ -75,6 +75,49 @@ pub fn build(release: bool) -> Result<PathBuf> {
         .join("nodeward"))
 }
 
+/// The release agent as one static binary (glibc linked in, no shared library needed):
+/// what the Debian package installs and the container image holds.
+pub fn build_static() -> Result<PathBuf> {
+    let obj = build_ebpf()?;
+    let target = host_target()?;
+    step(&format!(
+        "building the static release agent ({target}, crt-static) with the eBPF object embedded"
+    ));
+    let mut cmd = cargo_with_object(&obj);
+    cmd.args(["build", "-p", "nodeward", "--release", "--target", &target])
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    run(&mut cmd)?;
+    Ok(root().join("target").join(target).join("release/nodeward"))
+}
+
+fn host_target() -> Result<String> {
+    let out = crate::util::output(Command::new("rustc").arg("-vV"))?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("rustc -vV printed no host"))
+}
+
+/// `cargo xtask image`: target/image/ holds the static binary and the Containerfile
+/// (FROM scratch), ready for `docker build` / `podman build`.
+pub fn image() -> Result<PathBuf> {
+    let bin = build_static()?;
+    let dir = root().join("target/image");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&bin, dir.join("nodeward"))?;
+    std::fs::copy(
+        root().join("deploy/container/Containerfile"),
+        dir.join("Containerfile"),
+    )?;
+    eprintln!(
+        "    {}: build it with `docker build -t nodeward:{} {}` (or podman build)",
+        dir.display(),
+        env!("CARGO_PKG_VERSION"),
+        dir.display()
+    );
+    Ok(dir)
+}
+
 pub fn run_agent(release: bool, args: Vec<String>) -> Result<()> {
     let bin = build(release)?;
     let args = if args.is_empty() {

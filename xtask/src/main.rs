@@ -4,6 +4,8 @@ mod bench;
 mod build;
 mod dashboards;
 mod grafana;
+mod kubernetes;
+mod package;
 mod runbooks;
 mod setup;
 mod shape;
@@ -77,6 +79,26 @@ enum Command {
         #[arg(long)]
         no_auditd: bool,
     },
+    /// Build the Debian package (release binary with the eBPF object, conffile, hardened
+    /// systemd unit, rules, dashboard, man pages, completions) with dpkg-deb.
+    Package {
+        /// Debian revision (the part after the upstream version).
+        #[arg(long, default_value_t = 1)]
+        revision: u32,
+        /// Directory for the .deb (default: target/package).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// The container image's build context in target/image/: the static binary and a
+    /// FROM-scratch Containerfile (nothing pulled from a registry).
+    Image,
+    /// Regenerate deploy/kubernetes/{prometheusrule,configmap}.yaml from
+    /// dashboards/rules and the default configuration (the tests fail when they drift).
+    K8s {
+        /// Only check: drift, capabilities, kubernetes-validate, promtool.
+        #[arg(long)]
+        check: bool,
+    },
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
     BenchUdpSend { dst: String, secs: f64 },
@@ -97,6 +119,12 @@ fn main() {
             pairs,
             no_auditd,
         } => bench::bench(secs, pairs.max(1), !no_auditd),
+        Command::Package { revision, out } => package::package(revision, out).map(|_| ()),
+        Command::Image => build::image().map(|_| ()),
+        Command::K8s { check: false } => kubernetes::write(&util::root()),
+        Command::K8s { check: true } => {
+            kubernetes::check(&util::root(), test::promtool().as_deref())
+        }
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
     };
     if let Err(e) = result {

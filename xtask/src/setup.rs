@@ -26,8 +26,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "tcpdump",        // brings libpcap, which scapy's capture filters need (corosync flood replay)
     "openssh-server", // a real sshd for the reboot/session tests
     "openssh-client",
-    "corosync", // a real corosync/knet ring and rogue members
-    "nftables", // the member-side packet counter (its own kernel view)
+    "corosync",          // a real corosync/knet ring and rogue members
+    "nftables",          // the member-side packet counter (its own kernel view)
+    "debootstrap",       // a fresh Debian 12 root for the package test
+    "systemd-container", // systemd-nspawn --boot: the packaged service under a real systemd
+    "binutils",          // objdump: the package's libc6 dependency from the binary's symbols
 ];
 
 #[derive(Clone)]

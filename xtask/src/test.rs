@@ -175,6 +175,10 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         crate::grafana::check(&root),
     );
     t.check(
+        "deploy/kubernetes: generated manifests current, capabilities = the systemd unit's, kubernetes-validate --strict, PrometheusRule by promtool",
+        crate::kubernetes::check(&root, promtool().as_deref()),
+    );
+    t.check(
         "every alert links a runbook section in docs/runbooks",
         crate::runbooks::check(&root),
     );
@@ -195,6 +199,20 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         e2e.args(["test", "-p", "nodeward-tests", "--", "--test-threads=1"])
             .env("NODEWARD_BIN", &bin)
             .env("NODEWARD_SKIP_LOG", &skip_log);
+        // The Debian package (twice: install, then upgrade) and a fresh Debian root.
+        let packaged = crate::package::for_tests(&root);
+        t.check(
+            "cargo xtask package and a debootstrap Debian 12 root (for the package test)",
+            packaged
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("{e:#}")),
+        );
+        if let Ok(p) = &packaged {
+            e2e.env("NODEWARD_DEB", &p.deb)
+                .env("NODEWARD_DEB_UPGRADE", &p.upgrade)
+                .env("NODEWARD_DEBOOTSTRAP", &p.root);
+        }
         if let Some(f) = &filter {
             e2e.arg(f);
         }
@@ -234,7 +252,7 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
     Ok(())
 }
 
-fn promtool() -> Option<std::path::PathBuf> {
+pub fn promtool() -> Option<std::path::PathBuf> {
     ["/usr/bin/promtool", "/usr/local/bin/promtool"]
         .into_iter()
         .map(std::path::PathBuf::from)

@@ -113,6 +113,15 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Print a shell completion script, e.g.
+    ///   nodeward completions bash > /etc/bash_completion.d/nodeward
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (roff) into DIR: nodeward.1 and nodeward-VERB.1.
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +172,22 @@ fn verb(r: Result<(), crate::cli::verbs::VerbError>) -> i32 {
 /// Entry point; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
+    // Generated from these definitions; they need no configuration.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "nodeward", &mut out);
+            use std::io::Write;
+            // A closed pipe (`| head`) is not an error worth a panic.
+            return match std::io::stdout().write_all(&out) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => 1,
+                _ => 0,
+            };
+        }
+        Command::Manpage { dir } => return manpage(dir),
+        _ => {}
+    }
     let config = match load_config(cli.config.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -216,6 +241,7 @@ pub fn main() -> i32 {
                 crate::cli::check::check(&config)
             }
         }
+        Command::Completions { .. } | Command::Manpage { .. } => unreachable!("handled above"),
         Command::Run => {
             if let Err(e) = crate::kernel::object::object() {
                 eprintln!("nodeward: {e}");
@@ -230,4 +256,27 @@ pub fn main() -> i32 {
             }
         }
     }
+}
+
+/// The man pages: nodeward(1) and nodeward-<verb>(1) for each verb, written to `dir`.
+fn manpage(dir: &std::path::Path) -> i32 {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut pages = vec![("nodeward".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("nodeward-{}", sub.get_name());
+        let version = cmd.get_version().unwrap_or_default().to_string();
+        pages.push((name.clone(), sub.clone().name(name).version(version)));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        let written = clap_mangen::Man::new(page)
+            .render(&mut out)
+            .and_then(|()| std::fs::write(&path, &out));
+        if let Err(e) = written {
+            eprintln!("nodeward: writing {}: {e}", path.display());
+            return 1;
+        }
+    }
+    0
 }

@@ -3,7 +3,9 @@
 
 pub mod guard;
 pub mod pipeline;
+pub mod privileges;
 pub mod push;
+pub mod service;
 
 use std::{
     path::PathBuf,
@@ -36,6 +38,9 @@ use crate::{
 
 pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let log = logging::init(config.agent.log_format, config.agent.log_level);
+    // Before any thread exists (capabilities are per thread; threads inherit them).
+    raise_memlock();
+    service::drop_privileges();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -76,7 +81,6 @@ async fn daemon(
         .await
         .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
 
-    raise_memlock();
     let facts = probe::probe();
     for m in &facts.mounted {
         info!(path = m, "mounted a missing pseudo-filesystem");
@@ -281,6 +285,7 @@ async fn daemon(
     ));
     health.set(None);
     info!(listen = %bound, control = %config.control.socket.display(), "nodeward ready");
+    service::notify_ready();
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -291,9 +296,10 @@ async fn daemon(
     let mut current = config;
     loop {
         tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = term.recv() => { info!("SIGTERM: shutting down"); service::notify_stopping(); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); service::notify_stopping(); break; }
             _ = hup.recv() => {
+                service::notify_reloading();
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
                 secrets_route.configure(&current, &config_tx.subscribe(), &sampled_tx, &metrics);
@@ -302,6 +308,7 @@ async fn daemon(
                 *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
                 sweep = tokio::time::interval(current.quarantine.sweep_interval);
                 rescan = tokio::time::interval(current.detectors.arp.rescan_interval);
+                service::notify_ready();
             }
             Some(cmd) = control_rx.recv() => {
                 let reply = match cmd.request {
