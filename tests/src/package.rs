@@ -123,6 +123,9 @@ impl Booted {
                 "--keep-unit",
                 "--private-network",
             ])
+            // The agent's system calls past nspawn's own filter (the unit's filter
+            // still applies inside).
+            .arg("--system-call-filter=bpf perf_event_open fanotify_init fanotify_mark name_to_handle_at")
             .args(["--console=read-only", "-D"])
             .arg(root.path())
             .stdout(file.try_clone().expect("log"))
@@ -158,7 +161,33 @@ impl Booted {
             booted.stop();
             return Err(format!("the container did not finish booting: {why}"));
         }
+        // On a node, systemd mounts the trace file system at boot; in a container it
+        // does not: mount it in the container's namespace, as that boot would have,
+        // then start the agent again on the complete system. (The agent pins nothing:
+        // it needs no BPF file system.)
+        let out = booted.inside(&["mount", "-t", "tracefs", "none", "/sys/kernel/tracing"]);
+        if !out.trim().is_empty() {
+            booted.stop();
+            return Err(format!("mounting tracefs in the container: {out}"));
+        }
+        let restart = booted.inside(&["systemctl", "restart", "nodeward.service"]);
+        if !restart.trim().is_empty() {
+            booted.stop();
+            return Err(format!("systemctl restart nodeward: {restart}"));
+        }
         Ok(booted)
+    }
+
+    /// The service's last journal lines.
+    fn journal(&self) -> String {
+        self.inside(&[
+            "journalctl",
+            "-u",
+            "nodeward.service",
+            "--no-pager",
+            "-n",
+            "80",
+        ])
     }
 
     fn inside(&self, args: &[&str]) -> String {
@@ -258,6 +287,8 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o700, "state directory mode");
+    let owner = root.ok("stat -c %U /var/lib/nodeward");
+    assert_eq!(owner.trim(), "nodeward", "state directory owner");
     let conffiles = root.ok("dpkg-query -W -f=\"\\${Conffiles}\" nodeward");
     assert!(
         conffiles.contains("/etc/nodeward/nodeward.toml"),
@@ -303,23 +334,29 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
     assert!(
         active.is_some(),
         "nodeward.service not active:\n{}",
-        booted.inside(&[
-            "journalctl",
-            "-u",
-            "nodeward.service",
-            "--no-pager",
-            "-n",
-            "60"
-        ])
+        booted.journal()
     );
     let metrics = wait_for(Duration::from_secs(30), || {
         booted.get("http://127.0.0.1:9744/metrics")
     })
     .expect("/metrics of the service");
-    assert!(
-        metrics.contains("nodeward_detector_up{detector=\"reboot\"} 1"),
-        "{metrics}"
-    );
+    for detector in [
+        "reboot",
+        "session",
+        "arp",
+        "secrets",
+        "corosync",
+        "martian",
+        "tcp_reset",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "nodeward_detector_up{{detector=\"{detector}\"}} 1"
+            )),
+            "{detector} down under the packaged unit:\n{}",
+            booted.journal()
+        );
+    }
     let ready = booted
         .get("http://127.0.0.1:9744/readyz")
         .unwrap_or_default();
@@ -327,13 +364,24 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
     // Least privilege, as the kernel sees it: the service's bounding set.
     let pid = booted.inside(&["systemctl", "show", "-p", "MainPID", "--value", "nodeward"]);
     let status = booted.inside(&["cat", &format!("/proc/{}/status", pid.trim())]);
-    let bounding = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
-        .expect("CapBnd");
+    let set = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    // SYS_ADMIN, NET_ADMIN, NET_RAW, SYS_PTRACE, DAC_READ_SEARCH, KILL.
     let expected: u64 = [21u32, 12, 13, 19, 2, 5].iter().map(|b| 1u64 << b).sum();
-    assert_eq!(bounding, expected, "service bounding set {bounding:#x}");
+    for name in ["CapBnd:", "CapEff:", "CapPrm:"] {
+        assert_eq!(set(name), expected, "service {name} {:#x}", set(name));
+    }
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(str::to_string))
+        .expect("Uid");
+    assert_ne!(uid, "0", "the service runs as root");
     // A reload through systemd (SIGHUP, RELOADING=1 then READY=1).
     let reload = booted.inside(&["systemctl", "reload", "nodeward.service"]);
     assert!(reload.trim().is_empty(), "systemctl reload: {reload}");
@@ -396,4 +444,9 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
         );
     }
     assert!(token.exists(), "purge removed the operator's webhook token");
+    let user = root.run("getent passwd nodeward");
+    assert!(
+        !user.status.success(),
+        "the nodeward user outlived the purge"
+    );
 }

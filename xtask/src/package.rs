@@ -236,10 +236,11 @@ fn md5sums(stage: &Path) -> Result<String> {
 }
 
 fn control(version: &str, arch: &str, depends: &Option<String>, size_kib: u64) -> String {
-    let depends = depends
-        .as_ref()
-        .map(|d| format!("Depends: {d}\n"))
-        .unwrap_or_default();
+    // procps: /bin/kill, which ExecReload= runs.
+    let depends = match depends {
+        Some(d) => format!("Depends: {d}, procps\n"),
+        None => "Depends: procps\n".to_string(),
+    };
     format!(
         "Package: nodeward\n\
          Version: {version}\n\
@@ -312,7 +313,9 @@ pub fn for_tests(root: &Path) -> Result<ForTests> {
 pub fn debian_root(root: &Path) -> Result<PathBuf> {
     let dir = root.join("target/debootstrap/bookworm");
     let done = root.join("target/debootstrap/bookworm.complete");
-    if done.is_file() && dir.join("usr/bin/dpkg").is_file() {
+    // What the root was made with: a change of the list makes it again.
+    let include = "--include=systemd,systemd-sysv,dbus,procps,man-db";
+    if fs::read_to_string(&done).is_ok_and(|d| d == include) && dir.join("usr/bin/dpkg").is_file() {
         return Ok(dir);
     }
     if dir.exists() {
@@ -325,14 +328,10 @@ pub fn debian_root(root: &Path) -> Result<PathBuf> {
         dir.display()
     ));
     run(Command::new("debootstrap")
-        .args([
-            "--variant=minbase",
-            "--include=systemd,systemd-sysv,dbus",
-            "bookworm",
-        ])
+        .args(["--variant=minbase", include, "bookworm"])
         .arg(&dir)
         .arg(&mirror))?;
-    fs::write(&done, b"")?;
+    fs::write(&done, include)?;
     Ok(dir)
 }
 
