@@ -405,6 +405,9 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
         !journal.is_empty(),
         "the service wrote nothing into /var/lib/nodeward"
     );
+    // A file a root-run agent left behind becomes the service user's at upgrade.
+    let from_root = state.join("left-by-root.jsonl");
+    std::fs::write(&from_root, "{}\n").expect("root-owned state file");
     let conf = root.file("/etc/nodeward/nodeward.toml");
     let mut edited = std::fs::read_to_string(&conf).expect("conffile");
     edited.push_str("\n# edited by the operator\n");
@@ -420,6 +423,12 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
             path.display()
         );
     }
+    let owner = root.ok("stat -c %U /var/lib/nodeward/left-by-root.jsonl");
+    assert_eq!(
+        owner.trim(),
+        "nodeward",
+        "state left by root after the upgrade"
+    );
     assert_eq!(
         std::fs::read_to_string(&conf).expect("conffile"),
         edited,
@@ -444,9 +453,51 @@ fn the_package_installs_checks_boots_upgrades_and_purges_in_a_fresh_debian_root(
         );
     }
     assert!(token.exists(), "purge removed the operator's webhook token");
+    // Debian keeps system users across a purge (a reused UID would own leftovers).
     let user = root.run("getent passwd nodeward");
-    assert!(
-        !user.status.success(),
-        "the nodeward user outlived the purge"
+    assert!(user.status.success(), "purge removed the system user");
+}
+
+/// The container image holds this same binary alone (`FROM scratch`): it runs in an
+/// empty root, with nothing but the kernel's /proc, /sys and /dev bound in.
+#[test]
+fn the_packaged_binary_runs_alone_in_an_empty_root_as_the_image_does() {
+    let test = "the_packaged_binary_runs_alone_in_an_empty_root_as_the_image_does";
+    let Some(inp) = inputs(test) else { return };
+    let unpacked = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let ok = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&inp.deb)
+        .arg(unpacked.path())
+        .status()
+        .expect("dpkg-deb");
+    assert!(ok.success(), "dpkg-deb -x");
+    let image = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    std::fs::copy(
+        unpacked.path().join("usr/bin/nodeward"),
+        image.path().join("nodeward"),
+    )
+    .expect("copy the binary");
+    for d in ["proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir(image.path().join(d)).expect("mount point");
+    }
+    let script = format!(
+        "set -e; r={}; for d in proc sys dev; do mount --rbind /$d $r/$d; done; \
+         chroot $r /nodeward --version; chroot $r /nodeward check",
+        image.path().display()
     );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "in an empty root:\n{text}");
+    let upstream = version_of(&inp.deb);
+    let upstream = upstream.split('-').next().expect("version");
+    assert!(text.contains(&format!("nodeward {upstream}")), "{text}");
+    assert!(text.contains("detector reboot: up"), "{text}");
 }

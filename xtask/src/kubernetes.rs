@@ -102,9 +102,9 @@ pub fn check(root: &Path, promtool: Option<&Path>) -> Result<()> {
     }
     check_capabilities(root)?;
     validate(root)?;
-    if let Some(promtool) = promtool {
-        rules_by_promtool(root, promtool)?;
-    }
+    let promtool =
+        promtool.context("promtool not installed (`cargo xtask setup --test-deps` installs it)")?;
+    rules_by_promtool(root, promtool)?;
     service_monitor_matches_service(root)
 }
 

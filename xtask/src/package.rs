@@ -114,6 +114,8 @@ pub fn package(revision: u32, out: Option<PathBuf>) -> Result<PathBuf> {
         )?;
     }
     write("DEBIAN/conffiles", b"/etc/nodeward/nodeward.toml\n", 0o644)?;
+    // Directories 0755 whatever the builder's umask (dpkg-deb refuses a 0700 DEBIAN).
+    chmod_dirs(&stage)?;
     let size_kib = du_kib(&stage)?;
     write(
         "DEBIAN/control",
@@ -194,6 +196,17 @@ fn depends(bin: &Path) -> Result<Option<String>> {
     Ok(Some(deps.join(", ")))
 }
 
+fn chmod_dirs(dir: &Path) -> Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            chmod_dirs(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
 fn du_kib(dir: &Path) -> Result<u64> {
     fn walk(p: &Path, total: &mut u64) -> Result<()> {
         for e in fs::read_dir(p)? {
@@ -236,10 +249,14 @@ fn md5sums(stage: &Path) -> Result<String> {
 }
 
 fn control(version: &str, arch: &str, depends: &Option<String>, size_kib: u64) -> String {
-    // procps: /bin/kill, which ExecReload= runs.
+    // procps: /bin/kill, which ExecReload= runs; passwd: useradd in postinst. A static
+    // binary carries glibc: Built-Using names the version linked in (Policy 7.8).
     let depends = match depends {
-        Some(d) => format!("Depends: {d}, procps\n"),
-        None => "Depends: procps\n".to_string(),
+        Some(d) => format!("Depends: {d}, procps, passwd\n"),
+        None => format!(
+            "Depends: procps, passwd\nBuilt-Using: glibc (= {})\n",
+            glibc_version()
+        ),
     };
     format!(
         "Package: nodeward\n\
@@ -263,6 +280,13 @@ fn control(version: &str, arch: &str, depends: &Option<String>, size_kib: u64) -
     )
 }
 
+/// The version of the glibc the static binary was linked against (this machine's).
+fn glibc_version() -> String {
+    output(Command::new("dpkg-query").args(["-W", "-f=${source:Version}", "libc6"]))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn copyright() -> String {
     "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
      Upstream-Name: nodeward\n\
@@ -272,7 +296,11 @@ fn copyright() -> String {
      Copyright: 2026 nodeward developers\n\
      License: Apache-2.0\n \
      On Debian systems, the full text of the Apache License 2.0 is in\n \
-     /usr/share/common-licenses/Apache-2.0.\n"
+     /usr/share/common-licenses/Apache-2.0.\n\
+     Comment: The eBPF programs embedded in /usr/bin/nodeward declare the license \"GPL\"\n \
+     to the kernel (GPL-only kernel helpers). The binary links glibc statically\n \
+     (LGPL-2.1+, /usr/share/common-licenses/LGPL-2.1; see Built-Using) and Rust crates\n \
+     under MIT or Apache-2.0 licenses, listed in the source tree's Cargo.lock.\n"
         .to_string()
 }
 
@@ -338,10 +366,12 @@ pub fn debian_root(root: &Path) -> Result<PathBuf> {
 /// The first Debian archive URI in this machine's apt sources (deb822 or one-line).
 fn apt_mirror() -> Option<String> {
     let mut texts = Vec::new();
-    for dir in ["/etc/apt/sources.list.d"] {
-        for e in fs::read_dir(dir).ok()?.flatten() {
-            texts.push(fs::read_to_string(e.path()).unwrap_or_default());
-        }
+    for e in fs::read_dir("/etc/apt/sources.list.d")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        texts.push(fs::read_to_string(e.path()).unwrap_or_default());
     }
     texts.push(fs::read_to_string("/etc/apt/sources.list").unwrap_or_default());
     texts.iter().flat_map(|t| t.lines()).find_map(|l| {

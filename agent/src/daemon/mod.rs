@@ -40,7 +40,7 @@ pub fn run(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let log = logging::init(config.agent.log_format, config.agent.log_level);
     // Before any thread exists (capabilities are per thread; threads inherit them).
     raise_memlock();
-    service::drop_privileges();
+    service::drop_privileges()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -5,7 +5,8 @@
 //! packet program), so the whole set is known before anything starts. `daemon::run`
 //! drops everything else before the first thread exists: capabilities are per thread,
 //! and every thread inherits the reduced set. Under systemd the unit's
-//! `CapabilityBoundingSet=` is this same list (`cargo xtask package` checks it).
+//! `CapabilityBoundingSet=` and `AmbientCapabilities=` are this same list (a unit test
+//! checks it), and so is the DaemonSet's `capabilities.add` (`cargo xtask test`).
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -14,7 +15,7 @@ pub const KEPT: &[(Capability, &str)] = &[
     (
         Capability::CAP_SYS_ADMIN,
         "fanotify permission and FID groups (secrets: deny before read, renames and links; sysrq), \
-         mounting a missing bpffs/tracefs at start; it also passes the kernel's bpf_capable() and \
+         mounting a missing tracefs when started by hand; it also passes the kernel's bpf_capable() and \
          perfmon_capable() checks (loading programs, attaching tracepoints), so CAP_BPF and \
          CAP_PERFMON would add nothing",
     ),
@@ -72,11 +73,12 @@ pub fn drop_unneeded() -> Result<Dropped, caps::errors::CapsError> {
         bounding: false,
     };
     // The bounding set first: dropping from it needs CAP_SETPCAP, itself not kept.
-    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP)? {
-        for cap in caps::read(None, CapSet::Bounding)?.difference(&keep) {
-            caps::drop(None, CapSet::Bounding, *cap)?;
-        }
-        out.bounding = true;
+    // Best effort: the permitted and effective sets below are what bounds the agent.
+    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
+        out.bounding = caps::read(None, CapSet::Bounding).is_ok_and(|b| {
+            b.difference(&keep)
+                .all(|cap| caps::drop(None, CapSet::Bounding, *cap).is_ok())
+        });
     }
     caps::clear(None, CapSet::Ambient)?;
     caps::clear(None, CapSet::Inheritable)?;
@@ -118,18 +120,17 @@ mod tests {
     #[test]
     fn the_systemd_unit_bounds_the_service_to_the_kept_capabilities() {
         let unit = include_str!("../../../deploy/systemd/nodeward.service");
-        let line = unit
-            .lines()
-            .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
-            .expect("the unit sets CapabilityBoundingSet=");
-        let mut listed: Vec<String> = line.split_whitespace().map(str::to_string).collect();
         let mut kept = names(&KEPT.iter().map(|(c, _)| *c).collect::<Vec<_>>());
-        listed.sort();
         kept.sort();
-        assert_eq!(
-            listed, kept,
-            "deploy/systemd/nodeward.service vs privileges::KEPT"
-        );
+        for key in ["CapabilityBoundingSet=", "AmbientCapabilities="] {
+            let line = unit
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("the unit sets no {key}"));
+            let mut listed: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            listed.sort();
+            assert_eq!(listed, kept, "deploy/systemd/nodeward.service {key}");
+        }
         for (cap, _) in KEPT {
             assert!(
                 unit.contains(&format!("#   {cap}")),

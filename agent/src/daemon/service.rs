@@ -8,7 +8,8 @@ use sd_notify::NotifyState;
 use tracing::{info, warn};
 
 /// Drop the capabilities the agent never uses; log what was dropped and what is missing.
-pub fn drop_privileges() {
+/// A process that cannot reduce its own permitted set does not run at all.
+pub fn drop_privileges() -> anyhow::Result<()> {
     match super::privileges::drop_unneeded() {
         Ok(d) => {
             let kept: Vec<_> = super::privileges::KEPT.iter().map(|(c, _)| *c).collect();
@@ -28,8 +29,9 @@ pub fn drop_privileges() {
                 );
             }
         }
-        Err(e) => warn!(error = %e, "cannot drop unused capabilities; running with the ones given"),
+        Err(e) => anyhow::bail!("cannot drop the capabilities the agent does not use: {e}"),
     }
+    Ok(())
 }
 
 fn notify(states: &[NotifyState]) {

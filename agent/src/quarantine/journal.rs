@@ -3,6 +3,7 @@
 //! on an O_APPEND file; a torn tail (crash mid-write) is cut off when the journal is
 //! opened, so a torn record is never followed by a good one and never read back.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read, Seek, SeekFrom, Write},
@@ -104,6 +105,8 @@ impl Journal {
         fs::create_dir_all(dir)?;
         let path = dir.join(FILE_NAME);
         let mut file = OpenOptions::new()
+            // The audit journal names users and hosts: owner only, whatever the umask.
+            .mode(0o600)
             .create(true)
             .read(true)
             .append(true)
@@ -171,6 +174,7 @@ impl Journal {
             fs::remove_file(&self.path)?;
         }
         self.file = OpenOptions::new()
+            .mode(0o600)
             .create(true)
             .read(true)
             .append(true)
