@@ -69,27 +69,14 @@ impl Root {
         self.path().join(rel.trim_start_matches('/'))
     }
 
-    /// Run a command chrooted in the root, with /proc, /sys and /dev of the host bound
-    /// in a private mount namespace (gone when the command ends).
+    /// Run a command chrooted in the root (see [`chrooted`]).
     fn run(&self, cmd: &str) -> std::process::Output {
-        let script = format!(
-            "set -e; r={root}; for d in proc sys dev; do mount --rbind /$d $r/$d; done; \
-             exec chroot $r /bin/sh -c '{cmd}'",
-            root = self.path().display()
-        );
-        Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .output()
-            .expect("unshare")
+        chrooted(self.path(), &format!("exec chroot $r /bin/sh -c '{cmd}'"))
     }
 
     fn ok(&self, cmd: &str) -> String {
         let out = self.run(cmd);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = text(&out);
         assert!(
             out.status.success(),
             "`{cmd}` in the Debian root failed:\n{text}"
@@ -102,6 +89,28 @@ impl Root {
         std::fs::copy(deb, self.file(&format!("/tmp/{name}"))).expect("copy the package");
         self.ok(&format!("dpkg -i /tmp/{name}"))
     }
+}
+
+/// Run `script` (`$r` is `dir`) with /proc, /sys and /dev of the host bound into `dir`,
+/// in a private mount namespace: the mounts go when the script ends.
+fn chrooted(dir: &Path, script: &str) -> std::process::Output {
+    let script = format!(
+        "set -e; r={}; for d in proc sys dev; do mount --rbind /$d $r/$d; done; {script}",
+        dir.display()
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare")
+}
+
+/// A command's stdout, then its stderr.
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// The root booted under its own systemd in a container with a private network; the
@@ -198,11 +207,7 @@ impl Booted {
             .args(args)
             .output()
             .expect("nsenter");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        text(&out)
     }
 
     /// An HTTP GET from inside the container's network namespace (host's python).
@@ -481,20 +486,11 @@ fn the_packaged_binary_runs_alone_in_an_empty_root_as_the_image_does() {
     for d in ["proc", "sys", "dev", "tmp"] {
         std::fs::create_dir(image.path().join(d)).expect("mount point");
     }
-    let script = format!(
-        "set -e; r={}; for d in proc sys dev; do mount --rbind /$d $r/$d; done; \
-         chroot $r /nodeward --version; chroot $r /nodeward check",
-        image.path().display()
+    let out = chrooted(
+        image.path(),
+        "chroot $r /nodeward --version; chroot $r /nodeward check",
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = text(&out);
     assert!(out.status.success(), "in an empty root:\n{text}");
     let upstream = version_of(&inp.deb);
     let upstream = upstream.split('-').next().expect("version");

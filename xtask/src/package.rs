@@ -196,56 +196,51 @@ fn depends(bin: &Path) -> Result<Option<String>> {
     Ok(Some(deps.join(", ")))
 }
 
-fn chmod_dirs(dir: &Path) -> Result<()> {
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+/// Every entry below `dir` (not `dir` itself), depth first, with its metadata.
+fn tree(dir: &Path) -> Result<Vec<(PathBuf, fs::Metadata)>> {
+    let mut out = Vec::new();
     for e in fs::read_dir(dir)? {
         let e = e?;
-        if e.file_type()?.is_dir() {
-            chmod_dirs(&e.path())?;
+        let meta = e.metadata()?;
+        let is_dir = meta.is_dir();
+        out.push((e.path(), meta));
+        if is_dir {
+            out.extend(tree(&e.path())?);
+        }
+    }
+    Ok(out)
+}
+
+fn chmod_dirs(dir: &Path) -> Result<()> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    for (path, meta) in tree(dir)? {
+        if meta.is_dir() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
         }
     }
     Ok(())
 }
 
 fn du_kib(dir: &Path) -> Result<u64> {
-    fn walk(p: &Path, total: &mut u64) -> Result<()> {
-        for e in fs::read_dir(p)? {
-            let e = e?;
-            let meta = e.metadata()?;
-            if meta.is_dir() {
-                walk(&e.path(), total)?;
-            } else {
-                *total += meta.len().div_ceil(1024);
-            }
-        }
-        Ok(())
-    }
-    let mut total = 0;
-    walk(dir, &mut total)?;
-    Ok(total)
+    Ok(tree(dir)?
+        .iter()
+        .filter(|(_, m)| !m.is_dir())
+        .map(|(_, m)| m.len().div_ceil(1024))
+        .sum())
 }
 
 fn md5sums(stage: &Path) -> Result<String> {
     let mut files = Vec::new();
-    fn walk(base: &Path, p: &Path, out: &mut Vec<String>) -> Result<()> {
-        for e in fs::read_dir(p)? {
-            let path = e?.path();
-            let rel = path.strip_prefix(base)?.to_string_lossy().into_owned();
-            if rel == "DEBIAN" || rel.starts_with("etc/") {
-                continue; // control files; conffiles are summed by dpkg itself
-            }
-            if path.is_dir() {
-                walk(base, &path, out)?;
-            } else {
-                out.push(rel);
-            }
+    for (path, meta) in tree(stage)? {
+        let rel = path.strip_prefix(stage)?.to_string_lossy().into_owned();
+        // Control files, and conffiles (dpkg sums those itself).
+        if meta.is_dir() || rel.starts_with("DEBIAN") || rel.starts_with("etc/") {
+            continue;
         }
-        Ok(())
+        files.push(rel);
     }
-    walk(stage, stage, &mut files)?;
     files.sort();
-    let text = output(Command::new("md5sum").args(&files).current_dir(stage))?;
-    Ok(text)
+    output(Command::new("md5sum").args(&files).current_dir(stage))
 }
 
 fn control(version: &str, arch: &str, depends: &Option<String>, size_kib: u64) -> String {
