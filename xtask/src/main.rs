@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod dashboards;
+mod fuzz;
 mod grafana;
 mod kubernetes;
 mod package;
@@ -99,6 +100,18 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Fuzz every parser of outside input (cargo-fuzz, libFuzzer with AddressSanitizer):
+    /// ring-buffer records through the detectors, fanotify FID events, corosync.conf,
+    /// lease files, the configuration, webhook requests, control-socket lines, and
+    /// journal/state recovery. Seeds in fuzz/seeds/<target>/, the grown corpus and any
+    /// crashing input under target/fuzz/. `cargo xtask test` runs each for 5 s.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Only these targets (default: all).
+        targets: Vec<String>,
+    },
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
     BenchUdpSend { dst: String, secs: f64 },
@@ -125,6 +138,7 @@ fn main() {
         Command::K8s { check: true } => {
             kubernetes::check(&util::root(), test::promtool().as_deref())
         }
+        Command::Fuzz { secs, targets } => fuzz::fuzz(secs, &targets),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
     };
     if let Err(e) = result {

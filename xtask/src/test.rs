@@ -91,6 +91,9 @@ fn count(summary: &str, what: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECS: u64 = 5;
+
 pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
     let root = root();
     let privileged = !unit_only && is_root();
@@ -182,6 +185,23 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
         "every alert links a runbook section in docs/runbooks",
         crate::runbooks::check(&root),
     );
+
+    // Every parser of outside input, fuzzed briefly: a regression in a parser fails here.
+    if unit_only {
+        t.skip("fuzz targets (5 s each)", "--unit-only");
+    } else {
+        match crate::fuzz::each(FUZZ_SECS, &[]) {
+            Ok(results) => {
+                for (target, r) in results {
+                    t.check(
+                        &format!("fuzz {target} ({FUZZ_SECS} s, AddressSanitizer)"),
+                        r.map(|_| ()),
+                    );
+                }
+            }
+            Err(e) => t.check("fuzz targets build", Err(e)),
+        }
+    }
 
     if privileged {
         let obj = object.expect("built above");

@@ -72,20 +72,24 @@ fn repair(file: &mut File) -> io::Result<u64> {
 /// Complete records of a journal file, in order. Unterminated or unparsable lines
 /// (a torn tail) are skipped.
 pub fn read_records(path: &Path) -> io::Result<Vec<Record>> {
-    let text = match fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    match fs::read(path) {
+        Ok(text) => Ok(parse_records(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The complete records in a journal's bytes: everything after the last newline is a
+/// torn tail; a line that is not a record is skipped.
+pub fn parse_records(text: &[u8]) -> Vec<Record> {
+    let Some(end) = text.iter().rposition(|&b| b == b'\n') else {
+        return Vec::new();
     };
-    let complete = match text.iter().rposition(|&b| b == b'\n') {
-        Some(i) => &text[..=i],
-        None => return Ok(Vec::new()),
-    };
-    Ok(complete
+    text[..=end]
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .filter_map(|l| serde_json::from_slice(l).ok())
-        .collect())
+        .collect()
 }
 
 /// Journal files oldest first: audit.jsonl.N … audit.jsonl.1, audit.jsonl.

@@ -29,7 +29,7 @@ impl State {
     /// (the agent refuses to guess which quarantines were active).
     pub fn load(dir: &Path) -> io::Result<State> {
         match fs::read(path(dir)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Ok(bytes) => State::parse(&bytes).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("{}: {e}", path(dir).display()),
@@ -41,6 +41,11 @@ impl State {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// The state in a state file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<State, serde_json::Error> {
+        serde_json::from_slice(bytes)
     }
 
     pub fn save(&self, dir: &Path) -> io::Result<()> {

@@ -121,6 +121,15 @@ fn u32_at(b: &[u8], at: usize) -> usize {
 /// The events in one read of a FID group (and how many overflow markers it held).
 /// Any descriptor an event carries is closed.
 pub fn parse(buf: &[u8]) -> (Vec<Arrival>, u64) {
+    parse_with(buf, |fd| {
+        // SAFETY: the kernel opened this descriptor for us with the event.
+        drop(unsafe { OwnedFd::from_raw_fd(fd) })
+    })
+}
+
+/// [`parse`], handing each descriptor an event carries to `on_fd` (the fuzzer's bytes
+/// name no descriptor of ours, so it closes none).
+pub fn parse_with(buf: &[u8], mut on_fd: impl FnMut(i32)) -> (Vec<Arrival>, u64) {
     let mut out = Vec::new();
     let mut overflows = 0;
     let mut off = 0;
@@ -135,8 +144,7 @@ pub fn parse(buf: &[u8]) -> (Vec<Arrival>, u64) {
         let fd = i32::from_ne_bytes(ev[16..20].try_into().expect("4 bytes"));
         let tid = i32::from_ne_bytes(ev[20..24].try_into().expect("4 bytes"));
         if fd >= 0 {
-            // SAFETY: the kernel opened this descriptor for us with the event.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            on_fd(fd);
         }
         if mask & libc::FAN_Q_OVERFLOW != 0 {
             overflows += 1;
