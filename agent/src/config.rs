@@ -297,11 +297,39 @@ pub enum ConfigError {
     },
     #[error("config {origin}: {message}")]
     Syntax { origin: String, message: String },
+    #[error(
+        "{what} {path} is writable by every user (mode {mode:04o}): anyone could change what the agent does; refusing it (fix: chmod o-w {path})"
+    )]
+    WorldWritable {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
 }
 
 impl ConfigError {
     /// Exit code for a bad configuration (usage error).
     pub const EXIT_CODE: i32 = 2;
+}
+
+/// Refuse a file or directory every user may write (a directory with the sticky bit,
+/// like /tmp, only lets owners replace their own entries: accepted). A path that does
+/// not exist is not refused here.
+pub fn refuse_world_writable(what: &'static str, path: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+    if mode & 0o002 != 0 && !sticky_dir {
+        return Err(ConfigError::WorldWritable {
+            what,
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
 }
 
 impl Config {
@@ -336,6 +364,10 @@ impl Config {
         match path {
             None => Ok(Config::default()),
             Some(path) => {
+                refuse_world_writable("config file", path)?;
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    refuse_world_writable("config directory", dir)?;
+                }
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_path_buf(),
                     source,
@@ -620,5 +652,46 @@ mod tests {
     fn missing_file_is_a_read_error() {
         let err = Config::load(Some(Path::new("/nonexistent/nodeward.toml"))).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }));
+    }
+
+    #[test]
+    fn world_writable_files_and_directories_are_refused_but_sticky_directories_are_not() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nodeward.toml");
+        std::fs::write(&file, "").unwrap();
+        mode(&file, 0o644);
+        assert!(Config::load(Some(&file)).is_ok());
+        mode(&file, 0o646);
+        let err = Config::load(Some(&file)).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ConfigError::WorldWritable {
+                    what: "config file",
+                    mode: 0o646,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        mode(&file, 0o644);
+        mode(dir.path(), 0o777);
+        assert!(matches!(
+            Config::load(Some(&file)),
+            Err(ConfigError::WorldWritable {
+                what: "config directory",
+                ..
+            })
+        ));
+        mode(dir.path(), 0o1777);
+        assert!(
+            Config::load(Some(&file)).is_ok(),
+            "a sticky directory (like /tmp) is fine"
+        );
+        mode(dir.path(), 0o700);
     }
 }

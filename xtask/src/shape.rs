@@ -31,6 +31,7 @@ const AGENT_WIDE: &[&str] = &[
     "nodeward_incident",
     "nodeward_webhook_",
     "nodeward_last_reboot",
+    "nodeward_requests_refused_total",
 ];
 
 /// Families named before the convention (of `reboot` and `tcp_reset`); renaming them

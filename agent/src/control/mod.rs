@@ -4,18 +4,18 @@
 
 pub mod reply;
 
-use std::{os::unix::fs::PermissionsExt, path::Path};
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
-    sync::{mpsc, oneshot},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream, unix::OwnedReadHalf},
+    sync::{Semaphore, mpsc, oneshot},
 };
 use tracing::{info, warn};
 
 use self::reply::{Answer, DecodeError};
-use crate::quarantine::Target;
+use crate::{metrics::Agent, quarantine::Target};
 
 /// A control request: `{"verb": "...", ...}`. The quarantine engine's verbs are one
 /// nested type, so the run loop hands them on whole.
@@ -77,29 +77,76 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>) {
+/// At most this many control connections at once; more are answered "busy".
+pub const MAX_CONNECTIONS: usize = 16;
+/// A request line longer than this is refused (the largest real request is < 1 KiB).
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// A client must send its request line within this time.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub async fn serve(listener: UnixListener, commands: mpsc::Sender<Command>, agent: Arc<Agent>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "control socket accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let commands = commands.clone();
+        let (commands, agent) = (commands.clone(), agent.clone());
+        let slot = slots.clone().try_acquire_owned();
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, commands).await {
+            let Ok(_slot) = slot else {
+                agent.record_refusal("control", "connection_limit");
+                warn!(
+                    limit = MAX_CONNECTIONS,
+                    "control request refused: too many connections"
+                );
+                let (_, mut write) = stream.into_split();
+                let busy = reply::encode(&Err("busy: too many control connections".into()));
+                let _ = write.write_all(&busy).await;
+                return;
+            };
+            if let Err(e) = handle(stream, commands, &agent).await {
                 warn!(error = %e, "control connection failed");
             }
         });
     }
 }
 
-async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io::Result<()> {
+/// Why a request line was not read.
+enum LineError {
+    TooLarge,
+    Timeout,
+    Io(std::io::Error),
+}
+
+/// The request line: at most [`MAX_REQUEST_BYTES`], within [`REQUEST_TIMEOUT`]; `None`
+/// when the peer closed without sending one.
+async fn request_line(read: OwnedReadHalf) -> Result<Option<Vec<u8>>, LineError> {
+    let mut line = Vec::new();
+    let mut limited = BufReader::new(read.take(MAX_REQUEST_BYTES + 1));
+    match tokio::time::timeout(REQUEST_TIMEOUT, limited.read_until(b'\n', &mut line)).await {
+        Err(_) => Err(LineError::Timeout),
+        Ok(Err(e)) => Err(LineError::Io(e)),
+        Ok(Ok(0)) => Ok(None),
+        Ok(Ok(_)) if line.len() as u64 > MAX_REQUEST_BYTES => Err(LineError::TooLarge),
+        Ok(Ok(_)) => Ok(Some(line)),
+    }
+}
+
+async fn handle(
+    stream: UnixStream,
+    commands: mpsc::Sender<Command>,
+    agent: &Agent,
+) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
     let answer = |a: Answer| reply::encode(&a);
     if cred.uid() != 0 {
+        agent.record_refusal("control", "not_root");
         warn!(uid = cred.uid(), pid = ?cred.pid(), "control request refused: not root");
         write
             .write_all(&answer(Err("permission denied: root only".into())))
@@ -107,20 +154,35 @@ async fn handle(stream: UnixStream, commands: mpsc::Sender<Command>) -> std::io:
         return Ok(());
     }
     let by = format!("uid={} pid={}", cred.uid(), cred.pid().unwrap_or(0));
-    let mut lines = BufReader::new(read).lines();
-    let Some(line) = lines.next_line().await? else {
-        return Ok(());
+    let line = match request_line(read).await {
+        Ok(Some(line)) => line,
+        Ok(None) => return Ok(()),
+        Err(LineError::Io(e)) => return Err(e),
+        Err(LineError::TooLarge) => {
+            agent.record_refusal("control", "too_large");
+            warn!(by = %by, limit = MAX_REQUEST_BYTES, "control request refused: too large");
+            let msg = format!("request over {MAX_REQUEST_BYTES} bytes");
+            return write.write_all(&answer(Err(msg))).await;
+        }
+        Err(LineError::Timeout) => {
+            agent.record_refusal("control", "timeout");
+            warn!(by = %by, timeout = ?REQUEST_TIMEOUT, "control request refused: not received in time");
+            let msg = "request not received in time".to_string();
+            return write.write_all(&answer(Err(msg))).await;
+        }
     };
-    let request: Request = match serde_json::from_str(&line) {
+    let request: Request = match serde_json::from_slice(&line) {
         Ok(r) => r,
         Err(e) => {
+            agent.record_refusal("control", "malformed");
             write
                 .write_all(&answer(Err(format!("bad request: {e}"))))
                 .await?;
             return Ok(());
         }
     };
-    info!(by = %by, request = %line, "control request");
+    let line = String::from_utf8_lossy(&line);
+    info!(by = %by, request = %line.trim_end(), "control request");
     let (tx, rx) = oneshot::channel();
     if commands
         .send(Command {

@@ -73,6 +73,9 @@ async fn daemon(
         mode = ?config.agent.mode,
         "nodeward starting"
     );
+    // The state directory holds what quarantines are active and the audit journal:
+    // refused before anything is loaded when every user may write it.
+    crate::config::refuse_world_writable("state directory", &config.agent.state_dir)?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::starting());
 
@@ -202,7 +205,7 @@ async fn daemon(
         )
     })?;
     let (control_tx, mut control_rx) = mpsc::channel(64);
-    let control_task = tokio::spawn(control::serve(control, control_tx));
+    let control_task = tokio::spawn(control::serve(control, control_tx, metrics.agent.clone()));
     let (alert_tx, mut alert_rx) = mpsc::channel(64);
     let webhook = config.http.webhook.enabled.then(|| http::Webhook {
         token: read_token(&config),

@@ -1,5 +1,7 @@
-//! Read-only HTTP: /metrics, /healthz, /readyz.
+//! HTTP: /metrics, /healthz, /readyz, /bindings (read-only) and the Alertmanager
+//! webhook receiver, served by a bounded connection loop ([`server`]).
 
+pub mod server;
 pub mod webhook;
 
 use std::{
@@ -82,7 +84,7 @@ async fn bindings(
 async fn alertmanager(
     State(s): State<AppState>,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Body,
 ) -> (StatusCode, axum::Json<Value>) {
     let Some(hook) = s.webhook else {
         return (
@@ -101,13 +103,37 @@ async fn alertmanager(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !crate::http::webhook::token_ok(auth, &token) {
+        s.metrics.agent.record_refusal("http", "unauthorized");
         warn!("webhook request refused: missing or wrong bearer token");
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"error": "missing or wrong bearer token"})),
         );
     }
-    let payload: crate::http::webhook::Payload = match serde_json::from_str(&body) {
+    // The body is read only once the caller is known, within a size and a time limit.
+    let read = axum::body::to_bytes(body, server::MAX_BODY_BYTES);
+    let body = match tokio::time::timeout(server::BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => {
+            s.metrics.agent.record_refusal("http", "body_too_large");
+            warn!(error = %e, limit = server::MAX_BODY_BYTES, "webhook request refused: body too large or unreadable");
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(
+                    json!({"error": format!("body over {} bytes or unreadable", server::MAX_BODY_BYTES)}),
+                ),
+            );
+        }
+        Err(_) => {
+            s.metrics.agent.record_refusal("http", "body_timeout");
+            warn!(timeout = ?server::BODY_TIMEOUT, "webhook request refused: body not received in time");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                axum::Json(json!({"error": "body not received in time"})),
+            );
+        }
+    };
+    let payload: crate::http::webhook::Payload = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "webhook request refused: malformed payload");
@@ -211,7 +237,13 @@ pub async fn serve(
     bindings_view: Arc<crate::detectors::arp::bindings::View>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health, webhook, bindings_view))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let agent = metrics.agent.clone();
+    server::serve(
+        listener,
+        router(metrics, health, webhook, bindings_view),
+        agent,
+        server::Limits::default(),
+        shutdown,
+    )
+    .await
 }

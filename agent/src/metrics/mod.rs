@@ -201,6 +201,7 @@ pub struct Agent {
     read_errors: IntCounterVec,
     alert_pushes: IntCounterVec,
     alert_push_seconds: prometheus::Histogram,
+    refusals: IntCounterVec,
     /// Records the reader could not queue for the detectors (userspace loss).
     pub queue_full: std::sync::Arc<AtomicU64>,
     /// fanotify events the kernel dropped (the secrets detector's queue overflowed).
@@ -209,6 +210,23 @@ pub struct Agent {
 
 /// Outcomes of a pushed alert.
 pub const PUSH_RESULTS: &[&str] = &["sent", "failed", "dropped"];
+
+/// Requests refused at the agent's interfaces, by interface and reason (README "Failure
+/// modes").
+pub const REFUSALS: &[(&str, &str)] = &[
+    ("http", "connection_limit"),
+    ("http", "header_timeout"),
+    ("http", "header_too_large"),
+    ("http", "malformed"),
+    ("http", "body_too_large"),
+    ("http", "body_timeout"),
+    ("http", "unauthorized"),
+    ("control", "not_root"),
+    ("control", "connection_limit"),
+    ("control", "too_large"),
+    ("control", "timeout"),
+    ("control", "malformed"),
+];
 
 /// Reasons a record can fail to decode.
 pub const DECODE_REASONS: &[&str] = &["short", "unknown_kind", "abi", "length"];
@@ -290,6 +308,12 @@ impl Agent {
                 "Failed reads of kernel maps and program statistics at scrape time (stats, qstats, exec_watch, program_info, reset_counts, and the samplers' reset_peers, martian_counts, martian_sources); the affected families keep their last value and the error is logged — never a silent 0.",
                 &["source"],
             ),
+            refusals: counter_vec(
+                &r,
+                "nodeward_requests_refused_total",
+                "Requests and connections refused at the agent's interfaces (http: connection_limit, header_timeout, header_too_large, malformed, body_too_large, body_timeout, unauthorized; control: not_root, connection_limit, too_large, timeout, malformed); each refusal is also logged.",
+                &["interface", "reason"],
+            ),
             registry: r,
             queue_full: Default::default(),
             fanotify_lost: Default::default(),
@@ -313,7 +337,19 @@ impl Agent {
         for r in PUSH_RESULTS {
             a.alert_pushes.with_label_values(&[r]);
         }
+        for (interface, reason) in REFUSALS {
+            a.refusals.with_label_values(&[interface, reason]);
+        }
         a
+    }
+
+    /// A request or connection refused at an interface (one of [`REFUSALS`]).
+    pub fn record_refusal(&self, interface: &str, reason: &str) {
+        debug_assert!(
+            REFUSALS.contains(&(interface, reason)),
+            "{interface}/{reason}"
+        );
+        self.refusals.with_label_values(&[interface, reason]).inc();
     }
 
     /// One pushed alert's outcome (one of [`PUSH_RESULTS`]) and, when sent, how long
