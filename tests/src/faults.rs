@@ -59,16 +59,8 @@ fn interfaces_refuse_abuse_count_and_log_it_and_keep_serving() {
     else {
         return;
     };
-    let tokdir = tempfile::tempdir().unwrap();
-    let token_file = tokdir.path().join("token");
-    std::fs::write(&token_file, "s3cret-token\n").unwrap();
-    let agent = Agent::start(
-        &bin,
-        &format!(
-            "http.webhook.enabled = true\nhttp.webhook.token_file = \"{}\"\n",
-            token_file.display()
-        ),
-    );
+    let (_token, webhook) = nodeward_tests::webhook_token("s3cret-token");
+    let agent = Agent::start(&bin, &webhook);
 
     // HTTP: a wrong token, then a body over the limit with the right one.
     let (code, _) = nodeward_tests::http_request(

@@ -466,6 +466,19 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http_request(addr, "GET", path, &[], "")
 }
 
+/// A webhook token file holding `token` (kept while the TempDir lives) and the config
+/// lines that enable the webhook receiver with it.
+pub fn webhook_token(token: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).expect("write token");
+    let config = format!(
+        "http.webhook.enabled = true\nhttp.webhook.token_file = \"{}\"\n",
+        file.display()
+    );
+    (dir, config)
+}
+
 /// Minimal HTTP/1.0 request on loopback: (status, body).
 pub fn http_request(
     addr: &str,

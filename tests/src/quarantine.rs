@@ -346,14 +346,11 @@ fn webhook_rejects_bad_tokens_and_a_good_alert_becomes_a_proposal_that_approve_a
         return;
     };
     let lan = Lan::new();
-    let tokdir = tempfile::tempdir().unwrap();
-    let token_file = tokdir.path().join("token");
-    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let (_token, webhook) = nodeward_tests::webhook_token("s3cret-token");
     let agent = Agent::start(
         &bin,
         &format!(
-            "agent.mode = \"enforce\"\nhttp.webhook.enabled = true\nhttp.webhook.token_file = \"{}\"\nquarantine.drop_packets.require_approval = true\n",
-            token_file.display()
+            "agent.mode = \"enforce\"\n{webhook}quarantine.drop_packets.require_approval = true\n"
         ),
     );
     let alert = format!(
