@@ -60,8 +60,11 @@ impl<B: Backend> Engine<B> {
         let q = &config.quarantine;
         let journal = Journal::open(&dir, q.journal_max_bytes, q.journal_keep)
             .map_err(EngineError::Journal)?;
-        let state = State::load(&dir).map_err(EngineError::State)?;
-        Ok(Engine {
+        let mut state = State::load(&dir).map_err(EngineError::State)?;
+        // Decisions journaled before a crash kept the state file from catching up.
+        let records = journal.records().map_err(EngineError::Journal)?;
+        let replayed = super::replay::replay(&mut state, &records);
+        let engine = Engine {
             config: config.clone(),
             dir,
             journal,
@@ -69,7 +72,16 @@ impl<B: Backend> Engine<B> {
             rate: RateLimiter::default(),
             backend,
             decisions: Vec::new(),
-        })
+        };
+        if replayed.changed() {
+            tracing::warn!(
+                added = ?replayed.added,
+                removed = ?replayed.removed,
+                "quarantine state caught up with the audit journal (the agent stopped between the two)"
+            );
+            engine.save()?;
+        }
+        Ok(engine)
     }
 
     pub fn set_config(&mut self, config: &Config) {
@@ -120,8 +132,13 @@ impl<B: Backend> Engine<B> {
         Ok(())
     }
 
+    /// The state file, marked with the last journal record it reflects.
     fn save(&self) -> Result<(), EngineError> {
-        self.state.save(&self.dir).map_err(EngineError::State)
+        let state = State {
+            journal_seq: self.journal.seq(),
+            ..self.state.clone()
+        };
+        state.save(&self.dir).map_err(EngineError::State)
     }
 
     fn refuse(

@@ -338,3 +338,68 @@ fn release_all_and_ttl_bounds() {
         "refused_invalid"
     );
 }
+
+/// A crash between the journal's fsync and the state file's rename: the state file is
+/// put back as it was before the decision, and the engine opened again.
+fn crash_after_journal(dir: &std::path::Path, decide: impl FnOnce(&mut Engine<Recorder>)) {
+    let c = config(dir, Mode::Enforce);
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    let before = std::fs::read(crate::quarantine::state::path(dir)).ok();
+    decide(&mut e);
+    drop(e);
+    match before {
+        Some(b) => std::fs::write(crate::quarantine::state::path(dir), b).unwrap(),
+        None => std::fs::remove_file(crate::quarantine::state::path(dir)).unwrap(),
+    }
+}
+
+#[test]
+fn decisions_journaled_before_a_crash_are_neither_lost_nor_doubled_on_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), Mode::Enforce);
+
+    // Applied, then the agent died before the state file: the quarantine is kept.
+    crash_after_journal(dir.path(), |e| {
+        e.request(ip([10, 9, 0, 2]), now(0)).unwrap();
+    });
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    assert_eq!(e.active().iter().map(|q| q.id).collect::<Vec<_>>(), [1]);
+    e.reconcile(now(1)).unwrap();
+    assert_eq!(e.backend().applied.len(), 1, "put back into the kernel");
+    // Its id is not reused.
+    let out = e.request(ip([10, 9, 0, 3]), now(2)).unwrap();
+    assert!(matches!(out, Outcome::Applied { id: 2, .. }), "{out:?}");
+    drop(e);
+
+    // Released, then the agent died before the state file: it stays released.
+    crash_after_journal(dir.path(), |e| {
+        assert_eq!(e.release(Some(1), "test").unwrap(), [1]);
+    });
+    // Expired, then the agent died before the state file: expired once, not twice.
+    crash_after_journal(dir.path(), |e| e.sweep(now(63)).unwrap());
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    assert!(e.active().is_empty(), "{:?}", e.active());
+    e.reconcile(now(64)).unwrap();
+    assert!(e.backend().applied.is_empty());
+    let decisions = journal(dir.path());
+    assert_eq!(
+        decisions,
+        ["applied", "restored", "applied", "released", "expired"],
+        "no decision doubled"
+    );
+}
+
+#[test]
+fn a_state_file_newer_than_a_removed_journal_is_kept_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), Mode::Enforce);
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    e.request(ip([10, 9, 0, 2]), now(0)).unwrap();
+    drop(e);
+    std::fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    assert_eq!(e.active().len(), 1);
+    // New records start again at 1 and are replayed after a later crash.
+    e.release(Some(1), "test").unwrap();
+    assert!(e.active().is_empty());
+}

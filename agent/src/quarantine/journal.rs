@@ -135,6 +135,21 @@ impl Journal {
         &self.path
     }
 
+    /// The sequence number of the last record written (0 for an empty journal).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Every complete record in the journal and its rotated files, oldest first.
+    pub fn records(&self) -> io::Result<Vec<Record>> {
+        let dir = self.path.parent().expect("journal has a directory");
+        let mut all = Vec::new();
+        for f in files(dir, self.keep) {
+            all.extend(read_records(&f)?);
+        }
+        Ok(all)
+    }
+
     /// Append a record and fsync it. Returns it as written.
     pub fn append(
         &mut self,

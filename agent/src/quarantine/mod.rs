@@ -7,6 +7,7 @@ pub mod journal;
 pub mod kernel;
 pub mod metrics;
 pub mod policy;
+pub mod replay;
 pub mod state;
 pub mod types;
 

@@ -16,6 +16,9 @@ pub const FILE_NAME: &str = "quarantine.json";
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub next_id: u64,
+    /// The last audit-journal record this state reflects (older state files: 0).
+    #[serde(default)]
+    pub journal_seq: u64,
     pub active: Vec<Quarantine>,
     pub proposals: Vec<Proposal>,
 }
