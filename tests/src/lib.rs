@@ -327,6 +327,19 @@ impl Agent {
         status
     }
 
+    /// SIGKILL (no chance to clean up or save anything), then start again with the same
+    /// config and state directory.
+    pub fn kill_and_restart(&mut self) {
+        self.signal(libc::SIGKILL);
+        let mut child = self.child.take().expect("agent still running");
+        let _ = child.wait();
+        let fresh = Self::spawn(&self.bin, &self.config_path, &self.env, self.netns.as_ref());
+        self.child = fresh.0;
+        self.pid = fresh.1;
+        self.lines = fresh.2;
+        self.wait_ready();
+    }
+
     /// `nodeward check` on this agent's configuration: its standard output (the
     /// programs, the detectors and the route of each hook group).
     pub fn check(&self) -> String {
