@@ -319,12 +319,17 @@ impl Agent {
     /// Stop (SIGTERM) and start again with the same config and state directory.
     pub fn restart(&mut self) -> ExitStatus {
         let status = self.stop();
+        self.respawn();
+        status
+    }
+
+    /// Start again after the process ended, with the same config and state directory.
+    fn respawn(&mut self) {
         let fresh = Self::spawn(&self.bin, &self.config_path, &self.env, self.netns.as_ref());
         self.child = fresh.0;
         self.pid = fresh.1;
         self.lines = fresh.2;
         self.wait_ready();
-        status
     }
 
     /// SIGKILL (no chance to clean up or save anything), then start again with the same
@@ -333,11 +338,7 @@ impl Agent {
         self.signal(libc::SIGKILL);
         let mut child = self.child.take().expect("agent still running");
         let _ = child.wait();
-        let fresh = Self::spawn(&self.bin, &self.config_path, &self.env, self.netns.as_ref());
-        self.child = fresh.0;
-        self.pid = fresh.1;
-        self.lines = fresh.2;
-        self.wait_ready();
+        self.respawn();
     }
 
     /// `nodeward check` on this agent's configuration: its standard output (the
