@@ -400,9 +400,7 @@ fn sigkill_while_quarantines_are_applied_released_and_expiring_loses_and_doubles
             .map(String::from)
             .to_vec()
         } else {
-            ["quarantine", "release", "--all"]
-                .map(String::from)
-                .to_vec()
+            ["release", "--all"].map(String::from).to_vec()
         };
         let cli = {
             let (bin, config) = (bin.clone(), agent.config_path.clone());
@@ -433,4 +431,179 @@ fn sigkill_while_quarantines_are_applied_released_and_expiring_loses_and_doubles
         applied > 0,
         "no quarantine was ever applied: the test exercised nothing"
     );
+}
+
+/// A tmpfs of `size` mounted on `dir` (the test's own directory); unmounted (lazily)
+/// when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn new(dir: &Path, size: &str) -> SmallDisk {
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "nwtest",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs on {}", dir.display());
+        SmallDisk {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Fill the filesystem; the filler is removed to free it again.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.dir.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+#[test]
+fn a_full_state_disk_refuses_decisions_cleanly_while_findings_are_still_reported() {
+    let Some(bin) = agent_bin(
+        "faults::a_full_state_disk_refuses_decisions_cleanly_while_findings_are_still_reported",
+    ) else {
+        return;
+    };
+    let lan = nodeward_tests::Lan::new();
+    let mut agent = Agent::start(
+        &bin,
+        "agent.mode = \"enforce\"\nquarantine.max_actions = 1000\nquarantine.max_active = 1000\n",
+    );
+    // The state directory becomes a small filesystem of its own.
+    agent.stop();
+    let state = agent.state_dir();
+    let disk = SmallDisk::new(&state, "512k");
+    agent.respawn();
+    let add = |ip: &str| {
+        agent.cli(&[
+            "quarantine",
+            "add",
+            "--drop-ip",
+            ip,
+            "--interface",
+            &lan.port_a,
+            "--ttl",
+            "1m",
+            "--reason",
+            "full disk test",
+        ])
+    };
+    assert!(
+        add("10.213.77.99").status.success(),
+        "before the disk is full"
+    );
+    let filler = disk.fill();
+
+    // Decisions go on while the journal's last page has room; the first one that cannot
+    // be journaled is refused with the reason, and nothing of it is applied.
+    let mut refused_ip = None;
+    for i in 0..200 {
+        let ip = format!("10.213.78.{}", i + 1);
+        let out = add(&ip);
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        if out.status.success() {
+            continue;
+        }
+        assert!(text.contains("No space left on device"), "{text}");
+        if text.contains("audit journal") {
+            refused_ip = Some(ip);
+            break;
+        }
+        // The state file could not be written but the journal holds the decision: it
+        // is in force (and a restart would replay it).
+        assert!(
+            agent
+                .journal()
+                .iter()
+                .any(|r| r["decision"] == "applied" && r["target"]["addr"] == ip.as_str()),
+            "{ip}: state write failed and the journal lacks the decision"
+        );
+    }
+    let refused_ip = refused_ip.expect("the journal never ran out of space");
+    let list =
+        String::from_utf8_lossy(&agent.cli(&["quarantine", "list", "--json"]).stdout).to_string();
+    assert!(
+        !list.contains(&refused_ip),
+        "{refused_ip} was applied: {list}"
+    );
+    assert!(
+        !agent
+            .journal()
+            .iter()
+            .any(|r| r["target"]["addr"] == refused_ip.as_str()),
+        "{refused_ip} has a journal record"
+    );
+    let metrics = agent.metrics();
+    assert!(
+        metric(
+            &metrics,
+            "nodeward_quarantine_write_errors_total{file=\"journal\"}"
+        ) >= Some(1.0),
+        "{metrics}"
+    );
+
+    // Findings do not depend on the state directory: a reboot(2) attempt is reported.
+    let before = agent.count_findings("reboot_intent", "syscall");
+    let helper = env!("CARGO_BIN_EXE_nodeward-test-helper");
+    assert!(
+        Command::new(helper)
+            .arg("bad-reboot")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || (agent
+            .count_findings("reboot_intent", "syscall")
+            > before)
+            .then_some(()))
+        .is_some(),
+        "finding not reported while the disk is full"
+    );
+
+    // Space again: every journal line is a whole record, and decisions work again.
+    std::fs::remove_file(filler).unwrap();
+    assert!(add(&lan.ip_a).status.success());
+    assert!(
+        lan.wait_reach(false, 5),
+        "quarantine not applied once there is space"
+    );
+    let text = std::fs::read_to_string(state.join("audit.jsonl")).unwrap();
+    for line in text.lines() {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_ok(),
+            "torn record: {line:?}"
+        );
+    }
+    let seqs: Vec<u64> = agent
+        .journal()
+        .iter()
+        .filter_map(|r| r["seq"].as_u64())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] + 1 == w[1]),
+        "sequence has gaps or repeats: {seqs:?}"
+    );
+    let out = agent.cli(&["release", "--all"]);
+    assert!(out.status.success(), "{out:?}");
 }

@@ -323,8 +323,8 @@ impl Agent {
         status
     }
 
-    /// Start again after the process ended, with the same config and state directory.
-    fn respawn(&mut self) {
+    /// Start again after [`Agent::stop`], with the same config and state directory.
+    pub fn respawn(&mut self) {
         let fresh = Self::spawn(&self.bin, &self.config_path, &self.env, self.netns.as_ref());
         self.child = fresh.0;
         self.pid = fresh.1;

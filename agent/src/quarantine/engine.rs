@@ -47,6 +47,8 @@ pub struct Engine<B: Backend> {
     backend: B,
     /// (action, result) of every decision since the last drain, for metrics.
     decisions: Vec<(ActionKind, &'static str)>,
+    /// Failed writes since the last drain ("journal" or "state"), for metrics.
+    write_errors: std::cell::RefCell<Vec<&'static str>>,
 }
 
 fn target_json(t: &Target) -> Value {
@@ -72,6 +74,7 @@ impl<B: Backend> Engine<B> {
             rate: RateLimiter::default(),
             backend,
             decisions: Vec::new(),
+            write_errors: Default::default(),
         };
         if replayed.changed() {
             tracing::warn!(
@@ -113,6 +116,11 @@ impl<B: Backend> Engine<B> {
         std::mem::take(&mut self.decisions)
     }
 
+    /// Failed journal and state writes since the last call ("journal", "state").
+    pub fn take_write_errors(&mut self) -> Vec<&'static str> {
+        std::mem::take(self.write_errors.get_mut())
+    }
+
     fn record(
         &mut self,
         action: ActionKind,
@@ -125,9 +133,10 @@ impl<B: Backend> Engine<B> {
             _ => Map::new(),
         };
         map.insert("action".into(), Value::from(action.as_str()));
-        self.journal
-            .append(decision, map)
-            .map_err(EngineError::Journal)?;
+        self.journal.append(decision, map).map_err(|e| {
+            self.write_errors.borrow_mut().push("journal");
+            EngineError::Journal(e)
+        })?;
         self.decisions.push((action, result));
         Ok(())
     }
@@ -138,7 +147,10 @@ impl<B: Backend> Engine<B> {
             journal_seq: self.journal.seq(),
             ..self.state.clone()
         };
-        state.save(&self.dir).map_err(EngineError::State)
+        state.save(&self.dir).map_err(|e| {
+            self.write_errors.borrow_mut().push("state");
+            EngineError::State(e)
+        })
     }
 
     fn refuse(
@@ -454,9 +466,10 @@ impl<B: Backend> Engine<B> {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        self.journal
-            .append(decision, map)
-            .map_err(EngineError::Journal)?;
+        self.journal.append(decision, map).map_err(|e| {
+            self.write_errors.borrow_mut().push("journal");
+            EngineError::Journal(e)
+        })?;
         Ok(())
     }
 

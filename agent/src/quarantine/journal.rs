@@ -167,9 +167,17 @@ impl Journal {
         };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         line.push(b'\n');
-        // One write(2) of the whole line on an O_APPEND descriptor.
-        self.file.write_all(&line)?;
-        self.file.sync_data()?;
+        // One write(2) of the whole line on an O_APPEND descriptor. When it fails part
+        // way (a full disk), the partial line is cut so no record is ever torn in the
+        // middle of the journal and the next one starts clean.
+        if let Err(e) = self
+            .file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+        {
+            let _ = self.file.set_len(self.size);
+            return Err(e);
+        }
         self.size += line.len() as u64;
         self.seq = record.seq;
         Ok(record)

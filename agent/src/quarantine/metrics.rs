@@ -13,6 +13,7 @@ pub struct QuarantineMetrics {
     active: IntGaugeVec,
     decisions: IntCounterVec,
     backend: IntGaugeVec,
+    write_errors: IntCounterVec,
 }
 
 impl QuarantineMetrics {
@@ -36,7 +37,16 @@ impl QuarantineMetrics {
                 "The backend enforcing each action here (sched_exec_kill, tc, or none).",
                 &["action", "backend"],
             ),
+            write_errors: counter_vec(
+                r,
+                "nodeward_quarantine_write_errors_total",
+                "Failed writes to the state directory, by file: journal (the audit journal; the decision is not taken, the caller gets the error) or state (the state file; the journal still holds the decision and a restart replays it). A full disk shows here and in the log.",
+                &["file"],
+            ),
         };
+        for f in ["journal", "state"] {
+            m.write_errors.with_label_values(&[f]);
+        }
         for k in ActionKind::ALL {
             m.active.with_label_values(&[k.as_str()]).set(0);
             for r in RESULTS {
@@ -48,6 +58,9 @@ impl QuarantineMetrics {
 
     /// Take the engine's new decisions into the counters and set the active gauges.
     pub fn sync<B: Backend>(&self, engine: &mut Engine<B>) {
+        for file in engine.take_write_errors() {
+            self.write_errors.with_label_values(&[file]).inc();
+        }
         for (action, result) in engine.take_decisions() {
             self.decisions
                 .with_label_values(&[action.as_str(), result])

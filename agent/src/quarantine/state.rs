@@ -54,10 +54,17 @@ impl State {
     pub fn save(&self, dir: &Path) -> io::Result<()> {
         fs::create_dir_all(dir)?;
         let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path(dir))?;
+        let write = || -> io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path(dir))
+        };
+        if let Err(e) = write() {
+            // The previous state file is untouched; no partial temporary is left.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         File::open(dir)?.sync_all()
     }
 }
