@@ -31,6 +31,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "debootstrap",       // a fresh Debian 12 root for the package test
     "systemd-container", // systemd-nspawn --boot: the packaged service under a real systemd
     "binutils",          // objdump: the package's libc6 dependency from the binary's symbols
+    "g++",               // libFuzzer (C++), built by libfuzzer-sys for `cargo xtask fuzz`
 ];
 
 #[derive(Clone)]
