@@ -136,6 +136,7 @@ async fn alertmanager(
     let payload: crate::http::webhook::Payload = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
+            s.metrics.agent.record_refusal("http", "malformed");
             warn!(error = %e, "webhook request refused: malformed payload");
             return (
                 StatusCode::BAD_REQUEST,

@@ -5,7 +5,13 @@
 //! longer than [`MAX_CONNECTION_AGE`] (it is closed after its current request). Each
 //! refusal is logged and counted in `nodeward_requests_refused_total{interface="http"}`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::Router;
 use hyper_util::{
@@ -97,6 +103,11 @@ async fn connection(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS);
+    let served = Arc::new(AtomicU64::new(0));
+    let app = Counted {
+        app,
+        served: served.clone(),
+    };
     let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -113,7 +124,11 @@ async fn connection(
         }
     };
     if let Err(e) = result {
-        if e.is_timeout() {
+        if e.is_timeout() && served.load(Ordering::Relaxed) > 0 {
+            // hyper's header timeout also ends a kept-alive connection that sits idle
+            // between requests (Prometheus between scrapes): normal, not an attack.
+            debug!(%peer, "idle HTTP keep-alive connection closed");
+        } else if e.is_timeout() {
             agent.record_refusal("http", "header_timeout");
             warn!(%peer, timeout = ?limits.header_timeout, "HTTP connection closed: request headers not received in time");
         } else if e.is_parse_too_large() {
@@ -125,6 +140,34 @@ async fn connection(
         } else {
             debug!(%peer, error = %e, "HTTP connection ended with an error");
         }
+    }
+}
+
+/// The router, counting the requests of one connection.
+#[derive(Clone)]
+struct Counted {
+    app: Router,
+    served: Arc<AtomicU64>,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for Counted
+where
+    Router: tower_service::Service<axum::http::Request<B>>,
+{
+    type Response = <Router as tower_service::Service<axum::http::Request<B>>>::Response;
+    type Error = <Router as tower_service::Service<axum::http::Request<B>>>::Error;
+    type Future = <Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.app.call(req)
     }
 }
 
@@ -202,6 +245,16 @@ mod tests {
             start.elapsed()
         );
         assert!(wait_for(|| refused(&agent, "header_timeout") == 1.0));
+    }
+
+    #[test]
+    fn an_idle_keep_alive_connection_is_closed_quietly_not_counted_as_slow() {
+        let (addr, agent) = start();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let answer = read_to_close(&mut s).expect("closed after the idle timeout");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert_eq!(refused(&agent, "header_timeout"), 0.0);
     }
 
     #[test]

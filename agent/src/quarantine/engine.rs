@@ -277,7 +277,7 @@ impl<B: Backend> Engine<B> {
 
     fn next_id(&mut self) -> u64 {
         let id = self.state.next_id.max(1);
-        self.state.next_id = id + 1;
+        self.state.next_id = id.saturating_add(1);
         id
     }
 

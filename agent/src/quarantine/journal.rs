@@ -160,7 +160,7 @@ impl Journal {
             self.rotate()?;
         }
         let record = Record {
-            seq: self.seq + 1,
+            seq: self.seq.saturating_add(1),
             time: crate::time::now_rfc3339(),
             decision: decision.to_string(),
             fields,

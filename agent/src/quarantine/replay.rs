@@ -44,7 +44,7 @@ pub fn replay(state: &mut State, records: &[Record]) -> Replayed {
         let Some(id) = field::<u64>(r, "id") else {
             continue;
         };
-        state.next_id = state.next_id.max(id + 1);
+        state.next_id = state.next_id.max(id.saturating_add(1));
         let proposal = r.fields.get("proposal") == Some(&Value::Bool(true));
         match r.decision.as_str() {
             "applied" if !state.active.iter().any(|q| q.id == id) => {
