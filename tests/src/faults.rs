@@ -91,15 +91,10 @@ fn interfaces_refuse_abuse_count_and_log_it_and_keep_serving() {
         .unwrap();
     slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .unwrap();
-    let started = Instant::now();
+    // Closed long before the connection age (120 s): by the 5 s header timeout.
     assert!(
         until_closed(&mut slow, Duration::from_secs(20)).is_some(),
         "a client that never finishes its headers is kept open"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "{:?}",
-        started.elapsed()
     );
 
     // Control socket: a request line over the limit, and a client that sends nothing.

@@ -195,6 +195,10 @@ mod tests {
 
     /// A server on 127.0.0.1 with [`SHORT`] limits, on its own runtime thread.
     fn start() -> (std::net::SocketAddr, Arc<Agent>) {
+        start_with(SHORT)
+    }
+
+    fn start_with(limits: Limits) -> (std::net::SocketAddr, Arc<Agent>) {
         let agent = Arc::new(Agent::new(&[], &[], &[]));
         let rt = tokio::runtime::Runtime::new().unwrap();
         let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -202,7 +206,7 @@ mod tests {
         let app = Router::new().route("/", axum::routing::get(|| async { "ok\n" }));
         let a = agent.clone();
         std::thread::spawn(move || {
-            rt.block_on(serve(listener, app, a, SHORT, std::future::pending()))
+            rt.block_on(serve(listener, app, a, limits, std::future::pending()))
         });
         (addr, agent)
     }
@@ -237,13 +241,8 @@ mod tests {
         let mut slow = std::net::TcpStream::connect(addr).unwrap();
         slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             .unwrap();
-        let start = std::time::Instant::now();
+        // Closed well before the connection age (30 s): by the header timeout.
         assert!(read_to_close(&mut slow).is_some(), "slow client kept open");
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
         assert!(wait_for(|| refused(&agent, "header_timeout") == 1.0));
     }
 
@@ -275,8 +274,12 @@ mod tests {
 
     #[test]
     fn connections_over_the_limit_are_closed_at_once_and_counted_and_service_resumes() {
-        let (addr, agent) = start();
-        // Two idle connections hold both slots (until their header timeout).
+        // Slots held until the clients go away (the header timeout is far off).
+        let (addr, agent) = start_with(Limits {
+            header_timeout: Duration::from_secs(60),
+            ..SHORT
+        });
+        // Two idle connections hold both slots.
         let held: Vec<_> = (0..2)
             .map(|_| {
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
