@@ -19,10 +19,8 @@ pub fn ebpf_object() -> PathBuf {
 pub fn build_ebpf() -> Result<PathBuf> {
     let tools = setup::setup(false)?;
     step("building eBPF programs (agent-ebpf, bpfel-unknown-none)");
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut paths = vec![tools.bpf_linker_bin];
-    paths.extend(std::env::split_paths(&path));
-    run(ebpf_cargo("build", "target/ebpf").env("PATH", std::env::join_paths(paths)?))?;
+    run(ebpf_cargo("build", "target/ebpf")
+        .env("PATH", crate::util::path_with(&tools.bpf_linker_bin)))?;
     let obj = ebpf_object();
     if !obj.is_file() {
         bail!("eBPF object missing after build: {}", obj.display());

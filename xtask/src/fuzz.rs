@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     setup,
-    util::{cache_dir, root, run, step},
+    util::{cache_dir, path_with, root, run, step},
 };
 
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -190,14 +190,6 @@ fn table(out: &[Outcome]) -> String {
         ));
     }
     s
-}
-
-fn path_with(dir: &Path) -> std::ffi::OsString {
-    let mut paths = vec![dir.to_path_buf()];
-    paths.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
-    std::env::join_paths(paths).expect("PATH entries")
 }
 
 /// cargo-fuzz from crates.io into the cache (about 30 s, once).

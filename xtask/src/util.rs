@@ -55,6 +55,15 @@ unsafe extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+/// This process's PATH with `dir` first (for a tool xtask installed).
+pub fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut paths = vec![dir.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).expect("PATH entries hold no ':'")
+}
+
 /// Cache directory for tools xtask installs.
 pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("NODEWARD_CACHE") {

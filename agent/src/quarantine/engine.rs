@@ -48,7 +48,7 @@ pub struct Engine<B: Backend> {
     /// (action, result) of every decision since the last drain, for metrics.
     decisions: Vec<(ActionKind, &'static str)>,
     /// Failed writes since the last drain ("journal" or "state"), for metrics.
-    write_errors: std::cell::RefCell<Vec<&'static str>>,
+    write_errors: Vec<&'static str>,
 }
 
 fn target_json(t: &Target) -> Value {
@@ -64,9 +64,11 @@ impl<B: Backend> Engine<B> {
             .map_err(EngineError::Journal)?;
         let mut state = State::load(&dir).map_err(EngineError::State)?;
         // Decisions journaled before a crash kept the state file from catching up.
-        let records = journal.records().map_err(EngineError::Journal)?;
-        let replayed = super::replay::replay(&mut state, &records);
-        let engine = Engine {
+        let records = journal
+            .records_after(state.journal_seq)
+            .map_err(EngineError::Journal)?;
+        let replayed = super::replay::replay(&mut state, &records, journal.seq());
+        let mut engine = Engine {
             config: config.clone(),
             dir,
             journal,
@@ -118,7 +120,7 @@ impl<B: Backend> Engine<B> {
 
     /// Failed journal and state writes since the last call ("journal", "state").
     pub fn take_write_errors(&mut self) -> Vec<&'static str> {
-        std::mem::take(self.write_errors.get_mut())
+        std::mem::take(&mut self.write_errors)
     }
 
     fn record(
@@ -128,29 +130,40 @@ impl<B: Backend> Engine<B> {
         result: &'static str,
         fields: Value,
     ) -> Result<(), EngineError> {
-        let mut map = match fields {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        map.insert("action".into(), Value::from(action.as_str()));
-        self.journal.append(decision, map).map_err(|e| {
-            self.write_errors.borrow_mut().push("journal");
-            EngineError::Journal(e)
-        })?;
+        self.append(decision, fields, Some(action))?;
         self.decisions.push((action, result));
         Ok(())
     }
 
-    /// The state file, marked with the last journal record it reflects.
-    fn save(&self) -> Result<(), EngineError> {
-        let state = State {
-            journal_seq: self.journal.seq(),
-            ..self.state.clone()
+    /// One journal record (fsync'd); a failed write is counted.
+    fn append(
+        &mut self,
+        decision: &str,
+        fields: Value,
+        action: Option<ActionKind>,
+    ) -> Result<(), EngineError> {
+        let mut map = match fields {
+            Value::Object(m) => m,
+            _ => Map::new(),
         };
-        state.save(&self.dir).map_err(|e| {
-            self.write_errors.borrow_mut().push("state");
-            EngineError::State(e)
-        })
+        if let Some(action) = action {
+            map.insert("action".into(), Value::from(action.as_str()));
+        }
+        if let Err(e) = self.journal.append(decision, map) {
+            self.write_errors.push("journal");
+            return Err(EngineError::Journal(e));
+        }
+        Ok(())
+    }
+
+    /// The state file, marked with the last journal record it reflects.
+    fn save(&mut self) -> Result<(), EngineError> {
+        self.state.journal_seq = self.journal.seq();
+        if let Err(e) = self.state.save(&self.dir) {
+            self.write_errors.push("state");
+            return Err(EngineError::State(e));
+        }
+        Ok(())
     }
 
     fn refuse(
@@ -462,15 +475,7 @@ impl<B: Backend> Engine<B> {
     /// A journal record that is not a quarantine decision (reboot intents, boots,
     /// allowances): journaled and fsync'd, no decision metric.
     pub fn note(&mut self, decision: &str, fields: Value) -> Result<(), EngineError> {
-        let map = match fields {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        self.journal.append(decision, map).map_err(|e| {
-            self.write_errors.borrow_mut().push("journal");
-            EngineError::Journal(e)
-        })?;
-        Ok(())
+        self.append(decision, fields, None)
     }
 
     /// The reboot guard (a standing block_exec policy) killed an exec, or would have.

@@ -140,14 +140,26 @@ impl Journal {
         self.seq
     }
 
-    /// Every complete record in the journal and its rotated files, oldest first.
-    pub fn records(&self) -> io::Result<Vec<Record>> {
+    /// The complete records newer than `seq`, oldest first. Files are read newest
+    /// first and only as far back as needed (a restart reads the tail, not every
+    /// rotated file).
+    pub fn records_after(&self, seq: u64) -> io::Result<Vec<Record>> {
         let dir = self.path.parent().expect("journal has a directory");
-        let mut all = Vec::new();
-        for f in files(dir, self.keep) {
-            all.extend(read_records(&f)?);
+        let mut newest_first = Vec::new();
+        for f in files(dir, self.keep).iter().rev() {
+            let records = read_records(f)?;
+            let reached = records.first().is_some_and(|r| r.seq <= seq);
+            newest_first.push(records);
+            if reached {
+                break;
+            }
         }
-        Ok(all)
+        Ok(newest_first
+            .into_iter()
+            .rev()
+            .flatten()
+            .filter(|r| r.seq > seq)
+            .collect())
     }
 
     /// Append a record and fsync it. Returns it as written.
@@ -294,6 +306,18 @@ mod tests {
             "contiguous sequence across kept files"
         );
         assert_eq!(all.last().unwrap().seq, 20);
+        // What a restart replays: everything after a sequence number, across files.
+        let first = all.first().unwrap().seq;
+        for after in [0, first, 15, 19, 20] {
+            let want: Vec<u64> = all.iter().map(|r| r.seq).filter(|&s| s > after).collect();
+            let got: Vec<u64> = j
+                .records_after(after)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect();
+            assert_eq!(got, want, "after {after}");
+        }
         assert!(fs::metadata(dir.path().join(FILE_NAME)).unwrap().len() <= 300 + 200);
     }
 }

@@ -30,10 +30,10 @@ fn field<T: serde::de::DeserializeOwned>(r: &Record, name: &str) -> Option<T> {
     serde_json::from_value(r.fields.get(name)?.clone()).ok()
 }
 
-/// Apply the records with `seq > state.journal_seq`, in order.
-pub fn replay(state: &mut State, records: &[Record]) -> Replayed {
+/// Apply the records with `seq > state.journal_seq`, in order; `last` is the
+/// journal's last sequence number.
+pub fn replay(state: &mut State, records: &[Record], last: u64) -> Replayed {
     let mut out = Replayed::default();
-    let last = records.last().map_or(0, |r| r.seq);
     if last < state.journal_seq {
         // The journal was removed or replaced: nothing in it is newer than the state.
         state.journal_seq = last;
