@@ -602,3 +602,115 @@ fn a_full_state_disk_refuses_decisions_cleanly_while_findings_are_still_reported
     let out = agent.cli(&["release", "--all"]);
     assert!(out.status.success(), "{out:?}");
 }
+
+/// Resumes a stopped agent when dropped, so a failing assertion never leaves it frozen.
+struct Stopped<'a>(&'a Agent);
+
+impl<'a> Stopped<'a> {
+    fn new(agent: &'a Agent) -> Stopped<'a> {
+        agent.signal(libc::SIGSTOP);
+        Stopped(agent)
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.signal(libc::SIGCONT);
+    }
+}
+
+/// The exec record counters: (kernel submitted, kernel ringbuf_full, received by the
+/// agent, exported ringbuf_full losses, exported queue_full losses).
+fn exec_counters(agent: &Agent) -> [f64; 5] {
+    let m = agent.metrics();
+    let kernel = |result: &str| {
+        metric(
+            &m,
+            &format!("nodeward_kernel_records_total{{kind=\"exec\",result=\"{result}\"}}"),
+        )
+        .unwrap_or(f64::NAN)
+    };
+    let lost = |reason: &str| {
+        metric(
+            &m,
+            &format!("nodeward_events_lost_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(f64::NAN)
+    };
+    [
+        kernel("submitted"),
+        kernel("ringbuf_full"),
+        metric(&m, "nodeward_events_total{kind=\"exec\"}").unwrap_or(f64::NAN),
+        lost("ringbuf_full"),
+        lost("queue_full"),
+    ]
+}
+
+#[test]
+fn an_exec_storm_that_overflows_the_ring_buffer_is_counted_exactly() {
+    let Some(bin) =
+        agent_bin("faults::an_exec_storm_that_overflows_the_ring_buffer_is_counted_exactly")
+    else {
+        return;
+    };
+    let agent = Agent::start(&bin, "");
+    // A stand-in (a copy of /bin/true) under a watched name nothing else on a test
+    // machine runs, with arguments that are no logind call: every exec is one record
+    // of kind exec and no finding.
+    let dir = tempfile::tempdir().unwrap();
+    let stand_in = dir.path().join("dbus-send");
+    std::fs::copy("/bin/true", &stand_in).unwrap();
+    let before = exec_counters(&agent);
+    assert!(before.iter().all(|v| v.is_finite()), "{before:?}");
+
+    // The agent stops reading (SIGSTOP stands in for a stalled agent): the 1 MiB ring
+    // buffer holds about 1,150 exec records, so 3,000 execs overflow it.
+    const SENT: f64 = 3000.0;
+    {
+        let _stopped = Stopped::new(&agent);
+        for i in 0..SENT as usize {
+            let st = Command::new(&stand_in)
+                .args([
+                    "--session",
+                    "--print-reply",
+                    &format!("--dest=org.example.Storm{i}"),
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    }
+    // Resumed: wait until the agent has read everything the kernel submitted.
+    let after = wait_for(Duration::from_secs(60), || {
+        let c = exec_counters(&agent);
+        (c[2] - before[2] == c[0] - before[0]).then_some(c)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the agent did not read every submitted record: {before:?} -> {:?}",
+            exec_counters(&agent)
+        )
+    });
+    let d: Vec<f64> = (0..5).map(|i| after[i] - before[i]).collect();
+    let (submitted, full, received, lost, queue_full) = (d[0], d[1], d[2], d[3], d[4]);
+    // Every exec was either submitted or counted as lost, in the kernel.
+    assert_eq!(
+        submitted + full,
+        SENT,
+        "kernel accounting (submitted {submitted} + ringbuf_full {full}) differs from the \
+         {SENT} execs sent (another process running `dbus-send` at the same time would \
+         also show here)"
+    );
+    assert!(full > 0.0, "the ring buffer did not overflow: {d:?}");
+    // What the agent exports as lost is exactly what was sent and not recorded.
+    assert_eq!(queue_full, 0.0, "{d:?}");
+    assert_eq!(lost, SENT - received, "{d:?}");
+    // Still answering on both interfaces.
+    let (status, _) = agent.get("/healthz");
+    assert_eq!(status, 200);
+    assert!(
+        agent.cli(&["status"]).status.success(),
+        "control socket after the storm"
+    );
+    eprintln!("exec storm: sent {SENT}, recorded {received}, lost (ringbuf_full) {lost}");
+}
