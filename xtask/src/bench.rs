@@ -16,7 +16,7 @@ use crate::{
     util::{root, step},
 };
 
-mod agent;
+pub mod agent;
 mod auditd;
 mod workloads;
 
@@ -35,7 +35,7 @@ struct Workload {
     run: fn(f64) -> Result<u64>,
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
@@ -302,7 +302,14 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
     let mut text = result?;
     step("packet program cost per frame (BPF_PROG_TEST_RUN)");
     text.push_str(&packet_cost(&bin)?);
-    std::fs::write(root().join("BENCHMARKS.md"), &text)?;
+    // The stress section (`cargo xtask stress`) is kept as it was.
+    let path = root().join("BENCHMARKS.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(section) = crate::util::section(&old, "stress") {
+        text.push('\n');
+        text.push_str(&section);
+    }
+    std::fs::write(&path, &text)?;
     println!("{text}");
     Ok(())
 }

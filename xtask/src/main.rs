@@ -6,10 +6,12 @@ mod dashboards;
 mod fuzz;
 mod grafana;
 mod kubernetes;
+mod lab;
 mod package;
 mod runbooks;
 mod setup;
 mod shape;
+mod stress;
 mod test;
 mod util;
 
@@ -112,6 +114,25 @@ enum Command {
         /// Only these targets (default: all).
         targets: Vec<String>,
     },
+    /// Floods against the agent (root): martian drops from a million distinct sources,
+    /// ARP claims for 100,000 addresses, cluster packets from 100,000 sources and an exec
+    /// storm that overflows the ring buffer, with the agent's memory sampled and
+    /// `/metrics` and the control socket asked every 200 ms throughout; writes the
+    /// stress section of BENCHMARKS.md. Fails when the peak RSS exceeds 64 MiB or the
+    /// overflow is not accounted exactly. About 2 minutes.
+    Stress {
+        /// Multiply every flood's size (e.g. 0.1 for a quick look).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+    /// (internal) flood sender of `stress`, run inside a namespace.
+    #[command(hide = true)]
+    StressBlast {
+        flood: String,
+        count: u32,
+        dst_mac: String,
+        dst: String,
+    },
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
     BenchUdpSend { dst: String, secs: f64 },
@@ -140,6 +161,13 @@ fn main() {
         }
         Command::Fuzz { secs, targets } => fuzz::fuzz(secs, &targets),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
+        Command::Stress { scale } => stress::stress(scale),
+        Command::StressBlast {
+            flood,
+            count,
+            dst_mac,
+            dst,
+        } => stress::blast::blast(&flood, count, &dst_mac, &dst),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

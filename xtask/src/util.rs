@@ -75,3 +75,53 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache"));
     base.join("nodeward")
 }
+
+fn markers(name: &str) -> (String, String) {
+    (
+        format!("<!-- begin {name}: generated, do not edit -->"),
+        format!("<!-- end {name} -->"),
+    )
+}
+
+/// A generated section of a document, markers included.
+pub fn section(doc: &str, name: &str) -> Option<String> {
+    let (begin, end) = markers(name);
+    let start = doc.find(&begin)?;
+    let stop = doc[start..].find(&end)? + start + end.len();
+    Some(doc[start..stop].to_string() + "\n")
+}
+
+/// Put `text` into the generated section `name` of the file: replaced where it was,
+/// appended when the file has none yet.
+pub fn write_section(path: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    let doc = std::fs::read_to_string(path).unwrap_or_default();
+    let (begin, end) = markers(name);
+    let block = format!("{begin}\n{}\n{end}\n", text.trim_end());
+    let out = match section(&doc, name) {
+        Some(old) => doc.replacen(&old, &block, 1),
+        None => format!("{}\n\n{block}", doc.trim_end()),
+    };
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_section_is_replaced_in_place_or_appended() {
+        let dir = std::env::temp_dir().join(format!("xtask-section-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("doc.md");
+        std::fs::write(&f, "# Doc\n\ntext\n").unwrap();
+        write_section(&f, "s", "one").unwrap();
+        write_section(&f, "s", "two").unwrap();
+        let doc = std::fs::read_to_string(&f).unwrap();
+        assert!(doc.starts_with("# Doc\n\ntext\n"), "{doc}");
+        assert!(doc.contains("two") && !doc.contains("one"), "{doc}");
+        assert_eq!(section(&doc, "s").unwrap().matches("two").count(), 1);
+        assert_eq!(section(&doc, "other"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

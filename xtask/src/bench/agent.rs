@@ -11,7 +11,10 @@ use anyhow::{Context, Result, bail};
 
 pub struct Agent {
     pub child: Child,
-    _dir: PathBuf,
+    /// Holds the config, the state directory and the control socket (`ctl.sock`).
+    pub dir: PathBuf,
+    /// The metrics listener (`host:port`).
+    pub addr: String,
 }
 
 /// Start the agent on its default configuration; `program_stats`: with the kernel's
@@ -48,8 +51,8 @@ pub fn start_agent(bin: &Path, program_stats: bool, extra: &str) -> Result<Agent
         Ok(line) => {
             let v: serde_json::Value = serde_json::from_str(&line)?;
             let addr = v["listen"].as_str().unwrap_or_default().to_string();
-            METRICS_ADDR.with(|a| *a.borrow_mut() = addr);
-            Ok(Agent { child, _dir: dir })
+            METRICS_ADDR.with(|a| *a.borrow_mut() = addr.clone());
+            Ok(Agent { child, dir, addr })
         }
         Err(_) => {
             let _ = child.kill();
@@ -88,10 +91,15 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 }
 
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS")
+}
+
+/// A `kB` field of /proc/PID/status (`VmRSS`, `VmHWM`), 0 when unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }

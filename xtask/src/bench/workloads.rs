@@ -41,51 +41,18 @@ const NS_B: &str = "nwbench-b";
 const BR: &str = "nwbenchbr";
 const IP_B: &str = "10.213.99.2";
 
-pub fn sh(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output()?;
-    if !out.status.success() {
-        bail!("{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
+const HOSTS: [crate::lab::Host; 2] = [
+    (NS_A, "nwbenchpa", "10.213.99.1"),
+    (NS_B, "nwbenchpb", IP_B),
+];
 
 /// Two namespaces on a bridge (deleted by [`net_down`]).
 pub fn net_up() -> Result<()> {
-    net_down();
-    sh(&["ip", "link", "add", BR, "type", "bridge"])?;
-    sh(&["ip", "link", "set", BR, "up"])?;
-    for (ns, port, ip) in [
-        (NS_A, "nwbenchpa", "10.213.99.1"),
-        (NS_B, "nwbenchpb", IP_B),
-    ] {
-        sh(&["ip", "netns", "add", ns])?;
-        sh(&[
-            "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
-        ])?;
-        sh(&["ip", "link", "set", port, "master", BR, "up"])?;
-        sh(&[
-            "ip",
-            "-n",
-            ns,
-            "addr",
-            "add",
-            &format!("{ip}/24"),
-            "dev",
-            "eth0",
-        ])?;
-        sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-    }
-    Ok(())
+    crate::lab::up(BR, &HOSTS)
 }
 
 pub fn net_down() {
-    for ns in [NS_A, NS_B] {
-        let _ = sh(&["ip", "netns", "del", ns]);
-    }
-    for l in ["nwbenchpa", "nwbenchpb", BR] {
-        let _ = sh(&["ip", "link", "del", l]);
-    }
+    crate::lab::down(BR, &HOSTS);
 }
 
 /// UDP to the corosync port from namespace A to B, through the bridge (this xtask
@@ -183,7 +150,7 @@ pub fn source_tarball() -> Result<PathBuf> {
 }
 
 fn unpack(tarball: &std::path::Path, into: &std::path::Path) -> Result<()> {
-    sh(&[
+    crate::lab::sh(&[
         "tar",
         "-xjf",
         &tarball.to_string_lossy(),
