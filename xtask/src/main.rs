@@ -124,6 +124,12 @@ enum Command {
         /// Multiply every flood's size (e.g. 0.1 for a quick look).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// Flood this agent binary instead of building the release agent.
+        #[arg(long)]
+        bin: Option<std::path::PathBuf>,
+        /// Print the report only; leave BENCHMARKS.md as it is.
+        #[arg(long)]
+        no_write: bool,
     },
     /// (internal) flood sender of `stress`, run inside a namespace.
     #[command(hide = true)]
@@ -161,7 +167,11 @@ fn main() {
         }
         Command::Fuzz { secs, targets } => fuzz::fuzz(secs, &targets),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
-        Command::Stress { scale } => stress::stress(scale),
+        Command::Stress {
+            scale,
+            bin,
+            no_write,
+        } => stress::stress(scale, bin, !no_write),
         Command::StressBlast {
             flood,
             count,

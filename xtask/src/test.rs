@@ -91,6 +91,9 @@ fn count(summary: &str, what: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// The flood sizes of `cargo xtask stress` in `cargo xtask test` (× the bench's).
+const STRESS_SCALE: f64 = 0.2;
+
 /// Seconds each fuzz target runs in `cargo xtask test`.
 const FUZZ_SECS: u64 = 5;
 
@@ -237,6 +240,13 @@ pub fn test(unit_only: bool, filter: Option<String>) -> Result<()> {
             e2e.arg(f);
         }
         t.cargo_test("end-to-end tests (root, real kernel hooks)", &mut e2e)?;
+        // Floods at a fifth of the bench's size against the static release agent: the
+        // memory bound and the exact overflow accounting hold, both interfaces answer.
+        t.check(
+            "cargo xtask stress --scale 0.2 (RSS under 64 MiB, overflow counted exactly)",
+            crate::build::build_static()
+                .and_then(|b| crate::stress::stress(STRESS_SCALE, Some(b), false)),
+        );
         if let Ok(skips) = std::fs::read_to_string(&skip_log) {
             for line in skips.lines().filter(|l| !l.is_empty()) {
                 // A skipped end-to-end test returns early and was counted as passed.

@@ -54,7 +54,9 @@ pub struct Sample {
 pub struct Probe {
     stop: Arc<AtomicBool>,
     /// Paused while the agent is deliberately stopped (SIGSTOP).
-    pub paused: Arc<AtomicBool>,
+    paused: Arc<AtomicBool>,
+    /// Held by the probe thread while it asks.
+    busy: Arc<Mutex<()>>,
     sample: Arc<Mutex<Sample>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -93,9 +95,11 @@ impl Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let sample = Arc::new(Mutex::new(Sample::default()));
-        let (s, p, out) = (stop.clone(), paused.clone(), sample.clone());
+        let busy = Arc::new(Mutex::new(()));
+        let (s, p, out, b) = (stop.clone(), paused.clone(), sample.clone(), busy.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
+                let _asking = b.lock().unwrap_or_else(|e| e.into_inner());
                 if !p.load(Ordering::Relaxed) {
                     let rss = rss_kib(pid);
                     let t = Instant::now();
@@ -111,15 +115,28 @@ impl Probe {
                         .control
                         .record(t, c);
                 }
+                drop(_asking);
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
         Probe {
             stop,
             paused,
+            busy,
             sample,
             thread: Some(thread),
         }
+    }
+
+    /// Stop asking, and return once no question is in flight (before the agent is
+    /// stopped on purpose, so no answer's time includes the stop).
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Relaxed);
+        drop(self.busy.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
     }
 
     /// What was seen since the last call (and start afresh).
