@@ -488,20 +488,22 @@ fn a_full_state_disk_refuses_decisions_cleanly_while_findings_are_still_reported
     let state = agent.state_dir();
     let disk = SmallDisk::new(&state, "512k");
     agent.respawn();
-    let add = |ip: &str| {
+    let port = lan.port_a.clone();
+    let add_with = move |agent: &Agent, ip: &str| {
         agent.cli(&[
             "quarantine",
             "add",
             "--drop-ip",
             ip,
             "--interface",
-            &lan.port_a,
+            &port,
             "--ttl",
             "1m",
             "--reason",
             "full disk test",
         ])
     };
+    let add = |ip: &str| add_with(&agent, ip);
     assert!(
         add("10.213.77.99").status.success(),
         "before the disk is full"
@@ -576,9 +578,45 @@ fn a_full_state_disk_refuses_decisions_cleanly_while_findings_are_still_reported
         "finding not reported while the disk is full"
     );
 
+    // A release that cannot be journaled is not made: refused with the reason, and
+    // every quarantine stays listed.
+    let listed = |agent: &Agent| {
+        let out = agent.cli(&["quarantine", "list", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut ids: Vec<u64> = v["active"]
+            .as_array()
+            .unwrap_or(&Vec::new())
+            .iter()
+            .filter_map(|q| q["id"].as_u64())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    let active = listed(&agent);
+    assert!(!active.is_empty());
+    let out = agent.cli(&["release", "--all"]);
+    assert!(!out.status.success(), "release journaled on a full disk?");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No space left on device"),
+        "{out:?}"
+    );
+    assert_eq!(
+        listed(&agent),
+        active,
+        "a release nobody could journal was made"
+    );
+    // A restart on the full disk: the agent comes up and restores every quarantine.
+    agent.kill_and_restart();
+    assert_eq!(
+        listed(&agent),
+        active,
+        "quarantines lost in a restart on a full disk"
+    );
+
     // Space again: every journal line is a whole record, and decisions work again.
     std::fs::remove_file(filler).unwrap();
-    assert!(add(&lan.ip_a).status.success());
+    assert!(add_with(&agent, &lan.ip_a).status.success());
     assert!(
         lan.wait_reach(false, 5),
         "quarantine not applied once there is space"

@@ -169,9 +169,11 @@ async fn daemon(
     // The guard holds the kernel handle from here on.
     let mut guard: Guard =
         Engine::open(&config, kernel).context("opening the quarantine state and audit journal")?;
-    guard
-        .reconcile(Now::system())
-        .context("restoring active quarantines")?;
+    if let Err(e) = guard.reconcile(Now::system()) {
+        // Every quarantine was still restored or released; the record of it was not
+        // (a full state disk, counted in nodeward_quarantine_write_errors_total).
+        warn!(error = %e, "restoring active quarantines: a journal or state write failed");
+    }
     metrics.quarantine.sync(&mut guard);
     report_backends(&guard, &metrics);
     info!(active = guard.active().len(), proposals = guard.proposals().len(), journal = %guard.journal_path().display(), "quarantine engine ready");
@@ -310,6 +312,7 @@ async fn daemon(
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut sweep = tokio::time::interval(config.quarantine.sweep_interval);
+    let mut sweep_failing = false;
     let mut rescan = tokio::time::interval(config.detectors.arp.rescan_interval);
     let mut cluster_tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut current = config;
@@ -374,8 +377,17 @@ async fn daemon(
             _ = sweep.tick() => {
                 // Programs loaded since (e.g. the quarantine's TC program) get run stats.
                 *program_ids.lock().expect("program ids lock") = guard.backend().call(|k| k.program_ids());
-                if let Err(e) = guard.sweep(Now::system()) {
-                    error!(error = %e, "quarantine sweep failed");
+                // Logged when it starts failing and when it recovers, not every 5 s.
+                match guard.sweep(Now::system()) {
+                    Err(e) if !sweep_failing => {
+                        sweep_failing = true;
+                        error!(error = %e, "quarantine sweep failed: expiries are not journaled (the kernel ignores expired entries); retried every sweep");
+                    }
+                    Ok(()) if sweep_failing => {
+                        sweep_failing = false;
+                        info!("quarantine sweep recovered: pending expiries journaled");
+                    }
+                    _ => {}
                 }
                 metrics.quarantine.sync(&mut guard);
             }

@@ -84,7 +84,7 @@ impl<B: Backend> Engine<B> {
                 removed = ?replayed.removed,
                 "quarantine state caught up with the audit journal (the agent stopped between the two)"
             );
-            engine.save()?;
+            engine.keep_state();
         }
         Ok(engine)
     }
@@ -164,6 +164,15 @@ impl<B: Backend> Engine<B> {
             return Err(EngineError::State(e));
         }
         Ok(())
+    }
+
+    /// The state file after a journaled change. A failed write is counted and logged
+    /// but not returned: the journal holds the change and a restart replays it, so the
+    /// change stands (the caller is not told it failed when it is in force).
+    fn keep_state(&mut self) {
+        if let Err(e) = self.save() {
+            tracing::warn!(error = %e, "cannot write the quarantine state file; the audit journal holds the change (replayed on restart)");
+        }
     }
 
     fn refuse(
@@ -284,7 +293,7 @@ impl<B: Backend> Engine<B> {
             json!({"id": id, "target": target_json(&p.target), "ttl_s": ttl_s, "trigger": p.trigger, "proposal_expires_ms": expires_ms}),
         )?;
         self.state.proposals.push(p);
-        self.save()?;
+        self.keep_state();
         Ok(Outcome::Proposed { id, expires_ms })
     }
 
@@ -328,12 +337,12 @@ impl<B: Backend> Engine<B> {
                 "failed",
                 json!({"id": id, "target": target_json(&q.target), "error": error}),
             )?;
-            self.save()?;
+            self.keep_state();
             return Ok(Outcome::Failed { id, error });
         }
         self.rate.record(now.wall_ms);
         self.state.active.push(q);
-        self.save()?;
+        self.keep_state();
         Ok(Outcome::Applied { id, expires_ms })
     }
 
@@ -348,7 +357,7 @@ impl<B: Backend> Engine<B> {
             return Err(EngineError::NoProposal(id));
         };
         let p = self.state.proposals.remove(pos);
-        self.save()?;
+        self.keep_state();
         let req = Request {
             target: p.target.clone(),
             ttl_s: Some(p.ttl_s),
@@ -376,100 +385,159 @@ impl<B: Backend> Engine<B> {
         self.apply(p.target, p.trigger, p.ttl_s, Some(by.to_string()), now)
     }
 
-    /// Undo quarantines at once (`None` = all); returns the ids released.
+    /// Undo quarantines at once (`None` = all); returns the ids released. Each release
+    /// is journaled before the kernel changes: one that cannot be journaled (a full
+    /// disk) is not made, nor are the ones after it — they stay in force, and in the
+    /// kernel they still end at their TTL.
     pub fn release(&mut self, id: Option<u64>, by: &str) -> Result<Vec<u64>, EngineError> {
-        let (gone, keep): (Vec<Quarantine>, Vec<Quarantine>) =
-            std::mem::take(&mut self.state.active)
-                .into_iter()
-                .partition(|q| id.is_none_or(|id| q.id == id));
-        self.state.active = keep;
-        if let (Some(id), true) = (id, gone.is_empty()) {
+        let wanted: Vec<u64> = self
+            .state
+            .active
+            .iter()
+            .filter(|q| id.is_none_or(|id| q.id == id))
+            .map(|q| q.id)
+            .collect();
+        if let (Some(id), true) = (id, wanted.is_empty()) {
             return Err(EngineError::NoQuarantine(id));
         }
         let mut ids = Vec::new();
-        for q in gone {
-            let removed = self.backend.remove(&q).map_err(|e| e.to_string());
-            self.record(
+        let mut result = Ok(());
+        for qid in wanted {
+            let Some(pos) = self.state.active.iter().position(|q| q.id == qid) else {
+                continue;
+            };
+            let q = self.state.active[pos].clone();
+            if let Err(e) = self.record(
                 q.target.action(),
                 "released",
                 "released",
-                json!({"id": q.id, "target": target_json(&q.target), "by": by, "kernel_error": removed.err()}),
-            )?;
+                json!({"id": q.id, "target": target_json(&q.target), "by": by}),
+            ) {
+                result = Err(e);
+                break;
+            }
+            self.state.active.remove(pos);
             ids.push(q.id);
+            if let Err(e) = self.backend.remove(&q) {
+                // Journaled as released; the kernel entry still ends at its deadline.
+                let error = e.to_string();
+                tracing::warn!(id = q.id, error = %error, "a released quarantine could not be removed from the kernel; it ends at its TTL there");
+                let _ = self.append(
+                    "kernel_error",
+                    json!({"id": q.id, "target": target_json(&q.target), "error": error}),
+                    Some(q.target.action()),
+                );
+            }
         }
-        self.save()?;
-        Ok(ids)
+        if !ids.is_empty() {
+            self.keep_state();
+        }
+        result.map(|()| ids)
     }
 
     /// Record expiries (the kernel already ignores expired entries) and tidy the maps.
+    /// An expiry is journaled before it leaves the state; one that cannot be journaled
+    /// stays (inert: the kernel ignores it) for the next sweep.
     pub fn sweep(&mut self, now: Now) -> Result<(), EngineError> {
-        let (expired, keep): (Vec<Quarantine>, Vec<Quarantine>) =
-            std::mem::take(&mut self.state.active)
-                .into_iter()
-                .partition(|q| q.expires_ms <= now.wall_ms);
-        self.state.active = keep;
-        let (lapsed, pending): (Vec<Proposal>, Vec<Proposal>) =
-            std::mem::take(&mut self.state.proposals)
-                .into_iter()
-                .partition(|p| p.expires_ms <= now.wall_ms);
-        self.state.proposals = pending;
-        let changed = !expired.is_empty() || !lapsed.is_empty();
-        for q in expired {
-            let _ = self.backend.remove(&q);
-            self.record(
+        let mut changed = false;
+        let result = loop {
+            let Some(pos) = self
+                .state
+                .active
+                .iter()
+                .position(|q| q.expires_ms <= now.wall_ms)
+            else {
+                break Ok(());
+            };
+            let q = self.state.active[pos].clone();
+            if let Err(e) = self.record(
                 q.target.action(),
                 "expired",
                 "expired",
                 json!({"id": q.id, "target": target_json(&q.target)}),
-            )?;
-        }
-        for p in lapsed {
-            self.record(
-                p.target.action(),
-                "expired",
-                "expired",
-                json!({"id": p.id, "target": target_json(&p.target), "proposal": true}),
-            )?;
-        }
+            ) {
+                break Err(e);
+            }
+            self.state.active.remove(pos);
+            let _ = self.backend.remove(&q);
+            changed = true;
+        };
+        let result = result.and_then(|()| {
+            loop {
+                let Some(pos) = self
+                    .state
+                    .proposals
+                    .iter()
+                    .position(|p| p.expires_ms <= now.wall_ms)
+                else {
+                    break Ok(());
+                };
+                let p = &self.state.proposals[pos];
+                let (action, fields) = (
+                    p.target.action(),
+                    json!({"id": p.id, "target": target_json(&p.target), "proposal": true}),
+                );
+                if let Err(e) = self.record(action, "expired", "expired", fields) {
+                    break Err(e);
+                }
+                self.state.proposals.remove(pos);
+                changed = true;
+            }
+        });
         if changed {
-            self.save()?;
+            self.keep_state();
         }
-        Ok(())
+        result
     }
 
     /// After a restart: put every still-active quarantine back into the kernel,
-    /// re-checking the safeguards of the current configuration.
+    /// re-checking the safeguards of the current configuration. A journal or state write
+    /// that fails (a full disk) does not stop it: every quarantine is still restored or
+    /// released, and the first write error is returned for the caller to report.
     pub fn reconcile(&mut self, now: Now) -> Result<(), EngineError> {
-        self.sweep(now)?;
+        let mut first_error = self.sweep(now).err();
+        let mut note = |r: Result<(), EngineError>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        };
         let active = std::mem::take(&mut self.state.active);
         for q in active {
             let action = q.target.action();
+            if q.expires_ms <= now.wall_ms {
+                // An expiry the sweep could not journal: inert in the kernel, kept.
+                self.state.active.push(q);
+                continue;
+            }
             if let Err((reason, detail)) = policy::check_target(&self.config.quarantine, &q.target)
             {
-                self.record(
+                note(self.record(
                     action,
                     "released",
                     "released",
                     json!({"id": q.id, "by": "restart", "reason": reason, "detail": detail}),
-                )?;
+                ));
                 continue;
             }
             match self.backend.apply(&q, now.boot_deadline(q.expires_ms)) {
                 Ok(()) => {
-                    self.record(action, "restored", "applied", json!({"id": q.id, "target": target_json(&q.target), "expires_ms": q.expires_ms}))?;
+                    note(self.record(action, "restored", "applied", json!({"id": q.id, "target": target_json(&q.target), "expires_ms": q.expires_ms})));
                     self.state.active.push(q);
                 }
                 Err(error) => {
-                    self.record(
+                    note(self.record(
                         action,
                         "failed",
                         "failed",
                         json!({"id": q.id, "target": target_json(&q.target), "error": error.to_string()}),
-                    )?;
+                    ));
                 }
             }
         }
-        self.save()
+        if let Err(e) = self.save() {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// A journal record that is not a quarantine decision (reboot intents, boots,

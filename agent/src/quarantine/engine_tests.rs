@@ -402,3 +402,90 @@ fn a_state_file_newer_than_a_removed_journal_is_kept_as_it_is() {
     e.release(Some(1), "test").unwrap();
     assert!(e.active().is_empty());
 }
+
+fn applied_three(dir: &std::path::Path) -> Engine<Recorder> {
+    let mut e = Engine::open(&config(dir, Mode::Enforce), Recorder::default()).unwrap();
+    for last in 2..5 {
+        e.request(ip([10, 9, 1, last]), now(0)).unwrap();
+    }
+    e
+}
+
+#[test]
+fn a_release_that_cannot_be_journaled_is_not_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = applied_three(dir.path());
+    let before = journal(dir.path());
+    e.journal.disk_full();
+    assert!(matches!(
+        e.release(None, "alice"),
+        Err(EngineError::Journal(_))
+    ));
+    // Nothing left the state or the kernel, and the journal has no torn or extra record.
+    assert_eq!(e.active().len(), 3);
+    assert!(e.backend().removed.is_empty());
+    assert_eq!(journal(dir.path()), before);
+    assert_eq!(e.take_write_errors(), ["journal"]);
+    // Space again: the release goes through, journaled first.
+    e.journal.disk_freed();
+    assert_eq!(e.release(None, "alice").unwrap(), [1, 2, 3]);
+    assert_eq!(e.backend().removed, [1, 2, 3]);
+    assert!(e.active().is_empty());
+    let j = journal(dir.path());
+    assert_eq!(&j[j.len() - 3..], ["released"; 3]);
+}
+
+#[test]
+fn an_expiry_that_cannot_be_journaled_waits_for_the_next_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = applied_three(dir.path());
+    e.journal.disk_full();
+    assert!(e.sweep(now(61)).is_err());
+    assert_eq!(e.active().len(), 3, "expired but not journaled: kept");
+    assert!(e.backend().removed.is_empty());
+    e.journal.disk_freed();
+    e.sweep(now(62)).unwrap();
+    assert!(e.active().is_empty());
+    let j = journal(dir.path());
+    assert_eq!(&j[j.len() - 3..], ["expired"; 3]);
+    // Reopened: nothing comes back.
+    drop(e);
+    let mut e = Engine::open(&config(dir.path(), Mode::Enforce), Recorder::default()).unwrap();
+    e.reconcile(now(63)).unwrap();
+    assert!(e.active().is_empty() && e.backend().applied.is_empty());
+}
+
+#[test]
+fn a_restart_on_a_full_disk_restores_every_quarantine_and_reports_the_write_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(applied_three(dir.path()));
+    let mut e = Engine::open(&config(dir.path(), Mode::Enforce), Recorder::default()).unwrap();
+    e.journal.disk_full();
+    assert!(matches!(e.reconcile(now(10)), Err(EngineError::Journal(_))));
+    assert_eq!(e.active().len(), 3);
+    let ids: Vec<u64> = e.backend().applied.iter().map(|a| a.0).collect();
+    assert_eq!(ids, [1, 2, 3], "every quarantine back in the kernel");
+}
+
+#[test]
+fn a_state_file_that_cannot_be_written_does_not_undo_an_applied_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path(), Mode::Enforce);
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    // A state directory below a regular file: every write fails (ENOTDIR).
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    e.dir = dir.path().join("file/state");
+    // In force (journaled, in the kernel): the caller hears "applied", the failed state
+    // write is counted.
+    assert_eq!(
+        e.request(ip([10, 9, 2, 2]), now(0)).unwrap().result(),
+        "applied"
+    );
+    assert_eq!(e.take_write_errors(), ["state"]);
+    assert_eq!(e.backend().applied.len(), 1);
+    drop(e);
+    // The journal holds it: a restart replays it.
+    let mut e = Engine::open(&c, Recorder::default()).unwrap();
+    e.reconcile(now(1)).unwrap();
+    assert_eq!(e.active().len(), 1);
+}

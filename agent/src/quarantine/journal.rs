@@ -195,6 +195,24 @@ impl Journal {
         Ok(record)
     }
 
+    /// Tests: every later write fails with ENOSPC (the journal writes to /dev/full)
+    /// until [`Journal::disk_freed`].
+    #[cfg(test)]
+    pub(crate) fn disk_full(&mut self) {
+        self.file = OpenOptions::new()
+            .append(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+    }
+
+    #[cfg(test)]
+    pub(crate) fn disk_freed(&mut self) {
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .expect("journal");
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         let dir = self
             .path
