@@ -6,6 +6,21 @@ pub const EVENTS: &str = "EVENTS";
 pub const EVENTS_BYTES: u32 = 1 << 20;
 /// Per-CPU u64 counters, see [`crate::stats`].
 pub const STATS: &str = "STATS";
+/// Per-CPU u64 counters of failed inserts into the counting maps (one slot per map,
+/// [`MAP_FULL_NAMES`]): a full map is never silent.
+pub const MAP_FULL: &str = "MAP_FULL";
+/// The maps whose failed inserts `MAP_FULL` counts, by slot.
+pub const MAP_FULL_NAMES: [&str; 4] = [
+    "MARTIAN_COUNTS",
+    "MARTIAN_SOURCES",
+    "RESET_COUNTS",
+    "RESET_PEERS",
+];
+pub const MAP_FULL_MARTIAN_COUNTS: u32 = 0;
+pub const MAP_FULL_MARTIAN_SOURCES: u32 = 1;
+pub const MAP_FULL_RESET_COUNTS: u32 = 2;
+pub const MAP_FULL_RESET_PEERS: u32 = 3;
+
 /// Hash map: executable basename ([`ExecWatchKey`]) -> watch class (u32).
 pub const EXEC_WATCH: &str = "EXEC_WATCH";
 pub const EXEC_WATCH_CAPACITY: u32 = 64;

@@ -23,6 +23,19 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(maps::EVENTS_BYTES, 0);
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stats::SLOTS, 0);
 
+#[map(name = "MAP_FULL")]
+pub static MAP_FULL: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(maps::MAP_FULL_NAMES.len() as u32, 0);
+
+/// Count a failed insert into the counting map of `slot` (maps::MAP_FULL_*).
+#[inline(always)]
+pub fn map_full(slot: u32) {
+    if let Some(p) = MAP_FULL.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot: no other writer runs on this CPU while we hold it.
+        unsafe { *p += 1 };
+    }
+}
+
 /// Written by userspace before load from the running kernel's BTF.
 #[unsafe(no_mangle)]
 static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::ABSENT;
@@ -141,12 +154,14 @@ pub fn read_args<const N: usize>(dst: &mut [u8; N]) -> Option<(u32, bool)> {
 
 /// Add one to a per-CPU hash map counter, creating it at 1.
 macro_rules! percpu_inc {
-    ($map:expr, $key:expr) => {
+    ($map:expr, $key:expr, $full_slot:expr) => {
         match $map.get_ptr_mut($key) {
             // SAFETY: a per-CPU value: no other writer on this CPU while we run.
             Some(p) => unsafe { *p += 1 },
             None => {
-                let _ = $map.insert($key, &1, 0);
+                if $map.insert($key, &1, 0).is_err() {
+                    $crate::common::map_full($full_slot);
+                }
             }
         }
     };

@@ -2,8 +2,9 @@
 //! (resolved by name from BTF by userspace), counted per interface, netns and reason,
 //! and per source address.
 
-use agent_common::martian::{
-    MARTIAN_REASONS_CAPACITY, MARTIAN_SOURCES_CAPACITY, MartianKey, MartianSource,
+use agent_common::{
+    maps,
+    martian::{MARTIAN_REASONS_CAPACITY, MARTIAN_SOURCES_CAPACITY, MartianKey, MartianSource},
 };
 use aya_ebpf::{
     EbpfContext,
@@ -62,7 +63,7 @@ pub fn martian_drop(ctx: TracePointContext) -> u32 {
         reason,
         _pad: 0,
     };
-    percpu_inc!(MARTIAN_COUNTS, &key);
+    percpu_inc!(MARTIAN_COUNTS, &key, maps::MAP_FULL_MARTIAN_COUNTS);
     // SAFETY: as above.
     let head: Option<*const u8> = unsafe { read_at(skb, off.skb_head) };
     // SAFETY: as above.
@@ -76,7 +77,8 @@ pub fn martian_drop(ctx: TracePointContext) -> u32 {
                     key,
                     saddr,
                     _pad: 0
-                }
+                },
+                maps::MAP_FULL_MARTIAN_SOURCES
             );
         }
     }

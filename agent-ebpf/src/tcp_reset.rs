@@ -3,6 +3,7 @@
 //! userspace at scrape time and once a second for storm detection.
 
 use agent_common::{
+    maps,
     session::{AF_INET, AF_INET6},
     tcp_reset::{DIR_RECEIVED, DIR_SENT, PeerKey, RESET_PEERS_CAPACITY, ResetKey},
 };
@@ -48,7 +49,8 @@ pub fn tcp_reset_send(ctx: TracePointContext) -> u32 {
         &ResetKey {
             direction: DIR_SENT,
             reason
-        }
+        },
+        maps::MAP_FULL_RESET_COUNTS
     );
     // SAFETY: as above.
     let family = unsafe { ctx.read_at::<u16>(60) }.unwrap_or(0);
@@ -60,7 +62,8 @@ pub fn tcp_reset_send(ctx: TracePointContext) -> u32 {
                 family,
                 _pad: 0,
                 addr
-            }
+            },
+            maps::MAP_FULL_RESET_PEERS
         );
     }
     0
@@ -74,7 +77,8 @@ pub fn tcp_reset_receive(ctx: TracePointContext) -> u32 {
         &ResetKey {
             direction: DIR_RECEIVED,
             reason: 0
-        }
+        },
+        maps::MAP_FULL_RESET_COUNTS
     );
     // SAFETY: tracepoint context reads through the checked helper.
     let family = unsafe { ctx.read_at::<u16>(20) }.unwrap_or(0);
@@ -86,7 +90,8 @@ pub fn tcp_reset_receive(ctx: TracePointContext) -> u32 {
                 family,
                 _pad: 0,
                 addr
-            }
+            },
+            maps::MAP_FULL_RESET_PEERS
         );
     }
     0

@@ -417,6 +417,15 @@ impl Config {
                 "max_actions and max_active must be at least 1",
             ));
         }
+        // Every active quarantine is one entry in a kernel rule map: never more than
+        // the maps hold, so an apply is not refused by a full map.
+        let rules = agent_common::quarantine::RULES_CAPACITY as usize;
+        if q.max_active > rules {
+            return Err(bad(
+                "quarantine.max_active",
+                &format!("must be at most {rules} (the kernel's rule maps hold {rules} entries)"),
+            ));
+        }
         for (i, c) in self.detectors.session.sshd_comms.iter().enumerate() {
             if c.is_empty() || c.len() > 15 {
                 return Err(bad(
@@ -638,6 +647,12 @@ mod tests {
             field_error("[detectors.reboot]\nenabled = \"yes\"\n").0,
             "detectors.reboot.enabled"
         );
+        // More active quarantines than the kernel's rule maps hold.
+        assert_eq!(
+            field_error("[quarantine]\nmax_active = 1025\n").0,
+            "quarantine.max_active"
+        );
+        assert!(Config::parse("[quarantine]\nmax_active = 1024\n", "test").is_ok());
     }
 
     #[test]

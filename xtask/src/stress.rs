@@ -242,6 +242,10 @@ fn counters(addr: &str) -> Counters {
                 &[("reason", "queue_full")],
             ),
         ),
+        (
+            "map insert failures",
+            sum(&m, "nodeward_map_insert_failures_total", &[]),
+        ),
     ]
 }
 

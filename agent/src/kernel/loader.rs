@@ -635,6 +635,8 @@ pub struct KernelStats {
     pub stats: aya::maps::PerCpuArray<MapData, u64>,
     pub exec_watch: BpfHashMap<MapData, agent_common::maps::ExecWatchKey, u32>,
     pub qstats: aya::maps::PerCpuArray<MapData, u64>,
+    /// Failed inserts into the counting maps (agent_common::maps::MAP_FULL_NAMES).
+    pub map_full: aya::maps::PerCpuArray<MapData, u64>,
     pub program_ids: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, u32)>>>,
     pub run_stats: Option<std::os::fd::OwnedFd>,
 }
@@ -657,6 +659,8 @@ impl Kernel {
             self.map_handle(agent_common::quarantine::QSTATS)?,
         ))
         .map_err(err(agent_common::quarantine::QSTATS))?;
+        let map_full = PerCpuArray::try_from(Map::PerCpuArray(self.map_handle(maps::MAP_FULL)?))
+            .map_err(err(maps::MAP_FULL))?;
         let run_stats = match program_stats
             .then(|| aya::sys::enable_stats(aya::sys::Stats::RunTime))
         {
@@ -676,6 +680,7 @@ impl Kernel {
             stats,
             exec_watch,
             qstats,
+            map_full,
             program_ids,
             run_stats,
         })

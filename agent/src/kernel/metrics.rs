@@ -46,7 +46,7 @@ pub const LOSS_REASONS: &[&str] = &[
 ];
 
 /// Kernel sources read at scrape time (label `source` of the read-error counter).
-pub const READ_SOURCES: &[&str] = &["stats", "qstats", "exec_watch", "program_info"];
+pub const READ_SOURCES: &[&str] = &["stats", "qstats", "exec_watch", "program_info", "map_full"];
 
 /// Counts and logs a failed kernel read (a clone of the agent's error counter).
 #[derive(Clone)]
@@ -185,6 +185,7 @@ struct Scrape {
     records: Totals,
     lost: Totals,
     enforcement: Totals,
+    map_full: Totals,
     runs: Totals,
     run_seconds: Totals,
     map_entries: IntGaugeVec,
@@ -210,6 +211,11 @@ impl Scrape {
                 "nodeward_quarantine_kernel_total",
                 "What the kernel programs enforced: exec_killed, drop_v4, drop_v6, drop_mac, drop_arp, drop_corosync, expired_seen (an expired entry ignored), signal_error.",
                 &["counter"],
+            ),
+            map_full: Totals::new(
+                "nodeward_map_insert_failures_total",
+                "Failed inserts into the kernel's counting maps (MARTIAN_COUNTS, MARTIAN_SOURCES, RESET_COUNTS, RESET_PEERS): what those maps did not count because they were full. LRU maps evict their oldest entry instead and rarely fail.",
+                &["map"],
             ),
             runs: Totals::new(
                 "nodeward_program_runs_total",
@@ -239,6 +245,9 @@ impl Scrape {
         for c in QSTAT_NAMES {
             s.enforcement.preset(&[c]);
         }
+        for m in maps::MAP_FULL_NAMES {
+            s.map_full.preset(&[m]);
+        }
         for p in PROGRAMS {
             s.runs.preset(&[p.name]);
             s.run_seconds.preset(&[p.name]);
@@ -247,11 +256,12 @@ impl Scrape {
         s
     }
 
-    fn totals(&self) -> [&Totals; 5] {
+    fn totals(&self) -> [&Totals; 6] {
         [
             &self.records,
             &self.lost,
             &self.enforcement,
+            &self.map_full,
             &self.runs,
             &self.run_seconds,
         ]
@@ -300,6 +310,15 @@ impl Scrape {
                 Ok(v) => self.enforcement.set(&[name], v.iter().sum::<u64>() as f64),
                 Err(e) => {
                     self.failed("qstats", e);
+                    break;
+                }
+            }
+        }
+        for (i, name) in maps::MAP_FULL_NAMES.iter().enumerate() {
+            match k.map_full.get(&(i as u32), 0) {
+                Ok(v) => self.map_full.set(&[name], v.iter().sum::<u64>() as f64),
+                Err(e) => {
+                    self.failed("map_full", e);
                     break;
                 }
             }

@@ -305,7 +305,7 @@ impl Agent {
             read_errors: counter_vec(
                 &r,
                 "nodeward_kernel_read_errors_total",
-                "Failed reads of kernel maps and program statistics at scrape time (stats, qstats, exec_watch, program_info, reset_counts, and the samplers' reset_peers, martian_counts, martian_sources); the affected families keep their last value and the error is logged — never a silent 0.",
+                "Failed reads of kernel maps and program statistics at scrape time (stats, qstats, exec_watch, program_info, map_full, reset_counts, and the samplers' reset_peers, martian_counts, martian_sources); the affected families keep their last value and the error is logged — never a silent 0.",
                 &["source"],
             ),
             refusals: counter_vec(

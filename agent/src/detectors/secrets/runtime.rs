@@ -114,6 +114,7 @@ pub async fn scan(
     let mut walks: std::collections::HashMap<(usize, std::path::PathBuf), EntryWalk> =
         Default::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut over_capacity = false;
     loop {
         tick.tick().await;
         let c = config.borrow_and_update().clone();
@@ -182,7 +183,17 @@ pub async fn scan(
             .flat_map(|w| w.last.iter().copied())
             .collect();
         found.sort_by_key(|(_, w)| w.path_id);
-        found.truncate(SECRET_INODES_CAPACITY as usize);
+        let cap = SECRET_INODES_CAPACITY as usize;
+        if found.len() > cap && !over_capacity {
+            warn!(
+                detector = "secrets",
+                files = found.len(),
+                capacity = cap,
+                "more secret files than the kernel's inode table holds; the files of the last configured paths are watched by path only"
+            );
+        }
+        over_capacity = found.len() > cap;
+        found.truncate(cap);
         if out.send(found).await.is_err() {
             return;
         }
