@@ -22,9 +22,29 @@ pub fn up(bridge: &str, hosts: &[Host]) -> Result<()> {
     sh(&["ip", "link", "set", bridge, "up"])?;
     for (ns, port, ip) in hosts {
         sh(&["ip", "netns", "add", ns])?;
+        // IPv4 only: no router solicitations, DAD or MLD frames among the counted ones.
+        for key in ["all", "default"] {
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-q",
+                "-w",
+                &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
+            ])?;
+        }
         sh(&[
             "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns,
         ])?;
+        // The host side carries no IPv6 either (it would send its own DAD and MLD).
+        let _ = sh(&[
+            "sysctl",
+            "-q",
+            "-w",
+            &format!("net.ipv6.conf.{port}.disable_ipv6=1"),
+        ]);
         sh(&["ip", "link", "set", port, "master", bridge, "up"])?;
         sh(&[
             "ip",

@@ -219,6 +219,14 @@ fn counters(addr: &str) -> Counters {
         ("exec submitted", k("exec", "submitted")),
         ("exec ringbuf_full", k("exec", "ringbuf_full")),
         (
+            "all ringbuf_full",
+            sum(
+                &m,
+                "nodeward_kernel_records_total",
+                &[("result", "ringbuf_full")],
+            ),
+        ),
+        (
             "exec records received",
             sum(&m, "nodeward_events_total", &[("kind", "exec")]),
         ),
@@ -253,20 +261,26 @@ fn get(c: &Counters, name: &str) -> f64 {
     c.iter().find(|(n, _)| *n == name).map_or(f64::NAN, |v| v.1)
 }
 
-/// Wait (at most 60 s) until the counters stop moving for a second: the agent has
-/// caught up. Returns the last reading.
-fn settle(addr: &str) -> Counters {
+/// Wait (at most 60 s) until three readings a second apart agree (the agent has
+/// caught up: its samplers run every second); a failed scrape never counts as settled.
+fn settle(addr: &str) -> Result<Counters> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = counters(addr);
+    let mut last: Option<Counters> = None;
+    let mut same = 0;
     while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_secs(1));
-        let now = counters(addr);
-        if now == last {
-            return now;
+        let now = (!scrape(addr).is_empty()).then(|| counters(addr));
+        if now.is_some() && now == last {
+            same += 1;
+            if same >= 2 {
+                return Ok(now.unwrap_or_default());
+            }
+        } else {
+            same = 0;
         }
         last = now;
+        std::thread::sleep(Duration::from_secs(1));
     }
-    last
+    bail!("the agent's counters did not settle within 60 s")
 }
 
 /// What changed, as "name Δ" (non-zero changes only; a gauge that moved as its value).
@@ -389,11 +403,11 @@ pub fn stress(scale: f64, bin: Option<std::path::PathBuf>, write: bool) -> Resul
     for (flood, what, count, accounted) in floods {
         step(&format!("{flood}: {count} frames ({what})"));
         lab.rp_filter(flood == "martian")?;
-        let before = settle(&addr);
+        let before = settle(&addr)?;
         let delivered_before = Lab::delivered(flood)?;
         probe.take();
         let (sent, secs) = lab.blast(flood, count)?;
-        let after = settle(&addr);
+        let after = settle(&addr)?;
         let delivered = Lab::delivered(flood)? - delivered_before;
         let sample = probe.take();
         let total: f64 = accounted
@@ -429,12 +443,12 @@ pub fn stress(scale: f64, bin: Option<std::path::PathBuf>, write: bool) -> Resul
         "exec storm: {} execs while the agent reads, then {STALL_EXECS} while it is stopped",
         sizes.execs
     ));
-    let before = settle(&addr);
+    let before = settle(&addr)?;
     probe.take();
     let t = Instant::now();
     exec_many(&stand_in, sizes.execs)?;
     let running_secs = t.elapsed().as_secs_f64();
-    let mid = settle(&addr);
+    let mid = settle(&addr)?;
     let sample = probe.take();
     rows.push(Row {
         flood: "exec storm, agent reading".into(),
@@ -449,13 +463,14 @@ pub fn stress(scale: f64, bin: Option<std::path::PathBuf>, write: bool) -> Resul
     signal(pid, libc::SIGCONT);
     probe.resume();
     stalled?;
-    let after = settle(&addr);
+    let after = settle(&addr)?;
     let sample = probe.take();
     let sent = f64::from(STALL_EXECS);
     let d = |n: &str| get(&after, n) - get(&mid, n);
     let exact = d("exec ringbuf_full") > 0.0
         && d("exec submitted") + d("exec ringbuf_full") == sent
-        && d("lost ringbuf_full") + d("lost queue_full") == sent - d("exec records received");
+        && d("exec ringbuf_full") == sent - d("exec records received")
+        && d("lost ringbuf_full") == d("all ringbuf_full");
     rows.push(Row {
         flood: "exec storm, agent stopped (SIGSTOP) while it runs".into(),
         sent: format!("{STALL_EXECS}"),

@@ -331,13 +331,17 @@ impl<B: Backend> Engine<B> {
         )?;
         if let Err(error) = self.backend.apply(&q, now.boot_deadline(expires_ms)) {
             let error = error.to_string();
-            self.record(
+            let recorded = self.record(
                 action,
                 "failed",
                 "failed",
                 json!({"id": id, "target": target_json(&q.target), "error": error}),
-            )?;
+            );
+            // Even when the failure cannot be journaled (a full disk), the state file
+            // says "not active" past the `applied` record: a restart does not bring back
+            // what the kernel refused.
             self.keep_state();
+            recorded?;
             return Ok(Outcome::Failed { id, error });
         }
         self.rate.record(now.wall_ms);
