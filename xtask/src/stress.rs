@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    bench::agent::{rss_kib, start_agent, status_kib},
+    bench::agent::{rss_kib, scrape, start_agent, status_kib},
     build,
     lab::{self, sh},
     util::{root, step},
@@ -135,19 +135,6 @@ impl Drop for Lab {
     }
 }
 
-/// One scrape of `/metrics`.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body
-}
-
 /// Sum of every series of `name` whose labels include all of `labels`.
 fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
@@ -168,11 +155,10 @@ fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// The counters a phase reports, read off one scrape.
 type Counters = Vec<(&'static str, f64)>;
 
-fn counters(addr: &str) -> Counters {
-    let m = scrape(addr);
+fn counters(m: &str) -> Counters {
     let k = |kind, result| {
         sum(
-            &m,
+            m,
             "nodeward_kernel_records_total",
             &[("kind", kind), ("result", result)],
         )
@@ -180,79 +166,71 @@ fn counters(addr: &str) -> Counters {
     vec![
         (
             "martian drops counted",
-            sum(&m, "nodeward_martian_drops_total", &[]),
+            sum(m, "nodeward_martian_drops_total", &[]),
         ),
         (
             "martian floods",
-            sum(&m, "nodeward_martian_floods_total", &[]),
+            sum(m, "nodeward_martian_floods_total", &[]),
         ),
         (
             "arp records received",
-            sum(&m, "nodeward_events_total", &[("kind", "arp")]),
+            sum(m, "nodeward_events_total", &[("kind", "arp")]),
         ),
         ("arp ringbuf_full", k("arp", "ringbuf_full")),
         ("arp map_full", k("arp", "map_full")),
         (
             "arp new bindings",
-            sum(
-                &m,
-                "nodeward_arp_findings_total",
-                &[("kind", "new_binding")],
-            ),
+            sum(m, "nodeward_arp_findings_total", &[("kind", "new_binding")]),
         ),
         (
             "arp conflicts",
-            sum(&m, "nodeward_arp_findings_total", &[("kind", "conflict")]),
+            sum(m, "nodeward_arp_findings_total", &[("kind", "conflict")]),
         ),
         (
             "cluster packets counted",
-            sum(&m, "nodeward_corosync_packets_total", &[]),
+            sum(m, "nodeward_corosync_packets_total", &[]),
         ),
         (
             "cluster packets untracked",
-            sum(&m, "nodeward_corosync_untracked_packets_total", &[]),
+            sum(m, "nodeward_corosync_untracked_packets_total", &[]),
         ),
         (
             "rogue sources",
-            sum(&m, "nodeward_corosync_rogue_sources", &[]),
+            sum(m, "nodeward_corosync_rogue_sources", &[]),
         ),
         ("exec submitted", k("exec", "submitted")),
         ("exec ringbuf_full", k("exec", "ringbuf_full")),
         (
             "all ringbuf_full",
             sum(
-                &m,
+                m,
                 "nodeward_kernel_records_total",
                 &[("result", "ringbuf_full")],
             ),
         ),
         (
             "exec records received",
-            sum(&m, "nodeward_events_total", &[("kind", "exec")]),
+            sum(m, "nodeward_events_total", &[("kind", "exec")]),
         ),
         (
             "lost ringbuf_full",
             sum(
-                &m,
+                m,
                 "nodeward_events_lost_total",
                 &[("reason", "ringbuf_full")],
             ),
         ),
         (
             "lost map_full",
-            sum(&m, "nodeward_events_lost_total", &[("reason", "map_full")]),
+            sum(m, "nodeward_events_lost_total", &[("reason", "map_full")]),
         ),
         (
             "lost queue_full",
-            sum(
-                &m,
-                "nodeward_events_lost_total",
-                &[("reason", "queue_full")],
-            ),
+            sum(m, "nodeward_events_lost_total", &[("reason", "queue_full")]),
         ),
         (
             "map insert failures",
-            sum(&m, "nodeward_map_insert_failures_total", &[]),
+            sum(m, "nodeward_map_insert_failures_total", &[]),
         ),
     ]
 }
@@ -268,7 +246,7 @@ fn settle(addr: &str) -> Result<Counters> {
     let mut last: Option<Counters> = None;
     let mut same = 0;
     while Instant::now() < deadline {
-        let now = (!scrape(addr).is_empty()).then(|| counters(addr));
+        let now = scrape(addr, Duration::from_secs(10)).map(|m| counters(&m));
         if now.is_some() && now == last {
             same += 1;
             if same >= 2 {

@@ -123,18 +123,26 @@ pub fn map_kib(pid: u32) -> u64 {
     total / 1024
 }
 
+/// One GET /metrics: the whole response (status line, headers, body), `None` when the
+/// connection or the request fails or the answer is not 200. `timeout` bounds each
+/// read and write.
+pub fn scrape(addr: &str, timeout: Duration) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    (text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200")).then_some(text)
+}
+
 pub type ProgStats = std::collections::BTreeMap<String, (f64, f64)>;
 
 /// Per program: (`nodeward_program_run_seconds_total`, `nodeward_program_runs_total`).
 pub fn program_stats() -> ProgStats {
     let addr = METRICS_ADDR.with(|a| a.borrow().clone());
     let mut out = ProgStats::new();
-    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
-        return out;
-    };
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
+    let body = scrape(&addr, Duration::from_secs(10)).unwrap_or_default();
     for l in body.lines() {
         for (family, seconds) in [
             ("nodeward_program_run_seconds_total{program=\"", true),

@@ -3,8 +3,7 @@
 //! over 5 s counts as a failure).
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
+    io::{BufRead, BufReader, Write},
     os::unix::net::UnixStream,
     path::PathBuf,
     sync::{
@@ -15,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::bench::agent::rss_kib;
+use crate::bench::agent::{rss_kib, scrape};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Answers {
@@ -64,17 +63,7 @@ pub struct Probe {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn get_metrics(addr: &str) -> bool {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(TIMEOUT));
-    let _ = s.set_write_timeout(Some(TIMEOUT));
-    if write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut body = String::new();
-    s.read_to_string(&mut body).is_ok()
-        && (body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"))
+    scrape(addr, TIMEOUT).is_some()
 }
 
 fn ask_status(socket: &PathBuf) -> bool {
