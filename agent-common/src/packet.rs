@@ -30,6 +30,11 @@ pub struct NetPort {
     /// interface): the L2 domain of ARP bindings.
     pub domain: u32,
     pub flags: u32,
+    /// The VLAN an untagged frame seen here belongs to: the port's PVID on a bridge
+    /// that filters by VLAN (the bridge classifies untagged frames after TC ingress,
+    /// so the frame and the skb carry no tag yet), else 0.
+    pub pvid: u16,
+    pub _pad: u16,
 }
 
 /// Array of one [`PortBits`]: the UDP ports of cluster traffic as a bitmap (one array
@@ -67,5 +72,5 @@ pub const QUARANTINE_PORTS: &str = "QUARANTINE_PORTS";
 
 crate::user_pod!(NetPort, PortBits);
 
-const _: () = assert!(core::mem::size_of::<NetPort>() == 8);
+const _: () = assert!(core::mem::size_of::<NetPort>() == 12);
 const _: () = assert!(core::mem::size_of::<PortBits>() == 8192);

@@ -50,7 +50,8 @@ impl Seen {
         Seen {
             ifindex,
             port,
-            vlan: eth.vlan,
+            // Untagged on a VLAN-filtering bridge: the VLAN the bridge will put it in.
+            vlan: if eth.tagged { eth.vlan } else { port.pvid },
             inner_vlan: eth.inner_vlan,
             flags,
         }

@@ -115,6 +115,7 @@ pub fn run(config: &Config, json: bool) -> i32 {
     let lo = NetPort {
         domain: 1,
         flags: PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
+        ..Default::default()
     };
     let settings = kernel
         .sync_corosync(

@@ -113,6 +113,8 @@ impl Kernel {
                 NetPort {
                     domain: l2.domain,
                     flags,
+                    pvid: l2.pvid,
+                    _pad: 0,
                 },
             );
         }

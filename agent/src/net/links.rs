@@ -2,14 +2,17 @@
 //! databases, read over rtnetlink (never /sys: under `nsenter --net` sysfs still shows the
 //! namespace it was mounted in).
 
-use std::io;
+use std::{collections::BTreeMap, io};
 
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage},
+    link::{
+        AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoData, InfoKind, LinkAttribute,
+        LinkExtentMask, LinkInfo, LinkMessage,
+    },
     neighbour::{NeighbourAttribute, NeighbourMessage},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -24,6 +27,12 @@ pub struct Link {
     /// ifindex of the device this one is enslaved to (a bridge, a bond…), if any.
     pub master: Option<u32>,
     pub is_bridge: bool,
+    /// A bridge that filters by VLAN (`vlan_filtering 1`): untagged frames on its ports
+    /// belong to the port's PVID.
+    pub vlan_filtering: bool,
+    /// The port's (or a filtering bridge's own) PVID: the VLAN an untagged frame
+    /// entering it is classified into. Read only when some bridge filters by VLAN.
+    pub pvid: Option<u16>,
     pub mac: Option<Mac>,
 }
 
@@ -39,6 +48,9 @@ pub struct L2Port {
     /// or in none.
     pub domain: u32,
     pub is_bridge: bool,
+    /// The VLAN of an untagged frame seen here: the PVID when the domain is a bridge
+    /// that filters by VLAN, else 0 (untagged frames are VLAN 0 of the domain).
+    pub pvid: u16,
 }
 
 impl Links {
@@ -53,6 +65,12 @@ impl Links {
                 _ => None,
             })
             .collect();
+        if links.iter().any(|l| l.vlan_filtering) {
+            let pvids = bridge_pvids()?;
+            for l in &mut links {
+                l.pvid = pvids.get(&l.ifindex).copied();
+            }
+        }
         links.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Links(links))
     }
@@ -83,6 +101,11 @@ impl Links {
         self.by_index(ifindex).is_some_and(|l| l.is_bridge)
     }
 
+    fn filters_vlans(&self, ifindex: u32) -> bool {
+        self.by_index(ifindex)
+            .is_some_and(|l| l.is_bridge && l.vlan_filtering)
+    }
+
     /// Every bridge and every port of a bridge, by name: ports see what each guest
     /// claims, the bridge what reaches the host.
     pub fn bridges_and_ports(&self) -> Vec<String> {
@@ -97,10 +120,16 @@ impl Links {
     pub fn l2_port(&self, name: &str) -> Option<L2Port> {
         let l = self.by_name(name)?;
         let domain = l.master.filter(|m| self.is_bridge(*m)).unwrap_or(l.ifindex);
+        let pvid = if self.filters_vlans(domain) {
+            l.pvid.unwrap_or(0)
+        } else {
+            0
+        };
         Some(L2Port {
             ifindex: l.ifindex,
             domain,
             is_bridge: l.is_bridge,
+            pvid,
         })
     }
 }
@@ -111,6 +140,8 @@ fn link_of(l: &LinkMessage) -> Link {
         name: String::new(),
         master: None,
         is_bridge: false,
+        vlan_filtering: false,
+        pvid: None,
         mac: None,
     };
     for a in &l.attributes {
@@ -122,11 +153,49 @@ fn link_of(l: &LinkMessage) -> Link {
                 link.is_bridge = infos
                     .iter()
                     .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)));
+                link.vlan_filtering = infos.iter().any(|i| match i {
+                    LinkInfo::Data(InfoData::Bridge(attrs)) => attrs
+                        .iter()
+                        .any(|a| matches!(a, InfoBridge::VlanFiltering(true))),
+                    _ => false,
+                });
             }
             _ => {}
         }
     }
     link
+}
+
+/// The PVID of every bridge port (and bridge) that has one, by ifindex: one AF_BRIDGE
+/// link dump with the bridge VLAN lists (`bridge vlan show`).
+pub fn bridge_pvids() -> io::Result<BTreeMap<u32, u16>> {
+    let mut msg = LinkMessage::default();
+    msg.header.interface_family = AddressFamily::Bridge;
+    msg.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+    Ok(pvids_of(&dump(RouteNetlinkMessage::GetLink(msg))?))
+}
+
+fn pvids_of(answers: &[RouteNetlinkMessage]) -> BTreeMap<u32, u16> {
+    let mut out = BTreeMap::new();
+    for m in answers {
+        let RouteNetlinkMessage::NewLink(l) = m else {
+            continue;
+        };
+        for a in &l.attributes {
+            let LinkAttribute::AfSpecBridge(spec) = a else {
+                continue;
+            };
+            for s in spec {
+                if let AfSpecBridge::VlanInfo(v) = s
+                    && v.flags.contains(BridgeVlanInfoFlags::Pvid)
+                {
+                    out.insert(l.header.index, v.vid);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn mac_of(bytes: &[u8]) -> Option<Mac> {
@@ -262,7 +331,8 @@ mod tests {
             Some(L2Port {
                 ifindex: 1,
                 domain: 1,
-                is_bridge: false
+                is_bridge: false,
+                pvid: 0,
             })
         );
         assert!(!links.bridges_and_ports().contains(&"lo".to_string()));
@@ -276,6 +346,8 @@ mod tests {
             name: name.into(),
             master,
             is_bridge,
+            vlan_filtering: false,
+            pvid: None,
             mac: None,
         };
         let links = Links(vec![
@@ -292,5 +364,97 @@ mod tests {
         );
         assert!(links.l2_port("br0").unwrap().is_bridge);
         assert_eq!(links.bridges_and_ports(), vec!["br0", "veth1"]);
+    }
+
+    fn bridge_link(index: u32, vlans: &[(u16, BridgeVlanInfoFlags)]) -> RouteNetlinkMessage {
+        use netlink_packet_route::link::BridgeVlanInfo;
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::AfSpecBridge(
+            vlans
+                .iter()
+                .map(|(vid, flags)| {
+                    AfSpecBridge::VlanInfo(BridgeVlanInfo {
+                        flags: *flags,
+                        vid: *vid,
+                    })
+                })
+                .collect(),
+        ));
+        RouteNetlinkMessage::NewLink(msg)
+    }
+
+    #[test]
+    fn pvids_come_from_the_bridge_vlan_lists_as_the_kernel_sends_them() {
+        let pvid = BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged;
+        let trunk = BridgeVlanInfoFlags::empty();
+        // Serialised and parsed back, as they arrive from the kernel.
+        let mut datagram = Vec::new();
+        for (seq, m) in [
+            bridge_link(5, &[(64, pvid)]),
+            bridge_link(6, &[(10, trunk), (65, pvid), (66, trunk)]),
+            bridge_link(7, &[(64, trunk)]),
+            bridge_link(3, &[(1, pvid | BridgeVlanInfoFlags::Brentry)]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut header = NetlinkHeader::default();
+            header.sequence_number = seq as u32;
+            let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(m));
+            packet.finalize();
+            let mut buf = vec![0; packet.buffer_len()];
+            packet.serialize(&mut buf);
+            datagram.extend(buf);
+        }
+        let parsed: Vec<RouteNetlinkMessage> = messages(&datagram)
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m.payload {
+                NetlinkPayload::InnerMessage(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pvids_of(&parsed),
+            BTreeMap::from([(3, 1), (5, 64), (6, 65)]),
+            "a trunk port without PVID has none"
+        );
+    }
+
+    #[test]
+    fn untagged_frames_take_the_pvid_only_on_a_bridge_that_filters_vlans() {
+        let link = |ifindex, name: &str, master, is_bridge, vlan_filtering, pvid| Link {
+            ifindex,
+            name: name.into(),
+            master,
+            is_bridge,
+            vlan_filtering,
+            pvid,
+            mac: None,
+        };
+        let links = Links(vec![
+            link(3, "vmbr0", None, true, true, Some(1)),
+            link(4, "tap100i0", Some(3), false, false, Some(64)),
+            link(5, "tap101i0", Some(3), false, false, None),
+            link(6, "br1", None, true, false, Some(1)),
+            link(7, "veth1", Some(6), false, false, Some(1)),
+        ]);
+        assert_eq!(links.l2_port("tap100i0").unwrap().pvid, 64);
+        assert_eq!(links.l2_port("tap101i0").unwrap().pvid, 0, "no PVID");
+        assert_eq!(links.l2_port("vmbr0").unwrap().pvid, 1, "the bridge's own");
+        assert_eq!(
+            links.l2_port("veth1").unwrap().pvid,
+            0,
+            "no VLAN filtering: untagged is VLAN 0"
+        );
+        assert_eq!(links.l2_port("br1").unwrap().pvid, 0);
+    }
+
+    #[test]
+    fn the_bridge_vlan_dump_is_answered_by_this_kernel() {
+        // Whatever bridges exist here, the AF_BRIDGE dump with VLAN lists must parse.
+        bridge_pvids().expect("AF_BRIDGE link dump");
     }
 }

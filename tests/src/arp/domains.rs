@@ -241,3 +241,74 @@ fn replies_to_the_host_name_both_ports_not_the_bridge() {
         "the bridge named as a port: {owners:?}"
     );
 }
+
+#[test]
+fn access_ports_of_a_vlan_filtering_bridge_are_domains_by_their_pvid() {
+    let name = "arp::domains::access_ports_of_a_vlan_filtering_bridge_are_domains_by_their_pvid";
+    let Some(bin) = agent_bin(name) else { return };
+    if !nodeward_tests::scapy_available(name) {
+        return;
+    }
+    // A Proxmox VLAN-aware bridge: each guest's port is an access port (`tag=64` is
+    // `bridge vlan add … pvid untagged`), the guests send untagged frames. Two guests on
+    // VLAN 64 claim one address (a duplicate); a third claims it on VLAN 65.
+    let br = Bridge::new(&["10.96.6.1", "10.96.6.2", "10.96.6.3"]);
+    if !nodeward_tests::sh(&[
+        "ip",
+        "link",
+        "set",
+        &br.name,
+        "type",
+        "bridge",
+        "vlan_filtering",
+        "1",
+    ]) {
+        nodeward_tests::skip(
+            name,
+            "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING); the kernel half is tested by untagged_claims_on_an_access_port_are_bound_in_its_pvid",
+        );
+        return;
+    }
+    for (i, vid) in [(0, "64"), (1, "64"), (2, "65")] {
+        let port = br.hosts[i].port.as_str();
+        assert!(nodeward_tests::sh(&[
+            "bridge", "vlan", "add", "dev", port, "vid", vid, "pvid", "untagged"
+        ]));
+        assert!(nodeward_tests::sh(&[
+            "bridge", "vlan", "del", "dev", port, "vid", "1"
+        ]));
+    }
+    let agent = Agent::start(
+        &bin,
+        &format!(
+            "[detectors.arp]\ninterfaces = {}\nconflict_window = \"10s\"\n",
+            ports(&[&br], false)
+        ),
+    );
+    let (mac_a, mac_b, mac_c) = (br.mac(0), br.mac(1), br.mac(2));
+    claim(&br, 2, &[], "10.96.6.10", true);
+    claim(&br, 0, &[], "10.96.6.10", true);
+    claim(&br, 1, &[], "10.96.6.10", false);
+    let conflict = wait_for(Duration::from_secs(5), || {
+        findings(&agent, "10.96.6.10").into_iter().find(is_conflict)
+    })
+    .unwrap_or_else(|| panic!("no conflict on VLAN 64:\n{}", agent.raw_output()));
+    assert_eq!(conflict["vlan"], 64, "{conflict}");
+    let macs = finding_macs(&conflict);
+    assert!(
+        macs.contains(&mac_a) && macs.contains(&mac_b) && !macs.contains(&mac_c),
+        "{macs:?} vs {mac_a} {mac_b} (not {mac_c})"
+    );
+    let all = findings(&agent, "10.96.6.10");
+    assert!(
+        all.iter().any(|l| l["finding"] == "new_binding"
+            && l["vlan"] == 65
+            && l["mac"] == mac_c.as_str()),
+        "VLAN 65 binding missing:\n{all:#?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|l| (is_conflict(l) || l["finding"] == "mac_change") && l["vlan"] != 64),
+        "only VLAN 64 has a duplicate:\n{all:#?}"
+    );
+}

@@ -106,6 +106,13 @@ impl ActiveCheck {
         let from = Links::get(ifindex)?.and_then(|l| l.mac).ok_or_else(|| {
             std::io::Error::other(format!("interface {ifindex} gone or without a MAC address"))
         })?;
+        // On an access port of a VLAN-filtering bridge the owner speaks untagged in the
+        // port's PVID: ask it untagged too (the frame leaves by the port, not the bridge).
+        let vlan = if vlan != 0 && access_vlan(ifindex)? == vlan {
+            0
+        } else {
+            vlan
+        };
         let frame = match addr {
             IpAddr::V4(a) => arp_probe(from, to, vlan, a),
             IpAddr::V6(a) => dad_solicitation(from, to, vlan, a),
@@ -136,6 +143,15 @@ impl ActiveCheck {
         }
         Ok(())
     }
+}
+
+/// The PVID untagged frames of port `ifindex` belong to (0 when none applies).
+fn access_vlan(ifindex: u32) -> std::io::Result<u16> {
+    let links = Links::dump()?;
+    Ok(links
+        .by_index(ifindex)
+        .and_then(|l| links.l2_port(&l.name))
+        .map_or(0, |p| p.pvid))
 }
 
 /// A raw packet socket that receives nothing (protocol 0): for sending only.

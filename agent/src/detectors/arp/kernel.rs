@@ -14,3 +14,110 @@ impl Kernel {
         BpfHashMap::try_from(aya::maps::Map::LruHashMap(data)).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use agent_common::packet::{NetPort, PORT_WATCH_ARP};
+    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+    use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
+
+    use crate::{config::Config, kernel::packet::NET_TC};
+
+    use super::*;
+
+    /// A gratuitous ARP reply for `addr` from `mac`, tagged with `vlan` in the frame
+    /// when it is not 0.
+    fn garp(mac: [u8; 6], addr: [u8; 4], vlan: u16) -> Vec<u8> {
+        let arp = ArpPacket::new(
+            ArpHardwareId::ETHERNET,
+            EtherType::IPV4,
+            ArpOperation::REPLY,
+            &mac,
+            &addr,
+            &[0xff; 6],
+            &addr,
+        )
+        .unwrap();
+        let eth = PacketBuilder::ethernet2(mac, [0xff; 6]);
+        let mut out = Vec::new();
+        if vlan == 0 {
+            eth.arp(arp).write_to_vec(&mut out).unwrap();
+        } else {
+            eth.single_vlan(VlanId::try_new(vlan).unwrap())
+                .arp(arp)
+                .write_to_vec(&mut out)
+                .unwrap();
+        }
+        out
+    }
+
+    /// The real packet program (BPF_PROG_TEST_RUN on loopback's settings): an untagged
+    /// claim on an access port is bound in the port's PVID, a tagged one in its tag.
+    /// Needs root and the built eBPF object (`cargo xtask test` runs it so).
+    #[test]
+    fn untagged_claims_on_an_access_port_are_bound_in_its_pvid() {
+        if crate::kernel::object::object().is_err() || !nix::unistd::geteuid().is_root() {
+            eprintln!(
+                "SKIP untagged_claims_on_an_access_port_are_bound_in_its_pvid: needs root and the eBPF object (cargo xtask test)"
+            );
+            return;
+        }
+        let mut config = Config::default();
+        for d in [
+            &mut config.detectors.session.enabled,
+            &mut config.detectors.reboot.enabled,
+            &mut config.detectors.secrets.enabled,
+            &mut config.detectors.martian.enabled,
+            &mut config.detectors.tcp_reset.enabled,
+            &mut config.detectors.corosync.enabled,
+        ] {
+            *d = false;
+        }
+        config.detectors.arp.enabled = true;
+        config.detectors.arp.interfaces = vec!["lo".into()];
+        let mut facts = crate::kernel::probe::probe();
+        let mut kernel = Kernel::load(&mut facts, &config).expect("load");
+        let lo = NetPort {
+            domain: 1,
+            flags: PORT_WATCH_ARP,
+            pvid: 64,
+            _pad: 0,
+        };
+        kernel.write_ports([(1, lo)].into()).expect("ports");
+        let prog: &mut SchedClassifier = kernel
+            .ebpf_mut()
+            .program_mut(NET_TC)
+            .expect("net_tc")
+            .try_into()
+            .expect("classifier");
+        for frame in [
+            garp([2, 0, 0, 0, 0, 1], [10, 0, 0, 1], 0),
+            garp([2, 0, 0, 0, 0, 2], [10, 0, 0, 2], 65),
+        ] {
+            let opts = TestRunOptions {
+                data_in: Some(&frame),
+                ..TestRunOptions::new()
+            };
+            prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+        }
+        let bindings = kernel.arp_bindings().expect("bindings map");
+        let mut seen: Vec<([u8; 4], u16, u32, u16)> = bindings
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, b)| {
+                (
+                    [k.addr[0], k.addr[1], k.addr[2], k.addr[3]],
+                    k.vlan,
+                    k.domain,
+                    b.vlan,
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![([10, 0, 0, 1], 64, 1, 64), ([10, 0, 0, 2], 65, 1, 65)],
+            "untagged: the PVID; tagged: the tag"
+        );
+    }
+}
