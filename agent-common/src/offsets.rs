@@ -64,7 +64,8 @@ pub struct KernelOffsets {
     pub inode_sb: u32,
     /// `super_block.s_dev` (dev_t).
     pub sb_dev: u32,
-    pub _pad: u32,
+    /// `sk_buff.protocol` (__be16).
+    pub skb_protocol: u32,
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
 
@@ -97,7 +98,7 @@ impl KernelOffsets {
         inode_ino: OFFSET_ABSENT,
         inode_sb: OFFSET_ABSENT,
         sb_dev: OFFSET_ABSENT,
-        _pad: 0,
+        skb_protocol: OFFSET_ABSENT,
     };
 }
 

@@ -1,4 +1,6 @@
-//! `martian` detector, kernel side: skb:kfree_skb filtered on the martian drop reasons
+//! `martian` detector, kernel side: the kfree_skb raw tracepoint (every freed skb on the
+//! host: a raw tracepoint costs about half what a classic one does here, and reads its
+//! arguments without a record) filtered on the martian drop reasons
 //! (resolved by name from BTF by userspace), counted per interface, netns and reason,
 //! and per source address.
 
@@ -7,10 +9,9 @@ use agent_common::{
     martian::{MARTIAN_REASONS_CAPACITY, MARTIAN_SOURCES_CAPACITY, MartianKey, MartianSource},
 };
 use aya_ebpf::{
-    EbpfContext,
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint},
     maps::{Array, LruPerCpuHashMap, PerCpuHashMap},
-    programs::TracePointContext,
+    programs::RawTracePointContext,
 };
 
 use crate::common::{offsets, percpu_inc, read_at};
@@ -23,28 +24,22 @@ static MARTIAN_COUNTS: PerCpuHashMap<MartianKey, u64> = PerCpuHashMap::with_max_
 static MARTIAN_SOURCES: LruPerCpuHashMap<MartianSource, u64> =
     LruPerCpuHashMap::with_max_entries(MARTIAN_SOURCES_CAPACITY, 0);
 
-#[tracepoint(category = "skb", name = "kfree_skb")]
-pub fn martian_drop(ctx: TracePointContext) -> u32 {
-    // Every freed skb on the host passes here: the reason and protocol are read from
-    // the record directly (no helper call), the reason tested in an inlined array.
-    // skbaddr @8, protocol @32 (host order), reason @36.
-    let record = ctx.as_ptr() as *const u8;
-    // SAFETY: the tracepoint's record is readable in full and these fields are aligned.
-    let (protocol, reason) = unsafe {
-        (
-            core::ptr::read(record.add(32).cast::<u16>()),
-            core::ptr::read(record.add(36).cast::<u32>()),
-        )
-    };
-    if MARTIAN_REASONS.get(reason).is_none_or(|on| *on == 0) || protocol != 0x0800 {
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn martian_drop(ctx: RawTracePointContext) -> u32 {
+    // TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...):
+    // the reason is tested in an inlined array before anything else is read.
+    let reason = ctx.arg::<u64>(2) as u32;
+    if MARTIAN_REASONS.get(reason).is_none_or(|on| *on == 0) {
         return 0;
     }
-    // SAFETY: as above.
-    let Ok(skb) = (unsafe { ctx.read_at::<u64>(8) }) else {
-        return 0;
-    };
-    let skb = skb as *const u8;
+    let skb = ctx.arg::<u64>(0) as *const u8;
     let off = offsets();
+    // SAFETY: probe reads through read_at tolerate any address.
+    let protocol: Option<u16> = unsafe { read_at(skb, off.skb_protocol) };
+    if protocol != Some(0x0008) {
+        // Not IPv4 (`protocol` is big-endian 0x0800).
+        return 0;
+    }
     // SAFETY: probe reads through read_at tolerate any address.
     let dev: Option<*const u8> = unsafe { read_at(skb, off.skb_dev) };
     // SAFETY: as above.

@@ -84,9 +84,9 @@ fn rate(run: fn(f64) -> Result<u64>, secs: f64) -> Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-pub fn bench(secs: f64, pairs: usize, auditd: bool) -> Result<()> {
+pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<()> {
     let bin = build::build(true)?;
-    let workloads = [
+    let all = [
         Workload {
             name: "getpid",
             unit: "calls/s",
@@ -130,6 +130,16 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool) -> Result<()> {
             run: workloads::udp_loop,
         },
     ];
+    if let Some(unknown) = only.iter().find(|o| !all.iter().any(|w| w.name == *o)) {
+        bail!(
+            "--only: no workload {unknown:?} (there are: {})",
+            all.iter().map(|w| w.name).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let workloads: Vec<&Workload> = all
+        .iter()
+        .filter(|w| only.is_empty() || only.iter().any(|o| o == w.name))
+        .collect();
     step("fetching the build workload's source (zlib, Debian source package)");
     workloads::source_tarball()?;
     let auditd_note = if auditd {
@@ -152,7 +162,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool) -> Result<()> {
         let mut per_prog = ProgStats::new();
         let (mut rss, mut maps) = (0, 0);
         let mut auditd_error = auditd_note.clone();
-        for w in &workloads {
+        for w in workloads.iter().copied() {
             let (mut without, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             for pair in 1..=pairs {
                 // Alternate which side goes first, so drift does not favour one.
@@ -300,6 +310,11 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
     })();
     workloads::net_down();
     let mut text = result?;
+    if !only.is_empty() {
+        println!("{text}");
+        println!("(--only: a partial run; BENCHMARKS.md left as it is)");
+        return Ok(());
+    }
     step("packet program cost per frame (BPF_PROG_TEST_RUN)");
     text.push_str(&packet_cost(&bin)?);
     // The stress section (`cargo xtask stress`) is kept as it was.

@@ -115,7 +115,7 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
         inode_ino: get("inode.i_ino"),
         inode_sb: get("inode.i_sb"),
         sb_dev: get("super_block.s_dev"),
-        _pad: 0,
+        skb_protocol: get("sk_buff.protocol"),
     };
     (offsets, missing)
 }

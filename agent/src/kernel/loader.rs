@@ -9,7 +9,10 @@ use agent_common::{maps, offsets::KERNEL_OFFSETS_GLOBAL};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
-    programs::{FEntry, Lsm, TracePoint, trace_point::TracePointLinkId},
+    programs::{
+        FEntry, Lsm, RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
+    },
 };
 use tracing::{debug, info, warn};
 
@@ -113,6 +116,7 @@ pub struct Kernel {
     pub martian_reasons: std::collections::HashMap<u32, String>,
     pub(crate) reboot_guard: u32,
     pub(crate) links: HashMap<&'static str, TracePointLinkId>,
+    pub(crate) raw_links: HashMap<&'static str, RawTracePointLinkId>,
     pub(crate) lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
     pub(crate) cgroup_links: HashMap<&'static str, super::cgroup::CgroupLink>,
     /// Route groups in use (`true`: the fallback), as last logged.
@@ -158,6 +162,7 @@ impl Kernel {
             cgroup_links: HashMap::new(),
             routes: HashMap::new(),
             links: HashMap::new(),
+            raw_links: HashMap::new(),
             loaded: HashMap::new(),
             statuses: Vec::new(),
             logger,
@@ -330,6 +335,7 @@ impl Kernel {
 
     fn attach(&mut self, spec: &ProgramSpec) -> Status {
         if self.links.contains_key(spec.name)
+            || self.raw_links.contains_key(spec.name)
             || self.lsm_links.contains_key(spec.name)
             || self.cgroup_links.contains_key(spec.name)
         {
@@ -338,6 +344,7 @@ impl Kernel {
         let (category, name) = match spec.hook {
             Hook::TracePoint { category, name } => (category, name),
             Hook::Lsm { hook } => return self.attach_lsm(spec, hook),
+            Hook::RawTracePoint { name } => return self.attach_raw(spec, name),
             Hook::TcIngress => return self.load_tc(spec.name),
             Hook::Cgroup { .. } => {
                 return match super::cgroup::attach(&mut self.ebpf, spec.name) {
@@ -377,6 +384,37 @@ impl Kernel {
                 Status::Attached
             }
             Err(e) => Status::Failed(format!("attach: {e}")),
+        }
+    }
+
+    fn attach_raw(&mut self, spec: &ProgramSpec, tracepoint: &str) -> Status {
+        let Some(Ok(raw)) = self
+            .ebpf
+            .program_mut(spec.name)
+            .map(TryInto::<&mut RawTracePoint>::try_into)
+        else {
+            return Status::Failed("raw tracepoint program missing from the eBPF object".into());
+        };
+        let loaded = self
+            .loaded
+            .entry(spec.name)
+            .or_insert_with(|| raw.load().map_err(Refused::from_error));
+        if let Err(e) = loaded {
+            return Status::Failed(format!("load: {e}"));
+        }
+        match raw.attach(tracepoint) {
+            Ok(link) => {
+                self.raw_links.insert(spec.name, link);
+                Status::Attached
+            }
+            Err(e) => {
+                let reason = format!("attach to raw tracepoint {tracepoint}: {e}");
+                if spec.required {
+                    Status::Failed(reason)
+                } else {
+                    Status::Unavailable(reason)
+                }
+            }
         }
     }
 
@@ -520,6 +558,15 @@ impl Kernel {
         {
             warn!(program = spec.name, error = %e, "detach failed");
         }
+        if let Some(link) = self.raw_links.remove(spec.name)
+            && let Some(Ok(raw)) = self
+                .ebpf
+                .program_mut(spec.name)
+                .map(TryInto::<&mut RawTracePoint>::try_into)
+            && let Err(e) = raw.detach(link)
+        {
+            warn!(program = spec.name, error = %e, "detach failed");
+        }
         if let Some(link) = self.links.remove(spec.name)
             && let Some(Ok(tp)) = self
                 .ebpf
@@ -555,6 +602,7 @@ impl Kernel {
             .collect::<std::collections::BTreeSet<_>>();
         self.links
             .keys()
+            .chain(self.raw_links.keys())
             .chain(self.lsm_links.keys())
             .chain(self.cgroup_links.keys())
             .chain(tc)
