@@ -88,7 +88,7 @@ const fn cgroup(detector: &'static str, name: &'static str, hook: &'static str) 
 pub const ROUTE_GROUPS: &[(&str, &str, &str)] = &[
     (
         "reboot.capability",
-        "capability:cap_capable filtered on CAP_SYS_BOOT (syscall and arguments from the task's registers)",
+        "cap_capable (raw tracepoint) filtered on CAP_SYS_BOOT (syscall and arguments from the task's registers)",
         "syscalls:sys_enter_reboot/kexec_load/kexec_file_load: every syscall on the node takes the slow path",
     ),
     (
@@ -141,13 +141,15 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     exec_sched("reboot"),
     exec_sched("corosync"),
     exec_sched("quarantine"),
-    tp(
-        "reboot",
-        "reboot_capable",
-        "capability",
-        "cap_capable",
-        true,
-    )
+    ProgramSpec {
+        detector: "reboot",
+        name: "reboot_capable",
+        hook: Hook::RawTracePoint {
+            name: "cap_capable",
+        },
+        required: true,
+        route: Route::Always,
+    }
     .preferred("reboot.capability"),
     tp(
         "reboot",
