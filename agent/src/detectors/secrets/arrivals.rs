@@ -27,13 +27,19 @@ use nix::sys::fanotify::{Fanotify, MarkFlags, MaskFlags};
 /// The directories marked, by the key of their handle ([`dir_key`]).
 pub type Dirs = Arc<RwLock<HashMap<Vec<u8>, PathBuf>>>;
 
-/// A notification group reporting the directory and name of each entry event.
+/// A notification group reporting the directory and name of each entry event, and a
+/// pidfd of the process that made it (FAN_REPORT_PIDFD, Linux 5.15); where the kernel
+/// has no pidfd reporting, the thread id (FAN_REPORT_TID).
 pub fn group() -> nix::Result<Fanotify> {
-    let flags = libc::FAN_CLASS_NOTIF
-        | libc::FAN_CLOEXEC
-        | libc::FAN_NONBLOCK
-        | libc::FAN_REPORT_TID
-        | libc::FAN_REPORT_DFID_NAME;
+    let base =
+        libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK | libc::FAN_REPORT_DFID_NAME;
+    init(base | libc::FAN_REPORT_PIDFD).or_else(|e| {
+        tracing::info!(detector = "secrets", error = %e, "no pidfd in fanotify events (FAN_REPORT_PIDFD): renames and links are attributed by thread id only");
+        init(base | libc::FAN_REPORT_TID)
+    })
+}
+
+fn init(flags: libc::c_uint) -> nix::Result<Fanotify> {
     // SAFETY: a plain system call; the result is checked before use.
     let fd = unsafe { libc::fanotify_init(flags, (libc::O_RDONLY | libc::O_CLOEXEC) as u32) };
     if fd < 0 {
@@ -41,6 +47,48 @@ pub fn group() -> nix::Result<Fanotify> {
     }
     // SAFETY: `fd` was just returned by fanotify_init and is owned by nothing else.
     Ok(unsafe { Fanotify::from_owned_fd(OwnedFd::from_raw_fd(fd)) })
+}
+
+/// What an event says of its process beyond the pid.
+#[derive(Debug, Default)]
+pub enum PidRef {
+    /// No pidfd reported (a group without FAN_REPORT_PIDFD).
+    #[default]
+    NotReported,
+    /// The process had exited and been reaped before the event was read: its pid may
+    /// already name another process.
+    Gone,
+    /// The kernel could not make a pidfd (FAN_EPIDFD).
+    Failed,
+    /// A pidfd of the process: /proc read under its pid is that process's as long as
+    /// the pidfd still says it is alive after the read.
+    Held(OwnedFd),
+}
+
+impl PidRef {
+    /// Whether /proc/<pid> read just now described this event's process: `false` when
+    /// it had exited before the event was read or exited (and its pid may have been
+    /// reused) by now. Without a pidfd nothing can be verified: `true`.
+    pub fn still_alive(&self) -> bool {
+        match self {
+            PidRef::NotReported | PidRef::Failed => true,
+            PidRef::Gone => false,
+            PidRef::Held(fd) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: signal 0 through a pidfd we own only checks for existence.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd.as_raw_fd(),
+                        0,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                r == 0
+            }
+        }
+    }
 }
 
 /// Mark `dir` for entries created in it or moved into it, and remember its handle.
@@ -96,11 +144,13 @@ pub fn dir_key(dir: &Path) -> nix::Result<Vec<u8>> {
     Ok(key)
 }
 
-/// One entry event: what happened, by which thread, in which directory, to which name.
-#[derive(Debug, PartialEq, Eq)]
+/// One entry event: what happened, by which process (the thread in a group without
+/// pidfds), in which directory, to which name.
+#[derive(Debug)]
 pub struct Arrival {
     pub mask: u64,
     pub tid: i32,
+    pub pidfd: PidRef,
     /// The directory, as [`dir_key`] names it.
     pub dir: Vec<u8>,
     pub name: Vec<u8>,
@@ -119,17 +169,18 @@ fn u32_at(b: &[u8], at: usize) -> usize {
 }
 
 /// The events in one read of a FID group (and how many overflow markers it held).
-/// Any descriptor an event carries is closed.
+/// Every descriptor an event carries is owned: a pidfd by its [`Arrival`], any other
+/// closed at once.
 pub fn parse(buf: &[u8]) -> (Vec<Arrival>, u64) {
     parse_with(buf, |fd| {
         // SAFETY: the kernel opened this descriptor for us with the event.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) })
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
     })
 }
 
-/// [`parse`], handing each descriptor an event carries to `on_fd` (the fuzzer's bytes
-/// name no descriptor of ours, so it closes none).
-pub fn parse_with(buf: &[u8], mut on_fd: impl FnMut(i32)) -> (Vec<Arrival>, u64) {
+/// [`parse`], with each descriptor an event carries taken by `own` (the fuzzer's bytes
+/// name no descriptor of ours, so it owns none).
+pub fn parse_with(buf: &[u8], mut own: impl FnMut(i32) -> Option<OwnedFd>) -> (Vec<Arrival>, u64) {
     let mut out = Vec::new();
     let mut overflows = 0;
     let mut off = 0;
@@ -144,16 +195,27 @@ pub fn parse_with(buf: &[u8], mut on_fd: impl FnMut(i32)) -> (Vec<Arrival>, u64)
         let fd = i32::from_ne_bytes(ev[16..20].try_into().expect("4 bytes"));
         let tid = i32::from_ne_bytes(ev[20..24].try_into().expect("4 bytes"));
         if fd >= 0 {
-            on_fd(fd);
+            drop(own(fd));
         }
         if mask & libc::FAN_Q_OVERFLOW != 0 {
             overflows += 1;
         }
+        // The pidfd record follows the FID records: read them all first.
+        let mut pidfd = PidRef::NotReported;
+        let mut found = Vec::new();
         let mut i = metadata_len;
         while i + 4 <= ev.len() {
             let (kind, len) = (ev[i], u16_at(ev, i + 2));
             if len < 4 || i + len > ev.len() {
                 break;
+            }
+            if kind == libc::FAN_EVENT_INFO_TYPE_PIDFD && len >= 8 {
+                let raw = i32::from_ne_bytes(ev[i + 4..i + 8].try_into().expect("4 bytes"));
+                pidfd = match raw {
+                    libc::FAN_NOPIDFD => PidRef::Gone,
+                    fd if fd >= 0 => own(fd).map_or(PidRef::Failed, PidRef::Held),
+                    _ => PidRef::Failed,
+                };
             }
             if kind == libc::FAN_EVENT_INFO_TYPE_DFID_NAME && len >= 20 {
                 let rec = &ev[i..i + len];
@@ -164,15 +226,21 @@ pub fn parse_with(buf: &[u8], mut on_fd: impl FnMut(i32)) -> (Vec<Arrival>, u64)
                     dir.extend_from_slice(&rec[16..handle_end]);
                     let name = &rec[handle_end..];
                     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                    out.push(Arrival {
-                        mask,
-                        tid,
-                        dir,
-                        name: name.to_vec(),
-                    });
+                    found.push((dir, name.to_vec()));
                 }
             }
             i += len;
+        }
+        // One event has one entry record; should there be more, the pidfd goes with
+        // the first.
+        for (dir, name) in found {
+            out.push(Arrival {
+                mask,
+                tid,
+                pidfd: std::mem::take(&mut pidfd),
+                dir,
+                name,
+            });
         }
         off += event_len;
     }
@@ -195,20 +263,51 @@ pub fn kind(mask: u64, path: &Path) -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    /// A FID group marked on a temporary directory, and a key in another one.
+    struct Lab {
+        g: Fanotify,
+        watched: tempfile::TempDir,
+        elsewhere: tempfile::TempDir,
+        dirs: Dirs,
+        src: PathBuf,
+    }
+
+    impl Lab {
+        fn new() -> Option<Lab> {
+            let Ok(g) = group() else {
+                eprintln!("SKIP: no fanotify FID group for this process (not root?)");
+                return None;
+            };
+            let watched = tempfile::tempdir().unwrap();
+            let elsewhere = tempfile::tempdir().unwrap();
+            let dirs: Dirs = Default::default();
+            mark(&g, &dirs, watched.path()).unwrap();
+            let src = elsewhere.path().join("key");
+            std::fs::write(&src, b"k").unwrap();
+            Some(Lab {
+                g,
+                watched,
+                elsewhere,
+                dirs,
+                src,
+            })
+        }
+    }
+
     /// A real FID group on a temporary directory: a rename into it and a hard link into
     /// it are read back with the directory's key and the entry's name.
     #[test]
     fn renames_and_links_into_a_marked_directory_are_read_with_dir_and_name() {
-        let Ok(g) = group() else {
-            eprintln!("SKIP: no fanotify FID group for this process (not root?)");
+        let Some(Lab {
+            g,
+            watched,
+            elsewhere,
+            dirs,
+            src,
+        }) = Lab::new()
+        else {
             return;
         };
-        let watched = tempfile::tempdir().unwrap();
-        let elsewhere = tempfile::tempdir().unwrap();
-        let dirs: Dirs = Default::default();
-        mark(&g, &dirs, watched.path()).unwrap();
-        let src = elsewhere.path().join("key");
-        std::fs::write(&src, b"k").unwrap();
         std::fs::hard_link(&src, watched.path().join("linked")).unwrap();
         std::fs::write(elsewhere.path().join("k2"), b"k").unwrap();
         std::fs::rename(elsewhere.path().join("k2"), watched.path().join("moved")).unwrap();
@@ -222,7 +321,10 @@ mod tests {
             .iter()
             .map(|a| {
                 assert_eq!(a.dir, key);
-                assert_eq!(a.tid as u32, nix::unistd::gettid().as_raw() as u32);
+                // With pidfds the event names the process (the test's own), alive.
+                assert_eq!(a.tid as u32, std::process::id());
+                assert!(matches!(a.pidfd, PidRef::Held(_)), "{:?}", a.pidfd);
+                assert!(a.pidfd.still_alive());
                 let path = watched.path().join(std::ffi::OsStr::from_bytes(&a.name));
                 (a.name.as_slice(), kind(a.mask, &path))
             })
@@ -234,5 +336,36 @@ mod tests {
                 (&b"moved"[..], Some("secret_moved_in"))
             ]
         );
+    }
+
+    /// A rename by a process that has exited and been reaped before the event is read
+    /// comes with no pidfd: the pid is not trusted to name it any more.
+    #[test]
+    fn a_process_gone_before_its_event_is_read_is_known_to_be_gone() {
+        let Some(Lab {
+            g,
+            watched,
+            elsewhere: _elsewhere,
+            dirs: _dirs,
+            src,
+        }) = Lab::new()
+        else {
+            return;
+        };
+        let status = std::process::Command::new("mv")
+            .arg(&src)
+            .arg(watched.path().join("moved"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut buf = vec![0u8; 8192];
+        let n = nix::unistd::read(&g, &mut buf).unwrap();
+        let (events, _) = parse(&buf[..n]);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let a = &events[0];
+        assert_eq!(a.name, b"moved");
+        assert_ne!(a.tid as u32, std::process::id(), "the event is mv's");
+        assert!(matches!(a.pidfd, PidRef::Gone), "{:?}", a.pidfd);
+        assert!(!a.pidfd.still_alive());
     }
 }

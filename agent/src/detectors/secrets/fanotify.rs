@@ -493,15 +493,23 @@ impl Reader {
             };
             let tid = a.tid.max(0) as u32;
             // `mv` and `ln` are often gone before their event is read: the pid stays.
-            let ctx = procfs::proc_ctx(tid, |pid| (self.origin)(pid)).unwrap_or_else(|| {
-                agent_common::proc::ProcCtx {
-                    pid: tid,
-                    tid,
-                    ..Default::default()
-                }
-            });
+            // What /proc says under that pid is kept only if the event's pidfd shows the
+            // process still alive after the read (else the pid may name another one).
+            let pid_only = agent_common::proc::ProcCtx {
+                pid: tid,
+                tid,
+                ..Default::default()
+            };
+            let ctx = procfs::proc_ctx(tid, |pid| (self.origin)(pid))
+                .filter(|_| a.pidfd.still_alive())
+                .unwrap_or(pid_only);
+            let mut process = Process::from(&ctx);
             let mut lineage = procfs::lineage(ctx.ppid);
-            let process = Process::from(&ctx);
+            if ctx.ppid == 0 && process.comm.is_empty() {
+                // Say so rather than leave the process blank.
+                process.comm = "(exited before its event was read)".into();
+                lineage.clear();
+            }
             lineage.push(process.comm.clone());
             let f = SecretFinding {
                 kind,
@@ -510,7 +518,11 @@ impl Reader {
                 allowed: false,
                 flags: 0,
                 via: "directory",
-                argv: procfs::argv(ctx.pid),
+                argv: if ctx.ppid == 0 {
+                    Vec::new()
+                } else {
+                    procfs::argv(ctx.pid)
+                },
                 lineage,
                 decision: None,
             };
