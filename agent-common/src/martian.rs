@@ -1,5 +1,5 @@
 //! `martian` detector ABI: kernel drops of packets with impossible source addresses
-//! (skb:kfree_skb with martian drop reasons), per interface and reason, and per source.
+//! (the kfree_skb raw tracepoint with martian drop reasons), per interface and reason, and per source.
 
 /// Array indexed by drop reason value: 1 for the reasons counted (filled from BTF
 /// names; a reason at or above the capacity, e.g. a subsystem's, is never counted).

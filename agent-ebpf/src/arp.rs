@@ -50,8 +50,13 @@ impl Seen {
         Seen {
             ifindex,
             port,
-            // Untagged on a VLAN-filtering bridge: the VLAN the bridge will put it in.
-            vlan: if eth.tagged { eth.vlan } else { port.pvid },
+            // Untagged (or priority-tagged, VID 0) on a VLAN-filtering bridge: the VLAN
+            // the bridge will put it in.
+            vlan: if eth.tagged && eth.vlan != 0 {
+                eth.vlan
+            } else {
+                port.pvid
+            },
             inner_vlan: eth.inner_vlan,
             flags,
         }

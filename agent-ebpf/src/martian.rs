@@ -24,6 +24,9 @@ static MARTIAN_COUNTS: PerCpuHashMap<MartianKey, u64> = PerCpuHashMap::with_max_
 static MARTIAN_SOURCES: LruPerCpuHashMap<MartianSource, u64> =
     LruPerCpuHashMap::with_max_entries(MARTIAN_SOURCES_CAPACITY, 0);
 
+/// `skb->protocol` of IPv4, as stored (network byte order).
+const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn martian_drop(ctx: RawTracePointContext) -> u32 {
     // TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...):
@@ -36,8 +39,7 @@ pub fn martian_drop(ctx: RawTracePointContext) -> u32 {
     let off = offsets();
     // SAFETY: probe reads through read_at tolerate any address.
     let protocol: Option<u16> = unsafe { read_at(skb, off.skb_protocol) };
-    if protocol != Some(0x0008) {
-        // Not IPv4 (`protocol` is big-endian 0x0800).
+    if protocol != Some(ETH_P_IP_BE) {
         return 0;
     }
     // SAFETY: probe reads through read_at tolerate any address.

@@ -85,7 +85,6 @@ fn rate(run: fn(f64) -> Result<u64>, secs: f64) -> Result<f64> {
 }
 
 pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<()> {
-    let bin = build::build(true)?;
     let all = [
         Workload {
             name: "getpid",
@@ -140,8 +139,14 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
         .iter()
         .filter(|w| only.is_empty() || only.iter().any(|o| o == w.name))
         .collect();
-    step("fetching the build workload's source (zlib, Debian source package)");
-    workloads::source_tarball()?;
+    let bin = build::build(true)?;
+    if workloads
+        .iter()
+        .any(|w| w.name == "build" || w.name == "tar")
+    {
+        step("fetching the build workload's source (zlib, Debian source package)");
+        workloads::source_tarball()?;
+    }
     let auditd_note = if auditd {
         match auditd::ensure_installed() {
             Ok(()) => None,

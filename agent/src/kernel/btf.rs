@@ -66,6 +66,7 @@ pub const FIELDS: &[&str] = &[
     "inode.i_ino",
     "inode.i_sb",
     "super_block.s_dev",
+    "sk_buff.protocol",
 ];
 
 /// Two nested offsets, or absent if either is.

@@ -129,6 +129,22 @@ const fn tp(
     }
 }
 
+/// A raw tracepoint program: `tracepoint` is the kernel's tracepoint name.
+const fn raw_tp(
+    detector: &'static str,
+    name: &'static str,
+    tracepoint: &'static str,
+    required: bool,
+) -> ProgramSpec {
+    ProgramSpec {
+        detector,
+        name,
+        hook: Hook::RawTracePoint { name: tracepoint },
+        required,
+        route: Route::Always,
+    }
+}
+
 /// The one sched_process_exec program (quarantine's kill-on-exec, reboot's watched
 /// commands, corosync's daemons), listed under each; attached while any of them is on.
 pub const EXEC_SCHED: &str = "exec_sched";
@@ -141,16 +157,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     exec_sched("reboot"),
     exec_sched("corosync"),
     exec_sched("quarantine"),
-    ProgramSpec {
-        detector: "reboot",
-        name: "reboot_capable",
-        hook: Hook::RawTracePoint {
-            name: "cap_capable",
-        },
-        required: true,
-        route: Route::Always,
-    }
-    .preferred("reboot.capability"),
+    raw_tp("reboot", "reboot_capable", "cap_capable", true).preferred("reboot.capability"),
     tp(
         "reboot",
         "reboot_sys_enter",
@@ -312,13 +319,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         false,
     )
     .fallback("secrets.fanotify"),
-    ProgramSpec {
-        detector: "martian",
-        name: "martian_drop",
-        hook: Hook::RawTracePoint { name: "kfree_skb" },
-        required: true,
-        route: Route::Always,
-    },
+    raw_tp("martian", "martian_drop", "kfree_skb", true),
     tp("tcp_reset", "tcp_reset_send", "tcp", "tcp_send_reset", true),
     tp(
         "tcp_reset",

@@ -66,9 +66,17 @@ impl Links {
             })
             .collect();
         if links.iter().any(|l| l.vlan_filtering) {
-            let pvids = bridge_pvids()?;
-            for l in &mut links {
-                l.pvid = pvids.get(&l.ifindex).copied();
+            // Without PVIDs untagged frames stay VLAN 0: worse attribution on
+            // VLAN-filtering bridges, but every interface is still watched.
+            match bridge_pvids() {
+                Ok(pvids) => {
+                    for l in &mut links {
+                        l.pvid = pvids.get(&l.ifindex).copied();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the bridge ports' PVIDs (rtnetlink AF_BRIDGE dump): untagged frames on VLAN-filtering bridges are taken as VLAN 0");
+                }
             }
         }
         links.sort_by(|a, b| a.name.cmp(&b.name));
@@ -167,12 +175,14 @@ fn link_of(l: &LinkMessage) -> Link {
 }
 
 /// The PVID of every bridge port (and bridge) that has one, by ifindex: one AF_BRIDGE
-/// link dump with the bridge VLAN lists (`bridge vlan show`).
+/// link dump with the bridge VLAN lists (`bridge vlan show`), compressed into ranges
+/// (a trunk of 4094 VLANs is a few entries; the PVID is never inside a range).
 pub fn bridge_pvids() -> io::Result<BTreeMap<u32, u16>> {
     let mut msg = LinkMessage::default();
     msg.header.interface_family = AddressFamily::Bridge;
-    msg.attributes
-        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+    msg.attributes.push(LinkAttribute::ExtMask(vec![
+        LinkExtentMask::BrvlanCompressed,
+    ]));
     Ok(pvids_of(&dump(RouteNetlinkMessage::GetLink(msg))?))
 }
 

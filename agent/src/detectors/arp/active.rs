@@ -108,7 +108,7 @@ impl ActiveCheck {
         })?;
         // On an access port of a VLAN-filtering bridge the owner speaks untagged in the
         // port's PVID: ask it untagged too (the frame leaves by the port, not the bridge).
-        let vlan = if vlan != 0 && access_vlan(ifindex)? == vlan {
+        let vlan = if vlan != 0 && access_vlan(ifindex) == vlan {
             0
         } else {
             vlan
@@ -145,13 +145,14 @@ impl ActiveCheck {
     }
 }
 
-/// The PVID untagged frames of port `ifindex` belong to (0 when none applies).
-fn access_vlan(ifindex: u32) -> std::io::Result<u16> {
-    let links = Links::dump()?;
-    Ok(links
+/// The PVID untagged frames of port `ifindex` belong to (0 when none applies, or
+/// when the interfaces cannot be read: the probe is then sent tagged).
+fn access_vlan(ifindex: u32) -> u16 {
+    let Ok(links) = Links::dump() else { return 0 };
+    links
         .by_index(ifindex)
         .and_then(|l| links.l2_port(&l.name))
-        .map_or(0, |p| p.pvid))
+        .map_or(0, |p| p.pvid)
 }
 
 /// A raw packet socket that receives nothing (protocol 0): for sending only.

@@ -165,7 +165,7 @@ impl Watcher {
         // Renames and links into watched directories: optional (a kernel without FID
         // reporting still has the open routes).
         let fid = match super::arrivals::group() {
-            Ok(g) => Some((Arc::new(g), super::arrivals::Dirs::default())),
+            Ok((g, _pidfds)) => Some((Arc::new(g), super::arrivals::Dirs::default())),
             Err(e) => {
                 warn!(detector = "secrets", error = %e, "no fanotify FID group: keys renamed or linked into a watched path are seen only when opened");
                 None
@@ -495,21 +495,23 @@ impl Reader {
             // `mv` and `ln` are often gone before their event is read: the pid stays.
             // What /proc says under that pid is kept only if the event's pidfd shows the
             // process still alive after the read (else the pid may name another one).
-            let pid_only = agent_common::proc::ProcCtx {
-                pid: tid,
-                tid,
-                ..Default::default()
+            // Everything /proc says is read first, then the liveness checked once.
+            let verified = procfs::proc_ctx(tid, |pid| (self.origin)(pid))
+                .map(|ctx| (procfs::argv(ctx.pid), procfs::lineage(ctx.ppid), ctx))
+                .filter(|_| a.pidfd.still_alive());
+            let (argv, mut lineage, process) = match verified {
+                Some((argv, lineage, ctx)) => (argv, lineage, Process::from(&ctx)),
+                None => {
+                    // Say so rather than leave the process blank.
+                    let mut process = Process::from(&agent_common::proc::ProcCtx {
+                        pid: tid,
+                        tid,
+                        ..Default::default()
+                    });
+                    process.comm = "(exited before its event was read)".into();
+                    (Vec::new(), Vec::new(), process)
+                }
             };
-            let ctx = procfs::proc_ctx(tid, |pid| (self.origin)(pid))
-                .filter(|_| a.pidfd.still_alive())
-                .unwrap_or(pid_only);
-            let mut process = Process::from(&ctx);
-            let mut lineage = procfs::lineage(ctx.ppid);
-            if ctx.ppid == 0 && process.comm.is_empty() {
-                // Say so rather than leave the process blank.
-                process.comm = "(exited before its event was read)".into();
-                lineage.clear();
-            }
             lineage.push(process.comm.clone());
             let f = SecretFinding {
                 kind,
@@ -518,11 +520,7 @@ impl Reader {
                 allowed: false,
                 flags: 0,
                 via: "directory",
-                argv: if ctx.ppid == 0 {
-                    Vec::new()
-                } else {
-                    procfs::argv(ctx.pid)
-                },
+                argv,
                 lineage,
                 decision: None,
             };
