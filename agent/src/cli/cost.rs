@@ -89,18 +89,28 @@ fn frames() -> Vec<Frame> {
 }
 
 /// Measure and print; the exit code (0, or 1 when the program cannot be measured).
-pub fn run(config: &Config, json: bool) -> i32 {
+/// `config` with only the packet program's detectors on, watching loopback (where a
+/// BPF_PROG_TEST_RUN skb is): `arp`, and `corosync` when `corosync` is set; every other
+/// detector off.
+pub fn loopback_only(config: &Config, corosync: bool) -> Config {
     let mut config = config.clone();
-    // Only the packet program: every other detector off, observe mode.
-    config.detectors.session.enabled = false;
-    config.detectors.reboot.enabled = false;
-    config.detectors.secrets.enabled = false;
-    config.detectors.martian.enabled = false;
-    config.detectors.tcp_reset.enabled = false;
-    config.detectors.arp.enabled = true;
-    config.detectors.corosync.enabled = true;
-    config.detectors.arp.interfaces = vec!["lo".into()];
-    config.detectors.corosync.interfaces = vec!["lo".into()];
+    let d = &mut config.detectors;
+    d.session.enabled = false;
+    d.reboot.enabled = false;
+    d.secrets.enabled = false;
+    d.martian.enabled = false;
+    d.tcp_reset.enabled = false;
+    d.arp.enabled = true;
+    d.arp.interfaces = vec!["lo".into()];
+    d.corosync.enabled = corosync;
+    if corosync {
+        d.corosync.interfaces = vec!["lo".into()];
+    }
+    config
+}
+
+pub fn run(config: &Config, json: bool) -> i32 {
+    let mut config = loopback_only(config, true);
     config.detectors.corosync.ports = vec![5405];
     let mut facts = crate::kernel::probe::probe();
     let mut kernel = match Kernel::load(&mut facts, &config) {

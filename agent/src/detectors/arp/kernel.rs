@@ -62,19 +62,7 @@ mod tests {
             );
             return;
         }
-        let mut config = Config::default();
-        for d in [
-            &mut config.detectors.session.enabled,
-            &mut config.detectors.reboot.enabled,
-            &mut config.detectors.secrets.enabled,
-            &mut config.detectors.martian.enabled,
-            &mut config.detectors.tcp_reset.enabled,
-            &mut config.detectors.corosync.enabled,
-        ] {
-            *d = false;
-        }
-        config.detectors.arp.enabled = true;
-        config.detectors.arp.interfaces = vec!["lo".into()];
+        let config = crate::cli::cost::loopback_only(&Config::default(), false);
         let mut facts = crate::kernel::probe::probe();
         let mut kernel = Kernel::load(&mut facts, &config).expect("load");
         let lo = NetPort {
