@@ -89,28 +89,8 @@ fn frames() -> Vec<Frame> {
 }
 
 /// Measure and print; the exit code (0, or 1 when the program cannot be measured).
-/// `config` with only the packet program's detectors on, watching loopback (where a
-/// BPF_PROG_TEST_RUN skb is): `arp`, and `corosync` when `corosync` is set; every other
-/// detector off.
-pub fn loopback_only(config: &Config, corosync: bool) -> Config {
-    let mut config = config.clone();
-    let d = &mut config.detectors;
-    d.session.enabled = false;
-    d.reboot.enabled = false;
-    d.secrets.enabled = false;
-    d.martian.enabled = false;
-    d.tcp_reset.enabled = false;
-    d.arp.enabled = true;
-    d.arp.interfaces = vec!["lo".into()];
-    d.corosync.enabled = corosync;
-    if corosync {
-        d.corosync.interfaces = vec!["lo".into()];
-    }
-    config
-}
-
 pub fn run(config: &Config, json: bool) -> i32 {
-    let mut config = loopback_only(config, true);
+    let mut config = crate::kernel::packet::loopback_only(config, true);
     config.detectors.corosync.ports = vec![5405];
     let mut facts = crate::kernel::probe::probe();
     let mut kernel = match Kernel::load(&mut facts, &config) {

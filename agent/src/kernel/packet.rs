@@ -185,3 +185,23 @@ impl Kernel {
         Ok(())
     }
 }
+
+/// `config` with only the packet program's detectors on, watching loopback (where a
+/// BPF_PROG_TEST_RUN skb is): `arp`, and `corosync` when `corosync` is set; every other
+/// detector off.
+pub fn loopback_only(config: &Config, corosync: bool) -> Config {
+    let mut config = config.clone();
+    let d = &mut config.detectors;
+    d.session.enabled = false;
+    d.reboot.enabled = false;
+    d.secrets.enabled = false;
+    d.martian.enabled = false;
+    d.tcp_reset.enabled = false;
+    d.arp.enabled = true;
+    d.arp.interfaces = vec!["lo".into()];
+    d.corosync.enabled = corosync;
+    if corosync {
+        d.corosync.interfaces = vec!["lo".into()];
+    }
+    config
+}

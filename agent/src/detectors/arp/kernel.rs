@@ -62,7 +62,7 @@ mod tests {
             );
             return;
         }
-        let config = crate::cli::cost::loopback_only(&Config::default(), false);
+        let config = crate::kernel::packet::loopback_only(&Config::default(), false);
         let mut facts = crate::kernel::probe::probe();
         let mut kernel = Kernel::load(&mut facts, &config).expect("load");
         let lo = NetPort {
