@@ -21,6 +21,18 @@ pub const COROSYNC_MEMBER_COUNTS: &str = "COROSYNC_MEMBER_COUNTS";
 /// LRU per-CPU hash: [`SourceKey`] -> [`SourceCount`].
 pub const COROSYNC_SOURCES: &str = "COROSYNC_SOURCES";
 pub const COROSYNC_SOURCES_CAPACITY: u32 = 4096;
+/// Per-CPU array of [`HotSource`], [`COROSYNC_HOT_SLOTS`] slots: a non-member source is
+/// counted in the slot its key hashes to ([`hot_slot`]) when that slot is free or
+/// already its own — one array lookup instead of an LRU hash update. The first source
+/// to hash to a slot keeps it for the agent's lifetime (never evicted, so its counts
+/// only grow); a source whose slot another holds is counted in [`COROSYNC_SOURCES`].
+/// A source's count is its slot's plus its hash entry's, summed over CPUs.
+pub const COROSYNC_HOT: &str = "COROSYNC_HOT";
+pub const COROSYNC_HOT_SLOTS: u32 = 256;
+/// Array of one [`MemberBits`]: a filter over the member addresses (bit
+/// [`member_bit`] of each member set), so a non-member's packet skips the member hash
+/// lookup. A set bit may belong to another address: the hash decides.
+pub const COROSYNC_MEMBER_BITS: &str = "COROSYNC_MEMBER_BITS";
 /// Per-CPU array of u64 totals, indexed by the `TOTAL_*` constants.
 pub const COROSYNC_TOTALS: &str = "COROSYNC_TOTALS";
 pub const TOTAL_MEMBER: u32 = 0;
@@ -53,6 +65,59 @@ pub struct SourceCount {
     pub bytes: u64,
     /// Dropped by a quarantine (included in `packets`).
     pub dropped: u64,
+}
+
+/// One slot of [`COROSYNC_HOT`]: free while `count.packets` is 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HotSource {
+    pub key: SourceKey,
+    pub count: SourceCount,
+}
+
+/// The member filter: 4096 bits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberBits {
+    pub bits: [u64; 64],
+}
+
+impl Default for MemberBits {
+    fn default() -> Self {
+        MemberBits { bits: [0; 64] }
+    }
+}
+
+impl MemberBits {
+    pub fn set(&mut self, addr: &[u8; 16]) {
+        let b = member_bit(addr);
+        self.bits[(b >> 6) as usize] |= 1 << (b & 63);
+    }
+    /// Whether `addr` may be a member (`false`: certainly not).
+    #[inline(always)]
+    pub fn may_hold(&self, addr: &[u8; 16]) -> bool {
+        let b = member_bit(addr);
+        self.bits[(b >> 6) as usize & 63] & (1 << (b & 63)) != 0
+    }
+}
+
+/// The four 32-bit words of an address, folded and mixed (Fibonacci hashing).
+#[inline(always)]
+fn mix(addr: &[u8; 16], salt: u32) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    (w(0) ^ w(4) ^ w(8) ^ w(12) ^ salt).wrapping_mul(0x9e37_79b1)
+}
+
+/// The bit of `addr` in [`MemberBits`] (0..4096).
+#[inline(always)]
+pub fn member_bit(addr: &[u8; 16]) -> u32 {
+    mix(addr, 0) >> 20
+}
+
+/// The slot of a source in [`COROSYNC_HOT`] (below [`COROSYNC_HOT_SLOTS`]).
+#[inline(always)]
+pub fn hot_slot(addr: &[u8; 16], ifindex: u32) -> u32 {
+    mix(addr, ifindex.wrapping_mul(0x85eb_ca6b)) >> 24
 }
 
 #[repr(C)]
@@ -95,9 +160,68 @@ pub const fn v4_key(a: [u8; 4]) -> [u8; 16] {
     ]
 }
 
-crate::user_pod!(SourceKey, SourceCount, MemberCount, CorosyncLocalEvent);
+crate::user_pod!(
+    SourceKey,
+    SourceCount,
+    MemberCount,
+    HotSource,
+    MemberBits,
+    CorosyncLocalEvent
+);
 
 // Map keys and values: their sizes are part of the ABI.
 const _: () = assert!(core::mem::size_of::<SourceKey>() == 24);
 const _: () = assert!(core::mem::size_of::<SourceCount>() == 24);
 const _: () = assert!(core::mem::size_of::<MemberCount>() == 24);
+const _: () = assert!(core::mem::size_of::<HotSource>() == 48);
+const _: () = assert!(core::mem::size_of::<MemberBits>() == 512);
+const _: () = assert!(COROSYNC_HOT_SLOTS == 1 << 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    extern crate std;
+    use std::vec::Vec;
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k[10] = 0xff;
+        k[11] = 0xff;
+        k[12..].copy_from_slice(&a);
+        k
+    }
+
+    #[test]
+    fn the_member_filter_holds_every_member_and_rejects_most_others() {
+        let mut f = MemberBits::default();
+        let members: Vec<[u8; 16]> = (1..=16).map(|i| v4([10, 0, 0, i])).collect();
+        for m in &members {
+            f.set(m);
+        }
+        assert!(members.iter().all(|m| f.may_hold(m)));
+        let others = (0..=255u8).flat_map(|a| (0..=255u8).map(move |b| v4([192, 168, a, b])));
+        let passed = others.filter(|a| f.may_hold(a)).count();
+        // 16 bits of 4096 set: about 0.4 % of other addresses pass.
+        assert!(
+            passed < 65536 / 100,
+            "{passed} of 65536 non-members pass the filter"
+        );
+    }
+
+    #[test]
+    fn hot_slots_spread_one_subnet_and_its_interfaces() {
+        let mut used = [false; COROSYNC_HOT_SLOTS as usize];
+        for i in 0..=255u8 {
+            used[hot_slot(&v4([10, 9, 0, i]), 3) as usize] = true;
+        }
+        let n = used.iter().filter(|u| **u).count();
+        // 256 keys into 256 slots at random fill about 162 (1 - 1/e).
+        assert!(n > 140, "256 sources of one /24 use only {n} of 256 slots");
+        let a = v4([10, 9, 0, 1]);
+        assert_ne!(
+            hot_slot(&a, 3),
+            hot_slot(&a, 4),
+            "one source on two interfaces"
+        );
+    }
+}

@@ -7,10 +7,10 @@
 
 use agent_common::{
     corosync::{
-        COROSYNC_EXEC_CAPACITY, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY,
-        COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, LOCAL_BIND, LOCAL_EXEC, MemberCount,
-        SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS,
-        TOTAL_UNTRACKED,
+        COROSYNC_EXEC_CAPACITY, COROSYNC_HOT_SLOTS, COROSYNC_MEMBERS_CAPACITY,
+        COROSYNC_PORTS_CAPACITY, COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, HotSource,
+        LOCAL_BIND, LOCAL_EXEC, MemberBits, MemberCount, SourceCount, SourceKey, TOTAL_DROPPED,
+        TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED, hot_slot,
     },
     event::kind,
     maps::ExecWatchKey,
@@ -50,6 +50,10 @@ static COROSYNC_PORT_BITS: Array<PortBits> = Array::with_max_entries(1, 0);
 #[map(name = "COROSYNC_MEMBER_COUNTS")]
 static COROSYNC_MEMBER_COUNTS: PerCpuArray<MemberCount> =
     PerCpuArray::with_max_entries(COROSYNC_MEMBERS_CAPACITY, 0);
+#[map(name = "COROSYNC_MEMBER_BITS")]
+static COROSYNC_MEMBER_BITS: Array<MemberBits> = Array::with_max_entries(1, 0);
+#[map(name = "COROSYNC_HOT")]
+static COROSYNC_HOT: PerCpuArray<HotSource> = PerCpuArray::with_max_entries(COROSYNC_HOT_SLOTS, 0);
 #[map(name = "COROSYNC_DROPS")]
 static COROSYNC_DROPS: Array<u32> = Array::with_max_entries(1, 0);
 
@@ -70,13 +74,22 @@ pub fn is_cluster_port(port: u16) -> bool {
 }
 
 /// Count a cluster packet from `addr` (IPv4 mapped) seen on `ifindex`; `true` when a
-/// quarantine drops it. A member's packet costs the member lookup and its slot in a
-/// per-CPU array; anything else is counted per source in an LRU hash.
+/// quarantine drops it. A member's packet costs the member filter, the member lookup
+/// and its slot in a per-CPU array; anything else the filter and its source's slot in
+/// the per-CPU hot array, or, when another source holds that slot, the LRU hash.
 #[inline(always)]
 pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
     let len = ctx.len() as u64;
-    // SAFETY: map lookup, value copied.
-    if let Some(slot) = unsafe { COROSYNC_MEMBERS.get(&addr) }.copied() {
+    let maybe_member = COROSYNC_MEMBER_BITS
+        .get(0)
+        .is_some_and(|b| b.may_hold(&addr));
+    let slot = if maybe_member {
+        // SAFETY: map lookup, value copied.
+        unsafe { COROSYNC_MEMBERS.get(&addr) }.copied()
+    } else {
+        None
+    };
+    if let Some(slot) = slot {
         total(TOTAL_MEMBER);
         if let Some(c) = COROSYNC_MEMBER_COUNTS.get_ptr_mut(slot) {
             // SAFETY: a per-CPU value: no other writer on this CPU while we run.
@@ -112,6 +125,9 @@ fn count_source(ctx: &TcContext, addr: [u8; 16], ifindex: u32, member: bool, len
         member: member as u32,
     };
     let d = drop as u64;
+    if !member && count_hot(&key, len, d) {
+        return;
+    }
     match COROSYNC_SOURCES.get_ptr_mut(&key) {
         // SAFETY: a per-CPU value: no other writer on this CPU while we run.
         Some(c) => unsafe {
@@ -134,6 +150,40 @@ fn count_source(ctx: &TcContext, addr: [u8; 16], ifindex: u32, member: bool, len
             }
         }
     }
+}
+
+/// Count in the source's hot slot; `false` when another source holds it.
+#[inline(always)]
+fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
+    let Some(h) = COROSYNC_HOT.get_ptr_mut(hot_slot(&key.addr, key.ifindex)) else {
+        return false;
+    };
+    // SAFETY: a per-CPU value: no other writer on this CPU while we run.
+    unsafe {
+        if (*h).count.packets == 0 {
+            (*h).key = *key;
+        } else if !same_source(&(*h).key, key) {
+            return false;
+        }
+        (*h).count.packets += 1;
+        (*h).count.bytes += len;
+        (*h).count.dropped += dropped;
+    }
+    true
+}
+
+/// Key equality as six 32-bit words (no memcmp in eBPF).
+#[inline(always)]
+fn same_source(a: &SourceKey, b: &SourceKey) -> bool {
+    // SAFETY: SourceKey is 24 bytes of integers, aligned to 4.
+    let (a, b) = unsafe {
+        (
+            &*(a as *const SourceKey as *const [u32; 6]),
+            &*(b as *const SourceKey as *const [u32; 6]),
+        )
+    };
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])
+        == 0
 }
 
 #[inline(always)]

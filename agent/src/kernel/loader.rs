@@ -734,34 +734,3 @@ impl Kernel {
         })
     }
 }
-
-/// Make hash map `name` hold exactly `wanted`: stale keys removed, wanted ones written
-/// (never emptied in between, so the programs never see a blank map).
-pub(crate) fn sync_hash<K, V>(
-    kernel: &mut Kernel,
-    name: &'static str,
-    wanted: &[(K, V)],
-) -> Result<(), LoadError>
-where
-    K: aya::Pod + PartialEq,
-    V: aya::Pod,
-{
-    let map = kernel
-        .ebpf_mut()
-        .map_mut(name)
-        .ok_or(LoadError::MissingMap(name))?;
-    let err = |source| LoadError::Map { name, source };
-    let mut m: BpfHashMap<_, K, V> = BpfHashMap::try_from(map).map_err(err)?;
-    let stale: Vec<K> = m
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| !wanted.iter().any(|(w, _)| w == k))
-        .collect();
-    for k in stale {
-        m.remove(&k).map_err(err)?;
-    }
-    for (k, v) in wanted {
-        m.insert(k, v, 0).map_err(err)?;
-    }
-    Ok(())
-}

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod ebpf_log;
 pub mod events;
 pub mod loader;
+pub mod maps;
 pub mod metrics;
 pub mod object;
 pub mod owner;

@@ -12,7 +12,8 @@ use agent_common::packet::{
 
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError},
+    kernel::maps::{set_array, sync_hash},
     net::Links,
 };
 
@@ -169,18 +170,7 @@ impl Kernel {
             .values()
             .filter(|p| p.flags & PORT_QUARANTINE != 0)
             .count() as u32;
-        let map = self
-            .ebpf_mut()
-            .map_mut(QUARANTINE_PORTS)
-            .ok_or(LoadError::MissingMap(QUARANTINE_PORTS))?;
-        let err = |source| LoadError::Map {
-            name: QUARANTINE_PORTS,
-            source,
-        };
-        aya::maps::Array::<_, u32>::try_from(map)
-            .map_err(err)?
-            .set(0, &quarantined, 0)
-            .map_err(err)?;
+        set_array(self, QUARANTINE_PORTS, 0, &quarantined)?;
         self.packet_ports = ports;
         Ok(())
     }
@@ -204,4 +194,37 @@ pub fn loopback_only(config: &Config, corosync: bool) -> Config {
         d.corosync.interfaces = vec!["lo".into()];
     }
     config
+}
+
+/// For tests that run the real packet program (BPF_PROG_TEST_RUN): the object loaded
+/// with [`loopback_only`], nothing attached; `None`, said out loud, without root or the
+/// built eBPF object (`cargo xtask test` has both).
+#[cfg(test)]
+pub fn test_kernel(test: &str, corosync: bool) -> Option<Kernel> {
+    if crate::kernel::object::object().is_err() || !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP {test}: needs root and the eBPF object (cargo xtask test)");
+        return None;
+    }
+    let config = loopback_only(&Config::default(), corosync);
+    let mut facts = crate::kernel::probe::probe();
+    Some(Kernel::load(&mut facts, &config).expect("load"))
+}
+
+/// Run the packet program `repeat` times on `frame` (BPF_PROG_TEST_RUN; its return
+/// value).
+#[cfg(test)]
+pub fn test_run(kernel: &mut Kernel, frame: &[u8], repeat: u32) -> i32 {
+    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+    let prog: &mut SchedClassifier = kernel
+        .ebpf_mut()
+        .program_mut(NET_TC)
+        .expect("net_tc")
+        .try_into()
+        .expect("classifier");
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat,
+        ..TestRunOptions::new()
+    };
+    prog.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value as i32
 }

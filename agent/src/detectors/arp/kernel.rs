@@ -18,12 +18,9 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use agent_common::packet::{NetPort, PORT_WATCH_ARP};
-    use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
     use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder, VlanId};
 
-    use crate::{config::Config, kernel::packet::NET_TC};
-
-    use super::*;
+    use crate::kernel::packet::{test_kernel, test_run};
 
     /// A gratuitous ARP reply for `addr` from `mac`, tagged with `vlan` in the frame
     /// when it is not 0.
@@ -56,15 +53,12 @@ mod tests {
     /// Needs root and the built eBPF object (`cargo xtask test` runs it so).
     #[test]
     fn untagged_claims_on_an_access_port_are_bound_in_its_pvid() {
-        if crate::kernel::object::object().is_err() || !nix::unistd::geteuid().is_root() {
-            eprintln!(
-                "SKIP untagged_claims_on_an_access_port_are_bound_in_its_pvid: needs root and the eBPF object (cargo xtask test)"
-            );
+        let Some(mut kernel) = test_kernel(
+            "untagged_claims_on_an_access_port_are_bound_in_its_pvid",
+            false,
+        ) else {
             return;
-        }
-        let config = crate::kernel::packet::loopback_only(&Config::default(), false);
-        let mut facts = crate::kernel::probe::probe();
-        let mut kernel = Kernel::load(&mut facts, &config).expect("load");
+        };
         let lo = NetPort {
             domain: 1,
             flags: PORT_WATCH_ARP,
@@ -72,21 +66,11 @@ mod tests {
             _pad: 0,
         };
         kernel.write_ports([(1, lo)].into()).expect("ports");
-        let prog: &mut SchedClassifier = kernel
-            .ebpf_mut()
-            .program_mut(NET_TC)
-            .expect("net_tc")
-            .try_into()
-            .expect("classifier");
         for frame in [
             garp([2, 0, 0, 0, 0, 1], [10, 0, 0, 1], 0),
             garp([2, 0, 0, 0, 0, 2], [10, 0, 0, 2], 65),
         ] {
-            let opts = TestRunOptions {
-                data_in: Some(&frame),
-                ..TestRunOptions::new()
-            };
-            prog.test_run(opts).expect("BPF_PROG_TEST_RUN");
+            test_run(&mut kernel, &frame, 1);
         }
         let bindings = kernel.arp_bindings().expect("bindings map");
         let mut seen: Vec<([u8; 4], u16, u32, u16)> = bindings

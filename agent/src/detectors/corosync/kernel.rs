@@ -10,14 +10,17 @@ use std::{
 use crate::net::addr_key;
 
 use agent_common::corosync::{
-    COROSYNC_EXEC, COROSYNC_MEMBER_COUNTS, COROSYNC_MEMBERS, COROSYNC_MEMBERS_CAPACITY,
-    COROSYNC_PORTS, COROSYNC_SOURCES, COROSYNC_TOTALS, MemberCount, SourceCount, SourceKey,
-    TOTAL_SLOTS,
+    COROSYNC_EXEC, COROSYNC_HOT, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_BITS, COROSYNC_MEMBER_COUNTS,
+    COROSYNC_MEMBERS, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS, COROSYNC_SOURCES, COROSYNC_TOTALS,
+    HotSource, MemberBits, MemberCount, SourceCount, SourceKey, TOTAL_SLOTS,
 };
 use agent_common::maps::ExecWatchKey;
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 
-use crate::kernel::loader::{Kernel, LoadError, sync_hash};
+use crate::kernel::{
+    loader::{Kernel, LoadError},
+    maps::{set_array, sync_hash},
+};
 
 /// Counters of one source on one interface while it was (not) a member, summed over
 /// CPUs.
@@ -32,15 +35,30 @@ pub struct SourceRow {
 /// Read handles, taken once (the maps outlive the guard's borrows).
 pub struct Counters {
     sources: PerCpuHashMap<MapData, SourceKey, SourceCount>,
+    hot: PerCpuArray<MapData, HotSource>,
     members: PerCpuArray<MapData, MemberCount>,
     slots: Arc<Mutex<MemberSlots>>,
     totals: PerCpuArray<MapData, u64>,
 }
 
 impl Counters {
-    /// Per (source, interface, membership): the per-source hash and the members' slots.
+    /// Per (source, interface, membership): the hot slots, the per-source hash and the
+    /// members' slots. The hot slots are read before the hash: a source is in one slot
+    /// per CPU for good, so no count is read twice.
     pub fn sources(&self) -> Vec<SourceRow> {
         let mut rows: BTreeMap<([u8; 16], u32, bool), (u64, u64)> = BTreeMap::new();
+        for slot in 0..COROSYNC_HOT_SLOTS {
+            let Ok(per_cpu) = self.hot.get(&slot, 0) else {
+                continue;
+            };
+            for h in per_cpu.iter().filter(|h| h.count.packets > 0) {
+                let row = rows
+                    .entry((h.key.addr, h.key.ifindex, h.key.member == 1))
+                    .or_default();
+                row.0 += h.count.packets;
+                row.1 += h.count.dropped;
+            }
+        }
         for (key, per_cpu) in self.sources.iter().filter_map(Result::ok) {
             let row = rows
                 .entry((key.addr, key.ifindex, key.member == 1))
@@ -96,16 +114,7 @@ impl Kernel {
         for &p in ports {
             bits.set(p);
         }
-        let name = agent_common::packet::COROSYNC_PORT_BITS;
-        let map = self
-            .ebpf_mut()
-            .map_mut(name)
-            .ok_or(LoadError::MissingMap(name))?;
-        let err = |source| LoadError::Map { name, source };
-        aya::maps::Array::<_, agent_common::packet::PortBits>::try_from(map)
-            .map_err(err)?
-            .set(0, &bits, 0)
-            .map_err(err)?;
+        set_array(self, agent_common::packet::COROSYNC_PORT_BITS, 0, &bits)?;
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
         self.sync_members(slots, members)?;
@@ -137,8 +146,20 @@ impl Kernel {
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
+        // The filter never hides a member: it holds the old and the new members while
+        // the table changes, then only the new ones.
+        let mut filter = MemberBits::default();
+        for a in wanted.iter().chain(&change.before) {
+            filter.set(a);
+        }
+        set_array(self, COROSYNC_MEMBER_BITS, 0, &filter)?;
         let entries: Vec<([u8; 16], u32)> = change.table;
         sync_hash(self, COROSYNC_MEMBERS, &entries)?;
+        let mut filter = MemberBits::default();
+        for a in &wanted {
+            filter.set(a);
+        }
+        set_array(self, COROSYNC_MEMBER_BITS, 0, &filter)?;
         for &slot in &change.freed {
             self.zero_member_slot(slot)?;
         }
@@ -178,6 +199,11 @@ impl Kernel {
                 name: COROSYNC_SOURCES,
                 source,
             })?,
+            hot: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(COROSYNC_HOT)?))
+                .map_err(|source| LoadError::Map {
+                    name: COROSYNC_HOT,
+                    source,
+                })?,
             totals: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(COROSYNC_TOTALS)?))
                 .map_err(|source| LoadError::Map {
                     name: COROSYNC_TOTALS,
@@ -212,11 +238,14 @@ pub struct SlotChange {
     pub added: Vec<u32>,
     /// Slots of members that left (zero them once they are unpublished).
     pub freed: Vec<u32>,
+    /// The members before the change.
+    pub before: Vec<[u8; 16]>,
 }
 
 impl MemberSlots {
     /// Give every member of `wanted` a slot; `None` when they do not fit.
     pub fn assign(&mut self, wanted: &[[u8; 16]]) -> Option<SlotChange> {
+        let before: Vec<[u8; 16]> = self.by_addr.keys().copied().collect();
         let gone: Vec<[u8; 16]> = self
             .by_addr
             .keys()
@@ -249,6 +278,7 @@ impl MemberSlots {
             table: self.by_addr.iter().map(|(a, s)| (*a, *s)).collect(),
             added,
             freed,
+            before,
         })
     }
 
@@ -284,5 +314,94 @@ mod tests {
         let c = s.assign(&[a(2), a(3), a(4)]).unwrap();
         assert_eq!(c.added, [0]);
         assert!(s.assign(&[a(2), a(3), a(4), a(5)]).is_none(), "full");
+    }
+}
+
+/// The real packet program, run by the kernel on crafted frames (BPF_PROG_TEST_RUN).
+#[cfg(test)]
+mod test_run {
+    use std::net::Ipv4Addr;
+
+    use agent_common::corosync::{TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_UNTRACKED, member_bit};
+    use agent_common::packet::{NetPort, PORT_WATCH_COROSYNC};
+    use etherparse::PacketBuilder;
+
+    use super::*;
+    use crate::kernel::packet::{test_kernel, test_run};
+
+    fn udp(src: Ipv4Addr) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src.octets(), [10, 0, 0, 2], 64)
+            .udp(5405, 5405)
+            .write(&mut v, &[0; 38])
+            .expect("frame");
+        v
+    }
+
+    /// 600 non-member sources (more than the 256 hot slots, so some share a slot and
+    /// are counted in the LRU hash), a member, and a non-member whose filter bit is the
+    /// member's: every source's count is exact, and membership is decided by the table.
+    /// Needs root and the built eBPF object (`cargo xtask test` runs it so).
+    #[test]
+    fn every_cluster_source_is_counted_exactly_in_its_hot_slot_or_the_table() {
+        let Some(mut kernel) = test_kernel(
+            "every_cluster_source_is_counted_exactly_in_its_hot_slot_or_the_table",
+            true,
+        ) else {
+            return;
+        };
+        let member = Ipv4Addr::new(10, 0, 0, 7);
+        let bit = member_bit(&addr_key(member.into()));
+        let twin = (0..=u16::MAX)
+            .map(|i| Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8))
+            .find(|a| member_bit(&addr_key((*a).into())) == bit)
+            .expect("an address sharing the member's filter bit");
+        let slots = Arc::new(Mutex::new(MemberSlots::default()));
+        kernel
+            .sync_corosync(&[5405], &slots, &[(member.into(), 7)].into(), &[])
+            .expect("members");
+        let lo = NetPort {
+            domain: 1,
+            flags: PORT_WATCH_COROSYNC,
+            ..Default::default()
+        };
+        kernel.write_ports([(1, lo)].into()).expect("ports");
+        let mut want: BTreeMap<([u8; 16], bool), u64> = BTreeMap::new();
+        let mut sends: Vec<(Ipv4Addr, u32)> = (0..600u32)
+            .map(|i| (Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8), i % 3 + 1))
+            .collect();
+        sends.push((member, 5));
+        sends.push((twin, 4));
+        for &(src, n) in &sends {
+            let frame = udp(src);
+            test_run(&mut kernel, &frame, n);
+            *want
+                .entry((addr_key(src.into()), src == member))
+                .or_default() += u64::from(n);
+        }
+        let counters = kernel.corosync_counters(slots).expect("counters");
+        let got: BTreeMap<([u8; 16], bool), u64> = counters
+            .sources()
+            .into_iter()
+            .map(|r| ((r.addr, r.member), r.packets))
+            .collect();
+        assert_eq!(got, want, "per-source counts");
+        let totals = counters.totals();
+        assert_eq!(totals[TOTAL_MEMBER as usize], 5);
+        let others: u64 = sends
+            .iter()
+            .filter(|s| s.0 != member)
+            .map(|s| u64::from(s.1))
+            .sum();
+        assert_eq!(totals[TOTAL_NON_MEMBER as usize], others);
+        assert_eq!(totals[TOTAL_UNTRACKED as usize], 0);
+        // Both homes were used: the hot slots and, for sources whose slot was taken,
+        // the LRU hash.
+        let in_table = counters.sources.iter().filter_map(Result::ok).count();
+        assert!(
+            (1..600).contains(&in_table),
+            "{in_table} of 601 non-member sources in the LRU hash"
+        );
     }
 }

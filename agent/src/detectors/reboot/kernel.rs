@@ -4,7 +4,8 @@ use agent_common::maps;
 
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError},
+    kernel::maps::sync_hash,
 };
 
 impl Kernel {

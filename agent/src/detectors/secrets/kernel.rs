@@ -2,7 +2,8 @@
 
 use crate::{
     config::Config,
-    kernel::loader::{Kernel, LoadError, sync_hash},
+    kernel::loader::{Kernel, LoadError},
+    kernel::maps::sync_hash,
 };
 
 impl Kernel {

@@ -83,7 +83,7 @@ fn present_entry(i: usize, p: &Path) -> Vec<(InodeKey, InodeWatch)> {
 /// Keep the kernel's inode watch list equal to `wanted` (from [`scan`]).
 pub fn sync_inodes(kernel: &Handle, wanted: Vec<(InodeKey, InodeWatch)>, metrics: &Metrics) {
     let n = wanted.len();
-    match kernel.call(move |k| crate::kernel::loader::sync_hash(k, SECRET_INODES, &wanted)) {
+    match kernel.call(move |k| crate::kernel::maps::sync_hash(k, SECRET_INODES, &wanted)) {
         Ok(()) => metrics.secrets.set_files(n),
         Err(e) => {
             error!(detector = "secrets", error = %e, "cannot update the watched secret inodes")

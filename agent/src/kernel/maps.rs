@@ -1,0 +1,55 @@
+//! Writing the programs' maps from the agent: a hash made to hold exactly a set of
+//! entries, and one array slot set.
+
+use aya::maps::{Array, HashMap as BpfHashMap};
+
+use crate::kernel::loader::{Kernel, LoadError};
+
+/// Make hash map `name` hold exactly `wanted`: stale keys removed, wanted ones written
+/// (never emptied in between, so the programs never see a blank map).
+pub(crate) fn sync_hash<K, V>(
+    kernel: &mut Kernel,
+    name: &'static str,
+    wanted: &[(K, V)],
+) -> Result<(), LoadError>
+where
+    K: aya::Pod + PartialEq,
+    V: aya::Pod,
+{
+    let map = kernel
+        .ebpf_mut()
+        .map_mut(name)
+        .ok_or(LoadError::MissingMap(name))?;
+    let err = |source| LoadError::Map { name, source };
+    let mut m: BpfHashMap<_, K, V> = BpfHashMap::try_from(map).map_err(err)?;
+    let stale: Vec<K> = m
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| !wanted.iter().any(|(w, _)| w == k))
+        .collect();
+    for k in stale {
+        m.remove(&k).map_err(err)?;
+    }
+    for (k, v) in wanted {
+        m.insert(k, v, 0).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Set slot `index` of array map `name` to `value`.
+pub(crate) fn set_array<V: aya::Pod>(
+    kernel: &mut Kernel,
+    name: &'static str,
+    index: u32,
+    value: &V,
+) -> Result<(), LoadError> {
+    let map = kernel
+        .ebpf_mut()
+        .map_mut(name)
+        .ok_or(LoadError::MissingMap(name))?;
+    let err = |source| LoadError::Map { name, source };
+    Array::<_, V>::try_from(map)
+        .map_err(err)?
+        .set(index, value, 0)
+        .map_err(err)
+}
