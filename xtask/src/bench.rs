@@ -25,6 +25,9 @@ use agent::{
 };
 pub use workloads::udp_send;
 
+/// How many times longer a build or an unpack run lasts than the others.
+const LONG: f64 = 3.0;
+
 /// One workload: runs for `secs` and returns operations done.
 struct Workload {
     name: &'static str,
@@ -33,6 +36,9 @@ struct Workload {
     target: f64,
     what: &'static str,
     run: fn(f64) -> Result<u64>,
+    /// A run lasts this many times `secs`: the real-work workloads (a build, an unpack)
+    /// do few, uneven operations per second and need longer windows to settle.
+    length: f64,
 }
 
 pub fn machine() -> String {
@@ -91,6 +97,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             unit: "calls/s",
             target: 0.99,
             what: "getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint or audit syscall rule slows every syscall on the node)",
+            length: 1.0,
             run: workloads::getpid_loop,
         },
         Workload {
@@ -98,6 +105,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             unit: "opens/s",
             target: 0.97,
             what: "open(2)+close of a non-secret file",
+            length: 1.0,
             run: workloads::open_loop,
         },
         Workload {
@@ -105,6 +113,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             unit: "execs/s",
             target: 0.98,
             what: "fork + exec of /bin/true (sched_process_exec programs, fork/exit, cap_capable)",
+            length: 1.0,
             run: workloads::exec_loop,
         },
         Workload {
@@ -112,6 +121,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             unit: "builds/s",
             target: 0.99,
             what: "`make -j2` of zlib's static library (Debian's zlib source), clean each round",
+            length: LONG,
             run: workloads::build_loop,
         },
         Workload {
@@ -119,6 +129,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             unit: "unpacks/s",
             target: 0.99,
             what: "unpacking zlib's source tarball (tar + bzip2, ~300 files)",
+            length: LONG,
             run: workloads::tar_loop,
         },
         Workload {
@@ -126,6 +137,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             unit: "packets/s",
             target: 0.97,
             what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist (net_tc)",
+            length: 1.0,
             run: workloads::udp_loop,
         },
     ];
@@ -177,7 +189,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
                         "{} pair {pair}/{pairs}: without the agent",
                         w.name
                     ));
-                    *base = rate(w.run, secs)?;
+                    *base = rate(w.run, secs * w.length)?;
                     Ok(())
                 };
                 if pair % 2 == 1 {
@@ -189,7 +201,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
                     std::thread::sleep(Duration::from_secs(1));
                     let pid = agent.child.id();
                     let (c0, t0) = (cpu_seconds(pid), Instant::now());
-                    let with = rate(w.run, secs)?;
+                    let with = rate(w.run, secs * w.length)?;
                     agent_cpu += cpu_seconds(pid) - c0;
                     agent_wall += t0.elapsed().as_secs_f64();
                     rss = rss.max(rss_kib(pid));
@@ -205,7 +217,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
                     step(&format!("{} pair {pair}/{pairs}: with auditd", w.name));
                     match auditd::Auditd::start() {
                         Ok(a) => {
-                            let v = rate(w.run, secs)?;
+                            let v = rate(w.run, secs * w.length)?;
                             drop(a);
                             theirs.push(v / base);
                         }
@@ -223,7 +235,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
                     let agent =
                         start_agent(&bin, false, &format!("[detectors.{d}]\nenabled = false\n"))?;
                     std::thread::sleep(Duration::from_secs(1));
-                    let v = rate(w.run, secs)?;
+                    let v = rate(w.run, secs * w.length)?;
                     drop(agent);
                     parts.push(format!("{d} off: {:.3}", v / base));
                 }
@@ -234,7 +246,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             let agent = start_agent(&bin, true, "")?;
             std::thread::sleep(Duration::from_secs(1));
             let (p0, t0) = (program_stats(), Instant::now());
-            (w.run)(secs)?;
+            (w.run)(secs * w.length)?;
             let p1 = program_stats();
             prof_wall += t0.elapsed().as_secs_f64();
             drop(agent);
@@ -285,10 +297,11 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             None => "auditd: started for each of its runs with an execve rule, reboot/kexec syscall rules and read/write watches on the secret files present (comparable coverage), torn down after each".to_string(),
             Some(why) => format!("auditd: {why}"),
         };
+        let long = secs * LONG;
         Ok(format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
 Each workload runs in {pairs} interleaved pairs (without / with the agent, the order alternating),\n\
-{secs} s per run; a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
+{secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only.\n\n\
 - machine: {}\n- date: {date}\n- {auditd_line}\n\n\
