@@ -80,9 +80,10 @@ pub fn is_cluster_port(port: u16) -> bool {
 #[inline(always)]
 pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
     let len = ctx.len() as u64;
+    // Without the filter's value, every source may be a member: the table decides.
     let maybe_member = COROSYNC_MEMBER_BITS
         .get(0)
-        .is_some_and(|b| b.may_hold(&addr));
+        .is_none_or(|b| b.may_hold(&addr));
     let slot = if maybe_member {
         // SAFETY: map lookup, value copied.
         unsafe { COROSYNC_MEMBERS.get(&addr) }.copied()
@@ -158,14 +159,18 @@ fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
     let Some(h) = COROSYNC_HOT.get_ptr_mut(hot_slot(&key.addr, key.ifindex)) else {
         return false;
     };
-    // SAFETY: a per-CPU value: no other writer on this CPU while we run.
+    // SAFETY: a per-CPU value: no other writer on this CPU while we run. The agent
+    // reads it concurrently: the key is written before the count that marks the slot
+    // taken (volatile stores keep their order), and the agent reads a slot it finds
+    // newly taken twice.
     unsafe {
-        if (*h).count.packets == 0 {
-            (*h).key = *key;
+        let packets = (*h).count.packets;
+        if packets == 0 {
+            core::ptr::write_volatile(&mut (*h).key, *key);
         } else if !same_source(&(*h).key, key) {
             return false;
         }
-        (*h).count.packets += 1;
+        core::ptr::write_volatile(&mut (*h).count.packets, packets + 1);
         (*h).count.bytes += len;
         (*h).count.dropped += dropped;
     }

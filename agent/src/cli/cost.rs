@@ -7,7 +7,10 @@
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
 
-use agent_common::packet::{NetPort, PORT_WATCH_ARP, PORT_WATCH_COROSYNC};
+use agent_common::{
+    corosync::hot_slot,
+    packet::{NetPort, PORT_WATCH_ARP, PORT_WATCH_COROSYNC},
+};
 
 use crate::{
     config::Config,
@@ -29,6 +32,20 @@ const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 /// The cluster member the `cluster` frame comes from.
 const MEMBER: [u8; 4] = [10, 0, 0, 7];
+
+/// The non-member of the `rogue` frame.
+const ROGUE: [u8; 4] = [10, 9, 9, 9];
+
+/// Another IPv4 source whose hot slot on loopback is `of`'s (one exists among the
+/// 65,536 tried: 256 slots).
+fn slot_twin(of: [u8; 4]) -> [u8; 4] {
+    let key = |a: [u8; 4]| crate::net::addr_key(std::net::Ipv4Addr::from(a).into());
+    let slot = hot_slot(&key(of), 1);
+    (0..=u16::MAX)
+        .map(|i| [10, 8, (i >> 8) as u8, i as u8])
+        .find(|a| hot_slot(&key(*a), 1) == slot)
+        .expect("a source sharing the hot slot")
+}
 
 /// An IPv4 frame from `src` to 10.0.0.2: TCP (`tcp`) or UDP to `dport`, 80 bytes.
 fn ipv4(src: [u8; 4], tcp: bool, dport: u16) -> Vec<u8> {
@@ -77,8 +94,13 @@ fn frames() -> Vec<Frame> {
         },
         Frame {
             name: "rogue",
-            what: "80-byte IPv4 UDP to port 5405 from a non-member (counted per source)",
-            bytes: ipv4([10, 9, 9, 9], false, 5405),
+            what: "80-byte IPv4 UDP to port 5405 from a non-member (counted in its hot slot)",
+            bytes: ipv4(ROGUE, false, 5405),
+        },
+        Frame {
+            name: "rogue_lru",
+            what: "the same from a non-member whose hot slot `rogue` holds (counted in the LRU hash)",
+            bytes: ipv4(slot_twin(ROGUE), false, 5405),
         },
         Frame {
             name: "arp",
@@ -90,6 +112,12 @@ fn frames() -> Vec<Frame> {
 
 /// Measure and print; the exit code (0, or 1 when the program cannot be measured).
 pub fn run(config: &Config, json: bool) -> i32 {
+    // Per-CPU slots (the cluster counters): every run on one CPU, so each frame meets
+    // the state the frames before it left.
+    if let Err(e) = pin_to_one_cpu() {
+        eprintln!("nodeward check --packet-cost: cannot pin to one CPU: {e}");
+        return 1;
+    }
     let mut config = crate::kernel::packet::loopback_only(config, true);
     config.detectors.corosync.ports = vec![5405];
     let mut facts = crate::kernel::probe::probe();
@@ -169,4 +197,12 @@ pub fn run(config: &Config, json: bool) -> i32 {
         }
     }
     0
+}
+
+/// Keep this thread on the CPU it runs on.
+fn pin_to_one_cpu() -> nix::Result<()> {
+    use nix::sched::{CpuSet, sched_getcpu, sched_setaffinity};
+    let mut one = CpuSet::new();
+    one.set(sched_getcpu()?)?;
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &one)
 }

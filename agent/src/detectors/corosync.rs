@@ -147,8 +147,10 @@ pub struct CorosyncDetector {
     flood_rate: u64,
     quiet_ms: u64,
     members: BTreeMap<IpAddr, u32>,
-    /// Previous sample per (source, interface): packets and when.
-    prev: BTreeMap<(IpAddr, String), (u64, u64)>,
+    /// Previous sample per (source, interface, counted as a member): packets and when.
+    /// A source that joins the nodelist has two counters (before and after), each
+    /// with its own history.
+    prev: BTreeMap<(IpAddr, String, bool), (u64, u64)>,
     sources: BTreeMap<IpAddr, SourceState>,
 }
 
@@ -186,7 +188,7 @@ impl CorosyncDetector {
         let mut rates: BTreeMap<IpAddr, u64> = BTreeMap::new();
         let mut totals: BTreeMap<IpAddr, (u64, u64)> = BTreeMap::new();
         for s in samples {
-            let key = (s.addr, s.interface.clone());
+            let key = (s.addr, s.interface.clone(), s.member);
             let (delta, dt_ms) = match self.prev.get(&key) {
                 Some(&(p, t)) => (s.packets.saturating_sub(p), now_ms.saturating_sub(t)),
                 // First sight: counted since the agent started (at most a tick ago).
@@ -243,9 +245,9 @@ impl CorosyncDetector {
             self.sources.insert(addr, st);
         }
         // Keys the kernel evicted (LRU) are forgotten here too.
-        let live: BTreeSet<(IpAddr, String)> = samples
+        let live: BTreeSet<(IpAddr, String, bool)> = samples
             .iter()
-            .map(|s| (s.addr, s.interface.clone()))
+            .map(|s| (s.addr, s.interface.clone(), s.member))
             .collect();
         self.prev.retain(|k, _| live.contains(k));
         out
@@ -402,6 +404,27 @@ mod tests {
             ["rogue_member_ended"]
         );
         assert!(d.sample(3000, &[s("fd00::3", "eth0", 3)]).is_empty());
+    }
+
+    /// The kernel keeps the packets counted before the source joined (non-member) next to
+    /// those after (member): two counters, neither read as the other's growth.
+    #[test]
+    fn a_joined_source_s_old_and_new_counters_are_not_a_flood() {
+        let mut d = CorosyncDetector::new(&cfg());
+        assert_eq!(
+            kinds(&d.sample(1000, &[s("fd00::3", "eth0", 1)])),
+            ["rogue_member"]
+        );
+        d.set_members(BTreeMap::from([("fd00::3".parse().unwrap(), 3)]));
+        let member = |packets| Sample {
+            member: true,
+            ..s("fd00::3", "eth0", packets)
+        };
+        let mut seen = Vec::new();
+        for (t, n) in [(2000, 50), (3000, 100), (4000, 150)] {
+            seen.extend(kinds(&d.sample(t, &[s("fd00::3", "eth0", 1), member(n)])));
+        }
+        assert_eq!(seen, ["rogue_member_ended"], "50 packets/s is no flood");
     }
 
     fn local_event(what: u32, netns: u32) -> Event {

@@ -2,7 +2,7 @@
 //! cluster configuration; per-source counters and totals read once a second.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::IpAddr,
     sync::{Arc, Mutex},
 };
@@ -15,7 +15,7 @@ use agent_common::corosync::{
     HotSource, MemberBits, MemberCount, SourceCount, SourceKey, TOTAL_SLOTS,
 };
 use agent_common::maps::ExecWatchKey;
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 
 use crate::kernel::{
     loader::{Kernel, LoadError},
@@ -36,6 +36,8 @@ pub struct SourceRow {
 pub struct Counters {
     sources: PerCpuHashMap<MapData, SourceKey, SourceCount>,
     hot: PerCpuArray<MapData, HotSource>,
+    /// The (slot, CPU) pairs of `hot` seen taken.
+    claimed: BTreeSet<(u32, usize)>,
     members: PerCpuArray<MapData, MemberCount>,
     slots: Arc<Mutex<MemberSlots>>,
     totals: PerCpuArray<MapData, u64>,
@@ -43,14 +45,24 @@ pub struct Counters {
 
 impl Counters {
     /// Per (source, interface, membership): the hot slots, the per-source hash and the
-    /// members' slots. The hot slots are read before the hash: a source is in one slot
-    /// per CPU for good, so no count is read twice.
-    pub fn sources(&self) -> Vec<SourceRow> {
+    /// members' slots (a packet is counted in exactly one of them).
+    pub fn sources(&mut self) -> Vec<SourceRow> {
         let mut rows: BTreeMap<([u8; 16], u32, bool), (u64, u64)> = BTreeMap::new();
         for slot in 0..COROSYNC_HOT_SLOTS {
-            let Ok(per_cpu) = self.hot.get(&slot, 0) else {
+            let Ok(mut per_cpu) = self.hot.get(&slot, 0) else {
                 continue;
             };
+            // A slot found taken for the first time may have been read while its
+            // source's key was being written (the program writes the key, then the
+            // count that marks the slot taken): read it again; a taken slot's key
+            // never changes.
+            let fresh = per_cpu
+                .iter()
+                .enumerate()
+                .any(|(cpu, h)| h.count.packets > 0 && self.claimed.insert((slot, cpu)));
+            if fresh && let Ok(again) = self.hot.get(&slot, 0) {
+                per_cpu = again;
+            }
             for h in per_cpu.iter().filter(|h| h.count.packets > 0) {
                 let row = rows
                     .entry((h.key.addr, h.key.ifindex, h.key.member == 1))
@@ -146,20 +158,27 @@ impl Kernel {
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
-        // The filter never hides a member: it holds the old and the new members while
-        // the table changes, then only the new ones.
-        let mut filter = MemberBits::default();
-        for a in wanted.iter().chain(&change.before) {
-            filter.set(a);
-        }
-        set_array(self, COROSYNC_MEMBER_BITS, 0, &filter)?;
+        // The filter never hides a member: it holds the members in the kernel's table
+        // and the wanted ones while the table changes, then only the wanted ones.
+        let installed: Vec<[u8; 16]> = {
+            let map = self
+                .ebpf_mut()
+                .map(COROSYNC_MEMBERS)
+                .ok_or(LoadError::MissingMap(COROSYNC_MEMBERS))?;
+            BpfHashMap::<_, [u8; 16], u32>::try_from(map)
+                .map_err(|source| LoadError::Map {
+                    name: COROSYNC_MEMBERS,
+                    source,
+                })?
+                .keys()
+                .filter_map(Result::ok)
+                .collect()
+        };
+        let (during, after) = member_filters(&installed, &wanted);
+        set_array(self, COROSYNC_MEMBER_BITS, 0, &during)?;
         let entries: Vec<([u8; 16], u32)> = change.table;
         sync_hash(self, COROSYNC_MEMBERS, &entries)?;
-        let mut filter = MemberBits::default();
-        for a in &wanted {
-            filter.set(a);
-        }
-        set_array(self, COROSYNC_MEMBER_BITS, 0, &filter)?;
+        set_array(self, COROSYNC_MEMBER_BITS, 0, &after)?;
         for &slot in &change.freed {
             self.zero_member_slot(slot)?;
         }
@@ -204,6 +223,7 @@ impl Kernel {
                     name: COROSYNC_HOT,
                     source,
                 })?,
+            claimed: BTreeSet::new(),
             totals: PerCpuArray::try_from(aya::maps::Map::PerCpuArray(handle(COROSYNC_TOTALS)?))
                 .map_err(|source| LoadError::Map {
                     name: COROSYNC_TOTALS,
@@ -219,6 +239,21 @@ impl Kernel {
             .values()
             .any(|p| p.flags & agent_common::packet::PORT_WATCH_COROSYNC != 0)
     }
+}
+
+/// The member filter while the member table changes (the members `installed` in it and
+/// the `wanted` ones: no member is ever filtered out) and after (the wanted ones only).
+pub fn member_filters(installed: &[[u8; 16]], wanted: &[[u8; 16]]) -> (MemberBits, MemberBits) {
+    let mut during = MemberBits::default();
+    let mut after = MemberBits::default();
+    for a in installed {
+        during.set(a);
+    }
+    for a in wanted {
+        during.set(a);
+        after.set(a);
+    }
+    (during, after)
 }
 
 /// Which counter slot each member has (the agent's side of `COROSYNC_MEMBERS`).
@@ -238,14 +273,11 @@ pub struct SlotChange {
     pub added: Vec<u32>,
     /// Slots of members that left (zero them once they are unpublished).
     pub freed: Vec<u32>,
-    /// The members before the change.
-    pub before: Vec<[u8; 16]>,
 }
 
 impl MemberSlots {
     /// Give every member of `wanted` a slot; `None` when they do not fit.
     pub fn assign(&mut self, wanted: &[[u8; 16]]) -> Option<SlotChange> {
-        let before: Vec<[u8; 16]> = self.by_addr.keys().copied().collect();
         let gone: Vec<[u8; 16]> = self
             .by_addr
             .keys()
@@ -278,7 +310,6 @@ impl MemberSlots {
             table: self.by_addr.iter().map(|(a, s)| (*a, *s)).collect(),
             added,
             freed,
-            before,
         })
     }
 
@@ -296,6 +327,21 @@ mod tests {
         let mut k = [0; 16];
         k[15] = n;
         k
+    }
+
+    #[test]
+    fn the_member_filter_never_hides_a_member_and_ends_exact() {
+        let (during, after) = member_filters(&[a(1), a(2)], &[a(2), a(3)]);
+        for m in [a(1), a(2), a(3)] {
+            assert!(during.may_hold(&m), "{m:?} hidden while the table changes");
+        }
+        let (_, only_new) = member_filters(&[], &[a(2), a(3)]);
+        assert_eq!(after, only_new, "after the change: the wanted members only");
+        assert!(
+            !after.may_hold(&a(1))
+                || agent_common::corosync::member_bit(&a(1))
+                    == agent_common::corosync::member_bit(&a(2))
+        );
     }
 
     #[test]
@@ -380,13 +426,20 @@ mod test_run {
                 .entry((addr_key(src.into()), src == member))
                 .or_default() += u64::from(n);
         }
-        let counters = kernel.corosync_counters(slots).expect("counters");
-        let got: BTreeMap<([u8; 16], bool), u64> = counters
-            .sources()
-            .into_iter()
-            .map(|r| ((r.addr, r.member), r.packets))
-            .collect();
-        assert_eq!(got, want, "per-source counts");
+        let mut counters = kernel.corosync_counters(slots).expect("counters");
+        let by_source = |rows: Vec<SourceRow>| -> BTreeMap<([u8; 16], bool), u64> {
+            rows.into_iter()
+                .map(|r| ((r.addr, r.member), r.packets))
+                .collect()
+        };
+        // The first read finds the hot slots taken (and reads them again), the second
+        // knows them: both see every count.
+        assert_eq!(by_source(counters.sources()), want, "per-source counts");
+        assert_eq!(
+            by_source(counters.sources()),
+            want,
+            "per-source counts, read again"
+        );
         let totals = counters.totals();
         assert_eq!(totals[TOTAL_MEMBER as usize], 5);
         let others: u64 = sends

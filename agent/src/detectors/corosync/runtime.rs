@@ -400,7 +400,7 @@ impl Runtime {
                 }
             }
         }
-        let counters = self.counters.as_ref().expect("set above");
+        let counters = self.counters.as_mut().expect("set above");
         metrics.corosync.totals(&counters.totals());
         let samples: Vec<Sample> = counters
             .sources()
