@@ -129,7 +129,8 @@ mod tests {
         assert_eq!(offset_of!(RebootSyscallEvent, magic1), 112);
         assert_eq!(offset_of!(ExecEvent, filename), 128);
         assert_eq!(offset_of!(ExecEvent, args), 384);
-        assert_eq!(size_of::<ExecEvent>(), 896);
+        assert_eq!(offset_of!(ExecEvent, ancestors), 896);
+        assert_eq!(size_of::<ExecEvent>(), 976);
         assert_eq!(offset_of!(ProcCtx, origin), 56);
         assert_eq!(offset_of!(ProcCtx, cgroup_id), 32);
         assert_eq!(offset_of!(ProcCtx, comm), 40);
@@ -163,6 +164,7 @@ mod tests {
             _pad0: 0,
             filename: [0; reboot::FILENAME_LEN],
             args: [0; reboot::ARGS_LEN],
+            ancestors: Default::default(),
         };
         fill_cstr(&mut ev.filename, b"/usr/bin/systemctl");
         ev.args[..17].copy_from_slice(b"systemctl\0reboot\0");

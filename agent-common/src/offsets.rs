@@ -66,8 +66,11 @@ pub struct KernelOffsets {
     pub sb_dev: u32,
     /// `sk_buff.protocol` (__be16).
     pub skb_protocol: u32,
+    /// `task_struct.comm` (char[16]).
+    pub task_comm: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 112);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 120);
 
 impl KernelOffsets {
     pub const ABSENT: Self = Self {
@@ -99,6 +102,8 @@ impl KernelOffsets {
         inode_sb: OFFSET_ABSENT,
         sb_dev: OFFSET_ABSENT,
         skb_protocol: OFFSET_ABSENT,
+        task_comm: OFFSET_ABSENT,
+        _pad: 0,
     };
 }
 

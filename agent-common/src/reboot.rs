@@ -77,8 +77,25 @@ pub struct ExecEvent {
     pub filename: [u8; FILENAME_LEN],
     /// argv as the new image sees it: NUL-separated strings.
     pub args: [u8; ARGS_LEN],
+    /// The parent, grandparent, … at the exec (nearest first), read by the kernel so
+    /// the lineage survives ancestors that exit before the agent reads the record; the
+    /// walk stops after pid 1 or at a pid of 0 (unused entries are zero).
+    pub ancestors: [Ancestor; ANCESTORS],
 }
-const _: () = assert!(core::mem::size_of::<ExecEvent>() == 16 + 96 + 16 + 256 + 512);
+const _: () =
+    assert!(core::mem::size_of::<ExecEvent>() == 16 + 96 + 16 + 256 + 512 + 20 * ANCESTORS);
+
+/// How many ancestors an [`ExecEvent`] carries.
+pub const ANCESTORS: usize = 4;
+
+/// One ancestor of an exec'ing task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ancestor {
+    /// Thread-group id; 0: no ancestor here.
+    pub pid: u32,
+    pub comm: [u8; 16],
+}
 
 impl ExecEvent {
     /// The argument strings (userspace helper; invalid UTF-8 replaced).
@@ -113,7 +130,7 @@ pub mod class {
     pub const DBUS: u32 = 5;
 }
 
-crate::user_pod!(RebootSyscallEvent, KexecEvent, ExecEvent);
+crate::user_pod!(RebootSyscallEvent, KexecEvent, ExecEvent, Ancestor);
 
 /// /proc/sysrq-trigger opened for writing (a write of `b`, `o`, `c`... reboots,
 /// powers off or crashes the machine at once, bypassing init).

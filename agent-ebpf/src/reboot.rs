@@ -6,9 +6,10 @@ use agent_common::{
     event::kind,
     maps::{self, ExecWatchKey},
     reboot::{
-        EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED, EXEC_GUARD_WOULD_BLOCK,
-        ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF, KEXEC_FILE_LOAD, KEXEC_LOAD,
-        KexecEvent, REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent, SYSRQ_PATH, SysrqOpenEvent,
+        ANCESTORS, Ancestor, EXEC_ARGS_TRUNCATED, EXEC_ARGS_UNREADABLE, EXEC_GUARD_BLOCKED,
+        EXEC_GUARD_WOULD_BLOCK, ExecEvent, GUARD_DRY_RUN, GUARD_ENFORCE, GUARD_OFF,
+        KEXEC_FILE_LOAD, KEXEC_LOAD, KexecEvent, REBOOT_ALLOWED_CAPACITY, RebootSyscallEvent,
+        SYSRQ_PATH, SysrqOpenEvent,
         argv::{
             ARGV_ARG_LEN, ARGV_MAX_ARGS, ARGV_RULES_CAPACITY, ARGV_WORD_LEN, ArgvScan, ArgvWordKey,
             class_rule,
@@ -20,13 +21,16 @@ use agent_common::{
 use aya_ebpf::{
     EbpfContext,
     cty::c_void,
-    helpers::{bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes, generated as raw},
+    helpers::{
+        bpf_get_current_task, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        generated as raw,
+    },
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
     programs::{RawTracePointContext, TracePointContext},
 };
 
-use crate::common::{EVENTS, arg_block, count, fill_proc, header};
+use crate::common::{EVENTS, arg_block, count, fill_proc, header, offsets, read_at};
 
 #[map(name = "EXEC_WATCH")]
 static EXEC_WATCH: HashMap<ExecWatchKey, u32> =
@@ -394,6 +398,7 @@ pub(crate) fn on_exec(ctx: &TracePointContext, comm: [u8; 16]) {
             (*ev).filename[0] = 0;
             count(kind::EXEC, stats::READ_ERROR);
         }
+        ancestors(&mut (*ev).ancestors);
         (*ev).args_len = 0;
         match crate::common::read_args(&mut (*ev).args) {
             Some((n, truncated)) => {
@@ -410,6 +415,36 @@ pub(crate) fn on_exec(ctx: &TracePointContext, comm: [u8; 16]) {
     }
     entry.submit(0);
     count(kind::EXEC, stats::SUBMITTED);
+}
+
+/// The current task's parent, grandparent, … (nearest first) with their comms, up to
+/// pid 1; entries past the walk's end are zero.
+#[inline(always)]
+fn ancestors(out: &mut [Ancestor; ANCESTORS]) {
+    for a in out.iter_mut() {
+        *a = Ancestor::default();
+    }
+    let off = offsets();
+    // SAFETY: helper without preconditions; the pointer is only used through probe reads.
+    let mut task = unsafe { bpf_get_current_task() } as *const u8;
+    for a in out.iter_mut() {
+        // SAFETY: probe reads through read_at tolerate any address.
+        let Some(parent) = (unsafe { read_at::<*const u8>(task, off.task_real_parent) }) else {
+            return;
+        };
+        // SAFETY: as above.
+        let pid = unsafe { read_at::<u32>(parent, off.task_tgid) }.unwrap_or(0);
+        if parent.is_null() || parent == task || pid == 0 {
+            return;
+        }
+        a.pid = pid;
+        // SAFETY: as above.
+        a.comm = unsafe { read_at::<[u8; 16]>(parent, off.task_comm) }.unwrap_or([0; 16]);
+        if pid == 1 {
+            return;
+        }
+        task = parent;
+    }
 }
 
 const O_ACCMODE: u64 = 3;

@@ -189,8 +189,9 @@ pub async fn run(
                         f.lineage = chain;
                     }
                     if let Finding::RebootIntent(i) = &mut finding {
-                        // The reboot process and its parent are usually still there.
-                        let mut chain = lineage(i.process.ppid);
+                        // From the kernel's walk at the exec where there is one: the
+                        // SSH session may have ended before this record was read.
+                        let mut chain = crate::detectors::procfs::lineage_with(&i.ancestors, i.process.ppid);
                         chain.push(i.process.comm.clone());
                         i.lineage = chain;
                     }

@@ -159,6 +159,23 @@ pub fn lineage(pid: u32) -> Vec<String> {
     chain
 }
 
+/// Ancestor names, farthest first: the kernel's walk at the exec (`ancestors`, pid and
+/// comm, nearest first; it survives ancestors that have exited since), continued from
+/// /proc above its farthest entry while those processes exist. Without a kernel walk,
+/// /proc from `ppid`.
+pub fn lineage_with(ancestors: &[(u32, String)], ppid: u32) -> Vec<String> {
+    let Some(&(farthest, _)) = ancestors.last() else {
+        return lineage(ppid);
+    };
+    let mut chain = Vec::new();
+    if farthest > 1 && ancestors.len() == agent_common::reboot::ANCESTORS {
+        chain = lineage(farthest);
+        chain.pop();
+    }
+    chain.extend(ancestors.iter().rev().map(|(_, comm)| comm.clone()));
+    chain
+}
+
 /// The SSH origin of a process by pid (the session detector's kernel table).
 pub type OriginLookup =
     std::sync::Arc<dyn Fn(u32) -> Option<agent_common::session::Origin> + Send + Sync>;
@@ -226,5 +243,26 @@ mod tests {
         assert!(!argv(me).is_empty());
         // Not in a syscall of ours (reading our own): unknown, never a guess.
         assert_eq!(open_flags(me), FLAGS_UNKNOWN);
+    }
+
+    #[test]
+    fn lineage_is_the_kernel_walk_continued_from_proc() {
+        let walk = |pids: &[u32]| -> Vec<(u32, String)> {
+            pids.iter().map(|p| (*p, format!("k{p}"))).collect()
+        };
+        // A walk that reached pid 1 (or ended) is all there is: /proc is not asked.
+        assert_eq!(lineage_with(&walk(&[7, 1]), 7), ["k1", "k7"]);
+        // A full walk goes on above its farthest entry, from /proc: here that entry is
+        // this test process, so its own parent comes first.
+        let me = std::process::id();
+        let chain = lineage_with(&walk(&[3, 4, 5, me]), 3);
+        let want: Vec<String> = [me, 5, 4, 3].iter().map(|p| format!("k{p}")).collect();
+        assert!(chain.ends_with(&want), "{chain:?}");
+        assert_eq!(
+            chain[..chain.len() - 4],
+            lineage(me)[..lineage(me).len() - 1]
+        );
+        // No walk: /proc from the parent.
+        assert_eq!(lineage_with(&[], me), lineage(me));
     }
 }

@@ -80,6 +80,10 @@ pub struct RebootIntent {
     /// Ancestor names, farthest first, ending with this process (e.g. sshd, bash, reboot).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<String>,
+    /// The kernel's walk of the ancestors at an exec (pid, comm; nearest first), from
+    /// which `lineage` is made.
+    #[serde(skip)]
+    pub ancestors: Vec<(u32, String)>,
 }
 
 impl RebootIntent {
@@ -104,6 +108,7 @@ impl RebootIntent {
             because: String::new(),
             guard: None,
             lineage: Vec::new(),
+            ancestors: Vec::new(),
         }
     }
 }
@@ -256,11 +261,18 @@ impl RebootDetector {
             class::DBUS => ("dbus", dbus_action(&argv)),
             _ => return None,
         };
+        let ancestors = e
+            .ancestors
+            .iter()
+            .take_while(|a| a.pid != 0)
+            .map(|a| (a.pid, lossy(&a.comm)))
+            .collect();
         Some(RebootIntent {
             filename: Some(filename),
             argv,
             argv_truncated: e.flags & EXEC_ARGS_TRUNCATED != 0,
             guard,
+            ancestors,
             ..RebootIntent::new(path, action, &e.proc, e.header.ktime_ns)
         })
     }

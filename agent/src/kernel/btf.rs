@@ -37,6 +37,7 @@ fn find_member(btf: &Btf, s: &btf_rs::Struct, member: &str, base_bits: u32) -> O
 /// Every `struct.member` the programs need, as exported in metrics.
 pub const FIELDS: &[&str] = &[
     "task_struct.real_parent",
+    "task_struct.comm",
     "task_struct.tgid",
     "task_struct.loginuid",
     "task_struct.sessionid",
@@ -117,6 +118,8 @@ pub fn kernel_offsets(btf: &Btf) -> (KernelOffsets, Vec<&'static str>) {
         inode_sb: get("inode.i_sb"),
         sb_dev: get("super_block.s_dev"),
         skb_protocol: get("sk_buff.protocol"),
+        task_comm: get("task_struct.comm"),
+        _pad: 0,
     };
     (offsets, missing)
 }

@@ -36,6 +36,7 @@ fn exec(filename: &str, class: u32, args: &[&str]) -> Event {
         _pad0: 0,
         filename: [0; FILENAME_LEN],
         args: [0; ARGS_LEN],
+        ancestors: Default::default(),
     };
     fill_cstr(&mut e.filename, filename.as_bytes());
     let block: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
