@@ -1,7 +1,7 @@
 //! Ring-buffer record header and the registry of record kinds.
 
 /// Version of the record layouts. Bumped whenever any record in this crate changes.
-pub const ABI_VERSION: u16 = 6;
+pub const ABI_VERSION: u16 = 7;
 
 /// First bytes of every record in the `EVENTS` ring buffer.
 #[repr(C)]

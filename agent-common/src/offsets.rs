@@ -68,6 +68,7 @@ pub struct KernelOffsets {
     pub skb_protocol: u32,
     /// `task_struct.comm` (char[16]).
     pub task_comm: u32,
+    /// Keeps the size a multiple of 8 (the global is written as one value).
     pub _pad: u32,
 }
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 120);

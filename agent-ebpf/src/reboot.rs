@@ -430,6 +430,7 @@ fn ancestors(out: &mut [Ancestor; ANCESTORS]) {
     for a in out.iter_mut() {
         // SAFETY: probe reads through read_at tolerate any address.
         let Some(parent) = (unsafe { read_at::<*const u8>(task, off.task_real_parent) }) else {
+            count(kind::EXEC, stats::READ_ERROR);
             return;
         };
         // SAFETY: as above.

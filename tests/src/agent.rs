@@ -26,7 +26,14 @@ fn check_packet_cost_runs_the_packet_program_on_crafted_frames() {
     let frames: Vec<&str> = rows.iter().filter_map(|r| r["frame"].as_str()).collect();
     assert_eq!(
         frames,
-        ["unrelated", "udp_other", "cluster", "rogue", "arp"]
+        [
+            "unrelated",
+            "udp_other",
+            "cluster",
+            "rogue",
+            "rogue_lru",
+            "arp"
+        ]
     );
     for r in &rows {
         assert!(r["ns_median"].as_u64().is_some_and(|n| n > 0), "{r}");

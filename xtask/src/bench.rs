@@ -128,7 +128,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             name: "tar",
             unit: "unpacks/s",
             target: 0.99,
-            what: "unpacking zlib's source tarball (tar + bzip2, ~300 files)",
+            what: "unpacking zlib's source tarball (tar + bzip2, ~300 files) into tmpfs",
             length: LONG,
             run: workloads::tar_loop,
         },

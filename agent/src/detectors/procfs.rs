@@ -161,18 +161,28 @@ pub fn lineage(pid: u32) -> Vec<String> {
 
 /// Ancestor names, farthest first: the kernel's walk at the exec (`ancestors`, pid and
 /// comm, nearest first; it survives ancestors that have exited since), continued from
-/// /proc above its farthest entry while those processes exist. Without a kernel walk,
-/// /proc from `ppid`.
+/// /proc above its farthest entry while that pid is still the same command. Without a
+/// kernel walk, /proc from `ppid`. As with /proc alone, init (pid 1) is named only when
+/// it is the parent itself.
 pub fn lineage_with(ancestors: &[(u32, String)], ppid: u32) -> Vec<String> {
-    let Some(&(farthest, _)) = ancestors.last() else {
+    let Some((farthest, comm)) = ancestors.last() else {
         return lineage(ppid);
     };
+    let mut walk = ancestors;
     let mut chain = Vec::new();
-    if farthest > 1 && ancestors.len() == agent_common::reboot::ANCESTORS {
-        chain = lineage(farthest);
-        chain.pop();
+    if *farthest == 1 {
+        if ancestors.len() > 1 {
+            walk = &ancestors[..ancestors.len() - 1];
+        }
+    } else {
+        let above = lineage(*farthest);
+        // A pid reused since the exec is another process: nothing above is known.
+        if above.last() == Some(comm) {
+            chain = above;
+            chain.pop();
+        }
     }
-    chain.extend(ancestors.iter().rev().map(|(_, comm)| comm.clone()));
+    chain.extend(walk.iter().rev().map(|(_, comm)| comm.clone()));
     chain
 }
 
@@ -250,19 +260,24 @@ mod tests {
         let walk = |pids: &[u32]| -> Vec<(u32, String)> {
             pids.iter().map(|p| (*p, format!("k{p}"))).collect()
         };
-        // A walk that reached pid 1 (or ended) is all there is: /proc is not asked.
-        assert_eq!(lineage_with(&walk(&[7, 1]), 7), ["k1", "k7"]);
-        // A full walk goes on above its farthest entry, from /proc: here that entry is
-        // this test process, so its own parent comes first.
+        // A walk that reached init: init is left out unless it is the parent.
+        assert_eq!(lineage_with(&walk(&[7, 5, 1]), 7), ["k5", "k7"]);
+        assert_eq!(lineage_with(&walk(&[1]), 1), ["k1"]);
+        // Above the farthest entry, from /proc: here that entry is this test process
+        // (with its real comm), so its own ancestors come first.
         let me = std::process::id();
-        let chain = lineage_with(&walk(&[3, 4, 5, me]), 3);
-        let want: Vec<String> = [me, 5, 4, 3].iter().map(|p| format!("k{p}")).collect();
-        assert!(chain.ends_with(&want), "{chain:?}");
-        assert_eq!(
-            chain[..chain.len() - 4],
-            lineage(me)[..lineage(me).len() - 1]
-        );
+        let mine = lineage(me);
+        let my_comm = mine.last().expect("own comm").clone();
+        let mut full = walk(&[3, 4]);
+        full.push((me, my_comm.clone()));
+        let chain = lineage_with(&full, 3);
+        let mut want = mine.clone();
+        want.extend(["k4".to_string(), "k3".to_string()]);
+        assert_eq!(chain, want);
+        // The farthest pid now runs another command (reused): nothing above it.
+        let reused = walk(&[3, me]);
+        assert_eq!(lineage_with(&reused, 3), [format!("k{me}"), "k3".into()]);
         // No walk: /proc from the parent.
-        assert_eq!(lineage_with(&[], me), lineage(me));
+        assert_eq!(lineage_with(&[], me), mine);
     }
 }

@@ -264,7 +264,8 @@ impl RebootDetector {
         let ancestors = e
             .ancestors
             .iter()
-            .take_while(|a| a.pid != 0)
+            // A comm the kernel could not read ends the walk there (/proc goes on).
+            .take_while(|a| a.pid != 0 && a.comm[0] != 0)
             .map(|a| (a.pid, lossy(&a.comm)))
             .collect();
         Some(RebootIntent {

@@ -159,8 +159,16 @@ fn unpack(tarball: &std::path::Path, into: &std::path::Path) -> Result<()> {
     ])
 }
 
+/// A scratch directory: in tmpfs (/dev/shm) for the unpack, so the disk's writeback
+/// does not drown what the agent costs; in the temp directory otherwise.
 fn scratch(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("nodeward-bench-{name}-{}", std::process::id()))
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if name == "tar" && shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("nodeward-bench-{name}-{}", std::process::id()))
 }
 
 /// Unpack the source tarball (bzip2 + the file system), again and again.

@@ -2,7 +2,7 @@
 //! cluster configuration; per-source counters and totals read once a second.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashSet, VecDeque},
     net::IpAddr,
     sync::{Arc, Mutex},
 };
@@ -15,7 +15,9 @@ use agent_common::corosync::{
     HotSource, MemberBits, MemberCount, SourceCount, SourceKey, TOTAL_SLOTS,
 };
 use agent_common::maps::ExecWatchKey;
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{
+    HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
+};
 
 use crate::kernel::{
     loader::{Kernel, LoadError},
@@ -45,25 +47,33 @@ pub struct Counters {
 
 impl Counters {
     /// Per (source, interface, membership): the hot slots, the per-source hash and the
-    /// members' slots (a packet is counted in exactly one of them).
-    pub fn sources(&mut self) -> Vec<SourceRow> {
+    /// members' slots (a packet is counted in exactly one of them). An error (an array
+    /// unreadable) means no sample this time: a partial one would make the sources left
+    /// out look new, and their whole count one second's rate.
+    pub fn sources(&mut self) -> Result<Vec<SourceRow>, MapError> {
         let mut rows: BTreeMap<([u8; 16], u32, bool), (u64, u64)> = BTreeMap::new();
         for slot in 0..COROSYNC_HOT_SLOTS {
-            let Ok(mut per_cpu) = self.hot.get(&slot, 0) else {
-                continue;
-            };
+            let first = self.hot.get(&slot, 0)?;
+            let taken: Vec<bool> = first.iter().map(|h| h.count.packets > 0).collect();
             // A slot found taken for the first time may have been read while its
             // source's key was being written (the program writes the key, then the
-            // count that marks the slot taken): read it again; a taken slot's key
-            // never changes.
-            let fresh = per_cpu
-                .iter()
-                .enumerate()
-                .any(|(cpu, h)| h.count.packets > 0 && self.claimed.insert((slot, cpu)));
-            if fresh && let Ok(again) = self.hot.get(&slot, 0) {
-                per_cpu = again;
-            }
-            for h in per_cpu.iter().filter(|h| h.count.packets > 0) {
+            // count that marks the slot taken): it is read again, and only the CPUs
+            // taken in the first read are counted (one taken since waits for the next
+            // sample). A taken slot's key never changes.
+            let fresh: Vec<(u32, usize)> = (0..taken.len())
+                .filter(|&cpu| taken[cpu] && !self.claimed.contains(&(slot, cpu)))
+                .map(|cpu| (slot, cpu))
+                .collect();
+            let read = if fresh.is_empty() {
+                first
+            } else {
+                self.hot.get(&slot, 0)?
+            };
+            self.claimed.extend(fresh);
+            for (cpu, h) in read.iter().enumerate() {
+                if !taken.get(cpu).copied().unwrap_or(false) {
+                    continue;
+                }
                 let row = rows
                     .entry((h.key.addr, h.key.ifindex, h.key.member == 1))
                     .or_default();
@@ -71,7 +81,13 @@ impl Counters {
                 row.1 += h.count.dropped;
             }
         }
+        // Iterating an LRU map that evicts meanwhile may restart and yield a key again:
+        // each key is counted once. A key evicted between listing and lookup is skipped.
+        let mut listed: HashSet<SourceKey> = HashSet::new();
         for (key, per_cpu) in self.sources.iter().filter_map(Result::ok) {
+            if !listed.insert(key) {
+                continue;
+            }
             let row = rows
                 .entry((key.addr, key.ifindex, key.member == 1))
                 .or_default();
@@ -82,15 +98,14 @@ impl Counters {
         }
         let slots = self.slots.lock().expect("member slots").by_slot();
         for (slot, addr) in slots {
-            let Ok(per_cpu) = self.members.get(&slot, 0) else {
-                continue;
-            };
+            let per_cpu = self.members.get(&slot, 0)?;
             // Each CPU's copy names the interface its packets entered.
             for c in per_cpu.iter().filter(|c| c.packets > 0) {
                 rows.entry((addr, c.ifindex, true)).or_default().0 += c.packets;
             }
         }
-        rows.into_iter()
+        Ok(rows
+            .into_iter()
             .map(|((addr, ifindex, member), (packets, dropped))| SourceRow {
                 addr,
                 ifindex,
@@ -98,7 +113,7 @@ impl Counters {
                 packets,
                 dropped,
             })
-            .collect()
+            .collect())
     }
 
     /// The `TOTAL_*` slots, summed over CPUs.
@@ -171,8 +186,11 @@ impl Kernel {
                     source,
                 })?
                 .keys()
-                .filter_map(Result::ok)
-                .collect()
+                .collect::<Result<_, _>>()
+                .map_err(|source| LoadError::Map {
+                    name: COROSYNC_MEMBERS,
+                    source,
+                })?
         };
         let (during, after) = member_filters(&installed, &wanted);
         set_array(self, COROSYNC_MEMBER_BITS, 0, &during)?;
@@ -434,9 +452,13 @@ mod test_run {
         };
         // The first read finds the hot slots taken (and reads them again), the second
         // knows them: both see every count.
-        assert_eq!(by_source(counters.sources()), want, "per-source counts");
         assert_eq!(
-            by_source(counters.sources()),
+            by_source(counters.sources().expect("read")),
+            want,
+            "per-source counts"
+        );
+        assert_eq!(
+            by_source(counters.sources().expect("read")),
             want,
             "per-source counts, read again"
         );

@@ -402,8 +402,14 @@ impl Runtime {
         }
         let counters = self.counters.as_mut().expect("set above");
         metrics.corosync.totals(&counters.totals());
-        let samples: Vec<Sample> = counters
-            .sources()
+        let rows = match counters.sources() {
+            Ok(rows) => rows,
+            Err(e) => {
+                error!(detector = "corosync", error = %e, "cluster traffic counters unreadable: no sample this second");
+                return;
+            }
+        };
+        let samples: Vec<Sample> = rows
             .into_iter()
             .map(|r| Sample {
                 addr: crate::net::key_addr(r.addr),

@@ -4,7 +4,7 @@ use agent_common::{
     event::{EventHeader, kind},
     fill_cstr,
     proc::ProcCtx,
-    reboot::{ARGS_LEN, FILENAME_LEN, KEXEC_LOAD},
+    reboot::{ANCESTORS, ARGS_LEN, Ancestor, FILENAME_LEN, KEXEC_LOAD},
 };
 
 use super::*;
@@ -27,6 +27,10 @@ fn proc() -> ProcCtx {
 }
 
 fn exec(filename: &str, class: u32, args: &[&str]) -> Event {
+    Event::Exec(exec_event(filename, class, args).into())
+}
+
+fn exec_event(filename: &str, class: u32, args: &[&str]) -> ExecEvent {
     let mut e = ExecEvent {
         header: EventHeader::new(kind::EXEC, core::mem::size_of::<ExecEvent>(), 1),
         proc: proc(),
@@ -42,7 +46,7 @@ fn exec(filename: &str, class: u32, args: &[&str]) -> Event {
     let block: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
     e.args[..block.len()].copy_from_slice(&block);
     e.args_len = block.len() as u32;
-    Event::Exec(e.into())
+    e
 }
 
 fn reboot_call(magic2: u32, cmd: u32) -> Event {
@@ -75,6 +79,25 @@ fn reboot_syscall_is_an_intent_even_with_bad_magic() {
         .observe(&reboot_call(MAGIC2[0], CMD_POWER_OFF), 0)
         .unwrap();
     assert_eq!((i.action, i.magic_valid), (Action::PowerOff, Some(true)));
+}
+
+#[test]
+fn the_kernel_s_ancestor_walk_ends_at_the_first_empty_or_unreadable_entry() {
+    let mut e = exec_event("/tmp/x/reboot", class::POWER, &["reboot"]);
+    let mut walk = [Ancestor::default(); ANCESTORS];
+    walk[0].pid = 100;
+    fill_cstr(&mut walk[0].comm, b"sshd");
+    walk[1].pid = 50;
+    fill_cstr(&mut walk[1].comm, b"sshd");
+    walk[2].pid = 40; // comm unreadable: the walk ends before it
+    walk[3].pid = 1;
+    fill_cstr(&mut walk[3].comm, b"systemd");
+    e.ancestors = walk;
+    let i = detector().observe(&Event::Exec(e.into()), 0).unwrap();
+    assert_eq!(
+        i.ancestors,
+        [(100, "sshd".to_string()), (50, "sshd".to_string())]
+    );
 }
 
 #[test]
