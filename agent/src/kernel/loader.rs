@@ -549,33 +549,23 @@ impl Kernel {
         {
             warn!(program = spec.name, error = %e, "detach failed");
         }
-        if let Some(link) = self.lsm_links.remove(spec.name)
-            && let Some(Ok(lsm)) = self
-                .ebpf
-                .program_mut(spec.name)
-                .map(TryInto::<&mut Lsm>::try_into)
-            && let Err(e) = lsm.detach(link)
-        {
-            warn!(program = spec.name, error = %e, "detach failed");
+        // The three attach-by-link program kinds detach alike.
+        macro_rules! detach_link {
+            ($links:ident, $kind:ty) => {
+                if let Some(link) = self.$links.remove(spec.name)
+                    && let Some(Ok(p)) = self
+                        .ebpf
+                        .program_mut(spec.name)
+                        .map(TryInto::<&mut $kind>::try_into)
+                    && let Err(e) = p.detach(link)
+                {
+                    warn!(program = spec.name, error = %e, "detach failed");
+                }
+            };
         }
-        if let Some(link) = self.raw_links.remove(spec.name)
-            && let Some(Ok(raw)) = self
-                .ebpf
-                .program_mut(spec.name)
-                .map(TryInto::<&mut RawTracePoint>::try_into)
-            && let Err(e) = raw.detach(link)
-        {
-            warn!(program = spec.name, error = %e, "detach failed");
-        }
-        if let Some(link) = self.links.remove(spec.name)
-            && let Some(Ok(tp)) = self
-                .ebpf
-                .program_mut(spec.name)
-                .map(TryInto::<&mut TracePoint>::try_into)
-            && let Err(e) = tp.detach(link)
-        {
-            warn!(program = spec.name, error = %e, "detach failed");
-        }
+        detach_link!(lsm_links, Lsm);
+        detach_link!(raw_links, RawTracePoint);
+        detach_link!(links, TracePoint);
         Status::Disabled
     }
 
