@@ -433,14 +433,27 @@ fn ancestors(out: &mut [Ancestor; ANCESTORS]) {
             count(kind::EXEC, stats::READ_ERROR);
             return;
         };
+        if parent.is_null() || parent == task {
+            return;
+        }
         // SAFETY: as above.
-        let pid = unsafe { read_at::<u32>(parent, off.task_tgid) }.unwrap_or(0);
-        if parent.is_null() || parent == task || pid == 0 {
+        let Some(pid) = (unsafe { read_at::<u32>(parent, off.task_tgid) }) else {
+            count(kind::EXEC, stats::READ_ERROR);
+            return;
+        };
+        if pid == 0 {
             return;
         }
         a.pid = pid;
+        // An unreadable comm stays empty, which ends the lineage userspace builds.
         // SAFETY: as above.
-        a.comm = unsafe { read_at::<[u8; 16]>(parent, off.task_comm) }.unwrap_or([0; 16]);
+        a.comm = match unsafe { read_at::<[u8; 16]>(parent, off.task_comm) } {
+            Some(c) => c,
+            None => {
+                count(kind::EXEC, stats::READ_ERROR);
+                [0; 16]
+            }
+        };
         if pid == 1 {
             return;
         }

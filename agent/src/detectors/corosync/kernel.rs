@@ -117,14 +117,12 @@ impl Counters {
     }
 
     /// The `TOTAL_*` slots, summed over CPUs.
-    pub fn totals(&self) -> [u64; TOTAL_SLOTS as usize] {
+    pub fn totals(&self) -> Result<[u64; TOTAL_SLOTS as usize], MapError> {
         let mut out = [0u64; TOTAL_SLOTS as usize];
         for (i, slot) in out.iter_mut().enumerate() {
-            if let Ok(v) = self.totals.get(&(i as u32), 0) {
-                *slot = v.iter().sum();
-            }
+            *slot = self.totals.get(&(i as u32), 0)?.iter().sum();
         }
-        out
+        Ok(out)
     }
 }
 
@@ -462,7 +460,7 @@ mod test_run {
             want,
             "per-source counts, read again"
         );
-        let totals = counters.totals();
+        let totals = counters.totals().expect("totals");
         assert_eq!(totals[TOTAL_MEMBER as usize], 5);
         let others: u64 = sends
             .iter()

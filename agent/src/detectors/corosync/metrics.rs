@@ -26,6 +26,9 @@ pub struct CorosyncMetrics {
     interfaces_failed: IntGauge,
     /// The detector's programs are attached (set with the program statuses).
     pub(crate) programs_up: AtomicBool,
+    /// The last read of the kernel's cluster counters succeeded (a detector that
+    /// cannot read them sees nothing: it is down until a read succeeds again).
+    pub(crate) reads_ok: AtomicBool,
 }
 
 impl CorosyncMetrics {
@@ -104,6 +107,7 @@ impl CorosyncMetrics {
                 "Interfaces the cluster-traffic counter should watch but is not attached to (absent from this network namespace, or the attach failed; the reason is logged once).",
             ),
             programs_up: AtomicBool::new(false),
+            reads_ok: AtomicBool::new(true),
         };
         for s in ["member", "non_member"] {
             m.packets.preset(&[s]);
@@ -140,7 +144,7 @@ impl CorosyncMetrics {
             self.role.with_label_values(&["standalone"]).set(s.into());
             self.role.with_label_values(&["member"]).set((!s).into());
         }
-        ok && self.programs_up.load(Ordering::Relaxed)
+        ok && self.programs_up.load(Ordering::Relaxed) && self.reads_ok.load(Ordering::Relaxed)
     }
 
     /// Kernel totals: `agent_common::corosync::TOTAL_*` slots.

@@ -7,6 +7,7 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::atomic::Ordering,
 };
 
 use tokio::sync::{mpsc, watch};
@@ -24,10 +25,15 @@ use crate::{
             kernel::Counters,
         },
     },
+    kernel::metrics::ReadErrors,
     quarantine::kernel::Guard,
     quarantine::{ActionKind, Request, Target, Trigger},
     time::{Now, now_ms},
 };
+
+/// `source` labels of failed reads of the cluster counters.
+const TOTALS: &str = "corosync_totals";
+const SOURCES: &str = "corosync_sources";
 
 /// What the kernel was last given.
 #[derive(PartialEq)]
@@ -393,7 +399,10 @@ impl Runtime {
         if self.counters.is_none() {
             let slots = self.slots.clone();
             match guard.backend().call(move |k| k.corosync_counters(slots)) {
-                Ok(c) => self.counters = Some(c),
+                Ok(c) => {
+                    metrics.agent.preset_read_errors(&[TOTALS, SOURCES]);
+                    self.counters = Some(c);
+                }
                 Err(e) => {
                     error!(detector = "corosync", error = %e, "cluster traffic counters unreadable");
                     return;
@@ -401,11 +410,24 @@ impl Runtime {
             }
         }
         let counters = self.counters.as_mut().expect("set above");
-        metrics.corosync.totals(&counters.totals());
-        let rows = match counters.sources() {
-            Ok(rows) => rows,
-            Err(e) => {
-                error!(detector = "corosync", error = %e, "cluster traffic counters unreadable: no sample this second");
+        // A failed read is counted and exported (the detector is down until a read
+        // succeeds: it sees nothing meanwhile), never a silent 0 or a partial sample.
+        let errors = ReadErrors::new(&metrics.agent);
+        let read = counters
+            .totals()
+            .map_err(|e| (TOTALS, e))
+            .and_then(|totals| Ok((totals, counters.sources().map_err(|e| (SOURCES, e))?)));
+        let reads_ok = read.is_ok();
+        if metrics.corosync.reads_ok.swap(reads_ok, Ordering::Relaxed) != reads_ok {
+            metrics.set_corosync_state(true, n_members, Some(role.standalone));
+        }
+        let rows = match read {
+            Ok((totals, rows)) => {
+                metrics.corosync.totals(&totals);
+                rows
+            }
+            Err((source, e)) => {
+                errors.failed(source, e);
                 return;
             }
         };
