@@ -445,15 +445,14 @@ fn ancestors(out: &mut [Ancestor; ANCESTORS]) {
             return;
         }
         a.pid = pid;
-        // An unreadable comm stays empty, which ends the lineage userspace builds.
+        // An unreadable comm stays empty and ends the walk (userspace's lineage ends at
+        // an empty comm).
         // SAFETY: as above.
-        a.comm = match unsafe { read_at::<[u8; 16]>(parent, off.task_comm) } {
-            Some(c) => c,
-            None => {
-                count(kind::EXEC, stats::READ_ERROR);
-                [0; 16]
-            }
+        let Some(comm) = (unsafe { read_at::<[u8; 16]>(parent, off.task_comm) }) else {
+            count(kind::EXEC, stats::READ_ERROR);
+            return;
         };
+        a.comm = comm;
         if pid == 1 {
             return;
         }

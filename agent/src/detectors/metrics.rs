@@ -86,6 +86,14 @@ impl Metrics {
         self.kernel.set_program_statuses(statuses, &self.agent);
         let up = crate::kernel::programs::detector_state("corosync", statuses).is_ok();
         self.corosync.programs_up.store(up, Ordering::Relaxed);
+        // Attached programs are not enough: corosync also needs its configuration and
+        // readable counters (as last seen).
+        self.refresh_corosync_up();
+    }
+
+    /// Recompute corosync's `up` after one of its conditions changed.
+    pub fn refresh_corosync_up(&self) {
+        self.agent.set_detector_up("corosync", self.corosync.up());
     }
 
     /// The corosync detector's configuration state: down while the cluster

@@ -137,43 +137,53 @@ fn a_disabled_detector_is_down_by_choice_a_failed_one_is_enabled_and_down() {
 }
 
 /// A corosync detector whose kernel counters cannot be read sees nothing: it is down
-/// while they fail (the failures counted by source), and up again once a read works.
+/// while they fail (the failures counted by source), and up again once a read works —
+/// through the runtime's own `record_read`, and also after the program statuses are
+/// set again (a reload).
 #[test]
 fn corosync_is_down_while_its_counters_are_unreadable() {
-    use std::sync::atomic::Ordering;
+    use crate::detectors::corosync::runtime::record_read;
+    use crate::kernel::programs::{PROGRAMS, ProgramStatus, Status};
     let m = Metrics::new();
-    m.corosync.programs_up.store(true, Ordering::Relaxed);
+    let statuses: Vec<ProgramStatus> = PROGRAMS
+        .iter()
+        .filter(|p| p.detector == "corosync")
+        .map(|p| ProgramStatus {
+            spec: *p,
+            status: Status::Attached,
+        })
+        .collect();
+    m.set_program_statuses(&statuses);
     let up = |m: &Metrics| {
         m.render()
             .lines()
             .find(|l| l.starts_with("nodeward_detector_up{detector=\"corosync\"}"))
             .map(str::to_string)
     };
+    let is_up = Some("nodeward_detector_up{detector=\"corosync\"} 1".to_string());
+    let is_down = Some("nodeward_detector_up{detector=\"corosync\"} 0".to_string());
     m.set_corosync_state(true, 2, Some(false));
-    assert_eq!(
-        up(&m).as_deref(),
-        Some("nodeward_detector_up{detector=\"corosync\"} 1")
-    );
-    m.corosync.reads_ok.store(false, Ordering::Relaxed);
-    m.set_corosync_state(true, 2, Some(false));
-    let errors = crate::kernel::metrics::ReadErrors::new(&m.agent);
+    assert_eq!(up(&m), is_up);
+    assert_eq!(record_read(&m, Ok::<u32, (&str, &str)>(7)), Some(7));
     for _ in 0..3 {
-        errors.failed("corosync_sources", "injected");
+        assert_eq!(
+            record_read::<u32, _>(&m, Err(("corosync_sources", "injected"))),
+            None
+        );
+        assert_eq!(up(&m), is_down);
     }
-    let text = m.render();
+    m.set_program_statuses(&statuses);
     assert_eq!(
-        up(&m).as_deref(),
-        Some("nodeward_detector_up{detector=\"corosync\"} 0")
+        up(&m),
+        is_down,
+        "a reload must not bring it up while reads fail"
     );
+    let text = m.render();
     assert!(
         text.lines()
             .any(|l| l == "nodeward_kernel_read_errors_total{source=\"corosync_sources\"} 3"),
         "{text}"
     );
-    m.corosync.reads_ok.store(true, Ordering::Relaxed);
-    m.set_corosync_state(true, 2, Some(false));
-    assert_eq!(
-        up(&m).as_deref(),
-        Some("nodeward_detector_up{detector=\"corosync\"} 1")
-    );
+    assert_eq!(record_read(&m, Ok::<u32, (&str, &str)>(8)), Some(8));
+    assert_eq!(up(&m), is_up);
 }

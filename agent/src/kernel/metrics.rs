@@ -57,15 +57,31 @@ impl ReadErrors {
         ReadErrors(agent.read_errors())
     }
 
-    /// Count a failed read of `source`; log it at the 1st, 2nd, 4th, 8th … failure of
-    /// that source (a read failing every second logs a dozen lines an hour, not 3600;
-    /// the counter has every one).
+    /// Count a failed read of `source` and log it, at most once a minute per source (a
+    /// read failing every second would otherwise log 3600 lines an hour; the first
+    /// failure after a quiet minute is always logged, and the counter has every one).
     pub fn failed(&self, source: &'static str, error: impl std::fmt::Display) {
         let counter = self.0.with_label_values(&[source]);
         counter.inc();
-        let failures = counter.get();
-        if failures.is_power_of_two() {
-            warn!(source, error = %error, failures, "cannot read a kernel map; what it feeds keeps its last value (logged at the 1st, 2nd, 4th … failure of this source)");
+        if should_log(source, std::time::Instant::now()) {
+            warn!(source, error = %error, failures = counter.get(), "cannot read a kernel map; what it feeds keeps its last value (logged at most once a minute per source)");
+        }
+    }
+}
+
+/// When each source's read error was last logged (process-wide: every `ReadErrors`
+/// clone and every sampler share one limit per source).
+static LAST_LOGGED: Mutex<std::collections::BTreeMap<&'static str, std::time::Instant>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+/// Whether a failure of `source` at `now` is logged: the first one, then one a minute.
+fn should_log(source: &'static str, now: std::time::Instant) -> bool {
+    let mut last = LAST_LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+    match last.get(source) {
+        Some(t) if now.duration_since(*t) < std::time::Duration::from_secs(60) => false,
+        _ => {
+            last.insert(source, now);
+            true
         }
     }
 }
@@ -397,4 +413,30 @@ fn count_keys<K: aya::Pod, V: aya::Pod>(
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    /// A source failing every second is logged once a minute, and a new failure after
+    /// a quiet minute is logged at once.
+    #[test]
+    fn read_errors_are_logged_once_a_minute_per_source() {
+        let t0 = Instant::now();
+        let source = "test_source_logged_once_a_minute";
+        assert!(super::should_log(source, t0));
+        for s in 1..60 {
+            assert!(
+                !super::should_log(source, t0 + Duration::from_secs(s)),
+                "second {s}"
+            );
+        }
+        assert!(super::should_log(source, t0 + Duration::from_secs(60)));
+        assert!(super::should_log(
+            "test_source_other",
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(super::should_log(source, t0 + Duration::from_secs(300)));
+    }
 }

@@ -144,7 +144,15 @@ impl CorosyncMetrics {
             self.role.with_label_values(&["standalone"]).set(s.into());
             self.role.with_label_values(&["member"]).set((!s).into());
         }
-        ok && self.programs_up.load(Ordering::Relaxed) && self.reads_ok.load(Ordering::Relaxed)
+        self.up()
+    }
+
+    /// Up: configuration usable, programs attached, and the last read of the kernel's
+    /// counters succeeded.
+    pub fn up(&self) -> bool {
+        self.config_ok.get() == 1
+            && self.programs_up.load(Ordering::Relaxed)
+            && self.reads_ok.load(Ordering::Relaxed)
     }
 
     /// Kernel totals: `agent_common::corosync::TOTAL_*` slots.

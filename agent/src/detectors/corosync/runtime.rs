@@ -31,7 +31,9 @@ use crate::{
     time::{Now, now_ms},
 };
 
-/// `source` labels of failed reads of the cluster counters.
+/// `source` labels of failed reads of the cluster counters: the maps could not be
+/// opened, the totals or the per-source counts could not be read.
+const COUNTERS: &str = "corosync_counters";
 const TOTALS: &str = "corosync_totals";
 const SOURCES: &str = "corosync_sources";
 
@@ -396,41 +398,29 @@ impl Runtime {
         }
         let n_members = self.applied.as_ref().map_or(0, |a| a.members.len());
         metrics.set_corosync_state(true, n_members, Some(role.standalone));
+        metrics
+            .agent
+            .preset_read_errors(&[COUNTERS, TOTALS, SOURCES]);
         if self.counters.is_none() {
             let slots = self.slots.clone();
-            match guard.backend().call(move |k| k.corosync_counters(slots)) {
-                Ok(c) => {
-                    metrics.agent.preset_read_errors(&[TOTALS, SOURCES]);
-                    self.counters = Some(c);
-                }
-                Err(e) => {
-                    error!(detector = "corosync", error = %e, "cluster traffic counters unreadable");
-                    return;
-                }
+            let opened = guard
+                .backend()
+                .call(move |k| k.corosync_counters(slots))
+                .map_err(|e| (COUNTERS, e));
+            match record_read(metrics, opened) {
+                Some(c) => self.counters = Some(c),
+                None => return,
             }
         }
         let counters = self.counters.as_mut().expect("set above");
-        // A failed read is counted and exported (the detector is down until a read
-        // succeeds: it sees nothing meanwhile), never a silent 0 or a partial sample.
-        let errors = ReadErrors::new(&metrics.agent);
         let read = counters
             .totals()
             .map_err(|e| (TOTALS, e))
             .and_then(|totals| Ok((totals, counters.sources().map_err(|e| (SOURCES, e))?)));
-        let reads_ok = read.is_ok();
-        if metrics.corosync.reads_ok.swap(reads_ok, Ordering::Relaxed) != reads_ok {
-            metrics.set_corosync_state(true, n_members, Some(role.standalone));
-        }
-        let rows = match read {
-            Ok((totals, rows)) => {
-                metrics.corosync.totals(&totals);
-                rows
-            }
-            Err((source, e)) => {
-                errors.failed(source, e);
-                return;
-            }
+        let Some((totals, rows)) = record_read(metrics, read) else {
+            return;
         };
+        metrics.corosync.totals(&totals);
         let samples: Vec<Sample> = rows
             .into_iter()
             .map(|r| Sample {
@@ -454,6 +444,26 @@ impl Runtime {
                     "finding dropped: the pipeline queue is full"
                 );
             }
+        }
+    }
+}
+
+/// Apply one read of the kernel's cluster counters to the metrics. A failure is counted
+/// by source (`nodeward_kernel_read_errors_total`) and takes the detector down — it sees
+/// nothing meanwhile — until a read succeeds; never a silent 0 or a partial sample.
+pub(crate) fn record_read<T, E: std::fmt::Display>(
+    metrics: &Metrics,
+    read: Result<T, (&'static str, E)>,
+) -> Option<T> {
+    let ok = read.is_ok();
+    if metrics.corosync.reads_ok.swap(ok, Ordering::Relaxed) != ok {
+        metrics.refresh_corosync_up();
+    }
+    match read {
+        Ok(v) => Some(v),
+        Err((source, e)) => {
+            ReadErrors::new(&metrics.agent).failed(source, e);
+            None
         }
     }
 }
