@@ -75,7 +75,7 @@ enum Command {
         /// Seconds per run.
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
-        /// Interleaved without/with pairs per workload (at least 7 for the report; 11 by
+        /// Interleaved without/with pairs per workload (at least 7 unless --only; 11 by
         /// default: single runs here spread by ±6 %, and the median of 7 pairs moved by
         /// ±0.02 from one bench to the next).
         #[arg(long, default_value_t = 11)]
