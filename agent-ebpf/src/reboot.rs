@@ -418,7 +418,8 @@ pub(crate) fn on_exec(ctx: &TracePointContext, comm: [u8; 16]) {
 }
 
 /// The current task's parent, grandparent, … (nearest first) with their comms, up to
-/// pid 1; entries past the walk's end are zero.
+/// pid 1; entries past the walk's end are zero (where an unreadable comm ended it, that
+/// entry has its pid and an empty comm, which ends userspace's lineage there too).
 #[inline(always)]
 fn ancestors(out: &mut [Ancestor; ANCESTORS]) {
     for a in out.iter_mut() {

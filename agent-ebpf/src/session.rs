@@ -332,8 +332,8 @@ pub fn session_fork(ctx: TracePointContext) -> u32 {
 }
 
 /// A task ends: its entries go. Almost no task has one, so each map is asked first
-/// (a lookup takes no lock; a delete takes the bucket's lock even for a missing key,
-/// even for a missing key). An entry added between the lookup and the skipped delete
+/// (a lookup takes no lock; a delete takes the bucket's lock even for a missing key).
+/// An entry added between the lookup and the skipped delete
 /// would have been added just after the delete before: nothing changes.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn session_exit(_ctx: TracePointContext) -> u32 {

@@ -73,6 +73,16 @@ fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
     (at(0.25), at(0.5), at(0.75))
 }
 
+/// Half-width of the median's approximate 95 % interval over `v` (McGill's notch:
+/// 1.58 × IQR ÷ √n).
+fn notch(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let (q1, _, q3) = quartiles(v.to_vec());
+    1.58 * (q3 - q1) / (v.len() as f64).sqrt()
+}
+
 fn fmt_ratio(v: &[f64]) -> String {
     if v.is_empty() {
         return "—".into();
@@ -265,24 +275,23 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             let ours_m = quartiles(ours.clone()).1;
             let theirs_m = (!theirs.is_empty()).then(|| quartiles(theirs.clone()).1);
             // The machine's own noise on this workload: how far the runs without the
-            // agent spread (interquartile range over their median). A gap smaller than
-            // half of it cannot be told from the noise in this run.
+            // agent spread (interquartile range over their median).
             let noise = {
                 let (q1, m, q3) = quartiles(without.clone());
                 (q3 - q1) / m.max(1e-9)
             };
+            // A verdict closer to the target than the median's own uncertainty is not
+            // resolved by this run, met or missed: said so, in both directions.
+            let unsure = notch(&ours);
+            let tag = if (ours_m - w.target).abs() < unsure {
+                format!(" (within ±{unsure:.3}: not resolved by this run)")
+            } else {
+                String::new()
+            };
             let verdict = match (ours_m >= w.target, theirs_m.map(|t| ours_m >= t)) {
-                (true, Some(true) | None) => "met".to_string(),
-                (true, Some(false)) => "target met; auditd cheaper".to_string(),
-                (false, _) => {
-                    let gap = w.target - ours_m;
-                    let inside = if gap < noise / 2.0 {
-                        " (inside this run's noise)"
-                    } else {
-                        ""
-                    };
-                    format!("**missed** by {gap:.3}{inside}")
-                }
+                (true, Some(true) | None) => format!("met{tag}"),
+                (true, Some(false)) => format!("target met{tag}; auditd cheaper"),
+                (false, _) => format!("**missed** by {:.3}{tag}", w.target - ours_m),
             };
             rows.push(format!(
                 "| {} | {:.0} {} | {:.1} % | {} | {} | ≥ {:.2} | {} | {} |",
@@ -325,8 +334,9 @@ Each workload runs in {pairs} interleaved pairs (without / with the agent, the o
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\
-the runs without the agent (interquartile range ÷ median): a gap to a target smaller than\n\
-half of it cannot be told from the machine's own variation in that run.\n\n\
+the runs without the agent (interquartile range ÷ median). A verdict says \"not resolved by\n\
+this run\" when the median lies closer to the target than its own uncertainty (McGill's\n\
+notch: 1.58 × the ratios' interquartile range ÷ √pairs), whether met or missed.\n\n\
 - machine: {}\n- date: {date}\n- {auditd_line}\n\n\
 | workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|\n{}\n\n\
 Where the cost comes from: the agent with one detector switched off at a time, one run each,\n\

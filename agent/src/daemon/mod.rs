@@ -528,6 +528,12 @@ fn report_detectors(kernel: &Handle, metrics: &Metrics) {
     metrics.set_program_statuses(&statuses);
     for d in crate::detectors::ALL {
         match programs::detector_state(d, &statuses) {
+            // corosync is up only once its configuration and counters are read too
+            // (nodeward_detector_up says when).
+            Ok(()) if *d == "corosync" => info!(
+                detector = d,
+                "detector programs attached; up once its configuration and counters are read"
+            ),
             Ok(()) => info!(detector = d, "detector up"),
             Err(reason) => warn!(detector = d, reason = %reason, "detector down"),
         }

@@ -398,10 +398,10 @@ impl Runtime {
         }
         let n_members = self.applied.as_ref().map_or(0, |a| a.members.len());
         metrics.set_corosync_state(true, n_members, Some(role.standalone));
-        metrics
-            .agent
-            .preset_read_errors(&[COUNTERS, TOTALS, SOURCES]);
         if self.counters.is_none() {
+            metrics
+                .agent
+                .preset_read_errors(&[COUNTERS, TOTALS, SOURCES]);
             let slots = self.slots.clone();
             let opened = guard
                 .backend()
