@@ -99,8 +99,8 @@ impl Metrics {
     /// The corosync detector's configuration state: down while the cluster
     /// configuration is unreadable or malformed.
     pub fn set_corosync_state(&self, ok: bool, members: usize, standalone: Option<bool>) {
-        let up = self.corosync.state(ok, members, standalone);
-        self.agent.set_detector_up("corosync", up);
+        self.corosync.state(ok, members, standalone);
+        self.refresh_corosync_up();
     }
 
     /// The text exposition (scrape-time collectors read the kernel now).

@@ -136,15 +136,14 @@ impl CorosyncMetrics {
             .inc();
     }
 
-    /// Returns whether the detector is up (programs attached and configuration good).
-    pub fn state(&self, ok: bool, members: usize, standalone: Option<bool>) -> bool {
+    /// The configuration's state (whether the detector is up: [`Self::up`]).
+    pub fn state(&self, ok: bool, members: usize, standalone: Option<bool>) {
         self.config_ok.set(ok.into());
         self.members.set(members as i64);
         if let Some(s) = standalone {
             self.role.with_label_values(&["standalone"]).set(s.into());
             self.role.with_label_values(&["member"]).set((!s).into());
         }
-        self.up()
     }
 
     /// Up: configuration usable, programs attached, and the last read of the kernel's
