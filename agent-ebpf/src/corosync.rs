@@ -7,10 +7,11 @@
 
 use agent_common::{
     corosync::{
-        COROSYNC_EXEC_CAPACITY, COROSYNC_HOT_SLOTS, COROSYNC_MEMBERS_CAPACITY,
-        COROSYNC_PORTS_CAPACITY, COROSYNC_SOURCES_CAPACITY, CorosyncLocalEvent, HotSource,
-        LOCAL_BIND, LOCAL_EXEC, MemberBits, MemberCount, SourceCount, SourceKey, TOTAL_DROPPED,
-        TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED, hot_slot,
+        COROSYNC_EXEC_CAPACITY, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_INDEX_SLOTS,
+        COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY, COROSYNC_SOURCES_CAPACITY,
+        CorosyncLocalEvent, ENTRY_ONE, ENTRY_SHARED, HotSource, LOCAL_BIND, LOCAL_EXEC,
+        MemberCount, MemberEntry, SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER,
+        TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED, hot_slot, member_index,
     },
     event::kind,
     maps::ExecWatchKey,
@@ -50,8 +51,9 @@ static COROSYNC_PORT_BITS: Array<PortBits> = Array::with_max_entries(1, 0);
 #[map(name = "COROSYNC_MEMBER_COUNTS")]
 static COROSYNC_MEMBER_COUNTS: PerCpuArray<MemberCount> =
     PerCpuArray::with_max_entries(COROSYNC_MEMBERS_CAPACITY, 0);
-#[map(name = "COROSYNC_MEMBER_BITS")]
-static COROSYNC_MEMBER_BITS: Array<MemberBits> = Array::with_max_entries(1, 0);
+#[map(name = "COROSYNC_MEMBER_INDEX")]
+static COROSYNC_MEMBER_INDEX: Array<MemberEntry> =
+    Array::with_max_entries(COROSYNC_MEMBER_INDEX_SLOTS, 0);
 #[map(name = "COROSYNC_HOT")]
 static COROSYNC_HOT: PerCpuArray<HotSource> = PerCpuArray::with_max_entries(COROSYNC_HOT_SLOTS, 0);
 #[map(name = "COROSYNC_DROPS")]
@@ -74,22 +76,13 @@ pub fn is_cluster_port(port: u16) -> bool {
 }
 
 /// Count a cluster packet from `addr` (IPv4 mapped) seen on `ifindex`; `true` when a
-/// quarantine drops it. A member's packet costs the member filter, the member lookup
-/// and its slot in a per-CPU array; anything else the filter and its source's slot in
-/// the per-CPU hot array, or, when another source holds that slot, the LRU hash.
+/// quarantine drops it. A member's packet costs its index entry and its slot in a
+/// per-CPU array; anything else its index entry and its source's slot in the per-CPU
+/// hot array, or, when another source holds that slot, the LRU hash.
 #[inline(always)]
 pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
     let len = ctx.len() as u64;
-    // Without the filter's value, every source may be a member: the table decides.
-    let maybe_member = COROSYNC_MEMBER_BITS
-        .get(0)
-        .is_none_or(|b| b.may_hold(&addr));
-    let slot = if maybe_member {
-        // SAFETY: map lookup, value copied.
-        unsafe { COROSYNC_MEMBERS.get(&addr) }.copied()
-    } else {
-        None
-    };
+    let slot = member_slot(&addr);
     if let Some(slot) = slot {
         total(TOTAL_MEMBER);
         if let Some(c) = COROSYNC_MEMBER_COUNTS.get_ptr_mut(slot) {
@@ -175,6 +168,26 @@ fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
         (*h).count.dropped += dropped;
     }
     true
+}
+
+/// The counter slot of `addr` when it is a member: its entry in the direct-mapped index
+/// decides, or, for an entry members share (or the agent is changing), the member hash.
+#[inline(always)]
+fn member_slot(addr: &[u8; 16]) -> Option<u32> {
+    let e = COROSYNC_MEMBER_INDEX.get(member_index(addr))?;
+    match e.state {
+        ENTRY_ONE => same_addr(&e.addr, addr).then_some(e.slot),
+        // SAFETY: map lookup, value copied.
+        ENTRY_SHARED => unsafe { COROSYNC_MEMBERS.get(addr) }.copied(),
+        _ => None,
+    }
+}
+
+/// Address equality as four 32-bit words (no memcmp in eBPF).
+#[inline(always)]
+fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let w = |x: &[u8; 16], i: usize| u32::from_ne_bytes([x[i], x[i + 1], x[i + 2], x[i + 3]]);
+    (w(a, 0) ^ w(b, 0)) | (w(a, 4) ^ w(b, 4)) | (w(a, 8) ^ w(b, 8)) | (w(a, 12) ^ w(b, 12)) == 0
 }
 
 /// Key equality as six 32-bit words (no memcmp in eBPF).

@@ -10,9 +10,10 @@ use std::{
 use crate::net::addr_key;
 
 use agent_common::corosync::{
-    COROSYNC_EXEC, COROSYNC_HOT, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_BITS, COROSYNC_MEMBER_COUNTS,
+    COROSYNC_EXEC, COROSYNC_HOT, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_COUNTS, COROSYNC_MEMBER_INDEX,
     COROSYNC_MEMBERS, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS, COROSYNC_SOURCES, COROSYNC_TOTALS,
-    HotSource, MemberBits, MemberCount, SourceCount, SourceKey, TOTAL_SLOTS,
+    ENTRY_EMPTY, ENTRY_ONE, ENTRY_SHARED, HotSource, MemberCount, MemberEntry, SourceCount,
+    SourceKey, TOTAL_SLOTS, member_index,
 };
 use agent_common::maps::ExecWatchKey;
 use aya::maps::{
@@ -21,7 +22,7 @@ use aya::maps::{
 
 use crate::kernel::{
     loader::{Kernel, LoadError},
-    maps::{set_array, sync_hash},
+    maps::{get_array, set_array, sync_hash},
 };
 
 /// Counters of one source on one interface while it was (not) a member, summed over
@@ -171,8 +172,9 @@ impl Kernel {
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
-        // The filter never hides a member: it holds the members in the kernel's table
-        // and the wanted ones while the table changes, then only the wanted ones.
+        // The direct-mapped index never misleads a packet: the hash is updated first,
+        // then each entry that changes is walked to its value through the shared state
+        // (index_writes).
         let installed: Vec<[u8; 16]> = {
             let map = self
                 .ebpf_mut()
@@ -190,11 +192,16 @@ impl Kernel {
                     source,
                 })?
         };
-        let (during, after) = member_filters(&installed, &wanted);
-        set_array(self, COROSYNC_MEMBER_BITS, 0, &during)?;
-        let entries: Vec<([u8; 16], u32)> = change.table;
-        sync_hash(self, COROSYNC_MEMBERS, &entries)?;
-        set_array(self, COROSYNC_MEMBER_BITS, 0, &after)?;
+        let mut current = BTreeMap::new();
+        for i in installed.iter().chain(&wanted).map(member_index) {
+            if let std::collections::btree_map::Entry::Vacant(v) = current.entry(i) {
+                v.insert(get_array::<MemberEntry>(self, COROSYNC_MEMBER_INDEX, i)?);
+            }
+        }
+        sync_hash(self, COROSYNC_MEMBERS, &change.table)?;
+        for (i, e) in &index_writes(&current, &change.table) {
+            set_array(self, COROSYNC_MEMBER_INDEX, *i, e)?;
+        }
         for &slot in &change.freed {
             self.zero_member_slot(slot)?;
         }
@@ -257,19 +264,52 @@ impl Kernel {
     }
 }
 
-/// The member filter while the member table changes (the members `installed` in it and
-/// the `wanted` ones: no member is ever filtered out) and after (the wanted ones only).
-pub fn member_filters(installed: &[[u8; 16]], wanted: &[[u8; 16]]) -> (MemberBits, MemberBits) {
-    let mut during = MemberBits::default();
-    let mut after = MemberBits::default();
-    for a in installed {
-        during.set(a);
+/// The writes that take the member index from `current` (its entries at every index
+/// that may change) to the one of `table` (address -> slot), made once the member hash
+/// holds `table`: each entry that changes is walked to its final value through the
+/// shared state (the hash decides). Every write changes either the state alone or, with
+/// the state shared on both sides, the address and slot alone, so a packet that reads
+/// an entry mid-write still decides as the old or the new table.
+pub fn index_writes(
+    current: &BTreeMap<u32, MemberEntry>,
+    table: &[([u8; 16], u32)],
+) -> Vec<(u32, MemberEntry)> {
+    let mut last: BTreeMap<u32, MemberEntry> = BTreeMap::new();
+    for &(addr, slot) in table {
+        let e = last.entry(member_index(&addr)).or_default();
+        *e = if e.state == ENTRY_EMPTY {
+            MemberEntry {
+                addr,
+                slot,
+                state: ENTRY_ONE,
+            }
+        } else {
+            MemberEntry {
+                state: ENTRY_SHARED,
+                ..Default::default()
+            }
+        };
     }
-    for a in wanted {
-        during.set(a);
-        after.set(a);
+    let mut writes = Vec::new();
+    let indexes: BTreeSet<u32> = current.keys().chain(last.keys()).copied().collect();
+    for i in indexes {
+        let mut now = current.get(&i).copied().unwrap_or_default();
+        let end = last.get(&i).copied().unwrap_or_default();
+        if now == end {
+            continue;
+        }
+        let shared = |e: MemberEntry| MemberEntry {
+            state: ENTRY_SHARED,
+            ..e
+        };
+        for to in [shared(now), shared(end), end] {
+            if to != now {
+                now = to;
+                writes.push((i, to));
+            }
+        }
     }
-    (during, after)
+    writes
 }
 
 /// Which counter slot each member has (the agent's side of `COROSYNC_MEMBERS`).
@@ -345,18 +385,94 @@ mod tests {
         k
     }
 
-    #[test]
-    fn the_member_filter_never_hides_a_member_and_ends_exact() {
-        let (during, after) = member_filters(&[a(1), a(2)], &[a(2), a(3)]);
-        for m in [a(1), a(2), a(3)] {
-            assert!(during.may_hold(&m), "{m:?} hidden while the table changes");
+    /// `n` IPv4 addresses of 10.3/16 whose index entry is `of`'s.
+    pub(crate) fn index_twins(of: [u8; 16], n: usize) -> Vec<[u8; 16]> {
+        let twins: Vec<[u8; 16]> = (0..=u16::MAX)
+            .map(|i| addr_key(std::net::Ipv4Addr::new(10, 3, (i >> 8) as u8, i as u8).into()))
+            .filter(|a| *a != of && member_index(a) == member_index(&of))
+            .take(n)
+            .collect();
+        assert_eq!(twins.len(), n, "addresses sharing the entry");
+        twins
+    }
+
+    /// What a packet from `a` decides (as the kernel's `member_slot`).
+    fn decide(
+        index: &BTreeMap<u32, MemberEntry>,
+        hash: &BTreeMap<[u8; 16], u32>,
+        a: &[u8; 16],
+    ) -> Option<u32> {
+        let e = index.get(&member_index(a)).copied().unwrap_or_default();
+        match e.state {
+            ENTRY_ONE => (e.addr == *a).then_some(e.slot),
+            ENTRY_SHARED => hash.get(a).copied(),
+            _ => None,
         }
-        let (_, only_new) = member_filters(&[], &[a(2), a(3)]);
-        assert_eq!(after, only_new, "after the change: the wanted members only");
+    }
+
+    /// Apply `writes`, checking after each that every address in `probe` decides as
+    /// the old or the new table, and that the write changed the state alone or the
+    /// address and slot alone under a shared state.
+    fn apply(
+        index: &mut BTreeMap<u32, MemberEntry>,
+        writes: &[(u32, MemberEntry)],
+        hash: &BTreeMap<[u8; 16], u32>,
+        old: &BTreeMap<[u8; 16], u32>,
+        new: &BTreeMap<[u8; 16], u32>,
+        probe: &[[u8; 16]],
+    ) {
+        for &(i, e) in writes {
+            let was = index.get(&i).copied().unwrap_or_default();
+            let state_alone = MemberEntry {
+                state: e.state,
+                ..was
+            } == e;
+            let under_shared = was.state == ENTRY_SHARED && e.state == ENTRY_SHARED;
+            assert!(state_alone || under_shared, "write {was:?} -> {e:?}");
+            index.insert(i, e);
+            for a in probe {
+                let d = decide(index, hash, a);
+                assert!(
+                    d == old.get(a).copied() || d == new.get(a).copied(),
+                    "{a:?} decided {d:?} after writing {e:?} at {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_member_index_never_misleads_a_packet_while_it_changes() {
+        let (x, y) = (a(1), a(2));
+        let (xs, ys) = (index_twins(x, 2), index_twins(y, 2));
+        let (x2, stranger, y2, y3) = (xs[0], xs[1], ys[0], ys[1]);
+        let probe = [x, y, x2, y2, y3, stranger, a(9)];
+        // Members x (alone in its entry) and y, y2 (sharing one) become x2 (x's
+        // entry, new), y2 and y3 (still shared) and a(9) (a fresh entry); y leaves.
+        let old: BTreeMap<[u8; 16], u32> = [(x, 0), (y, 1), (y2, 2)].into();
+        let new: BTreeMap<[u8; 16], u32> = [(x2, 3), (y2, 2), (y3, 0), (a(9), 4)].into();
+        let mut index = BTreeMap::new();
+        let empty = BTreeMap::new();
+        let table =
+            |t: &BTreeMap<[u8; 16], u32>| t.iter().map(|(a, s)| (*a, *s)).collect::<Vec<_>>();
+        let writes = index_writes(&index, &table(&old));
+        apply(&mut index, &writes, &old, &empty, &old, &probe);
+        for a in &probe {
+            assert_eq!(decide(&index, &old, a), old.get(a).copied(), "{a:?}");
+        }
+        let writes = index_writes(&index, &table(&new));
+        apply(&mut index, &writes, &new, &old, &new, &probe);
+        for a in &probe {
+            assert_eq!(decide(&index, &new, a), new.get(a).copied(), "{a:?}");
+        }
+        // Nothing is left behind: the index is the one built from scratch.
+        let scratch: BTreeMap<u32, MemberEntry> = index_writes(&BTreeMap::new(), &table(&new))
+            .into_iter()
+            .collect();
+        index.retain(|_, e| *e != MemberEntry::default());
+        assert_eq!(index, scratch);
         assert!(
-            !after.may_hold(&a(1))
-                || agent_common::corosync::member_bit(&a(1))
-                    == agent_common::corosync::member_bit(&a(2))
+            index_writes(&index, &table(&new)).is_empty(),
+            "no change, no write"
         );
     }
 
@@ -384,7 +500,7 @@ mod tests {
 mod test_run {
     use std::net::Ipv4Addr;
 
-    use agent_common::corosync::{TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_UNTRACKED, member_bit};
+    use agent_common::corosync::{TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_UNTRACKED};
     use agent_common::packet::{NetPort, PORT_WATCH_COROSYNC};
     use etherparse::PacketBuilder;
 
@@ -402,8 +518,10 @@ mod test_run {
     }
 
     /// 600 non-member sources (more than the 256 hot slots, so some share a slot and
-    /// are counted in the LRU hash), a member, and a non-member whose filter bit is the
-    /// member's: every source's count is exact, and membership is decided by the table.
+    /// are counted in the LRU hash), a member alone in its index entry and a non-member
+    /// sharing that entry, two members sharing one entry (the hash decides) and a
+    /// non-member sharing theirs: every source's count is exact, and membership is
+    /// decided by the table.
     /// Needs root and the built eBPF object (`cargo xtask test` runs it so).
     #[test]
     fn every_cluster_source_is_counted_exactly_in_its_hot_slot_or_the_table() {
@@ -413,15 +531,17 @@ mod test_run {
         ) else {
             return;
         };
+        let v4 = |k: [u8; 16]| Ipv4Addr::new(k[12], k[13], k[14], k[15]);
         let member = Ipv4Addr::new(10, 0, 0, 7);
-        let bit = member_bit(&addr_key(member.into()));
-        let twin = (0..=u16::MAX)
-            .map(|i| Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8))
-            .find(|a| member_bit(&addr_key((*a).into())) == bit)
-            .expect("an address sharing the member's filter bit");
+        let twin = v4(super::tests::index_twins(addr_key(member.into()), 1)[0]);
+        let pair = Ipv4Addr::new(10, 0, 0, 8);
+        let pair_twins = super::tests::index_twins(addr_key(pair.into()), 2);
+        let (pair2, outsider) = (v4(pair_twins[0]), v4(pair_twins[1]));
+        let members = [member, pair, pair2];
         let slots = Arc::new(Mutex::new(MemberSlots::default()));
+        let nodelist = members.iter().map(|m| ((*m).into(), 7)).collect();
         kernel
-            .sync_corosync(&[5405], &slots, &[(member.into(), 7)].into(), &[])
+            .sync_corosync(&[5405], &slots, &nodelist, &[])
             .expect("members");
         let lo = NetPort {
             domain: 1,
@@ -433,13 +553,12 @@ mod test_run {
         let mut sends: Vec<(Ipv4Addr, u32)> = (0..600u32)
             .map(|i| (Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8), i % 3 + 1))
             .collect();
-        sends.push((member, 5));
-        sends.push((twin, 4));
+        sends.extend([(member, 5), (twin, 4), (pair, 3), (pair2, 2), (outsider, 6)]);
         for &(src, n) in &sends {
             let frame = udp(src);
             test_run(&mut kernel, &frame, n);
             *want
-                .entry((addr_key(src.into()), src == member))
+                .entry((addr_key(src.into()), members.contains(&src)))
                 .or_default() += u64::from(n);
         }
         let mut counters = kernel.corosync_counters(slots).expect("counters");
@@ -461,10 +580,10 @@ mod test_run {
             "per-source counts, read again"
         );
         let totals = counters.totals().expect("totals");
-        assert_eq!(totals[TOTAL_MEMBER as usize], 5);
+        assert_eq!(totals[TOTAL_MEMBER as usize], 5 + 3 + 2);
         let others: u64 = sends
             .iter()
-            .filter(|s| s.0 != member)
+            .filter(|s| !members.contains(&s.0))
             .map(|s| u64::from(s.1))
             .sum();
         assert_eq!(totals[TOTAL_NON_MEMBER as usize], others);
