@@ -42,6 +42,13 @@ fn ifindex(ctx: &TcContext) -> u32 {
     unsafe { (*(ctx.as_ptr() as *const aya_ebpf::bindings::__sk_buff)).ifindex }
 }
 
+/// Does nothing: what BPF_PROG_TEST_RUN itself costs per run, the floor that
+/// `nodeward check --packet-cost` measures beside `net_tc`. Never attached.
+#[classifier]
+pub fn net_floor(_ctx: TcContext) -> i32 {
+    TCX_NEXT
+}
+
 /// The settings of interface `ifindex`, if it watches what `flag` names.
 #[inline(always)]
 fn port(ifindex: u32, flag: u32) -> Option<NetPort> {

@@ -27,6 +27,7 @@ fn check_packet_cost_runs_the_packet_program_on_crafted_frames() {
     assert_eq!(
         frames,
         [
+            "floor",
             "unrelated",
             "udp_other",
             "cluster",

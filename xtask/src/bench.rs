@@ -398,13 +398,23 @@ fn packet_cost(bin: &Path) -> Result<String> {
         "cluster" => "≤ 80",
         _ => "—",
     };
+    let floor = rows
+        .iter()
+        .find(|r| r["frame"] == "floor")
+        .and_then(|r| r["ns_median"].as_u64())
+        .unwrap_or(0);
     let lines: Vec<String> = rows
         .iter()
         .map(|r| {
             let frame = r["frame"].as_str().unwrap_or("");
+            let median = r["ns_median"].as_u64().unwrap_or(0);
+            let above = if frame == "floor" {
+                "—".to_string()
+            } else {
+                format!("+{}", median.saturating_sub(floor))
+            };
             format!(
-                "| `{frame}` | {} | {} | {} | {} |",
-                r["ns_median"],
+                "| `{frame}` | {median} | {} | {above} | {} | {} |",
                 r["ns_min"],
                 target(frame),
                 r["what"].as_str().unwrap_or("")
@@ -412,7 +422,7 @@ fn packet_cost(bin: &Path) -> Result<String> {
         })
         .collect();
     Ok(format!(
-        "\n## Packet program cost per frame\n\n`net_tc` (the one TC program per interface: ARP/ND observation, cluster counting)\nrun by the kernel on crafted frames with BPF_PROG_TEST_RUN (`nodeward check --packet-cost`):\nmean ns per run over 1,000,000 runs, median and minimum of 5 measurements; no traffic\nand no `bpf_stats` overhead.\n\n| frame | ns (median) | ns (min) | target | what |\n|---|---|---|---|---|\n{}\n",
+        "\n## Packet program cost per frame\n\n`net_tc` (the one TC program per interface: ARP/ND observation, cluster counting)\nrun by the kernel on crafted frames with BPF_PROG_TEST_RUN (`nodeward check --packet-cost`):\nmean ns per run over 1,000,000 runs, median and minimum of 5 measurements; no traffic\nand no `bpf_stats` overhead. `floor` is an empty program measured in the same run: the\ntest run's own cost, included in every row (the program's own work is the `above floor`\ncolumn).\n\n| frame | ns (median) | ns (min) | above floor | target | what |\n|---|---|---|---|---|---|\n{}\n",
         lines.join("\n")
     ))
 }

@@ -3,6 +3,8 @@
 //! program N times on one skb and reports the mean time per run; no interface, no
 //! traffic). The program is loaded on its own with the ARP observer and the cluster
 //! counter enabled on the test run's device (loopback), cluster port 5405, one member.
+//! An empty classifier (`net_floor`) is measured in the same run: the test run's own
+//! cost, below which no program goes.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, PacketBuilder};
@@ -14,7 +16,10 @@ use agent_common::{
 
 use crate::{
     config::Config,
-    kernel::{loader::Kernel, packet::NET_TC},
+    kernel::{
+        loader::Kernel,
+        packet::{NET_FLOOR, NET_TC},
+    },
 };
 
 /// Runs per measurement and measurements per frame (the median is reported).
@@ -147,8 +152,25 @@ pub fn run(config: &Config, json: bool) -> i32 {
         eprintln!("nodeward check --packet-cost: {e}");
         return 1;
     }
-    let Some(Ok(prog)) = kernel
-        .ebpf_mut()
+    let ebpf = kernel.ebpf_mut();
+    let floor = match ebpf
+        .program_mut(NET_FLOOR)
+        .map(TryInto::<&mut SchedClassifier>::try_into)
+    {
+        Some(Ok(p)) => p.load().map_err(|e| e.to_string()).and_then(|()| {
+            let unrelated = frames().swap_remove(0);
+            measure(p, &unrelated.bytes)
+        }),
+        _ => Err("missing from the eBPF object".into()),
+    };
+    let floor = match floor {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("nodeward check --packet-cost: {NET_FLOOR}: {e}");
+            return 1;
+        }
+    };
+    let Some(Ok(prog)) = ebpf
         .program_mut(NET_TC)
         .map(TryInto::<&mut SchedClassifier>::try_into)
     else {
@@ -157,46 +179,59 @@ pub fn run(config: &Config, json: bool) -> i32 {
     };
     let mut rows = Vec::new();
     for f in frames() {
-        let mut ns = Vec::with_capacity(ROUNDS);
-        let mut verdict = 0;
-        for _ in 0..ROUNDS {
-            let opts = TestRunOptions {
-                data_in: Some(&f.bytes),
-                repeat: REPEAT,
-                ..TestRunOptions::new()
-            };
-            match prog.test_run(opts) {
-                Ok(r) => {
-                    ns.push(r.duration.as_nanos() as u64);
-                    verdict = r.return_value as i32;
-                }
-                Err(e) => {
-                    eprintln!(
-                        "nodeward check --packet-cost: BPF_PROG_TEST_RUN on {}: {e}",
-                        f.name
-                    );
-                    return 1;
-                }
+        match measure(prog, &f.bytes) {
+            Ok((median, min, verdict)) => rows.push((f, median, min, verdict)),
+            Err(e) => {
+                eprintln!(
+                    "nodeward check --packet-cost: BPF_PROG_TEST_RUN on {}: {e}",
+                    f.name
+                );
+                return 1;
             }
         }
-        ns.sort_unstable();
-        rows.push((f, ns[ROUNDS / 2], ns[0], verdict));
     }
     if json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(f, median, min, verdict)| {
-                serde_json::json!({"frame": f.name, "what": f.what, "ns_median": median, "ns_min": min, "verdict": verdict})
-            })
-            .collect();
+        let mut v: Vec<serde_json::Value> = vec![serde_json::json!({
+            "frame": "floor",
+            "what": "an empty program (the test run's own cost)",
+            "ns_median": floor.0,
+            "ns_min": floor.1,
+            "verdict": floor.2,
+        })];
+        v.extend(rows.iter().map(|(f, median, min, verdict)| {
+            serde_json::json!({"frame": f.name, "what": f.what, "ns_median": median, "ns_min": min, "verdict": verdict})
+        }));
         println!("{}", serde_json::Value::Array(v));
     } else {
         println!("{NET_TC}: mean ns per run over {REPEAT} runs, median (min) of {ROUNDS}");
+        println!(
+            "{:<10} {:>5} ({:>5})  an empty program: the test run's own cost, in every row below",
+            "floor", floor.0, floor.1
+        );
         for (f, median, min, _) in rows {
             println!("{:<10} {median:>5} ({min:>5})  {}", f.name, f.what);
         }
     }
     0
+}
+
+/// Run `prog` on `frame` [`ROUNDS`] times of [`REPEAT`] runs: the median and minimum
+/// mean ns per run, and the program's verdict.
+fn measure(prog: &mut SchedClassifier, frame: &[u8]) -> Result<(u64, u64, i32), String> {
+    let mut ns = Vec::with_capacity(ROUNDS);
+    let mut verdict = 0;
+    for _ in 0..ROUNDS {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat: REPEAT,
+            ..TestRunOptions::new()
+        };
+        let r = prog.test_run(opts).map_err(|e| e.to_string())?;
+        ns.push(r.duration.as_nanos() as u64);
+        verdict = r.return_value as i32;
+    }
+    ns.sort_unstable();
+    Ok((ns[ROUNDS / 2], ns[0], verdict))
 }
 
 /// Keep this thread on the CPU it runs on.

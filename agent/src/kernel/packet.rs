@@ -19,6 +19,9 @@ use crate::{
 
 /// The packet program's name in the eBPF object.
 pub const NET_TC: &str = "net_tc";
+/// An empty classifier, never attached: the floor `nodeward check --packet-cost`
+/// measures beside the packet program.
+pub const NET_FLOOR: &str = "net_floor";
 
 /// Attachments of one detector's interfaces after a [`Kernel::sync_packet_interfaces`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
