@@ -18,11 +18,13 @@ use crate::{
 
 pub mod agent;
 mod auditd;
+mod stats;
 mod workloads;
 
 use agent::{
     ProgStats, cpu_seconds, map_kib, program_seconds, program_stats, rss_kib, start_agent,
 };
+use stats::{fmt_ratio, quartiles, verdict};
 pub use workloads::udp_send;
 
 /// How many times longer a build or an unpack run lasts than the others.
@@ -60,35 +62,6 @@ pub fn machine() -> String {
         .map(|n| n.get())
         .unwrap_or(0);
     format!("{cpus} × {cpu}, {mem} RAM, kernel {}", kernel.trim())
-}
-
-/// Ratio statistics over interleaved pairs: median and interquartile range.
-fn quartiles(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |q: f64| {
-        let i = q * (v.len() - 1) as f64;
-        let (lo, hi) = (i.floor() as usize, i.ceil() as usize);
-        v[lo] + (v[hi] - v[lo]) * (i - lo as f64)
-    };
-    (at(0.25), at(0.5), at(0.75))
-}
-
-/// Half-width of the median's approximate 95 % interval over `v` (McGill's notch:
-/// 1.58 × IQR ÷ √n).
-fn notch(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let (q1, _, q3) = quartiles(v.to_vec());
-    1.58 * (q3 - q1) / (v.len() as f64).sqrt()
-}
-
-fn fmt_ratio(v: &[f64]) -> String {
-    if v.is_empty() {
-        return "—".into();
-    }
-    let (q1, m, q3) = quartiles(v.to_vec());
-    format!("**{m:.3}** ({q1:.3}–{q3:.3})")
 }
 
 /// Operations per second of one run of `run`, over the time it really took: a build or an
@@ -272,27 +245,13 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
                 e.0 += s1 - s0;
                 e.1 += r1 - r0;
             }
-            let ours_m = quartiles(ours.clone()).1;
-            let theirs_m = (!theirs.is_empty()).then(|| quartiles(theirs.clone()).1);
             // The machine's own noise on this workload: how far the runs without the
             // agent spread (interquartile range over their median).
             let noise = {
                 let (q1, m, q3) = quartiles(without.clone());
                 (q3 - q1) / m.max(1e-9)
             };
-            // A verdict closer to the target than the median's own uncertainty is not
-            // resolved by this run, met or missed: said so, in both directions.
-            let unsure = notch(&ours);
-            let tag = if (ours_m - w.target).abs() < unsure {
-                format!(" (within ±{unsure:.3}: not resolved by this run)")
-            } else {
-                String::new()
-            };
-            let verdict = match (ours_m >= w.target, theirs_m.map(|t| ours_m >= t)) {
-                (true, Some(true) | None) => format!("met{tag}"),
-                (true, Some(false)) => format!("target met{tag}; auditd cheaper"),
-                (false, _) => format!("**missed** by {:.3}{tag}", w.target - ours_m),
-            };
+            let verdict = verdict(&ours, &theirs, w.target);
             rows.push(format!(
                 "| {} | {:.0} {} | {:.1} % | {} | {} | ≥ {:.2} | {} | {} |",
                 w.name,
@@ -336,7 +295,9 @@ the median ratio and, in brackets, its interquartile range. Shared, noisy machin
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\
 the runs without the agent (interquartile range ÷ median). A verdict says \"not resolved by\n\
 this run\" when the median lies closer to the target than its own uncertainty (McGill's\n\
-notch: 1.58 × the ratios' interquartile range ÷ √pairs), whether met or missed.\n\n\
+notch: 1.58 × the ratios' interquartile range ÷ √pairs), whether met or missed. Against\n\
+auditd (run in the same pairs, against the same run without either) the verdict is on\n\
+the difference of the two ratios within each pair, with the same rule.\n\n\
 - machine: {}\n- date: {date}\n- {auditd_line}\n\n\
 | workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|\n{}\n\n\
 Where the cost comes from: the agent with one detector switched off at a time, one run each,\n\
