@@ -31,18 +31,15 @@ pub const COROSYNC_HOT: &str = "COROSYNC_HOT";
 pub const COROSYNC_HOT_SLOTS: u32 = 256;
 /// Array of [`MemberEntry`], [`COROSYNC_MEMBER_INDEX_SLOTS`] entries: the member table
 /// direct-mapped by [`member_index`], so a packet learns whether its source is a member,
-/// and the member's slot, from one array lookup and an address compare instead of a hash
-/// lookup (~20 ns here). An entry two members share, or one being changed, says
-/// [`ENTRY_SHARED`]: [`COROSYNC_MEMBERS`] decides.
+/// and the member's slot, from one array entry and an address compare instead of a hash
+/// lookup (~20 ns here). An entry two members share says [`ENTRY_SHARED`]:
+/// [`COROSYNC_MEMBERS`] decides.
 pub const COROSYNC_MEMBER_INDEX: &str = "COROSYNC_MEMBER_INDEX";
 pub const COROSYNC_MEMBER_INDEX_SLOTS: u32 = 4096;
-/// [`MemberEntry::state`]: no member has this entry's index.
+/// [`MemberEntry::tag`]: no member has this entry's index.
 pub const ENTRY_EMPTY: u32 = 0;
-/// [`MemberEntry::state`]: the one member with this index is `addr`, in `slot`.
-pub const ENTRY_ONE: u32 = 1;
-/// [`MemberEntry::state`]: ask [`COROSYNC_MEMBERS`] (members share the index, or the
-/// agent is changing the entry).
-pub const ENTRY_SHARED: u32 = 2;
+/// [`MemberEntry::tag`]: members share this index; the member hash decides.
+pub const ENTRY_SHARED: u32 = 1;
 /// Per-CPU array of u64 totals, indexed by the `TOTAL_*` constants.
 pub const COROSYNC_TOTALS: &str = "COROSYNC_TOTALS";
 pub const TOTAL_MEMBER: u32 = 0;
@@ -85,25 +82,86 @@ pub struct HotSource {
     pub count: SourceCount,
 }
 
-/// One entry of [`COROSYNC_MEMBER_INDEX`]. The agent changes an entry so that each write
-/// changes either `state` alone or, while `state` is [`ENTRY_SHARED`] on both sides,
-/// `addr` and `slot` alone: a packet that reads an entry half-written still decides
-/// right (the kernel copies an array value without a lock).
+/// One entry of [`COROSYNC_MEMBER_INDEX`]. The kernel copies an array value without a
+/// lock, so a packet may read an entry the agent is rewriting, half old and half new:
+/// the tag of a member's entry is a check over its address and slot ([`entry_tag`]),
+/// and an entry whose tag does not match what was read is sent to the member hash,
+/// which the agent updates before it rewrites any entry.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemberEntry {
     pub addr: [u8; 16],
     /// The member's slot in [`COROSYNC_MEMBER_COUNTS`].
     pub slot: u32,
-    /// [`ENTRY_EMPTY`], [`ENTRY_ONE`] or [`ENTRY_SHARED`].
-    pub state: u32,
+    /// [`ENTRY_EMPTY`], [`ENTRY_SHARED`], or [`entry_tag`] of `addr` and `slot`: the
+    /// one member with this index.
+    pub tag: u32,
+}
+
+impl MemberEntry {
+    /// The entry of the one member `addr` with this index, counted in `slot`.
+    pub fn one(addr: [u8; 16], slot: u32) -> MemberEntry {
+        MemberEntry {
+            addr,
+            slot,
+            tag: entry_tag(&addr, slot),
+        }
+    }
+}
+
+/// What a packet from `addr` learns from the entry `e` it read at its index: `Some(Some
+/// (slot))` a member, `Some(None)` not a member, `None` the member hash decides (shared,
+/// or an entry read half-written).
+#[inline(always)]
+pub fn entry_says(e: &MemberEntry, addr: &[u8; 16]) -> Option<Option<u32>> {
+    match e.tag {
+        ENTRY_EMPTY => Some(None),
+        ENTRY_SHARED => None,
+        t if t == entry_tag(&e.addr, e.slot) => Some(same_addr(&e.addr, addr).then_some(e.slot)),
+        _ => None,
+    }
+}
+
+/// Address equality as four 32-bit words (no memcmp in eBPF).
+#[inline(always)]
+pub fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    (word(a, 0) ^ word(b, 0))
+        | (word(a, 4) ^ word(b, 4))
+        | (word(a, 8) ^ word(b, 8))
+        | (word(a, 12) ^ word(b, 12))
+        == 0
+}
+
+#[inline(always)]
+fn word(a: &[u8; 16], i: usize) -> u32 {
+    u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]])
+}
+
+/// The check of a member's entry: each word of the address and the slot mixed in
+/// turn (multiply, shift, xor), never [`ENTRY_EMPTY`] or [`ENTRY_SHARED`]. An entry read
+/// half-written matches its tag only if its mix of two entries' words collides (about
+/// one in a billion), and then only for a packet whose source is that mix.
+#[inline(always)]
+pub fn entry_tag(addr: &[u8; 16], slot: u32) -> u32 {
+    let mut h = 0x2545_f491u32;
+    for x in [
+        word(addr, 0),
+        word(addr, 4),
+        word(addr, 8),
+        word(addr, 12),
+        slot,
+    ] {
+        h = (h ^ x).wrapping_mul(0x9e37_79b1);
+        h ^= h >> 15;
+    }
+    h | 2
 }
 
 /// The four 32-bit words of an address, folded and mixed (Fibonacci hashing).
 #[inline(always)]
 fn mix(addr: &[u8; 16], salt: u32) -> u32 {
-    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    (w(0) ^ w(4) ^ w(8) ^ w(12) ^ salt).wrapping_mul(0x9e37_79b1)
+    (word(addr, 0) ^ word(addr, 4) ^ word(addr, 8) ^ word(addr, 12) ^ salt)
+        .wrapping_mul(0x9e37_79b1)
 }
 
 /// The entry of `addr` in [`COROSYNC_MEMBER_INDEX`] (0..4096).

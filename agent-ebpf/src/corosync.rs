@@ -9,9 +9,9 @@ use agent_common::{
     corosync::{
         COROSYNC_EXEC_CAPACITY, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_INDEX_SLOTS,
         COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY, COROSYNC_SOURCES_CAPACITY,
-        CorosyncLocalEvent, ENTRY_ONE, ENTRY_SHARED, HotSource, LOCAL_BIND, LOCAL_EXEC,
-        MemberCount, MemberEntry, SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER,
-        TOTAL_NON_MEMBER, TOTAL_SLOTS, TOTAL_UNTRACKED, hot_slot, member_index,
+        CorosyncLocalEvent, HotSource, LOCAL_BIND, LOCAL_EXEC, MemberCount, MemberEntry,
+        SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS,
+        TOTAL_UNTRACKED, entry_says, hot_slot, member_index,
     },
     event::kind,
     maps::ExecWatchKey,
@@ -171,23 +171,18 @@ fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
 }
 
 /// The counter slot of `addr` when it is a member: its entry in the direct-mapped index
-/// decides, or, for an entry members share (or the agent is changing), the member hash.
+/// decides, or, for an entry members share (or one read while the agent rewrote it),
+/// the member hash.
 #[inline(always)]
 fn member_slot(addr: &[u8; 16]) -> Option<u32> {
-    let e = COROSYNC_MEMBER_INDEX.get(member_index(addr))?;
-    match e.state {
-        ENTRY_ONE => same_addr(&e.addr, addr).then_some(e.slot),
+    let e = COROSYNC_MEMBER_INDEX.get_ptr(member_index(addr))?;
+    // SAFETY: a map value; copied once, so the check and the use see the same bytes.
+    let e: MemberEntry = unsafe { core::ptr::read_volatile(e) };
+    match entry_says(&e, addr) {
+        Some(slot) => slot,
         // SAFETY: map lookup, value copied.
-        ENTRY_SHARED => unsafe { COROSYNC_MEMBERS.get(addr) }.copied(),
-        _ => None,
+        None => unsafe { COROSYNC_MEMBERS.get(addr) }.copied(),
     }
-}
-
-/// Address equality as four 32-bit words (no memcmp in eBPF).
-#[inline(always)]
-fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    let w = |x: &[u8; 16], i: usize| u32::from_ne_bytes([x[i], x[i + 1], x[i + 2], x[i + 3]]);
-    (w(a, 0) ^ w(b, 0)) | (w(a, 4) ^ w(b, 4)) | (w(a, 8) ^ w(b, 8)) | (w(a, 12) ^ w(b, 12)) == 0
 }
 
 /// Key equality as six 32-bit words (no memcmp in eBPF).

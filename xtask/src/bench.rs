@@ -73,11 +73,16 @@ fn rate(run: fn(f64) -> Result<u64>, secs: f64) -> Result<f64> {
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<()> {
-    if pairs < 7 && only.is_empty() {
+/// `record`: with `only`, write the run's rows as the focused section of BENCHMARKS.md
+/// (more pairs on a few workloads, for a tighter notch) instead of printing them only.
+pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: bool) -> Result<()> {
+    if pairs < 7 && (only.is_empty() || record) {
         bail!(
-            "--pairs {pairs}: BENCHMARKS.md needs at least 7 pairs per workload (a shorter run is a partial one: add --only)"
+            "--pairs {pairs}: BENCHMARKS.md needs at least 7 pairs per workload (a shorter run is a partial one: add --only, without --record)"
         );
+    }
+    if record && only.is_empty() {
+        bail!("--record writes the focused section of a run limited by --only: name its workloads");
     }
     let all = [
         Workload {
@@ -157,7 +162,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
     };
     step("setting up the bench network (2 namespaces on a bridge)");
     workloads::net_up()?;
-    let result = (|| -> Result<String> {
+    let result = (|| -> Result<(String, String)> {
         let mut rows = Vec::new();
         let mut decomposition = Vec::new();
         let mut agent_cpu = 0.0;
@@ -287,7 +292,15 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String]) -> Result<(
             Some(why) => format!("auditd: {why}"),
         };
         let long = secs * LONG;
-        Ok(format!(
+        let table_head = "| workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|";
+        let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
+        let names = names.join(",");
+        let focused = format!(
+            "## Focused run: {names}, {pairs} pairs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --record`: the measurement of the\nfirst table, with more pairs on the workloads it names for a tighter notch. It has its\nown date: compare it with the first table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n",
+            machine(),
+            rows.join("\n")
+        );
+        let text = format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
 Each workload runs in {pairs} interleaved pairs (without / with the agent, the order alternating),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
@@ -299,7 +312,7 @@ notch: 1.58 × the ratios' interquartile range ÷ √pairs), whether met or miss
 auditd (run in the same pairs, against the same run without either) the verdict is on\n\
 the difference of the two ratios within each pair, with the same rule.\n\n\
 - machine: {}\n- date: {date}\n- {auditd_line}\n\n\
-| workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|\n{}\n\n\
+{table_head}\n{}\n\n\
 Where the cost comes from: the agent with one detector switched off at a time, one run each,\n\
 ratio against the same median without the agent (a detector whose removal raises the ratio\n\
 most is the one that costs most on that workload):\n\n| workload | ratio with the agent, one detector off |\n|---|---|\n{}\n\n\
@@ -318,23 +331,33 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
             rss,
             maps,
             prog_rows.join("\n")
-        ))
+        );
+        Ok((text, focused))
     })();
     workloads::net_down();
-    let mut text = result?;
+    let (mut text, focused) = result?;
+    let path = root().join("BENCHMARKS.md");
+    if record {
+        crate::util::write_section(&path, "focused", &focused)?;
+        println!("{focused}");
+        println!("(--record: the focused section of BENCHMARKS.md rewritten)");
+        return Ok(());
+    }
     if !only.is_empty() {
         println!("{text}");
-        println!("(--only: a partial run; BENCHMARKS.md left as it is)");
+        println!("(--only: a partial run; BENCHMARKS.md left as it is; --record keeps its rows)");
         return Ok(());
     }
     step("packet program cost per frame (BPF_PROG_TEST_RUN)");
     text.push_str(&packet_cost(&bin)?);
-    // The stress section (`cargo xtask stress`) is kept as it was.
-    let path = root().join("BENCHMARKS.md");
+    // The focused run's section (`--only … --record`) and the stress section
+    // (`cargo xtask stress`) are kept as they were: each states its own date.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    if let Some(section) = crate::util::section(&old, "stress") {
-        text.push('\n');
-        text.push_str(&section);
+    for name in ["focused", "stress"] {
+        if let Some(section) = crate::util::section(&old, name) {
+            text.push('\n');
+            text.push_str(&section);
+        }
     }
     std::fs::write(&path, &text)?;
     println!("{text}");
@@ -362,17 +385,15 @@ fn packet_cost(bin: &Path) -> Result<String> {
     let floor = rows
         .iter()
         .find(|r| r["frame"] == "floor")
-        .and_then(|r| r["ns_median"].as_u64())
-        .unwrap_or(0);
+        .and_then(|r| r["ns_median"].as_u64());
     let lines: Vec<String> = rows
         .iter()
         .map(|r| {
             let frame = r["frame"].as_str().unwrap_or("");
             let median = r["ns_median"].as_u64().unwrap_or(0);
-            let above = if frame == "floor" {
-                "—".to_string()
-            } else {
-                format!("+{}", median.saturating_sub(floor))
+            let above = match floor {
+                Some(f) if frame != "floor" => format!("+{}", median.saturating_sub(f)),
+                _ => "—".to_string(),
             };
             format!(
                 "| `{frame}` | {median} | {} | {above} | {} | {} |",

@@ -87,6 +87,11 @@ enum Command {
         /// printed and BENCHMARKS.md left as it is (a partial run never replaces it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// With --only: write the run's rows as the "focused run" section of
+        /// BENCHMARKS.md (kept by later full runs; it states its own date). Use it for
+        /// more pairs on the workloads a full run left unresolved.
+        #[arg(long, requires = "only")]
+        record: bool,
     },
     /// Build the Debian package (release binary with the eBPF object, conffile, hardened
     /// systemd unit, rules, dashboard, man pages, completions) with dpkg-deb.
@@ -165,7 +170,8 @@ fn main() {
             pairs,
             no_auditd,
             only,
-        } => bench::bench(secs, pairs.max(1), !no_auditd, &only),
+            record,
+        } => bench::bench(secs, pairs.max(1), !no_auditd, &only, record),
         Command::Package { revision, out } => package::package(revision, out).map(|_| ()),
         Command::Image => build::image().map(|_| ()),
         Command::K8s { check: false } => kubernetes::write(&util::root()),

@@ -53,20 +53,3 @@ pub(crate) fn set_array<V: aya::Pod>(
         .set(index, value, 0)
         .map_err(err)
 }
-
-/// Slot `index` of array map `name`.
-pub(crate) fn get_array<V: aya::Pod>(
-    kernel: &mut Kernel,
-    name: &'static str,
-    index: u32,
-) -> Result<V, LoadError> {
-    let map = kernel
-        .ebpf_mut()
-        .map(name)
-        .ok_or(LoadError::MissingMap(name))?;
-    let err = |source| LoadError::Map { name, source };
-    Array::<_, V>::try_from(map)
-        .map_err(err)?
-        .get(&index, 0)
-        .map_err(err)
-}

@@ -56,6 +56,8 @@ pub fn start_agent(bin: &Path, program_stats: bool, extra: &str) -> Result<Agent
         }
         Err(_) => {
             let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
             bail!("nodeward not ready within 60 s")
         }
     }
@@ -70,6 +72,8 @@ impl Drop for Agent {
         // SAFETY: kill(2) on our own child's PID.
         unsafe { libc_kill(self.child.id() as i32, 15) };
         let _ = self.child.wait();
+        // The config, state and socket of this agent: nothing is left in /tmp.
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -23,6 +23,9 @@ pub fn notch(v: &[f64]) -> f64 {
     1.58 * (q3 - q1) / (v.len() as f64).sqrt()
 }
 
+/// Below this many pairs a verdict is never "resolved".
+pub const MIN_PAIRS: usize = 5;
+
 /// `**median** (q1–q3)`, or a dash for no runs.
 pub fn fmt_ratio(v: &[f64]) -> String {
     if v.is_empty() {
@@ -36,11 +39,17 @@ pub fn fmt_ratio(v: &[f64]) -> String {
 /// `target`, and against auditd's ratios (`theirs`, measured in the same pairs, so
 /// compared pair by pair: the difference within each pair, its median and notch). A
 /// median closer to the target, or a difference closer to zero, than its own notch is
-/// "not resolved by this run", whichever side it lies on.
+/// "not resolved by this run", whichever side it lies on; so is anything measured on
+/// fewer than [`MIN_PAIRS`] pairs (their interquartile range says nothing).
 pub fn verdict(ours: &[f64], theirs: &[f64], target: f64) -> String {
+    if ours.is_empty() {
+        return "no runs".into();
+    }
     let (_, m, _) = quartiles(ours.to_vec());
     let unsure = notch(ours);
-    let tag = if (m - target).abs() < unsure {
+    let tag = if ours.len() < MIN_PAIRS {
+        format!(" ({} pairs: not resolved by this run)", ours.len())
+    } else if (m - target).abs() < unsure {
         format!(" (within ±{unsure:.3}: not resolved by this run)")
     } else {
         String::new()
@@ -54,7 +63,14 @@ pub fn verdict(ours: &[f64], theirs: &[f64], target: f64) -> String {
     if !diffs.is_empty() {
         let (_, d, _) = quartiles(diffs.clone());
         let unsure = notch(&diffs);
-        v.push_str(&if d.abs() < unsure {
+        if diffs.len() < ours.len() {
+            v.push_str(&format!(
+                "; auditd ran in {} of {} pairs",
+                diffs.len(),
+                ours.len()
+            ));
+        }
+        v.push_str(&if d.abs() < unsure || diffs.len() < MIN_PAIRS {
             format!("; against auditd not resolved ({d:+.3} ± {unsure:.3} per pair)")
         } else if d > 0.0 {
             format!("; cheaper than auditd by {d:.3} (± {unsure:.3} per pair)")
@@ -100,5 +116,12 @@ mod tests {
         assert!(v.contains("**auditd cheaper** by 0.050"), "{v}");
         // No auditd runs: the target alone.
         assert_eq!(verdict(&[1.0; 7], &[], 0.99), "met");
+        // Too few pairs to say, however tight; auditd stopped after two pairs.
+        let v = verdict(&[1.0; 3], &[0.5; 2], 0.99);
+        assert!(v.starts_with("met (3 pairs: not resolved"), "{v}");
+        assert!(
+            v.contains("auditd ran in 2 of 3 pairs; against auditd not resolved"),
+            "{v}"
+        );
     }
 }

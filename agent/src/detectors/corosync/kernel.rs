@@ -11,18 +11,16 @@ use crate::net::addr_key;
 
 use agent_common::corosync::{
     COROSYNC_EXEC, COROSYNC_HOT, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_COUNTS, COROSYNC_MEMBER_INDEX,
-    COROSYNC_MEMBERS, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS, COROSYNC_SOURCES, COROSYNC_TOTALS,
-    ENTRY_EMPTY, ENTRY_ONE, ENTRY_SHARED, HotSource, MemberCount, MemberEntry, SourceCount,
-    SourceKey, TOTAL_SLOTS, member_index,
+    COROSYNC_MEMBER_INDEX_SLOTS, COROSYNC_MEMBERS, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS,
+    COROSYNC_SOURCES, COROSYNC_TOTALS, ENTRY_SHARED, HotSource, MemberCount, MemberEntry,
+    SourceCount, SourceKey, TOTAL_SLOTS, member_index,
 };
 use agent_common::maps::ExecWatchKey;
-use aya::maps::{
-    HashMap as BpfHashMap, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues,
-};
+use aya::maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 
 use crate::kernel::{
     loader::{Kernel, LoadError},
-    maps::{get_array, set_array, sync_hash},
+    maps::{set_array, sync_hash},
 };
 
 /// Counters of one source on one interface while it was (not) a member, summed over
@@ -172,35 +170,23 @@ impl Kernel {
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
-        // The direct-mapped index never misleads a packet: the hash is updated first,
-        // then each entry that changes is walked to its value through the shared state
-        // (index_writes).
-        let installed: Vec<[u8; 16]> = {
-            let map = self
-                .ebpf_mut()
-                .map(COROSYNC_MEMBERS)
-                .ok_or(LoadError::MissingMap(COROSYNC_MEMBERS))?;
-            BpfHashMap::<_, [u8; 16], u32>::try_from(map)
-                .map_err(|source| LoadError::Map {
-                    name: COROSYNC_MEMBERS,
-                    source,
-                })?
-                .keys()
-                .collect::<Result<_, _>>()
-                .map_err(|source| LoadError::Map {
-                    name: COROSYNC_MEMBERS,
-                    source,
-                })?
-        };
-        let mut current = BTreeMap::new();
-        for i in installed.iter().chain(&wanted).map(member_index) {
-            if let std::collections::btree_map::Entry::Vacant(v) = current.entry(i) {
-                v.insert(get_array::<MemberEntry>(self, COROSYNC_MEMBER_INDEX, i)?);
-            }
-        }
+        // The hash first, then the index: a packet that reads an entry half-rewritten
+        // is sent to the hash (MemberEntry), which already holds the new table. Every
+        // entry is compared, so one left wrong by a failed sync is put right by the next.
         sync_hash(self, COROSYNC_MEMBERS, &change.table)?;
-        for (i, e) in &index_writes(&current, &change.table) {
-            set_array(self, COROSYNC_MEMBER_INDEX, *i, e)?;
+        let want = index_entries(&change.table);
+        let name = COROSYNC_MEMBER_INDEX;
+        let err = |source| LoadError::Map { name, source };
+        let map = self
+            .ebpf_mut()
+            .map_mut(name)
+            .ok_or(LoadError::MissingMap(name))?;
+        let mut index = Array::<_, MemberEntry>::try_from(map).map_err(err)?;
+        for i in 0..COROSYNC_MEMBER_INDEX_SLOTS {
+            let end = want.get(&i).copied().unwrap_or_default();
+            if index.get(&i, 0).map_err(err)? != end {
+                index.set(i, &end, 0).map_err(err)?;
+            }
         }
         for &slot in &change.freed {
             self.zero_member_slot(slot)?;
@@ -264,52 +250,21 @@ impl Kernel {
     }
 }
 
-/// The writes that take the member index from `current` (its entries at every index
-/// that may change) to the one of `table` (address -> slot), made once the member hash
-/// holds `table`: each entry that changes is walked to its final value through the
-/// shared state (the hash decides). Every write changes either the state alone or, with
-/// the state shared on both sides, the address and slot alone, so a packet that reads
-/// an entry mid-write still decides as the old or the new table.
-pub fn index_writes(
-    current: &BTreeMap<u32, MemberEntry>,
-    table: &[([u8; 16], u32)],
-) -> Vec<(u32, MemberEntry)> {
-    let mut last: BTreeMap<u32, MemberEntry> = BTreeMap::new();
+/// The member index of `table` (address -> slot): the entries that are not empty.
+pub fn index_entries(table: &[([u8; 16], u32)]) -> BTreeMap<u32, MemberEntry> {
+    let mut index: BTreeMap<u32, MemberEntry> = BTreeMap::new();
     for &(addr, slot) in table {
-        let e = last.entry(member_index(&addr)).or_default();
-        *e = if e.state == ENTRY_EMPTY {
-            MemberEntry {
-                addr,
-                slot,
-                state: ENTRY_ONE,
-            }
-        } else {
-            MemberEntry {
-                state: ENTRY_SHARED,
-                ..Default::default()
-            }
-        };
+        index
+            .entry(member_index(&addr))
+            .and_modify(|e| {
+                *e = MemberEntry {
+                    tag: ENTRY_SHARED,
+                    ..Default::default()
+                }
+            })
+            .or_insert_with(|| MemberEntry::one(addr, slot));
     }
-    let mut writes = Vec::new();
-    let indexes: BTreeSet<u32> = current.keys().chain(last.keys()).copied().collect();
-    for i in indexes {
-        let mut now = current.get(&i).copied().unwrap_or_default();
-        let end = last.get(&i).copied().unwrap_or_default();
-        if now == end {
-            continue;
-        }
-        let shared = |e: MemberEntry| MemberEntry {
-            state: ENTRY_SHARED,
-            ..e
-        };
-        for to in [shared(now), shared(end), end] {
-            if to != now {
-                now = to;
-                writes.push((i, to));
-            }
-        }
-    }
-    writes
+    index
 }
 
 /// Which counter slot each member has (the agent's side of `COROSYNC_MEMBERS`).
@@ -396,84 +351,98 @@ mod tests {
         twins
     }
 
-    /// What a packet from `a` decides (as the kernel's `member_slot`).
-    fn decide(
-        index: &BTreeMap<u32, MemberEntry>,
-        hash: &BTreeMap<[u8; 16], u32>,
-        a: &[u8; 16],
-    ) -> Option<u32> {
-        let e = index.get(&member_index(a)).copied().unwrap_or_default();
-        match e.state {
-            ENTRY_ONE => (e.addr == *a).then_some(e.slot),
-            ENTRY_SHARED => hash.get(a).copied(),
-            _ => None,
-        }
+    /// What a packet from `a` decides, as the kernel's `member_slot`, from entry `e`.
+    fn decide(e: &MemberEntry, hash: &BTreeMap<[u8; 16], u32>, a: &[u8; 16]) -> Option<u32> {
+        agent_common::corosync::entry_says(e, a).unwrap_or_else(|| hash.get(a).copied())
     }
 
-    /// Apply `writes`, checking after each that every address in `probe` decides as
-    /// the old or the new table, and that the write changed the state alone or the
-    /// address and slot alone under a shared state.
-    fn apply(
-        index: &mut BTreeMap<u32, MemberEntry>,
-        writes: &[(u32, MemberEntry)],
-        hash: &BTreeMap<[u8; 16], u32>,
-        old: &BTreeMap<[u8; 16], u32>,
-        new: &BTreeMap<[u8; 16], u32>,
-        probe: &[[u8; 16]],
-    ) {
-        for &(i, e) in writes {
-            let was = index.get(&i).copied().unwrap_or_default();
-            let state_alone = MemberEntry {
-                state: e.state,
-                ..was
-            } == e;
-            let under_shared = was.state == ENTRY_SHARED && e.state == ENTRY_SHARED;
-            assert!(state_alone || under_shared, "write {was:?} -> {e:?}");
-            index.insert(i, e);
-            for a in probe {
-                let d = decide(index, hash, a);
-                assert!(
-                    d == old.get(a).copied() || d == new.get(a).copied(),
-                    "{a:?} decided {d:?} after writing {e:?} at {i}"
-                );
+    /// Every mix of the old and the new entry's six words (what a packet may read
+    /// while the agent rewrites an entry).
+    fn torn(old: MemberEntry, new: MemberEntry) -> Vec<MemberEntry> {
+        let words = |e: MemberEntry| -> [u32; 6] {
+            let mut w = [0; 6];
+            for (i, c) in e.addr.chunks(4).enumerate() {
+                w[i] = u32::from_ne_bytes(c.try_into().unwrap());
             }
-        }
+            (w[4], w[5]) = (e.slot, e.tag);
+            w
+        };
+        let (o, n) = (words(old), words(new));
+        (0..64u32)
+            .map(|pick| {
+                let w: Vec<u32> = (0..6)
+                    .map(|i| if pick >> i & 1 == 1 { n[i] } else { o[i] })
+                    .collect();
+                let mut addr = [0; 16];
+                for i in 0..4 {
+                    addr[4 * i..4 * i + 4].copy_from_slice(&w[i].to_ne_bytes());
+                }
+                MemberEntry {
+                    addr,
+                    slot: w[4],
+                    tag: w[5],
+                }
+            })
+            .collect()
     }
 
+    /// The member table changes (members leave, join, come to share an entry or stop
+    /// sharing it, IPv4 and IPv6); the agent writes the hash, then the index. A packet
+    /// that reads any entry half-rewritten, from any source (members, others, and the
+    /// half-written address itself), decides as the old or the new table.
     #[test]
     fn the_member_index_never_misleads_a_packet_while_it_changes() {
-        let (x, y) = (a(1), a(2));
+        let six = |n: u8| {
+            let mut k = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, n];
+            k[9] = n.wrapping_mul(37);
+            k
+        };
+        let (x, y, z) = (a(1), a(2), six(3));
         let (xs, ys) = (index_twins(x, 2), index_twins(y, 2));
-        let (x2, stranger, y2, y3) = (xs[0], xs[1], ys[0], ys[1]);
-        let probe = [x, y, x2, y2, y3, stranger, a(9)];
-        // Members x (alone in its entry) and y, y2 (sharing one) become x2 (x's
-        // entry, new), y2 and y3 (still shared) and a(9) (a fresh entry); y leaves.
-        let old: BTreeMap<[u8; 16], u32> = [(x, 0), (y, 1), (y2, 2)].into();
-        let new: BTreeMap<[u8; 16], u32> = [(x2, 3), (y2, 2), (y3, 0), (a(9), 4)].into();
-        let mut index = BTreeMap::new();
-        let empty = BTreeMap::new();
+        let zs = index_twins(z, 1);
+        // x alone -> x's twin alone; y and its twin shared -> y's twin alone; z alone
+        // -> z shared with its twin; six(4) leaves, six(5) joins.
+        let old: BTreeMap<[u8; 16], u32> = [(x, 0), (y, 1), (ys[0], 2), (z, 3), (six(4), 4)].into();
+        let new: BTreeMap<[u8; 16], u32> =
+            [(xs[0], 5), (ys[0], 2), (z, 3), (zs[0], 6), (six(5), 7)].into();
         let table =
             |t: &BTreeMap<[u8; 16], u32>| t.iter().map(|(a, s)| (*a, *s)).collect::<Vec<_>>();
-        let writes = index_writes(&index, &table(&old));
-        apply(&mut index, &writes, &old, &empty, &old, &probe);
-        for a in &probe {
-            assert_eq!(decide(&index, &old, a), old.get(a).copied(), "{a:?}");
+        let (before, after) = (index_entries(&table(&old)), index_entries(&table(&new)));
+        let mut probe: Vec<[u8; 16]> = old.keys().chain(new.keys()).copied().collect();
+        probe.extend([xs[1], ys[1], a(9), six(9)]);
+        let indexes: BTreeSet<u32> = before.keys().chain(after.keys()).copied().collect();
+        let mut rewritten = 0;
+        for i in indexes {
+            let (o, n) = (
+                before.get(&i).copied().unwrap_or_default(),
+                after.get(&i).copied().unwrap_or_default(),
+            );
+            if o == n {
+                continue;
+            }
+            rewritten += 1;
+            for e in torn(o, n) {
+                for p in probe.iter().chain([&e.addr]) {
+                    if member_index(p) != i {
+                        continue;
+                    }
+                    // The hash holds the new table before any entry is rewritten.
+                    let d = decide(&e, &new, p);
+                    assert!(
+                        d == decide(&o, &old, p) || d == decide(&n, &new, p),
+                        "{p:?} decided {d:?} from {e:?} ({o:?} -> {n:?})"
+                    );
+                }
+            }
         }
-        let writes = index_writes(&index, &table(&new));
-        apply(&mut index, &writes, &new, &old, &new, &probe);
-        for a in &probe {
-            assert_eq!(decide(&index, &new, a), new.get(a).copied(), "{a:?}");
+        assert!(rewritten >= 5, "{rewritten} entries rewritten");
+        // Each table decides exactly: members in their slots, nobody else.
+        for (t, index) in [(&old, &before), (&new, &after)] {
+            for p in &probe {
+                let e = index.get(&member_index(p)).copied().unwrap_or_default();
+                assert_eq!(decide(&e, t, p), t.get(p).copied(), "{p:?}");
+            }
         }
-        // Nothing is left behind: the index is the one built from scratch.
-        let scratch: BTreeMap<u32, MemberEntry> = index_writes(&BTreeMap::new(), &table(&new))
-            .into_iter()
-            .collect();
-        index.retain(|_, e| *e != MemberEntry::default());
-        assert_eq!(index, scratch);
-        assert!(
-            index_writes(&index, &table(&new)).is_empty(),
-            "no change, no write"
-        );
     }
 
     #[test]
