@@ -32,7 +32,7 @@ pub const COROSYNC_HOT_SLOTS: u32 = 256;
 /// Array of [`MemberEntry`], [`COROSYNC_MEMBER_INDEX_SLOTS`] entries: the member table
 /// direct-mapped by [`member_index`], so a packet learns whether its source is a member,
 /// and the member's slot, from one array entry and an address compare instead of a hash
-/// lookup (~20 ns here). An entry two members share says [`ENTRY_SHARED`]:
+/// lookup. An entry two members share says [`ENTRY_SHARED`]:
 /// [`COROSYNC_MEMBERS`] decides.
 pub const COROSYNC_MEMBER_INDEX: &str = "COROSYNC_MEMBER_INDEX";
 pub const COROSYNC_MEMBER_INDEX_SLOTS: u32 = 4096;

@@ -30,6 +30,28 @@ pub use workloads::udp_send;
 /// How many times longer a build or an unpack run lasts than the others.
 const LONG: f64 = 3.0;
 
+/// The three runs of a pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Without,
+    Agent,
+    Auditd,
+}
+
+/// The order of pair `pair`'s runs: the six orders in turn.
+fn pair_order(pair: usize) -> [Side; 3] {
+    use Side::*;
+    const ORDERS: [[Side; 3]; 6] = [
+        [Without, Agent, Auditd],
+        [Agent, Auditd, Without],
+        [Auditd, Without, Agent],
+        [Without, Auditd, Agent],
+        [Agent, Without, Auditd],
+        [Auditd, Agent, Without],
+    ];
+    ORDERS[(pair - 1) % 6]
+}
+
 /// One workload: runs for `secs` and returns operations done.
 struct Workload {
     name: &'static str,
@@ -175,47 +197,51 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         for w in workloads.iter().copied() {
             let (mut without, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             for pair in 1..=pairs {
-                // Alternate which side goes first, so drift does not favour one.
-                let mut base = 0.0;
-                let run_without = |base: &mut f64| -> Result<()> {
-                    step(&format!(
-                        "{} pair {pair}/{pairs}: without the agent",
-                        w.name
-                    ));
-                    *base = rate(w.run, secs * w.length)?;
-                    Ok(())
-                };
-                if pair % 2 == 1 {
-                    run_without(&mut base)?;
-                }
-                step(&format!("{} pair {pair}/{pairs}: with the agent", w.name));
-                let with = {
-                    let agent = start_agent(&bin, false, "")?;
-                    std::thread::sleep(Duration::from_secs(1));
-                    let pid = agent.child.id();
-                    let (c0, t0) = (cpu_seconds(pid), Instant::now());
-                    let with = rate(w.run, secs * w.length)?;
-                    agent_cpu += cpu_seconds(pid) - c0;
-                    agent_wall += t0.elapsed().as_secs_f64();
-                    rss = rss.max(rss_kib(pid));
-                    maps = maps.max(map_kib(pid));
-                    with
-                };
-                if pair % 2 == 0 {
-                    run_without(&mut base)?;
+                // The three runs of a pair in an order that changes from pair to pair
+                // (all six orders in turn), so neither drift nor a position's own effect
+                // (the run right after the agent or auditd stops) favours one side.
+                let (mut base, mut with, mut aud) = (0.0, 0.0, None);
+                for side in pair_order(pair) {
+                    match side {
+                        Side::Without => {
+                            step(&format!(
+                                "{} pair {pair}/{pairs}: without the agent",
+                                w.name
+                            ));
+                            base = rate(w.run, secs * w.length)?;
+                        }
+                        Side::Agent => {
+                            step(&format!("{} pair {pair}/{pairs}: with the agent", w.name));
+                            let agent = start_agent(&bin, false, "")?;
+                            std::thread::sleep(Duration::from_secs(1));
+                            let pid = agent.child.id();
+                            let (c0, t0) = (cpu_seconds(pid), Instant::now());
+                            with = rate(w.run, secs * w.length)?;
+                            agent_cpu += cpu_seconds(pid) - c0;
+                            agent_wall += t0.elapsed().as_secs_f64();
+                            rss = rss.max(rss_kib(pid));
+                            maps = maps.max(map_kib(pid));
+                        }
+                        Side::Auditd if auditd_error.is_none() => {
+                            step(&format!("{} pair {pair}/{pairs}: with auditd", w.name));
+                            match auditd::Auditd::start() {
+                                Ok(a) => {
+                                    aud = Some(rate(w.run, secs * w.length)?);
+                                    drop(a);
+                                }
+                                Err(e) => {
+                                    auditd_error = Some(format!("auditd did not start: {e:#}"))
+                                }
+                            }
+                        }
+                        Side::Auditd => {}
+                    }
                 }
                 without.push(base);
                 ours.push(with / base);
-                if auditd_error.is_none() {
-                    step(&format!("{} pair {pair}/{pairs}: with auditd", w.name));
-                    match auditd::Auditd::start() {
-                        Ok(a) => {
-                            let v = rate(w.run, secs * w.length)?;
-                            drop(a);
-                            theirs.push(v / base);
-                        }
-                        Err(e) => auditd_error = Some(format!("auditd did not start: {e:#}")),
-                    }
+                // Pairs stay aligned: once auditd fails it is not run again.
+                if let Some(v) = aud.filter(|_| theirs.len() + 1 == pair) {
+                    theirs.push(v / base);
                 }
             }
             // Where the cost comes from: the agent with one detector off at a time
@@ -302,7 +328,8 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         );
         let text = format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
-Each workload runs in {pairs} interleaved pairs (without / with the agent, the order alternating),\n\
+Each workload runs in {pairs} interleaved pairs (without the agent, with it, with auditd: the order of the three\n\
+changes from pair to pair, all six orders in turn),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\
@@ -407,4 +434,20 @@ fn packet_cost(bin: &Path) -> Result<String> {
         "\n## Packet program cost per frame\n\n`net_tc` (the one TC program per interface: ARP/ND observation, cluster counting)\nrun by the kernel on crafted frames with BPF_PROG_TEST_RUN (`nodeward check --packet-cost`):\nmean ns per run over 1,000,000 runs, median and minimum of 5 measurements; no traffic\nand no `bpf_stats` overhead. `floor` is an empty program measured in the same run: the\ntest run's own cost, included in every row (the program's own work is the `above floor`\ncolumn).\n\n| frame | ns (median) | ns (min) | above floor | target | what |\n|---|---|---|---|---|---|\n{}\n",
         lines.join("\n")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_side_takes_every_position_as_often_over_six_pairs() {
+        for side in [Side::Without, Side::Agent, Side::Auditd] {
+            for pos in 0..3 {
+                let n = (1..=6).filter(|&p| pair_order(p)[pos] == side).count();
+                assert_eq!(n, 2, "{side:?} at position {pos}");
+            }
+        }
+        assert_eq!(pair_order(7), pair_order(1));
+    }
 }

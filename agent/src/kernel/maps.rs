@@ -6,7 +6,9 @@ use aya::maps::{Array, HashMap as BpfHashMap};
 use crate::kernel::loader::{Kernel, LoadError};
 
 /// Make hash map `name` hold exactly `wanted`: stale keys removed, wanted ones written
-/// (never emptied in between, so the programs never see a blank map).
+/// (never emptied in between, so the programs never see a blank map). An entry that
+/// already holds its value is left alone: rewriting it would hand the element a program
+/// may be reading to the next insert (a preallocated hash recycles at once).
 pub(crate) fn sync_hash<K, V>(
     kernel: &mut Kernel,
     name: &'static str,
@@ -31,9 +33,21 @@ where
         m.remove(&k).map_err(err)?;
     }
     for (k, v) in wanted {
+        if m.get(k, 0).is_ok_and(|now| same_bytes(&now, v)) {
+            continue;
+        }
         m.insert(k, v, 0).map_err(err)?;
     }
     Ok(())
+}
+
+/// Whether two plain values are byte for byte the same.
+fn same_bytes<V: aya::Pod>(a: &V, b: &V) -> bool {
+    let bytes = |v: &V| {
+        // SAFETY: a Pod value is plain bytes, readable for its whole size.
+        unsafe { std::slice::from_raw_parts(v as *const V as *const u8, size_of::<V>()) }
+    };
+    bytes(a) == bytes(b)
 }
 
 /// Set slot `index` of array map `name` to `value`.

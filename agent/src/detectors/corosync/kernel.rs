@@ -158,15 +158,13 @@ impl Kernel {
         members: &BTreeMap<IpAddr, u32>,
     ) -> Result<(), LoadError> {
         let wanted: Vec<[u8; 16]> = members.keys().map(|a| addr_key(*a)).collect();
-        let change =
-            slots
-                .lock()
-                .expect("member slots")
-                .assign(&wanted)
-                .ok_or(LoadError::Capacity {
-                    name: COROSYNC_MEMBERS,
-                    capacity: COROSYNC_MEMBERS_CAPACITY,
-                })?;
+        // Planned on a copy, kept only once the kernel holds it: a sync that fails is
+        // planned again from the last one that held (its slots zeroed again, none freed).
+        let mut planned = slots.lock().expect("member slots").clone();
+        let change = planned.assign(&wanted).ok_or(LoadError::Capacity {
+            name: COROSYNC_MEMBERS,
+            capacity: COROSYNC_MEMBERS_CAPACITY,
+        })?;
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
@@ -191,6 +189,7 @@ impl Kernel {
         for &slot in &change.freed {
             self.zero_member_slot(slot)?;
         }
+        *slots.lock().expect("member slots") = planned;
         Ok(())
     }
 
@@ -268,7 +267,7 @@ pub fn index_entries(table: &[([u8; 16], u32)]) -> BTreeMap<u32, MemberEntry> {
 }
 
 /// Which counter slot each member has (the agent's side of `COROSYNC_MEMBERS`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemberSlots {
     by_addr: BTreeMap<[u8; 16], u32>,
     /// Freed slots, oldest first (reused in that order, after never-used ones).
@@ -564,5 +563,91 @@ mod test_run {
             (1..600).contains(&in_table),
             "{in_table} of 601 non-member sources in the LRU hash"
         );
+    }
+}
+
+/// Member changes on the real packet program: each member counted in its own slot
+/// before and after, whatever its index entry became.
+#[cfg(test)]
+mod test_run_changes {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use agent_common::corosync::{TOTAL_MEMBER, TOTAL_NON_MEMBER};
+    use agent_common::packet::{NetPort, PORT_WATCH_COROSYNC};
+    use etherparse::PacketBuilder;
+
+    use super::*;
+    use crate::kernel::packet::{test_kernel, test_run};
+
+    fn udp(src: IpAddr) -> Vec<u8> {
+        let mut v = Vec::new();
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = match src {
+            IpAddr::V4(a) => eth.ipv4(a.octets(), [10, 0, 0, 2], 64),
+            IpAddr::V6(a) => eth.ipv6(a.octets(), Ipv6Addr::LOCALHOST.octets(), 64),
+        };
+        ip.udp(5405, 5405).write(&mut v, &[0; 38]).expect("frame");
+        v
+    }
+
+    fn ip(k: [u8; 16]) -> IpAddr {
+        Ipv6Addr::from(k).to_canonical()
+    }
+
+    /// m1 alone in its entry, p and p2 sharing one, m6 (IPv6) alone; then m1 and p2
+    /// leave, m1's index twin joins (m1's entry now names it), p is alone, and q joins
+    /// m6's entry (now shared). Departed members' slots are zeroed; every other count
+    /// is exact, and m1 counts as a non-member once it has left.
+    #[test]
+    fn members_that_come_and_go_are_counted_in_their_own_slots() {
+        let name = "members_that_come_and_go_are_counted_in_their_own_slots";
+        let Some(mut kernel) = test_kernel(name, true) else {
+            return;
+        };
+        let m1 = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+        let twin = ip(super::tests::index_twins(addr_key(m1), 1)[0]);
+        let p = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8));
+        let p2 = ip(super::tests::index_twins(addr_key(p), 1)[0]);
+        let m6 = IpAddr::V6("2001:db8::6".parse().unwrap());
+        let q = ip(super::tests::index_twins(addr_key(m6), 1)[0]);
+        let slots = Arc::new(Mutex::new(MemberSlots::default()));
+        let lo = NetPort {
+            domain: 1,
+            flags: PORT_WATCH_COROSYNC,
+            ..Default::default()
+        };
+        kernel.write_ports([(1, lo)].into()).expect("ports");
+        let sync = |k: &mut Kernel, members: &[IpAddr]| {
+            let list = members.iter().map(|m| (*m, 1)).collect();
+            k.sync_corosync(&[5405], &slots, &list, &[])
+                .expect("members");
+        };
+        sync(&mut kernel, &[m1, p, p2, m6]);
+        for (src, n) in [(m1, 2), (p, 3), (p2, 1), (m6, 4)] {
+            test_run(&mut kernel, &udp(src), n);
+        }
+        sync(&mut kernel, &[twin, p, m6, q]);
+        for (src, n) in [(m1, 1), (twin, 4), (p, 5), (m6, 6), (q, 2)] {
+            test_run(&mut kernel, &udp(src), n);
+        }
+        let mut counters = kernel.corosync_counters(slots.clone()).expect("counters");
+        let got: BTreeMap<(IpAddr, bool), u64> = counters
+            .sources()
+            .expect("read")
+            .into_iter()
+            .map(|r| ((ip(r.addr), r.member), r.packets))
+            .collect();
+        let want: BTreeMap<(IpAddr, bool), u64> = [
+            ((m1, false), 1),
+            ((twin, true), 4),
+            ((p, true), 3 + 5),
+            ((m6, true), 4 + 6),
+            ((q, true), 2),
+        ]
+        .into();
+        assert_eq!(got, want);
+        let totals = counters.totals().expect("totals");
+        assert_eq!(totals[TOTAL_MEMBER as usize], 2 + 3 + 1 + 4 + 4 + 5 + 6 + 2);
+        assert_eq!(totals[TOTAL_NON_MEMBER as usize], 1);
     }
 }
