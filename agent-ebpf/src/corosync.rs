@@ -21,7 +21,6 @@ use agent_common::{
     stats,
 };
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
     helpers::{bpf_get_current_task, bpf_probe_read_user},
     macros::{cgroup_sock, map, tracepoint},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
@@ -34,11 +33,12 @@ use crate::common::{EVENTS, count, fill_proc, header, offsets, read_at};
 #[map(name = "COROSYNC_PORTS")]
 static COROSYNC_PORTS: HashMap<u16, u32> = HashMap::with_max_entries(COROSYNC_PORTS_CAPACITY, 0);
 #[map(name = "COROSYNC_MEMBERS")]
-/// Not preallocated: an element the agent deletes is freed after an RCU grace period,
-/// so a packet that found it still reads its own slot (a preallocated hash would hand
-/// the element to the next insert at once).
+/// A packet copies the slot it finds at once. The agent leaves an entry that keeps its
+/// value alone (an updated or deleted element goes to the next insert), so only a
+/// departed member's packet in flight at the change can land in a new member's freshly
+/// zeroed slot: a handful of packets at a membership change, accepted.
 static COROSYNC_MEMBERS: HashMap<[u8; 16], u32> =
-    HashMap::with_max_entries(COROSYNC_MEMBERS_CAPACITY, BPF_F_NO_PREALLOC);
+    HashMap::with_max_entries(COROSYNC_MEMBERS_CAPACITY, 0);
 #[map(name = "COROSYNC_SOURCES")]
 static COROSYNC_SOURCES: LruPerCpuHashMap<SourceKey, SourceCount> =
     LruPerCpuHashMap::with_max_entries(COROSYNC_SOURCES_CAPACITY, 0);

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: the agent's cost, measured as ratios in one run — each
-//! workload alternately without and with the agent (default config, observe mode),
+//! workload without and with the agent (default config, observe mode) and with auditd,
+//! in pairs whose run order rotates,
 //! on this machine, now. Writes BENCHMARKS.md. Nothing here asserts a time: the
 //! machines are shared and noisy; the numbers are for reading.
 
@@ -328,8 +329,8 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         );
         let text = format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
-Each workload runs in {pairs} interleaved pairs (without the agent, with it, with auditd: the order of the three\n\
-changes from pair to pair, all six orders in turn),\n\
+Each workload runs in {pairs} interleaved pairs (without the agent, with it, and with auditd when it runs: the\n\
+order changes from pair to pair, the six orders in turn, each twice in 12 pairs),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\

@@ -67,18 +67,18 @@ enum Command {
     /// alert group and dashboard row, metric names, pure state machines, file sizes.
     Shape,
     /// Measure the agent's cost (root): getpid, open, fork+exec, a parallel C build,
-    /// a tarball unpack and packets across a bridge, each in interleaved pairs without
-    /// and with the agent (median and IQR of the ratios), auditd side by side, one
-    /// detector off at a time; writes BENCHMARKS.md with the machine and date. Takes
-    /// about 25 minutes with the defaults.
+    /// a tarball unpack and packets across a bridge, each in interleaved pairs (without
+    /// the agent, with it, with auditd, in an order that rotates; median and IQR of the
+    /// ratios), one detector off at a time; writes BENCHMARKS.md with the machine and
+    /// date. Takes about 30 minutes with the defaults.
     Bench {
         /// Seconds per run.
         #[arg(long, default_value_t = 3.0)]
         secs: f64,
-        /// Interleaved without/with pairs per workload (at least 7 unless --only; 11 by
-        /// default: single runs here spread by ±6 %, and the median of 7 pairs moved by
-        /// ±0.02 from one bench to the next).
-        #[arg(long, default_value_t = 11)]
+        /// Interleaved pairs per workload (at least 7 unless --only; 12 by default: single
+        /// runs here spread by ±6 %, the median of 7 pairs moved by ±0.02 from one bench
+        /// to the next, and 12 pairs take each of the six run orders twice).
+        #[arg(long, default_value_t = 12)]
         pairs: usize,
         /// Skip the auditd columns.
         #[arg(long)]

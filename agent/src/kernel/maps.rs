@@ -8,7 +8,7 @@ use crate::kernel::loader::{Kernel, LoadError};
 /// Make hash map `name` hold exactly `wanted`: stale keys removed, wanted ones written
 /// (never emptied in between, so the programs never see a blank map). An entry that
 /// already holds its value is left alone: rewriting it would hand the element a program
-/// may be reading to the next insert (a preallocated hash recycles at once).
+/// may be reading to the next insert (the kernel recycles hash elements at once).
 pub(crate) fn sync_hash<K, V>(
     kernel: &mut Kernel,
     name: &'static str,

@@ -626,7 +626,39 @@ mod test_run_changes {
         for (src, n) in [(m1, 2), (p, 3), (p2, 1), (m6, 4)] {
             test_run(&mut kernel, &udp(src), n);
         }
+        let slot_of = |a: IpAddr| {
+            let slots = slots.lock().unwrap().by_slot();
+            slots
+                .iter()
+                .find(|(_, m)| *m == addr_key(a))
+                .expect("a slot")
+                .0
+        };
+        let departed = [slot_of(m1), slot_of(p2)];
         sync(&mut kernel, &[twin, p, m6, q]);
+        // p's entry went from shared to p's own, m6's from its own to shared; the
+        // departed members' slots were zeroed.
+        let entry = |k: &mut Kernel, a: IpAddr| -> MemberEntry {
+            let map = k.ebpf_mut().map(COROSYNC_MEMBER_INDEX).expect("index");
+            let index = Array::<_, MemberEntry>::try_from(map).expect("array");
+            index.get(&member_index(&addr_key(a)), 0).expect("entry")
+        };
+        assert_eq!(
+            entry(&mut kernel, p),
+            MemberEntry::one(addr_key(p), slot_of(p))
+        );
+        assert_eq!(entry(&mut kernel, m6).tag, ENTRY_SHARED);
+        {
+            let map = kernel
+                .ebpf_mut()
+                .map(COROSYNC_MEMBER_COUNTS)
+                .expect("counts");
+            let counts = PerCpuArray::<_, MemberCount>::try_from(map).expect("per-CPU");
+            for s in departed {
+                let c = counts.get(&s, 0).expect("slot");
+                assert!(c.iter().all(|c| c.packets == 0), "slot {s} not zeroed");
+            }
+        }
         for (src, n) in [(m1, 1), (twin, 4), (p, 5), (m6, 6), (q, 2)] {
             test_run(&mut kernel, &udp(src), n);
         }
