@@ -11,7 +11,7 @@ use agent_common::{
         COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY, COROSYNC_SOURCES_CAPACITY,
         CorosyncLocalEvent, HotSource, LOCAL_BIND, LOCAL_EXEC, MemberCount, MemberEntry,
         SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS,
-        TOTAL_UNTRACKED, entry_says, hot_slot, member_index,
+        TOTAL_UNTRACKED, entry_says, hot_slot, member_index, same_addr,
     },
     event::kind,
     maps::ExecWatchKey,
@@ -189,18 +189,10 @@ fn member_slot(addr: &[u8; 16]) -> Option<u32> {
     }
 }
 
-/// Key equality as six 32-bit words (no memcmp in eBPF).
+/// Key equality: the address, the interface and the member flag (no memcmp in eBPF).
 #[inline(always)]
 fn same_source(a: &SourceKey, b: &SourceKey) -> bool {
-    // SAFETY: SourceKey is 24 bytes of integers, aligned to 4.
-    let (a, b) = unsafe {
-        (
-            &*(a as *const SourceKey as *const [u32; 6]),
-            &*(b as *const SourceKey as *const [u32; 6]),
-        )
-    };
-    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) | (a[4] ^ b[4]) | (a[5] ^ b[5])
-        == 0
+    same_addr(&a.addr, &b.addr) & (a.ifindex == b.ifindex) & (a.member == b.member)
 }
 
 #[inline(always)]

@@ -466,7 +466,7 @@ mod tests {
 /// The real packet program, run by the kernel on crafted frames (BPF_PROG_TEST_RUN).
 #[cfg(test)]
 mod test_run {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use agent_common::corosync::{TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_UNTRACKED};
     use agent_common::packet::{NetPort, PORT_WATCH_COROSYNC};
@@ -475,14 +475,31 @@ mod test_run {
     use super::*;
     use crate::kernel::packet::{test_kernel, test_run};
 
-    fn udp(src: Ipv4Addr) -> Vec<u8> {
+    /// An 80-byte cluster datagram (UDP to 5405) from `src`.
+    fn udp(src: IpAddr) -> Vec<u8> {
         let mut v = Vec::new();
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(src.octets(), [10, 0, 0, 2], 64)
-            .udp(5405, 5405)
-            .write(&mut v, &[0; 38])
-            .expect("frame");
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = match src {
+            IpAddr::V4(a) => eth.ipv4(a.octets(), [10, 0, 0, 2], 64),
+            IpAddr::V6(a) => eth.ipv6(a.octets(), Ipv6Addr::LOCALHOST.octets(), 64),
+        };
+        ip.udp(5405, 5405).write(&mut v, &[0; 38]).expect("frame");
         v
+    }
+
+    /// The address of a map key (IPv4-mapped keys as IPv4).
+    fn ip(k: [u8; 16]) -> IpAddr {
+        Ipv6Addr::from(k).to_canonical()
+    }
+
+    /// The program counts cluster traffic on loopback (the test run's device).
+    fn count_on_loopback(kernel: &mut Kernel) {
+        let lo = NetPort {
+            domain: 1,
+            flags: PORT_WATCH_COROSYNC,
+            ..Default::default()
+        };
+        kernel.write_ports([(1, lo)].into()).expect("ports");
     }
 
     /// 600 non-member sources (more than the 256 hot slots, so some share a slot and
@@ -499,34 +516,33 @@ mod test_run {
         ) else {
             return;
         };
-        let v4 = |k: [u8; 16]| Ipv4Addr::new(k[12], k[13], k[14], k[15]);
-        let member = Ipv4Addr::new(10, 0, 0, 7);
-        let twin = v4(super::tests::index_twins(addr_key(member.into()), 1)[0]);
-        let pair = Ipv4Addr::new(10, 0, 0, 8);
-        let pair_twins = super::tests::index_twins(addr_key(pair.into()), 2);
-        let (pair2, outsider) = (v4(pair_twins[0]), v4(pair_twins[1]));
+        let member = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7));
+        let twin = ip(super::tests::index_twins(addr_key(member), 1)[0]);
+        let pair = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 8));
+        let pair_twins = super::tests::index_twins(addr_key(pair), 2);
+        let (pair2, outsider) = (ip(pair_twins[0]), ip(pair_twins[1]));
         let members = [member, pair, pair2];
         let slots = Arc::new(Mutex::new(MemberSlots::default()));
-        let nodelist = members.iter().map(|m| ((*m).into(), 7)).collect();
+        let nodelist = members.iter().map(|m| (*m, 7)).collect();
         kernel
             .sync_corosync(&[5405], &slots, &nodelist, &[])
             .expect("members");
-        let lo = NetPort {
-            domain: 1,
-            flags: PORT_WATCH_COROSYNC,
-            ..Default::default()
-        };
-        kernel.write_ports([(1, lo)].into()).expect("ports");
+        count_on_loopback(&mut kernel);
         let mut want: BTreeMap<([u8; 16], bool), u64> = BTreeMap::new();
-        let mut sends: Vec<(Ipv4Addr, u32)> = (0..600u32)
-            .map(|i| (Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8), i % 3 + 1))
+        let mut sends: Vec<(IpAddr, u32)> = (0..600u32)
+            .map(|i| {
+                (
+                    Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8).into(),
+                    i % 3 + 1,
+                )
+            })
             .collect();
         sends.extend([(member, 5), (twin, 4), (pair, 3), (pair2, 2), (outsider, 6)]);
         for &(src, n) in &sends {
             let frame = udp(src);
             test_run(&mut kernel, &frame, n);
             *want
-                .entry((addr_key(src.into()), members.contains(&src)))
+                .entry((addr_key(src), members.contains(&src)))
                 .or_default() += u64::from(n);
         }
         let mut counters = kernel.corosync_counters(slots).expect("counters");
@@ -564,35 +580,6 @@ mod test_run {
             "{in_table} of 601 non-member sources in the LRU hash"
         );
     }
-}
-
-/// Member changes on the real packet program: each member counted in its own slot
-/// before and after, whatever its index entry became.
-#[cfg(test)]
-mod test_run_changes {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-    use agent_common::corosync::{TOTAL_MEMBER, TOTAL_NON_MEMBER};
-    use agent_common::packet::{NetPort, PORT_WATCH_COROSYNC};
-    use etherparse::PacketBuilder;
-
-    use super::*;
-    use crate::kernel::packet::{test_kernel, test_run};
-
-    fn udp(src: IpAddr) -> Vec<u8> {
-        let mut v = Vec::new();
-        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-        let ip = match src {
-            IpAddr::V4(a) => eth.ipv4(a.octets(), [10, 0, 0, 2], 64),
-            IpAddr::V6(a) => eth.ipv6(a.octets(), Ipv6Addr::LOCALHOST.octets(), 64),
-        };
-        ip.udp(5405, 5405).write(&mut v, &[0; 38]).expect("frame");
-        v
-    }
-
-    fn ip(k: [u8; 16]) -> IpAddr {
-        Ipv6Addr::from(k).to_canonical()
-    }
 
     /// m1 alone in its entry, p and p2 sharing one, m6 (IPv6) alone; then m1 and p2
     /// leave, m1's index twin joins (m1's entry now names it), p is alone, and q joins
@@ -611,12 +598,7 @@ mod test_run_changes {
         let m6 = IpAddr::V6("2001:db8::6".parse().unwrap());
         let q = ip(super::tests::index_twins(addr_key(m6), 1)[0]);
         let slots = Arc::new(Mutex::new(MemberSlots::default()));
-        let lo = NetPort {
-            domain: 1,
-            flags: PORT_WATCH_COROSYNC,
-            ..Default::default()
-        };
-        kernel.write_ports([(1, lo)].into()).expect("ports");
+        count_on_loopback(&mut kernel);
         let sync = |k: &mut Kernel, members: &[IpAddr]| {
             let list = members.iter().map(|m| (*m, 1)).collect();
             k.sync_corosync(&[5405], &slots, &list, &[])
