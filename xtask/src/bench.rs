@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::{
     build,
@@ -87,27 +87,9 @@ pub fn machine() -> String {
     format!("{cpus} × {cpu}, {mem} RAM, kernel {}", kernel.trim())
 }
 
-/// Operations per second of one run of `run`, over the time it really took: a build or an
-/// unpack in progress at the deadline is finished, so the elapsed time, not the nominal
-/// window, divides the count.
-fn rate(run: fn(f64) -> Result<u64>, secs: f64) -> Result<f64> {
-    let t = Instant::now();
-    let n = run(secs)?;
-    Ok(n as f64 / t.elapsed().as_secs_f64())
-}
-
-/// `record`: with `only`, write the run's rows as the focused section of BENCHMARKS.md
-/// (more pairs on a few workloads, for a tighter notch) instead of printing them only.
-pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: bool) -> Result<()> {
-    if pairs < 7 && (only.is_empty() || record) {
-        bail!(
-            "--pairs {pairs}: BENCHMARKS.md needs at least 7 pairs per workload (a shorter run is a partial one: add --only, without --record)"
-        );
-    }
-    if record && only.is_empty() {
-        bail!("--record writes the focused section of a run limited by --only: name its workloads");
-    }
-    let all = [
+/// Every workload of the bench, in the order it runs them.
+fn workload_list() -> [Workload; 6] {
+    [
         Workload {
             name: "getpid",
             unit: "calls/s",
@@ -156,7 +138,59 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             length: 1.0,
             run: workloads::udp_loop,
         },
-    ];
+    ]
+}
+
+/// Operations per second of one run of workload `name`, in a process started for this
+/// run (after the side's own setup: the agent loaded, auditd started, or neither), so
+/// every side's workload starts as a process started at that moment would: the kernel
+/// decides at fork whether a task takes audit's syscall path. Over the time the run
+/// really took: a build or an unpack in progress at the deadline is finished, so the
+/// elapsed time, not the nominal window, divides the count.
+fn rate(name: &str, secs: f64) -> Result<f64> {
+    let out = Command::new(std::env::current_exe()?)
+        .args(["bench-work", name, &secs.to_string()])
+        .env("NODEWARD_BENCH_ID", workloads::bench_id().to_string())
+        .output()
+        .context("start the bench's workload process")?;
+    if !out.status.success() {
+        bail!(
+            "workload {name}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    let (Some(n), Some(elapsed)) = (it.next(), it.next()) else {
+        bail!("workload {name}: unexpected report {text:?}");
+    };
+    Ok(n.parse::<f64>()? / elapsed.parse::<f64>()?)
+}
+
+/// The workload process itself (hidden subcommand `bench-work`): runs `name` for
+/// `secs` and prints the operations done and the seconds it took.
+pub fn work(name: &str, secs: f64) -> Result<()> {
+    let Some(w) = workload_list().into_iter().find(|w| w.name == name) else {
+        bail!("no workload {name:?}");
+    };
+    let t = Instant::now();
+    let n = (w.run)(secs)?;
+    println!("{n} {}", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `record`: with `only`, write the run's rows as the focused section of BENCHMARKS.md
+/// (more pairs on a few workloads, for a tighter notch) instead of printing them only.
+pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: bool) -> Result<()> {
+    if pairs < 7 && (only.is_empty() || record) {
+        bail!(
+            "--pairs {pairs}: BENCHMARKS.md needs at least 7 pairs per workload (a shorter run is a partial one: add --only, without --record)"
+        );
+    }
+    if record && only.is_empty() {
+        bail!("--record writes the focused section of a run limited by --only: name its workloads");
+    }
+    let all = workload_list();
     if let Some(unknown) = only.iter().find(|o| !all.iter().any(|w| w.name == *o)) {
         bail!(
             "--only: no workload {unknown:?} (there are: {})",
@@ -174,10 +208,25 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
     {
         step("fetching the build workload's source (zlib, Debian source package)");
         workloads::source_tarball()?;
+        if workloads.iter().any(|w| w.name == "build") {
+            step("configuring the build workload's tree (once, outside every timed run)");
+            workloads::build_tree()?;
+        }
     }
     let auditd_note = if auditd {
         match auditd::ensure_installed() {
-            Ok(()) => None,
+            Ok(()) => match auditd::running_daemon() {
+                Some(pid) => Some(format!(
+                    "an audit daemon is already running here (pid {pid}): its rules are left alone, the auditd columns skipped, and every run includes its cost"
+                )),
+                None => {
+                    step(
+                        "audit off with a task,never rule (tasks forked from now on stay off audit's syscall path)",
+                    );
+                    auditd::quiet()?;
+                    None
+                }
+            },
             Err(e) => Some(format!("auditd unavailable: {e:#}")),
         }
     } else {
@@ -209,7 +258,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                                 "{} pair {pair}/{pairs}: without the agent",
                                 w.name
                             ));
-                            base = rate(w.run, secs * w.length)?;
+                            base = rate(w.name, secs * w.length)?;
                         }
                         Side::Agent => {
                             step(&format!("{} pair {pair}/{pairs}: with the agent", w.name));
@@ -217,7 +266,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                             std::thread::sleep(Duration::from_secs(1));
                             let pid = agent.child.id();
                             let (c0, t0) = (cpu_seconds(pid), Instant::now());
-                            with = rate(w.run, secs * w.length)?;
+                            with = rate(w.name, secs * w.length)?;
                             agent_cpu += cpu_seconds(pid) - c0;
                             agent_wall += t0.elapsed().as_secs_f64();
                             rss = rss.max(rss_kib(pid));
@@ -227,7 +276,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                             step(&format!("{} pair {pair}/{pairs}: with auditd", w.name));
                             match auditd::Auditd::start() {
                                 Ok(a) => {
-                                    aud = Some(rate(w.run, secs * w.length)?);
+                                    aud = Some(rate(w.name, secs * w.length)?);
                                     drop(a);
                                 }
                                 Err(e) => {
@@ -255,7 +304,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                     let agent =
                         start_agent(&bin, false, &format!("[detectors.{d}]\nenabled = false\n"))?;
                     std::thread::sleep(Duration::from_secs(1));
-                    let v = rate(w.run, secs * w.length)?;
+                    let v = rate(w.name, secs * w.length)?;
                     drop(agent);
                     parts.push(format!("{d} off: {:.3}", v / base));
                 }
@@ -266,7 +315,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             let agent = start_agent(&bin, true, "")?;
             std::thread::sleep(Duration::from_secs(1));
             let (p0, t0) = (program_stats(), Instant::now());
-            (w.run)(secs * w.length)?;
+            rate(w.name, secs * w.length)?;
             let p1 = program_stats();
             prof_wall += t0.elapsed().as_secs_f64();
             drop(agent);
@@ -331,7 +380,11 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
 Each workload runs in {pairs} interleaved pairs (without the agent, with it, and with auditd when it runs: the\n\
 order changes from pair to pair, the six orders in turn, each twice in 12 pairs),\n\
-{secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost). The table shows\n\
+{secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost).\n\
+Each run's workload is a process started for that run, after its side's setup; outside\n\
+auditd's runs audit is off and a `task,never` rule keeps new processes off audit's\n\
+syscall path (once audit has been enabled on a boot, the kernel otherwise puts every\n\
+process forked later on it, auditd running or not). The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\
 the runs without the agent (interquartile range ÷ median). A verdict says \"not resolved by\n\

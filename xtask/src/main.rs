@@ -153,6 +153,10 @@ enum Command {
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
     BenchUdpSend { dst: String, secs: f64 },
+    /// (internal) one run of a bench workload, in a process of its own: prints the
+    /// operations done and the seconds taken.
+    #[command(hide = true)]
+    BenchWork { workload: String, secs: f64 },
 }
 
 fn main() {
@@ -180,6 +184,7 @@ fn main() {
         }
         Command::Fuzz { secs, targets } => fuzz::fuzz(secs, &targets),
         Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
+        Command::BenchWork { workload, secs } => bench::work(&workload, secs),
         Command::Stress {
             scale,
             bin,

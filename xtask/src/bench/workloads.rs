@@ -168,7 +168,17 @@ fn scratch(name: &str) -> PathBuf {
     } else {
         std::env::temp_dir()
     };
-    base.join(format!("nodeward-bench-{name}-{}", std::process::id()))
+    base.join(format!("nodeward-bench-{name}-{}", bench_id()))
+}
+
+/// The bench's id for its scratch directories: the PID of the `cargo xtask bench`
+/// process (handed to each workload process in `NODEWARD_BENCH_ID`), so the build tree
+/// configured once serves every run and the bench removes what its runs left.
+pub fn bench_id() -> u32 {
+    std::env::var("NODEWARD_BENCH_ID")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(std::process::id)
 }
 
 /// Unpack the source tarball (bzip2 + the file system), again and again.
@@ -187,9 +197,9 @@ pub fn tar_loop(secs: f64) -> Result<u64> {
     Ok(n)
 }
 
-/// `make -j2` of zlib (configured once; each round cleans and builds again): compiler
-/// processes, many opens and execs, real work.
-pub fn build_loop(secs: f64) -> Result<u64> {
+/// The build workload's tree: zlib unpacked and configured once (the bench calls this
+/// before its first run, so no run is timed with the configure in it).
+pub fn build_tree() -> Result<PathBuf> {
     let tarball = source_tarball()?;
     let dir = scratch("build");
     let tree = || -> Result<PathBuf> {
@@ -208,7 +218,13 @@ pub fn build_loop(secs: f64) -> Result<u64> {
             bail!("zlib configure: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
-    let src = tree()?;
+    tree()
+}
+
+/// `make -j2` of zlib (each round cleans and builds again): compiler processes, many
+/// opens and execs, real work.
+pub fn build_loop(secs: f64) -> Result<u64> {
+    let src = build_tree()?;
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut n = 0;
     while Instant::now() < end {
