@@ -94,7 +94,7 @@ fn workload_list() -> [Workload; 6] {
             name: "getpid",
             unit: "calls/s",
             target: 0.99,
-            what: "getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint or audit syscall rule slows every syscall on the node)",
+            what: "getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint, or audit once enabled on the boot, puts the syscalls of processes on the slow path)",
             length: 1.0,
             run: workloads::getpid_loop,
         },
@@ -155,16 +155,20 @@ fn rate(name: &str, secs: f64) -> Result<f64> {
         .context("start the bench's workload process")?;
     if !out.status.success() {
         bail!(
-            "workload {name}: {}",
+            "workload {name} ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut it = text.split_whitespace();
-    let (Some(n), Some(elapsed)) = (it.next(), it.next()) else {
-        bail!("workload {name}: unexpected report {text:?}");
+    let report = || -> Option<(f64, f64)> {
+        let mut it = text.split_whitespace();
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
     };
-    Ok(n.parse::<f64>()? / elapsed.parse::<f64>()?)
+    match report() {
+        Some((n, elapsed)) if elapsed > 0.0 => Ok(n / elapsed),
+        _ => bail!("workload {name}: unexpected report {text:?} (want: operations seconds)"),
+    }
 }
 
 /// The workload process itself (hidden subcommand `bench-work`): runs `name` for
@@ -177,6 +181,15 @@ pub fn work(name: &str, secs: f64) -> Result<()> {
     let n = (w.run)(secs)?;
     println!("{n} {}", t.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Removes the bench's scratch trees when dropped.
+struct Scratch;
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        workloads::clean_scratch();
+    }
 }
 
 /// `record`: with `only`, write the run's rows as the focused section of BENCHMARKS.md
@@ -202,6 +215,10 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         .filter(|w| only.is_empty() || only.iter().any(|o| o == w.name))
         .collect();
     let bin = build::build(true)?;
+    // The scratch trees (build, unpack) go on every way out, and a tree an earlier
+    // bench left under the same id is not reused half-made.
+    workloads::clean_scratch();
+    let _scratch = Scratch;
     if workloads
         .iter()
         .any(|w| w.name == "build" || w.name == "tar")
@@ -213,25 +230,8 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             workloads::build_tree()?;
         }
     }
-    let auditd_note = if auditd {
-        match auditd::ensure_installed() {
-            Ok(()) => match auditd::running_daemon() {
-                Some(pid) => Some(format!(
-                    "an audit daemon is already running here (pid {pid}): its rules are left alone, the auditd columns skipped, and every run includes its cost"
-                )),
-                None => {
-                    step(
-                        "audit off with a task,never rule (tasks forked from now on stay off audit's syscall path)",
-                    );
-                    auditd::quiet()?;
-                    None
-                }
-            },
-            Err(e) => Some(format!("auditd unavailable: {e:#}")),
-        }
-    } else {
-        Some("auditd columns skipped (--no-auditd)".into())
-    };
+    let audit = auditd::setup(auditd);
+    let auditd_note = audit.skipped.clone();
     step("setting up the bench network (2 namespaces on a bridge)");
     workloads::net_up()?;
     let result = (|| -> Result<(String, String)> {
@@ -346,7 +346,6 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                 w.what
             ));
         }
-        workloads::clean_scratch();
         let mut progs: Vec<(&String, &(f64, f64))> =
             per_prog.iter().filter(|(_, v)| v.1 > 0.0).collect();
         progs.sort_by(|a, b| b.1.0.total_cmp(&a.1.0));
@@ -367,6 +366,10 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             None => "auditd: started for each of its runs with an execve rule, reboot/kexec syscall rules and read/write watches on the secret files present (comparable coverage), torn down after each".to_string(),
             Some(why) => format!("auditd: {why}"),
         };
+        let audit_runs = match &audit.quiet {
+            Ok(()) => "outside\nauditd's runs audit is off and a `task,never` rule keeps new processes off audit's\nsyscall path (once audit has been enabled on a boot, the kernel otherwise puts every\nprocess forked later on it, auditd running or not).".to_string(),
+            Err(why) => format!("audit was\nleft as found ({why}): if it was ever enabled on this boot, every run's processes\ntake audit's syscall path."),
+        };
         let long = secs * LONG;
         let table_head = "| workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|";
         let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
@@ -381,10 +384,8 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
 Each workload runs in {pairs} interleaved pairs (without the agent, with it, and with auditd when it runs: the\n\
 order changes from pair to pair, the six orders in turn, each twice in 12 pairs),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost).\n\
-Each run's workload is a process started for that run, after its side's setup; outside\n\
-auditd's runs audit is off and a `task,never` rule keeps new processes off audit's\n\
-syscall path (once audit has been enabled on a boot, the kernel otherwise puts every\n\
-process forked later on it, auditd running or not). The table shows\n\
+Each run's workload is a process started for that run, after its side's setup; {audit_runs}\n\
+The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\
 the runs without the agent (interquartile range ÷ median). A verdict says \"not resolved by\n\
@@ -416,6 +417,9 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
         Ok((text, focused))
     })();
     workloads::net_down();
+    if audit.quiet.is_ok() {
+        step("left as the runs had it: audit off, one rule (task,never); `auditctl -D` removes it");
+    }
     let (mut text, focused) = result?;
     let path = root().join("BENCHMARKS.md");
     if record {

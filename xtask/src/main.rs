@@ -70,7 +70,10 @@ enum Command {
     /// a tarball unpack and packets across a bridge, each in interleaved pairs (without
     /// the agent, with it, with auditd, in an order that rotates; median and IQR of the
     /// ratios), one detector off at a time; writes BENCHMARKS.md with the machine and
-    /// date. Takes about 30 minutes with the defaults.
+    /// date. Takes about 30 minutes with the defaults. Unless an audit daemon already
+    /// runs, it switches audit off and leaves one `task,never` rule (without it, audit
+    /// once enabled puts every later process on the syscall slow path); `auditctl -D`
+    /// removes it.
     Bench {
         /// Seconds per run.
         #[arg(long, default_value_t = 3.0)]
@@ -80,7 +83,8 @@ enum Command {
         /// to the next, and 12 pairs take each of the six run orders twice).
         #[arg(long, default_value_t = 12)]
         pairs: usize,
-        /// Skip the auditd columns.
+        /// Skip the auditd columns (audit is still switched off, with the task,never
+        /// rule, for the runs).
         #[arg(long)]
         no_auditd: bool,
         /// Only these workloads (getpid, open, exec, build, tar, udp); the report is

@@ -70,9 +70,13 @@ pub fn ensure_installed() -> Result<()> {
 }
 
 /// The PID of an audit daemon that is already running (the system's): its rules are
-/// not the bench's to replace.
+/// not the bench's to replace. None also when `auditctl -s` fails ([`quiet`] then says
+/// why).
 pub fn running_daemon() -> Option<u32> {
     let out = Command::new("auditctl").arg("-s").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("pid "))
@@ -80,11 +84,51 @@ pub fn running_daemon() -> Option<u32> {
         .filter(|p| *p != 0)
 }
 
-/// Audit off, and tasks forked from now on kept off its syscall path (module note).
+/// Audit off, its rules deleted, and tasks forked from now on kept off its syscall
+/// path by a `task,never` rule (module note). Every step is tried, audit off first;
+/// the first failure is returned.
 pub fn quiet() -> Result<()> {
-    auditctl(&["-D"])?;
-    auditctl(&["-a", "task,never"])?;
-    auditctl(&["-e", "0"])
+    let steps = [
+        auditctl(&["-e", "0"]),
+        auditctl(&["-D"]),
+        auditctl(&["-a", "task,never"]),
+    ];
+    steps.into_iter().collect()
+}
+
+/// What the bench's runs start from, audit-wise.
+pub struct Setup {
+    /// Why the auditd columns are skipped (None: auditd runs in every pair).
+    pub skipped: Option<String>,
+    /// Whether audit is off with the `task,never` rule in place ([`quiet`]); else why not.
+    pub quiet: std::result::Result<(), String>,
+}
+
+/// Install auditd if the columns want it, and quiet audit for the runs — unless an
+/// audit daemon already runs here, whose rules the bench leaves alone.
+pub fn setup(columns: bool) -> Setup {
+    let mut skipped = if columns {
+        ensure_installed()
+            .err()
+            .map(|e| format!("auditd unavailable: {e:#}"))
+    } else {
+        Some("auditd columns skipped (--no-auditd)".into())
+    };
+    let quiet = match running_daemon() {
+        Some(pid) => {
+            skipped.get_or_insert(format!(
+                "an audit daemon is already running here (pid {pid}): its rules are left alone, the auditd columns skipped, and every run includes its cost"
+            ));
+            Err(format!("audit daemon pid {pid} running"))
+        }
+        None => {
+            crate::util::step(
+                "audit off with a task,never rule (processes forked from now on stay off audit's syscall path)",
+            );
+            quiet().map_err(|e| format!("{e:#}"))
+        }
+    };
+    Setup { skipped, quiet }
 }
 
 pub struct Auditd {

@@ -88,8 +88,9 @@ pub fn udp_send(dst: &str, secs: f64) -> Result<()> {
     Ok(())
 }
 
-/// getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint or audit
-/// rule puts every syscall of every task on the kernel's slow path).
+/// getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint, or audit
+/// once enabled on the boot for the tasks forked after, puts syscalls on the kernel's
+/// slow path).
 pub fn getpid_loop(secs: f64) -> Result<u64> {
     unsafe extern "C" {
         fn syscall(nr: i64, ...) -> i64;
@@ -171,8 +172,7 @@ fn scratch(name: &str) -> PathBuf {
     base.join(format!("nodeward-bench-{name}-{}", bench_id()))
 }
 
-/// The bench's id for its scratch directories: the PID of the `cargo xtask bench`
-/// process (handed to each workload process in `NODEWARD_BENCH_ID`), so the build tree
+/// The bench's id for its scratch directories: the PID of the bench's xtask process (handed to each workload process in `NODEWARD_BENCH_ID`), so the build tree
 /// configured once serves every run and the bench removes what its runs left.
 pub fn bench_id() -> u32 {
     std::env::var("NODEWARD_BENCH_ID")
