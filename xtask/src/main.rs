@@ -87,7 +87,7 @@ enum Command {
         /// rule, for the runs).
         #[arg(long)]
         no_auditd: bool,
-        /// Only these workloads (getpid, open, exec, build, tar, udp); the report is
+        /// Only these workloads (getpid, open, exec, build, tar, udp, udp_other); the report is
         /// printed and BENCHMARKS.md left as it is (a partial run never replaces it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -156,7 +156,7 @@ enum Command {
     },
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
-    BenchUdpSend { dst: String, secs: f64 },
+    BenchUdpSend { dst: String, port: u16, secs: f64 },
     /// (internal) one run of a bench workload, in a process of its own: prints the
     /// operations done and the seconds taken.
     #[command(hide = true)]
@@ -187,7 +187,7 @@ fn main() {
             kubernetes::check(&util::root(), test::promtool().as_deref())
         }
         Command::Fuzz { secs, targets } => fuzz::fuzz(secs, &targets),
-        Command::BenchUdpSend { dst, secs } => bench::udp_send(&dst, secs),
+        Command::BenchUdpSend { dst, port, secs } => bench::udp_send(&dst, port, secs),
         Command::BenchWork { workload, secs } => bench::work(&workload, secs),
         Command::Stress {
             scale,

@@ -58,11 +58,21 @@ pub fn net_down() {
 /// UDP to the corosync port from namespace A to B, through the bridge (this xtask
 /// binary re-run inside the namespace).
 pub fn udp_loop(secs: f64) -> Result<u64> {
+    udp_to(5405, secs)
+}
+
+/// UDP to a port no detector watches (9, discard), the same way: the bridge's ordinary
+/// traffic, which the packet program only parses and passes.
+pub fn udp_other_loop(secs: f64) -> Result<u64> {
+    udp_to(9, secs)
+}
+
+fn udp_to(port: u16, secs: f64) -> Result<u64> {
     let me = std::env::current_exe()?;
     let out = Command::new("ip")
         .args(["netns", "exec", NS_A])
         .arg(me)
-        .args(["bench-udp-send", IP_B, &secs.to_string()])
+        .args(["bench-udp-send", IP_B, &port.to_string(), &secs.to_string()])
         .output()?;
     if !out.status.success() {
         bail!("udp sender: {}", String::from_utf8_lossy(&out.stderr));
@@ -70,10 +80,10 @@ pub fn udp_loop(secs: f64) -> Result<u64> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
-/// The sender itself (hidden subcommand): 80-byte datagrams to DST:5405 for SECS.
-pub fn udp_send(dst: &str, secs: f64) -> Result<()> {
+/// The sender itself (hidden subcommand): 80-byte datagrams to DST:PORT for SECS.
+pub fn udp_send(dst: &str, port: u16, secs: f64) -> Result<()> {
     let sock = UdpSocket::bind("0.0.0.0:0")?;
-    sock.connect((dst, 5405))?;
+    sock.connect((dst, port))?;
     let payload = [0u8; 80];
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut n: u64 = 0;
