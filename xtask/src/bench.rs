@@ -134,17 +134,17 @@ fn workload_list() -> [Workload; 7] {
             name: "udp",
             unit: "packets/s",
             target: 0.97,
-            what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist, at line rate: the packet program's heaviest common path (counted per source), and every packet dropped at the closed port (the martian filter on kfree_skb sees each)",
+            what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist, as fast as one sender goes: the packet program's heaviest common path (counted per source), and every packet dropped at the closed port (the martian filter on kfree_skb sees each)",
             length: 1.0,
             run: workloads::udp_loop,
         },
         Workload {
-            name: "udp_other",
+            name: "udp_plain",
             unit: "packets/s",
             target: 0.97,
             what: "80-byte UDP to port 9 across the same bridge: ordinary traffic, which the packet program parses and passes (dropped at the closed port as well)",
             length: 1.0,
-            run: workloads::udp_other_loop,
+            run: workloads::udp_plain_loop,
         },
     ]
 }
@@ -156,7 +156,9 @@ fn workload_list() -> [Workload; 7] {
 /// really took: a build or an unpack in progress at the deadline is finished, so the
 /// elapsed time, not the nominal window, divides the count.
 fn rate(name: &str, secs: f64) -> Result<f64> {
-    let out = Command::new(std::env::current_exe()?)
+    // The bench's own image, never its path: a rebuild of xtask during a bench replaces
+    // the file, not the running image.
+    let out = Command::new("/proc/self/exe")
         .args(["bench-work", name, &secs.to_string()])
         .env("NODEWARD_BENCH_ID", workloads::bench_id().to_string())
         .output()
@@ -306,7 +308,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             // (one run each, against this workload's median without the agent).
             let base = quartiles(without.clone()).1;
             let mut parts = Vec::new();
-            if ["getpid", "open", "exec", "udp", "udp_other"].contains(&w.name) {
+            if ["getpid", "open", "exec", "udp", "udp_plain"].contains(&w.name) {
                 for d in agent_common::DETECTORS {
                     step(&format!("{}: with the agent, {d} off", w.name));
                     let agent =
@@ -383,17 +385,24 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
         let names = names.join(",");
         let focused = format!(
-            "## Focused run: {names}, {pairs} pairs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --record`: the measurement of the\nfirst table, with more pairs on the workloads it names for a tighter notch. It has its\nown date: compare it with the first table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n",
+            "## Focused run: {names}, {pairs} pairs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --record`: the measurement of the\nfirst table, with more pairs on the workloads it names for a tighter notch. It has its\nown date: compare it with the first table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n{}",
             machine(),
-            rows.join("\n")
+            rows.join("\n"),
+            if decomposition.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\nThe agent with one detector switched off at a time, one run each, against the same\nmedian without the agent:\n\n| workload | ratio with the agent, one detector off |\n|---|---|\n{}\n",
+                    decomposition.join("\n")
+                )
+            }
         );
         let text = format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
 Each workload runs in {pairs} interleaved pairs (without the agent, with it, and with auditd when it runs: the\n\
 order changes from pair to pair, the six orders in turn, each twice in 12 pairs),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost).\n\
-Each run's workload is a process started for that run, after its side's setup; {audit_runs}\n\
-The table shows\n\
+Each run's workload is a process started for that run, after its side's setup; {audit_runs} The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
 ratios, not absolute numbers, and compare runs on one machine only. `noise` is the spread of\n\
 the runs without the agent (interquartile range ÷ median). A verdict says \"not resolved by\n\

@@ -70,7 +70,7 @@ enum Command {
     /// a tarball unpack and packets across a bridge, each in interleaved pairs (without
     /// the agent, with it, with auditd, in an order that rotates; median and IQR of the
     /// ratios), one detector off at a time; writes BENCHMARKS.md with the machine and
-    /// date. Takes about 30 minutes with the defaults. Unless an audit daemon already
+    /// date. Takes about 35 minutes with the defaults. Unless an audit daemon already
     /// runs, it switches audit off and leaves one `task,never` rule (without it, audit
     /// once enabled puts every later process on the syscall slow path); `auditctl -D`
     /// removes it.
@@ -87,7 +87,7 @@ enum Command {
         /// rule, for the runs).
         #[arg(long)]
         no_auditd: bool,
-        /// Only these workloads (getpid, open, exec, build, tar, udp, udp_other); the report is
+        /// Only these workloads (getpid, open, exec, build, tar, udp, udp_plain); the report is
         /// printed and BENCHMARKS.md left as it is (a partial run never replaces it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,

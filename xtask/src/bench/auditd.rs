@@ -66,7 +66,33 @@ pub fn ensure_installed() -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // On a host run by systemd the package starts and enables its service: the bench
+    // installed it for its own runs, so it goes back to not running.
+    if std::path::Path::new("/run/systemd/system").is_dir() {
+        let _ = Command::new("systemctl")
+            .args(["disable", "--now", "auditd"])
+            .output();
+    }
     Ok(())
+}
+
+/// Audit's state as found (enabled flag and rules), for the record before the bench
+/// changes it.
+fn found() -> String {
+    let run = |arg: &str| {
+        Command::new("auditctl")
+            .arg(arg)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let enabled = run("-s")
+        .lines()
+        .find(|l| l.starts_with("enabled "))
+        .unwrap_or("enabled ?")
+        .to_string();
+    let rules = run("-l").lines().collect::<Vec<_>>().join("; ");
+    format!("{enabled}; rules: {rules}")
 }
 
 /// The PID of an audit daemon that is already running (the system's): its rules are
@@ -107,14 +133,18 @@ pub struct Setup {
 /// Install auditd if the columns want it, and quiet audit for the runs — unless an
 /// audit daemon already runs here, whose rules the bench leaves alone.
 pub fn setup(columns: bool) -> Setup {
-    let mut skipped = if columns {
+    // A daemon that already runs is the system's: asked before anything is installed.
+    let daemon = running_daemon();
+    let mut skipped = if !columns {
+        Some("auditd columns skipped (--no-auditd)".into())
+    } else if daemon.is_some() {
+        None
+    } else {
         ensure_installed()
             .err()
             .map(|e| format!("auditd unavailable: {e:#}"))
-    } else {
-        Some("auditd columns skipped (--no-auditd)".into())
     };
-    let quiet = match running_daemon() {
+    let quiet = match daemon {
         Some(pid) => {
             skipped.get_or_insert(format!(
                 "an audit daemon is already running here (pid {pid}): its rules are left alone, the auditd columns skipped, and every run includes its cost"
@@ -122,9 +152,10 @@ pub fn setup(columns: bool) -> Setup {
             Err(format!("audit daemon pid {pid} running"))
         }
         None => {
-            crate::util::step(
-                "audit off with a task,never rule (processes forked from now on stay off audit's syscall path)",
-            );
+            crate::util::step(&format!(
+                "audit as found: {}; now off, rules replaced by one task,never rule (processes forked from now on stay off audit's syscall path)",
+                found()
+            ));
             quiet().map_err(|e| format!("{e:#}"))
         }
     };

@@ -20,7 +20,7 @@ pub fn exec_loop(secs: f64) -> Result<u64> {
 }
 
 pub fn open_loop(secs: f64) -> Result<u64> {
-    let dir = std::env::temp_dir().join(format!("nodeward-bench-{}", std::process::id()));
+    let dir = scratch("open");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("f");
     std::fs::write(&file, b"x")?;
@@ -63,12 +63,14 @@ pub fn udp_loop(secs: f64) -> Result<u64> {
 
 /// UDP to a port no detector watches (9, discard), the same way: the bridge's ordinary
 /// traffic, which the packet program only parses and passes.
-pub fn udp_other_loop(secs: f64) -> Result<u64> {
+pub fn udp_plain_loop(secs: f64) -> Result<u64> {
     udp_to(9, secs)
 }
 
 fn udp_to(port: u16, secs: f64) -> Result<u64> {
-    let me = std::env::current_exe()?;
+    // This process's own image (alive while the sender runs), never the path: a
+    // rebuild of xtask during a bench replaces the file, not the running image.
+    let me = format!("/proc/{}/exe", std::process::id());
     let out = Command::new("ip")
         .args(["netns", "exec", NS_A])
         .arg(me)
@@ -182,7 +184,8 @@ fn scratch(name: &str) -> PathBuf {
     base.join(format!("nodeward-bench-{name}-{}", bench_id()))
 }
 
-/// The bench's id for its scratch directories: the PID of the bench's xtask process (handed to each workload process in `NODEWARD_BENCH_ID`), so the build tree
+/// The bench's id for its scratch directories: the PID of the bench's xtask process
+/// (handed to each workload process in `NODEWARD_BENCH_ID`), so the build tree
 /// configured once serves every run and the bench removes what its runs left.
 pub fn bench_id() -> u32 {
     std::env::var("NODEWARD_BENCH_ID")
@@ -254,7 +257,7 @@ pub fn build_loop(secs: f64) -> Result<u64> {
 
 /// Remove what the build and tar workloads left in the temp directory.
 pub fn clean_scratch() {
-    for name in ["tar", "build"] {
+    for name in ["open", "tar", "build"] {
         let _ = std::fs::remove_dir_all(scratch(name));
     }
 }
