@@ -158,19 +158,12 @@ fn workload_list() -> [Workload; 7] {
 fn rate(name: &str, secs: f64) -> Result<f64> {
     // The bench's own image, never its path: a rebuild of xtask during a bench replaces
     // the file, not the running image.
-    let out = Command::new("/proc/self/exe")
-        .args(["bench-work", name, &secs.to_string()])
-        .env("NODEWARD_BENCH_ID", workloads::bench_id().to_string())
-        .output()
-        .context("start the bench's workload process")?;
-    if !out.status.success() {
-        bail!(
-            "workload {name} ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::util::output(
+        Command::new("/proc/self/exe")
+            .args(["bench-work", name, &secs.to_string()])
+            .env("NODEWARD_BENCH_ID", workloads::bench_id().to_string()),
+    )
+    .with_context(|| format!("workload {name}"))?;
     let report = || -> Option<(f64, f64)> {
         let mut it = text.split_whitespace();
         Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
@@ -241,7 +234,6 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         }
     }
     let audit = auditd::setup(auditd);
-    let auditd_note = audit.skipped.clone();
     step("setting up the bench network (2 namespaces on a bridge)");
     workloads::net_up()?;
     let result = (|| -> Result<(String, String)> {
@@ -253,7 +245,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let mut prof_wall = 0.0;
         let mut per_prog = ProgStats::new();
         let (mut rss, mut maps) = (0, 0);
-        let mut auditd_error = auditd_note.clone();
+        let mut auditd_error = audit.skipped.clone();
         for w in workloads.iter().copied() {
             let (mut without, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             for pair in 1..=pairs {
@@ -384,9 +376,10 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let table_head = "| workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|";
         let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
         let names = names.join(",");
+        let machine = machine();
         let focused = format!(
             "## Focused run: {names}, {pairs} pairs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --record`: the measurement of the\nfirst table, with more pairs on the workloads it names for a tighter notch. It has its\nown date: compare it with the first table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n{}",
-            machine(),
+            machine,
             rows.join("\n"),
             if decomposition.is_empty() {
                 String::new()
@@ -422,7 +415,7 @@ most is the one that costs most on that workload):\n\n| workload | ratio with th
 Per eBPF program, over one profiled run per workload (`agent.program_stats = true`: the\n\
 kernel's `bpf_stats`, which itself adds two clock reads per program run; the ratios above\n\
 are measured without it, as the agent runs by default):\n\n| program | runs | ns per run |\n|---|---|---|\n{}\n",
-            machine(),
+            machine,
             rows.join("\n"),
             decomposition.join("\n"),
             100.0 * agent_cpu / agent_wall.max(1e-9),

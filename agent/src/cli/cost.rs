@@ -152,15 +152,17 @@ pub fn run(config: &Config, json: bool) -> i32 {
         eprintln!("nodeward check --packet-cost: {e}");
         return 1;
     }
+    let frames = frames();
     let ebpf = kernel.ebpf_mut();
     let floor = match ebpf
         .program_mut(NET_FLOOR)
         .map(TryInto::<&mut SchedClassifier>::try_into)
     {
-        Some(Ok(p)) => p.load().map_err(|e| e.to_string()).and_then(|()| {
-            let unrelated = frames().swap_remove(0);
-            measure(p, &unrelated.bytes)
-        }),
+        // The first frame (unrelated traffic) serves as the floor's input.
+        Some(Ok(p)) => p
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|()| measure(p, &frames[0].bytes)),
         _ => Err("missing from the eBPF object".into()),
     };
     let floor = match floor {
@@ -178,7 +180,7 @@ pub fn run(config: &Config, json: bool) -> i32 {
         return 1;
     };
     let mut rows = Vec::new();
-    for f in frames() {
+    for f in frames {
         match measure(prog, &f.bytes) {
             Ok((median, min, verdict)) => rows.push((f, median, min, verdict)),
             Err(e) => {

@@ -16,7 +16,7 @@ pub(crate) fn sync_hash<K, V>(
 ) -> Result<(), LoadError>
 where
     K: aya::Pod + PartialEq,
-    V: aya::Pod,
+    V: aya::Pod + PartialEq,
 {
     let map = kernel
         .ebpf_mut()
@@ -33,21 +33,12 @@ where
         m.remove(&k).map_err(err)?;
     }
     for (k, v) in wanted {
-        if m.get(k, 0).is_ok_and(|now| same_bytes(&now, v)) {
+        if m.get(k, 0).is_ok_and(|now| now == *v) {
             continue;
         }
         m.insert(k, v, 0).map_err(err)?;
     }
     Ok(())
-}
-
-/// Whether two plain values are byte for byte the same.
-fn same_bytes<V: aya::Pod>(a: &V, b: &V) -> bool {
-    let bytes = |v: &V| {
-        // SAFETY: a Pod value is plain bytes, readable for its whole size.
-        unsafe { std::slice::from_raw_parts(v as *const V as *const u8, size_of::<V>()) }
-    };
-    bytes(a) == bytes(b)
 }
 
 /// Set slot `index` of array map `name` to `value`.

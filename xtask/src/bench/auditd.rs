@@ -37,17 +37,7 @@ fn secret_files() -> Vec<String> {
 }
 
 fn auditctl(args: &[&str]) -> Result<()> {
-    let out = Command::new("auditctl")
-        .args(args)
-        .output()
-        .context("auditctl")?;
-    if !out.status.success() {
-        bail!(
-            "auditctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    crate::util::output(Command::new("auditctl").args(args)).map(drop)
 }
 
 /// Install auditd from Debian's packages if it is missing.
@@ -98,7 +88,7 @@ fn found() -> String {
 /// The PID of an audit daemon that is already running (the system's): its rules are
 /// not the bench's to replace. None also when `auditctl -s` fails ([`quiet`] then says
 /// why).
-pub fn running_daemon() -> Option<u32> {
+fn running_daemon() -> Option<u32> {
     let out = Command::new("auditctl").arg("-s").output().ok()?;
     if !out.status.success() {
         return None;
@@ -113,7 +103,7 @@ pub fn running_daemon() -> Option<u32> {
 /// Audit off, its rules deleted, and tasks forked from now on kept off its syscall
 /// path by a `task,never` rule (module note). Every step is tried, audit off first;
 /// the first failure is returned.
-pub fn quiet() -> Result<()> {
+fn quiet() -> Result<()> {
     let steps = [
         auditctl(&["-e", "0"]),
         auditctl(&["-D"]),

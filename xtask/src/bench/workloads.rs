@@ -71,15 +71,14 @@ fn udp_to(port: u16, secs: f64) -> Result<u64> {
     // This process's own image (alive while the sender runs), never the path: a
     // rebuild of xtask during a bench replaces the file, not the running image.
     let me = format!("/proc/{}/exe", std::process::id());
-    let out = Command::new("ip")
-        .args(["netns", "exec", NS_A])
-        .arg(me)
-        .args(["bench-udp-send", IP_B, &port.to_string(), &secs.to_string()])
-        .output()?;
-    if !out.status.success() {
-        bail!("udp sender: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    let out = crate::util::output(
+        Command::new("ip")
+            .args(["netns", "exec", NS_A])
+            .arg(me)
+            .args(["bench-udp-send", IP_B, &port.to_string(), &secs.to_string()]),
+    )
+    .context("udp sender")?;
+    Ok(out.trim().parse()?)
 }
 
 /// The sender itself (hidden subcommand): 80-byte datagrams to DST:PORT for SECS.
