@@ -109,27 +109,70 @@ impl MemberEntry {
     }
 }
 
+/// An address as four native-endian 32-bit words: what the packet program computes on
+/// (a 16-byte array is byte-aligned, so eBPF would copy and compare it a byte at a
+/// time). The byte form of the ABI and this form name the same address.
+pub type Words = [u32; 4];
+
+/// The words of an address.
+#[inline(always)]
+pub fn words(a: &[u8; 16]) -> Words {
+    [word(a, 0), word(a, 4), word(a, 8), word(a, 12)]
+}
+
+/// The words of the address of a record whose first field is that address, read as
+/// words: such a record is 4-aligned, so its address field is too.
+///
+/// # Safety
+/// `p` points to a readable value of a `#[repr(C)]` type aligned to at least 4 whose
+/// first field is a `[u8; 16]`.
+#[inline(always)]
+pub unsafe fn words_at<T>(p: *const T) -> Words {
+    // SAFETY: by the contract, 16 readable bytes at a 4-aligned address.
+    unsafe { core::ptr::read(p.cast::<Words>()) }
+}
+
+/// Store `w` as the address field (the first, 4-aligned field) of the record at `p`.
+///
+/// # Safety
+/// As [`words_at`], writable.
+#[inline(always)]
+pub unsafe fn set_words_at<T>(p: *mut T, w: Words) {
+    // SAFETY: by the contract, 16 writable bytes at a 4-aligned address.
+    unsafe { core::ptr::write(p.cast::<Words>(), w) }
+}
+
 /// What a packet from `addr` learns from the entry `e` it read at its index: `Some(Some
 /// (slot))` a member, `Some(None)` not a member, `None` the member hash decides (shared,
 /// or an entry read half-written).
 #[inline(always)]
 pub fn entry_says(e: &MemberEntry, addr: &[u8; 16]) -> Option<Option<u32>> {
+    entry_says_words(e, &words(addr))
+}
+
+/// [`entry_says`] on words.
+#[inline(always)]
+pub fn entry_says_words(e: &MemberEntry, addr: &Words) -> Option<Option<u32>> {
+    // SAFETY: MemberEntry is repr(C), 4-aligned, its address first.
+    let ea = unsafe { words_at(e) };
     match e.tag {
         ENTRY_EMPTY => Some(None),
         ENTRY_SHARED => None,
-        t if t == entry_tag(&e.addr, e.slot) => Some(same_addr(&e.addr, addr).then_some(e.slot)),
+        t if t == entry_tag_words(&ea, e.slot) => Some(same_words(&ea, addr).then_some(e.slot)),
         _ => None,
     }
 }
 
-/// Address equality as four 32-bit words (no memcmp in eBPF).
+/// Address equality (no memcmp in eBPF).
 #[inline(always)]
 pub fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    (word(a, 0) ^ word(b, 0))
-        | (word(a, 4) ^ word(b, 4))
-        | (word(a, 8) ^ word(b, 8))
-        | (word(a, 12) ^ word(b, 12))
-        == 0
+    same_words(&words(a), &words(b))
+}
+
+/// Address equality on words.
+#[inline(always)]
+pub fn same_words(a: &Words, b: &Words) -> bool {
+    (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) == 0
 }
 
 #[inline(always)]
@@ -143,14 +186,14 @@ fn word(a: &[u8; 16], i: usize) -> u32 {
 /// one in a billion), and then only for a packet whose source is that mix.
 #[inline(always)]
 pub fn entry_tag(addr: &[u8; 16], slot: u32) -> u32 {
+    entry_tag_words(&words(addr), slot)
+}
+
+/// [`entry_tag`] on words.
+#[inline(always)]
+pub fn entry_tag_words(w: &Words, slot: u32) -> u32 {
     let mut h = 0x2545_f491u32;
-    for x in [
-        word(addr, 0),
-        word(addr, 4),
-        word(addr, 8),
-        word(addr, 12),
-        slot,
-    ] {
+    for x in [w[0], w[1], w[2], w[3], slot] {
         h = (h ^ x).wrapping_mul(0x9e37_79b1);
         h ^= h >> 15;
     }
@@ -159,21 +202,32 @@ pub fn entry_tag(addr: &[u8; 16], slot: u32) -> u32 {
 
 /// The four 32-bit words of an address, folded and mixed (Fibonacci hashing).
 #[inline(always)]
-fn mix(addr: &[u8; 16], salt: u32) -> u32 {
-    (word(addr, 0) ^ word(addr, 4) ^ word(addr, 8) ^ word(addr, 12) ^ salt)
-        .wrapping_mul(0x9e37_79b1)
+fn mix(w: &Words, salt: u32) -> u32 {
+    (w[0] ^ w[1] ^ w[2] ^ w[3] ^ salt).wrapping_mul(0x9e37_79b1)
 }
 
 /// The entry of `addr` in [`COROSYNC_MEMBER_INDEX`] (0..4096).
 #[inline(always)]
 pub fn member_index(addr: &[u8; 16]) -> u32 {
-    mix(addr, 0) >> 20
+    member_index_words(&words(addr))
+}
+
+/// [`member_index`] on words.
+#[inline(always)]
+pub fn member_index_words(w: &Words) -> u32 {
+    mix(w, 0) >> 20
 }
 
 /// The slot of a source in [`COROSYNC_HOT`] (below [`COROSYNC_HOT_SLOTS`]).
 #[inline(always)]
 pub fn hot_slot(addr: &[u8; 16], ifindex: u32) -> u32 {
-    mix(addr, ifindex.wrapping_mul(0x85eb_ca6b)) >> 24
+    hot_slot_words(&words(addr), ifindex)
+}
+
+/// [`hot_slot`] on words.
+#[inline(always)]
+pub fn hot_slot_words(w: &Words, ifindex: u32) -> u32 {
+    mix(w, ifindex.wrapping_mul(0x85eb_ca6b)) >> 24
 }
 
 #[repr(C)]
@@ -209,6 +263,17 @@ pub struct CorosyncLocalEvent {
 }
 const _: () = assert!(core::mem::size_of::<CorosyncLocalEvent>() == 16 + 96 + 32);
 
+/// The words of an IPv4 address's mapped key ([`v4_key`]).
+#[inline(always)]
+pub const fn v4_words(a: [u8; 4]) -> Words {
+    [
+        0,
+        0,
+        u32::from_ne_bytes([0, 0, 0xff, 0xff]),
+        u32::from_ne_bytes(a),
+    ]
+}
+
 /// IPv4 as an IPv4-mapped IPv6 key.
 pub const fn v4_key(a: [u8; 4]) -> [u8; 16] {
     [
@@ -232,6 +297,13 @@ const _: () = assert!(core::mem::size_of::<MemberCount>() == 24);
 const _: () = assert!(core::mem::size_of::<HotSource>() == 48);
 const _: () = assert!(core::mem::size_of::<MemberEntry>() == 24);
 const _: () = assert!(COROSYNC_MEMBER_INDEX_SLOTS == 1 << 12);
+// The records [`words_at`] reads: 4-aligned, the address first.
+const _: () = assert!(core::mem::align_of::<SourceKey>() >= 4);
+const _: () = assert!(core::mem::align_of::<MemberEntry>() >= 4);
+const _: () = assert!(core::mem::align_of::<HotSource>() >= 4);
+const _: () = assert!(core::mem::offset_of!(SourceKey, addr) == 0);
+const _: () = assert!(core::mem::offset_of!(MemberEntry, addr) == 0);
+const _: () = assert!(core::mem::offset_of!(HotSource, key) == 0);
 const _: () = assert!(COROSYNC_HOT_SLOTS == 1 << 8);
 
 #[cfg(test)]
@@ -244,6 +316,21 @@ mod tests {
         k[11] = 0xff;
         k[12..].copy_from_slice(&a);
         k
+    }
+
+    #[test]
+    fn words_name_the_same_address_as_bytes() {
+        let a = [192, 0, 2, 7];
+        assert_eq!(words(&v4_key(a)), v4_words(a));
+        let e = MemberEntry::one(v4_key(a), 5);
+        // SAFETY: MemberEntry is repr(C), 4-aligned, its address first.
+        assert_eq!(unsafe { words_at(&e) }, v4_words(a));
+        let mut k = SourceKey::default();
+        // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
+        unsafe { set_words_at(&mut k, v4_words(a)) };
+        assert_eq!(k.addr, v4_key(a));
+        assert_eq!(entry_says_words(&e, &v4_words(a)), Some(Some(5)));
+        assert_eq!(entry_says(&e, &v4_key([192, 0, 2, 8])), Some(None));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use agent_common::{
         COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS_CAPACITY, COROSYNC_SOURCES_CAPACITY,
         CorosyncLocalEvent, HotSource, LOCAL_BIND, LOCAL_EXEC, MemberCount, MemberEntry,
         SourceCount, SourceKey, TOTAL_DROPPED, TOTAL_MEMBER, TOTAL_NON_MEMBER, TOTAL_SLOTS,
-        TOTAL_UNTRACKED, entry_says, hot_slot, member_index, same_addr,
+        TOTAL_UNTRACKED, Words, entry_says_words, hot_slot_words, member_index_words, same_words,
+        set_words_at, words_at,
     },
     event::kind,
     maps::ExecWatchKey,
@@ -79,12 +80,12 @@ pub fn is_cluster_port(port: u16) -> bool {
         .is_some_and(|b| b.bits[usize::from(port >> 6) & 1023] & (1 << (port & 63)) != 0)
 }
 
-/// Count a cluster packet from `addr` (IPv4 mapped) seen on `ifindex`; `true` when a
-/// quarantine drops it. A member's packet costs its index entry and its slot in a
+/// Count a cluster packet from `addr` (IPv4 mapped, as words: never copied a byte at a
+/// time) seen on `ifindex`; `true` when a quarantine drops it. A member's packet costs its index entry and its slot in a
 /// per-CPU array; anything else its index entry and its source's slot in the per-CPU
 /// hot array, or, when another source holds that slot, the LRU hash.
 #[inline(always)]
-pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
+pub fn count_packet(ctx: &TcContext, addr: Words, ifindex: u32) -> bool {
     let len = ctx.len() as u64;
     let slot = member_slot(&addr);
     if let Some(slot) = slot {
@@ -116,12 +117,14 @@ pub fn count_packet(ctx: &TcContext, addr: [u8; 16], ifindex: u32) -> bool {
 }
 
 #[inline(always)]
-fn count_source(ctx: &TcContext, addr: [u8; 16], ifindex: u32, member: bool, len: u64, drop: bool) {
-    let key = SourceKey {
-        addr,
+fn count_source(ctx: &TcContext, addr: Words, ifindex: u32, member: bool, len: u64, drop: bool) {
+    let mut key = SourceKey {
+        addr: [0; 16],
         ifindex,
         member: member as u32,
     };
+    // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
+    unsafe { set_words_at(&mut key, addr) };
     let d = drop as u64;
     if !member && count_hot(&key, len, d) {
         return;
@@ -153,7 +156,9 @@ fn count_source(ctx: &TcContext, addr: [u8; 16], ifindex: u32, member: bool, len
 /// Count in the source's hot slot; `false` when another source holds it.
 #[inline(always)]
 fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
-    let Some(h) = COROSYNC_HOT.get_ptr_mut(hot_slot(&key.addr, key.ifindex)) else {
+    // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
+    let addr = unsafe { words_at(key) };
+    let Some(h) = COROSYNC_HOT.get_ptr_mut(hot_slot_words(&addr, key.ifindex)) else {
         return false;
     };
     // SAFETY: a per-CPU value: no other writer on this CPU while we run. The agent
@@ -164,7 +169,7 @@ fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
         let packets = (*h).count.packets;
         if packets == 0 {
             core::ptr::write_volatile(&mut (*h).key, *key);
-        } else if !same_source(&(*h).key, key) {
+        } else if !same_source(&(*h).key, &addr, key) {
             return false;
         }
         core::ptr::write_volatile(&mut (*h).count.packets, packets + 1);
@@ -178,27 +183,38 @@ fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
 /// decides, or, for an entry members share (or one read while the agent rewrote it),
 /// the member hash.
 #[inline(always)]
-fn member_slot(addr: &[u8; 16]) -> Option<u32> {
-    let e = COROSYNC_MEMBER_INDEX.get_ptr(member_index(addr))?;
+fn member_slot(addr: &Words) -> Option<u32> {
+    let e = COROSYNC_MEMBER_INDEX.get_ptr(member_index_words(addr))?;
     // SAFETY: a map value; copied once, so the check and the use see the same bytes.
     let e: MemberEntry = unsafe { core::ptr::read_volatile(e) };
-    match entry_says(&e, addr) {
+    match entry_says_words(&e, addr) {
         Some(slot) => slot,
         // SAFETY: map lookup, value copied.
-        None => unsafe { COROSYNC_MEMBERS.get(addr) }.copied(),
+        None => unsafe { COROSYNC_MEMBERS.get(as_key(addr)) }.copied(),
     }
 }
 
-/// Key equality: the address, the interface and the member flag (no memcmp in eBPF).
+/// The address as the byte key of the member and drop hashes (the kernel copies the key;
+/// no byte is moved here).
 #[inline(always)]
-fn same_source(a: &SourceKey, b: &SourceKey) -> bool {
-    same_addr(&a.addr, &b.addr) & (a.ifindex == b.ifindex) & (a.member == b.member)
+fn as_key(addr: &Words) -> &[u8; 16] {
+    // SAFETY: same size; the byte array's alignment (1) is weaker than the words'.
+    unsafe { &*(addr as *const Words).cast::<[u8; 16]>() }
+}
+
+/// Key equality: the address (`addr`, the words of `b`'s), the interface and the member
+/// flag (no memcmp in eBPF).
+#[inline(always)]
+fn same_source(a: &SourceKey, addr: &Words, b: &SourceKey) -> bool {
+    // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
+    let a_addr = unsafe { words_at(a) };
+    same_words(&a_addr, addr) & (a.ifindex == b.ifindex) & (a.member == b.member)
 }
 
 #[inline(always)]
-fn dropped(addr: &[u8; 16]) -> bool {
+fn dropped(addr: &Words) -> bool {
     // SAFETY: map lookup, value used at once.
-    crate::quarantine::in_force(unsafe { COROSYNC_DROP.get(addr) }).is_some()
+    crate::quarantine::in_force(unsafe { COROSYNC_DROP.get(as_key(addr)) }).is_some()
 }
 
 /// Inode of the current task's network namespace, 0 when unreadable.

@@ -149,6 +149,14 @@ pub fn ipv6_saddr(pkt: &Packet, l3: usize) -> Option<[u8; 16]> {
     pkt.read(l3 + 8)
 }
 
+/// The source of an IPv6 packet at `l3` as native-endian words (the form the cluster
+/// counters compute on: see `agent_common::corosync::Words`).
+#[inline(always)]
+pub fn ipv6_saddr_words(pkt: &Packet, l3: usize) -> Option<[u32; 4]> {
+    let w = |i: usize| pkt.read::<[u8; 4]>(l3 + 8 + 4 * i).map(u32::from_ne_bytes);
+    Some([w(0)?, w(1)?, w(2)?, w(3)?])
+}
+
 /// The next header of an IPv6 packet at `l3` (extension headers are not walked; the
 /// L4 header is at `l3 + 40`).
 #[inline(always)]

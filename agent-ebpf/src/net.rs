@@ -6,7 +6,7 @@
 //! for a frame that matters. A frame that concerns no detector costs a few loads.
 
 use agent_common::{
-    corosync::v4_key,
+    corosync::{Words, v4_words},
     packet::{
         NET_PORTS_CAPACITY, NET_PORTS_HIGH_CAPACITY, NetPort, PORT_QUARANTINE, PORT_WATCH_ARP,
         PORT_WATCH_COROSYNC,
@@ -88,7 +88,7 @@ pub fn net_tc(ctx: TcContext) -> i32 {
                 return TCX_NEXT;
             };
             match cluster_port(&ctx, &pkt, l4) {
-                Some(i) => cluster(&ctx, v4_key(saddr), i),
+                Some(i) => cluster(&ctx, v4_words(saddr), i),
                 None => TCX_NEXT,
             }
         }
@@ -103,7 +103,7 @@ pub fn net_tc(ctx: TcContext) -> i32 {
             let l4 = eth.l3 + 40;
             match frame::ipv6_next(&pkt, eth.l3) {
                 Some(frame::IPPROTO_UDP) => {
-                    let Some(saddr) = frame::ipv6_saddr(&pkt, eth.l3) else {
+                    let Some(saddr) = frame::ipv6_saddr_words(&pkt, eth.l3) else {
                         return TCX_NEXT;
                     };
                     match cluster_port(&ctx, &pkt, l4) {
@@ -141,7 +141,7 @@ fn cluster_port(ctx: &TcContext, pkt: &Packet, l4: usize) -> Option<u32> {
 /// A cluster packet from `addr` on interface `i`: counted, and dropped when a
 /// quarantine names its source.
 #[inline(always)]
-fn cluster(ctx: &TcContext, addr: [u8; 16], i: u32) -> i32 {
+fn cluster(ctx: &TcContext, addr: Words, i: u32) -> i32 {
     if corosync::count_packet(ctx, addr, i) {
         TC_ACT_SHOT
     } else {
