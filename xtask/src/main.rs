@@ -157,6 +157,9 @@ enum Command {
     /// (internal) UDP sender of the bench, run inside a namespace.
     #[command(hide = true)]
     BenchUdpSend { dst: String, port: u16, secs: f64 },
+    /// (internal) UDP receiver of the bench, run inside a namespace.
+    #[command(hide = true)]
+    BenchUdpRecv { port: u16 },
     /// (internal) one run of a bench workload, in a process of its own: prints the
     /// operations done and the seconds taken.
     #[command(hide = true)]
@@ -188,6 +191,7 @@ fn main() {
         }
         Command::Fuzz { secs, targets } => fuzz::fuzz(secs, &targets),
         Command::BenchUdpSend { dst, port, secs } => bench::udp_send(&dst, port, secs),
+        Command::BenchUdpRecv { port } => bench::udp_recv(port),
         Command::BenchWork { workload, secs } => bench::work(&workload, secs),
         Command::Stress {
             scale,

@@ -9,6 +9,20 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+/// What one run did: its operations and, for a workload whose helpers take time
+/// around the measured part (the UDP receiver's start and end), the seconds of that
+/// part alone; otherwise the whole run is timed.
+pub struct Ops {
+    pub n: u64,
+    pub secs: Option<f64>,
+}
+
+impl Ops {
+    pub fn whole(n: u64) -> Ops {
+        Ops { n, secs: None }
+    }
+}
+
 pub fn exec_loop(secs: f64) -> Result<u64> {
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let mut n = 0;
@@ -85,37 +99,175 @@ pub fn net_down() {
 }
 
 /// UDP to the corosync port from namespace A to B, through the bridge (this xtask
-/// binary re-run inside the namespace).
-pub fn udp_loop(secs: f64) -> Result<u64> {
-    udp_to(5405, secs)
+/// binary re-run inside each namespace), received by a socket in B as corosync receives
+/// its ring's traffic.
+pub fn udp_loop(secs: f64) -> Result<Ops> {
+    udp_to(5405, true, secs)
 }
 
-/// UDP to a port no detector watches (9, discard), the same way: the bridge's ordinary
-/// traffic, which the packet program only parses and passes.
-pub fn udp_plain_loop(secs: f64) -> Result<u64> {
-    udp_to(9, secs)
+/// UDP to a port no detector watches (9, discard), received the same way: the bridge's
+/// ordinary traffic, which the packet program only parses and passes.
+pub fn udp_plain_loop(secs: f64) -> Result<Ops> {
+    udp_to(9, true, secs)
 }
 
-fn udp_to(port: u16, secs: f64) -> Result<u64> {
+/// UDP to the corosync port with nothing listening in B: every datagram is freed as a
+/// drop (no socket), so the martian filter on kfree_skb runs for each.
+pub fn udp_drop_loop(secs: f64) -> Result<Ops> {
+    udp_to(5405, false, secs)
+}
+
+/// A receiver that got less than this share of what was sent makes the run an error:
+/// a received workload whose datagrams are dropped at the socket would measure the
+/// drop path instead.
+const RECEIVED_AT_LEAST: f64 = 0.95;
+
+/// The datagrams sent and the sender's own seconds (the receiver's start and its
+/// wait for the end of the stream are outside them).
+fn udp_to(port: u16, received: bool, secs: f64) -> Result<Ops> {
     // This process's own image (alive while the sender runs), never the path: a
     // rebuild of xtask during a bench replaces the file, not the running image.
     let me = format!("/proc/{}/exe", std::process::id());
+    let receiver = if received {
+        Some(Receiver::start(&me, port)?)
+    } else {
+        None
+    };
     let out = crate::util::output(
         Command::new("ip")
             .args(["netns", "exec", NS_A])
-            .arg(me)
+            .args(pinned(0))
+            .arg(&me)
             .args(["bench-udp-send", IP_B, &port.to_string(), &secs.to_string()]),
     )
     .context("udp sender")?;
-    Ok(out.trim().parse()?)
+    let mut it = out.split_whitespace();
+    let (Some(Ok(sent)), Some(Ok(took))) = (
+        it.next().map(str::parse::<u64>),
+        it.next().map(str::parse::<f64>),
+    ) else {
+        bail!("udp sender printed {out:?} (want: datagrams seconds)");
+    };
+    if let Some(r) = receiver {
+        let got = r.finish()?;
+        if (got as f64) < RECEIVED_AT_LEAST * sent as f64 {
+            bail!(
+                "udp receiver on port {port} got {got} of {sent} datagrams sent (want at least {:.0} %): the run would measure drops, not receptions",
+                RECEIVED_AT_LEAST * 100.0
+            );
+        }
+    }
+    Ok(Ops {
+        n: sent,
+        secs: Some(took),
+    })
 }
 
-/// The sender itself (hidden subcommand): 80-byte datagrams to DST:PORT for SECS.
+/// `taskset` arguments that keep a UDP process on CPU `cpu` when the machine has more
+/// than one: the sender and the receiver each on its own CPU in every run, so a run
+/// never measures the scheduler's choice of putting them together (their datagrams
+/// are then freed on the CPU that allocated them, a different and cheaper path).
+fn pinned(cpu: usize) -> Vec<String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus > 1 {
+        vec!["taskset".into(), "-c".into(), (cpu % cpus).to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The bench's UDP receiver in namespace B (`bench-udp-recv`), ended by PID.
+struct Receiver {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Receiver {
+    fn start(me: &str, port: u16) -> Result<Receiver> {
+        use std::io::BufRead;
+        // `ip netns exec` execs the command: the child's PID is the receiver's.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", NS_B])
+            .args(pinned(1))
+            .arg(me)
+            .args(["bench-udp-recv", &port.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("udp receiver")?;
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("udp receiver on port {port} did not start: {line:?}");
+        }
+        Ok(Receiver { child, out })
+    }
+
+    /// The datagrams received: the receiver stops once the sender has gone quiet.
+    fn finish(mut self) -> Result<u64> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.out.read_line(&mut line)?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("udp receiver failed: {status}");
+        }
+        line.trim()
+            .parse()
+            .with_context(|| format!("udp receiver printed {line:?}"))
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // Only on an error path: finish() waited for it otherwise.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The receiver itself (hidden subcommand): binds PORT, prints `ready`, counts the
+/// datagrams until none has come for 300 ms after the first (or for 10 s before any),
+/// then prints the count.
+pub fn udp_recv(port: u16) -> Result<()> {
+    let sock = UdpSocket::bind(("0.0.0.0", port))?;
+    println!("ready");
+    let mut buf = [0u8; 2048];
+    let mut n: u64 = 0;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))?;
+    loop {
+        match sock.recv(&mut buf) {
+            Ok(_) => {
+                if n == 0 {
+                    sock.set_read_timeout(Some(Duration::from_millis(300)))?;
+                }
+                n += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("{n}");
+    Ok(())
+}
+
+/// The sender itself (hidden subcommand): 80-byte datagrams to DST:PORT for SECS;
+/// prints the datagrams and the seconds it sent for.
 pub fn udp_send(dst: &str, port: u16, secs: f64) -> Result<()> {
     let sock = UdpSocket::bind("0.0.0.0:0")?;
     sock.connect((dst, port))?;
     let payload = [0u8; 80];
-    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
     let mut n: u64 = 0;
     while Instant::now() < end {
         for _ in 0..64 {
@@ -124,7 +276,7 @@ pub fn udp_send(dst: &str, port: u16, secs: f64) -> Result<()> {
         }
         n += 64;
     }
-    println!("{n}");
+    println!("{n} {}", start.elapsed().as_secs_f64());
     Ok(())
 }
 
