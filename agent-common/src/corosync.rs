@@ -120,26 +120,34 @@ pub fn words(a: &[u8; 16]) -> Words {
     [word(a, 0), word(a, 4), word(a, 8), word(a, 12)]
 }
 
-/// The words of the address of a record whose first field is that address, read as
-/// words: such a record is 4-aligned, so its address field is too.
-///
-/// # Safety
-/// `p` points to a readable value of a `#[repr(C)]` type aligned to at least 4 whose
-/// first field is a `[u8; 16]`.
+/// A record whose first field is a 16-byte address and which is aligned to at least 4
+/// (checked at compile time below), so that field can be read and written as
+/// [`Words`]. Sealed: only the records of this module.
+pub trait AddrFirst: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::SourceKey {}
+    impl Sealed for super::MemberEntry {}
+    impl Sealed for super::HotSource {}
+}
+impl AddrFirst for SourceKey {}
+impl AddrFirst for MemberEntry {}
+impl AddrFirst for HotSource {}
+
+/// The words of `r`'s address.
 #[inline(always)]
-pub unsafe fn words_at<T>(p: *const T) -> Words {
-    // SAFETY: by the contract, 16 readable bytes at a 4-aligned address.
-    unsafe { core::ptr::read(p.cast::<Words>()) }
+pub fn words_at<T: AddrFirst>(r: &T) -> Words {
+    // SAFETY: an AddrFirst record starts with 16 bytes of address at a 4-aligned
+    // address (the asserts below); every bit pattern is a valid `Words`.
+    unsafe { core::ptr::read((r as *const T).cast::<Words>()) }
 }
 
-/// Store `w` as the address field (the first, 4-aligned field) of the record at `p`.
-///
-/// # Safety
-/// As [`words_at`], writable.
+/// Store `w` as `r`'s address.
 #[inline(always)]
-pub unsafe fn set_words_at<T>(p: *mut T, w: Words) {
-    // SAFETY: by the contract, 16 writable bytes at a 4-aligned address.
-    unsafe { core::ptr::write(p.cast::<Words>(), w) }
+pub fn set_words_at<T: AddrFirst>(r: &mut T, w: Words) {
+    // SAFETY: as in `words_at`; the 16 bytes are `r`'s own, any byte value is valid.
+    unsafe { core::ptr::write((r as *mut T).cast::<Words>(), w) }
 }
 
 /// What a packet from `addr` learns from the entry `e` it read at its index: `Some(Some
@@ -153,8 +161,7 @@ pub fn entry_says(e: &MemberEntry, addr: &[u8; 16]) -> Option<Option<u32>> {
 /// [`entry_says`] on words.
 #[inline(always)]
 pub fn entry_says_words(e: &MemberEntry, addr: &Words) -> Option<Option<u32>> {
-    // SAFETY: MemberEntry is repr(C), 4-aligned, its address first.
-    let ea = unsafe { words_at(e) };
+    let ea = words_at(e);
     match e.tag {
         ENTRY_EMPTY => Some(None),
         ENTRY_SHARED => None,
@@ -297,7 +304,7 @@ const _: () = assert!(core::mem::size_of::<MemberCount>() == 24);
 const _: () = assert!(core::mem::size_of::<HotSource>() == 48);
 const _: () = assert!(core::mem::size_of::<MemberEntry>() == 24);
 const _: () = assert!(COROSYNC_MEMBER_INDEX_SLOTS == 1 << 12);
-// The records [`words_at`] reads: 4-aligned, the address first.
+// The records of [`AddrFirst`]: 4-aligned, the 16-byte address first.
 const _: () = assert!(core::mem::align_of::<SourceKey>() >= 4);
 const _: () = assert!(core::mem::align_of::<MemberEntry>() >= 4);
 const _: () = assert!(core::mem::align_of::<HotSource>() >= 4);
@@ -323,14 +330,22 @@ mod tests {
         let a = [192, 0, 2, 7];
         assert_eq!(words(&v4_key(a)), v4_words(a));
         let e = MemberEntry::one(v4_key(a), 5);
-        // SAFETY: MemberEntry is repr(C), 4-aligned, its address first.
-        assert_eq!(unsafe { words_at(&e) }, v4_words(a));
+        assert_eq!(words_at(&e), v4_words(a));
         let mut k = SourceKey::default();
-        // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
-        unsafe { set_words_at(&mut k, v4_words(a)) };
+        set_words_at(&mut k, v4_words(a));
         assert_eq!(k.addr, v4_key(a));
         assert_eq!(entry_says_words(&e, &v4_words(a)), Some(Some(5)));
         assert_eq!(entry_says(&e, &v4_key([192, 0, 2, 8])), Some(None));
+        // IPv6: sixteen distinct bytes, every word in use.
+        let v6: [u8; 16] = core::array::from_fn(|i| 0x20 + i as u8);
+        let mut h = HotSource::default();
+        set_words_at(&mut h, words(&v6));
+        assert_eq!(h.key.addr, v6);
+        let e = MemberEntry::one(v6, 9);
+        assert_eq!(entry_says_words(&e, &words(&v6)), Some(Some(9)));
+        assert_eq!(entry_tag_words(&words(&v6), 9), entry_tag(&v6, 9));
+        assert_eq!(member_index_words(&words(&v6)), member_index(&v6));
+        assert_eq!(hot_slot_words(&words(&v6), 3), hot_slot(&v6, 3));
     }
 
     #[test]

@@ -80,8 +80,8 @@ pub fn is_cluster_port(port: u16) -> bool {
         .is_some_and(|b| b.bits[usize::from(port >> 6) & 1023] & (1 << (port & 63)) != 0)
 }
 
-/// Count a cluster packet from `addr` (IPv4 mapped, as words: never copied a byte at a
-/// time) seen on `ifindex`; `true` when a quarantine drops it. A member's packet costs its index entry and its slot in a
+/// Count a cluster packet from `addr` (IPv6, or IPv4 mapped; as words, never copied a
+/// byte at a time) seen on `ifindex`; `true` when a quarantine drops it. A member's packet costs its index entry and its slot in a
 /// per-CPU array; anything else its index entry and its source's slot in the per-CPU
 /// hot array, or, when another source holds that slot, the LRU hash.
 #[inline(always)]
@@ -123,10 +123,9 @@ fn count_source(ctx: &TcContext, addr: Words, ifindex: u32, member: bool, len: u
         ifindex,
         member: member as u32,
     };
-    // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
-    unsafe { set_words_at(&mut key, addr) };
+    set_words_at(&mut key, addr);
     let d = drop as u64;
-    if !member && count_hot(&key, len, d) {
+    if !member && count_hot(&key, &addr, len, d) {
         return;
     }
     match COROSYNC_SOURCES.get_ptr_mut(&key) {
@@ -153,12 +152,11 @@ fn count_source(ctx: &TcContext, addr: Words, ifindex: u32, member: bool, len: u
     }
 }
 
-/// Count in the source's hot slot; `false` when another source holds it.
+/// Count in the source's hot slot (`addr`: the words of `key`'s address); `false` when
+/// another source holds it.
 #[inline(always)]
-fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
-    // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
-    let addr = unsafe { words_at(key) };
-    let Some(h) = COROSYNC_HOT.get_ptr_mut(hot_slot_words(&addr, key.ifindex)) else {
+fn count_hot(key: &SourceKey, addr: &Words, len: u64, dropped: u64) -> bool {
+    let Some(h) = COROSYNC_HOT.get_ptr_mut(hot_slot_words(addr, key.ifindex)) else {
         return false;
     };
     // SAFETY: a per-CPU value: no other writer on this CPU while we run. The agent
@@ -169,7 +167,7 @@ fn count_hot(key: &SourceKey, len: u64, dropped: u64) -> bool {
         let packets = (*h).count.packets;
         if packets == 0 {
             core::ptr::write_volatile(&mut (*h).key, *key);
-        } else if !same_source(&(*h).key, &addr, key) {
+        } else if !same_source(&(*h).key, key) {
             return false;
         }
         core::ptr::write_volatile(&mut (*h).count.packets, packets + 1);
@@ -202,13 +200,10 @@ fn as_key(addr: &Words) -> &[u8; 16] {
     unsafe { &*(addr as *const Words).cast::<[u8; 16]>() }
 }
 
-/// Key equality: the address (`addr`, the words of `b`'s), the interface and the member
-/// flag (no memcmp in eBPF).
+/// Key equality: the address, the interface and the member flag (no memcmp in eBPF).
 #[inline(always)]
-fn same_source(a: &SourceKey, addr: &Words, b: &SourceKey) -> bool {
-    // SAFETY: SourceKey is repr(C), 4-aligned, its address first.
-    let a_addr = unsafe { words_at(a) };
-    same_words(&a_addr, addr) & (a.ifindex == b.ifindex) & (a.member == b.member)
+fn same_source(a: &SourceKey, b: &SourceKey) -> bool {
+    same_words(&words_at(a), &words_at(b)) & (a.ifindex == b.ifindex) & (a.member == b.member)
 }
 
 #[inline(always)]

@@ -153,8 +153,8 @@ pub fn ipv6_saddr(pkt: &Packet, l3: usize) -> Option<[u8; 16]> {
 /// counters compute on: see `agent_common::corosync::Words`).
 #[inline(always)]
 pub fn ipv6_saddr_words(pkt: &Packet, l3: usize) -> Option<[u32; 4]> {
-    let w = |i: usize| pkt.read::<[u8; 4]>(l3 + 8 + 4 * i).map(u32::from_ne_bytes);
-    Some([w(0)?, w(1)?, w(2)?, w(3)?])
+    let b: [[u8; 4]; 4] = pkt.read(l3 + 8)?;
+    Some(b.map(u32::from_ne_bytes))
 }
 
 /// The next header of an IPv6 packet at `l3` (extension headers are not walked; the

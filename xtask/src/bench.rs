@@ -162,7 +162,8 @@ fn workload_list() -> [Workload; 8] {
 /// every side's workload starts as a process started at that moment would: the kernel
 /// decides at fork whether a task takes audit's syscall path. Over the time the run
 /// really took: a build or an unpack in progress at the deadline is finished, so the
-/// elapsed time, not the nominal window, divides the count.
+/// elapsed time, not the nominal window, divides the count (the UDP workloads: the
+/// sender's own seconds, without the receiver's start and end).
 fn rate(name: &str, secs: f64) -> Result<f64> {
     // The bench's own image, never its path: a rebuild of xtask during a bench replaces
     // the file, not the running image.

@@ -119,8 +119,15 @@ pub fn udp_drop_loop(secs: f64) -> Result<Ops> {
 
 /// A receiver that got less than this share of what was sent makes the run an error:
 /// a received workload whose datagrams are dropped at the socket would measure the
-/// drop path instead.
-const RECEIVED_AT_LEAST: f64 = 0.95;
+/// drop path instead (and the faster side would drop more).
+const RECEIVED_AT_LEAST: f64 = 0.99;
+
+/// The receiver's socket buffer: room for about 100 ms of the stream, so a receiver
+/// descheduled for a moment drops nothing.
+const RECEIVE_BUFFER: i32 = 64 << 20;
+
+/// The length of the datagram that ends a stream (the workload's are 80 bytes).
+const END_OF_STREAM: usize = 1;
 
 /// The datagrams sent and the sender's own seconds (the receiver's start and its
 /// wait for the end of the stream are outside them).
@@ -163,30 +170,46 @@ fn udp_to(port: u16, received: bool, secs: f64) -> Result<Ops> {
     })
 }
 
-/// `taskset` arguments that keep a UDP process on CPU `cpu` when the machine has more
-/// than one: the sender and the receiver each on its own CPU in every run, so a run
-/// never measures the scheduler's choice of putting them together (their datagrams
-/// are then freed on the CPU that allocated them, a different and cheaper path).
-fn pinned(cpu: usize) -> Vec<String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus > 1 {
-        vec!["taskset".into(), "-c".into(), (cpu % cpus).to_string()]
+/// `taskset` arguments that keep a UDP process on the `nth` CPU this process may use,
+/// when it may use more than one: the sender and the receiver each on its own CPU in
+/// every run, so a run never measures the scheduler's choice of putting them together
+/// (their datagrams are then freed on the CPU that allocated them, a different and
+/// cheaper path).
+fn pinned(nth: usize) -> Vec<String> {
+    // SAFETY: sched_getaffinity of this process into a zeroed set of the size passed.
+    let cpus: Vec<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    };
+    if cpus.len() > 1 {
+        vec![
+            "taskset".into(),
+            "-c".into(),
+            cpus[nth % cpus.len()].to_string(),
+        ]
     } else {
         Vec::new()
     }
 }
 
-/// The bench's UDP receiver in namespace B (`bench-udp-recv`), ended by PID.
+/// The bench's UDP receiver in namespace B (`bench-udp-recv`): it ends on the
+/// sender's end-of-stream datagram, and is killed (by PID) only on an error path.
 struct Receiver {
     child: std::process::Child,
-    out: std::io::BufReader<std::process::ChildStdout>,
+    out: Option<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl Receiver {
     fn start(me: &str, port: u16) -> Result<Receiver> {
         use std::io::BufRead;
-        // `ip netns exec` execs the command: the child's PID is the receiver's.
-        let mut child = Command::new("ip")
+        // `ip netns exec` and `taskset` exec the command: the child's PID is the
+        // receiver's.
+        let child = Command::new("ip")
             .args(["netns", "exec", NS_B])
             .args(pinned(1))
             .arg(me)
@@ -194,22 +217,25 @@ impl Receiver {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .context("udp receiver")?;
-        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        // Built before anything can fail, so Drop ends the child on every way out.
+        let mut r = Receiver { child, out: None };
+        let mut out = std::io::BufReader::new(r.child.stdout.take().expect("piped"));
         let mut line = String::new();
         out.read_line(&mut line)?;
         if line.trim() != "ready" {
-            let _ = child.kill();
-            let _ = child.wait();
             bail!("udp receiver on port {port} did not start: {line:?}");
         }
-        Ok(Receiver { child, out })
+        r.out = Some(out);
+        Ok(r)
     }
 
-    /// The datagrams received: the receiver stops once the sender has gone quiet.
+    /// The datagrams received, once the end-of-stream datagram came.
     fn finish(mut self) -> Result<u64> {
         use std::io::BufRead;
         let mut line = String::new();
-        self.out.read_line(&mut line)?;
+        if let Some(out) = self.out.as_mut() {
+            out.read_line(&mut line)?;
+        }
         let status = self.child.wait()?;
         if !status.success() {
             bail!("udp receiver failed: {status}");
@@ -222,26 +248,48 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        // Only on an error path: finish() waited for it otherwise.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // After finish() the child is reaped and this does nothing; on an error path
+        // it ends the receiver.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
-/// The receiver itself (hidden subcommand): binds PORT, prints `ready`, counts the
-/// datagrams until none has come for 300 ms after the first (or for 10 s before any),
-/// then prints the count.
+/// The receiver itself (hidden subcommand): binds PORT with a large buffer, prints
+/// `ready`, counts the workload's datagrams until the end-of-stream one, then prints
+/// the count. A stream silent for 5 s (10 s before its first datagram) is an error.
 pub fn udp_recv(port: u16) -> Result<()> {
+    use std::os::fd::AsRawFd;
     let sock = UdpSocket::bind(("0.0.0.0", port))?;
+    // SAFETY: setsockopt on our own socket with a pointer to an int that outlives the
+    // call. SO_RCVBUFFORCE (root) is not capped by net.core.rmem_max.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&RECEIVE_BUFFER as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "udp receiver: SO_RCVBUFFORCE: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     println!("ready");
     let mut buf = [0u8; 2048];
     let mut n: u64 = 0;
     sock.set_read_timeout(Some(Duration::from_secs(10)))?;
     loop {
         match sock.recv(&mut buf) {
+            Ok(END_OF_STREAM) => break,
             Ok(_) => {
                 if n == 0 {
-                    sock.set_read_timeout(Some(Duration::from_millis(300)))?;
+                    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
                 }
                 n += 1;
             }
@@ -251,7 +299,7 @@ pub fn udp_recv(port: u16) -> Result<()> {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                break;
+                bail!("udp receiver: no datagram for the timeout after {n} received");
             }
             Err(e) => return Err(e.into()),
         }
@@ -260,7 +308,8 @@ pub fn udp_recv(port: u16) -> Result<()> {
     Ok(())
 }
 
-/// The sender itself (hidden subcommand): 80-byte datagrams to DST:PORT for SECS;
+/// The sender itself (hidden subcommand): 80-byte datagrams to DST:PORT for SECS,
+/// then the end-of-stream datagram (a receiver stops on it; a closed port ignores it);
 /// prints the datagrams and the seconds it sent for.
 pub fn udp_send(dst: &str, port: u16, secs: f64) -> Result<()> {
     let sock = UdpSocket::bind("0.0.0.0:0")?;
@@ -276,7 +325,14 @@ pub fn udp_send(dst: &str, port: u16, secs: f64) -> Result<()> {
         }
         n += 64;
     }
-    println!("{n} {}", start.elapsed().as_secs_f64());
+    let took = start.elapsed().as_secs_f64();
+    // A send refused by an ICMP error reported back (a closed port) is retried.
+    for _ in 0..3 {
+        if sock.send(&payload[..END_OF_STREAM]).is_ok() {
+            break;
+        }
+    }
+    println!("{n} {took}");
     Ok(())
 }
 
