@@ -388,7 +388,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let names = names.join(",");
         let machine = machine();
         let focused = format!(
-            "## Focused run: {names}, {pairs} pairs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --record`: the measurement of the\nfirst table, with more pairs on the workloads it names for a tighter notch. It has its\nown date: compare it with the first table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n{}",
+            "## Focused run: {names}, {pairs} pairs, {secs} s runs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --secs {secs} --record`: the\nmeasurement of the first table, with more pairs on the workloads it names for a tighter\nnotch ({secs} s runs, {long} s for build and tar). It has its own date: compare it with the\nfirst table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n{}",
             machine,
             rows.join("\n"),
             if decomposition.is_empty() {

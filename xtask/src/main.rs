@@ -87,7 +87,7 @@ enum Command {
         /// rule, for the runs).
         #[arg(long)]
         no_auditd: bool,
-        /// Only these workloads (getpid, open, exec, build, tar, udp, udp_plain); the report is
+        /// Only these workloads (getpid, open, exec, build, tar, udp, udp_plain, udp_drop); the report is
         /// printed and BENCHMARKS.md left as it is (a partial run never replaces it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
