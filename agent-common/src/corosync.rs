@@ -170,13 +170,7 @@ pub fn entry_says_words(e: &MemberEntry, addr: &Words) -> Option<Option<u32>> {
     }
 }
 
-/// Address equality (no memcmp in eBPF).
-#[inline(always)]
-pub fn same_addr(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    same_words(&words(a), &words(b))
-}
-
-/// Address equality on words.
+/// Address equality on words (no memcmp in eBPF).
 #[inline(always)]
 pub fn same_words(a: &Words, b: &Words) -> bool {
     (a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) == 0

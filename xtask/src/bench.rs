@@ -173,12 +173,8 @@ fn rate(name: &str, secs: f64) -> Result<f64> {
             .env("NODEWARD_BENCH_ID", workloads::bench_id().to_string()),
     )
     .with_context(|| format!("workload {name}"))?;
-    let report = || -> Option<(f64, f64)> {
-        let mut it = text.split_whitespace();
-        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-    };
-    match report() {
-        Some((n, elapsed)) if elapsed > 0.0 => Ok(n / elapsed),
+    match workloads::count_and_secs(&text) {
+        Some((n, elapsed)) if elapsed > 0.0 => Ok(n as f64 / elapsed),
         _ => bail!("workload {name}: unexpected report {text:?} (want: operations seconds)"),
     }
 }

@@ -62,6 +62,18 @@ pub fn up(bridge: &str, hosts: &[Host]) -> Result<()> {
     Ok(())
 }
 
+/// The MAC address of host `ns`'s `eth0`.
+pub fn mac(ns: &str) -> Result<String> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/sys/class/net/eth0/address"])
+        .output()?;
+    let mac = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if mac.is_empty() {
+        bail!("cannot read the MAC address of eth0 in {ns}");
+    }
+    Ok(mac)
+}
+
 pub fn down(bridge: &str, hosts: &[Host]) {
     for (ns, port, _) in hosts {
         let _ = sh(&["ip", "netns", "del", ns]);

@@ -52,14 +52,9 @@ struct Lab {
 impl Lab {
     fn up() -> Result<Lab> {
         lab::up(BR, &HOSTS)?;
-        let out = Command::new("ip")
-            .args(["netns", "exec", NS_B, "cat", "/sys/class/net/eth0/address"])
-            .output()?;
-        let b_mac = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if b_mac.is_empty() {
-            bail!("cannot read B's MAC");
-        }
-        Ok(Lab { b_mac })
+        Ok(Lab {
+            b_mac: lab::mac(NS_B)?,
+        })
     }
 
     /// B drops what it has no route back to (rp_filter = 1), or accepts it (0).

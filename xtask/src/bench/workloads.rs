@@ -9,6 +9,13 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+/// A report of the form `COUNT SECONDS` (what a workload process and the UDP sender
+/// print).
+pub fn count_and_secs(text: &str) -> Option<(u64, f64)> {
+    let mut it = text.split_whitespace();
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
 /// What one run did: its operations and, for a workload whose helpers take time
 /// around the measured part (the UDP receiver's start and end), the seconds of that
 /// part alone; otherwise the whole run is timed.
@@ -69,26 +76,21 @@ pub fn net_up() -> Result<()> {
     crate::lab::up(BR, &HOSTS)?;
     for (ns, _, _) in HOSTS {
         for (peer, _, peer_ip) in HOSTS.iter().filter(|h| h.0 != ns) {
-            let link = crate::util::output(
-                Command::new("ip").args(["-n", peer, "-j", "link", "show", "dev", "eth0"]),
-            )?;
-            let link: serde_json::Value = serde_json::from_str(&link)?;
-            let Some(mac) = link[0]["address"].as_str() else {
-                bail!("no MAC address of eth0 in {peer}: {link}");
-            };
-            crate::util::output(Command::new("ip").args([
+            let mac = crate::lab::mac(peer)?;
+            crate::lab::sh(&[
+                "ip",
                 "-n",
                 ns,
                 "neigh",
                 "replace",
                 peer_ip,
                 "lladdr",
-                mac,
+                &mac,
                 "dev",
                 "eth0",
                 "nud",
                 "permanent",
-            ]))?;
+            ])?;
         }
     }
     Ok(())
@@ -148,11 +150,7 @@ fn udp_to(port: u16, received: bool, secs: f64) -> Result<Ops> {
             .args(["bench-udp-send", IP_B, &port.to_string(), &secs.to_string()]),
     )
     .context("udp sender")?;
-    let mut it = out.split_whitespace();
-    let (Some(Ok(sent)), Some(Ok(took))) = (
-        it.next().map(str::parse::<u64>),
-        it.next().map(str::parse::<f64>),
-    ) else {
+    let Some((sent, took)) = count_and_secs(&out) else {
         bail!("udp sender printed {out:?} (want: datagrams seconds)");
     };
     if let Some(r) = receiver {
@@ -201,7 +199,7 @@ fn pinned(nth: usize) -> Vec<String> {
 /// sender's end-of-stream datagram, and is killed (by PID) only on an error path.
 struct Receiver {
     child: std::process::Child,
-    out: Option<std::io::BufReader<std::process::ChildStdout>>,
+    out: std::io::BufReader<std::process::ChildStdout>,
 }
 
 impl Receiver {
@@ -209,7 +207,7 @@ impl Receiver {
         use std::io::BufRead;
         // `ip netns exec` and `taskset` exec the command: the child's PID is the
         // receiver's.
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", NS_B])
             .args(pinned(1))
             .arg(me)
@@ -218,14 +216,13 @@ impl Receiver {
             .spawn()
             .context("udp receiver")?;
         // Built before anything can fail, so Drop ends the child on every way out.
-        let mut r = Receiver { child, out: None };
-        let mut out = std::io::BufReader::new(r.child.stdout.take().expect("piped"));
+        let out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut r = Receiver { child, out };
         let mut line = String::new();
-        out.read_line(&mut line)?;
+        r.out.read_line(&mut line)?;
         if line.trim() != "ready" {
             bail!("udp receiver on port {port} did not start: {line:?}");
         }
-        r.out = Some(out);
         Ok(r)
     }
 
@@ -233,9 +230,7 @@ impl Receiver {
     fn finish(mut self) -> Result<u64> {
         use std::io::BufRead;
         let mut line = String::new();
-        if let Some(out) = self.out.as_mut() {
-            out.read_line(&mut line)?;
-        }
+        self.out.read_line(&mut line)?;
         let status = self.child.wait()?;
         if !status.success() {
             bail!("udp receiver failed: {status}");
