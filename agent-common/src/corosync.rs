@@ -43,6 +43,9 @@ pub const ENTRY_SHARED: u32 = 1;
 /// Per-CPU array of u64 totals, indexed by the `TOTAL_*` constants.
 pub const COROSYNC_TOTALS: &str = "COROSYNC_TOTALS";
 pub const TOTAL_MEMBER: u32 = 0;
+/// Packets from non-members counted outside a hot slot (in the LRU hash, or not at all):
+/// the program does not count a packet it keeps in a hot slot here too, the agent adds
+/// the hot slots' counts (one per-CPU line less per packet).
 pub const TOTAL_NON_MEMBER: u32 = 1;
 pub const TOTAL_DROPPED: u32 = 2;
 /// A packet counted in the totals but not per source (the sources map refused it).

@@ -37,40 +37,103 @@ pub struct NetPort {
     pub _pad: u16,
 }
 
-/// Array of one [`PortBits`]: the UDP ports of cluster traffic as a bitmap (one array
-/// lookup and a bit test per UDP packet, instead of a hash lookup).
-pub const COROSYNC_PORT_BITS: &str = "COROSYNC_PORT_BITS";
+/// Array of one [`NetConfig`]: the settings every frame's first tests read, together
+/// in one small value (at most two cache lines, where separate maps cost a line each).
+pub const NET_CONFIG: &str = "NET_CONFIG";
+/// How many cluster ports [`NetConfig`] holds (the configuration allows no more).
+pub const CLUSTER_PORTS_MAX: usize = 16;
 
+/// What the packet program reads before any per-interface or per-source map. The agent
+/// writes it whole (one owner, `Kernel::write_net_config`), so a frame never sees one
+/// writer's half of an update.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PortBits {
-    pub bits: [u64; 1024],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetConfig {
+    /// How many interfaces carry [`PORT_QUARANTINE`] (a frame's interface settings are
+    /// looked up for the quarantine only when one does).
+    pub quarantine_ports: u32,
+    /// How many entries of `cluster_ports` are used.
+    pub n_cluster_ports: u32,
+    /// The UDP ports of cluster traffic, the first `n_cluster_ports` in use (a short
+    /// scan of one line instead of a lookup).
+    pub cluster_ports: [u16; CLUSTER_PORTS_MAX],
+    /// How many cluster-drop rules exist (the drop map is looked up only when there is
+    /// one).
+    pub cluster_drop_rules: u32,
+    /// 1 when every interface the program is attached to counts cluster traffic: the
+    /// interface's settings are then not looked up for a cluster packet.
+    pub every_port_counts_cluster: u32,
 }
 
-impl Default for PortBits {
-    fn default() -> Self {
-        PortBits { bits: [0; 1024] }
+impl NetConfig {
+    /// The cluster ports in use.
+    pub fn cluster_ports(&self) -> &[u16] {
+        let n = (self.n_cluster_ports as usize).min(CLUSTER_PORTS_MAX);
+        &self.cluster_ports[..n]
+    }
+
+    /// Sets the cluster ports; `false` (and nothing changed) when there are more than
+    /// [`CLUSTER_PORTS_MAX`].
+    pub fn set_cluster_ports(&mut self, ports: &[u16]) -> bool {
+        if ports.len() > CLUSTER_PORTS_MAX {
+            return false;
+        }
+        self.cluster_ports = [0; CLUSTER_PORTS_MAX];
+        self.cluster_ports[..ports.len()].copy_from_slice(ports);
+        self.n_cluster_ports = ports.len() as u32;
+        true
+    }
+
+    /// Whether UDP port `port` carries cluster traffic (the packet program's test,
+    /// unrolled: no more compares than ports in use).
+    #[inline(always)]
+    pub fn is_cluster_port(&self, port: u16) -> bool {
+        let n = self.n_cluster_ports as usize;
+        for i in 0..CLUSTER_PORTS_MAX {
+            if i >= n {
+                return false;
+            }
+            if self.cluster_ports[i] == port {
+                return true;
+            }
+        }
+        false
     }
 }
 
-impl PortBits {
-    pub fn set(&mut self, port: u16) {
-        self.bits[usize::from(port >> 6)] |= 1 << (port & 63);
-    }
-    pub fn has(&self, port: u16) -> bool {
-        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
-    }
-}
-
-/// Array of one u32: how many cluster-drop rules exist (the drop map is looked up only
-/// when there is one).
-pub const COROSYNC_DROPS: &str = "COROSYNC_DROPS";
-
-/// Array of one u32: how many interfaces carry [`PORT_QUARANTINE`] (a frame's
-/// interface settings are looked up for the quarantine only when one does).
-pub const QUARANTINE_PORTS: &str = "QUARANTINE_PORTS";
-
-crate::user_pod!(NetPort, PortBits);
+crate::user_pod!(NetPort, NetConfig);
 
 const _: () = assert!(core::mem::size_of::<NetPort>() == 12);
-const _: () = assert!(core::mem::size_of::<PortBits>() == 8192);
+const _: () = assert!(core::mem::size_of::<NetConfig>() == 48);
+const _: () = assert!(CLUSTER_PORTS_MAX == crate::corosync::COROSYNC_PORTS_CAPACITY as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ports_are_the_ones_set_and_no_more_than_fit() {
+        let mut c = NetConfig::default();
+        assert!(!c.is_cluster_port(0), "no port while none is set");
+        assert!(c.set_cluster_ports(&[5405, 5404]));
+        assert_eq!(c.cluster_ports(), &[5405, 5404]);
+        assert!(c.is_cluster_port(5405) && c.is_cluster_port(5404));
+        assert!(!c.is_cluster_port(5406));
+        // An unused slot (zero) is never a port, even for port 0.
+        assert!(!c.is_cluster_port(0));
+        let mut all = [0u16; CLUSTER_PORTS_MAX];
+        for (i, p) in all.iter_mut().enumerate() {
+            *p = i as u16 + 1;
+        }
+        assert!(c.set_cluster_ports(&all));
+        assert!(c.is_cluster_port(CLUSTER_PORTS_MAX as u16));
+        let mut too_many = [0u16; CLUSTER_PORTS_MAX + 1];
+        for (i, p) in too_many.iter_mut().enumerate() {
+            *p = i as u16 + 1;
+        }
+        assert!(!c.set_cluster_ports(&too_many));
+        assert_eq!(c.cluster_ports(), &all[..], "unchanged when too many");
+        assert!(c.set_cluster_ports(&[]));
+        assert!(!c.is_cluster_port(1));
+    }
+}

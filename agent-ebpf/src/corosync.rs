@@ -16,7 +16,6 @@ use agent_common::{
     },
     event::kind,
     maps::ExecWatchKey,
-    packet::PortBits,
     quarantine::{QSTAT_DROP_COROSYNC, RULES_CAPACITY, Rule},
     session::{AF_INET, AF_INET6},
     stats,
@@ -51,8 +50,6 @@ static COROSYNC_DROP: HashMap<[u8; 16], Rule> = HashMap::with_max_entries(RULES_
 static COROSYNC_EXEC: HashMap<ExecWatchKey, u32> =
     HashMap::with_max_entries(COROSYNC_EXEC_CAPACITY, 0);
 
-#[map(name = "COROSYNC_PORT_BITS")]
-static COROSYNC_PORT_BITS: Array<PortBits> = Array::with_max_entries(1, 0);
 #[map(name = "COROSYNC_MEMBER_COUNTS")]
 static COROSYNC_MEMBER_COUNTS: PerCpuArray<MemberCount> =
     PerCpuArray::with_max_entries(COROSYNC_MEMBERS_CAPACITY, 0);
@@ -61,8 +58,6 @@ static COROSYNC_MEMBER_INDEX: Array<MemberEntry> =
     Array::with_max_entries(COROSYNC_MEMBER_INDEX_SLOTS, 0);
 #[map(name = "COROSYNC_HOT")]
 static COROSYNC_HOT: PerCpuArray<HotSource> = PerCpuArray::with_max_entries(COROSYNC_HOT_SLOTS, 0);
-#[map(name = "COROSYNC_DROPS")]
-static COROSYNC_DROPS: Array<u32> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 fn total(slot: u32) {
@@ -72,20 +67,14 @@ fn total(slot: u32) {
     }
 }
 
-/// Whether UDP port `port` carries cluster traffic (one array lookup, a bit test).
-#[inline(always)]
-pub fn is_cluster_port(port: u16) -> bool {
-    COROSYNC_PORT_BITS
-        .get(0)
-        .is_some_and(|b| b.bits[usize::from(port >> 6) & 1023] & (1 << (port & 63)) != 0)
-}
-
 /// Count a cluster packet from `addr` (IPv6, or IPv4 mapped; as words, never copied a
-/// byte at a time) seen on `ifindex`; `true` when a quarantine drops it. A member's packet costs its index entry and its slot in a
-/// per-CPU array; anything else its index entry and its source's slot in the per-CPU
-/// hot array, or, when another source holds that slot, the LRU hash.
+/// byte at a time) seen on `ifindex`; `true` when a quarantine drops it (`drop_rules`:
+/// whether any cluster-drop rule exists). A member's packet costs its index entry and
+/// its slot in a per-CPU array; anything else its index entry and its source's slot in
+/// the per-CPU hot array (whose counts are also the non-member total's: the agent adds
+/// them up), or, when another source holds that slot, the LRU hash and the total.
 #[inline(always)]
-pub fn count_packet(ctx: &TcContext, addr: Words, ifindex: u32) -> bool {
+pub fn count_packet(ctx: &TcContext, addr: Words, ifindex: u32, drop_rules: bool) -> bool {
     let len = ctx.len() as u64;
     let slot = member_slot(&addr);
     if let Some(slot) = slot {
@@ -105,9 +94,8 @@ pub fn count_packet(ctx: &TcContext, addr: Words, ifindex: u32) -> bool {
         count_source(ctx, addr, ifindex, true, len, false);
         return false;
     }
-    total(TOTAL_NON_MEMBER);
     // The drop list is looked up only when it holds a rule.
-    let drop = COROSYNC_DROPS.get(0).is_some_and(|n| *n > 0) && dropped(&addr);
+    let drop = drop_rules && dropped(&addr);
     if drop {
         total(TOTAL_DROPPED);
         crate::quarantine::qcount(QSTAT_DROP_COROSYNC);
@@ -125,8 +113,11 @@ fn count_source(ctx: &TcContext, addr: Words, ifindex: u32, member: bool, len: u
     };
     set_words_at(&mut key, addr);
     let d = drop as u64;
-    if !member && count_hot(&key, &addr, len, d) {
-        return;
+    if !member {
+        if count_hot(&key, &addr, len, d) {
+            return;
+        }
+        total(TOTAL_NON_MEMBER);
     }
     match COROSYNC_SOURCES.get_ptr_mut(&key) {
         // SAFETY: a per-CPU value: no other writer on this CPU while we run.

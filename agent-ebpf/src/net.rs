@@ -1,15 +1,18 @@
 //! The packet program: one TC ingress classifier per interface (`net_tc`) that does
 //! everything the detectors need of a frame — ARP/ND observation (`arp`), cluster
 //! counting and drops (`corosync`), and the quarantine's drops on the interfaces it
-//! names. Direct packet access; protocol and port tests come
-//! before any map, and the interface's settings are an inlined array lookup taken only
-//! for a frame that matters. A frame that concerns no detector costs a few loads.
+//! names. Direct packet access; protocol and port tests come before any per-interface
+//! or per-source map: the settings every frame needs (quarantine present, cluster ports,
+//! drop rules present) are one small value, and the interface's settings an inlined
+//! array lookup taken only for a frame that matters. A frame that concerns no detector
+//! costs a few loads. At line rate a map value's cache line costs more than the
+//! instructions around it: the cluster path touches as few as it can.
 
 use agent_common::{
     corosync::{Words, v4_words},
     packet::{
-        NET_PORTS_CAPACITY, NET_PORTS_HIGH_CAPACITY, NetPort, PORT_QUARANTINE, PORT_WATCH_ARP,
-        PORT_WATCH_COROSYNC,
+        NET_PORTS_CAPACITY, NET_PORTS_HIGH_CAPACITY, NetConfig, NetPort, PORT_QUARANTINE,
+        PORT_WATCH_ARP, PORT_WATCH_COROSYNC,
     },
 };
 use aya_ebpf::{
@@ -25,6 +28,10 @@ use crate::{
     frame::{self, Packet},
     quarantine,
 };
+
+/// The settings every frame's first tests read (one value, written whole by the agent).
+#[map(name = "NET_CONFIG")]
+static NET_CONFIG: Array<NetConfig> = Array::with_max_entries(1, 0);
 
 #[map(name = "NET_PORTS")]
 static NET_PORTS: Array<NetPort> = Array::with_max_entries(NET_PORTS_CAPACITY, 0);
@@ -63,8 +70,11 @@ fn port(ifindex: u32, flag: u32) -> Option<NetPort> {
 
 #[classifier]
 pub fn net_tc(ctx: TcContext) -> i32 {
+    let Some(cfg) = NET_CONFIG.get(0) else {
+        return TCX_NEXT;
+    };
     // A quarantine's drops first: a dropped frame is not observed.
-    if quarantine::any_port()
+    if cfg.quarantine_ports > 0
         && port(ifindex(&ctx), PORT_QUARANTINE).is_some()
         && quarantine::drop_slot(&ctx).is_some()
     {
@@ -87,8 +97,8 @@ pub fn net_tc(ctx: TcContext) -> i32 {
             let Some(saddr) = frame::ipv4_saddr(&pkt, eth.l3) else {
                 return TCX_NEXT;
             };
-            match cluster_port(&ctx, &pkt, l4) {
-                Some(i) => cluster(&ctx, v4_words(saddr), i),
+            match cluster_port(&ctx, cfg, &pkt, l4) {
+                Some(i) => cluster(&ctx, cfg, v4_words(saddr), i),
                 None => TCX_NEXT,
             }
         }
@@ -106,8 +116,8 @@ pub fn net_tc(ctx: TcContext) -> i32 {
                     let Some(saddr) = frame::ipv6_saddr_words(&pkt, eth.l3) else {
                         return TCX_NEXT;
                     };
-                    match cluster_port(&ctx, &pkt, l4) {
-                        Some(i) => cluster(&ctx, saddr, i),
+                    match cluster_port(&ctx, cfg, &pkt, l4) {
+                        Some(i) => cluster(&ctx, cfg, saddr, i),
                         None => TCX_NEXT,
                     }
                 }
@@ -126,23 +136,27 @@ pub fn net_tc(ctx: TcContext) -> i32 {
 }
 
 /// The ingress interface when the UDP datagram with its header at `l4` goes to a
-/// cluster port on an interface that counts cluster traffic: the port bitmap is tested
-/// before anything else is read.
+/// cluster port on an interface that counts cluster traffic: the port list is tested
+/// before anything else is read, and the interface's settings only when some interface
+/// the program is attached to does not count cluster traffic.
 #[inline(always)]
-fn cluster_port(ctx: &TcContext, pkt: &Packet, l4: usize) -> Option<u32> {
+fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Option<u32> {
     let dport = pkt.be16(l4 + 2)?;
-    if !corosync::is_cluster_port(dport) {
+    if !cfg.is_cluster_port(dport) {
         return None;
     }
     let i = ifindex(ctx);
+    if cfg.every_port_counts_cluster != 0 {
+        return Some(i);
+    }
     port(i, PORT_WATCH_COROSYNC).map(|_| i)
 }
 
 /// A cluster packet from `addr` on interface `i`: counted, and dropped when a
 /// quarantine names its source.
 #[inline(always)]
-fn cluster(ctx: &TcContext, addr: Words, i: u32) -> i32 {
-    if corosync::count_packet(ctx, addr, i) {
+fn cluster(ctx: &TcContext, cfg: &NetConfig, addr: Words, i: u32) -> i32 {
+    if corosync::count_packet(ctx, addr, i, cfg.cluster_drop_rules > 0) {
         TC_ACT_SHOT
     } else {
         TCX_NEXT

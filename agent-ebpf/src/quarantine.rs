@@ -38,8 +38,6 @@ static DROP_ARP: HashMap<ArpClaimKey, Rule> = HashMap::with_max_entries(RULES_CA
 /// when there is one.
 #[map(name = "EXEC_BLOCKS")]
 static EXEC_BLOCKS: Array<u32> = Array::with_max_entries(1, 0);
-#[map(name = "QUARANTINE_PORTS")]
-static QUARANTINE_PORTS: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "QSTATS")]
 static QSTATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(QSTAT_SLOTS, 0);
 
@@ -159,12 +157,6 @@ pub fn quarantine_lsm_exec(ctx: LsmContext) -> i32 {
         }
         None => 0,
     }
-}
-
-/// Whether any interface carries a quarantine (one inlined array load).
-#[inline(always)]
-pub fn any_port() -> bool {
-    QUARANTINE_PORTS.get(0).is_some_and(|n| *n > 0)
 }
 
 /// A frame on an interface a quarantine names: the slot to count when it comes from a

@@ -108,6 +108,8 @@ pub struct Kernel {
     pub(crate) tc_attached: HashMap<&'static str, std::collections::BTreeMap<String, u32>>,
     /// What the packet program does on each interface it is on (ifindex ->).
     pub(crate) packet_ports: std::collections::BTreeMap<u32, agent_common::packet::NetPort>,
+    /// The packet program's settings as last written (`NET_CONFIG`, written whole).
+    pub(crate) net_config: agent_common::packet::NetConfig,
     /// Attachments that failed, with the reason last reported (each reported once).
     pub(crate) tc_failed: HashMap<(&'static str, String), String>,
     /// `enum skb_drop_reason` of this kernel (value -> name).
@@ -157,6 +159,7 @@ impl Kernel {
             tc_attached: Default::default(),
             tc_failed: Default::default(),
             packet_ports: Default::default(),
+            net_config: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
             cgroup_links: HashMap::new(),

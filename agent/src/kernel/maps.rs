@@ -3,6 +3,8 @@
 
 use aya::maps::{Array, HashMap as BpfHashMap};
 
+use agent_common::packet::{NET_CONFIG, NetConfig};
+
 use crate::kernel::loader::{Kernel, LoadError};
 
 /// Make hash map `name` hold exactly `wanted`: stale keys removed, wanted ones written
@@ -42,7 +44,23 @@ where
 }
 
 /// Set slot `index` of array map `name` to `value`.
-pub(crate) fn set_array<V: aya::Pod>(
+impl Kernel {
+    /// Change the packet program's settings (`NET_CONFIG`) with `change` and write them
+    /// whole: the one writer of that value, so the quarantine's, the cluster counter's
+    /// and the interfaces' parts never overwrite each other.
+    pub(crate) fn write_net_config(
+        &mut self,
+        change: impl FnOnce(&mut NetConfig),
+    ) -> Result<(), LoadError> {
+        let mut next = self.net_config;
+        change(&mut next);
+        set_array(self, NET_CONFIG, 0, &next)?;
+        self.net_config = next;
+        Ok(())
+    }
+}
+
+fn set_array<V: aya::Pod>(
     kernel: &mut Kernel,
     name: &'static str,
     index: u32,

@@ -8,7 +8,10 @@ use agent_common::quarantine::{self as q, ArpClaimKey, BlockExecKey, MacKey, Rul
 use aya::maps::HashMap as BpfHashMap;
 
 use super::{Backend, Quarantine, Target};
-use crate::kernel::{loader::Kernel, owner::Handle};
+use crate::kernel::{
+    loader::{Kernel, LoadError},
+    owner::Handle,
+};
 
 /// The quarantine engine on the kernel backend (the handle of the object's owner).
 pub type Guard = super::Engine<Handle>;
@@ -67,26 +70,33 @@ macro_rules! map_op {
 }
 
 impl Kernel {
-    /// Tell the kernel how many entries the rule map `rules` holds, in the one-slot
-    /// array `counter` (the packet program looks cluster drops up, and exec looks block
-    /// rules up, only when there is one).
-    fn count_rules<K: aya::Pod>(
-        &mut self,
-        rules: &'static str,
-        counter: &'static str,
-    ) -> Result<(), KernelBackendError> {
-        let n = {
-            let map = self
-                .ebpf_mut()
-                .map_mut(rules)
-                .ok_or(KernelBackendError::MissingMap(rules))?;
-            let m: BpfHashMap<_, K, Rule> =
-                BpfHashMap::try_from(map).map_err(|source| KernelBackendError::Map {
-                    name: rules,
-                    source,
-                })?;
-            m.keys().filter(Result::is_ok).count()
-        };
+    /// How many entries the rule map `rules` holds (the packet program looks cluster
+    /// drops up, and exec looks block rules up, only when there is one).
+    fn count_rules<K: aya::Pod>(&mut self, rules: &'static str) -> Result<u32, KernelBackendError> {
+        let map = self
+            .ebpf_mut()
+            .map_mut(rules)
+            .ok_or(KernelBackendError::MissingMap(rules))?;
+        let m: BpfHashMap<_, K, Rule> =
+            BpfHashMap::try_from(map).map_err(|source| KernelBackendError::Map {
+                name: rules,
+                source,
+            })?;
+        Ok(m.keys().filter(Result::is_ok).count() as u32)
+    }
+
+    fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
+        let n = self.count_rules::<[u8; 16]>(COROSYNC_DROP)?;
+        self.write_net_config(|c| c.cluster_drop_rules = n)
+            .map_err(|e| match e {
+                LoadError::Map { name, source } => KernelBackendError::Map { name, source },
+                _ => KernelBackendError::MissingMap(agent_common::packet::NET_CONFIG),
+            })
+    }
+
+    fn count_exec_blocks(&mut self) -> Result<(), KernelBackendError> {
+        let n = self.count_rules::<BlockExecKey>(q::BLOCK_EXEC)?;
+        let counter = q::EXEC_BLOCKS;
         let map = self
             .ebpf_mut()
             .map_mut(counter)
@@ -96,15 +106,7 @@ impl Kernel {
             source,
         };
         let mut a: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
-        a.set(0, &(n as u32), 0).map_err(err)
-    }
-
-    fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
-        self.count_rules::<[u8; 16]>(COROSYNC_DROP, agent_common::packet::COROSYNC_DROPS)
-    }
-
-    fn count_exec_blocks(&mut self) -> Result<(), KernelBackendError> {
-        self.count_rules::<BlockExecKey>(q::BLOCK_EXEC, q::EXEC_BLOCKS)
+        a.set(0, &n, 0).map_err(err)
     }
 
     /// The packet program on `iface`, dropping what the quarantine maps name there.

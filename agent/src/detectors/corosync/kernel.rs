@@ -13,24 +13,32 @@ use agent_common::corosync::{
     COROSYNC_EXEC, COROSYNC_HOT, COROSYNC_HOT_SLOTS, COROSYNC_MEMBER_COUNTS, COROSYNC_MEMBER_INDEX,
     COROSYNC_MEMBER_INDEX_SLOTS, COROSYNC_MEMBERS, COROSYNC_MEMBERS_CAPACITY, COROSYNC_PORTS,
     COROSYNC_SOURCES, COROSYNC_TOTALS, ENTRY_SHARED, HotSource, MemberCount, MemberEntry,
-    SourceCount, SourceKey, TOTAL_SLOTS, member_index,
+    SourceCount, SourceKey, TOTAL_NON_MEMBER, TOTAL_SLOTS, member_index,
 };
 use agent_common::maps::ExecWatchKey;
 use aya::maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues};
 
 use crate::kernel::{
     loader::{Kernel, LoadError},
-    maps::{set_array, sync_hash},
+    maps::sync_hash,
 };
 
 /// Counters of one source on one interface while it was (not) a member, summed over
 /// CPUs.
+#[derive(Debug)]
 pub struct SourceRow {
     pub addr: [u8; 16],
     pub ifindex: u32,
     pub member: bool,
     pub packets: u64,
     pub dropped: u64,
+}
+
+/// Which part of a [`Counters::read`] failed.
+#[derive(Debug)]
+pub enum ReadFailed {
+    Totals(MapError),
+    Sources(MapError),
 }
 
 /// Read handles, taken once (the maps outlive the guard's borrows).
@@ -45,11 +53,28 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// One reading: the totals, with the hot slots' packets added to the non-member
+    /// total (the program counts a packet it keeps in a hot slot there only), and the
+    /// rows of [`Counters::sources`]. The totals are read first: both parts only grow,
+    /// so the sum does too.
+    pub fn read(&mut self) -> Result<([u64; TOTAL_SLOTS as usize], Vec<SourceRow>), ReadFailed> {
+        let mut totals = self.totals().map_err(ReadFailed::Totals)?;
+        let (rows, hot) = self.sources_and_hot().map_err(ReadFailed::Sources)?;
+        totals[TOTAL_NON_MEMBER as usize] += hot;
+        Ok((totals, rows))
+    }
+
     /// Per (source, interface, membership): the hot slots, the per-source hash and the
     /// members' slots (a packet is counted in exactly one of them). An error (an array
     /// unreadable) means no sample this time: a partial one would make the sources left
     /// out look new, and their whole count one second's rate.
     pub fn sources(&mut self) -> Result<Vec<SourceRow>, MapError> {
+        Ok(self.sources_and_hot()?.0)
+    }
+
+    /// [`Counters::sources`], and the packets counted in hot slots.
+    fn sources_and_hot(&mut self) -> Result<(Vec<SourceRow>, u64), MapError> {
+        let mut hot = 0u64;
         let mut rows: BTreeMap<([u8; 16], u32, bool), (u64, u64)> = BTreeMap::new();
         for slot in 0..COROSYNC_HOT_SLOTS {
             let first = self.hot.get(&slot, 0)?;
@@ -78,6 +103,7 @@ impl Counters {
                     .or_default();
                 row.0 += h.count.packets;
                 row.1 += h.count.dropped;
+                hot += h.count.packets;
             }
         }
         // Iterating an LRU map that evicts meanwhile may restart and yield a key again:
@@ -103,7 +129,7 @@ impl Counters {
                 rows.entry((addr, c.ifindex, true)).or_default().0 += c.packets;
             }
         }
-        Ok(rows
+        let rows = rows
             .into_iter()
             .map(|((addr, ifindex, member), (packets, dropped))| SourceRow {
                 addr,
@@ -112,11 +138,13 @@ impl Counters {
                 packets,
                 dropped,
             })
-            .collect())
+            .collect();
+        Ok((rows, hot))
     }
 
-    /// The `TOTAL_*` slots, summed over CPUs.
-    pub fn totals(&self) -> Result<[u64; TOTAL_SLOTS as usize], MapError> {
+    /// The `TOTAL_*` slots as the program counts them, summed over CPUs (the
+    /// non-member total without the hot slots' packets: [`Counters::read`] adds them).
+    fn totals(&self) -> Result<[u64; TOTAL_SLOTS as usize], MapError> {
         let mut out = [0u64; TOTAL_SLOTS as usize];
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = self.totals.get(&(i as u32), 0)?.iter().sum();
@@ -134,11 +162,14 @@ impl Kernel {
         members: &BTreeMap<IpAddr, u32>,
         daemons: &[String],
     ) -> Result<(), LoadError> {
-        let mut bits = agent_common::packet::PortBits::default();
-        for &p in ports {
-            bits.set(p);
+        let mut fits = true;
+        self.write_net_config(|c| fits = c.set_cluster_ports(ports))?;
+        if !fits {
+            return Err(LoadError::Capacity {
+                name: agent_common::packet::NET_CONFIG,
+                capacity: agent_common::packet::CLUSTER_PORTS_MAX as u32,
+            });
         }
-        set_array(self, agent_common::packet::COROSYNC_PORT_BITS, 0, &bits)?;
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
         self.sync_members(slots, members)?;
@@ -502,6 +533,47 @@ mod test_run {
         kernel.write_ports([(1, lo)].into()).expect("ports");
     }
 
+    /// A cluster packet on an interface whose settings do not count cluster traffic is
+    /// not counted; with the shortcut (every attached interface counts) the settings are
+    /// not read and it is.
+    /// Needs root and the built eBPF object (`cargo xtask test` runs it so).
+    #[test]
+    fn a_cluster_packet_counts_where_the_interface_or_the_shortcut_says() {
+        let Some(mut kernel) = test_kernel(
+            "a_cluster_packet_counts_where_the_interface_or_the_shortcut_says",
+            true,
+        ) else {
+            return;
+        };
+        let slots = Arc::new(Mutex::new(MemberSlots::default()));
+        kernel
+            .sync_corosync(&[5405], &slots, &BTreeMap::new(), &[])
+            .expect("ports");
+        let arp_only = NetPort {
+            domain: 1,
+            flags: agent_common::packet::PORT_WATCH_ARP,
+            ..Default::default()
+        };
+        kernel.write_ports([(1, arp_only)].into()).expect("ports");
+        let src = IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1));
+        test_run(&mut kernel, &udp(src), 3);
+        let mut counters = kernel.corosync_counters(slots.clone()).expect("counters");
+        let (totals, rows) = counters.read().expect("read");
+        assert_eq!(
+            totals[TOTAL_NON_MEMBER as usize], 0,
+            "counted on an ARP-only interface"
+        );
+        assert!(rows.is_empty(), "{rows:?}");
+        kernel
+            .write_net_config(|c| c.every_port_counts_cluster = 1)
+            .expect("config");
+        test_run(&mut kernel, &udp(src), 2);
+        let (totals, rows) = counters.read().expect("read");
+        assert_eq!(totals[TOTAL_NON_MEMBER as usize], 2);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].packets, 2);
+    }
+
     /// 600 non-member sources (more than the 256 hot slots, so some share a slot and
     /// are counted in the LRU hash), a member alone in its index entry and a non-member
     /// sharing that entry, two members sharing one entry (the hash decides) and a
@@ -563,14 +635,26 @@ mod test_run {
             want,
             "per-source counts, read again"
         );
-        let totals = counters.totals().expect("totals");
+        let (totals, rows) = counters.read().expect("read");
+        assert_eq!(
+            by_source(rows),
+            want,
+            "per-source counts, read with the totals"
+        );
         assert_eq!(totals[TOTAL_MEMBER as usize], 5 + 3 + 2);
         let others: u64 = sends
             .iter()
             .filter(|s| !members.contains(&s.0))
             .map(|s| u64::from(s.1))
             .sum();
+        // The hot slots' packets (added by the agent) and the table's (counted by the
+        // program) make the non-member total: each packet once.
         assert_eq!(totals[TOTAL_NON_MEMBER as usize], others);
+        let raw = counters.totals().expect("totals");
+        assert!(
+            raw[TOTAL_NON_MEMBER as usize] < others,
+            "the program's own non-member total counts only packets outside the hot slots"
+        );
         assert_eq!(totals[TOTAL_UNTRACKED as usize], 0);
         // Both homes were used: the hot slots and, for sources whose slot was taken,
         // the LRU hash.
@@ -660,7 +744,7 @@ mod test_run {
         ]
         .into();
         assert_eq!(got, want);
-        let totals = counters.totals().expect("totals");
+        let (totals, _) = counters.read().expect("read");
         assert_eq!(totals[TOTAL_MEMBER as usize], 2 + 3 + 1 + 4 + 4 + 5 + 6 + 2);
         assert_eq!(totals[TOTAL_NON_MEMBER as usize], 1);
     }

@@ -22,7 +22,7 @@ use crate::{
         corosync::{
             CorosyncDetector, CorosyncFinding, Role, Sample,
             conf::{self, ClusterConf},
-            kernel::Counters,
+            kernel::{Counters, ReadFailed},
         },
     },
     kernel::metrics::ReadErrors,
@@ -413,10 +413,10 @@ impl Runtime {
             }
         }
         let counters = self.counters.as_mut().expect("set above");
-        let read = counters
-            .totals()
-            .map_err(|e| (TOTALS, e))
-            .and_then(|totals| Ok((totals, counters.sources().map_err(|e| (SOURCES, e))?)));
+        let read = counters.read().map_err(|e| match e {
+            ReadFailed::Totals(e) => (TOTALS, e),
+            ReadFailed::Sources(e) => (SOURCES, e),
+        });
         let Some((totals, rows)) = record_read(metrics, read) else {
             return;
         };
