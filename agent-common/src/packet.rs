@@ -44,8 +44,10 @@ pub const NET_CONFIG: &str = "NET_CONFIG";
 pub const CLUSTER_PORTS_MAX: usize = 16;
 
 /// What the packet program reads before any per-interface or per-source map. The agent
-/// writes it whole (one owner, `Kernel::write_net_config`), so a frame never sees one
-/// writer's half of an update.
+/// writes it whole from one place (`Kernel::write_net_config`), so its writers (the
+/// interfaces, the cluster counter, the quarantine) never overwrite each other's fields.
+/// The kernel copies an array update in place: a frame read meanwhile may see old and
+/// new fields mixed, which misjudges that one frame at most.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetConfig {
@@ -60,9 +62,7 @@ pub struct NetConfig {
     /// How many cluster-drop rules exist (the drop map is looked up only when there is
     /// one).
     pub cluster_drop_rules: u32,
-    /// 1 when every interface the program is attached to counts cluster traffic: the
-    /// interface's settings are then not looked up for a cluster packet.
-    pub every_port_counts_cluster: u32,
+    pub _pad: u32,
 }
 
 impl NetConfig {

@@ -70,6 +70,7 @@ fn port(ifindex: u32, flag: u32) -> Option<NetPort> {
 
 #[classifier]
 pub fn net_tc(ctx: TcContext) -> i32 {
+    // Entry 0 of a one-entry array always exists: this never passes a frame unseen.
     let Some(cfg) = NET_CONFIG.get(0) else {
         return TCX_NEXT;
     };
@@ -137,8 +138,7 @@ pub fn net_tc(ctx: TcContext) -> i32 {
 
 /// The ingress interface when the UDP datagram with its header at `l4` goes to a
 /// cluster port on an interface that counts cluster traffic: the port list is tested
-/// before anything else is read, and the interface's settings only when some interface
-/// the program is attached to does not count cluster traffic.
+/// before the interface's settings are read.
 #[inline(always)]
 fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Option<u32> {
     let dport = pkt.be16(l4 + 2)?;
@@ -146,9 +146,6 @@ fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Op
         return None;
     }
     let i = ifindex(ctx);
-    if cfg.every_port_counts_cluster != 0 {
-        return Some(i);
-    }
     port(i, PORT_WATCH_COROSYNC).map(|_| i)
 }
 

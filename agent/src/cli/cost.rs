@@ -147,10 +147,7 @@ pub fn run(config: &Config, json: bool) -> i32 {
             &[(MEMBER.into(), 7)].into(),
             &[],
         )
-        .and_then(|()| kernel.write_ports([(1, lo)].into()))
-        // As on a host where every interface the program is on counts cluster traffic
-        // (the default: corosync watches every interface but lo, ARP a subset).
-        .and_then(|()| kernel.write_net_config(|c| c.every_port_counts_cluster = 1));
+        .and_then(|()| kernel.write_ports([(1, lo)].into()));
     if let Err(e) = settings {
         eprintln!("nodeward check --packet-cost: {e}");
         return 1;

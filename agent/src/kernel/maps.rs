@@ -43,7 +43,6 @@ where
     Ok(())
 }
 
-/// Set slot `index` of array map `name` to `value`.
 impl Kernel {
     /// Change the packet program's settings (`NET_CONFIG`) with `change` and write them
     /// whole: the one writer of that value, so the quarantine's, the cluster counter's
@@ -60,6 +59,7 @@ impl Kernel {
     }
 }
 
+/// Set slot `index` of array map `name` to `value`.
 fn set_array<V: aya::Pod>(
     kernel: &mut Kernel,
     name: &'static str,

@@ -94,21 +94,8 @@ impl Kernel {
             .collect();
         wanted.sort();
         wanted.dedup();
-        // Before the program goes on an interface that does not count cluster traffic,
-        // cluster packets go back to reading their interface's settings.
-        let shortcut_off = if self.net_config.every_port_counts_cluster != 0
-            && wanted.iter().any(|w| !corosync.contains(w))
-        {
-            self.write_net_config(|c| c.every_port_counts_cluster = 0)
-                .err()
-        } else {
-            None
-        };
         let sync = self.sync_tc(NET_TC, wanted, links);
         let mut new_errors = sync.new_errors;
-        if let Some(e) = shortcut_off {
-            new_errors.push(format!("packet program settings not written: {e}"));
-        }
         let on = self.tc_attached.get(NET_TC).cloned().unwrap_or_default();
         let mut ports = BTreeMap::new();
         for (name, ifindex) in &on {
@@ -186,34 +173,10 @@ impl Kernel {
             .values()
             .filter(|p| p.flags & PORT_QUARANTINE != 0)
             .count() as u32;
-        // Every interface the program is on counts cluster traffic (so a cluster
-        // packet's interface settings need not be read): each attachment has settings
-        // that say so.
-        let every = every_port_counts_cluster(self.tc_attached.get(NET_TC), &ports);
-        self.write_net_config(|c| {
-            c.quarantine_ports = quarantined;
-            c.every_port_counts_cluster = every as u32;
-        })?;
+        self.write_net_config(|c| c.quarantine_ports = quarantined)?;
         self.packet_ports = ports;
         Ok(())
     }
-}
-
-/// Whether every interface in `attached` (name -> ifindex) has settings in `ports` that
-/// count cluster traffic (and there is one): then a cluster packet's interface settings
-/// need not be read.
-fn every_port_counts_cluster(
-    attached: Option<&BTreeMap<String, u32>>,
-    ports: &BTreeMap<u32, NetPort>,
-) -> bool {
-    attached.is_some_and(|on| {
-        !on.is_empty()
-            && on.values().all(|i| {
-                ports
-                    .get(i)
-                    .is_some_and(|p| p.flags & PORT_WATCH_COROSYNC != 0)
-            })
-    })
 }
 
 /// `config` with only the packet program's detectors on, watching loopback (where a
@@ -267,33 +230,4 @@ pub fn test_run(kernel: &mut Kernel, frame: &[u8], repeat: u32) -> i32 {
         ..TestRunOptions::new()
     };
     prog.test_run(opts).expect("BPF_PROG_TEST_RUN").return_value as i32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn port(flags: u32) -> NetPort {
-        NetPort {
-            domain: 1,
-            flags,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn the_cluster_shortcut_holds_only_when_every_attached_interface_counts() {
-        let on: BTreeMap<String, u32> = [("br0".into(), 3), ("tap1".into(), 4)].into();
-        let both = PORT_WATCH_ARP | PORT_WATCH_COROSYNC;
-        let all: BTreeMap<u32, NetPort> = [(3, port(both)), (4, port(PORT_WATCH_COROSYNC))].into();
-        assert!(every_port_counts_cluster(Some(&on), &all));
-        let arp_only: BTreeMap<u32, NetPort> = [(3, port(both)), (4, port(PORT_WATCH_ARP))].into();
-        assert!(!every_port_counts_cluster(Some(&on), &arp_only));
-        // An attachment without settings (not written yet, or not a link the agent
-        // knows) does not count, so the shortcut is off.
-        let missing: BTreeMap<u32, NetPort> = [(3, port(both))].into();
-        assert!(!every_port_counts_cluster(Some(&on), &missing));
-        assert!(!every_port_counts_cluster(Some(&BTreeMap::new()), &all));
-        assert!(!every_port_counts_cluster(None, &all));
-    }
 }

@@ -38,6 +38,8 @@ pub enum KernelBackendError {
     Interface { iface: String, reason: String },
     #[error("the {0} program is not attached")]
     NotAttached(&'static str),
+    #[error("packet program settings: {0}")]
+    Settings(#[source] LoadError),
 }
 
 impl KernelBackendError {
@@ -88,10 +90,7 @@ impl Kernel {
     fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
         let n = self.count_rules::<[u8; 16]>(COROSYNC_DROP)?;
         self.write_net_config(|c| c.cluster_drop_rules = n)
-            .map_err(|e| match e {
-                LoadError::Map { name, source } => KernelBackendError::Map { name, source },
-                _ => KernelBackendError::MissingMap(agent_common::packet::NET_CONFIG),
-            })
+            .map_err(KernelBackendError::Settings)
     }
 
     fn count_exec_blocks(&mut self) -> Result<(), KernelBackendError> {

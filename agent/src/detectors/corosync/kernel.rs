@@ -162,14 +162,15 @@ impl Kernel {
         members: &BTreeMap<IpAddr, u32>,
         daemons: &[String],
     ) -> Result<(), LoadError> {
-        let mut fits = true;
-        self.write_net_config(|c| fits = c.set_cluster_ports(ports))?;
-        if !fits {
+        if ports.len() > agent_common::packet::CLUSTER_PORTS_MAX {
             return Err(LoadError::Capacity {
                 name: agent_common::packet::NET_CONFIG,
                 capacity: agent_common::packet::CLUSTER_PORTS_MAX as u32,
             });
         }
+        self.write_net_config(|c| {
+            c.set_cluster_ports(ports);
+        })?;
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
         self.sync_members(slots, members)?;
@@ -533,14 +534,13 @@ mod test_run {
         kernel.write_ports([(1, lo)].into()).expect("ports");
     }
 
-    /// A cluster packet on an interface whose settings do not count cluster traffic is
-    /// not counted; with the shortcut (every attached interface counts) the settings are
-    /// not read and it is.
+    /// A cluster packet on an interface whose settings do not count cluster traffic (an
+    /// ARP-only one) is not counted; once they do, it is.
     /// Needs root and the built eBPF object (`cargo xtask test` runs it so).
     #[test]
-    fn a_cluster_packet_counts_where_the_interface_or_the_shortcut_says() {
+    fn a_cluster_packet_counts_only_where_the_interface_says() {
         let Some(mut kernel) = test_kernel(
-            "a_cluster_packet_counts_where_the_interface_or_the_shortcut_says",
+            "a_cluster_packet_counts_only_where_the_interface_says",
             true,
         ) else {
             return;
@@ -564,9 +564,11 @@ mod test_run {
             "counted on an ARP-only interface"
         );
         assert!(rows.is_empty(), "{rows:?}");
-        kernel
-            .write_net_config(|c| c.every_port_counts_cluster = 1)
-            .expect("config");
+        let counting = NetPort {
+            flags: agent_common::packet::PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
+            ..arp_only
+        };
+        kernel.write_ports([(1, counting)].into()).expect("ports");
         test_run(&mut kernel, &udp(src), 2);
         let (totals, rows) = counters.read().expect("read");
         assert_eq!(totals[TOTAL_NON_MEMBER as usize], 2);
