@@ -25,7 +25,9 @@ pub const COROSYNC_SOURCES_CAPACITY: u32 = 4096;
 /// counted in the slot its key hashes to ([`hot_slot`]) when that slot is free or
 /// already its own — one array lookup instead of an LRU hash update. The first source
 /// to hash to a slot keeps it for the agent's lifetime (never evicted, so its counts
-/// only grow); a source whose slot another holds is counted in [`COROSYNC_SOURCES`].
+/// only grow: the non-member total relies on it, see [`TOTAL_NON_MEMBER`]; a change
+/// that frees slots must fold their counts in first); a source whose slot another holds
+/// is counted in [`COROSYNC_SOURCES`].
 /// A source's count is its slot's plus its hash entry's, summed over CPUs.
 pub const COROSYNC_HOT: &str = "COROSYNC_HOT";
 pub const COROSYNC_HOT_SLOTS: u32 = 256;

@@ -62,6 +62,8 @@ pub struct NetConfig {
     /// How many cluster-drop rules exist (the drop map is looked up only when there is
     /// one).
     pub cluster_drop_rules: u32,
+    /// Explicit, so the value is a multiple of 8 bytes (the kernel rounds an array
+    /// value up to 8) with no byte left undefined.
     pub _pad: u32,
 }
 

@@ -10,10 +10,12 @@
 
 use agent_common::{
     corosync::{Words, v4_words},
+    event::kind,
     packet::{
         NET_PORTS_CAPACITY, NET_PORTS_HIGH_CAPACITY, NetConfig, NetPort, PORT_QUARANTINE,
         PORT_WATCH_ARP, PORT_WATCH_COROSYNC,
     },
+    stats,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -24,7 +26,9 @@ use aya_ebpf::{
 };
 
 use crate::{
-    arp, corosync,
+    arp,
+    common::count,
+    corosync,
     frame::{self, Packet},
     quarantine,
 };
@@ -70,8 +74,10 @@ fn port(ifindex: u32, flag: u32) -> Option<NetPort> {
 
 #[classifier]
 pub fn net_tc(ctx: TcContext) -> i32 {
-    // Entry 0 of a one-entry array always exists: this never passes a frame unseen.
     let Some(cfg) = NET_CONFIG.get(0) else {
+        // Entry 0 of a one-entry array always exists; a frame passed unseen is counted
+        // if it ever does not.
+        count(kind::ARP, stats::READ_ERROR);
         return TCX_NEXT;
     };
     // A quarantine's drops first: a dropped frame is not observed.

@@ -1,5 +1,6 @@
 //! Writing the programs' maps from the agent: a hash made to hold exactly a set of
-//! entries, and one array slot set.
+//! entries, one array slot set, and the packet program's settings (`NET_CONFIG`),
+//! written whole by their one writer.
 
 use aya::maps::{Array, HashMap as BpfHashMap};
 

@@ -68,6 +68,7 @@ impl Counters {
     /// members' slots (a packet is counted in exactly one of them). An error (an array
     /// unreadable) means no sample this time: a partial one would make the sources left
     /// out look new, and their whole count one second's rate.
+    #[cfg(test)]
     pub fn sources(&mut self) -> Result<Vec<SourceRow>, MapError> {
         Ok(self.sources_and_hot()?.0)
     }
@@ -162,15 +163,14 @@ impl Kernel {
         members: &BTreeMap<IpAddr, u32>,
         daemons: &[String],
     ) -> Result<(), LoadError> {
-        if ports.len() > agent_common::packet::CLUSTER_PORTS_MAX {
+        let mut next = self.net_config;
+        if !next.set_cluster_ports(ports) {
             return Err(LoadError::Capacity {
-                name: agent_common::packet::NET_CONFIG,
+                name: COROSYNC_PORTS,
                 capacity: agent_common::packet::CLUSTER_PORTS_MAX as u32,
             });
         }
-        self.write_net_config(|c| {
-            c.set_cluster_ports(ports);
-        })?;
+        self.write_net_config(|c| *c = next)?;
         let ports: Vec<(u16, u32)> = ports.iter().map(|&p| (p, 1)).collect();
         sync_hash(self, COROSYNC_PORTS, &ports)?;
         self.sync_members(slots, members)?;
