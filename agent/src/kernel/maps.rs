@@ -61,7 +61,7 @@ impl Kernel {
 }
 
 /// Set slot `index` of array map `name` to `value`.
-fn set_array<V: aya::Pod>(
+pub(crate) fn set_array<V: aya::Pod>(
     kernel: &mut Kernel,
     name: &'static str,
     index: u32,

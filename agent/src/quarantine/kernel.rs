@@ -10,6 +10,7 @@ use aya::maps::HashMap as BpfHashMap;
 use super::{Backend, Quarantine, Target};
 use crate::kernel::{
     loader::{Kernel, LoadError},
+    maps::set_array,
     owner::Handle,
 };
 
@@ -38,8 +39,19 @@ pub enum KernelBackendError {
     Interface { iface: String, reason: String },
     #[error("the {0} program is not attached")]
     NotAttached(&'static str),
-    #[error("packet program settings: {0}")]
-    Settings(#[source] LoadError),
+    #[error(transparent)]
+    Load(LoadError),
+}
+
+/// A map write through the agent's map helpers: the same kinds as this engine's own.
+impl From<LoadError> for KernelBackendError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::MissingMap(name) => KernelBackendError::MissingMap(name),
+            LoadError::Map { name, source } => KernelBackendError::Map { name, source },
+            other => KernelBackendError::Load(other),
+        }
+    }
 }
 
 impl KernelBackendError {
@@ -89,23 +101,12 @@ impl Kernel {
 
     fn count_cluster_drops(&mut self) -> Result<(), KernelBackendError> {
         let n = self.count_rules::<[u8; 16]>(COROSYNC_DROP)?;
-        self.write_net_config(|c| c.cluster_drop_rules = n)
-            .map_err(KernelBackendError::Settings)
+        Ok(self.write_net_config(|c| c.cluster_drop_rules = n)?)
     }
 
     fn count_exec_blocks(&mut self) -> Result<(), KernelBackendError> {
         let n = self.count_rules::<BlockExecKey>(q::BLOCK_EXEC)?;
-        let counter = q::EXEC_BLOCKS;
-        let map = self
-            .ebpf_mut()
-            .map_mut(counter)
-            .ok_or(KernelBackendError::MissingMap(counter))?;
-        let err = |source| KernelBackendError::Map {
-            name: counter,
-            source,
-        };
-        let mut a: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map).map_err(err)?;
-        a.set(0, &n, 0).map_err(err)
+        Ok(set_array(self, q::EXEC_BLOCKS, 0, &n)?)
     }
 
     /// The packet program on `iface`, dropping what the quarantine maps name there.
