@@ -19,6 +19,7 @@ use crate::{
 
 pub mod agent;
 mod auditd;
+mod hook;
 mod stats;
 mod workloads;
 
@@ -31,16 +32,21 @@ pub use workloads::{udp_recv, udp_send};
 /// How many times longer a build or an unpack run lasts than the others.
 const LONG: f64 = 3.0;
 
-/// The three runs of a pair.
+/// The runs of a pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Side {
     Without,
     Agent,
     Auditd,
+    /// The packet workloads only: an empty TC program on the agent's interfaces, no
+    /// agent (the kernel's hook alone).
+    Hook,
 }
 
-/// The order of pair `pair`'s runs: the six orders in turn.
-fn pair_order(pair: usize) -> [Side; 3] {
+/// The order of pair `pair`'s runs: for three sides the six orders in turn; with the
+/// hook's side, the four rows of a balanced Latin square (each side once in each
+/// position, and each side right after each other side once).
+fn pair_order(pair: usize, hook: bool) -> &'static [Side] {
     use Side::*;
     const ORDERS: [[Side; 3]; 6] = [
         [Without, Agent, Auditd],
@@ -50,7 +56,17 @@ fn pair_order(pair: usize) -> [Side; 3] {
         [Agent, Without, Auditd],
         [Auditd, Agent, Without],
     ];
-    ORDERS[(pair - 1) % 6]
+    const WITH_HOOK: [[Side; 4]; 4] = [
+        [Without, Agent, Hook, Auditd],
+        [Agent, Auditd, Without, Hook],
+        [Auditd, Hook, Agent, Without],
+        [Hook, Without, Auditd, Agent],
+    ];
+    if hook {
+        &WITH_HOOK[(pair - 1) % 4]
+    } else {
+        &ORDERS[(pair - 1) % 6]
+    }
 }
 
 /// One workload: runs for `secs` and returns operations done.
@@ -64,6 +80,8 @@ struct Workload {
     /// A run lasts this many times `secs`: the real-work workloads (a build, an unpack)
     /// do few, uneven operations per second and need longer windows to settle.
     length: f64,
+    /// A packet workload: its pairs also run with an empty TC program and no agent.
+    hook: bool,
 }
 
 pub fn machine() -> String {
@@ -96,6 +114,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.99,
             what: "getpid(2) in a tight loop: the slow-path canary (any syscall tracepoint, or audit once enabled on the boot, puts the syscalls of processes on the slow path)",
             length: 1.0,
+            hook: false,
             run: |s| workloads::getpid_loop(s).map(workloads::Ops::whole),
         },
         Workload {
@@ -104,6 +123,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.97,
             what: "open(2)+close of a non-secret file",
             length: 1.0,
+            hook: false,
             run: |s| workloads::open_loop(s).map(workloads::Ops::whole),
         },
         Workload {
@@ -112,6 +132,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.98,
             what: "fork + exec of /bin/true (sched_process_exec programs, fork/exit, cap_capable)",
             length: 1.0,
+            hook: false,
             run: |s| workloads::exec_loop(s).map(workloads::Ops::whole),
         },
         Workload {
@@ -120,6 +141,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.99,
             what: "`make -j2` of zlib's static library (Debian's zlib source), clean each round",
             length: LONG,
+            hook: false,
             run: |s| workloads::build_loop(s).map(workloads::Ops::whole),
         },
         Workload {
@@ -128,6 +150,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.99,
             what: "unpacking zlib's source tarball (tar + bzip2, ~300 files) into tmpfs",
             length: LONG,
+            hook: false,
             run: |s| workloads::tar_loop(s).map(workloads::Ops::whole),
         },
         Workload {
@@ -136,6 +159,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.97,
             what: "80-byte UDP to port 5405 across a bridge, from a source outside the nodelist, as fast as one sender goes, received by a socket as corosync receives its ring's traffic: the packet program's heaviest common path (counted per source)",
             length: 1.0,
+            hook: true,
             run: workloads::udp_loop,
         },
         Workload {
@@ -144,6 +168,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.97,
             what: "80-byte UDP to port 9 across the same bridge, received the same way: ordinary traffic, which the packet program parses and passes",
             length: 1.0,
+            hook: true,
             run: workloads::udp_plain_loop,
         },
         Workload {
@@ -152,6 +177,7 @@ fn workload_list() -> [Workload; 8] {
             target: 0.97,
             what: "the `udp` datagrams with nothing listening: every one freed as a drop (no socket), so the martian filter on kfree_skb runs for each as well (a flood at a closed port)",
             length: 1.0,
+            hook: true,
             run: workloads::udp_drop_loop,
         },
     ]
@@ -252,14 +278,16 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let mut per_prog = ProgStats::new();
         let (mut rss, mut maps) = (0, 0);
         let mut auditd_error = audit.skipped.clone();
+        let mut hook_error: Option<String> = None;
         for w in workloads.iter().copied() {
             let (mut without, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+            let mut hooked = Vec::new();
             for pair in 1..=pairs {
                 // The three runs of a pair in an order that changes from pair to pair
                 // (all six orders in turn), so neither drift nor a position's own effect
                 // (the run right after the agent or auditd stops) favours one side.
-                let (mut base, mut with, mut aud) = (0.0, 0.0, None);
-                for side in pair_order(pair) {
+                let (mut base, mut with, mut aud, mut hook) = (0.0, 0.0, None, None);
+                for &side in pair_order(pair, w.hook) {
                     match side {
                         Side::Without => {
                             step(&format!(
@@ -293,6 +321,20 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                             }
                         }
                         Side::Auditd => {}
+                        Side::Hook if hook_error.is_none() => {
+                            step(&format!(
+                                "{} pair {pair}/{pairs}: with an empty TC program, no agent",
+                                w.name
+                            ));
+                            match hook::EmptyHook::attach(&workloads::TC_INTERFACES) {
+                                Ok(attached) => {
+                                    hook = Some(rate(w.name, secs * w.length)?);
+                                    drop(attached);
+                                }
+                                Err(e) => hook_error = Some(format!("{e:#}")),
+                            }
+                        }
+                        Side::Hook => {}
                     }
                 }
                 without.push(base);
@@ -300,6 +342,9 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                 // Pairs stay aligned: once auditd fails it is not run again.
                 if let Some(v) = aud {
                     theirs.push(v / base);
+                }
+                if let Some(v) = hook {
+                    hooked.push(v / base);
                 }
             }
             // Where the cost comes from: the agent with one detector off at a time
@@ -342,13 +387,14 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             };
             let verdict = verdict(&ours, &theirs, w.target);
             rows.push(format!(
-                "| {} | {:.0} {} | {:.1} % | {} | {} | ≥ {:.2} | {} | {} |",
+                "| {} | {:.0} {} | {:.1} % | {} | {} | {} | ≥ {:.2} | {} | {} |",
                 w.name,
                 base,
                 w.unit,
                 100.0 * noise,
                 fmt_ratio(&ours),
                 fmt_ratio(&theirs),
+                fmt_ratio(&hooked),
                 w.target,
                 verdict,
                 w.what
@@ -374,17 +420,21 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             None => "auditd: started for each of its runs with an execve rule, reboot/kexec syscall rules and read/write watches on the secret files present (comparable coverage), torn down after each".to_string(),
             Some(why) => format!("auditd: {why}"),
         };
+        let hook_line = match &hook_error {
+            None => "empty TC program (packet workloads): `return TCX_NEXT`, attached with tcx at ingress on the bench bridge and its two ports (where the agent's packet program goes here), no agent: the kernel's TC hook alone, the floor under the agent's packet ratios".to_string(),
+            Some(why) => format!("empty TC program: not run ({why})"),
+        };
         let audit_runs = match &audit.quiet {
             Ok(()) => "outside\nauditd's runs audit is off and a `task,never` rule keeps new processes off audit's\nsyscall path (once audit has been enabled on a boot, the kernel otherwise puts every\nprocess forked later on it, auditd running or not).".to_string(),
             Err(why) => format!("audit was\nleft as found ({why}): if it was ever enabled on this boot, every run's processes\ntake audit's syscall path."),
         };
         let long = secs * LONG;
-        let table_head = "| workload | without agent (median) | noise | nodeward ratio | auditd ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|";
+        let table_head = "| workload | without agent (median) | noise | nodeward ratio | auditd ratio | empty TC program ratio | target | verdict | what it exercises |\n|---|---|---|---|---|---|---|---|---|";
         let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
         let names = names.join(",");
         let machine = machine();
         let focused = format!(
-            "## Focused run: {names}, {pairs} pairs, {secs} s runs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --secs {secs} --record`: the\nmeasurement of the first table, with more pairs on the workloads it names for a tighter\nnotch ({secs} s runs, {long} s for build and tar). It has its own date: compare it with the\nfirst table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n\n{table_head}\n{}\n{}",
+            "## Focused run: {names}, {pairs} pairs, {secs} s runs\n\nWritten by `cargo xtask bench --only {names} --pairs {pairs} --secs {secs} --record`: the\nmeasurement of the first table, with more pairs on the workloads it names for a tighter\nnotch ({secs} s runs, {long} s for build and tar). It has its own date: compare it with the\nfirst table's before reading one against the other.\n\n- machine: {}\n- date: {date}\n- {auditd_line}\n- {hook_line}\n\n{table_head}\n{}\n{}",
             machine,
             rows.join("\n"),
             if decomposition.is_empty() {
@@ -399,7 +449,9 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let text = format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
 Each workload runs in {pairs} interleaved pairs (without the agent, with it, and with auditd when it runs: the\n\
-order changes from pair to pair, the six orders in turn, each twice in 12 pairs),\n\
+order changes from pair to pair, the six orders in turn, each twice in 12 pairs; the packet\n\
+workloads add a run with an empty TC program and no agent, in the four orders of a\n\
+balanced Latin square),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost).\n\
 Each run's workload is a process started for that run, after its side's setup; {audit_runs} The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
@@ -409,7 +461,7 @@ this run\" when the median lies closer to the target than its own uncertainty (M
 notch: 1.58 × the ratios' interquartile range ÷ √pairs), whether met or missed. Against\n\
 auditd (run in the same pairs, against the same run without either) the verdict is on\n\
 the difference of the two ratios within each pair, with the same rule.\n\n\
-- machine: {}\n- date: {date}\n- {auditd_line}\n\n\
+- machine: {}\n- date: {date}\n- {auditd_line}\n- {hook_line}\n\n\
 {table_head}\n{}\n\n\
 Where the cost comes from: the agent with one detector switched off at a time, one run each,\n\
 ratio against the same median without the agent (a detector whose removal raises the ratio\n\
@@ -518,10 +570,36 @@ mod tests {
     fn every_side_takes_every_position_as_often_over_six_pairs() {
         for side in [Side::Without, Side::Agent, Side::Auditd] {
             for pos in 0..3 {
-                let n = (1..=6).filter(|&p| pair_order(p)[pos] == side).count();
+                let n = (1..=6)
+                    .filter(|&p| pair_order(p, false)[pos] == side)
+                    .count();
                 assert_eq!(n, 2, "{side:?} at position {pos}");
             }
         }
-        assert_eq!(pair_order(7), pair_order(1));
+        assert_eq!(pair_order(7, false), pair_order(1, false));
+    }
+
+    #[test]
+    fn with_the_hook_every_side_takes_every_position_and_follows_every_other_once() {
+        let sides = [Side::Without, Side::Agent, Side::Auditd, Side::Hook];
+        for side in sides {
+            for pos in 0..4 {
+                let n = (1..=4)
+                    .filter(|&p| pair_order(p, true)[pos] == side)
+                    .count();
+                assert_eq!(n, 1, "{side:?} at position {pos}");
+            }
+            for before in sides.iter().filter(|&&b| b != side) {
+                let n = (1..=4)
+                    .filter(|&p| {
+                        pair_order(p, true)
+                            .windows(2)
+                            .any(|w| w[0] == *before && w[1] == side)
+                    })
+                    .count();
+                assert_eq!(n, 1, "{side:?} right after {before:?}");
+            }
+        }
+        assert_eq!(pair_order(5, true), pair_order(1, true));
     }
 }

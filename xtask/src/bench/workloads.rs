@@ -62,6 +62,10 @@ const NS_B: &str = "nwbench-b";
 const BR: &str = "nwbenchbr";
 const IP_B: &str = "10.213.99.2";
 
+/// The interfaces the agent's packet program takes in the bench network (the bridge and
+/// its ports), where the bench's empty TC program goes on its side of a pair.
+pub const TC_INTERFACES: [&str; 3] = [BR, HOSTS[0].1, HOSTS[1].1];
+
 const HOSTS: [crate::lab::Host; 2] = [
     (NS_A, "nwbenchpa", "10.213.99.1"),
     (NS_B, "nwbenchpb", IP_B),
@@ -71,9 +75,18 @@ const HOSTS: [crate::lab::Host; 2] = [
 /// neighbour entry for the other: an entry left to age goes stale every 15–45 s, and
 /// while it is stale, delayed or probed every datagram takes the kernel's slow
 /// resolving output (measured here: +7 % of a packet's cost), in whichever side's run
-/// that happens to fall.
+/// that happens to fall. The bridge's forwarding entries are static for the same
+/// reason: the receiving namespace sends nothing in most workloads, so a learned entry
+/// for it would age out after 5 minutes and every datagram after that would be flooded
+/// as unknown unicast instead of forwarded.
 pub fn net_up() -> Result<()> {
     crate::lab::up(BR, &HOSTS)?;
+    for (ns, port, _) in HOSTS {
+        let mac = crate::lab::mac(ns)?;
+        crate::lab::sh(&[
+            "bridge", "fdb", "replace", &mac, "dev", port, "master", "static",
+        ])?;
+    }
     for (ns, _, _) in HOSTS {
         for (peer, _, peer_ip) in HOSTS.iter().filter(|h| h.0 != ns) {
             let mac = crate::lab::mac(peer)?;
