@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod session;
 pub mod tcp_reset;
 pub mod window;
+pub mod worker;
 
 use agent_common::{
     Detector, cstr_bytes,

@@ -24,6 +24,7 @@ use crate::{
             conf::{self, ClusterConf},
             kernel::{Counters, ReadFailed},
         },
+        worker::Worker,
     },
     kernel::metrics::ReadErrors,
     quarantine::kernel::Guard,
@@ -68,12 +69,9 @@ pub struct Runtime {
     slots: std::sync::Arc<std::sync::Mutex<super::kernel::MemberSlots>>,
     role_tx: watch::Sender<Option<Role>>,
     findings: mpsc::Sender<Finding>,
-    /// The file is read on a blocking thread (it may live on pmxcfs, which hangs with
-    /// the cluster): the read in flight, and when it started.
-    read: Option<(
-        std::sync::mpsc::Receiver<std::io::Result<String>>,
-        std::time::Instant,
-    )>,
+    /// The file is read on its own thread (it may live on pmxcfs, which hangs with the
+    /// cluster).
+    read: Worker<std::io::Result<String>>,
     slow_read_reported: bool,
 }
 
@@ -159,42 +157,28 @@ impl Runtime {
             slots: Default::default(),
             role_tx,
             findings,
-            read: None,
+            read: {
+                let path = config.detectors.corosync.config.clone();
+                Worker::new("corosync-conf", move || std::fs::read_to_string(&path))
+            },
             slow_read_reported: false,
         }
     }
 
     /// The latest read of the file, waiting at most `wait` for one in flight.
     fn read_file(&mut self, wait: std::time::Duration) -> Polled {
-        if self.read.is_none() {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let path = self.path();
-            // A plain thread, not the runtime's blocking pool: a read stuck on a hung
-            // file system must not keep the agent from exiting.
-            let spawned = std::thread::Builder::new()
-                .name("corosync-conf".into())
-                .spawn(move || {
-                    let _ = tx.send(std::fs::read_to_string(path));
-                });
-            if let Err(e) = spawned {
-                return Polled::Read(Err(e));
-            }
-            self.read = Some((rx, std::time::Instant::now()));
+        if let Err(e) = self.read.start() {
+            return Polled::Read(Err(e));
         }
-        let (rx, since) = self.read.as_ref().expect("set above");
-        let got = if wait.is_zero() {
-            rx.try_recv().ok()
-        } else {
-            rx.recv_timeout(wait).ok()
-        };
-        match got {
+        match self.read.result(wait) {
             Some(r) => {
-                self.read = None;
                 self.slow_read_reported = false;
                 Polled::Read(r)
             }
             None => {
-                if since.elapsed() > std::time::Duration::from_secs(5) && !self.slow_read_reported {
+                if self.read.busy_for() > Some(std::time::Duration::from_secs(5))
+                    && !self.slow_read_reported
+                {
                     warn!(detector = "corosync", file = %self.path().display(), "reading the cluster configuration takes longer than 5 s (a hung file system such as pmxcfs?); keeping the last one");
                     self.slow_read_reported = true;
                 }

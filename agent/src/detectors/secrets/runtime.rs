@@ -13,6 +13,7 @@ use crate::{
     config::{Config, Mode},
     detectors::metrics::Metrics,
     detectors::secrets::SecretFinding,
+    detectors::worker::Worker,
     kernel::owner::Handle,
     quarantine::kernel::Guard,
     quarantine::{ActionKind, Outcome, Request, Target, Trigger},
@@ -91,26 +92,23 @@ pub fn sync_inodes(kernel: &Handle, wanted: Vec<(InodeKey, InodeWatch)>, metrics
     }
 }
 
-/// The walk of one configured entry, on its own thread.
+/// The walks of one configured entry, on its own thread.
 struct EntryWalk {
-    result: Option<std::sync::mpsc::Receiver<Vec<(InodeKey, InodeWatch)>>>,
-    started: std::time::Instant,
+    worker: Worker<Vec<(InodeKey, InodeWatch)>>,
     warned: bool,
     /// What the last finished walk found (kept while a new one hangs).
     last: Vec<(InodeKey, InodeWatch)>,
 }
 
 /// Every second, the secret files present. Each configured entry is walked on its own
-/// plain thread (not the runtime's blocking pool, so a thread stuck on a hung file
-/// system never keeps the agent from exiting): /etc/pve is pmxcfs, a FUSE file system
-/// that hangs when the cluster does, and neither the run loop nor the other entries
-/// may hang with it. An entry whose walk has not returned gets no second walk, keeps
-/// its last result, and is reported once after 5 s.
+/// long-lived thread (a [`Worker`]): /etc/pve is pmxcfs, a FUSE file system that hangs
+/// when the cluster does, and neither the run loop nor the other entries may hang with
+/// it. An entry whose walk has not returned gets no second walk, keeps its last result,
+/// and is reported once after 5 s.
 pub async fn scan(
     mut config: tokio::sync::watch::Receiver<std::sync::Arc<Config>>,
     out: tokio::sync::mpsc::Sender<Vec<(InodeKey, InodeWatch)>>,
 ) {
-    use std::sync::mpsc::TryRecvError;
     let mut walks: std::collections::HashMap<(usize, std::path::PathBuf), EntryWalk> =
         Default::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -132,50 +130,31 @@ pub async fn scan(
         walks.retain(|k, _| entries.contains(k));
         for (i, path) in entries {
             let w = walks.entry((i, path.clone())).or_insert_with(|| EntryWalk {
-                result: None,
-                started: std::time::Instant::now(),
+                worker: Worker::new("secrets-scan", move || present_entry(i, &path)),
                 warned: false,
                 last: Vec::new(),
             });
-            if w.result.is_some() {
-                continue;
-            }
-            let (tx, rx) = std::sync::mpsc::channel();
-            let spawned = std::thread::Builder::new()
-                .name("secrets-scan".into())
-                .spawn(move || {
-                    let _ = tx.send(present_entry(i, &path));
-                });
-            match spawned {
-                Ok(_) => {
-                    w.result = Some(rx);
-                    w.started = std::time::Instant::now();
-                }
-                Err(e) => {
-                    error!(detector = "secrets", error = %e, "cannot start the secret file listing")
-                }
+            if let Err(e) = w.worker.start() {
+                error!(detector = "secrets", error = %e, "cannot start the secret file listing")
             }
         }
         // Most walks take microseconds: collect what finished within a short grace.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         for ((_, path), w) in walks.iter_mut() {
-            let Some(rx) = &w.result else { continue };
-            match rx.try_recv() {
-                Ok(found) => {
+            match w.worker.result(std::time::Duration::ZERO) {
+                Some(found) => {
                     if w.warned {
                         info!(detector = "secrets", path = %path.display(), "secret path answers again");
                     }
                     w.last = found;
-                    w.result = None;
                     w.warned = false;
                 }
-                Err(TryRecvError::Empty) => {
-                    if !w.warned && w.started.elapsed() > std::time::Duration::from_secs(5) {
+                None => {
+                    if !w.warned && w.worker.busy_for() > Some(std::time::Duration::from_secs(5)) {
                         warn!(detector = "secrets", path = %path.display(), "listing this secret path takes longer than 5 s (a hung file system such as pmxcfs?); its files keep their last known inodes, the other paths are watched as usual");
                         w.warned = true;
                     }
                 }
-                Err(TryRecvError::Disconnected) => w.result = None,
             }
         }
         let mut found: Vec<(InodeKey, InodeWatch)> = walks
