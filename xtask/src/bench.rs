@@ -43,10 +43,11 @@ enum Side {
     Hook,
 }
 
-/// The order of pair `pair`'s runs: for three sides the six orders in turn; with the
-/// hook's side, the four rows of a balanced Latin square (each side once in each
-/// position, and each side right after each other side once).
-fn pair_order(pair: usize, hook: bool) -> &'static [Side] {
+/// The order of pair `pair`'s runs, balanced over the sides that run: for three sides
+/// the six orders in turn (the third being auditd, or the hook's side when auditd does
+/// not run); with all four, the four rows of a balanced Latin square (each side once in
+/// each position, and each side right after each other side once).
+fn pair_order(pair: usize, hook: bool, auditd: bool) -> Vec<Side> {
     use Side::*;
     const ORDERS: [[Side; 3]; 6] = [
         [Without, Agent, Auditd],
@@ -62,10 +63,13 @@ fn pair_order(pair: usize, hook: bool) -> &'static [Side] {
         [Auditd, Hook, Agent, Without],
         [Hook, Without, Auditd, Agent],
     ];
-    if hook {
-        &WITH_HOOK[(pair - 1) % 4]
-    } else {
-        &ORDERS[(pair - 1) % 6]
+    match (hook, auditd) {
+        (true, true) => WITH_HOOK[(pair - 1) % 4].to_vec(),
+        (true, false) => ORDERS[(pair - 1) % 6]
+            .iter()
+            .map(|&s| if s == Auditd { Hook } else { s })
+            .collect(),
+        (false, _) => ORDERS[(pair - 1) % 6].to_vec(),
     }
 }
 
@@ -278,16 +282,27 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let mut per_prog = ProgStats::new();
         let (mut rss, mut maps) = (0, 0);
         let mut auditd_error = audit.skipped.clone();
-        let mut hook_error: Option<String> = None;
+        // Tried once before any pair, so that the order of every pair is chosen from
+        // the sides that will run.
+        let mut hook_error = if workloads.iter().any(|w| w.hook) {
+            hook::EmptyHook::attach(&workloads::TC_INTERFACES)
+                .err()
+                .map(|e| format!("{e:#}"))
+        } else {
+            None
+        };
         for w in workloads.iter().copied() {
             let (mut without, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
             let mut hooked = Vec::new();
             for pair in 1..=pairs {
-                // The three runs of a pair in an order that changes from pair to pair
-                // (all six orders in turn), so neither drift nor a position's own effect
-                // (the run right after the agent or auditd stops) favours one side.
+                // The runs of a pair in an order that changes from pair to pair
+                // ([`pair_order`]), so neither drift nor a position's own effect (the
+                // run right after the agent, auditd or the empty program goes) favours
+                // one side.
                 let (mut base, mut with, mut aud, mut hook) = (0.0, 0.0, None, None);
-                for &side in pair_order(pair, w.hook) {
+                let sides =
+                    pair_order(pair, w.hook && hook_error.is_none(), auditd_error.is_none());
+                for side in sides {
                     match side {
                         Side::Without => {
                             step(&format!(
@@ -331,7 +346,12 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
                                     hook = Some(rate(w.name, secs * w.length)?);
                                     drop(attached);
                                 }
-                                Err(e) => hook_error = Some(format!("{e:#}")),
+                                Err(e) => {
+                                    // This workload's earlier hook runs go too: the
+                                    // column is all of a run's pairs or none.
+                                    hooked.clear();
+                                    hook_error = Some(format!("{e:#}"));
+                                }
                             }
                         }
                         Side::Hook => {}
@@ -421,6 +441,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             Some(why) => format!("auditd: {why}"),
         };
         let hook_line = match &hook_error {
+            _ if !workloads.iter().any(|w| w.hook) => "empty TC program: no packet workload in this run".to_string(),
             None => "empty TC program (packet workloads): `return TCX_NEXT`, attached with tcx at ingress on the bench bridge and its two ports (where the agent's packet program goes here), no agent: the kernel's TC hook alone, the floor under the agent's packet ratios".to_string(),
             Some(why) => format!("empty TC program: not run ({why})"),
         };
@@ -571,12 +592,21 @@ mod tests {
         for side in [Side::Without, Side::Agent, Side::Auditd] {
             for pos in 0..3 {
                 let n = (1..=6)
-                    .filter(|&p| pair_order(p, false)[pos] == side)
+                    .filter(|&p| pair_order(p, false, true)[pos] == side)
                     .count();
                 assert_eq!(n, 2, "{side:?} at position {pos}");
             }
         }
-        assert_eq!(pair_order(7, false), pair_order(1, false));
+        assert_eq!(pair_order(7, false, true), pair_order(1, false, true));
+        // Without auditd, the hook's side takes its place in the same six orders.
+        for side in [Side::Without, Side::Agent, Side::Hook] {
+            for pos in 0..3 {
+                let n = (1..=6)
+                    .filter(|&p| pair_order(p, true, false)[pos] == side)
+                    .count();
+                assert_eq!(n, 2, "{side:?} at position {pos} without auditd");
+            }
+        }
     }
 
     #[test]
@@ -585,14 +615,14 @@ mod tests {
         for side in sides {
             for pos in 0..4 {
                 let n = (1..=4)
-                    .filter(|&p| pair_order(p, true)[pos] == side)
+                    .filter(|&p| pair_order(p, true, true)[pos] == side)
                     .count();
                 assert_eq!(n, 1, "{side:?} at position {pos}");
             }
             for before in sides.iter().filter(|&&b| b != side) {
                 let n = (1..=4)
                     .filter(|&p| {
-                        pair_order(p, true)
+                        pair_order(p, true, true)
                             .windows(2)
                             .any(|w| w[0] == *before && w[1] == side)
                     })
@@ -600,6 +630,6 @@ mod tests {
                 assert_eq!(n, 1, "{side:?} right after {before:?}");
             }
         }
-        assert_eq!(pair_order(5, true), pair_order(1, true));
+        assert_eq!(pair_order(5, true, true), pair_order(1, true, true));
     }
 }

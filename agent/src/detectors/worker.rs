@@ -88,6 +88,7 @@ impl<T: Send + 'static> Worker<T> {
             Err(disconnected) => {
                 if disconnected {
                     // The job panicked: the next start begins a new thread.
+                    tracing::warn!(worker = %self.name, "a read panicked; its thread starts again with the next read");
                     self.thread = None;
                     self.in_flight = None;
                 }
@@ -110,7 +111,7 @@ mod tests {
         atomic::{AtomicUsize, Ordering},
     };
 
-    /// The name of every live thread of this process whose name is `name`.
+    /// How many live threads of this process are named `name`.
     fn threads_named(name: &str) -> usize {
         std::fs::read_dir("/proc/self/task")
             .unwrap()
@@ -151,15 +152,37 @@ mod tests {
         release_tx.send(()).unwrap();
         assert_eq!(w.result(Duration::from_secs(10)), Some(()));
         assert!(w.busy_for().is_none());
-        assert_eq!(
-            runs.load(Ordering::SeqCst),
-            1,
-            "no run queued behind the hung one"
-        );
+        // A run queued behind the hung one would start now (and block on the channel).
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                1,
+                "a run was queued behind the hung one"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]
-    fn a_panicking_job_is_restarted_on_a_new_thread() {
+    fn its_thread_ends_when_the_worker_is_dropped() {
+        let mut w = Worker::new("nw-test-drop", || 1);
+        w.start().unwrap();
+        assert_eq!(w.result(Duration::from_secs(10)), Some(1));
+        assert_eq!(threads_named("nw-test-drop"), 1);
+        drop(w);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while threads_named("nw-test-drop") > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the idle thread outlived its worker"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_runs_again_on_a_new_thread() {
         let calls = Arc::new(AtomicUsize::new(0));
         let c = calls.clone();
         let mut w = Worker::new("nw-test-panic", move || {
@@ -176,5 +199,6 @@ mod tests {
         }
         w.start().unwrap();
         assert_eq!(w.result(Duration::from_secs(10)), Some(7));
+        assert_eq!(threads_named("nw-test-panic"), 1, "the new thread runs it");
     }
 }

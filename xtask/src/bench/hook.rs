@@ -43,9 +43,15 @@ struct LinkCreate {
     attach_type: u32,
     flags: u32,
     relative_fd: u32,
+    /// The kernel's `expected_revision` is a __u64: 8-byte aligned, at offset 24.
     _pad: u32,
     expected_revision: u64,
 }
+
+// The layouts the kernel reads (include/uapi/linux/bpf.h).
+const _: () = assert!(std::mem::size_of::<ProgLoad>() == 64);
+const _: () = assert!(std::mem::offset_of!(ProgLoad, prog_name) == 48);
+const _: () = assert!(std::mem::offset_of!(LinkCreate, expected_revision) == 24);
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T, what: &str) -> Result<OwnedFd> {
     // SAFETY: `attr` is a live, initialised #[repr(C)] prefix of union bpf_attr whose
@@ -75,10 +81,12 @@ pub struct EmptyHook {
 
 impl EmptyHook {
     pub fn attach(interfaces: &[&str]) -> Result<Self> {
-        // r0 = -1 (TCX_NEXT: carry on as if nothing were attached); exit.
-        let insns: [u64; 2] = [
-            u64::from_le_bytes([0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]),
-            u64::from_le_bytes([0x95, 0, 0, 0, 0, 0, 0, 0]),
+        // r0 = -1 (TCX_NEXT: carry on as if nothing were attached); exit. Each
+        // instruction is 8 bytes: opcode, registers, 16-bit offset, 32-bit immediate
+        // (little-endian: these programs run on x86-64 and arm64 hosts).
+        let insns: [[u8; 8]; 2] = [
+            [0xb7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff],
+            [0x95, 0, 0, 0, 0, 0, 0, 0],
         ];
         let license = c"GPL";
         let mut name = [0u8; 16];
@@ -98,7 +106,10 @@ impl EmptyHook {
             // SAFETY: a NUL-terminated name.
             let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
             if ifindex == 0 {
-                bail!("empty TC program: no interface {iface}");
+                bail!(
+                    "empty TC program: interface {iface}: {}",
+                    std::io::Error::last_os_error()
+                );
             }
             let mut link = LinkCreate {
                 prog_fd: std::os::fd::AsRawFd::as_raw_fd(&prog) as u32,
@@ -109,7 +120,9 @@ impl EmptyHook {
             links.push(bpf(
                 BPF_LINK_CREATE,
                 &mut link,
-                &format!("attaching the empty TC program to {iface} (tcx ingress)"),
+                &format!(
+                    "attaching the empty TC program to {iface} (tcx ingress, kernel 6.6 or later)"
+                ),
             )?);
         }
         Ok(Self {
