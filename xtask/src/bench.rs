@@ -270,6 +270,8 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         }
     }
     let audit = auditd::setup(auditd);
+    // The packet workloads also run with an empty TC program and no agent.
+    let packet_run = workloads.iter().any(|w| w.hook);
     step("setting up the bench network (2 namespaces on a bridge)");
     workloads::net_up()?;
     let result = (|| -> Result<(String, String)> {
@@ -284,7 +286,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let mut auditd_error = audit.skipped.clone();
         // Tried once before any pair, so that the order of every pair is chosen from
         // the sides that will run.
-        let mut hook_error = if workloads.iter().any(|w| w.hook) {
+        let mut hook_error = if packet_run {
             hook::EmptyHook::attach(&workloads::TC_INTERFACES)
                 .err()
                 .map(|e| format!("{e:#}"))
@@ -441,7 +443,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             Some(why) => format!("auditd: {why}"),
         };
         let hook_line = match &hook_error {
-            _ if !workloads.iter().any(|w| w.hook) => "empty TC program: no packet workload in this run".to_string(),
+            _ if !packet_run => "empty TC program: no packet workload in this run".to_string(),
             None => "empty TC program (packet workloads): `return TCX_NEXT`, attached with tcx at ingress on the bench bridge and its two ports (where the agent's packet program goes here), no agent: the kernel's TC hook alone, the floor under the agent's packet ratios".to_string(),
             Some(why) => format!("empty TC program: not run ({why})"),
         };
@@ -587,24 +589,33 @@ fn packet_cost(bin: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// In how many of pairs 1..=`pairs` `side` runs at position `pos`.
+    fn at(side: Side, pos: usize, pairs: usize, hook: bool, auditd: bool) -> usize {
+        (1..=pairs)
+            .filter(|&p| pair_order(p, hook, auditd)[pos] == side)
+            .count()
+    }
+
     #[test]
     fn every_side_takes_every_position_as_often_over_six_pairs() {
         for side in [Side::Without, Side::Agent, Side::Auditd] {
             for pos in 0..3 {
-                let n = (1..=6)
-                    .filter(|&p| pair_order(p, false, true)[pos] == side)
-                    .count();
-                assert_eq!(n, 2, "{side:?} at position {pos}");
+                assert_eq!(
+                    at(side, pos, 6, false, true),
+                    2,
+                    "{side:?} at position {pos}"
+                );
             }
         }
         assert_eq!(pair_order(7, false, true), pair_order(1, false, true));
         // Without auditd, the hook's side takes its place in the same six orders.
         for side in [Side::Without, Side::Agent, Side::Hook] {
             for pos in 0..3 {
-                let n = (1..=6)
-                    .filter(|&p| pair_order(p, true, false)[pos] == side)
-                    .count();
-                assert_eq!(n, 2, "{side:?} at position {pos} without auditd");
+                assert_eq!(
+                    at(side, pos, 6, true, false),
+                    2,
+                    "{side:?} at position {pos} without auditd"
+                );
             }
         }
     }
@@ -614,10 +625,11 @@ mod tests {
         let sides = [Side::Without, Side::Agent, Side::Auditd, Side::Hook];
         for side in sides {
             for pos in 0..4 {
-                let n = (1..=4)
-                    .filter(|&p| pair_order(p, true, true)[pos] == side)
-                    .count();
-                assert_eq!(n, 1, "{side:?} at position {pos}");
+                assert_eq!(
+                    at(side, pos, 4, true, true),
+                    1,
+                    "{side:?} at position {pos}"
+                );
             }
             for before in sides.iter().filter(|&&b| b != side) {
                 let n = (1..=4)
