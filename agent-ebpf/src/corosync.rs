@@ -69,14 +69,21 @@ fn total(slot: u32) {
 
 /// Count a cluster packet from `addr` (IPv6, or IPv4 mapped; as words, never copied a
 /// byte at a time) seen on `ifindex`; `true` when a quarantine drops it (`drop_rules`:
-/// whether any cluster-drop rule exists). A member's packet costs its index entry and
+/// whether any cluster-drop rule exists; `members`: whether the member table holds any,
+/// else the member index is not read). A member's packet costs its index entry and
 /// its slot in a per-CPU array; anything else its index entry and its source's slot in
 /// the per-CPU hot array (whose counts are also the non-member total's: the agent adds
 /// them up), or, when another source holds that slot, the LRU hash and the total.
 #[inline(always)]
-pub fn count_packet(ctx: &TcContext, addr: Words, ifindex: u32, drop_rules: bool) -> bool {
+pub fn count_packet(
+    ctx: &TcContext,
+    addr: Words,
+    ifindex: u32,
+    drop_rules: bool,
+    members: bool,
+) -> bool {
     let len = ctx.len() as u64;
-    let slot = member_slot(&addr);
+    let slot = if members { member_slot(&addr) } else { None };
     if let Some(slot) = slot {
         total(TOTAL_MEMBER);
         if let Some(c) = COROSYNC_MEMBER_COUNTS.get_ptr_mut(slot) {

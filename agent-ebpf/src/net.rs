@@ -144,7 +144,8 @@ pub fn net_tc(ctx: TcContext) -> i32 {
 
 /// The ingress interface when the UDP datagram with its header at `l4` goes to a
 /// cluster port on an interface that counts cluster traffic: the port list is tested
-/// before the interface's settings are read.
+/// before the interface's settings, which are read only when not every interface
+/// counts.
 #[inline(always)]
 fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Option<u32> {
     let dport = pkt.be16(l4 + 2)?;
@@ -152,6 +153,9 @@ fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Op
         return None;
     }
     let i = ifindex(ctx);
+    if cfg.corosync_every_port != 0 {
+        return Some(i);
+    }
     port(i, PORT_WATCH_COROSYNC).map(|_| i)
 }
 
@@ -159,7 +163,13 @@ fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Op
 /// quarantine names its source.
 #[inline(always)]
 fn cluster(ctx: &TcContext, cfg: &NetConfig, addr: Words, i: u32) -> i32 {
-    if corosync::count_packet(ctx, addr, i, cfg.cluster_drop_rules > 0) {
+    if corosync::count_packet(
+        ctx,
+        addr,
+        i,
+        cfg.cluster_drop_rules > 0,
+        cfg.has_members != 0,
+    ) {
         TC_ACT_SHOT
     } else {
         TCX_NEXT

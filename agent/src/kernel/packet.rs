@@ -100,6 +100,10 @@ impl Kernel {
         let mut ports = BTreeMap::new();
         for (name, ifindex) in &on {
             let Some(l2) = links.l2_port(name) else {
+                // Attached but not described (gone since the dump): entered with no
+                // setting, so that "every interface counts cluster traffic" stays true
+                // only of interfaces that do.
+                ports.insert(*ifindex, NetPort::default());
                 continue;
             };
             let mut flags = if l2.is_bridge { PORT_BRIDGE } else { 0 };
@@ -173,7 +177,11 @@ impl Kernel {
             .values()
             .filter(|p| p.flags & PORT_QUARANTINE != 0)
             .count() as u32;
-        self.write_net_config(|c| c.quarantine_ports = quarantined)?;
+        let every = !ports.is_empty() && ports.values().all(|p| p.flags & PORT_WATCH_COROSYNC != 0);
+        self.write_net_config(|c| {
+            c.quarantine_ports = quarantined;
+            c.corosync_every_port = every as u32;
+        })?;
         self.packet_ports = ports;
         Ok(())
     }

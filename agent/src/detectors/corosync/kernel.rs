@@ -200,6 +200,11 @@ impl Kernel {
         for &slot in &change.added {
             self.zero_member_slot(slot)?;
         }
+        // The member index is read only while the table holds a member: cleared after
+        // the last one leaves (below), set once the first one is in.
+        if change.table.is_empty() {
+            self.write_net_config(|c| c.has_members = 0)?;
+        }
         // The hash first, then the index: a packet that reads an entry half-rewritten
         // is sent to the hash (MemberEntry), which already holds the new table. Every
         // entry is compared, so one left wrong by a failed sync is put right by the next.
@@ -217,6 +222,9 @@ impl Kernel {
             if index.get(&i, 0).map_err(err)? != end {
                 index.set(i, &end, 0).map_err(err)?;
             }
+        }
+        if !change.table.is_empty() {
+            self.write_net_config(|c| c.has_members = 1)?;
         }
         for &slot in &change.freed {
             self.zero_member_slot(slot)?;
@@ -568,6 +576,14 @@ mod test_run {
             flags: agent_common::packet::PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
             ..arp_only
         };
+        // Another interface counts, this one (lo, ifindex 1) still does not: its
+        // settings are read, and the packet is not counted.
+        kernel
+            .write_ports([(1, arp_only), (2, counting)].into())
+            .expect("ports");
+        test_run(&mut kernel, &udp(src), 1);
+        let (totals, _) = counters.read().expect("read");
+        assert_eq!(totals[TOTAL_NON_MEMBER as usize], 0, "counted on lo");
         kernel.write_ports([(1, counting)].into()).expect("ports");
         test_run(&mut kernel, &udp(src), 2);
         let (totals, rows) = counters.read().expect("read");
@@ -749,5 +765,18 @@ mod test_run {
         let (totals, _) = counters.read().expect("read");
         assert_eq!(totals[TOTAL_MEMBER as usize], 2 + 3 + 1 + 4 + 4 + 5 + 6 + 2);
         assert_eq!(totals[TOTAL_NON_MEMBER as usize], 1);
+        // The last member gone, the member index is no longer read and p counts as a
+        // non-member; back in the table, p is a member again.
+        sync(&mut kernel, &[]);
+        test_run(&mut kernel, &udp(p), 3);
+        sync(&mut kernel, &[p]);
+        test_run(&mut kernel, &udp(p), 2);
+        let rows = counters.sources().expect("read");
+        let of = |member: bool| {
+            rows.iter()
+                .find(|r| ip(r.addr) == p && r.member == member)
+                .map(|r| r.packets)
+        };
+        assert_eq!((of(false), of(true)), (Some(3), Some(2)), "{rows:?}");
     }
 }
