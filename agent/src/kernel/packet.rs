@@ -94,16 +94,24 @@ impl Kernel {
             .collect();
         wanted.sort();
         wanted.dedup();
+        // An interface about to be attached that does not count cluster traffic: the
+        // "every interface counts" shortcut goes before it is attached (write_ports
+        // sets it again only once every interface's settings are written), so no
+        // cluster packet on it is counted or dropped meanwhile, nor after a failed
+        // write.
+        let mut new_errors = Vec::new();
+        if self.net_config.corosync_every_port != 0
+            && wanted.iter().any(|n| !corosync.contains(n))
+            && let Err(e) = self.write_net_config(|c| c.corosync_every_port = 0)
+        {
+            new_errors.push(format!("packet program settings not written: {e}"));
+        }
         let sync = self.sync_tc(NET_TC, wanted, links);
-        let mut new_errors = sync.new_errors;
+        new_errors.extend(sync.new_errors);
         let on = self.tc_attached.get(NET_TC).cloned().unwrap_or_default();
         let mut ports = BTreeMap::new();
         for (name, ifindex) in &on {
             let Some(l2) = links.l2_port(name) else {
-                // Attached but not described (gone since the dump): entered with no
-                // setting, so that "every interface counts cluster traffic" stays true
-                // only of interfaces that do.
-                ports.insert(*ifindex, NetPort::default());
                 continue;
             };
             let mut flags = if l2.is_bridge { PORT_BRIDGE } else { 0 };
