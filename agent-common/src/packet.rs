@@ -63,15 +63,10 @@ pub struct NetConfig {
     /// one).
     pub cluster_drop_rules: u32,
     /// 1 when the member table holds at least one member: without one, every cluster
-    /// source is a non-member and the member index is not read.
+    /// source is a non-member and the member index is not read. (With it the value is
+    /// a multiple of 8 bytes, as the kernel rounds an array value, with no byte left
+    /// undefined.)
     pub has_members: u32,
-    /// 1 when every interface in `NET_PORTS` counts cluster traffic
-    /// ([`PORT_WATCH_COROSYNC`]): a cluster packet's interface settings are then not
-    /// read.
-    pub corosync_every_port: u32,
-    /// Explicit, so the value is a multiple of 8 bytes (the kernel rounds an array
-    /// value up to 8) with no byte left undefined.
-    pub _pad: u32,
 }
 
 impl NetConfig {
@@ -113,7 +108,7 @@ impl NetConfig {
 crate::user_pod!(NetPort, NetConfig);
 
 const _: () = assert!(core::mem::size_of::<NetPort>() == 12);
-const _: () = assert!(core::mem::size_of::<NetConfig>() == 56);
+const _: () = assert!(core::mem::size_of::<NetConfig>() == 48);
 const _: () = assert!(CLUSTER_PORTS_MAX == crate::corosync::COROSYNC_PORTS_CAPACITY as usize);
 
 #[cfg(test)]

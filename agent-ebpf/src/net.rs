@@ -144,8 +144,7 @@ pub fn net_tc(ctx: TcContext) -> i32 {
 
 /// The ingress interface when the UDP datagram with its header at `l4` goes to a
 /// cluster port on an interface that counts cluster traffic: the port list is tested
-/// before the interface's settings, which are read only when not every interface
-/// counts.
+/// before the interface's settings are read.
 #[inline(always)]
 fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Option<u32> {
     let dport = pkt.be16(l4 + 2)?;
@@ -153,9 +152,6 @@ fn cluster_port(ctx: &TcContext, cfg: &NetConfig, pkt: &Packet, l4: usize) -> Op
         return None;
     }
     let i = ifindex(ctx);
-    if cfg.corosync_every_port != 0 {
-        return Some(i);
-    }
     port(i, PORT_WATCH_COROSYNC).map(|_| i)
 }
 

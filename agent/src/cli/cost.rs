@@ -134,9 +134,7 @@ pub fn run(config: &Config, json: bool) -> i32 {
         }
     };
     // The test run's skb is on loopback (ifindex 1): watch ARP and cluster traffic
-    // there, in the program's maps only (nothing is attached). Loopback is then every
-    // interface the program knows, so a cluster packet's interface settings are not
-    // read (as on a node where every watched interface counts cluster traffic).
+    // there, in the program's maps only (nothing is attached).
     let lo = NetPort {
         domain: 1,
         flags: PORT_WATCH_ARP | PORT_WATCH_COROSYNC,

@@ -94,20 +94,8 @@ impl Kernel {
             .collect();
         wanted.sort();
         wanted.dedup();
-        // An interface about to be attached that does not count cluster traffic: the
-        // "every interface counts" shortcut goes before it is attached (write_ports
-        // sets it again only once every interface's settings are written), so no
-        // cluster packet on it is counted or dropped meanwhile, nor after a failed
-        // write.
-        let mut new_errors = Vec::new();
-        if self.net_config.corosync_every_port != 0
-            && wanted.iter().any(|n| !corosync.contains(n))
-            && let Err(e) = self.write_net_config(|c| c.corosync_every_port = 0)
-        {
-            new_errors.push(format!("packet program settings not written: {e}"));
-        }
         let sync = self.sync_tc(NET_TC, wanted, links);
-        new_errors.extend(sync.new_errors);
+        let mut new_errors = sync.new_errors;
         let on = self.tc_attached.get(NET_TC).cloned().unwrap_or_default();
         let mut ports = BTreeMap::new();
         for (name, ifindex) in &on {
@@ -185,11 +173,7 @@ impl Kernel {
             .values()
             .filter(|p| p.flags & PORT_QUARANTINE != 0)
             .count() as u32;
-        let every = !ports.is_empty() && ports.values().all(|p| p.flags & PORT_WATCH_COROSYNC != 0);
-        self.write_net_config(|c| {
-            c.quarantine_ports = quarantined;
-            c.corosync_every_port = every as u32;
-        })?;
+        self.write_net_config(|c| c.quarantine_ports = quarantined)?;
         self.packet_ports = ports;
         Ok(())
     }

@@ -576,8 +576,8 @@ mod test_run {
             flags: agent_common::packet::PORT_WATCH_ARP | PORT_WATCH_COROSYNC,
             ..arp_only
         };
-        // Another interface counts, this one (lo, ifindex 1) still does not: its
-        // settings are read, and the packet is not counted.
+        // Another interface counts, this one (lo, ifindex 1) still does not: the
+        // packet is not counted.
         kernel
             .write_ports([(1, arp_only), (2, counting)].into())
             .expect("ports");
