@@ -81,15 +81,18 @@ const HOSTS: [crate::lab::Host; 2] = [
 /// as unknown unicast instead of forwarded.
 pub fn net_up() -> Result<()> {
     crate::lab::up(BR, &HOSTS)?;
-    for (ns, port, _) in HOSTS {
-        let mac = crate::lab::mac(ns)?;
+    // Each namespace's MAC, read once: the bridge's entry and the peer's neighbour.
+    let macs = HOSTS
+        .iter()
+        .map(|(ns, _, _)| crate::lab::mac(ns))
+        .collect::<Result<Vec<String>>>()?;
+    for ((_, port, _), mac) in HOSTS.iter().zip(&macs) {
         crate::lab::sh(&[
-            "bridge", "fdb", "replace", &mac, "dev", port, "master", "static",
+            "bridge", "fdb", "replace", mac, "dev", port, "master", "static",
         ])?;
     }
     for (ns, _, _) in HOSTS {
-        for (peer, _, peer_ip) in HOSTS.iter().filter(|h| h.0 != ns) {
-            let mac = crate::lab::mac(peer)?;
+        for ((_, _, peer_ip), mac) in HOSTS.iter().zip(&macs).filter(|(h, _)| h.0 != ns) {
             crate::lab::sh(&[
                 "ip",
                 "-n",
@@ -98,7 +101,7 @@ pub fn net_up() -> Result<()> {
                 "replace",
                 peer_ip,
                 "lladdr",
-                &mac,
+                mac,
                 "dev",
                 "eth0",
                 "nud",
