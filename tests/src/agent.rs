@@ -1,9 +1,17 @@
 //! End to end, agent lifecycle: `nodeward check`, health endpoints, SIGHUP reload
-//! (good and bad configs), clean shutdown with nothing left in the kernel.
+//! (good and bad configs), clean shutdown with nothing left in the kernel, systemd's
+//! readiness and watchdog notifications.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{
+    os::unix::net::UnixDatagram,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use nodeward_tests::{Agent, agent_bin, metric, prog_exists, prog_ids_of, stand_in, wait_for};
+use nodeward_tests::{
+    Agent, Stopped, agent_bin, metric, prog_exists, prog_ids_of, stand_in, wait_for,
+};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
@@ -305,4 +313,124 @@ fn read_with_cat(path: &Path) -> u32 {
     let out = c.wait_with_output().expect("cat");
     assert!(out.status.success(), "cat {}: {out:?}", path.display());
     pid
+}
+
+/// What the agent sends to systemd's notify socket (`NOTIFY_SOCKET`), one message per
+/// datagram, until `done` says enough or `limit` passes.
+fn notifications(
+    sock: &UnixDatagram,
+    limit: Duration,
+    mut done: impl FnMut(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !done(&got) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        sock.set_read_timeout(Some(left.min(Duration::from_millis(200))))
+            .expect("timeout");
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    got
+}
+
+/// Does notification `m` carry `state` (e.g. `READY=1`)?
+fn says(m: &str, state: &str) -> bool {
+    m.lines().any(|l| l == state)
+}
+
+/// The WATCHDOG=1 pings in `m` after its first READY=1 (none before it).
+fn pings_after_ready(m: &[String]) -> usize {
+    let Some(ready) = m.iter().position(|l| says(l, "READY=1")) else {
+        return 0;
+    };
+    m[ready..].iter().filter(|l| says(l, "WATCHDOG=1")).count()
+}
+
+#[test]
+fn under_systemd_it_reports_ready_and_pings_the_watchdog_while_alive() {
+    let Some(bin) =
+        agent_bin("agent::under_systemd_it_reports_ready_and_pings_the_watchdog_while_alive")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("notify socket");
+    let socket = path.to_str().expect("utf-8 path");
+    // The secrets detector holds permission marks on this machine's real keys: a
+    // stopped agent would hold their opens. Not needed here.
+    let config = "[detectors.secrets]\nenabled = false\n";
+    // WatchdogSec=0.4s: a ping every 200 ms once ready.
+    let agent = Agent::start_env(
+        &bin,
+        config,
+        &[("NOTIFY_SOCKET", socket), ("WATCHDOG_USEC", "400000")],
+    );
+    let got = notifications(&sock, Duration::from_secs(10), |m| {
+        pings_after_ready(m) >= 3
+    });
+    assert!(
+        pings_after_ready(&got) >= 3,
+        "READY=1 then 3 WATCHDOG=1 expected, got {got:?}:\n{}",
+        agent.raw_output()
+    );
+    // Stopped, as a hung agent: once the kernel says so and what it sent before is
+    // read, nothing more comes.
+    {
+        let _stopped = Stopped::new(&agent);
+        let _ = notifications(&sock, Duration::from_millis(300), |_| false);
+        let quiet = notifications(&sock, Duration::from_secs(1), |_| false);
+        assert!(
+            !quiet.iter().any(|l| says(l, "WATCHDOG=1")),
+            "pings while stopped: {quiet:?}"
+        );
+    }
+    // Resumed: pings come again, spread over time (not only a burst of missed ones).
+    let start = Instant::now();
+    let resumed = notifications(&sock, Duration::from_secs(5), |m| {
+        m.iter().filter(|l| says(l, "WATCHDOG=1")).count() >= 3
+    });
+    assert!(
+        resumed.iter().filter(|l| says(l, "WATCHDOG=1")).count() >= 3,
+        "no pings after SIGCONT: {resumed:?}"
+    );
+    // Three pings at 200 ms, the first at once after a stall: at least ~400 ms.
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "3 pings within {:?} of SIGCONT: a burst",
+        start.elapsed()
+    );
+    drop(agent);
+
+    // A watchdog meant for another process (WATCHDOG_PID) is not this agent's: READY=1,
+    // and no ping.
+    let agent = Agent::start_env(
+        &bin,
+        config,
+        &[
+            ("NOTIFY_SOCKET", socket),
+            ("WATCHDOG_USEC", "400000"),
+            ("WATCHDOG_PID", "1"),
+        ],
+    );
+    let got = notifications(&sock, Duration::from_secs(10), |m| {
+        m.iter().any(|l| says(l, "READY=1"))
+    });
+    assert!(
+        got.iter().any(|l| says(l, "READY=1")),
+        "no READY=1: {got:?}:\n{}",
+        agent.raw_output()
+    );
+    // Five of its intervals: no ping.
+    let after = notifications(&sock, Duration::from_secs(1), |_| false);
+    assert!(
+        !after.iter().any(|l| says(l, "WATCHDOG=1")),
+        "pinged another process's watchdog: {after:?}"
+    );
 }

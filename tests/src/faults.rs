@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nodeward_tests::{Agent, agent_bin, http_get, metric, wait_for};
+use nodeward_tests::{Agent, Stopped, agent_bin, http_get, metric, wait_for};
 
 fn refused(agent: &Agent, interface: &str, reason: &str) -> f64 {
     metric(
@@ -656,22 +656,6 @@ fn a_full_state_disk_refuses_decisions_cleanly_while_findings_are_still_reported
     );
     let out = agent.cli(&["release", "--all"]);
     assert!(out.status.success(), "{out:?}");
-}
-
-/// Resumes a stopped agent when dropped, so a failing assertion never leaves it frozen.
-struct Stopped<'a>(&'a Agent);
-
-impl<'a> Stopped<'a> {
-    fn new(agent: &'a Agent) -> Stopped<'a> {
-        agent.signal(libc::SIGSTOP);
-        Stopped(agent)
-    }
-}
-
-impl Drop for Stopped<'_> {
-    fn drop(&mut self) {
-        self.0.signal(libc::SIGCONT);
-    }
 }
 
 /// The exec record counters: (kernel submitted, kernel ringbuf_full, received by the

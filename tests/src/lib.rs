@@ -437,6 +437,37 @@ impl Drop for Agent {
     }
 }
 
+/// An agent stopped with SIGSTOP (as a hung one) until this is dropped: resumed then, so
+/// a failing assertion never leaves it frozen.
+pub struct Stopped<'a>(&'a Agent);
+
+impl<'a> Stopped<'a> {
+    /// Stops `agent` and returns once the kernel says it is stopped (state `T`).
+    pub fn new(agent: &'a Agent) -> Stopped<'a> {
+        agent.signal(libc::SIGSTOP);
+        let stat = format!("/proc/{}/stat", agent.pid);
+        let stopped = wait_for(Duration::from_secs(5), || {
+            let s = std::fs::read_to_string(&stat).ok()?;
+            // The state follows the parenthesised comm.
+            let state = s.rsplit_once(") ")?.1.chars().next()?;
+            (state == 'T').then_some(())
+        });
+        let guard = Stopped(agent);
+        assert!(
+            stopped.is_some(),
+            "agent {} not stopped by SIGSTOP",
+            agent.pid
+        );
+        guard
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.signal(libc::SIGCONT);
+    }
+}
+
 /// The test's config: dotted keys only, so `extra` may add dotted keys (e.g.
 /// `agent.mode = "enforce"`) and then tables of its own.
 fn config_text(dir: &Path, extra: &str, listen: &str) -> String {

@@ -315,6 +315,12 @@ async fn daemon(
     let mut sweep_failing = false;
     let mut rescan = tokio::time::interval(config.detectors.arp.rescan_interval);
     let mut cluster_tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut watchdog = service::watchdog_interval().map(|every| {
+        let mut t = tokio::time::interval(every);
+        // After a stall, one ping, not a burst of the missed ones.
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     let mut current = config;
     loop {
         tokio::select! {
@@ -322,6 +328,8 @@ async fn daemon(
             _ = int.recv() => { info!("SIGINT: shutting down"); service::notify_stopping(); break; }
             _ = hup.recv() => {
                 service::notify_reloading();
+                // A reload may load programs (the verifier): it gets the whole timeout.
+                service::notify_watchdog();
                 reload(&config_path, &mut current, &mut guard, &metrics, &log, &config_tx);
                 cluster.reconfigure(&current);
                 secrets_route.configure(&current, &config_tx.subscribe(), &sampled_tx, &metrics);
@@ -371,6 +379,12 @@ async fn daemon(
             }
             Some(()) = links_rx.recv() => sync_interfaces(guard.backend(), &current, &metrics),
             _ = rescan.tick() => sync_interfaces(guard.backend(), &current, &metrics),
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                // Alive: this loop turns and the kernel-owner thread answers (a hung one
+                // keeps the loop waiting here, so no ping goes out).
+                guard.backend().call(|_| ());
+                service::notify_watchdog();
+            }
             _ = cluster_tick.tick() => {
                 cluster.tick(&mut guard, &metrics, std::time::Duration::ZERO);
             }

@@ -2,6 +2,11 @@
 //! (`Type=notify`: READY=1 once every program is attached and /metrics answers), and
 //! capabilities dropped to what the agent uses ([`super::privileges`]).
 //!
+//! With `WatchdogSec=` the agent sends WATCHDOG=1 at half the timeout while it is
+//! alive: its run loop turns and the kernel-owner thread answers. A hung agent stops
+//! the pings and systemd restarts it. (A stopped event reader is not a hang: `/readyz`
+//! fails with the reason and the agent keeps running, as before.)
+//!
 //! Without `NOTIFY_SOCKET` (not started by systemd) the notifications do nothing.
 
 use sd_notify::NotifyState;
@@ -46,6 +51,23 @@ fn notify(states: &[NotifyState]) {
 /// Every enabled program is attached and the HTTP server answers.
 pub fn notify_ready() {
     notify(&[NotifyState::Ready, NotifyState::Status("watching")]);
+}
+
+/// The interval to send WATCHDOG=1 at (half systemd's `WatchdogSec=`), `None` when
+/// the service manager asks for none (or asks another process: `WATCHDOG_PID`).
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    // 0 is "no watchdog" (as libsystemd reads it).
+    let timeout = sd_notify::watchdog_enabled().filter(|t| !t.is_zero())?;
+    info!(
+        timeout_ms = timeout.as_millis() as u64,
+        "systemd watchdog: pinging at half the timeout while alive"
+    );
+    Some(timeout / 2)
+}
+
+/// Alive (see the module): systemd's watchdog timer starts again.
+pub fn notify_watchdog() {
+    notify(&[NotifyState::Watchdog]);
 }
 
 /// SIGHUP received: READY=1 follows when the reload is done (applied or rejected).
