@@ -472,9 +472,10 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         let text = format!(
             "# Benchmarks\n\nWritten by `cargo xtask bench` (release build, default configuration, observe mode).\n\
 Each workload runs in {pairs} interleaved pairs (without the agent, with it, and with auditd when it runs: the\n\
-order changes from pair to pair, the six orders in turn, each twice in 12 pairs; the packet\n\
-workloads add a run with an empty TC program and no agent, in the four orders of a\n\
-balanced Latin square),\n\
+order changes from pair to pair, the six orders in turn, each equally often when the pairs\n\
+are a multiple of 6; the packet workloads add a run with an empty TC program and no agent,\n\
+the four orders of a balanced Latin square in turn, each equally often when the pairs are a\n\
+multiple of 4: 12 pairs, the default, balance both),\n\
 {secs} s per run ({long} s for build and tar); a ratio is with ÷ without within one pair (1.000 = no cost).\n\
 Each run's workload is a process started for that run, after its side's setup; {audit_runs} The table shows\n\
 the median ratio and, in brackets, its interquartile range. Shared, noisy machines: read\n\
