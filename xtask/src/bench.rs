@@ -515,9 +515,13 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
     let (mut text, focused) = result?;
     let path = root().join("BENCHMARKS.md");
     if record {
-        crate::util::write_section(&path, "focused", &focused)?;
+        // One section per workload set: a focused run of open,build,tar keeps the
+        // one of the packet workloads.
+        let names: Vec<&str> = workloads.iter().map(|w| w.name).collect();
+        let section = format!("focused {}", names.join(","));
+        crate::util::write_section(&path, &section, &focused)?;
         println!("{focused}");
-        println!("(--record: the focused section of BENCHMARKS.md rewritten)");
+        println!("(--record: the section `{section}` of BENCHMARKS.md rewritten)");
         return Ok(());
     }
     if !only.is_empty() {
@@ -527,14 +531,15 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
     }
     step("packet program cost per frame (BPF_PROG_TEST_RUN)");
     text.push_str(&packet_cost(&bin)?);
-    // The focused run's section (`--only … --record`) and the stress section
-    // (`cargo xtask stress`) are kept as they were: each states its own date.
+    // The focused runs' sections (`--only … --record`, one per workload set) and the
+    // stress section (`cargo xtask stress`) are kept as they were: each states its date.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    for name in ["focused", "stress"] {
-        if let Some(section) = crate::util::section(&old, name) {
-            text.push('\n');
-            text.push_str(&section);
-        }
+    for section in crate::util::sections(&old, "focused ")
+        .into_iter()
+        .chain(crate::util::section(&old, "stress"))
+    {
+        text.push('\n');
+        text.push_str(&section);
     }
     std::fs::write(&path, &text)?;
     println!("{text}");

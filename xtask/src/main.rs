@@ -91,8 +91,9 @@ enum Command {
         /// printed and BENCHMARKS.md left as it is (a partial run never replaces it).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// With --only: write the run's rows as the "focused run" section of
-        /// BENCHMARKS.md (kept by later full runs; it states its own date). Use it for
+        /// With --only: write the run's rows as a "focused run" section of
+        /// BENCHMARKS.md, one per workload set (a later run of the same set replaces
+        /// it; other sets and full runs keep it; it states its own date). Use it for
         /// more pairs on the workloads a full run left unresolved.
         #[arg(long, requires = "only")]
         record: bool,

@@ -91,6 +91,28 @@ pub fn section(doc: &str, name: &str) -> Option<String> {
     Some(doc[start..stop].to_string() + "\n")
 }
 
+/// Every generated section whose name starts with `prefix`, in document order.
+pub fn sections(doc: &str, prefix: &str) -> Vec<String> {
+    let opening = format!("<!-- begin {prefix}");
+    let mut out = Vec::new();
+    let mut rest = doc;
+    while let Some(at) = rest.find(&opening) {
+        let line = &rest[at..];
+        let name = line["<!-- begin ".len()..]
+            .split(": generated")
+            .next()
+            .unwrap_or_default();
+        match section(line, name) {
+            Some(found) => {
+                rest = &line[found.len() - 1..];
+                out.push(found);
+            }
+            None => break,
+        }
+    }
+    out
+}
+
 /// Put `text` into the generated section `name` of the file: replaced where it was,
 /// appended when the file has none yet.
 pub fn write_section(path: &Path, name: &str, text: &str) -> anyhow::Result<()> {
@@ -122,6 +144,15 @@ mod tests {
         assert!(doc.contains("two") && !doc.contains("one"), "{doc}");
         assert_eq!(section(&doc, "s").unwrap().matches("two").count(), 1);
         assert_eq!(section(&doc, "other"), None);
+        write_section(&f, "s two", "three").unwrap();
+        let doc = std::fs::read_to_string(&f).unwrap();
+        let found = sections(&doc, "s");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("two") && found[1].contains("three"),
+            "{found:?}"
+        );
+        assert!(sections(&doc, "t").is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
