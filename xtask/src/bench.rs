@@ -429,15 +429,7 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
             .iter()
             .map(|(n, (s, r))| format!("| `{n}` | {r:.0} | {:.0} |", 1e9 * s / r))
             .collect();
-        let date = String::from_utf8_lossy(
-            &Command::new("date")
-                .arg("-u")
-                .arg("+%Y-%m-%d %H:%M UTC")
-                .output()?
-                .stdout,
-        )
-        .trim()
-        .to_string();
+        let date = crate::util::utc_now()?;
         let auditd_line = match &auditd_error {
             None => "auditd: started for each of its runs with an execve rule, reboot/kexec syscall rules and read/write watches on the secret files present (comparable coverage), torn down after each".to_string(),
             Some(why) => format!("auditd: {why}"),

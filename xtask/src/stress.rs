@@ -490,15 +490,7 @@ pub fn stress(scale: f64, bin: Option<std::path::PathBuf>, write: bool) -> Resul
 }
 
 fn report(rows: &[Row], started_rss: u64, peak: u64, sizes: &Sizes) -> String {
-    let date = String::from_utf8_lossy(
-        &Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| o.stdout)
-            .unwrap_or_default(),
-    )
-    .trim()
-    .to_string();
+    let date = crate::util::utc_now().unwrap_or_else(|e| format!("(no date: {e})"));
     let verdict = if peak <= RSS_BOUND_KIB {
         "within"
     } else {

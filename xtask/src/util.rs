@@ -45,6 +45,15 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The time now as BENCHMARKS.md dates its sections ("2026-11-27 14:15 UTC").
+pub fn utc_now() -> Result<String> {
+    Ok(
+        output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))?
+            .trim()
+            .to_string(),
+    )
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc_geteuid() == 0 }

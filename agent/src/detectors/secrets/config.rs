@@ -11,8 +11,10 @@ pub struct SecretsConfig {
     /// Secret files, by absolute path (at most 63 bytes); watched whether or not they
     /// exist yet (a key appearing at one is `secret_created`). Content is never read.
     pub paths: Vec<PathBuf>,
-    /// Processes whose reads are expected: `comm` (any secret) or `comm:/path/prefix`
-    /// (only secrets below that prefix), e.g. `sshd:/etc/ssh/`.
+    /// Processes whose reads are expected, never by process name (`comm`, which any
+    /// process sets for itself): `/path/of/executable` or `unit:NAME.service`, each
+    /// optionally `:/path/prefix` (only secrets below it), e.g.
+    /// `/usr/sbin/sshd:/etc/ssh/` ([`SecretsConfig::parse_reader`]).
     pub allowed_readers: Vec<String>,
     /// Ask the quarantine engine to block (kill on exec) the binary of a process that
     /// opened a secret without being an allowed reader, scoped to its cgroup, and to
