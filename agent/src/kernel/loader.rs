@@ -10,8 +10,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
     programs::{
-        FEntry, Lsm, RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
-        trace_point::TracePointLinkId,
+        BtfTracePoint, FEntry, Lsm, RawTracePoint, TracePoint,
+        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId,
     },
 };
 use tracing::{debug, info, warn};
@@ -175,8 +175,10 @@ impl Kernel {
         Ok(kernel)
     }
 
-    /// fentry and BPF LSM: only a real load tells (KERNEL.md: both EPERM here although
-    /// `bpf` is in the LSM list). The probe programs are unloaded right away.
+    /// fentry, tp_btf and BPF LSM: only a real load tells (KERNEL.md: fentry and LSM
+    /// EPERM here although `bpf` is in the LSM list; tp_btf, the same program type as
+    /// fentry, loads on some of these kernels, so it is probed on its own). The probe
+    /// programs are unloaded right away.
     fn probe_btf_program_types(&mut self) -> Vec<ProgramTypeSupport> {
         let btf = match Btf::from_sys_fs() {
             Ok(b) => b,
@@ -184,7 +186,12 @@ impl Kernel {
                 let detail = format!("no kernel BTF: {e}");
                 return vec![
                     ProgramTypeSupport {
-                        name: "tracing",
+                        name: "fentry",
+                        supported: false,
+                        detail: detail.clone(),
+                    },
+                    ProgramTypeSupport {
+                        name: "tp_btf",
                         supported: false,
                         detail: detail.clone(),
                     },
@@ -208,7 +215,27 @@ impl Kernel {
                 .map_err(Refused::from_error),
             _ => Err(Refused("probe program missing from the object".into())),
         };
-        out.push(support("tracing", fentry));
+        out.push(support("fentry", fentry));
+        let tp_btf = match self
+            .ebpf
+            .program_mut("probe_tp_btf")
+            .map(TryInto::<&mut BtfTracePoint>::try_into)
+        {
+            // Loaded and attached for a moment (an empty program on task exit): some
+            // kernels that load a program type still refuse its attachment.
+            Some(Ok(p)) => p
+                .load("sched_process_exit", &btf)
+                .and_then(|()| p.attach())
+                .and_then(|link| p.detach(link))
+                .and_then(|()| p.unload())
+                .map_err(Refused::from_error),
+            _ => Err(Refused("probe program missing from the object".into())),
+        };
+        let mut tp_btf = support("tp_btf", tp_btf);
+        if tp_btf.supported {
+            tp_btf.detail = "loads and attaches".into();
+        }
+        out.push(tp_btf);
         let lsm = match self
             .ebpf
             .program_mut("probe_lsm")

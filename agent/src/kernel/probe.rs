@@ -12,14 +12,16 @@ use crate::kernel::btf;
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 pub const BPFFS: &str = "/sys/fs/bpf";
 
-/// Program types probed at start-up (metric label `type`).
+/// Program types probed at start-up (metric label `type`). `fentry` and `tp_btf` are both
+/// of the kernel's type `tracing`, probed apart: a kernel can take one and refuse the other.
 pub const PROGRAM_TYPES: &[&str] = &[
     "tracepoint",
     "raw_tracepoint",
     "sched_cls",
     "xdp",
     "cgroup_skb",
-    "tracing",
+    "fentry",
+    "tp_btf",
     "lsm",
 ];
 
