@@ -231,8 +231,9 @@ impl Drop for Scratch {
     }
 }
 
-/// `record`: with `only`, write the run's rows as the focused section of BENCHMARKS.md
-/// (more pairs on a few workloads, for a tighter notch) instead of printing them only.
+/// `record`: with `only`, write the run's rows as a focused section of BENCHMARKS.md, one
+/// per workload set (more pairs on a few workloads, for a tighter notch) instead of
+/// printing them only.
 pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: bool) -> Result<()> {
     if pairs < 7 && (only.is_empty() || record) {
         bail!(
@@ -240,7 +241,15 @@ pub fn bench(secs: f64, pairs: usize, auditd: bool, only: &[String], record: boo
         );
     }
     if record && only.is_empty() {
-        bail!("--record writes the focused section of a run limited by --only: name its workloads");
+        bail!(
+            "--record writes a focused section (one per workload set) of a run limited by --only: name its workloads"
+        );
+    }
+    // A full run rewrites BENCHMARKS.md keeping the focused and stress sections: a
+    // damaged one is refused now, not after the run.
+    if only.is_empty() {
+        let doc = std::fs::read_to_string(root().join("BENCHMARKS.md")).unwrap_or_default();
+        crate::util::sections(&doc, "focused ")?;
     }
     let all = workload_list();
     if let Some(unknown) = only.iter().find(|o| !all.iter().any(|w| w.name == *o)) {
@@ -526,7 +535,7 @@ are measured without it, as the agent runs by default):\n\n| program | runs | ns
     // The focused runs' sections (`--only … --record`, one per workload set) and the
     // stress section (`cargo xtask stress`) are kept as they were: each states its date.
     let old = std::fs::read_to_string(&path).unwrap_or_default();
-    for section in crate::util::sections(&old, "focused ")
+    for section in crate::util::sections(&old, "focused ")?
         .into_iter()
         .chain(crate::util::section(&old, "stress"))
     {

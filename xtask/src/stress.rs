@@ -490,7 +490,10 @@ pub fn stress(scale: f64, bin: Option<std::path::PathBuf>, write: bool) -> Resul
 }
 
 fn report(rows: &[Row], started_rss: u64, peak: u64, sizes: &Sizes) -> String {
-    let date = crate::util::utc_now().unwrap_or_else(|e| format!("(no date: {e})"));
+    let date = crate::util::utc_now().unwrap_or_else(|e| {
+        let e = e.to_string();
+        format!("(no date: {})", e.lines().next().unwrap_or_default())
+    });
     let verdict = if peak <= RSS_BOUND_KIB {
         "within"
     } else {

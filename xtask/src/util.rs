@@ -100,26 +100,30 @@ pub fn section(doc: &str, name: &str) -> Option<String> {
     Some(doc[start..stop].to_string() + "\n")
 }
 
-/// Every generated section whose name starts with `prefix`, in document order.
-pub fn sections(doc: &str, prefix: &str) -> Vec<String> {
+/// Every generated section whose name starts with `prefix`, in document order; a
+/// section whose end marker is missing is an error (it would be dropped).
+pub fn sections(doc: &str, prefix: &str) -> Result<Vec<String>> {
     let opening = format!("<!-- begin {prefix}");
     let mut out = Vec::new();
     let mut rest = doc;
     while let Some(at) = rest.find(&opening) {
         let line = &rest[at..];
-        let name = line["<!-- begin ".len()..]
+        let first = line.lines().next().unwrap_or_default();
+        let name = first["<!-- begin ".len()..]
             .split(": generated")
             .next()
             .unwrap_or_default();
-        match section(line, name) {
-            Some(found) => {
-                rest = &line[found.len() - 1..];
-                out.push(found);
-            }
-            None => break,
-        }
+        let (_, end) = markers(name);
+        let Some(stop) = line.find(&end) else {
+            bail!(
+                "generated section `{name}` has no end marker `{end}`: restore it, then run again"
+            );
+        };
+        let stop = stop + end.len();
+        out.push(line[..stop].to_string() + "\n");
+        rest = &line[stop..];
     }
-    out
+    Ok(out)
 }
 
 /// Put `text` into the generated section `name` of the file: replaced where it was,
@@ -154,14 +158,20 @@ mod tests {
         assert_eq!(section(&doc, "s").unwrap().matches("two").count(), 1);
         assert_eq!(section(&doc, "other"), None);
         write_section(&f, "s two", "three").unwrap();
+        write_section(&f, "other", "between").unwrap();
+        write_section(&f, "s three", "four").unwrap();
         let doc = std::fs::read_to_string(&f).unwrap();
-        let found = sections(&doc, "s");
-        assert_eq!(found.len(), 2, "{found:?}");
+        let found = sections(&doc, "s").unwrap();
+        assert_eq!(found.len(), 3, "{found:?}");
         assert!(
             found[0].contains("two") && found[1].contains("three"),
             "{found:?}"
         );
-        assert!(sections(&doc, "t").is_empty());
+        assert!(found[2].contains("four") && !found[2].contains("between"));
+        assert!(sections(&doc, "t").unwrap().is_empty());
+        let cut = doc.replace("<!-- end s two -->", "");
+        let err = sections(&cut, "s").unwrap_err().to_string();
+        assert!(err.contains("`s two` has no end marker"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

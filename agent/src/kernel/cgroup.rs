@@ -56,13 +56,7 @@ pub fn attach(ebpf: &mut aya::Ebpf, program: &str) -> Result<CgroupLink, CgroupE
     let at = || root.display().to_string();
     // The error with its causes (aya's syscall errors keep the errno in the source).
     let first = |e: aya::programs::ProgramError| {
-        let mut text = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        crate::kernel::loader::first_line(&text)
+        crate::kernel::loader::first_line(&crate::kernel::loader::with_causes(&e))
     };
     if let Ok(p) = TryInto::<&mut CgroupSockAddr>::try_into(&mut *prog) {
         if p.fd().is_err() {

@@ -77,12 +77,27 @@ fn userspace_routes(config: &Config) -> HashMap<&'static str, bool> {
 pub struct Refused(pub String);
 
 impl Refused {
-    fn from_error(e: impl std::fmt::Display) -> Refused {
-        let text = e.to_string();
+    fn from_error(e: impl std::error::Error) -> Refused {
+        let text = with_causes(&e);
         // The verifier's whole log, for whoever debugs a kernel that refuses a program.
-        debug!(error = %text, "program load refused");
+        debug!(error = %text, "program refused (load or attach)");
         Refused(first_line(&text))
     }
+}
+
+/// An error with its causes: aya's syscall errors keep the errno in the source (a
+/// cause the message already quotes, as a load error's, is not repeated).
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(&format!(": {said}"));
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// What one [`Kernel::sync_tc`] did.
@@ -223,12 +238,15 @@ impl Kernel {
         {
             // Loaded and attached for a moment (an empty program on task exit): some
             // kernels that load a program type still refuse its attachment.
-            Some(Ok(p)) => p
-                .load("sched_process_exit", &btf)
-                .and_then(|()| p.attach())
-                .and_then(|link| p.detach(link))
-                .and_then(|()| p.unload())
-                .map_err(Refused::from_error),
+            // Unloaded whatever step failed (a load that failed leaves nothing).
+            Some(Ok(p)) => match p.load("sched_process_exit", &btf) {
+                Err(e) => Err(Refused::from_error(e)),
+                Ok(()) => {
+                    let tried = p.attach().and_then(|link| p.detach(link));
+                    let unloaded = p.unload();
+                    tried.and(unloaded).map_err(Refused::from_error)
+                }
+            },
             _ => Err(Refused("probe program missing from the object".into())),
         };
         let mut tp_btf = support("tp_btf", tp_btf);
@@ -752,5 +770,27 @@ impl Kernel {
             program_ids,
             run_stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Wrapped(String, #[source] std::io::Error);
+
+    #[test]
+    fn causes_are_added_once() {
+        let errno = || std::io::Error::from_raw_os_error(1);
+        let attach = Wrapped("`bpf_raw_tracepoint_open` failed".into(), errno());
+        assert_eq!(
+            super::with_causes(&attach),
+            format!("`bpf_raw_tracepoint_open` failed: {}", errno())
+        );
+        let load = Wrapped(format!("the syscall returned {}", errno()), errno());
+        assert_eq!(
+            super::with_causes(&load),
+            format!("the syscall returned {}", errno())
+        );
     }
 }
