@@ -10,8 +10,8 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, RingBuf},
     programs::{
-        BtfTracePoint, FEntry, Lsm, RawTracePoint, TracePoint,
-        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId,
+        Lsm, RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
     },
 };
 use tracing::{debug, info, warn};
@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::{
     config::Config,
     kernel::object,
-    kernel::probe::{self, KernelFacts, ProgramTypeSupport},
+    kernel::probe::{self, KernelFacts},
     kernel::programs::{Hook, PROGRAMS, ProgramSpec, ProgramStatus, Route, Status},
 };
 
@@ -77,7 +77,7 @@ fn userspace_routes(config: &Config) -> HashMap<&'static str, bool> {
 pub struct Refused(pub String);
 
 impl Refused {
-    fn from_error(e: impl std::error::Error) -> Refused {
+    pub(super) fn from_error(e: impl std::error::Error) -> Refused {
         let text = with_causes(&e);
         // The verifier's whole log, for whoever debugs a kernel that refuses a program.
         debug!(error = %text, "program refused (load or attach)");
@@ -185,88 +185,11 @@ impl Kernel {
             statuses: Vec::new(),
             logger,
         };
-        facts.program_types.extend(kernel.probe_btf_program_types());
+        facts
+            .program_types
+            .extend(probe::btf_program_types(&mut kernel.ebpf));
         kernel.apply(config)?;
         Ok(kernel)
-    }
-
-    /// fentry, tp_btf and BPF LSM: only a real load tells (KERNEL.md: fentry and LSM
-    /// EPERM here although `bpf` is in the LSM list; tp_btf, the same program type as
-    /// fentry, loads on some of these kernels, so it is probed on its own). The probe
-    /// programs are unloaded right away.
-    fn probe_btf_program_types(&mut self) -> Vec<ProgramTypeSupport> {
-        let btf = match Btf::from_sys_fs() {
-            Ok(b) => b,
-            Err(e) => {
-                let detail = format!("no kernel BTF: {e}");
-                return vec![
-                    ProgramTypeSupport {
-                        name: "fentry",
-                        supported: false,
-                        detail: detail.clone(),
-                    },
-                    ProgramTypeSupport {
-                        name: "tp_btf",
-                        supported: false,
-                        detail: detail.clone(),
-                    },
-                    ProgramTypeSupport {
-                        name: "lsm",
-                        supported: false,
-                        detail,
-                    },
-                ];
-            }
-        };
-        let mut out = Vec::new();
-        let fentry = match self
-            .ebpf
-            .program_mut("probe_fentry")
-            .map(TryInto::<&mut FEntry>::try_into)
-        {
-            Some(Ok(p)) => p
-                .load("do_sys_openat2", &btf)
-                .and_then(|()| p.unload())
-                .map_err(Refused::from_error),
-            _ => Err(Refused("probe program missing from the object".into())),
-        };
-        out.push(support("fentry", fentry));
-        let tp_btf = match self
-            .ebpf
-            .program_mut("probe_tp_btf")
-            .map(TryInto::<&mut BtfTracePoint>::try_into)
-        {
-            // Loaded and attached for a moment (an empty program on task exit): some
-            // kernels that load a program type still refuse its attachment.
-            // Unloaded whatever step failed (a load that failed leaves nothing).
-            Some(Ok(p)) => match p.load("sched_process_exit", &btf) {
-                Err(e) => Err(Refused::from_error(e)),
-                Ok(()) => {
-                    let tried = p.attach().and_then(|link| p.detach(link));
-                    let unloaded = p.unload();
-                    tried.and(unloaded).map_err(Refused::from_error)
-                }
-            },
-            _ => Err(Refused("probe program missing from the object".into())),
-        };
-        let mut tp_btf = support("tp_btf", tp_btf);
-        if tp_btf.supported {
-            tp_btf.detail = "loads and attaches".into();
-        }
-        out.push(tp_btf);
-        let lsm = match self
-            .ebpf
-            .program_mut("probe_lsm")
-            .map(TryInto::<&mut Lsm>::try_into)
-        {
-            Some(Ok(p)) => p
-                .load("bprm_check_security", &btf)
-                .and_then(|()| p.unload())
-                .map_err(Refused::from_error),
-            _ => Err(Refused("probe program missing from the object".into())),
-        };
-        out.push(support("lsm", lsm));
-        out
     }
 
     /// Bring kernel state in line with `config`: kernel config maps, then attach the
@@ -688,21 +611,6 @@ fn map_id(map: &aya::maps::Map) -> Result<u32, aya::maps::MapError> {
         }
     };
     Ok(data.info()?.id())
-}
-
-fn support(name: &'static str, r: Result<(), Refused>) -> ProgramTypeSupport {
-    match r {
-        Ok(()) => ProgramTypeSupport {
-            name,
-            supported: true,
-            detail: "loads".into(),
-        },
-        Err(e) => ProgramTypeSupport {
-            name,
-            supported: false,
-            detail: e.0,
-        },
-    }
 }
 
 /// A one-line reason: the first line of the error, without an empty verifier log.

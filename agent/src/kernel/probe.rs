@@ -248,6 +248,92 @@ pub fn mounts() -> Vec<(std::path::PathBuf, String)> {
         .collect()
 }
 
+/// fentry, tp_btf and BPF LSM: only a real load tells (KERNEL.md: fentry and LSM
+/// EPERM here although `bpf` is in the LSM list; tp_btf, the same program type as
+/// fentry, loads on some of these kernels, so it is probed on its own). The probe
+/// programs are unloaded right away.
+pub(super) fn btf_program_types(ebpf: &mut aya::Ebpf) -> Vec<ProgramTypeSupport> {
+    use aya::programs::{BtfTracePoint, FEntry, Lsm};
+
+    use crate::kernel::loader::Refused;
+
+    let btf = match aya::Btf::from_sys_fs() {
+        Ok(b) => b,
+        Err(e) => {
+            let detail = format!("no kernel BTF: {e}");
+            return ["fentry", "tp_btf", "lsm"]
+                .map(|name| ProgramTypeSupport {
+                    name,
+                    supported: false,
+                    detail: detail.clone(),
+                })
+                .to_vec();
+        }
+    };
+    let missing = || Err(Refused("probe program missing from the object".into()));
+    let fentry = match ebpf
+        .program_mut("probe_fentry")
+        .map(TryInto::<&mut FEntry>::try_into)
+    {
+        Some(Ok(p)) => p
+            .load("do_sys_openat2", &btf)
+            .and_then(|()| p.unload())
+            .map_err(Refused::from_error),
+        _ => missing(),
+    };
+    let tp_btf = match ebpf
+        .program_mut("probe_tp_btf")
+        .map(TryInto::<&mut BtfTracePoint>::try_into)
+    {
+        // Loaded and attached for a moment (an empty program on task exit): some
+        // kernels that load a program type still refuse its attachment. Unloaded
+        // whatever step failed (a load that failed leaves nothing).
+        Some(Ok(p)) => match p.load("sched_process_exit", &btf) {
+            Err(e) => Err(Refused::from_error(e)),
+            Ok(()) => {
+                let tried = p.attach().and_then(|link| p.detach(link));
+                let unloaded = p.unload();
+                tried.and(unloaded).map_err(Refused::from_error)
+            }
+        },
+        _ => missing(),
+    };
+    let lsm = match ebpf
+        .program_mut("probe_lsm")
+        .map(TryInto::<&mut Lsm>::try_into)
+    {
+        Some(Ok(p)) => p
+            .load("bprm_check_security", &btf)
+            .and_then(|()| p.unload())
+            .map_err(Refused::from_error),
+        _ => missing(),
+    };
+    vec![
+        support("fentry", "loads", fentry),
+        support("tp_btf", "loads and attaches", tp_btf),
+        support("lsm", "loads", lsm),
+    ]
+}
+
+fn support(
+    name: &'static str,
+    works: &str,
+    r: Result<(), crate::kernel::loader::Refused>,
+) -> ProgramTypeSupport {
+    match r {
+        Ok(()) => ProgramTypeSupport {
+            name,
+            supported: true,
+            detail: works.into(),
+        },
+        Err(e) => ProgramTypeSupport {
+            name,
+            supported: false,
+            detail: e.0,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
