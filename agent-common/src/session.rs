@@ -33,9 +33,17 @@ pub struct Origin {
 }
 const _: () = assert!(core::mem::size_of::<Origin>() == 40);
 
-/// Maps of the session detector.
+/// Maps of the session detector. Origins live in one of two tables, by route
+/// (`session.storage`): task local storage (key: the task; from userspace, a pidfd),
+/// or the fallback, a pid-keyed LRU table emptied by an exit program.
+pub const ORIGIN_STORAGE: &str = "ORIGIN_STORAGE";
 pub const TASK_ORIGIN: &str = "TASK_ORIGIN";
 pub const TASK_ORIGIN_CAPACITY: u32 = 32768;
+/// Which table is in use: one `u32` at index 0, [`ROUTE_PID_TABLE`] until userspace
+/// has attached the task-storage fork program and says [`ROUTE_TASK_STORAGE`].
+pub const ORIGIN_ROUTE: &str = "ORIGIN_ROUTE";
+pub const ROUTE_PID_TABLE: u32 = 0;
+pub const ROUTE_TASK_STORAGE: u32 = 1;
 /// Basenames of the SSH daemons whose accepts start a session (comm; value unused).
 pub const SSHD_COMMS: &str = "SSHD_COMMS";
 

@@ -110,11 +110,7 @@ pub fn fill_proc(p: &mut ProcCtx, kind: u16) {
     };
     // SAFETY: as above.
     p.sessionid = unsafe { read_at::<u32>(task, off.task_sessionid) }.unwrap_or(UNSET_ID);
-    // SAFETY: map lookup, value copied.
-    p.origin = match unsafe { crate::session::TASK_ORIGIN.get(&p.pid) } {
-        Some(o) => *o,
-        None => agent_common::session::Origin::default(),
-    };
+    p.origin = crate::session::current_origin().unwrap_or_default();
 }
 
 /// The current task's argument block (`mm->arg_start`, length), if readable.

@@ -15,6 +15,7 @@ mod quarantine;
 mod reboot;
 mod secrets;
 mod session;
+mod task_storage;
 mod tcp_reset;
 
 #[cfg(not(test))]

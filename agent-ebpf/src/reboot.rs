@@ -361,14 +361,7 @@ pub(crate) fn on_exec(ctx: &TracePointContext, comm: [u8; 16]) {
     };
     // The guard decides before anything else: the kill must not depend on the ring
     // buffer having room.
-    // SAFETY: map lookup, value copied.
-    let origin = match unsafe {
-        crate::session::TASK_ORIGIN
-            .get(&((aya_ebpf::helpers::bpf_get_current_pid_tgid() >> 32) as u32))
-    } {
-        Some(o) => *o,
-        None => Origin::default(),
-    };
+    let origin = crate::session::current_origin().unwrap_or_default();
     let verdict = guard_verdict(class, &origin);
     if verdict == EXEC_GUARD_BLOCKED {
         // SAFETY: SIGKILL to the current task, which matched the guard.

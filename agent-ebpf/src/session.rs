@@ -1,6 +1,6 @@
 //! `session` detector, kernel side: which tasks descend from an SSH connection.
 //!
-//! Two routes, chosen by userspace:
+//! Where an origin comes from, two routes chosen by userspace (`session.cgroup`):
 //!
 //! - cgroup (default): OpenSSH's per-connection sshd asks for its peer's address with
 //!   getpeername(2) as soon as it starts. A cgroup `getpeername4/6` program on the
@@ -13,30 +13,46 @@
 //!   meaningless) is keyed by the socket's addresses, never by comm, and only supplies
 //!   the local port.
 //!
-//! On both, every descendant inherits the origin through sched_process_fork.
+//! Where it is kept, two routes (`session.storage`, flag `ORIGIN_ROUTE`):
+//!
+//! - storage (default): task local storage, copied to the child by a `tp_btf`
+//!   sched_process_fork program and freed by the kernel with the task. No exit program.
+//! - pid table (fallback, where tp_btf does not load): `TASK_ORIGIN`, keyed by pid,
+//!   copied by a sched_process_fork tracepoint and emptied by a sched_process_exit one.
+//!
+//! On all of them, every descendant inherits the origin at fork.
 
 use agent_common::{
     event::kind,
     session::{
-        AF_INET, AF_INET6, ORIGIN_SSH, Origin, SshAcceptEvent, TASK_ORIGIN_CAPACITY,
-        TracepointOffsets,
+        AF_INET, AF_INET6, ORIGIN_SSH, Origin, ROUTE_TASK_STORAGE, SshAcceptEvent,
+        TASK_ORIGIN_CAPACITY, TracepointOffsets,
     },
     stats,
 };
 use aya_ebpf::{
+    bindings::task_struct,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
+        generated::bpf_get_current_task_btf,
     },
-    macros::{cgroup_sock_addr, map, tracepoint},
-    maps::{HashMap, LruHashMap},
-    programs::{SockAddrContext, TracePointContext},
+    macros::{btf_map, btf_tracepoint, cgroup_sock_addr, map, tracepoint},
+    maps::{Array, HashMap, LruHashMap},
+    programs::{BtfTracePointContext, SockAddrContext, TracePointContext},
 };
 
-use crate::common::{EVENTS, count, fill_proc, header};
+use crate::{
+    common::{EVENTS, count, fill_proc, header},
+    task_storage::TaskStorage,
+};
 
+#[btf_map(name = "ORIGIN_STORAGE")]
+static ORIGIN_STORAGE: TaskStorage<Origin> = TaskStorage::new();
 #[map(name = "TASK_ORIGIN")]
-pub static TASK_ORIGIN: LruHashMap<u32, Origin> =
-    LruHashMap::with_max_entries(TASK_ORIGIN_CAPACITY, 0);
+static TASK_ORIGIN: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(TASK_ORIGIN_CAPACITY, 0);
+/// Which of the two tables above is in use (written by userspace).
+#[map(name = "ORIGIN_ROUTE")]
+static ORIGIN_ROUTE: Array<u32> = Array::with_max_entries(1, 0);
 /// Origin of the connection an sshd just accepted, for its next fork.
 #[map(name = "PENDING_ACCEPT")]
 static PENDING_ACCEPT: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(1024, 0);
@@ -48,6 +64,49 @@ static ACCEPT_ARGS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0)
 static PEER_LOCAL_PORT: LruHashMap<PeerKey, u16> = LruHashMap::with_max_entries(4096, 0);
 #[map(name = "SSHD_COMMS")]
 static SSHD_COMMS: HashMap<[u8; 16], u32> = HashMap::with_max_entries(16, 0);
+
+#[inline(always)]
+fn storage_route() -> bool {
+    ORIGIN_ROUTE.get(0).copied() == Some(ROUTE_TASK_STORAGE)
+}
+
+/// The current task's origin, from the table in use.
+#[inline(always)]
+pub fn current_origin() -> Option<Origin> {
+    if storage_route() {
+        // SAFETY: helper without preconditions; the verifier knows its result as a task.
+        let task = unsafe { bpf_get_current_task_btf() };
+        // SAFETY: a value of this map, copied at once.
+        ORIGIN_STORAGE.get(task).map(|p| unsafe { *p })
+    } else {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        // SAFETY: map lookup, value copied.
+        unsafe { TASK_ORIGIN.get(&tgid) }.copied()
+    }
+}
+
+/// Give the current task `origin` (replacing the one it has), in the table in use.
+#[inline(always)]
+fn set_current_origin(mut origin: Origin) {
+    let stored = if storage_route() {
+        // SAFETY: as in current_origin.
+        let task = unsafe { bpf_get_current_task_btf() };
+        let init = origin;
+        match ORIGIN_STORAGE.get_or_insert(task, &mut origin) {
+            Some(p) => {
+                // SAFETY: the task's own value; a write of the whole record.
+                unsafe { *p = init };
+                true
+            }
+            None => false,
+        }
+    } else {
+        TASK_ORIGIN.insert(&origin.sshd_pid, &origin, 0).is_ok()
+    };
+    if !stored {
+        count(kind::SSH_ACCEPT, stats::MAP_FULL);
+    }
+}
 
 #[unsafe(no_mangle)]
 static TP_OFFSETS: TracepointOffsets = TracepointOffsets::DEFAULT;
@@ -225,21 +284,17 @@ fn getpeername(ctx: &SockAddrContext, family: u16) {
             origin.local_port = core::ptr::read_volatile(&(*sk).src_port) as u16;
         }
     }
-    let tgid = origin.sshd_pid;
-    // sshd asks more than once per connection (and its children inherit the entry):
+    // sshd asks more than once per connection (and its children inherit the origin):
     // one session, one record.
-    // SAFETY: map lookup, fields compared at once.
-    if let Some(known) = unsafe { TASK_ORIGIN.get(&tgid) }
+    if let Some(known) = current_origin()
         && known.peer_port == origin.peer_port
         && known.family == origin.family
         && known.peer_addr == origin.peer_addr
     {
         return;
     }
-    // The sshd's own entry: it forks the session's processes, which inherit it.
-    if TASK_ORIGIN.insert(&tgid, &origin, 0).is_err() {
-        count(kind::SSH_ACCEPT, stats::MAP_FULL);
-    }
+    // The sshd's own origin: it forks the session's processes, which inherit it.
+    set_current_origin(origin);
     report(origin);
 }
 
@@ -304,8 +359,40 @@ pub fn session_sock_state(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Children inherit their parent's origin; an sshd's first fork after an accept takes
-/// the accepted connection's origin.
+/// What a child of `parent` (a tgid) inherits: an sshd's first fork after an accept
+/// (tracepoint route) takes the accepted connection's origin; otherwise `own`, the
+/// parent's.
+#[inline(always)]
+fn inherited(parent: u32, own: Option<Origin>) -> Option<Origin> {
+    // SAFETY: map lookup, value copied.
+    match unsafe { PENDING_ACCEPT.get(&parent) }.copied() {
+        Some(o) => {
+            let _ = PENDING_ACCEPT.remove(&parent);
+            Some(o)
+        }
+        None => own,
+    }
+}
+
+/// Storage route: the child gets a copy of its parent's origin in its own storage,
+/// which the kernel frees with the task.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn session_fork_btf(ctx: BtfTracePointContext) -> i32 {
+    // sched_process_fork(struct task_struct *parent, struct task_struct *child)
+    let (parent, child): (*mut task_struct, *mut task_struct) = (ctx.arg(0), ctx.arg(1));
+    // SAFETY: a value of this map, copied at once.
+    let own = ORIGIN_STORAGE.get(parent).map(|p| unsafe { *p });
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(mut origin) = inherited(tgid, own) else {
+        return 0;
+    };
+    if ORIGIN_STORAGE.get_or_insert(child, &mut origin).is_none() {
+        count(kind::SSH_ACCEPT, stats::MAP_FULL);
+    }
+    0
+}
+
+/// Pid-table route: children inherit their parent's origin.
 #[tracepoint(category = "sched", name = "sched_process_fork")]
 pub fn session_fork(ctx: TracePointContext) -> u32 {
     // SAFETY: a plain read of a global fixed at load time.
@@ -315,26 +402,22 @@ pub fn session_fork(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: map lookups, values copied.
-    let origin = match unsafe { PENDING_ACCEPT.get(&parent) }.copied() {
-        Some(o) => {
-            let _ = PENDING_ACCEPT.remove(&parent);
-            o
-        }
-        // SAFETY: as above.
-        None => match unsafe { TASK_ORIGIN.get(&parent) }.copied() {
-            Some(o) => o,
-            None => return 0,
-        },
-    };
-    let _ = TASK_ORIGIN.insert(&child, &origin, 0);
+    // SAFETY: map lookup, value copied.
+    let own = unsafe { TASK_ORIGIN.get(&parent) }.copied();
+    if let Some(origin) = inherited(parent, own)
+        && TASK_ORIGIN.insert(&child, &origin, 0).is_err()
+    {
+        count(kind::SSH_ACCEPT, stats::MAP_FULL);
+    }
     0
 }
 
-/// A task ends: its entries go. Almost no task has one, so each map is asked first
-/// (a lookup takes no lock; a delete takes the bucket's lock even for a missing key).
-/// An entry added between the lookup and the skipped delete
-/// would have been added just after the delete before: nothing changes.
+/// Pid-table route: a task ends, its entries go. Almost no task has one, so each map
+/// is asked first (a lookup takes no lock; a delete takes the bucket's lock even for a
+/// missing key). An entry added between the lookup and the skipped delete would have
+/// been added just after the delete before: nothing changes. (On the storage route
+/// only the accept-parking entry is left, and this program is not attached: the
+/// parking table is an LRU and its entries are consumed by the sshd's next fork.)
 #[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn session_exit(_ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();

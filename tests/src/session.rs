@@ -1,8 +1,9 @@
 //! End to end, `session` detector: a real OpenSSH sshd in a network namespace. Each
 //! accepted connection is an `ssh_session` finding naming the peer (address and port,
 //! cross-checked against sshd's own log), the local port and the accepting sshd; the
-//! session's processes carry that origin in the other detectors' findings (see
-//! reboot.rs and secrets.rs).
+//! session's processes carry that origin in the other detectors' findings (here a
+//! stand-in `reboot` run in the session, on each route; more in reboot.rs and
+//! secrets.rs).
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use nodeward_tests::{Agent, Lan, SSH_PORT, SshLab, agent_bin, detail, metric, sk
 
 const HELPER: &str = env!("CARGO_BIN_EXE_nodeward-test-helper");
 
-/// Default route: sshd's getpeername(2), seen by a cgroup program.
+/// Default routes: sshd's getpeername(2), seen by a cgroup program; origins kept in
+/// task local storage, copied at fork by a tp_btf program.
 #[test]
 fn an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports() {
     accepted(
@@ -19,7 +21,8 @@ fn an_accepted_ssh_connection_is_a_session_with_its_peer_and_ports() {
     );
 }
 
-/// The fallback route, forced: accept(2) syscall tracepoints.
+/// The fallback routes, forced: accept(2) syscall tracepoints; the pid table kept by
+/// the fork and exit tracepoints.
 #[test]
 fn an_accepted_ssh_connection_is_a_session_on_the_forced_tracepoint_route() {
     accepted(
@@ -37,12 +40,16 @@ fn accepted(name: &str, config: &str) {
     };
     let agent = Agent::start(&bin, config);
     let text = agent.check();
-    assert_eq!(
-        text.contains("route session.cgroup: FALLBACK"),
-        !config.is_empty(),
-        "route in use:\n{text}"
-    );
-    let out = lab.ssh("true");
+    for group in ["session.cgroup", "session.storage"] {
+        assert_eq!(
+            text.contains(&format!("route {group}: FALLBACK")),
+            !config.is_empty(),
+            "route {group} in use:\n{text}"
+        );
+    }
+    // A command of the session that another detector reports: a stand-in `reboot`.
+    let marker = lab.marker("ran");
+    let out = lab.ssh(&format!("NODEWARD_TEST_MARKER={} reboot", marker.display()));
     assert!(out.status.success(), "ssh: {out:?}");
 
     let line = wait_for(Duration::from_secs(10), || {
@@ -80,6 +87,20 @@ fn accepted(name: &str, config: &str) {
         d["sshd"]
     );
     assert_eq!(o["sshd_pid"], d["sshd"]["pid"], "{d}");
+
+    // The session's shell and its command inherited that origin through their forks.
+    let intent = wait_for(Duration::from_secs(10), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "reboot_intent" && l["path"] == "exec")
+    })
+    .unwrap_or_else(|| panic!("no reboot intent:\n{}", agent.raw_output()));
+    let inherited = &detail(&intent)["process"]["origin"];
+    assert_eq!(inherited["kind"], "ssh", "{intent}");
+    assert_eq!(inherited["peer"], lan.ip_a.as_str(), "{intent}");
+    assert_eq!(inherited["peer_port"], o["peer_port"], "{intent}");
+    assert_eq!(inherited["sshd_pid"], o["sshd_pid"], "{intent}");
 
     // The counter moves with the finding (set right after it is logged: polled).
     let accepts = wait_for(Duration::from_secs(5), || {

@@ -139,9 +139,13 @@ fn route_lines(config: &Config, statuses: &[programs::ProgramStatus]) -> Vec<Str
             } else {
                 ""
             };
-            out.push(format!(
-                "route {group}: {preferred} (no syscall tracepoint{note})"
-            ));
+            // What the preferred route spares the node.
+            let spared = if *group == "session.storage" {
+                "no program on task exit"
+            } else {
+                "no syscall tracepoint"
+            };
+            out.push(format!("route {group}: {preferred} ({spared}{note})"));
             continue;
         }
         let why = statuses

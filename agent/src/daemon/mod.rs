@@ -584,6 +584,9 @@ fn reload(
         metrics.agent.record_reload(false);
         return;
     }
+    // Sessions the kernel does not know yet (the detector just enabled, or the origin
+    // table changed with the route) are found again.
+    crate::detectors::session::preexisting::seed(guard.backend(), &new);
     log.set_level(new.agent.log_level);
     guard.set_config(&new);
     report_detectors(guard.backend(), metrics);

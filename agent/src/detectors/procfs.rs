@@ -190,24 +190,16 @@ pub fn lineage_with(ancestors: &[(u32, String)], ppid: u32) -> Vec<String> {
 pub type OriginLookup =
     std::sync::Arc<dyn Fn(u32) -> Option<agent_common::session::Origin> + Send + Sync>;
 
-/// A lookup in the session detector's kernel table (`TASK_ORIGIN`), opened by map id,
-/// for userspace routes that see a process outside the kernel (fanotify). Without the
-/// table, processes carry no origin (said once, for `detector`).
+/// A lookup in the session detector's kernel table (whichever the route in use
+/// keeps), for userspace routes that see a process outside the kernel (fanotify).
+/// Without the table, processes carry no origin (said once, for `detector`).
 pub fn origin_lookup(
     kernel: &crate::kernel::owner::Handle,
     detector: &'static str,
 ) -> OriginLookup {
-    use agent_common::session::{Origin, TASK_ORIGIN};
-    let map = kernel.call(|k| k.map_handle(TASK_ORIGIN)).and_then(|data| {
-        aya::maps::HashMap::<_, u32, Origin>::try_from(aya::maps::Map::LruHashMap(data)).map_err(
-            |source| crate::kernel::loader::LoadError::Map {
-                name: TASK_ORIGIN,
-                source,
-            },
-        )
-    });
-    match map {
-        Ok(m) => std::sync::Arc::new(move |pid| m.get(&pid, 0).ok()),
+    use crate::detectors::session::table::OriginTable;
+    match kernel.call(|k| OriginTable::open(k)) {
+        Ok(t) => std::sync::Arc::new(move |pid| t.get(pid)),
         Err(e) => {
             tracing::warn!(detector, error = %e, "the session table cannot be read: processes seen through fanotify carry no SSH origin");
             std::sync::Arc::new(|_| None)

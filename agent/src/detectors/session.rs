@@ -7,6 +7,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod preexisting;
 pub mod report;
+pub mod table;
 
 use agent_common::decode::Event;
 use serde::Serialize;

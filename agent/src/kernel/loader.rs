@@ -135,6 +135,7 @@ pub struct Kernel {
     pub(crate) links: HashMap<&'static str, TracePointLinkId>,
     pub(crate) raw_links: HashMap<&'static str, RawTracePointLinkId>,
     pub(crate) lsm_links: HashMap<&'static str, aya::programs::lsm::LsmLinkId>,
+    pub(crate) btf_links: HashMap<&'static str, aya::programs::tp_btf::BtfTracePointLinkId>,
     pub(crate) cgroup_links: HashMap<&'static str, super::cgroup::CgroupLink>,
     /// Route groups in use (`true`: the fallback), as last logged.
     pub(crate) routes: HashMap<&'static str, bool>,
@@ -142,6 +143,44 @@ pub struct Kernel {
     pub(crate) statuses: Vec<ProgramStatus>,
     /// The programs' diagnostics (agent.ebpf_log), until the daemon takes it.
     pub logger: Option<super::ebpf_log::Logger>,
+}
+
+/// Load (once) and attach a program typed by the kernel's BTF (`$ty`: `Lsm`,
+/// `BtfTracePoint`) on `$target`, keeping its link in `$links`. Refused where the
+/// program is optional: unavailable, not failed.
+macro_rules! attach_btf {
+    ($self:ident, $spec:ident, $ty:ty, $links:ident, $target:expr) => {{
+        let fail = |reason: String| {
+            if $spec.required {
+                Status::Failed(reason)
+            } else {
+                Status::Unavailable(reason)
+            }
+        };
+        let btf = match Btf::from_sys_fs() {
+            Ok(b) => b,
+            Err(e) => return fail(format!("no kernel BTF: {e}")),
+        };
+        let Some(Ok(prog)) = $self
+            .ebpf
+            .program_mut($spec.name)
+            .map(TryInto::<&mut $ty>::try_into)
+        else {
+            return Status::Failed("program missing from the eBPF object".into());
+        };
+        if prog.fd().is_err()
+            && let Err(e) = prog.load($target, &btf)
+        {
+            return fail(format!("load: {}", first_line(&e.to_string())));
+        }
+        match prog.attach() {
+            Ok(link) => {
+                $self.$links.insert($spec.name, link);
+                Status::Attached
+            }
+            Err(e) => fail(format!("attach: {e}")),
+        }
+    }};
 }
 
 impl Kernel {
@@ -159,6 +198,9 @@ impl Kernel {
         }
         let log_level = super::ebpf_log::level(config.agent.ebpf_log);
         let mut ebpf = EbpfLoader::new()
+            // Task storage (the session origins): aya has no type for it, and it is
+            // only ever used through generic element calls (session/table.rs).
+            .allow_unsupported_maps()
             .override_global(KERNEL_OFFSETS_GLOBAL, &facts.offsets, true)
             .override_global(agent_common::session::TP_OFFSETS_GLOBAL, &tp, true)
             .override_global(aya_log::LEVEL, &log_level, true)
@@ -177,6 +219,7 @@ impl Kernel {
             net_config: Default::default(),
             reboot_guard: 0,
             lsm_links: HashMap::new(),
+            btf_links: HashMap::new(),
             cgroup_links: HashMap::new(),
             routes: HashMap::new(),
             links: HashMap::new(),
@@ -290,24 +333,25 @@ impl Kernel {
             let route = if fallback { "fallback" } else { "preferred" };
             if self.routes.insert(group, fallback) != Some(fallback) {
                 if fallback {
-                    warn!(
-                        group,
-                        route,
-                        "hook route: the syscall-tracepoint fallback is in use (every syscall on this node takes the slow path)"
-                    );
+                    let cost = super::programs::ROUTE_GROUPS
+                        .iter()
+                        .find(|(g, _, _)| *g == group)
+                        .map_or("", |(_, _, cost)| cost);
+                    warn!(group, route, cost, "hook route: the fallback is in use");
                 } else {
                     info!(group, route, "hook route");
                 }
             }
         }
         self.statuses = statuses;
-        Ok(())
+        self.sync_origin_route()
     }
 
     fn attach(&mut self, spec: &ProgramSpec) -> Status {
         if self.links.contains_key(spec.name)
             || self.raw_links.contains_key(spec.name)
             || self.lsm_links.contains_key(spec.name)
+            || self.btf_links.contains_key(spec.name)
             || self.cgroup_links.contains_key(spec.name)
         {
             return Status::Attached;
@@ -315,6 +359,7 @@ impl Kernel {
         let (category, name) = match spec.hook {
             Hook::TracePoint { category, name } => (category, name),
             Hook::Lsm { hook } => return self.attach_lsm(spec, hook),
+            Hook::BtfTracePoint { name } => return self.attach_btf_tp(spec, name),
             Hook::RawTracePoint { name } => return self.attach_raw(spec, name),
             Hook::TcIngress => return self.load_tc(spec.name),
             Hook::Cgroup { .. } => {
@@ -477,36 +522,17 @@ impl Kernel {
     }
 
     fn attach_lsm(&mut self, spec: &ProgramSpec, hook: &'static str) -> Status {
-        let fail = |reason: String| {
-            if spec.required {
-                Status::Failed(reason)
-            } else {
-                Status::Unavailable(reason)
-            }
-        };
-        let btf = match Btf::from_sys_fs() {
-            Ok(b) => b,
-            Err(e) => return fail(format!("no kernel BTF: {e}")),
-        };
-        let Some(Ok(lsm)) = self
-            .ebpf
-            .program_mut(spec.name)
-            .map(TryInto::<&mut Lsm>::try_into)
-        else {
-            return Status::Failed("program missing from the eBPF object".into());
-        };
-        if lsm.fd().is_err()
-            && let Err(e) = lsm.load(hook, &btf)
-        {
-            return fail(format!("load: {}", first_line(&e.to_string())));
-        }
-        match lsm.attach() {
-            Ok(link) => {
-                self.lsm_links.insert(spec.name, link);
-                Status::Attached
-            }
-            Err(e) => fail(format!("attach: {e}")),
-        }
+        attach_btf!(self, spec, Lsm, lsm_links, hook)
+    }
+
+    fn attach_btf_tp(&mut self, spec: &ProgramSpec, tracepoint: &'static str) -> Status {
+        attach_btf!(
+            self,
+            spec,
+            aya::programs::BtfTracePoint,
+            btf_links,
+            tracepoint
+        )
     }
 
     /// Whether the BPF LSM exec backend is attached.
@@ -520,7 +546,7 @@ impl Kernel {
         {
             warn!(program = spec.name, error = %e, "detach failed");
         }
-        // The three attach-by-link program kinds detach alike.
+        // The attach-by-link program kinds detach alike.
         macro_rules! detach_link {
             ($links:ident, $kind:ty) => {
                 if let Some(link) = self.$links.remove(spec.name)
@@ -535,6 +561,7 @@ impl Kernel {
             };
         }
         detach_link!(lsm_links, Lsm);
+        detach_link!(btf_links, aya::programs::BtfTracePoint);
         detach_link!(raw_links, RawTracePoint);
         detach_link!(links, TracePoint);
         Status::Disabled
@@ -565,6 +592,7 @@ impl Kernel {
             .keys()
             .chain(self.raw_links.keys())
             .chain(self.lsm_links.keys())
+            .chain(self.btf_links.keys())
             .chain(self.cgroup_links.keys())
             .chain(tc)
             .filter_map(|name| {
@@ -603,7 +631,9 @@ fn map_id(map: &aya::maps::Map) -> Result<u32, aya::maps::MapError> {
         | Map::LruHashMap(m)
         | Map::PerCpuHashMap(m)
         | Map::PerCpuLruHashMap(m)
-        | Map::RingBuf(m) => m,
+        | Map::RingBuf(m)
+        // Task storage: aya has no type for it.
+        | Map::Unsupported(m) => m,
         _ => {
             return Err(aya::maps::MapError::InvalidName {
                 name: "unsupported map type".into(),

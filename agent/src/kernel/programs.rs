@@ -13,6 +13,9 @@ pub enum Hook {
     RawTracePoint { name: &'static str },
     /// BPF LSM hook (needs a kernel that loads BPF LSM programs).
     Lsm { hook: &'static str },
+    /// A BTF-typed tracepoint (`tp_btf`): arguments are typed kernel pointers, usable
+    /// with task local storage.
+    BtfTracePoint { name: &'static str },
     /// TC ingress on interfaces chosen at run time (loaded here, attached per interface).
     TcIngress,
     /// A cgroup socket hook (`getpeername4`, `post_bind6`...) on the root of the cgroup
@@ -26,6 +29,7 @@ impl std::fmt::Display for Hook {
             Hook::TracePoint { category, name } => write!(f, "tracepoint/{category}/{name}"),
             Hook::RawTracePoint { name } => write!(f, "raw_tracepoint/{name}"),
             Hook::Lsm { hook } => write!(f, "lsm/{hook}"),
+            Hook::BtfTracePoint { name } => write!(f, "tp_btf/{name}"),
             Hook::TcIngress => write!(f, "tc/ingress (per interface)"),
             Hook::Cgroup { hook } => write!(f, "cgroup/{hook} (cgroup v2 root)"),
         }
@@ -100,6 +104,11 @@ pub const ROUTE_GROUPS: &[(&str, &str, &str)] = &[
         "session.cgroup",
         "cgroup getpeername4/6 on the cgroup v2 root (sshd asks for its peer)",
         "syscalls:sys_enter/exit_accept(4) and sock:inet_sock_set_state: every syscall on the node takes the slow path",
+    ),
+    (
+        "session.storage",
+        "tp_btf sched_process_fork and task local storage (an origin lives and dies with its task)",
+        "sched:sched_process_fork/exit tracepoints and a pid-keyed LRU table: a program on every task exit, origins evicted when the table is full",
     ),
     (
         "corosync.cgroup",
@@ -240,20 +249,32 @@ pub const PROGRAMS: &[ProgramSpec] = &[
         true,
     )
     .fallback("session.cgroup"),
+    ProgramSpec {
+        detector: "session",
+        name: "session_fork_btf",
+        hook: Hook::BtfTracePoint {
+            name: "sched_process_fork",
+        },
+        required: false,
+        route: Route::Always,
+    }
+    .preferred("session.storage"),
     tp(
         "session",
         "session_fork",
         "sched",
         "sched_process_fork",
         true,
-    ),
+    )
+    .fallback("session.storage"),
     tp(
         "session",
         "session_exit",
         "sched",
         "sched_process_exit",
         true,
-    ),
+    )
+    .fallback("session.storage"),
     tp(
         "secrets",
         "secrets_openat",

@@ -3,7 +3,7 @@
 use crate::{
     config::Config,
     kernel::loader::{Kernel, LoadError},
-    kernel::maps::sync_hash,
+    kernel::maps::{set_array, sync_hash},
 };
 
 impl Kernel {
@@ -20,5 +20,16 @@ impl Kernel {
             })
             .collect();
         sync_hash(self, agent_common::session::SSHD_COMMS, &wanted)
+    }
+
+    /// Tell the programs which origin table the route in use keeps (`session.storage`:
+    /// task storage where its fork program is attached, else the pid table).
+    pub(crate) fn sync_origin_route(&mut self) -> Result<(), LoadError> {
+        use agent_common::session::{ORIGIN_ROUTE, ROUTE_PID_TABLE, ROUTE_TASK_STORAGE};
+        let route = match self.routes.get("session.storage") {
+            Some(false) => ROUTE_TASK_STORAGE,
+            _ => ROUTE_PID_TABLE,
+        };
+        set_array(self, ORIGIN_ROUTE, 0, &route)
     }
 }

@@ -1,7 +1,7 @@
 //! SSH sessions that existed before the agent started: the kernel hooks only see new
 //! connections, so at start-up every sshd (by comm) holding an established TCP socket
 //! is found in /proc, its peer read from its own network namespace's socket table, and
-//! the origin written to the kernel's task table for it and every descendant (that has
+//! the origin written to the kernel's origin table for it and every descendant (that has
 //! none yet). Later forks inherit it in the kernel as for any session.
 
 use std::collections::{HashMap, HashSet};
@@ -157,29 +157,21 @@ pub fn find(sshd_comms: &[String], now_ns: u64) -> Vec<(u32, Origin)> {
     v
 }
 
-/// Write the sessions alive now into the kernel's task table (entries the kernel
-/// already has are kept). Returns how many processes were given an origin.
+/// Write the sessions alive now into the kernel's origin table (origins the kernel
+/// already has are kept). Run at start-up and after each reload (which may change the
+/// table in use). Returns how many processes were given an origin.
 pub fn seed(kernel: &crate::kernel::owner::Handle, config: &crate::config::Config) -> usize {
-    use agent_common::session::TASK_ORIGIN;
     let s = &config.detectors.session;
     if !s.enabled {
         return 0;
     }
     let found = find(&s.sshd_comms, crate::time::boot_ns());
     let written = kernel.call(move |k| {
-        let data = k.map_handle(TASK_ORIGIN)?;
-        let mut map =
-            aya::maps::HashMap::<_, u32, Origin>::try_from(aya::maps::Map::LruHashMap(data))
-                .map_err(|source| crate::kernel::loader::LoadError::Map {
-                    name: TASK_ORIGIN,
-                    source,
-                })?;
-        let mut n = 0;
-        for (pid, origin) in found {
-            if map.get(&pid, 0).is_err() && map.insert(&pid, &origin, 0).is_ok() {
-                n += 1;
-            }
-        }
+        let mut table = super::table::OriginTable::open(k)?;
+        let n = found
+            .iter()
+            .filter(|(pid, origin)| table.insert_new(*pid, origin))
+            .count();
         Ok::<usize, crate::kernel::loader::LoadError>(n)
     });
     match written {
