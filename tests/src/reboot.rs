@@ -516,6 +516,31 @@ fn sysrq_trigger_opened_for_writing_is_an_intent_read_only_is_not() {
     );
 }
 
+/// A sysrq open from an SSH session carries the session's origin (the tracepoint route,
+/// which sees the attempt on this kernel without magic SysRq; the fanotify route reads
+/// the same origin table from userspace, tested with the secrets read over SSH).
+#[test]
+fn a_sysrq_open_over_ssh_is_attributed_to_the_session() {
+    let name = "reboot::a_sysrq_open_over_ssh_is_attributed_to_the_session";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let Some(lab) = lab(name, &lan) else { return };
+    let agent = Agent::start(&bin, "[detectors.reboot]\nroute = \"tracepoint\"\n");
+    let out = lab.ssh(&format!("{HELPER} open-sysrq --write-mode"));
+    assert!(out.status.success(), "{out:?}");
+    let line = wait_for(Duration::from_secs(8), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "reboot_intent" && l["path"] == "sysrq")
+    })
+    .unwrap_or_else(|| panic!("no sysrq intent:\n{}", agent.raw_output()));
+    assert_eq!(line["origin"], "ssh", "{line}");
+    let o = &detail(&line)["process"]["origin"];
+    assert_eq!(o["peer"], lan.ip_a.as_str(), "{line}");
+    assert_eq!(o["local_port"], nodeward_tests::SSH_PORT, "{line}");
+}
+
 /// The default route: a fanotify mark on the trigger. Needs a kernel with magic SysRq
 /// (the mark is on the file itself); the watcher's logic is also tested on a file of
 /// its own in the agent's unit tests.
@@ -559,22 +584,9 @@ fn reboot_from_a_session_older_than_the_agent_is_attributed_to_it() {
     let lan = Lan::new();
     let Some(lab) = lab(name, &lan) else { return };
     // The session waits for a line before it calls reboot(2) (invalid magic: EINVAL).
-    let mut session = lab.ssh_spawn(&format!("read go; {HELPER} bad-reboot"));
-    let mut stdout = session.stdout.take().expect("ssh stdout");
-    // The session is up when its shell is reading: sshd logged the login.
-    wait_for(Duration::from_secs(15), || {
-        (!lab.accepted_ports().is_empty()).then_some(())
-    })
-    .unwrap_or_else(|| panic!("the SSH session did not start:\n{}", lab.sshd_log()));
+    let session = lab.ssh_held(&format!("{HELPER} bad-reboot"));
     let agent = Agent::start(&bin, "");
-    {
-        use std::io::Write;
-        let mut stdin = session.stdin.take().expect("ssh stdin");
-        stdin.write_all(b"go\n").expect("write to the session");
-    }
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut out).expect("session output");
-    assert!(session.wait().unwrap().success(), "the session: {out}");
+    let out = session.release();
     assert_eq!(
         out.trim(),
         libc::EINVAL.to_string(),

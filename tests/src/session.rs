@@ -112,3 +112,63 @@ fn accepted(name: &str, config: &str) {
         metric(&agent.metrics(), "nodeward_session_ssh_accepts_total")
     );
 }
+
+/// A reload that changes the origin table (task storage to the pid table): the sessions
+/// open at that moment are written into the table entered, so a reboot(2) from a
+/// session that predates the reload still carries its origin.
+#[test]
+fn a_reload_that_changes_the_origin_table_keeps_the_open_sessions_origin() {
+    let name = "session::a_reload_that_changes_the_origin_table_keeps_the_open_sessions_origin";
+    let Some(bin) = agent_bin(name) else { return };
+    let lan = Lan::new();
+    let lab = match SshLab::new(&lan, HELPER) {
+        Ok(l) => l,
+        Err(why) => return skip(name, &why),
+    };
+    let agent = Agent::start(&bin, "");
+    let fallback = |v: f64| {
+        wait_for(Duration::from_secs(10), || {
+            metric(
+                &agent.metrics(),
+                "nodeward_kernel_route_fallback{group=\"session.storage\"}",
+            )
+            .filter(|m| *m == v)
+        })
+    };
+    assert!(
+        fallback(0.0).is_some(),
+        "not on task storage:\n{}",
+        agent.metrics()
+    );
+    // The session waits for a line before it calls reboot(2) (invalid magic: EINVAL).
+    let session = lab.ssh_held(&format!("{HELPER} bad-reboot"));
+    agent.rewrite_config("[detectors.session]\nroute = \"tracepoint\"\n");
+    agent.signal(libc::SIGHUP);
+    assert!(
+        fallback(1.0).is_some(),
+        "the reload did not move to the pid table:\n{}",
+        agent.raw_output()
+    );
+    let out = session.release();
+    assert_eq!(
+        out.trim(),
+        libc::EINVAL.to_string(),
+        "reboot(2) must fail with EINVAL"
+    );
+    let line = wait_for(Duration::from_secs(8), || {
+        agent
+            .logs()
+            .into_iter()
+            .find(|l| l["finding"] == "reboot_intent" && l["path"] == "syscall")
+    })
+    .unwrap_or_else(|| panic!("no reboot(2) intent:\n{}", agent.raw_output()));
+    assert_eq!(line["origin"], "ssh", "{line}");
+    let o = &detail(&line)["process"]["origin"];
+    assert_eq!(o["peer"], lan.ip_a.as_str(), "{line}");
+    let ports = lab.accepted_ports();
+    assert!(
+        ports.contains(&(o["peer_port"].as_u64().unwrap_or(0) as u16)),
+        "peer port {} not in sshd's log {ports:?}",
+        o["peer_port"]
+    );
+}

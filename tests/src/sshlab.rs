@@ -153,6 +153,17 @@ impl SshLab {
             .expect("spawn ssh")
     }
 
+    /// A login whose shell waits for a line before it runs `command`: the session is up
+    /// (sshd logged the login) when this returns.
+    pub fn ssh_held(&self, command: &str) -> HeldSession {
+        let child = self.ssh_spawn(&format!("read go; {command}"));
+        crate::wait_for(std::time::Duration::from_secs(15), || {
+            (!self.accepted_ports().is_empty()).then_some(())
+        })
+        .unwrap_or_else(|| panic!("the SSH session did not start:\n{}", self.sshd_log()));
+        HeldSession(child)
+    }
+
     /// Copy `remote` (a path on the server) to `local` with scp, from the client
     /// namespace.
     pub fn scp_from(&self, remote: &Path, local: &Path) -> std::process::Output {
@@ -201,5 +212,23 @@ impl Drop for SshLab {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// An SSH session waiting to run its command ([`SshLab::ssh_held`]).
+pub struct HeldSession(std::process::Child);
+
+impl HeldSession {
+    /// Let the command run; its output once the session has ended (which must succeed).
+    pub fn release(mut self) -> String {
+        use std::io::{Read, Write};
+        let mut stdin = self.0.stdin.take().expect("ssh stdin");
+        stdin.write_all(b"go\n").expect("write to the session");
+        drop(stdin);
+        let mut out = String::new();
+        let mut stdout = self.0.stdout.take().expect("ssh stdout");
+        stdout.read_to_string(&mut out).expect("session output");
+        assert!(self.0.wait().unwrap().success(), "the session: {out}");
+        out
     }
 }

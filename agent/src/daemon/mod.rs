@@ -236,10 +236,12 @@ async fn daemon(
 
     let (tx, rx) = mpsc::channel(config.agent.event_queue);
     let (config_tx, config_rx) = watch::channel(Arc::new(config.clone()));
-    let mut sysrq_route =
-        crate::detectors::reboot::sysrq::SysrqRoute::new(guard.backend(), tx.clone());
+    let mut sysrq_route = crate::detectors::reboot::sysrq::SysrqRoute::new(
+        guard.backend(),
+        tx.clone(),
+        &metrics.agent,
+    );
     sysrq_route.configure(&config, &metrics.agent);
-    crate::detectors::session::preexisting::seed(guard.backend(), &config);
     let reader = tokio::spawn(crate::kernel::events::read(ring, tx, metrics.agent.clone()));
     let to_guard = pipeline::ToGuard {
         enforced: enforced_tx,
@@ -256,7 +258,8 @@ async fn daemon(
     // The secret files present: listed off the run loop (see secrets::scan), first at once.
     let (inodes_tx, mut inodes_rx) = mpsc::channel(2);
     // The secrets detector's fanotify route (when it is the route in use).
-    let mut secrets_route = crate::detectors::secrets::runtime::FanotifyRoute::new(guard.backend());
+    let mut secrets_route =
+        crate::detectors::secrets::runtime::FanotifyRoute::new(guard.backend(), &metrics.agent);
     secrets_route.configure(&config, &config_tx.subscribe(), &sampled_tx, &metrics);
     let scan_task = tokio::spawn(crate::detectors::secrets::runtime::scan(
         config_rx.clone(),
@@ -584,9 +587,6 @@ fn reload(
         metrics.agent.record_reload(false);
         return;
     }
-    // Sessions the kernel does not know yet (the detector just enabled, or the origin
-    // table changed with the route) are found again.
-    crate::detectors::session::preexisting::seed(guard.backend(), &new);
     log.set_level(new.agent.log_level);
     guard.set_config(&new);
     report_detectors(guard.backend(), metrics);

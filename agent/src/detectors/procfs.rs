@@ -192,14 +192,22 @@ pub type OriginLookup =
 
 /// A lookup in the session detector's kernel table (whichever the route in use
 /// keeps), for userspace routes that see a process outside the kernel (fanotify).
-/// Without the table, processes carry no origin (said once, for `detector`).
+/// Without the table, processes carry no origin (said once, for `detector`); a failed
+/// read is counted (`nodeward_kernel_read_errors_total{source="origin_table"}`).
 pub fn origin_lookup(
     kernel: &crate::kernel::owner::Handle,
     detector: &'static str,
+    agent: &crate::metrics::Agent,
 ) -> OriginLookup {
     use crate::detectors::session::table::OriginTable;
+    let errors = crate::kernel::metrics::ReadErrors::new(agent);
     match kernel.call(|k| OriginTable::open(k)) {
-        Ok(t) => std::sync::Arc::new(move |pid| t.get(pid)),
+        Ok(t) => std::sync::Arc::new(move |pid| {
+            t.get(pid)
+                .map_err(|e| errors.failed("origin_table", e))
+                .ok()
+                .flatten()
+        }),
         Err(e) => {
             tracing::warn!(detector, error = %e, "the session table cannot be read: processes seen through fanotify carry no SSH origin");
             std::sync::Arc::new(|_| None)

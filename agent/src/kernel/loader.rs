@@ -344,7 +344,7 @@ impl Kernel {
             }
         }
         self.statuses = statuses;
-        self.sync_origin_route()
+        self.sync_origins(config)
     }
 
     fn attach(&mut self, spec: &ProgramSpec) -> Status {

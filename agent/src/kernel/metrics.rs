@@ -46,7 +46,14 @@ pub const LOSS_REASONS: &[&str] = &[
 ];
 
 /// Kernel sources read at scrape time (label `source` of the read-error counter).
-pub const READ_SOURCES: &[&str] = &["stats", "qstats", "exec_watch", "program_info", "map_full"];
+pub const READ_SOURCES: &[&str] = &[
+    "stats",
+    "qstats",
+    "exec_watch",
+    "program_info",
+    "map_full",
+    "origin_table",
+];
 
 /// Counts and logs a failed kernel read (a clone of the agent's error counter).
 #[derive(Clone)]
@@ -106,7 +113,7 @@ impl KernelMetrics {
             route_fallback: gauge_vec(
                 r,
                 "nodeward_kernel_route_fallback",
-                "1 when a hook group runs on its syscall-tracepoint fallback (every syscall on the node then takes the kernel's slow path), 0 on its preferred route.",
+                "1 when a hook group runs on its fallback, 0 on its preferred route. For every group but session.storage the fallback is syscall tracepoints (every syscall on the node then takes the kernel's slow path); for session.storage it is the pid table and a program on every task exit. `nodeward check` states each fallback's cost.",
                 &["group"],
             ),
             program_type_supported: gauge_vec(

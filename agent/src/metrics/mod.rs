@@ -305,7 +305,7 @@ impl Agent {
             read_errors: counter_vec(
                 &r,
                 "nodeward_kernel_read_errors_total",
-                "Failed reads of kernel maps and program statistics (stats, qstats, exec_watch, program_info, map_full, reset_counts at scrape time; the samplers' reset_peers, martian_counts, martian_sources, corosync_counters, corosync_totals, corosync_sources once a second): the affected families keep their last value and the error is logged (at most once a minute per source) — never a silent 0. A corosync detector that cannot read its counters is also down (nodeward_detector_up 0) until a read succeeds.",
+                "Failed reads of kernel maps and program statistics (stats, qstats, exec_watch, program_info, map_full, reset_counts at scrape time; origin_table when a process seen through fanotify is looked up; the samplers' reset_peers, martian_counts, martian_sources, corosync_counters, corosync_totals, corosync_sources once a second): the affected families keep their last value and the error is logged (at most once a minute per source) — never a silent 0. A corosync detector that cannot read its counters is also down (nodeward_detector_up 0) until a read succeeds.",
                 &["source"],
             ),
             refusals: counter_vec(

@@ -237,11 +237,15 @@ pub struct SysrqRoute {
 }
 
 impl SysrqRoute {
-    pub fn new(kernel: &crate::kernel::owner::Handle, events: mpsc::Sender<Event>) -> SysrqRoute {
+    pub fn new(
+        kernel: &crate::kernel::owner::Handle,
+        events: mpsc::Sender<Event>,
+        agent: &crate::metrics::Agent,
+    ) -> SysrqRoute {
         SysrqRoute {
             watcher: None,
             events,
-            origin: procfs::origin_lookup(kernel, "reboot"),
+            origin: procfs::origin_lookup(kernel, "reboot", agent),
         }
     }
 

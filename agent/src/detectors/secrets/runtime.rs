@@ -309,8 +309,8 @@ pub struct FanotifyRoute {
 }
 
 impl FanotifyRoute {
-    pub fn new(kernel: &Handle) -> FanotifyRoute {
-        let origin = crate::detectors::procfs::origin_lookup(kernel, "secrets");
+    pub fn new(kernel: &Handle, agent: &crate::metrics::Agent) -> FanotifyRoute {
+        let origin = crate::detectors::procfs::origin_lookup(kernel, "secrets", agent);
         FanotifyRoute {
             watcher: None,
             origin,

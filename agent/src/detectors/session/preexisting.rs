@@ -2,7 +2,9 @@
 //! connections, so at start-up every sshd (by comm) holding an established TCP socket
 //! is found in /proc, its peer read from its own network namespace's socket table, and
 //! the origin written to the kernel's origin table for it and every descendant (that has
-//! none yet). Later forks inherit it in the kernel as for any session.
+//! none yet). Later forks inherit it in the kernel as for any session. Done at each
+//! apply of the configuration, and twice when the table in use changes
+//! (`Kernel::sync_origins`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -157,39 +159,34 @@ pub fn find(sshd_comms: &[String], now_ns: u64) -> Vec<(u32, Origin)> {
     v
 }
 
-/// Write the sessions alive now into the kernel's origin table (origins the kernel
-/// already has are kept). Run at start-up and after each reload (which may change the
-/// table in use). Returns how many processes were given an origin.
-pub fn seed(kernel: &crate::kernel::owner::Handle, config: &crate::config::Config) -> usize {
-    let s = &config.detectors.session;
-    if !s.enabled {
-        return 0;
-    }
-    let found = find(&s.sshd_comms, crate::time::boot_ns());
-    let written = kernel.call(move |k| {
-        let mut table = super::table::OriginTable::open(k)?;
-        let n = found
-            .iter()
-            .filter(|(pid, origin)| table.insert_new(*pid, origin))
-            .count();
-        Ok::<usize, crate::kernel::loader::LoadError>(n)
-    });
-    match written {
-        Ok(n) => {
-            if n > 0 {
-                tracing::info!(
-                    detector = "session",
-                    processes = n,
-                    "SSH sessions open before start-up: origins restored"
-                );
+/// Write the sessions alive now into `route`'s table: each process found, and on the
+/// task-storage route each of its other threads (storage is per task). Origins a task
+/// already has are kept. Returns how many tasks were given one.
+pub fn restore(
+    table: &mut super::table::OriginTable,
+    route: super::table::Route,
+    sshd_comms: &[String],
+) -> Result<usize, aya::maps::MapError> {
+    use super::table::Route;
+    let mut n = 0;
+    for (pid, origin) in find(sshd_comms, crate::time::boot_ns()) {
+        n += usize::from(table.insert_new(route, pid, false, &origin)?);
+        if route != Route::TaskStorage {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue; // gone since
+        };
+        for tid in tasks
+            .flatten()
+            .filter_map(|t| t.file_name().to_str()?.parse::<u32>().ok())
+        {
+            if tid != pid {
+                n += usize::from(table.insert_new(route, tid, true, &origin)?);
             }
-            n
-        }
-        Err(e) => {
-            tracing::warn!(detector = "session", error = %e, "cannot record the SSH sessions open before start-up: their processes carry no origin");
-            0
         }
     }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -1,23 +1,41 @@
 //! The session detector's origin table, from userspace: read for processes seen outside
 //! the kernel programs (fanotify), written for sessions older than the agent. Which
-//! table the programs keep is the route in use (`ORIGIN_ROUTE`), asked on each call so
-//! a reload that changes it is followed:
+//! table the programs keep is the route in use (`ORIGIN_ROUTE`, one slot), read on each
+//! lookup so a reload that changes it is followed:
 //!
-//! - task local storage (`ORIGIN_STORAGE`): the key is a pidfd of the process, opened
-//!   for the call (the kernel's syscall interface to that map type);
+//! - task local storage (`ORIGIN_STORAGE`): the key is a pidfd of the task, opened for
+//!   the call (the kernel's syscall interface to that map type);
 //! - the pid table (`TASK_ORIGIN`): the key is the pid.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use agent_common::session::{
-    ORIGIN_ROUTE, ORIGIN_STORAGE, Origin, ROUTE_TASK_STORAGE, TASK_ORIGIN,
+    ORIGIN_ROUTE, ORIGIN_STORAGE, Origin, ROUTE_PID_TABLE, ROUTE_TASK_STORAGE, TASK_ORIGIN,
 };
-use aya::maps::{Array, HashMap, Map, MapData};
+use aya::maps::{Array, HashMap, Map, MapData, MapError};
 
 use crate::kernel::loader::{Kernel, LoadError};
 
 /// Insert only where the key has no value (`BPF_NOEXIST`).
 const NOEXIST: u64 = 1;
+/// `pidfd_open` flag for a thread that is not its group's leader (Linux 6.9).
+const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+
+/// Which table holds the origins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    PidTable,
+    TaskStorage,
+}
+
+impl Route {
+    fn flag(self) -> u32 {
+        match self {
+            Route::PidTable => ROUTE_PID_TABLE,
+            Route::TaskStorage => ROUTE_TASK_STORAGE,
+        }
+    }
+}
 
 pub struct OriginTable {
     route: Array<MapData, u32>,
@@ -42,37 +60,95 @@ impl OriginTable {
         })
     }
 
-    fn storage_route(&self) -> bool {
-        self.route.get(&0, 0).ok() == Some(ROUTE_TASK_STORAGE)
+    /// The table the programs use now.
+    pub fn route(&self) -> Result<Route, MapError> {
+        Ok(match self.route.get(&0, 0)? {
+            ROUTE_TASK_STORAGE => Route::TaskStorage,
+            _ => Route::PidTable,
+        })
     }
 
-    /// The origin of process `pid`, if it has one (and still exists).
-    pub fn get(&self, pid: u32) -> Option<Origin> {
-        if self.storage_route() {
-            let fd = pidfd(pid)?;
-            self.storage.get(&fd.as_raw_fd(), 0).ok()
-        } else {
-            self.pids.get(&pid, 0).ok()
+    /// Tell the programs to use `route`.
+    pub fn set_route(&mut self, route: Route) -> Result<(), MapError> {
+        self.route.set(0, &route.flag(), 0)
+    }
+
+    /// The origin of process `pid` in the table in use: `None` if it has none or is gone.
+    pub fn get(&self, pid: u32) -> Result<Option<Origin>, MapError> {
+        let found = match self.route()? {
+            Route::TaskStorage => {
+                let Some(fd) = pidfd(pid, 0)? else {
+                    return Ok(None);
+                };
+                self.storage.get(&fd.as_raw_fd(), 0)
+            }
+            Route::PidTable => self.pids.get(&pid, 0),
+        };
+        match found {
+            Ok(o) => Ok(Some(o)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
-    /// Give process `pid` `origin` unless it has one. Whether it was written.
-    pub fn insert_new(&mut self, pid: u32, origin: &Origin) -> bool {
-        if self.storage_route() {
-            let Some(fd) = pidfd(pid) else { return false };
-            self.storage
-                .insert(&fd.as_raw_fd(), origin, NOEXIST)
-                .is_ok()
-        } else {
-            self.pids.insert(&pid, origin, NOEXIST).is_ok()
+    /// Give task `tid` (a process, or with `thread` one of its other threads) `origin`
+    /// in `route`'s table unless it has one. Whether it was written: not when it had one
+    /// or is gone.
+    pub fn insert_new(
+        &mut self,
+        route: Route,
+        tid: u32,
+        thread: bool,
+        origin: &Origin,
+    ) -> Result<bool, MapError> {
+        let done = match route {
+            Route::TaskStorage => {
+                let Some(fd) = pidfd(tid, if thread { PIDFD_THREAD } else { 0 })? else {
+                    return Ok(false);
+                };
+                self.storage.insert(&fd.as_raw_fd(), origin, NOEXIST)
+            }
+            Route::PidTable => self.pids.insert(&tid, origin, NOEXIST),
+        };
+        match done {
+            Ok(()) => Ok(true),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
+    }
+
+    /// Empty the pid table (its entries went stale while the other route was in use:
+    /// no exit program removed them, and their pids may name other processes now).
+    pub fn clear_pids(&mut self) -> Result<usize, MapError> {
+        let keys: Vec<u32> = self.pids.keys().collect::<Result<_, _>>()?;
+        for k in &keys {
+            match self.pids.remove(k) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(keys.len())
     }
 }
 
-/// A pidfd for `pid`; `None` when the process is gone.
-fn pidfd(pid: u32) -> Option<OwnedFd> {
+/// A pidfd for `tid`; `None` when the task is gone (or, for a thread, the kernel has no
+/// thread pidfds: older than 6.9).
+fn pidfd(tid: u32, flags: libc::c_uint) -> Result<Option<OwnedFd>, MapError> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a descriptor the kernel has just returned, owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, flags) };
+    if fd >= 0 {
+        // SAFETY: a descriptor the kernel has just returned, owned by nobody else.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ESRCH) | Some(libc::ENOENT) => Ok(None),
+        Some(libc::EINVAL) if flags != 0 => Ok(None),
+        _ => Err(MapError::SyscallError(aya::sys::SyscallError {
+            call: "pidfd_open",
+            io_error: e,
+        })),
+    }
 }
