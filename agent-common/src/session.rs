@@ -44,6 +44,8 @@ pub const TASK_ORIGIN_CAPACITY: u32 = 32768;
 pub const ORIGIN_ROUTE: &str = "ORIGIN_ROUTE";
 pub const ROUTE_PID_TABLE: u32 = 0;
 pub const ROUTE_TASK_STORAGE: u32 = 1;
+/// The session detector is off: no table is kept up to date, no process has an origin.
+pub const ROUTE_OFF: u32 = 2;
 /// Basenames of the SSH daemons whose accepts start a session (comm; value unused).
 pub const SSHD_COMMS: &str = "SSHD_COMMS";
 

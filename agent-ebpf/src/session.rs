@@ -25,8 +25,8 @@
 use agent_common::{
     event::kind,
     session::{
-        AF_INET, AF_INET6, ORIGIN_SSH, Origin, ROUTE_TASK_STORAGE, SshAcceptEvent,
-        TASK_ORIGIN_CAPACITY, TracepointOffsets,
+        AF_INET, AF_INET6, ORIGIN_SSH, Origin, ROUTE_OFF, ROUTE_PID_TABLE, ROUTE_TASK_STORAGE,
+        SshAcceptEvent, TASK_ORIGIN_CAPACITY, TracepointOffsets,
     },
     stats,
 };
@@ -50,7 +50,8 @@ use crate::{
 static ORIGIN_STORAGE: TaskStorage<Origin> = TaskStorage::new();
 #[map(name = "TASK_ORIGIN")]
 static TASK_ORIGIN: LruHashMap<u32, Origin> = LruHashMap::with_max_entries(TASK_ORIGIN_CAPACITY, 0);
-/// Which of the two tables above is in use (written by userspace).
+/// Which of the two tables above is in use, or none while the detector is off (written
+/// by userspace).
 #[map(name = "ORIGIN_ROUTE")]
 static ORIGIN_ROUTE: Array<u32> = Array::with_max_entries(1, 0);
 /// Origin of the connection an sshd just accepted, for its next fork.
@@ -66,14 +67,19 @@ static PEER_LOCAL_PORT: LruHashMap<PeerKey, u16> = LruHashMap::with_max_entries(
 static SSHD_COMMS: HashMap<[u8; 16], u32> = HashMap::with_max_entries(16, 0);
 
 #[inline(always)]
-fn storage_route() -> bool {
-    ORIGIN_ROUTE.get(0).copied() == Some(ROUTE_TASK_STORAGE)
+fn route() -> u32 {
+    ORIGIN_ROUTE.get(0).copied().unwrap_or(ROUTE_OFF)
 }
 
-/// The current task's origin, from the table in use.
+/// The current task's origin, from the table in use (none while the detector is off:
+/// then no table is kept up to date).
 #[inline(always)]
 pub fn current_origin() -> Option<Origin> {
-    if storage_route() {
+    let route = route();
+    if route == ROUTE_OFF {
+        return None;
+    }
+    if route == ROUTE_TASK_STORAGE {
         // SAFETY: helper without preconditions; the verifier knows its result as a task.
         let task = unsafe { bpf_get_current_task_btf() };
         // SAFETY: a value of this map, copied at once.
@@ -88,7 +94,11 @@ pub fn current_origin() -> Option<Origin> {
 /// Give the current task `origin` (replacing the one it has), in the table in use.
 #[inline(always)]
 fn set_current_origin(mut origin: Origin) {
-    let stored = if storage_route() {
+    let route = route();
+    if route == ROUTE_OFF {
+        return;
+    }
+    let stored = if route == ROUTE_TASK_STORAGE {
         // SAFETY: as in current_origin.
         let task = unsafe { bpf_get_current_task_btf() };
         let init = origin;
@@ -401,6 +411,11 @@ pub fn session_fork(ctx: TracePointContext) -> u32 {
     let Ok(child) = (unsafe { ctx.read_at::<u32>(off.fork_child_pid as usize) }) else {
         return 0;
     };
+    // Attached a moment before the table is switched to the pid table (which is
+    // emptied first): copies of stale entries would outlive that.
+    if route() != ROUTE_PID_TABLE {
+        return 0;
+    }
     let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
     // SAFETY: map lookup, value copied.
     let own = unsafe { TASK_ORIGIN.get(&parent) }.copied();

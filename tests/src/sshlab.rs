@@ -156,12 +156,12 @@ impl SshLab {
     /// A login whose shell waits for a line before it runs `command`: the session is up
     /// (sshd logged the login) when this returns.
     pub fn ssh_held(&self, command: &str) -> HeldSession {
-        let child = self.ssh_spawn(&format!("read go; {command}"));
+        let held = HeldSession(Some(self.ssh_spawn(&format!("read go; {command}"))));
         crate::wait_for(std::time::Duration::from_secs(15), || {
             (!self.accepted_ports().is_empty()).then_some(())
         })
         .unwrap_or_else(|| panic!("the SSH session did not start:\n{}", self.sshd_log()));
-        HeldSession(child)
+        held
     }
 
     /// Copy `remote` (a path on the server) to `local` with scp, from the client
@@ -215,20 +215,31 @@ impl Drop for SshLab {
     }
 }
 
-/// An SSH session waiting to run its command ([`SshLab::ssh_held`]).
-pub struct HeldSession(std::process::Child);
+/// An SSH session waiting to run its command ([`SshLab::ssh_held`]). Dropped unreleased
+/// (a failed test), its ssh client is killed and reaped.
+pub struct HeldSession(Option<std::process::Child>);
 
 impl HeldSession {
     /// Let the command run; its output once the session has ended (which must succeed).
     pub fn release(mut self) -> String {
         use std::io::{Read, Write};
-        let mut stdin = self.0.stdin.take().expect("ssh stdin");
+        let mut child = self.0.take().expect("a held session");
+        let mut stdin = child.stdin.take().expect("ssh stdin");
         stdin.write_all(b"go\n").expect("write to the session");
         drop(stdin);
         let mut out = String::new();
-        let mut stdout = self.0.stdout.take().expect("ssh stdout");
+        let mut stdout = child.stdout.take().expect("ssh stdout");
         stdout.read_to_string(&mut out).expect("session output");
-        assert!(self.0.wait().unwrap().success(), "the session: {out}");
+        assert!(child.wait().unwrap().success(), "the session: {out}");
         out
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -116,6 +116,7 @@ async fn daemon(
     // From here on one thread owns the loaded object; everything reaches it through
     // `kernel` (kernel::owner::Handle), the quarantine engine included.
     let load_config = config.clone();
+    crate::detectors::session::kernel::restore_sessions_on_apply();
     let (kernel, facts) = Handle::spawn(move || {
         let mut facts = facts;
         Kernel::load(&mut facts, &load_config).map(|k| (k, facts))

@@ -10,7 +10,8 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use agent_common::session::{
-    ORIGIN_ROUTE, ORIGIN_STORAGE, Origin, ROUTE_PID_TABLE, ROUTE_TASK_STORAGE, TASK_ORIGIN,
+    ORIGIN_ROUTE, ORIGIN_STORAGE, Origin, ROUTE_OFF, ROUTE_PID_TABLE, ROUTE_TASK_STORAGE,
+    TASK_ORIGIN,
 };
 use aya::maps::{Array, HashMap, Map, MapData, MapError};
 
@@ -26,6 +27,8 @@ const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 pub enum Route {
     PidTable,
     TaskStorage,
+    /// The session detector is off: no table is kept, every process has no origin.
+    Off,
 }
 
 impl Route {
@@ -33,6 +36,7 @@ impl Route {
         match self {
             Route::PidTable => ROUTE_PID_TABLE,
             Route::TaskStorage => ROUTE_TASK_STORAGE,
+            Route::Off => ROUTE_OFF,
         }
     }
 }
@@ -64,7 +68,8 @@ impl OriginTable {
     pub fn route(&self) -> Result<Route, MapError> {
         Ok(match self.route.get(&0, 0)? {
             ROUTE_TASK_STORAGE => Route::TaskStorage,
-            _ => Route::PidTable,
+            ROUTE_PID_TABLE => Route::PidTable,
+            _ => Route::Off,
         })
     }
 
@@ -83,6 +88,7 @@ impl OriginTable {
                 self.storage.get(&fd.as_raw_fd(), 0)
             }
             Route::PidTable => self.pids.get(&pid, 0),
+            Route::Off => return Ok(None),
         };
         match found {
             Ok(o) => Ok(Some(o)),
@@ -109,10 +115,17 @@ impl OriginTable {
                 self.storage.insert(&fd.as_raw_fd(), origin, NOEXIST)
             }
             Route::PidTable => self.pids.insert(&tid, origin, NOEXIST),
+            Route::Off => return Ok(false),
         };
         match done {
             Ok(()) => Ok(true),
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+            // It had one; or it exited between the pidfd and the update (ENOENT, ESRCH).
+            Err(MapError::SyscallError(e))
+                if matches!(
+                    e.io_error.raw_os_error(),
+                    Some(libc::EEXIST | libc::ENOENT | libc::ESRCH)
+                ) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -122,10 +135,16 @@ impl OriginTable {
     /// Empty the pid table (its entries went stale while the other route was in use:
     /// no exit program removed them, and their pids may name other processes now).
     pub fn clear_pids(&mut self) -> Result<usize, MapError> {
-        let keys: Vec<u32> = self.pids.keys().collect::<Result<_, _>>()?;
+        // A key walk restarts when an entry goes under it (the exit program may delete
+        // at the same time): keys can come twice, and a second delete finds nothing.
+        let mut keys: Vec<u32> = self.pids.keys().collect::<Result<_, _>>()?;
+        keys.sort_unstable();
+        keys.dedup();
         for k in &keys {
             match self.pids.remove(k) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(MapError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -133,8 +152,8 @@ impl OriginTable {
     }
 }
 
-/// A pidfd for `tid`; `None` when the task is gone (or, for a thread, the kernel has no
-/// thread pidfds: older than 6.9).
+/// A pidfd for `tid`; `None` when the task is gone, is not a leader (without
+/// `PIDFD_THREAD`), or the kernel has no thread pidfds (older than 6.9).
 fn pidfd(tid: u32, flags: libc::c_uint) -> Result<Option<OwnedFd>, MapError> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid as libc::pid_t, flags) };
@@ -145,7 +164,8 @@ fn pidfd(tid: u32, flags: libc::c_uint) -> Result<Option<OwnedFd>, MapError> {
     let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
         Some(libc::ESRCH) | Some(libc::ENOENT) => Ok(None),
-        Some(libc::EINVAL) if flags != 0 => Ok(None),
+        // Not (or no longer) a thread-group leader; or no thread pidfds (before 6.9).
+        Some(libc::EINVAL) => Ok(None),
         _ => Err(MapError::SyscallError(aya::sys::SyscallError {
             call: "pidfd_open",
             io_error: e,
